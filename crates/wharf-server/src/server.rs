@@ -1,0 +1,192 @@
+//! The listener side: binding, the accept loop, session limits, and graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::ServerConfig;
+use crate::session::{self, Session};
+
+/// Listen backlog: bursts of connections queue instead of being dropped.
+const BACKLOG: i32 = 1024;
+
+/// Binds a control listener: SO_REUSEADDR (restarts while old connections linger), a large
+/// backlog, and IPv6 sockets IPv6-only so that `[::]` and `0.0.0.0` can both be listed.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(BACKLOG)?;
+    TcpListener::from_std(sock.into())
+}
+
+/// Counts sessions in all and per IP address.
+#[derive(Debug)]
+struct Limiter {
+    max_total: usize,
+    max_per_ip: usize,
+    state: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// A session's place in the limits; released on drop.
+struct Permit {
+    limiter: Arc<Limiter>,
+    ip: IpAddr,
+}
+
+impl Limiter {
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, &'static str> {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *guard;
+        if *total >= self.max_total {
+            return Err("Too many users, try again later.");
+        }
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.max_per_ip {
+            return Err("Too many connections from your address.");
+        }
+        *count += 1;
+        *total += 1;
+        Ok(Permit {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut guard = self.limiter.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(c) = per_ip.get_mut(&self.ip) {
+            *c -= 1;
+            if *c == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves on `listeners` until `shutdown` completes; then stops accepting, tells idle sessions
+/// to close (421), lets running transfers go on for the grace period, and returns.
+pub async fn run(
+    config: Arc<ServerConfig>,
+    listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    if config.allow_foreign_active {
+        warn!(
+            "active.allow_foreign_address is on: PORT/EPRT may target other hosts (bounce attacks possible)"
+        );
+    }
+    if config.allow_low_active_ports {
+        warn!("active.allow_privileged_ports is on: PORT/EPRT may target ports below 1024");
+    }
+    if config.allow_foreign_passive {
+        warn!("passive.allow_foreign_peer is on: any host may take a passive data connection");
+    }
+    let limiter = Arc::new(Limiter {
+        max_total: config.limits.max_sessions,
+        max_per_ip: config.limits.max_sessions_per_ip,
+        state: Mutex::new((0, HashMap::new())),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every session holds a clone of `alive_tx`; when all are gone, `recv` returns None.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let mut acceptors = Vec::new();
+    for listener in listeners {
+        let ctx = AcceptCtx {
+            config: config.clone(),
+            limiter: limiter.clone(),
+            stop: stop_rx.clone(),
+            alive: alive_tx.clone(),
+        };
+        acceptors.push(tokio::spawn(accept_loop(listener, ctx)));
+    }
+    drop(alive_tx);
+    shutdown.await;
+    info!("shutting down: no new connections; running transfers may finish");
+    let _ = stop_tx.send(true);
+    for a in acceptors {
+        let _ = a.await;
+    }
+    let grace = config.limits.shutdown_grace;
+    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+        warn!(
+            secs = grace.as_secs(),
+            "grace period over; closing remaining sessions"
+        );
+    }
+}
+
+struct AcceptCtx {
+    config: Arc<ServerConfig>,
+    limiter: Arc<Limiter>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+}
+
+async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = async { drop(ctx.stop.wait_for(|&v| v).await) } => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(v) => {
+                backoff = Duration::from_millis(10);
+                v
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait and retry rather than spin.
+                error!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        start_session(stream, peer, &ctx);
+    }
+}
+
+fn start_session(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
+    let permit = match ctx.limiter.try_acquire(peer.ip().to_canonical()) {
+        Ok(p) => p,
+        Err(text) => {
+            warn!(%peer, reason = text, "connection refused by limits");
+            tokio::spawn(session::refuse(stream, text));
+            return;
+        }
+    };
+    let session = match Session::new(stream, ctx.config.clone(), ctx.stop.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(%peer, error = %e, "cannot set up session");
+            return;
+        }
+    };
+    let alive = ctx.alive.clone();
+    tokio::spawn(async move {
+        session.run().await;
+        drop(permit);
+        drop(alive);
+    });
+}

@@ -1,0 +1,1366 @@
+//! One control connection: reads commands, dispatches them through one `match`, and runs
+//! transfers while it keeps reading the control connection (for ABOR and STAT).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, sleep_until};
+use tracing::{debug, info, warn};
+use wharf_proto::command::{HELP_VERBS, Opts, Site};
+use wharf_proto::hostport::{self, EpsvArg};
+use wharf_proto::listing::{self, Fact, MlsxRole, PermFacts};
+use wharf_proto::{
+    Command, FileInfo, FileKind, LineBuffer, LineEvent, Reply, ReplyCode, TransferType, VPath,
+};
+
+use crate::auth::{Account, Permissions};
+use crate::config::ServerConfig;
+use crate::data::{self, DataSetup, Source, TransferError};
+use crate::storage::{LocalFs, Storage, StorageError, Upload, WriteMode};
+
+/// What the session does after a command.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Login progress. The user's storage exists only once logged in.
+enum Login {
+    Fresh,
+    NeedPassword(Vec<u8>),
+    LoggedIn(User),
+}
+
+struct User {
+    account: Account,
+    storage: Arc<dyn Storage>,
+}
+
+/// What one command left for the very next one: REST's offset or RNFR's path. Taken at the
+/// start of every command, so it never outlives the command after it.
+#[derive(Default)]
+enum Pending {
+    #[default]
+    None,
+    Rest(u64),
+    RenameFrom(VPath),
+}
+
+/// The control connection: the socket, the line buffer, and a reused output buffer.
+struct Control {
+    stream: TcpStream,
+    lines: LineBuffer,
+    out: Vec<u8>,
+}
+
+impl Control {
+    /// The next line, or `None` at end of stream. Cancel-safe: bytes read stay in the buffer.
+    async fn next_event(&mut self) -> io::Result<Option<LineEvent>> {
+        loop {
+            if let Some(ev) = self.lines.next_line() {
+                return Ok(Some(ev));
+            }
+            let buf = self.lines.buffer_mut();
+            buf.reserve(512);
+            if self.stream.read_buf(buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn send(&mut self, reply: &Reply) -> io::Result<()> {
+        self.out.clear();
+        reply.encode(&mut self.out);
+        self.stream.write_all(&self.out).await
+    }
+}
+
+/// What a transfer command moves.
+enum Payload {
+    Download(Source),
+    Upload(Upload),
+}
+
+pub(crate) struct Session {
+    config: Arc<ServerConfig>,
+    control: Control,
+    /// The client's address (IPv4-mapped addresses canonicalised), for PORT/EPRT and passive
+    /// peer checks.
+    peer: SocketAddr,
+    /// Our end of the control connection: the address passive listeners bind to and active
+    /// connections leave from.
+    local: SocketAddr,
+    login: Login,
+    cwd: VPath,
+    transfer_type: TransferType,
+    data: DataSetup,
+    /// After `EPSV ALL` only EPSV may set up data connections (RFC 2428 §4).
+    epsv_all: bool,
+    pending: Pending,
+    facts: Vec<Fact>,
+    failed_logins: u32,
+    shutdown: watch::Receiver<bool>,
+    /// Commands that arrived while a transfer ran, run after it.
+    queued: VecDeque<LineEvent>,
+}
+
+fn reply(code: ReplyCode, text: impl AsRef<[u8]>) -> Reply {
+    Reply::new(code, text)
+}
+
+fn not_logged_in() -> Reply {
+    reply(ReplyCode::NOT_LOGGED_IN, "Please login with USER and PASS.")
+}
+
+fn denied() -> Reply {
+    reply(ReplyCode::FILE_UNAVAILABLE, "Permission denied.")
+}
+
+impl Session {
+    pub(crate) fn new(
+        stream: TcpStream,
+        config: Arc<ServerConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> io::Result<Session> {
+        let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+        let peer = canon(stream.peer_addr()?);
+        let local = canon(stream.local_addr()?);
+        // Urgent data stays in the stream, so `IAC IP IAC DM ABOR` (and ftplib's ABOR sent
+        // wholly as urgent data) arrives intact.
+        socket2::SockRef::from(&stream).set_out_of_band_inline(true)?;
+        stream.set_nodelay(true)?;
+        Ok(Session {
+            config,
+            control: Control {
+                stream,
+                lines: LineBuffer::new(),
+                out: Vec::new(),
+            },
+            peer,
+            local,
+            login: Login::Fresh,
+            cwd: VPath::root(),
+            transfer_type: TransferType::Image,
+            data: DataSetup::None,
+            epsv_all: false,
+            pending: Pending::None,
+            facts: Fact::ALL.into_iter().filter(|f| f.is_default()).collect(),
+            failed_logins: 0,
+            shutdown,
+            queued: VecDeque::new(),
+        })
+    }
+
+    fn user_name(&self) -> &str {
+        match &self.login {
+            Login::LoggedIn(u) => &u.account.name,
+            _ => "-",
+        }
+    }
+
+    /// Runs the session to its end.
+    pub(crate) async fn run(mut self) {
+        let started = Instant::now();
+        info!(peer = %self.peer, "session opened");
+        let result = self.serve().await;
+        if let Err(e) = &result {
+            debug!(peer = %self.peer, error = %e, "control connection error");
+        }
+        info!(
+            peer = %self.peer,
+            user = self.user_name(),
+            secs = started.elapsed().as_secs(),
+            "session closed"
+        );
+    }
+
+    async fn serve(&mut self) -> io::Result<()> {
+        let banner = reply(ReplyCode::READY, self.config.banner.clone());
+        self.control.send(&banner).await?;
+        loop {
+            if *self.shutdown.borrow() {
+                let r = reply(ReplyCode::SERVICE_UNAVAILABLE, "Server shutting down.");
+                return self.control.send(&r).await;
+            }
+            let event = match self.queued.pop_front() {
+                Some(ev) => ev,
+                None => match self.wait_for_command().await? {
+                    Some(ev) => ev,
+                    None => return Ok(()),
+                },
+            };
+            let flow = match event {
+                LineEvent::TooLong => {
+                    self.pending = Pending::None;
+                    let r = reply(ReplyCode::SYNTAX_ERROR, "Command line too long.");
+                    self.control.send(&r).await?;
+                    Flow::Continue
+                }
+                LineEvent::Line(line) => match Command::parse(&line) {
+                    Ok(cmd) => {
+                        debug!(peer = %self.peer, verb = cmd.verb(), "command");
+                        self.dispatch(cmd).await?
+                    }
+                    Err(e) => {
+                        self.pending = Pending::None;
+                        self.control.send(&e.reply()).await?;
+                        Flow::Continue
+                    }
+                },
+            };
+            if let Flow::Close = flow {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for the next command while idle: also closes an unused passive listener when it
+    /// expires, and ends the session on idle timeout or shutdown. `Ok(None)`: end the session.
+    async fn wait_for_command(&mut self) -> io::Result<Option<LineEvent>> {
+        let idle = self.config.limits.idle_timeout;
+        let idle_deadline = Instant::now() + idle;
+        loop {
+            let passive_expiry = match &self.data {
+                DataSetup::Passive { expires, .. } => Some(*expires),
+                _ => None,
+            };
+            let expired = async {
+                match passive_expiry {
+                    Some(t) => sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let Session {
+                control, shutdown, ..
+            } = self;
+            tokio::select! {
+                ev = control.next_event() => return ev,
+                _ = sleep_until(idle_deadline) => {
+                    let r = reply(ReplyCode::SERVICE_UNAVAILABLE, "Timeout: closing control connection.");
+                    control.send(&r).await?;
+                    return Ok(None);
+                }
+                _ = expired => {
+                    debug!(peer = %self.peer, "passive listener expired unused");
+                    self.data = DataSetup::None;
+                }
+                // The guard `wait_for` returns is not Send: drop it inside the inner future.
+                _ = async { drop(shutdown.wait_for(|&v| v).await) } => {
+                    let r = reply(ReplyCode::SERVICE_UNAVAILABLE, "Server shutting down.");
+                    control.send(&r).await?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, r: Reply) -> io::Result<Flow> {
+        self.control.send(&r).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// The logged-in user, or the 530 reply to send.
+    fn user(&self) -> Result<(&Account, Arc<dyn Storage>), Reply> {
+        match &self.login {
+            Login::LoggedIn(u) => Ok((&u.account, u.storage.clone())),
+            _ => Err(not_logged_in()),
+        }
+    }
+
+    /// Checks login and one permission; resolves a path argument.
+    fn authorize(
+        &self,
+        need: impl Fn(&Permissions) -> bool,
+        arg: Option<&[u8]>,
+    ) -> Result<(Arc<dyn Storage>, VPath), Reply> {
+        let (account, storage) = self.user()?;
+        if !need(&account.permissions) {
+            return Err(denied());
+        }
+        let path = match arg {
+            Some(a) => self
+                .cwd
+                .join(a)
+                .map_err(|e| reply(ReplyCode::FILE_UNAVAILABLE, format!("Invalid path: {e}.")))?,
+            None => self.cwd.clone(),
+        };
+        Ok((storage, path))
+    }
+
+    /// The one dispatch point: every command is one arm.
+    async fn dispatch(&mut self, cmd: Command) -> io::Result<Flow> {
+        let pending = std::mem::take(&mut self.pending);
+        let logged_in = matches!(self.login, Login::LoggedIn(_));
+        let allowed_before_login = matches!(
+            cmd,
+            Command::User(_)
+                | Command::Pass(_)
+                | Command::Acct
+                | Command::Quit
+                | Command::Rein
+                | Command::Feat
+                | Command::Syst
+                | Command::Help(_)
+                | Command::Noop
+                | Command::Opts(_)
+                | Command::Host(_)
+                | Command::Abor
+                | Command::Stat(None)
+        );
+        if !logged_in && !allowed_before_login {
+            return self.send(not_logged_in()).await;
+        }
+        match cmd {
+            Command::User(name) => self.cmd_user(name).await,
+            Command::Pass(pw) => self.cmd_pass(pw).await,
+            Command::Acct => {
+                self.send(reply(ReplyCode::SUPERFLUOUS, "Account not needed."))
+                    .await
+            }
+            Command::Quit => {
+                self.control
+                    .send(&reply(ReplyCode::CLOSING, "Goodbye."))
+                    .await?;
+                Ok(Flow::Close)
+            }
+            Command::Rein => {
+                self.login = Login::Fresh;
+                self.cwd = VPath::root();
+                self.transfer_type = TransferType::Image;
+                self.data = DataSetup::None;
+                self.epsv_all = false;
+                self.send(reply(ReplyCode::READY, "Ready for new user."))
+                    .await
+            }
+            Command::Host(_) => {
+                if matches!(self.login, Login::Fresh) {
+                    self.send(reply(ReplyCode::READY, "Host accepted.")).await
+                } else {
+                    self.send(reply(
+                        ReplyCode::BAD_SEQUENCE,
+                        "HOST must come before USER.",
+                    ))
+                    .await
+                }
+            }
+            Command::Cwd(arg) => self.cmd_cwd(&arg).await,
+            Command::Cdup => {
+                // At the root, CDUP stays there, as in a chroot.
+                self.cwd = self.cwd.parent();
+                self.send(reply(ReplyCode::OK, "Directory successfully changed."))
+                    .await
+            }
+            Command::Pwd => {
+                let mut text = listing_quote(&self.cwd.to_bytes());
+                text.extend_from_slice(b" is the current directory.");
+                self.send(Reply::new(ReplyCode::PATH_CREATED, text)).await
+            }
+            Command::Port(addr) => self.cmd_port(SocketAddr::V4(addr), "PORT").await,
+            Command::Eprt(addr) => self.cmd_port(addr, "EPRT").await,
+            Command::Pasv => self.cmd_pasv().await,
+            Command::Epsv(arg) => self.cmd_epsv(arg).await,
+            Command::Type(t) => {
+                self.transfer_type = t;
+                let text = match t {
+                    TransferType::Ascii => "Switching to ASCII mode.",
+                    TransferType::Image => "Switching to Binary mode.",
+                };
+                self.send(reply(ReplyCode::OK, text)).await
+            }
+            Command::Stru => self.send(reply(ReplyCode::OK, "Structure set to F.")).await,
+            Command::Mode => self.send(reply(ReplyCode::OK, "Mode set to S.")).await,
+            Command::Allo => {
+                self.send(reply(ReplyCode::SUPERFLUOUS, "ALLO command ignored."))
+                    .await
+            }
+            Command::Rest(offset) => {
+                if self.transfer_type == TransferType::Ascii && offset > 0 {
+                    return self
+                        .send(reply(
+                            ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+                            "REST not supported in ASCII mode.",
+                        ))
+                        .await;
+                }
+                self.pending = Pending::Rest(offset);
+                self.send(reply(
+                    ReplyCode::PENDING_FURTHER_INFO,
+                    format!("Restart position accepted ({offset})."),
+                ))
+                .await
+            }
+            Command::Retr(arg) => {
+                let offset = match pending {
+                    Pending::Rest(n) => n,
+                    _ => 0,
+                };
+                self.cmd_retr(&arg, offset).await
+            }
+            Command::Stor(arg) => {
+                let mode = match pending {
+                    Pending::Rest(n) if n > 0 => WriteMode::Resume(n),
+                    _ => WriteMode::Replace,
+                };
+                self.cmd_store(&arg, mode, "STOR").await
+            }
+            Command::Appe(arg) => self.cmd_store(&arg, WriteMode::Append, "APPE").await,
+            Command::Stou => {
+                let name = format!("wharf.{}", crate::storage::random_hex(6));
+                self.cmd_store(name.as_bytes(), WriteMode::CreateNew, "STOU")
+                    .await
+            }
+            Command::Rnfr(arg) => {
+                let (storage, path) = match self.authorize(|p| p.rename, Some(&arg)) {
+                    Ok(v) => v,
+                    Err(r) => return self.send(r).await,
+                };
+                let p = path.clone();
+                match blocking(move || storage.stat(&p)).await {
+                    Ok(_) => {
+                        self.pending = Pending::RenameFrom(path);
+                        self.send(reply(ReplyCode::PENDING_FURTHER_INFO, "Ready for RNTO."))
+                            .await
+                    }
+                    Err(e) => self.send(e.reply()).await,
+                }
+            }
+            Command::Rnto(arg) => {
+                let Pending::RenameFrom(from) = pending else {
+                    return self
+                        .send(reply(ReplyCode::BAD_SEQUENCE, "RNFR required first."))
+                        .await;
+                };
+                let (storage, to) = match self.authorize(|p| p.rename, Some(&arg)) {
+                    Ok(v) => v,
+                    Err(r) => return self.send(r).await,
+                };
+                let r = blocking(move || storage.rename(&from, &to)).await;
+                self.done(r, ReplyCode::FILE_ACTION_OK, "Rename successful.")
+                    .await
+            }
+            Command::Abor => {
+                // Nothing is running (a running transfer handles ABOR itself).
+                self.data = DataSetup::None;
+                self.send(reply(
+                    ReplyCode::DATA_OPEN_NO_TRANSFER,
+                    "No transfer to abort.",
+                ))
+                .await
+            }
+            Command::Dele(arg) => {
+                let (storage, path) = match self.authorize(|p| p.delete, Some(&arg)) {
+                    Ok(v) => v,
+                    Err(r) => return self.send(r).await,
+                };
+                let r = blocking(move || storage.delete(&path)).await;
+                self.done(r, ReplyCode::FILE_ACTION_OK, "Delete operation successful.")
+                    .await
+            }
+            Command::Rmd(arg) => {
+                let (storage, path) = match self.authorize(|p| p.delete, Some(&arg)) {
+                    Ok(v) => v,
+                    Err(r) => return self.send(r).await,
+                };
+                if path.is_root() || self.cwd.components().count() >= 1 && self.cwd == path {
+                    return self.send(denied()).await;
+                }
+                let r = blocking(move || storage.rmdir(&path)).await;
+                self.done(
+                    r,
+                    ReplyCode::FILE_ACTION_OK,
+                    "Remove directory operation successful.",
+                )
+                .await
+            }
+            Command::Mkd(arg) => {
+                let (storage, path) = match self.authorize(|p| p.mkdir, Some(&arg)) {
+                    Ok(v) => v,
+                    Err(r) => return self.send(r).await,
+                };
+                let p = path.clone();
+                match blocking(move || storage.mkdir(&p)).await {
+                    Ok(()) => {
+                        let mut text = listing_quote(&path.to_bytes());
+                        text.extend_from_slice(b" created.");
+                        self.send(Reply::new(ReplyCode::PATH_CREATED, text)).await
+                    }
+                    Err(e) => self.send(e.reply()).await,
+                }
+            }
+            Command::List(arg) => self.cmd_list(arg, ListForm::Long).await,
+            Command::Nlst(arg) => self.cmd_list(arg, ListForm::Names).await,
+            Command::Mlsd(arg) => self.cmd_list(arg, ListForm::Machine).await,
+            Command::Mlst(arg) => self.cmd_mlst(arg).await,
+            Command::Site(site) => self.cmd_site(site).await,
+            Command::Syst => {
+                self.send(reply(ReplyCode::SYSTEM_TYPE, "UNIX Type: L8"))
+                    .await
+            }
+            Command::Stat(None) => {
+                let lines = vec![
+                    b"Wharf FTP server status:".to_vec(),
+                    format!("     Connected to {}", self.peer.ip()).into_bytes(),
+                    format!("     Logged in as {}", self.user_name()).into_bytes(),
+                    format!(
+                        "     TYPE: {}",
+                        if self.transfer_type == TransferType::Ascii {
+                            "ASCII"
+                        } else {
+                            "BINARY"
+                        }
+                    )
+                    .into_bytes(),
+                    b"     No data connection".to_vec(),
+                    b"End of status".to_vec(),
+                ];
+                self.send(Reply::multi(ReplyCode::SYSTEM_STATUS, lines))
+                    .await
+            }
+            Command::Stat(Some(arg)) => self.cmd_stat_path(&arg).await,
+            Command::Help(None) => {
+                let mut lines = vec![b"The following commands are recognized.".to_vec()];
+                for row in HELP_VERBS.chunks(8) {
+                    let mut line = String::new();
+                    for verb in row {
+                        line.push_str(&format!(" {verb:<5}"));
+                    }
+                    lines.push(line.into_bytes());
+                }
+                lines.push(b"Help OK.".to_vec());
+                self.send(Reply::multi(ReplyCode::HELP, lines)).await
+            }
+            Command::Help(Some(verb)) => {
+                let upper = verb.to_ascii_uppercase();
+                if HELP_VERBS.iter().any(|v| v.as_bytes() == upper.as_slice()) {
+                    let mut text = upper;
+                    text.extend_from_slice(b" is supported.");
+                    self.send(Reply::new(ReplyCode::HELP, text)).await
+                } else {
+                    self.send(reply(ReplyCode::NOT_IMPLEMENTED, "Unknown command."))
+                        .await
+                }
+            }
+            Command::Noop => self.send(reply(ReplyCode::OK, "NOOP ok.")).await,
+            Command::Feat => {
+                let mut lines = vec![b"Features:".to_vec()];
+                for f in [" EPRT", " EPSV", " HOST", " MDTM", " MFMT"] {
+                    lines.push(f.as_bytes().to_vec());
+                }
+                lines.push(listing::mlst_feat_line(&self.facts).into_bytes());
+                for f in [" REST STREAM", " SIZE", " TVFS", " UTF8"] {
+                    lines.push(f.as_bytes().to_vec());
+                }
+                lines.push(b"End".to_vec());
+                self.send(Reply::multi(ReplyCode::SYSTEM_STATUS, lines))
+                    .await
+            }
+            Command::Opts(Opts::Utf8(_)) => {
+                // Names are passed as the bytes they are stored as; UTF-8 clients see UTF-8.
+                self.send(reply(ReplyCode::OK, "Always in UTF8 mode."))
+                    .await
+            }
+            Command::Opts(Opts::Mlst(list)) => {
+                let (facts, text) = listing::parse_mlst_opts(&list);
+                self.facts = facts;
+                self.send(reply(ReplyCode::OK, text)).await
+            }
+            Command::Size(arg) => {
+                let (storage, path) = match self.authorize(|p| p.read, Some(&arg)) {
+                    Ok(v) => v,
+                    Err(r) => return self.send(r).await,
+                };
+                match blocking(move || storage.stat(&path)).await {
+                    Ok(info) if info.kind == FileKind::File => {
+                        self.send(reply(ReplyCode::FILE_STATUS, info.size.to_string()))
+                            .await
+                    }
+                    Ok(_) => {
+                        self.send(reply(ReplyCode::FILE_UNAVAILABLE, "Not a plain file."))
+                            .await
+                    }
+                    Err(e) => self.send(e.reply()).await,
+                }
+            }
+            Command::Mdtm(arg) => {
+                let (storage, path) = match self.authorize(|p| p.read, Some(&arg)) {
+                    Ok(v) => v,
+                    Err(r) => return self.send(r).await,
+                };
+                match blocking(move || storage.stat(&path)).await {
+                    Ok(info) if info.kind == FileKind::File => {
+                        let t = wharf_proto::UtcTime::from_unix(info.mtime).to_timeval();
+                        self.send(reply(ReplyCode::FILE_STATUS, t)).await
+                    }
+                    Ok(_) => {
+                        self.send(reply(ReplyCode::FILE_UNAVAILABLE, "Not a plain file."))
+                            .await
+                    }
+                    Err(e) => self.send(e.reply()).await,
+                }
+            }
+            Command::Mfmt { time, path: arg } => {
+                let (storage, path) = match self.authorize(|p| p.write, Some(&arg)) {
+                    Ok(v) => v,
+                    Err(r) => return self.send(r).await,
+                };
+                let secs = time.to_unix();
+                match blocking(move || storage.set_mtime(&path, secs)).await {
+                    Ok(()) => {
+                        let mut text = format!("Modify={}; ", time.to_timeval()).into_bytes();
+                        text.extend_from_slice(&arg);
+                        self.send(Reply::new(ReplyCode::FILE_STATUS, text)).await
+                    }
+                    Err(e) => self.send(e.reply()).await,
+                }
+            }
+        }
+    }
+
+    /// Replies `ok` for success, the storage error's reply otherwise.
+    async fn done(
+        &mut self,
+        r: Result<(), StorageError>,
+        code: ReplyCode,
+        text: &str,
+    ) -> io::Result<Flow> {
+        match r {
+            Ok(()) => self.send(reply(code, text)).await,
+            Err(e) => self.send(e.reply()).await,
+        }
+    }
+
+    async fn cmd_user(&mut self, name: Vec<u8>) -> io::Result<Flow> {
+        // The same reply for every name, known or not (RFC 2577).
+        self.login = Login::NeedPassword(name);
+        self.data = DataSetup::None;
+        self.send(reply(
+            ReplyCode::NEED_PASSWORD,
+            "Please specify the password.",
+        ))
+        .await
+    }
+
+    async fn cmd_pass(&mut self, password: Vec<u8>) -> io::Result<Flow> {
+        let name = match std::mem::replace(&mut self.login, Login::Fresh) {
+            Login::NeedPassword(name) => name,
+            Login::Fresh => {
+                return self
+                    .send(reply(ReplyCode::BAD_SEQUENCE, "Login with USER first."))
+                    .await;
+            }
+            logged_in @ Login::LoggedIn(_) => {
+                self.login = logged_in;
+                return self
+                    .send(reply(ReplyCode::LOGGED_IN, "Already logged in."))
+                    .await;
+            }
+        };
+        // A failed login is answered at a fixed time after PASS arrived, whoever the user, so
+        // neither the delay nor the hash check tells known names from unknown ones.
+        let answer_at = Instant::now() + self.config.limits.failed_login_delay;
+        let auth = self.config.auth.clone();
+        let user = name.clone();
+        let account = tokio::task::spawn_blocking(move || auth.authenticate(&user, &password))
+            .await
+            .ok()
+            .flatten();
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        let Some(account) = account else {
+            sleep_until(answer_at).await;
+            self.failed_logins += 1;
+            warn!(peer = %self.peer, user = %shown, "login failed");
+            self.control
+                .send(&reply(ReplyCode::NOT_LOGGED_IN, "Login incorrect."))
+                .await?;
+            if self.failed_logins >= self.config.limits.max_login_failures {
+                return Ok(Flow::Close);
+            }
+            return Ok(Flow::Continue);
+        };
+        let home = account.home.clone();
+        match tokio::task::spawn_blocking(move || LocalFs::new(&home)).await {
+            Ok(Ok(fs)) => {
+                info!(peer = %self.peer, user = %account.name, "login");
+                self.login = Login::LoggedIn(User {
+                    account,
+                    storage: Arc::new(fs),
+                });
+                self.cwd = VPath::root();
+                self.send(reply(ReplyCode::LOGGED_IN, "Login successful."))
+                    .await
+            }
+            other => {
+                warn!(user = %account.name, home = %account.home.display(), result = ?other.map(|r| r.map(|_| ())), "home directory unavailable");
+                self.send(reply(
+                    ReplyCode::NOT_LOGGED_IN,
+                    "Home directory unavailable.",
+                ))
+                .await
+            }
+        }
+    }
+
+    async fn cmd_cwd(&mut self, arg: &[u8]) -> io::Result<Flow> {
+        let (storage, path) = match self.authorize(|_| true, Some(arg)) {
+            Ok(v) => v,
+            Err(r) => return self.send(r).await,
+        };
+        let p = path.clone();
+        match blocking(move || storage.stat(&p)).await {
+            Ok(info) if info.kind == FileKind::Dir => {
+                self.cwd = path;
+                self.send(reply(
+                    ReplyCode::FILE_ACTION_OK,
+                    "Directory successfully changed.",
+                ))
+                .await
+            }
+            Ok(_) => {
+                self.send(reply(ReplyCode::FILE_UNAVAILABLE, "Not a directory."))
+                    .await
+            }
+            Err(e) => self.send(e.reply()).await,
+        }
+    }
+
+    /// PORT and EPRT: RFC 2577's bounce protection happens here, before anything connects.
+    async fn cmd_port(&mut self, addr: SocketAddr, verb: &str) -> io::Result<Flow> {
+        if self.epsv_all {
+            return self
+                .send(reply(
+                    ReplyCode::BAD_SEQUENCE,
+                    format!("{verb} not allowed after EPSV ALL."),
+                ))
+                .await;
+        }
+        if addr.is_ipv4() != self.peer.is_ipv4() {
+            let text = if self.peer.is_ipv4() {
+                "Network protocol not supported, use (1)"
+            } else {
+                "Network protocol not supported, use (2)"
+            };
+            return self
+                .send(reply(ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED, text))
+                .await;
+        }
+        if !self.config.allow_foreign_active && addr.ip().to_canonical() != self.peer.ip() {
+            warn!(peer = %self.peer, target = %addr, "refused {verb} to a foreign address");
+            return self
+                .send(reply(
+                    ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+                    format!("Illegal {verb}: the address must be your own."),
+                ))
+                .await;
+        }
+        if !self.config.allow_low_active_ports && addr.port() < 1024 {
+            warn!(peer = %self.peer, target = %addr, "refused {verb} to a privileged port");
+            return self
+                .send(reply(
+                    ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+                    format!("Illegal {verb}: port must be 1024 or above."),
+                ))
+                .await;
+        }
+        self.data = DataSetup::Active(addr);
+        self.send(reply(
+            ReplyCode::OK,
+            format!("{verb} command successful. Consider using EPSV."),
+        ))
+        .await
+    }
+
+    /// Opens a passive listener, closing any earlier one first.
+    fn open_passive(&mut self) -> io::Result<u16> {
+        self.data = DataSetup::None;
+        let listener = data::bind_passive(self.local.ip(), self.config.passive_ports.as_ref())?;
+        let port = listener.local_addr()?.port();
+        self.data = DataSetup::Passive {
+            listener,
+            expires: Instant::now() + self.config.limits.accept_timeout,
+        };
+        Ok(port)
+    }
+
+    async fn cmd_pasv(&mut self) -> io::Result<Flow> {
+        if self.epsv_all {
+            return self
+                .send(reply(
+                    ReplyCode::BAD_SEQUENCE,
+                    "PASV not allowed after EPSV ALL.",
+                ))
+                .await;
+        }
+        if !self.local.is_ipv4() {
+            // PASV cannot carry an IPv6 address; this makes clients move on to EPSV.
+            return self
+                .send(reply(
+                    ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED,
+                    "PASV needs IPv4; use EPSV.",
+                ))
+                .await;
+        }
+        let announce = self.passive_announce_address().await;
+        match self.open_passive() {
+            Ok(port) => {
+                let text = hostport::pasv_reply_text(SocketAddrV4::new(announce, port));
+                self.send(reply(ReplyCode::PASSIVE, text)).await
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot open passive listener");
+                self.send(reply(
+                    ReplyCode::CANT_OPEN_DATA,
+                    "No passive port available.",
+                ))
+                .await
+            }
+        }
+    }
+
+    /// The IPv4 address for PASV replies: the configured masquerade address (a name resolved
+    /// now, so that it follows DNS changes) or the control connection's local address.
+    async fn passive_announce_address(&self) -> std::net::Ipv4Addr {
+        let local = match self.local.ip() {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        };
+        let Some(name) = &self.config.passive_address else {
+            return local;
+        };
+        if let Ok(ip) = name.parse::<std::net::Ipv4Addr>() {
+            return ip;
+        }
+        match tokio::net::lookup_host((name.as_str(), 0)).await {
+            Ok(addrs) => {
+                let found = addrs.filter_map(|a| match a.ip() {
+                    IpAddr::V4(ip) => Some(ip),
+                    IpAddr::V6(_) => None,
+                });
+                if let Some(ip) = found.into_iter().next() {
+                    return ip;
+                }
+                warn!(name = %name, "passive address has no IPv4 address; announcing the local one");
+                local
+            }
+            Err(e) => {
+                warn!(name = %name, error = %e, "cannot resolve passive address; announcing the local one");
+                local
+            }
+        }
+    }
+
+    async fn cmd_epsv(&mut self, arg: EpsvArg) -> io::Result<Flow> {
+        let family = if self.local.is_ipv4() { 1 } else { 2 };
+        match arg {
+            EpsvArg::All => {
+                self.epsv_all = true;
+                self.send(reply(ReplyCode::OK, "EPSV ALL ok.")).await
+            }
+            EpsvArg::Protocol(p) if p != family => {
+                self.send(reply(
+                    ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED,
+                    format!("Network protocol not supported, use ({family})"),
+                ))
+                .await
+            }
+            EpsvArg::Any | EpsvArg::Protocol(_) => match self.open_passive() {
+                Ok(port) => {
+                    self.send(reply(
+                        ReplyCode::EXTENDED_PASSIVE,
+                        hostport::epsv_reply_text(port),
+                    ))
+                    .await
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot open passive listener");
+                    self.send(reply(
+                        ReplyCode::CANT_OPEN_DATA,
+                        "No passive port available.",
+                    ))
+                    .await
+                }
+            },
+        }
+    }
+
+    async fn cmd_retr(&mut self, arg: &[u8], offset: u64) -> io::Result<Flow> {
+        if matches!(self.data, DataSetup::None) {
+            return self
+                .send(reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first."))
+                .await;
+        }
+        let (storage, path) = match self.authorize(|p| p.read, Some(arg)) {
+            Ok(v) => v,
+            Err(r) => return self.send(r).await,
+        };
+        let opened = blocking(move || {
+            let file = storage.open_read(&path)?;
+            let len = file.metadata()?.len();
+            if offset > len {
+                return Err(StorageError::BadOffset);
+            }
+            let mut file = file;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+            Ok((file, len))
+        })
+        .await;
+        let (file, len) = match opened {
+            Ok(v) => v,
+            Err(e) => return self.send(e.reply()).await,
+        };
+        let mode = if self.transfer_type == TransferType::Ascii {
+            "ASCII"
+        } else {
+            "BINARY"
+        };
+        let mut text = format!("Opening {mode} mode data connection for ").into_bytes();
+        text.extend_from_slice(arg);
+        text.extend_from_slice(format!(" ({len} bytes).").as_bytes());
+        let payload = Payload::Download(Source::File(tokio::fs::File::from_std(file)));
+        self.transfer(
+            "RETR",
+            arg,
+            payload,
+            Reply::new(ReplyCode::FILE_STATUS_OK, text),
+        )
+        .await
+    }
+
+    async fn cmd_store(&mut self, arg: &[u8], mode: WriteMode, verb: &str) -> io::Result<Flow> {
+        if matches!(self.data, DataSetup::None) {
+            return self
+                .send(reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first."))
+                .await;
+        }
+        let (storage, path) = match self.authorize(|p| p.write, Some(arg)) {
+            Ok(v) => v,
+            Err(r) => return self.send(r).await,
+        };
+        let upload = match blocking(move || storage.open_write(&path, mode)).await {
+            Ok(u) => u,
+            Err(e) => return self.send(e.reply()).await,
+        };
+        let preliminary = if mode == WriteMode::CreateNew {
+            let mut t = b"FILE: ".to_vec();
+            t.extend_from_slice(arg);
+            Reply::new(ReplyCode::FILE_STATUS_OK, t)
+        } else {
+            reply(ReplyCode::FILE_STATUS_OK, "Ok to send data.")
+        };
+        self.transfer(verb, arg, Payload::Upload(upload), preliminary)
+            .await
+    }
+
+    async fn cmd_list(&mut self, arg: Option<Vec<u8>>, form: ListForm) -> io::Result<Flow> {
+        if matches!(self.data, DataSetup::None) {
+            return self
+                .send(reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first."))
+                .await;
+        }
+        let (storage, path) = match self.authorize(|p| p.read, arg.as_deref()) {
+            Ok(v) => v,
+            Err(r) => return self.send(r).await,
+        };
+        let perms = self.perm_facts();
+        let facts = self.facts.clone();
+        let now = unix_now();
+        let built = blocking(move || {
+            let info = storage.stat(&path)?;
+            let mut out = Vec::new();
+            match (info.kind, form) {
+                (FileKind::Dir, _) => {
+                    let entries = storage.list(&path)?;
+                    if form == ListForm::Machine {
+                        let cur = FileInfo {
+                            name: b".".to_vec(),
+                            ..info
+                        };
+                        listing::push_mlsx_entry(&mut out, &cur, &facts, perms, MlsxRole::Current);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    for e in &entries {
+                        push_entry(&mut out, e, form, &facts, perms, now);
+                    }
+                }
+                (_, ListForm::Machine) => return Err(StorageError::NotADirectory),
+                _ => push_entry(&mut out, &info, form, &facts, perms, now),
+            }
+            Ok(out)
+        })
+        .await;
+        let bytes = match built {
+            Ok(b) => b,
+            Err(StorageError::NotADirectory) if form == ListForm::Machine => {
+                return self
+                    .send(reply(ReplyCode::PARAMETER_SYNTAX_ERROR, "Not a directory."))
+                    .await;
+            }
+            Err(e) => return self.send(e.reply()).await,
+        };
+        let verb = match form {
+            ListForm::Long => "LIST",
+            ListForm::Names => "NLST",
+            ListForm::Machine => "MLSD",
+        };
+        let prelim = reply(
+            ReplyCode::FILE_STATUS_OK,
+            "Here comes the directory listing.",
+        );
+        self.transfer(
+            verb,
+            arg.as_deref().unwrap_or(b"."),
+            Payload::Download(Source::Bytes(bytes)),
+            prelim,
+        )
+        .await
+    }
+
+    fn perm_facts(&self) -> PermFacts {
+        match &self.login {
+            Login::LoggedIn(u) => {
+                let p = u.account.permissions;
+                PermFacts {
+                    read: p.read,
+                    write: p.write,
+                    delete: p.delete,
+                    mkdir: p.mkdir,
+                    rename: p.rename,
+                }
+            }
+            _ => PermFacts::default(),
+        }
+    }
+
+    async fn cmd_mlst(&mut self, arg: Option<Vec<u8>>) -> io::Result<Flow> {
+        let (storage, path) = match self.authorize(|p| p.read, arg.as_deref()) {
+            Ok(v) => v,
+            Err(r) => return self.send(r).await,
+        };
+        let p = path.clone();
+        match blocking(move || storage.stat(&p)).await {
+            Ok(info) => {
+                let info = FileInfo {
+                    name: path.to_bytes(),
+                    ..info
+                };
+                let mut entry = b" ".to_vec();
+                listing::push_mlsx_entry(
+                    &mut entry,
+                    &info,
+                    &self.facts,
+                    self.perm_facts(),
+                    MlsxRole::Entry,
+                );
+                let mut first = b"Listing ".to_vec();
+                first.extend_from_slice(&path.to_bytes());
+                let r = Reply::multi(
+                    ReplyCode::FILE_ACTION_OK,
+                    vec![first, entry, b"End".to_vec()],
+                );
+                self.send(r).await
+            }
+            Err(e) => self.send(e.reply()).await,
+        }
+    }
+
+    async fn cmd_stat_path(&mut self, arg: &[u8]) -> io::Result<Flow> {
+        let (storage, path) = match self.authorize(|p| p.read, Some(arg)) {
+            Ok(v) => v,
+            Err(r) => return self.send(r).await,
+        };
+        let now = unix_now();
+        let built = blocking(move || {
+            let info = storage.stat(&path)?;
+            let entries = if info.kind == FileKind::Dir {
+                storage.list(&path)?
+            } else {
+                vec![info]
+            };
+            let mut lines = vec![b"Status follows:".to_vec()];
+            for e in &entries {
+                let mut l = Vec::new();
+                listing::push_list_line(&mut l, e, now);
+                l.truncate(l.len().saturating_sub(2));
+                lines.push(l);
+            }
+            lines.push(b"End of status".to_vec());
+            Ok(lines)
+        })
+        .await;
+        match built {
+            Ok(lines) => self.send(Reply::multi(ReplyCode::FILE_STATUS, lines)).await,
+            Err(e) => self.send(e.reply()).await,
+        }
+    }
+
+    async fn cmd_site(&mut self, site: Site) -> io::Result<Flow> {
+        match site {
+            Site::Help => {
+                let lines = vec![
+                    b"SITE commands:".to_vec(),
+                    b" CHMOD HELP".to_vec(),
+                    b"End".to_vec(),
+                ];
+                self.send(Reply::multi(ReplyCode::HELP, lines)).await
+            }
+            Site::Chmod { mode, path: arg } => {
+                let (storage, path) = match self.authorize(|p| p.write, Some(&arg)) {
+                    Ok(v) => v,
+                    Err(r) => return self.send(r).await,
+                };
+                let r = blocking(move || storage.chmod(&path, mode)).await;
+                self.done(r, ReplyCode::OK, "SITE CHMOD command ok.").await
+            }
+            Site::Unknown(_) => {
+                self.send(reply(ReplyCode::SYNTAX_ERROR, "Unknown SITE command."))
+                    .await
+            }
+        }
+    }
+
+    /// Runs one transfer: connects the data channel, sends the preliminary reply, moves the bytes
+    /// while still reading the control connection, and sends the final reply.
+    async fn transfer(
+        &mut self,
+        verb: &str,
+        arg: &[u8],
+        payload: Payload,
+        preliminary: Reply,
+    ) -> io::Result<Flow> {
+        let started = Instant::now();
+        let limits = &self.config.limits;
+        let stream = match std::mem::take(&mut self.data) {
+            DataSetup::None => {
+                return self
+                    .send(reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first."))
+                    .await;
+            }
+            DataSetup::Passive { listener, expires } => {
+                if Instant::now() >= expires {
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "passive listener expired",
+                    ))
+                } else {
+                    let deadline = Instant::now() + limits.accept_timeout;
+                    data::accept_passive(
+                        listener,
+                        self.peer.ip(),
+                        self.config.allow_foreign_passive,
+                        deadline,
+                    )
+                    .await
+                }
+            }
+            DataSetup::Active(target) => {
+                data::connect_active(
+                    target,
+                    self.local.ip(),
+                    self.config.active_source_port,
+                    limits.connect_timeout,
+                )
+                .await
+            }
+        };
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(peer = %self.peer, error = %e, "data connection failed");
+                return self
+                    .send(reply(
+                        ReplyCode::CANT_OPEN_DATA,
+                        "Failed to establish data connection.",
+                    ))
+                    .await;
+            }
+        };
+        self.control.send(&preliminary).await?;
+
+        let ascii = self.transfer_type == TransferType::Ascii;
+        let data_timeout = self.config.limits.data_timeout;
+        let progress = AtomicU64::new(0);
+        let (upload, work) = match payload {
+            Payload::Download(source) => (None, Either::Send(source)),
+            Payload::Upload(upload) => match upload.file.try_clone() {
+                Ok(f) => (Some(upload), Either::Receive(tokio::fs::File::from_std(f))),
+                Err(e) => {
+                    warn!(error = %e, "cannot use upload file");
+                    return self
+                        .send(reply(ReplyCode::LOCAL_ERROR, "Local error in processing."))
+                        .await;
+                }
+            },
+        };
+        // Boxed so that it can be dropped (closing the data connection) before the final reply.
+        let mut fut = Box::pin(async {
+            match work {
+                Either::Send(source) => {
+                    data::send(stream, source, ascii, data_timeout, &progress).await
+                }
+                Either::Receive(file) => {
+                    data::receive(stream, file, ascii, data_timeout, &progress).await
+                }
+            }
+        });
+        let outcome = loop {
+            tokio::select! {
+                r = &mut fut => break Outcome::Finished(r),
+                ev = self.control.next_event() => match ev {
+                    Ok(Some(LineEvent::Line(line))) => match Command::parse(&line) {
+                        Ok(Command::Abor) => break Outcome::Aborted,
+                        Ok(Command::Stat(None)) => {
+                            let n = progress.load(Ordering::Relaxed);
+                            let lines = vec![
+                                b"Status:".to_vec(),
+                                format!(" {verb} in progress, {n} bytes transferred").into_bytes(),
+                                b"End of status".to_vec(),
+                            ];
+                            self.control.send(&Reply::multi(ReplyCode::FILE_STATUS, lines)).await?;
+                        }
+                        _ => self.queued.push_back(LineEvent::Line(line)),
+                    },
+                    Ok(Some(other)) => self.queued.push_back(other),
+                    Ok(None) | Err(_) => break Outcome::ControlLost,
+                },
+            }
+        };
+        // Dropping the future closes the data connection; dropping an uncommitted upload removes
+        // a replacement's temporary file, so the old file stays as it was.
+        drop(fut);
+        let bytes = progress.load(Ordering::Relaxed);
+        let shown = String::from_utf8_lossy(arg).into_owned();
+        let user = self.user_name().to_string();
+        let log = |result: &str| {
+            info!(
+                peer = %self.peer, user = %user, verb, path = %shown, bytes,
+                ms = started.elapsed().as_millis() as u64, result, "transfer"
+            );
+        };
+        match outcome {
+            Outcome::Finished(Ok(_)) => {
+                if let Some(upload) = upload {
+                    if let Err(e) = blocking(move || upload.commit()).await {
+                        log("commit failed");
+                        return self.send(e.reply()).await;
+                    }
+                }
+                log("ok");
+                self.send(reply(ReplyCode::CLOSING_DATA, "Transfer complete."))
+                    .await
+            }
+            Outcome::Finished(Err(e)) => {
+                drop(upload);
+                let r = match &e {
+                    TransferError::Data(_) => reply(
+                        ReplyCode::TRANSFER_ABORTED,
+                        "Connection closed; transfer aborted.",
+                    ),
+                    TransferError::Stalled => reply(
+                        ReplyCode::TRANSFER_ABORTED,
+                        "Data connection stalled; transfer aborted.",
+                    ),
+                    TransferError::Local(err) if is_no_space(err) => reply(
+                        ReplyCode::INSUFFICIENT_STORAGE,
+                        "Insufficient storage space.",
+                    ),
+                    TransferError::Local(_) => {
+                        reply(ReplyCode::LOCAL_ERROR, "Local error in processing.")
+                    }
+                };
+                log(&e.to_string());
+                self.send(r).await
+            }
+            Outcome::Aborted => {
+                drop(upload);
+                log("aborted");
+                self.control
+                    .send(&reply(ReplyCode::TRANSFER_ABORTED, "Transfer aborted."))
+                    .await?;
+                self.send(reply(ReplyCode::CLOSING_DATA, "ABOR successful."))
+                    .await
+            }
+            Outcome::ControlLost => {
+                drop(upload);
+                log("control connection lost");
+                Ok(Flow::Close)
+            }
+        }
+    }
+}
+
+enum Either {
+    Send(Source),
+    Receive(tokio::fs::File),
+}
+
+enum Outcome {
+    Finished(Result<u64, TransferError>),
+    Aborted,
+    ControlLost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListForm {
+    Long,
+    Names,
+    Machine,
+}
+
+fn push_entry(
+    out: &mut Vec<u8>,
+    e: &FileInfo,
+    form: ListForm,
+    facts: &[Fact],
+    perms: PermFacts,
+    now: i64,
+) {
+    match form {
+        ListForm::Long => listing::push_list_line(out, e, now),
+        ListForm::Names => listing::push_nlst_line(out, &e.name),
+        ListForm::Machine => {
+            listing::push_mlsx_entry(out, e, facts, perms, MlsxRole::Entry);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+fn listing_quote(path: &[u8]) -> Vec<u8> {
+    wharf_proto::reply::quote_path(path)
+}
+
+fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() || code == rustix::io::Errno::DQUOT.raw_os_error())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs a blocking storage call on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(StorageError::Io(io::Error::other(e))))
+}
+
+/// Closes a connection over the limits with 421, without blocking the accept loop.
+pub(crate) async fn refuse(mut stream: TcpStream, text: &'static str) {
+    let r = reply(ReplyCode::SERVICE_UNAVAILABLE, text).to_bytes();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(&r).await;
+        let _ = stream.shutdown().await;
+        sleep(Duration::from_millis(50)).await;
+    })
+    .await;
+}
