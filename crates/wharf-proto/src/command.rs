@@ -479,8 +479,14 @@ fn strip_telnet(raw: &[u8]) -> Vec<u8> {
             }
             // WILL, WONT, DO, DONT carry an option byte.
             Some(251..=254) => i += 3,
-            Some(_) => i += 2,
-            None => i += 1,
+            // IP, DM, AYT, NOP and the other Telnet commands.
+            Some(240..=250) => i += 2,
+            // Not a Telnet command: most clients send a 0xFF byte of a file name as it is,
+            // without doubling it, so keep it.
+            _ => {
+                out.push(IAC);
+                i += 1;
+            }
         }
     }
     if out.last() == Some(&b'\r') {
@@ -667,6 +673,11 @@ mod tests {
     #[test]
     fn telnet_option_negotiation_removed() {
         assert_eq!(strip_telnet(b"\xff\xfb\x01NOOP\r"), b"NOOP");
-        assert_eq!(strip_telnet(b"NOOP\xff"), b"NOOP");
+        assert_eq!(strip_telnet(b"NOOP\xff"), b"NOOP\xff");
+        assert_eq!(
+            strip_telnet(b"RETR \xff.bin"),
+            b"RETR \xff.bin",
+            "undoubled 0xFF in a name"
+        );
     }
 }

@@ -72,6 +72,29 @@ impl Control {
             if self.stream.read_buf(buf).await? == 0 {
                 return Ok(None);
             }
+            self.drain_past_urgent_mark();
+        }
+    }
+
+    /// Reads what is already queued on the socket, without waiting.
+    ///
+    /// Linux ends a read just before the urgent mark (the Telnet Synch a client sends before
+    /// ABOR), and tokio takes a short read to mean the socket is drained and waits for the next
+    /// readiness edge, which never comes for bytes that were already queued. So `IAC IP` +
+    /// urgent `IAC DM` + `ABOR` would sit unread until the client sent more. Reading directly
+    /// until `WouldBlock` picks those bytes up. Bounded, so a flood cannot grow the buffer.
+    fn drain_past_urgent_mark(&mut self) {
+        use std::io::Read;
+        let sock = socket2::SockRef::from(&self.stream);
+        let mut chunk = [0u8; 512];
+        while self.lines.buffer_mut().len() < 2 * wharf_proto::command::MAX_LINE {
+            match (&*sock).read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self
+                    .lines
+                    .buffer_mut()
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            }
         }
     }
 

@@ -1,1 +1,433 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers: a failed step should panic the test
+//! Shared test helpers for Wharf (not published): start `wharf serve` on port 0 with a temporary
+//! root, talk to it with a raw control client that sees exact reply codes, and find the real
+//! peer tools (curl, lftp, python3).
+//!
+//! ```no_run
+//! let server = wharf_testkit::Server::builder(env!("CARGO_PKG_NAME")).start();
+//! let mut ftp = wharf_testkit::Ftp::connect(server.addr);
+//! ftp.login("anonymous", "me@example.net");
+//! assert_eq!(ftp.cmd("NOOP").code, 200);
+//! ```
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// How long any single read in a test may block: a test never hangs.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Builds a `wharf serve` process.
+pub struct ServerBuilder {
+    bin: PathBuf,
+    args: Vec<String>,
+    config: Option<String>,
+    listen: String,
+}
+
+/// A running `wharf serve`, killed (by its PID) when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    /// The served directory (a temporary directory unless given).
+    pub root: PathBuf,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Server {
+    /// `bin` is the path of the `wharf` binary (`env!("CARGO_BIN_EXE_wharf")` in tests).
+    pub fn builder(bin: &str) -> ServerBuilder {
+        ServerBuilder {
+            bin: PathBuf::from(bin),
+            args: Vec::new(),
+            config: None,
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+
+    /// `ftp://ADDR` (IPv6 in brackets).
+    pub fn url(&self) -> String {
+        format!("ftp://{}", self.addr)
+    }
+
+    /// A path inside the served root.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// The server's log so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        for _ in 0..600 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl ServerBuilder {
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// A TOML config written to a file and passed with `--config`. `{root}` in the text is
+    /// replaced by the served directory.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.to_string());
+        self
+    }
+
+    /// Listen somewhere other than 127.0.0.1:0 (e.g. `[::1]:0`).
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = addr.to_string();
+        self
+    }
+
+    /// Starts the server on a temporary root and waits until it listens.
+    pub fn start(self) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).expect("root");
+        self.start_in(dir, root)
+    }
+
+    fn start_in(self, dir: tempfile::TempDir, root: PathBuf) -> Server {
+        let log = dir.path().join("server.log");
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("serve")
+            .arg("--root")
+            .arg(&root)
+            .arg("--listen")
+            .arg(&self.listen);
+        if let Some(toml) = &self.config {
+            let path = dir.path().join("wharf.toml");
+            std::fs::write(&path, toml.replace("{root}", &root.to_string_lossy())).expect("config");
+            cmd.arg("--config").arg(&path);
+        }
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log"));
+        let mut child = cmd.spawn().expect("spawn wharf");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read server stdout");
+        let addr = line
+            .split("ftp://")
+            .nth(1)
+            .and_then(|rest| rest.trim().trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!(
+                    "server did not start: {line:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        Server {
+            child: Some(child),
+            addr,
+            root,
+            _dir: dir,
+            log,
+        }
+    }
+}
+
+/// A reply as the raw client read it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    /// All lines, joined with `\n`, codes included.
+    pub text: String,
+    pub raw: Vec<u8>,
+}
+
+/// A raw FTP control connection for tests: exact bytes out, exact replies in.
+pub struct Ftp {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+    pub banner: Reply,
+}
+
+impl Ftp {
+    /// Connects and reads the banner.
+    pub fn connect(addr: SocketAddr) -> Ftp {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut ftp = Ftp {
+            reader,
+            stream,
+            banner: Reply {
+                code: 0,
+                text: String::new(),
+                raw: vec![],
+            },
+        };
+        ftp.banner = ftp.read_reply();
+        ftp
+    }
+
+    /// Connects and logs in; panics unless 230.
+    pub fn login_to(addr: SocketAddr, user: &str, pass: &str) -> Ftp {
+        let mut ftp = Ftp::connect(addr);
+        ftp.login(user, pass);
+        ftp
+    }
+
+    pub fn login(&mut self, user: &str, pass: &str) {
+        let r = self.cmd(&format!("USER {user}"));
+        assert_eq!(r.code, 331, "{}", r.text);
+        let r = self.cmd(&format!("PASS {pass}"));
+        assert_eq!(r.code, 230, "{}", r.text);
+    }
+
+    /// The underlying stream (for urgent data, shutdown…).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Sends `line` + CRLF and reads one reply.
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(line);
+        self.read_reply()
+    }
+
+    /// Sends raw bytes + CRLF and reads one reply.
+    pub fn cmd_bytes(&mut self, line: &[u8]) -> Reply {
+        let mut buf = line.to_vec();
+        buf.extend_from_slice(b"\r\n");
+        self.send_raw(&buf);
+        self.read_reply()
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub fn read_reply(&mut self) -> Reply {
+        let mut raw = Vec::new();
+        let mut lines = Vec::new();
+        let mut code = None;
+        loop {
+            let mut line = Vec::new();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut line)
+                .expect("read reply");
+            assert!(
+                n > 0,
+                "connection closed while reading a reply; got so far: {:?}",
+                String::from_utf8_lossy(&raw)
+            );
+            raw.extend_from_slice(&line);
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
+            let this: Option<u16> = text.get(..3).and_then(|c| c.parse().ok());
+            match code {
+                None => {
+                    let c = this.unwrap_or_else(|| panic!("bad reply line {text:?}"));
+                    lines.push(text.clone());
+                    if text.as_bytes().get(3) != Some(&b'-') {
+                        return Reply {
+                            code: c,
+                            text: lines.join("\n"),
+                            raw,
+                        };
+                    }
+                    code = Some(c);
+                }
+                Some(c) => {
+                    lines.push(text.clone());
+                    if this == Some(c) && text.as_bytes().get(3) == Some(&b' ') {
+                        return Reply {
+                            code: c,
+                            text: lines.join("\n"),
+                            raw,
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the server closed the control connection (reads EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 512];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// EPSV (or PASV on `pasv`) and a connected data stream.
+    pub fn passive(&mut self) -> TcpStream {
+        let r = self.cmd("EPSV");
+        assert_eq!(r.code, 229, "{}", r.text);
+        let port = parse_epsv(&r.text);
+        let addr = SocketAddr::new(self.stream.peer_addr().expect("peer").ip(), port);
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("data connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s
+    }
+
+    /// PASV; the announced address.
+    pub fn pasv(&mut self) -> SocketAddr {
+        let r = self.cmd("PASV");
+        assert_eq!(r.code, 227, "{}", r.text);
+        parse_pasv(&r.text)
+    }
+
+    /// Runs a download command over passive mode; returns the data and the final reply.
+    pub fn download(&mut self, command: &str) -> (Vec<u8>, Reply) {
+        self.download_from(command, 0)
+    }
+
+    /// Like [`Ftp::download`], with `REST offset` right before the command (REST applies to the
+    /// very next command only) when `offset` > 0.
+    pub fn download_from(&mut self, command: &str, offset: u64) -> (Vec<u8>, Reply) {
+        let mut data = self.passive();
+        if offset > 0 {
+            let r = self.cmd(&format!("REST {offset}"));
+            assert_eq!(r.code, 350, "{}", r.text);
+        }
+        let r = self.cmd(command);
+        assert!(r.code == 150 || r.code == 125, "{command}: {}", r.text);
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf).expect("read data");
+        (buf, self.read_reply())
+    }
+
+    /// Runs an upload command over passive mode; returns the final reply.
+    pub fn upload(&mut self, command: &str, bytes: &[u8]) -> Reply {
+        self.upload_from(command, bytes, 0)
+    }
+
+    /// Like [`Ftp::upload`], with `REST offset` right before the command when `offset` > 0.
+    pub fn upload_from(&mut self, command: &str, bytes: &[u8], offset: u64) -> Reply {
+        let mut data = self.passive();
+        if offset > 0 {
+            let r = self.cmd(&format!("REST {offset}"));
+            assert_eq!(r.code, 350, "{}", r.text);
+        }
+        let r = self.cmd(command);
+        assert!(r.code == 150 || r.code == 125, "{command}: {}", r.text);
+        data.write_all(bytes).expect("write data");
+        drop(data);
+        self.read_reply()
+    }
+}
+
+/// The port of a 229 reply.
+pub fn parse_epsv(text: &str) -> u16 {
+    let inner = text
+        .split("(|||")
+        .nth(1)
+        .and_then(|r| r.split('|').next())
+        .expect("229 form");
+    inner.parse().expect("port")
+}
+
+/// The address of a 227 reply.
+pub fn parse_pasv(text: &str) -> SocketAddr {
+    let inner = text
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("227 form");
+    let n: Vec<u16> = inner
+        .split(',')
+        .map(|x| x.trim().parse().expect("number"))
+        .collect();
+    assert_eq!(n.len(), 6, "{text}");
+    format!("{}.{}.{}.{}:{}", n[0], n[1], n[2], n[3], n[4] * 256 + n[5])
+        .parse()
+        .expect("addr")
+}
+
+/// A listener for active-mode tests on an ephemeral loopback port.
+pub fn active_listener() -> TcpListener {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l
+}
+
+/// Finds a program on PATH, or panics with what to install (tests must not pass silently
+/// without their peer; `scripts/test` installs them).
+pub fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("`{name}` is not installed; run scripts/test (it installs the test peers)");
+}
+
+/// Writes `len` bytes of a deterministic pattern (all byte values, CR and LF included).
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    let mut x: u32 = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Creates `path`'s parent directories and writes `bytes`.
+pub fn write_file(path: &Path, bytes: &[u8]) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(path, bytes).expect("write");
+}

@@ -1,0 +1,282 @@
+//! Reply codes and reply forms, command by command.
+
+use std::io::Read;
+
+use wharf_testkit::{Ftp, write_file};
+
+use crate::{server, writable};
+
+#[test]
+fn banner_login_and_quit() {
+    let s = server().start();
+    let mut ftp = Ftp::connect(s.addr);
+    assert_eq!(ftp.banner.code, 220);
+    assert_eq!(
+        ftp.cmd("PWD").code,
+        530,
+        "commands before login are refused"
+    );
+    assert_eq!(ftp.cmd("PASS x").code, 503, "PASS before USER");
+    ftp.login("anonymous", "me@example.net");
+    let r = ftp.cmd("PWD");
+    assert_eq!(r.text, "257 \"/\" is the current directory.");
+    assert_eq!(ftp.cmd("QUIT").code, 221);
+    assert!(ftp.is_closed());
+}
+
+#[test]
+fn syntax_and_sequence_errors() {
+    let s = server().start();
+    let mut ftp = Ftp::login_to(s.addr, "ftp", "x");
+    assert_eq!(ftp.cmd("FOO").code, 500);
+    assert_eq!(ftp.cmd("").code, 500);
+    assert_eq!(ftp.cmd("AUTH TLS").code, 502);
+    assert_eq!(ftp.cmd("RETR").code, 501);
+    assert_eq!(ftp.cmd("PORT 1,2,3").code, 501);
+    assert_eq!(ftp.cmd("TYPE E").code, 504);
+    assert_eq!(ftp.cmd("MODE B").code, 504);
+    assert_eq!(ftp.cmd("STRU R").code, 504);
+    assert_eq!(ftp.cmd("TYPE X").code, 501);
+    assert_eq!(ftp.cmd("RNTO b").code, 503);
+    assert_eq!(ftp.cmd("EPRT |3|x|5|").code, 522);
+    assert_eq!(ftp.cmd("RETR x").code, 425, "no data connection set up");
+    for ok in [
+        "TYPE A", "TYPE A N", "TYPE L 8", "TYPE I", "MODE S", "STRU F", "NOOP",
+    ] {
+        assert_eq!(ftp.cmd(ok).code, 200, "{ok}");
+    }
+    assert_eq!(ftp.cmd("ALLO 10").code, 202);
+    assert_eq!(ftp.cmd("ACCT x").code, 202);
+    assert_eq!(ftp.cmd("SYST").text, "215 UNIX Type: L8");
+    assert_eq!(ftp.cmd("OPTS UTF8 ON").code, 200);
+    assert_eq!(ftp.cmd("OPTS BOGUS").code, 501);
+}
+
+#[test]
+fn feat_is_rfc2389_form() {
+    let s = server().start();
+    let mut ftp = Ftp::connect(s.addr);
+    let r = ftp.cmd("FEAT");
+    assert_eq!(
+        r.text,
+        "211-Features:\n EPRT\n EPSV\n HOST\n MDTM\n MFMT\n MLST type*;size*;modify*;perm*;UNIX.mode;\n REST STREAM\n SIZE\n TVFS\n UTF8\n211 End"
+    );
+    ftp.login("ftp", "x");
+    assert_eq!(
+        ftp.cmd("OPTS MLST size;type;").text,
+        "200 MLST OPTS size;type;"
+    );
+    assert!(
+        ftp.cmd("FEAT")
+            .text
+            .contains(" MLST type*;size*;modify;perm;UNIX.mode;")
+    );
+}
+
+#[test]
+fn help_stat_host_site_help() {
+    let s = server().start();
+    let mut ftp = Ftp::connect(s.addr);
+    assert_eq!(ftp.cmd("HOST ftp.example.net").code, 220);
+    let help = ftp.cmd("HELP");
+    assert_eq!(help.code, 214);
+    assert!(
+        help.text.contains("RETR") && help.text.ends_with("214 Help OK."),
+        "{}",
+        help.text
+    );
+    assert_eq!(ftp.cmd("HELP MLSD").code, 214);
+    assert_eq!(ftp.cmd("HELP XYZZY").code, 502);
+    ftp.login("ftp", "x");
+    assert_eq!(ftp.cmd("HOST other").code, 503, "HOST after login");
+    let stat = ftp.cmd("STAT");
+    assert_eq!(stat.code, 211);
+    assert!(
+        stat.text.contains("Logged in as anonymous"),
+        "{}",
+        stat.text
+    );
+    let site = ftp.cmd("SITE HELP");
+    assert_eq!(site.code, 214);
+    assert!(site.text.contains("CHMOD"));
+    assert_eq!(ftp.cmd("SITE FROB").code, 500);
+}
+
+#[test]
+fn directories_mkd_cwd_cdup_rmd() {
+    let s = writable();
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    assert_eq!(ftp.cmd("MKD a\"b").text, "257 \"/a\"\"b\" created.");
+    assert_eq!(ftp.cmd("MKD a\"b").code, 550, "exists");
+    assert!(s.path("a\"b").is_dir());
+    assert_eq!(ftp.cmd("CWD a\"b").code, 250);
+    assert_eq!(
+        ftp.cmd("PWD").text,
+        "257 \"/a\"\"b\" is the current directory."
+    );
+    assert_eq!(ftp.cmd("XMKD sub").code, 257);
+    assert_eq!(ftp.cmd("CDUP").code, 200);
+    assert_eq!(ftp.cmd("PWD").text, "257 \"/\" is the current directory.");
+    assert_eq!(ftp.cmd("CDUP").code, 200, "CDUP at the root stays there");
+    assert_eq!(ftp.cmd("CWD missing").code, 550);
+    assert_eq!(ftp.cmd("RMD a\"b").code, 550, "not empty");
+    assert_eq!(ftp.cmd("RMD a\"b/sub").code, 250);
+    assert_eq!(ftp.cmd("RMD a\"b").code, 250);
+    assert!(!s.path("a\"b").exists());
+}
+
+#[test]
+fn size_mdtm_mfmt_chmod_dele_rename() {
+    let s = writable();
+    write_file(&s.path("f.txt"), b"12345");
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    assert_eq!(ftp.cmd("SIZE f.txt").text, "213 5");
+    assert_eq!(ftp.cmd("SIZE /").code, 550);
+    assert_eq!(ftp.cmd("SIZE nope").code, 550);
+    assert_eq!(
+        ftp.cmd("MFMT 20200102030405 f.txt").text,
+        "213 Modify=20200102030405; f.txt"
+    );
+    assert_eq!(
+        ftp.cmd("MDTM f.txt").text,
+        "213 20200102030405",
+        "MDTM in UTC"
+    );
+    assert_eq!(ftp.cmd("MFMT 20201302030405 f.txt").code, 501);
+    assert_eq!(ftp.cmd("SITE CHMOD 600 f.txt").code, 200);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(s.path("f.txt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(ftp.cmd("RNFR f.txt").code, 350);
+    assert_eq!(ftp.cmd("RNTO g.txt").code, 250);
+    assert!(s.path("g.txt").exists() && !s.path("f.txt").exists());
+    assert_eq!(ftp.cmd("RNFR nope").code, 550);
+    assert_eq!(ftp.cmd("RNFR g.txt").code, 350);
+    assert_eq!(ftp.cmd("NOOP").code, 200);
+    assert_eq!(
+        ftp.cmd("RNTO h.txt").code,
+        503,
+        "RNFR is cleared by the next command"
+    );
+    assert_eq!(ftp.cmd("DELE g.txt").code, 250);
+    assert_eq!(ftp.cmd("DELE g.txt").code, 550);
+    assert!(!s.path("g.txt").exists());
+}
+
+#[test]
+fn read_only_refuses_writes() {
+    let s = server().start();
+    write_file(&s.path("f.txt"), b"x");
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    for cmd in [
+        "MKD d",
+        "DELE f.txt",
+        "RMD d",
+        "RNFR f.txt",
+        "SITE CHMOD 777 f.txt",
+        "MFMT 20200101000000 f.txt",
+    ] {
+        assert_eq!(ftp.cmd(cmd).code, 550, "{cmd}");
+    }
+    let _data = ftp.passive();
+    assert_eq!(ftp.cmd("STOR new").code, 550);
+    assert!(!s.path("new").exists());
+}
+
+#[test]
+fn listings_list_nlst_mlsd_mlst() {
+    let s = server().start();
+    write_file(&s.path("a.txt"), b"hello");
+    write_file(&s.path(".hidden"), b"h");
+    std::fs::create_dir(s.path("dir")).unwrap();
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let (nlst, r) = ftp.download("NLST");
+    assert_eq!(r.code, 226);
+    assert_eq!(
+        nlst, b".hidden\r\na.txt\r\ndir\r\n",
+        "NLST gives bare names"
+    );
+    for list in ["LIST", "LIST -la", "LIST -a", "LIST -l ."] {
+        let (text, r) = ftp.download(list);
+        assert_eq!(r.code, 226, "{list}");
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 3, "{list}: {text}");
+        assert!(
+            lines[1].starts_with("-rw-r--r--   1 ftp      ftp                 5 "),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].ends_with(" a.txt"));
+        assert!(lines[2].starts_with('d') && lines[2].ends_with(" dir"));
+    }
+    let (text, _) = ftp.download("LIST a.txt");
+    assert!(String::from_utf8(text).unwrap().ends_with(" a.txt\r\n"));
+    let (mlsd, r) = ftp.download("MLSD");
+    assert_eq!(r.code, 226);
+    let mlsd = String::from_utf8(mlsd).unwrap();
+    assert!(mlsd.starts_with("type=cdir;"), "{mlsd}");
+    assert!(mlsd.contains("type=file;size=5;modify="), "{mlsd}");
+    assert!(mlsd.contains(";perm=r; a.txt\r\n"), "{mlsd}");
+    assert!(mlsd.contains("type=dir;"), "{mlsd}");
+    let _d = ftp.passive();
+    assert_eq!(ftp.cmd("MLSD a.txt").code, 501);
+    let r = ftp.cmd("MLST a.txt");
+    let lines: Vec<&str> = r.text.lines().collect();
+    assert_eq!(lines[0], "250-Listing /a.txt");
+    assert!(
+        lines[1].starts_with(" type=file;size=5;modify=") && lines[1].ends_with(" /a.txt"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], "250 End");
+    let _d = ftp.passive();
+    assert_eq!(ftp.cmd("LIST nope").code, 550);
+    let st = ftp.cmd("STAT .");
+    assert_eq!(st.code, 213);
+    assert!(st.text.contains(" a.txt"), "{}", st.text);
+}
+
+#[test]
+fn rest_is_cleared_by_the_next_command() {
+    let s = server().start();
+    write_file(&s.path("f"), b"0123456789");
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let (data, _) = ftp.download_from("RETR f", 4);
+    assert_eq!(data, b"456789");
+    let _d = ftp.passive();
+    assert_eq!(ftp.cmd("REST 4").code, 350);
+    assert_eq!(ftp.cmd("NOOP").code, 200);
+    let mut data = ftp.passive();
+    assert_eq!(ftp.cmd("RETR f").code, 150);
+    let mut all = Vec::new();
+    data.read_to_end(&mut all).unwrap();
+    assert_eq!(ftp.read_reply().code, 226);
+    assert_eq!(
+        all, b"0123456789",
+        "REST must not survive the command after it"
+    );
+    let mut data = ftp.passive();
+    assert_eq!(ftp.cmd("REST 99").code, 350);
+    assert_eq!(ftp.cmd("RETR f").code, 554);
+    let mut sink = Vec::new();
+    let _ = data.read_to_end(&mut sink);
+    assert_eq!(ftp.cmd("TYPE A").code, 200);
+    assert_eq!(ftp.cmd("REST 4").code, 504, "REST refused in ASCII mode");
+}
+
+#[test]
+fn rein_logs_out() {
+    let s = server().start();
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    assert_eq!(ftp.cmd("REIN").code, 220);
+    assert_eq!(ftp.cmd("PWD").code, 530);
+    ftp.login("anonymous", "x");
+    assert_eq!(ftp.cmd("PWD").code, 257);
+}

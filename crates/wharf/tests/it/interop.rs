@@ -1,0 +1,152 @@
+//! End to end against real clients: curl in all four data modes, Python's ftplib, lftp mirror.
+
+use std::path::Path;
+use std::process::Command;
+
+use wharf_testkit::{pattern, require_tool, write_file};
+
+use crate::server;
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run peer");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn curl_in_all_four_modes() {
+    let curl = require_tool("curl");
+    let modes: [(&[&str], &str, &str); 4] = [
+        (&["--ftp-pasv"], "verb=\"EPSV\"", "verb=\"EPSV\""),
+        (
+            &["--ftp-pasv", "--disable-epsv"],
+            "verb=\"PASV\"",
+            "verb=\"PASV\"",
+        ),
+        (&["-P", "-"], "verb=\"EPRT\"", "verb=\"EPRT\""),
+        (
+            &["-P", "-", "--disable-eprt"],
+            "verb=\"PORT\"",
+            "verb=\"PORT\"",
+        ),
+    ];
+    let data = pattern(2 << 20, 9);
+    for (flags, expect_log, _) in modes {
+        let s = server().args(&["-w", "--log-level", "debug"]).start();
+        write_file(&s.path("down.bin"), &data);
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out.bin");
+        run(Command::new(&curl)
+            .args(["-sS", "--max-time", "60"])
+            .args(flags)
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("{}/down.bin", s.url())));
+        assert_eq!(std::fs::read(&out).unwrap(), data, "{flags:?} download");
+        let up = tmp.path().join("up.bin");
+        std::fs::write(&up, &data[..100_000]).unwrap();
+        run(Command::new(&curl)
+            .args(["-sS", "--max-time", "60"])
+            .args(flags)
+            .arg("-T")
+            .arg(&up)
+            .arg(format!("{}/sub/up.bin", s.url()))
+            .arg("--ftp-create-dirs"));
+        assert_eq!(
+            std::fs::read(s.path("sub/up.bin")).unwrap(),
+            &data[..100_000],
+            "{flags:?} upload"
+        );
+        let listing = run(Command::new(&curl)
+            .args(["-sS", "--max-time", "60"])
+            .args(flags)
+            .arg(format!("{}/", s.url())));
+        assert!(
+            listing.contains(" down.bin") && listing.contains(" sub"),
+            "{flags:?}: {listing}"
+        );
+        let names = run(Command::new(&curl)
+            .args(["-sS", "-l", "--max-time", "60"])
+            .args(flags)
+            .arg(format!("{}/", s.url())));
+        assert_eq!(names, "down.bin\r\nsub\r\n", "{flags:?}");
+        // Resume: curl -C - asks SIZE and REST.
+        std::fs::write(&out, &data[..12345]).unwrap();
+        run(Command::new(&curl)
+            .args(["-sS", "--max-time", "60", "-C", "-"])
+            .args(flags)
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("{}/down.bin", s.url())));
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            data,
+            "{flags:?} resumed download"
+        );
+        assert!(
+            s.log().contains(expect_log),
+            "{flags:?} did not use the mode: {}",
+            s.log()
+        );
+    }
+}
+
+#[test]
+fn python_ftplib_passive_and_active() {
+    let python = require_tool("python3");
+    let s = server().arg("-w").start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ftplib_session.py");
+    let out = run(Command::new(python)
+        .arg(script)
+        .arg(s.addr.ip().to_string())
+        .arg(s.addr.port().to_string())
+        .arg(&s.root));
+    assert!(out.contains("ftplib OK"), "{out}");
+}
+
+/// Builds a small tree with binary files, an empty file, nested and empty directories.
+fn make_tree(dir: &Path) {
+    write_file(&dir.join("a.bin"), &pattern(300_000, 1));
+    write_file(&dir.join("empty"), b"");
+    write_file(&dir.join("docs/readme.txt"), b"hello\nworld\n");
+    write_file(&dir.join("docs/deep/x.dat"), &pattern(70_000, 2));
+    std::fs::create_dir_all(dir.join("emptydir")).unwrap();
+}
+
+fn assert_same_tree(a: &Path, b: &Path) {
+    for rel in ["a.bin", "empty", "docs/readme.txt", "docs/deep/x.dat"] {
+        assert_eq!(
+            std::fs::read(a.join(rel)).unwrap(),
+            std::fs::read(b.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(b.join("emptydir").is_dir(), "empty directory");
+}
+
+#[test]
+fn lftp_mirror_up_and_down_passive_and_active() {
+    let lftp = require_tool("lftp");
+    for passive in ["on", "off"] {
+        let s = server().arg("-w").start();
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        let back = tmp.path().join("back");
+        make_tree(&src);
+        let script = format!(
+            "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 20; set ftp:passive-mode {passive}; \
+             open -u anonymous,x {url}; mirror -R {src} /tree; mirror /tree {back}",
+            url = s.url(),
+            src = src.display(),
+            back = back.display()
+        );
+        run(Command::new(&lftp).arg("-c").arg(&script));
+        assert_same_tree(&src, &s.path("tree"));
+        assert_same_tree(&src, &back);
+    }
+}

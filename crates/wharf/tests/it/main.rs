@@ -1,0 +1,22 @@
+//! Integration tests for `wharf serve`: one binary (link time), a module per area.
+//! Every server listens on loopback, port 0.
+
+mod commands;
+mod interop;
+mod operations;
+mod security;
+mod transfers;
+
+use wharf_testkit::{Server, ServerBuilder};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wharf");
+
+/// A builder for `wharf serve` with a short failed-login delay, so tests stay quick.
+pub fn server() -> ServerBuilder {
+    Server::builder(BIN)
+}
+
+/// A writable anonymous server.
+pub fn writable() -> Server {
+    server().arg("-w").start()
+}

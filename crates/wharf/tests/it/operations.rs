@@ -1,0 +1,209 @@
+//! Operations: session limits, idle timeout, graceful shutdown, configuration and users.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use wharf_testkit::{Ftp, write_file};
+
+use crate::{BIN, server};
+
+#[test]
+fn per_ip_limit_gives_421_and_frees_on_close() {
+    let s = server()
+        .config("[limits]\nmax_sessions_per_ip = 2\n")
+        .start();
+    let a = Ftp::connect(s.addr);
+    let _b = Ftp::connect(s.addr);
+    let c = Ftp::connect(s.addr);
+    assert_eq!(c.banner.code, 421, "{}", c.banner.text);
+    // Another address is still served.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.3:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.connect(&s.addr.into()).unwrap();
+    let mut other: TcpStream = sock.into();
+    other
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut banner = [0u8; 3];
+    other.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"220");
+    drop(a);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(Ftp::connect(s.addr).banner.code, 220);
+}
+
+#[test]
+fn total_limit_gives_421() {
+    let s = server().config("[limits]\nmax_sessions = 1\n").start();
+    let _a = Ftp::connect(s.addr);
+    assert_eq!(Ftp::connect(s.addr).banner.code, 421);
+}
+
+#[test]
+fn idle_session_gets_421() {
+    let s = server().config("[limits]\nidle_timeout = 1\n").start();
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let r = ftp.read_reply();
+    assert_eq!(r.code, 421, "{}", r.text);
+    assert!(ftp.is_closed());
+}
+
+#[test]
+fn graceful_shutdown_lets_transfers_finish() {
+    let mut s = server().config("[limits]\nshutdown_grace = 20\n").start();
+    let size = 48 << 20;
+    write_file(&s.path("big"), &vec![7u8; size]);
+    let mut idle = Ftp::login_to(s.addr, "anonymous", "x");
+    let mut busy = Ftp::login_to(s.addr, "anonymous", "x");
+    let mut data = busy.passive();
+    assert_eq!(busy.cmd("RETR big").code, 150);
+    let mut first = vec![0u8; 1 << 20];
+    data.read_exact(&mut first).unwrap();
+    let addr = s.addr;
+    let pid = s.pid();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    assert_eq!(idle.read_reply().code, 421, "idle sessions are told");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(),
+        "still accepting"
+    );
+    let mut rest = Vec::new();
+    data.read_to_end(&mut rest).unwrap();
+    assert_eq!(
+        first.len() + rest.len(),
+        size,
+        "the running transfer finished"
+    );
+    assert_eq!(busy.read_reply().code, 226);
+    let status = s.terminate().expect("server exited");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn bad_config_names_the_field_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[passive]\nports = \"9000-8000\"\n", "passive.ports"),
+        ("[limits]\nidle_timout = 5\n", "limits.idle_timout"),
+        ("listen = [\"localhost\"]\n", "listen"),
+        (
+            "[[user]]\nname = \"a\"\npassword_hash = \"secret\"\n",
+            "user[0].password_hash",
+        ),
+    ];
+    for (toml, field) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, toml).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{toml}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field), "{toml}: {err}");
+    }
+    let out = Command::new(BIN)
+        .args(["serve", "--passive-ports", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--passive-ports"));
+    let out = Command::new(BIN)
+        .args(["serve", "--root", "/does/not/exist"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn passwd(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("passwd")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn config_users_with_hashes_homes_and_permissions() {
+    let argon = passwd("pw-argon");
+    assert!(argon.starts_with("$argon2id$"), "{argon}");
+    // `openssl passwd -6 -salt saltsalt pw`, as imported from /etc/shadow.
+    let six = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
+    let homes = tempfile::tempdir().unwrap();
+    std::fs::create_dir(homes.path().join("carol")).unwrap();
+    let toml = format!(
+        r#"
+anonymous = false
+[[user]]
+name = "alice"
+password_hash = "{argon}"
+permissions = ["read", "write"]
+
+[[user]]
+name = "bob"
+password_hash = "{six}"
+
+[[user]]
+name = "carol"
+password_hash = "{six}"
+home = "{}"
+permissions = ["all"]
+"#,
+        homes.path().join("carol").display()
+    );
+    let s = server().config(&toml).start();
+    write_file(&s.path("shared.txt"), b"shared");
+    let mut alice = Ftp::login_to(s.addr, "alice", "pw-argon");
+    assert_eq!(alice.upload("STOR a.txt", b"from alice").code, 226);
+    assert_eq!(std::fs::read(s.path("a.txt")).unwrap(), b"from alice");
+    assert_eq!(alice.cmd("DELE a.txt").code, 550, "alice may not delete");
+    assert_eq!(alice.cmd("MKD d").code, 550, "alice may not mkdir");
+    let mut bob = Ftp::login_to(s.addr, "bob", "pw");
+    let _d = bob.passive();
+    assert_eq!(bob.cmd("STOR b.txt").code, 550, "bob is read-only");
+    let mut carol = Ftp::login_to(s.addr, "carol", "pw");
+    let (names, _) = carol.download("NLST");
+    assert!(names.is_empty(), "carol is jailed in her home");
+    assert_eq!(carol.cmd("MKD mine").code, 257);
+    assert!(homes.path().join("carol/mine").is_dir());
+    let mut anon = Ftp::connect(s.addr);
+    anon.cmd("USER anonymous");
+    assert_eq!(anon.cmd("PASS x").code, 530);
+}
+
+#[test]
+fn bcrypt_hashes_are_accepted() {
+    // Made with Python's `bcrypt` package: hashpw(b"pw", gensalt(4)).
+    let hash = "$2b$04$zkCVNQw8e4rLULyIdahX3.k6Px7T0B5U3Fbnqc0xmdyKOSRXZpO1G";
+    let s = server()
+        .config(&format!(
+            "[[user]]\nname = \"dave\"\npassword_hash = \"{hash}\"\n"
+        ))
+        .start();
+    let mut ftp = Ftp::login_to(s.addr, "dave", "pw");
+    assert_eq!(ftp.cmd("NOOP").code, 200);
+}
