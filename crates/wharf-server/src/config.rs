@@ -295,33 +295,39 @@ impl ServerConfig {
         };
         let root = check_dir(root_field, &root)?;
 
-        let listen = if !cli.listen.is_empty() {
-            cli.listen
-                .iter()
-                .map(|l| parse_listen("--listen", l))
-                .collect::<Result<Vec<_>, _>>()?
-        } else if let Some(list) = &file.listen {
-            if list.is_empty() {
+        // The file's fields are checked even where a flag overrides them: a bad file is an error.
+        let file_listen = match &file.listen {
+            Some(list) if list.is_empty() => {
                 return Err(ConfigError::new(
                     "listen",
                     "needs at least one ADDRESS:PORT",
                 ));
             }
-            list.iter()
-                .map(|l| parse_listen("listen", l))
+            Some(list) => Some(
+                list.iter()
+                    .map(|l| parse_listen("listen", l))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        let listen = if !cli.listen.is_empty() {
+            cli.listen
+                .iter()
+                .map(|l| parse_listen("--listen", l))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
-            vec![parse_listen("listen", DEFAULT_LISTEN)?]
+            file_listen.unwrap_or(vec![parse_listen("listen", DEFAULT_LISTEN)?])
         };
 
-        let passive_ports = match (&cli.passive_ports, &file.passive.ports) {
-            (Some(r), _) => {
+        let file_ports = match &file.passive.ports {
+            Some(r) => Some(parse_port_range(r).map_err(|m| ConfigError::new("passive.ports", m))?),
+            None => None,
+        };
+        let passive_ports = match &cli.passive_ports {
+            Some(r) => {
                 Some(parse_port_range(r).map_err(|m| ConfigError::new("--passive-ports", m))?)
             }
-            (None, Some(r)) => {
-                Some(parse_port_range(r).map_err(|m| ConfigError::new("passive.ports", m))?)
-            }
-            (None, None) => None,
+            None => file_ports,
         };
         let passive_address = cli.passive_address.clone().or(file.passive.address.clone());
         if passive_address

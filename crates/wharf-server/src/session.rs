@@ -913,15 +913,16 @@ impl Session {
     }
 
     async fn cmd_retr(&mut self, arg: &[u8], offset: u64) -> io::Result<Flow> {
+        let (storage, path) = match self.authorize(|p| p.read, Some(arg)) {
+            Ok(v) => v,
+            Err(r) => return self.send(r).await,
+        };
+        // Path and permission first: a bad path is 550 whether or not a data connection is set up.
         if matches!(self.data, DataSetup::None) {
             return self
                 .send(reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first."))
                 .await;
         }
-        let (storage, path) = match self.authorize(|p| p.read, Some(arg)) {
-            Ok(v) => v,
-            Err(r) => return self.send(r).await,
-        };
         let opened = blocking(move || {
             let file = storage.open_read(&path)?;
             let len = file.metadata()?.len();
@@ -956,15 +957,16 @@ impl Session {
     }
 
     async fn cmd_store(&mut self, arg: &[u8], mode: WriteMode, verb: &str) -> io::Result<Flow> {
+        let (storage, path) = match self.authorize(|p| p.write, Some(arg)) {
+            Ok(v) => v,
+            Err(r) => return self.send(r).await,
+        };
+        // Path and permission first: a bad path is 550 whether or not a data connection is set up.
         if matches!(self.data, DataSetup::None) {
             return self
                 .send(reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first."))
                 .await;
         }
-        let (storage, path) = match self.authorize(|p| p.write, Some(arg)) {
-            Ok(v) => v,
-            Err(r) => return self.send(r).await,
-        };
         let upload = match blocking(move || storage.open_write(&path, mode)).await {
             Ok(u) => u,
             Err(e) => return self.send(e.reply()).await,
@@ -981,15 +983,16 @@ impl Session {
     }
 
     async fn cmd_list(&mut self, arg: Option<Vec<u8>>, form: ListForm) -> io::Result<Flow> {
+        let (storage, path) = match self.authorize(|p| p.read, arg.as_deref()) {
+            Ok(v) => v,
+            Err(r) => return self.send(r).await,
+        };
+        // Path and permission first: a bad path is 550 whether or not a data connection is set up.
         if matches!(self.data, DataSetup::None) {
             return self
                 .send(reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first."))
                 .await;
         }
-        let (storage, path) = match self.authorize(|p| p.read, arg.as_deref()) {
-            Ok(v) => v,
-            Err(r) => return self.send(r).await,
-        };
         let perms = self.perm_facts();
         let facts = self.facts.clone();
         let now = unix_now();

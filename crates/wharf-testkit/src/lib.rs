@@ -11,7 +11,7 @@
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -392,12 +392,6 @@ pub fn parse_pasv(text: &str) -> SocketAddr {
         .expect("addr")
 }
 
-/// A listener for active-mode tests on an ephemeral loopback port.
-pub fn active_listener() -> TcpListener {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l
-}
-
 /// Finds a program on PATH, or panics with what to install (tests must not pass silently
 /// without their peer; `scripts/test` installs them).
 pub fn require_tool(name: &str) -> PathBuf {
@@ -430,4 +424,31 @@ pub fn write_file(path: &Path, bytes: &[u8]) {
         std::fs::create_dir_all(parent).expect("mkdir");
     }
     std::fs::write(path, bytes).expect("write");
+}
+
+/// Runs a command to completion within `limit`, or kills it (by its PID) and panics: a test
+/// never hangs on a child that should have exited.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if std::time::Instant::now() >= end {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} still running after {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step panics the test
 //! Integration tests for `wharf serve`: one binary (link time), a module per area.
 //! Every server listens on loopback, port 0.
 

@@ -5,7 +5,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use wharf_testkit::{Ftp, write_file};
+use wharf_testkit::{Ftp, output_within, write_file};
+
+const LIMIT: Duration = Duration::from_secs(30);
 
 use crate::{BIN, server};
 
@@ -106,25 +108,26 @@ fn bad_config_names_the_field_and_exits_2() {
     for (toml, field) in cases {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, toml).unwrap();
-        let out = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = output_within(
+            Command::new(BIN)
+                .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+                .arg(&path),
+            LIMIT,
+        );
         assert_eq!(out.status.code(), Some(2), "{toml}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(field), "{toml}: {err}");
     }
-    let out = Command::new(BIN)
-        .args(["serve", "--passive-ports", "x"])
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(BIN).args(["serve", "--passive-ports", "x"]),
+        LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--passive-ports"));
-    let out = Command::new(BIN)
-        .args(["serve", "--root", "/does/not/exist"])
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(BIN).args(["serve", "--root", "/does/not/exist"]),
+        LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
 }
 
