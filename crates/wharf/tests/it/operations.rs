@@ -210,3 +210,41 @@ fn bcrypt_hashes_are_accepted() {
     let mut ftp = Ftp::login_to(s.addr, "dave", "pw");
     assert_eq!(ftp.cmd("NOOP").code, 200);
 }
+
+#[test]
+fn embedded_default_serves_the_current_directory_read_only_to_anonymous() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(&dir.path().join("here.txt"), b"cwd");
+    // Everything default but the port (a test may not take 2121 from a running server).
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("ftp://")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let mut ftp = Ftp::login_to(addr, "anonymous", "me@example.net");
+    let (data, _) = ftp.download("RETR here.txt");
+    assert_eq!(data, b"cwd");
+    let _d = ftp.passive();
+    assert_eq!(ftp.cmd("STOR new.txt").code, 550, "read-only by default");
+    let _ = child.kill();
+    let _ = child.wait();
+    // And the default address is the documented one.
+    let help = output_within(Command::new(BIN).args(["serve", "--help"]), LIMIT);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("127.0.0.1:2121"));
+}

@@ -260,3 +260,49 @@ fn failed_logins_are_delayed_alike_and_limited() {
     );
     let _ = anon.stream().write_all(b"QUIT\r\n");
 }
+
+#[test]
+fn passive_range_and_masquerade_address() {
+    let s = server()
+        .args(&[
+            "--passive-ports",
+            "41000-41019",
+            "--passive-address",
+            "203.0.113.9",
+        ])
+        .start();
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..12 {
+        let a = ftp.pasv();
+        assert_eq!(
+            a.ip().to_string(),
+            "203.0.113.9",
+            "masquerade address announced"
+        );
+        assert!((41000..=41019).contains(&a.port()), "{a}");
+        seen.insert(a.port());
+        let r = ftp.cmd("EPSV");
+        let p = wharf_testkit::parse_epsv(&r.text);
+        assert!((41000..=41019).contains(&p), "{p}");
+    }
+    assert!(
+        seen.len() > 1,
+        "ports are chosen at random within the range"
+    );
+}
+
+#[test]
+fn passive_address_name_is_resolved() {
+    let s = server().args(&["--passive-address", "localhost"]).start();
+    write_file(&s.path("f"), b"via name");
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let addr = ftp.pasv();
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    let mut data = TcpStream::connect(addr).unwrap();
+    assert_eq!(ftp.cmd("RETR f").code, 150);
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"via name");
+    assert_eq!(ftp.read_reply().code, 226);
+}
