@@ -27,6 +27,9 @@ pub mod path;
 pub mod reply;
 pub mod time;
 
+#[cfg(test)]
+mod robustness;
+
 pub use command::{Command, LineBuffer, LineEvent, ParseError, TransferType};
 pub use listing::{FileInfo, FileKind};
 pub use path::{PathError, VPath};
