@@ -354,7 +354,8 @@ fn parse_site(arg: &[u8]) -> Result<Site, ParseError> {
             let path = parts.next().ok_or(ParseError::MissingArgument)?;
             let text = std::str::from_utf8(mode).map_err(|_| ParseError::BadArgument)?;
             let mode = u32::from_str_radix(text, 8).map_err(|_| ParseError::BadArgument)?;
-            if mode > 0o7777 || path.is_empty() {
+            // Permission bits only: no setuid, setgid or sticky bit from a remote user.
+            if mode > 0o777 || path.is_empty() {
                 return Err(ParseError::BadArgument);
             }
             Ok(Site::Chmod {
@@ -624,6 +625,7 @@ mod tests {
         assert_eq!(code(b"MFMT 2024 x"), 501);
         assert_eq!(code(b"MFMT 20240101000000"), 501);
         assert_eq!(code(b"SITE CHMOD 999 x"), 501);
+        assert_eq!(code(b"SITE CHMOD 4755 x"), 501);
         assert_eq!(code(b"SITE CHMOD 755"), 501);
         assert_eq!(code(b"OPTS FOO"), 501);
     }

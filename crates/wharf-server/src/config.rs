@@ -84,6 +84,8 @@ pub struct ServerConfig {
     pub allow_foreign_passive: bool,
     pub limits: Limits,
     pub auth: Arc<dyn Authenticator>,
+    /// Password checks running at once: a crowd of logins cannot take all memory or CPU.
+    pub auth_slots: tokio::sync::Semaphore,
     pub banner: String,
 }
 
@@ -407,6 +409,27 @@ impl ServerConfig {
                 .map_or(defaults.failed_login_delay, Duration::from_millis),
             shutdown_grace: secs(l.shutdown_grace, defaults.shutdown_grace),
         };
+        // Upper bound: a timeout of a year is as good as none, and larger values would overflow
+        // the clock arithmetic.
+        const MAX_SECS: u64 = 366 * 86_400;
+        for (name, v) in [
+            ("limits.idle_timeout", l.idle_timeout),
+            ("limits.data_timeout", l.data_timeout),
+            ("limits.accept_timeout", l.accept_timeout),
+            ("limits.connect_timeout", l.connect_timeout),
+            ("limits.shutdown_grace", l.shutdown_grace),
+            (
+                "limits.failed_login_delay_ms",
+                l.failed_login_delay_ms.map(|ms| ms / 1000),
+            ),
+        ] {
+            if v.is_some_and(|v| v > MAX_SECS) {
+                return Err(ConfigError::new(
+                    name,
+                    format!("must be at most {MAX_SECS} seconds"),
+                ));
+            }
+        }
         for (name, zero) in [
             ("limits.max_sessions", limits.max_sessions == 0),
             (
@@ -434,6 +457,9 @@ impl ServerConfig {
             allow_foreign_passive: file.passive.allow_foreign_peer.unwrap_or(false),
             limits,
             auth: Arc::new(UserStore::new(users, anonymous)),
+            auth_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             banner: file
                 .banner
                 .unwrap_or_else(|| "Wharf FTP server ready.".to_string()),
@@ -483,6 +509,11 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.field, "user[0].permissions");
+        let e = build(&format!(
+            "root = '{root}'\n[limits]\nidle_timeout = 18446744073709551615\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "limits.idle_timeout");
         let e = build(&format!("root = '{root}'\n[limits]\nmax_sessions = 0\n")).unwrap_err();
         assert_eq!(e.field, "limits.max_sessions");
         build(&format!(

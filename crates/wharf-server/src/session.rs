@@ -58,6 +58,7 @@ struct Control {
     stream: TcpStream,
     lines: LineBuffer,
     out: Vec<u8>,
+    write_timeout: Duration,
 }
 
 impl Control {
@@ -98,10 +99,18 @@ impl Control {
         }
     }
 
+    /// Sends a reply. A client that stops reading cannot hold the session (and its place in the
+    /// limits) forever: the write times out like a stalled data connection.
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         self.out.clear();
         reply.encode(&mut self.out);
-        self.stream.write_all(&self.out).await
+        match tokio::time::timeout(self.write_timeout, self.stream.write_all(&self.out)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client does not read replies",
+            )),
+        }
     }
 }
 
@@ -159,12 +168,14 @@ impl Session {
         // wholly as urgent data) arrives intact.
         socket2::SockRef::from(&stream).set_out_of_band_inline(true)?;
         stream.set_nodelay(true)?;
+        let write_timeout = config.limits.data_timeout;
         Ok(Session {
             config,
             control: Control {
                 stream,
                 lines: LineBuffer::new(),
                 out: Vec::new(),
+                write_timeout,
             },
             peer,
             local,
@@ -464,7 +475,12 @@ impl Session {
                     Ok(v) => v,
                     Err(r) => return self.send(r).await,
                 };
-                let r = blocking(move || storage.rename(&from, &to)).await;
+                // Replacing an existing target destroys it: only for users who may delete.
+                let replace = self
+                    .user()
+                    .map(|(a, _)| a.permissions.delete)
+                    .unwrap_or(false);
+                let r = blocking(move || storage.rename(&from, &to, replace)).await;
                 self.done(r, ReplyCode::FILE_ACTION_OK, "Rename successful.")
                     .await
             }
@@ -690,10 +706,15 @@ impl Session {
         let answer_at = Instant::now() + self.config.limits.failed_login_delay;
         let auth = self.config.auth.clone();
         let user = name.clone();
-        let account = tokio::task::spawn_blocking(move || auth.authenticate(&user, &password))
-            .await
-            .ok()
-            .flatten();
+        // Hash checks are costly (Argon2: ~19 MiB each): at most a few at once, whoever asks.
+        let config = self.config.clone();
+        let account = {
+            let _slot = config.auth_slots.acquire().await.ok();
+            tokio::task::spawn_blocking(move || auth.authenticate(&user, &password))
+                .await
+                .ok()
+                .flatten()
+        };
         let shown = String::from_utf8_lossy(&name).into_owned();
         let Some(account) = account else {
             sleep_until(answer_at).await;
@@ -1249,8 +1270,10 @@ impl Session {
                             ];
                             self.control.send(&Reply::multi(ReplyCode::FILE_STATUS, lines)).await?;
                         }
+                        _ if self.queued.len() >= MAX_QUEUED => break Outcome::Flooded,
                         _ => self.queued.push_back(LineEvent::Line(line)),
                     },
+                    Ok(Some(_)) if self.queued.len() >= MAX_QUEUED => break Outcome::Flooded,
                     Ok(Some(other)) => self.queued.push_back(other),
                     Ok(None) | Err(_) => break Outcome::ControlLost,
                 },
@@ -1271,7 +1294,7 @@ impl Session {
         match outcome {
             Outcome::Finished(Ok(_)) => {
                 if let Some(upload) = upload {
-                    if let Err(e) = blocking(move || upload.commit()).await {
+                    if let Err(e) = blocking(move || upload.commit(bytes)).await {
                         log("commit failed");
                         return self.send(e.reply()).await;
                     }
@@ -1316,6 +1339,16 @@ impl Session {
                 log("control connection lost");
                 Ok(Flow::Close)
             }
+            Outcome::Flooded => {
+                drop(upload);
+                log("too many pipelined commands");
+                let r = reply(
+                    ReplyCode::SERVICE_UNAVAILABLE,
+                    "Too many commands during a transfer.",
+                );
+                self.control.send(&r).await?;
+                Ok(Flow::Close)
+            }
         }
     }
 }
@@ -1329,7 +1362,13 @@ enum Outcome {
     Finished(Result<u64, TransferError>),
     Aborted,
     ControlLost,
+    /// More commands pipelined during the transfer than the session keeps.
+    Flooded,
 }
+
+/// Commands kept while a transfer runs (to run after it); more close the session, so a client
+/// cannot grow the queue without bound.
+const MAX_QUEUED: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ListForm {

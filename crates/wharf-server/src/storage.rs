@@ -126,7 +126,8 @@ pub trait Storage: Send + Sync + 'static {
     fn mkdir(&self, path: &VPath) -> Result<(), StorageError>;
     fn rmdir(&self, path: &VPath) -> Result<(), StorageError>;
     fn delete(&self, path: &VPath) -> Result<(), StorageError>;
-    fn rename(&self, from: &VPath, to: &VPath) -> Result<(), StorageError>;
+    /// Renames; an existing target is replaced only when `replace` (the user may delete).
+    fn rename(&self, from: &VPath, to: &VPath, replace: bool) -> Result<(), StorageError>;
     /// Sets the modification time (MFMT).
     fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<(), StorageError>;
     /// Sets permission bits (SITE CHMOD).
@@ -144,6 +145,9 @@ pub struct Upload {
 enum Finish {
     /// Written in place: nothing to do at the end; a broken upload stays for resuming.
     InPlace,
+    /// REST n + STOR: written in place from `offset`; the file is cut to what was sent only when
+    /// the upload completes, so a failed resume destroys nothing beyond what it overwrote.
+    Resume { offset: u64 },
     /// Written to a temporary name in `dir`; renamed over `name` on commit, removed otherwise.
     Replace {
         dir: OwnedFd,
@@ -153,11 +157,15 @@ enum Finish {
 }
 
 impl Upload {
-    /// The upload completed: make it visible under its name.
-    pub fn commit(mut self) -> Result<(), StorageError> {
+    /// The upload completed with `written` bytes: make it visible under its name. A replacement
+    /// is synced to disk before it takes the old file's place, so a crash cannot leave the name
+    /// pointing at a partial file.
+    pub fn commit(mut self, written: u64) -> Result<(), StorageError> {
         match std::mem::replace(&mut self.finish, Finish::InPlace) {
             Finish::InPlace => Ok(()),
+            Finish::Resume { offset } => Ok(self.file.set_len(offset.saturating_add(written))?),
             Finish::Replace { dir, tmp, name } => {
+                self.file.sync_all()?;
                 let r = rustix::fs::renameat(&dir, os(&tmp), &dir, os(&name));
                 if r.is_err() {
                     let _ = rustix::fs::unlinkat(&dir, os(&tmp), AtFlags::empty());
@@ -343,9 +351,11 @@ impl Storage for LocalFs {
                 if offset > u64::try_from(st.st_size).unwrap_or(0) {
                     return Err(StorageError::BadOffset);
                 }
-                rustix::fs::ftruncate(&fd, offset)?;
                 rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(offset))?;
-                Ok(in_place(fd))
+                Ok(Upload {
+                    file: File::from(fd),
+                    finish: Finish::Resume { offset },
+                })
             }
             WriteMode::Replace => {
                 match rustix::fs::statat(&dir, os(&name), AtFlags::SYMLINK_NOFOLLOW) {
@@ -359,7 +369,7 @@ impl Storage for LocalFs {
                         // An existing file (or a symlink, which is replaced by the new file: the
                         // upload never writes through a link): write beside it, rename at the end.
                         let keep_mode = if ft == rustix::fs::FileType::RegularFile {
-                            Mode::from_raw_mode(st.st_mode & 0o7777)
+                            Mode::from_raw_mode(st.st_mode & 0o777)
                         } else {
                             file_mode
                         };
@@ -397,14 +407,20 @@ impl Storage for LocalFs {
         Ok(rustix::fs::unlinkat(&dir, os(&name), AtFlags::empty())?)
     }
 
-    fn rename(&self, from: &VPath, to: &VPath) -> Result<(), StorageError> {
+    fn rename(&self, from: &VPath, to: &VPath, replace: bool) -> Result<(), StorageError> {
         let (from_dir, from_name) = self.parent_of(from)?;
         let (to_dir, to_name) = self.parent_of(to)?;
-        Ok(rustix::fs::renameat(
+        let flags = if replace {
+            rustix::fs::RenameFlags::empty()
+        } else {
+            rustix::fs::RenameFlags::NOREPLACE
+        };
+        Ok(rustix::fs::renameat_with(
             &from_dir,
             os(&from_name),
             &to_dir,
             os(&to_name),
+            flags,
         )?)
     }
 
@@ -425,7 +441,8 @@ impl Storage for LocalFs {
 
     fn chmod(&self, path: &VPath, mode: u32) -> Result<(), StorageError> {
         let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
-        Ok(rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?)
+        // Never setuid/setgid/sticky: the server may run as root.
+        Ok(rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o777))?)
     }
 }
 
@@ -559,7 +576,7 @@ mod tests {
         );
         let mut up = fs.open_write(&p, WriteMode::Replace).unwrap();
         up.file.write_all(b"new").unwrap();
-        up.commit().unwrap();
+        up.commit(3).unwrap();
         assert_eq!(
             std::fs::read(root.path().join("sub/a.txt")).unwrap(),
             b"new"
@@ -582,8 +599,13 @@ mod tests {
             b"12345"
         );
         let mut up = fs.open_write(&p, WriteMode::Resume(3)).unwrap();
+        assert_eq!(
+            std::fs::read(root.path().join("new.bin")).unwrap(),
+            b"12345",
+            "nothing cut before data"
+        );
         up.file.write_all(b"XY").unwrap();
-        up.commit().unwrap();
+        up.commit(2).unwrap();
         assert_eq!(
             std::fs::read(root.path().join("new.bin")).unwrap(),
             b"123XY"
@@ -602,7 +624,11 @@ mod tests {
             fs.mkdir(&vp("d")),
             Err(StorageError::AlreadyExists)
         ));
-        fs.rename(&vp("d"), &vp("sub/e")).unwrap();
+        fs.rename(&vp("d"), &vp("sub/e"), false).unwrap();
+        assert!(matches!(
+            fs.rename(&vp("good-link"), &vp("sub/a.txt"), false),
+            Err(StorageError::AlreadyExists)
+        ));
         assert!(root.path().join("sub/e").is_dir());
         assert!(matches!(fs.rmdir(&vp("sub")), Err(StorageError::NotEmpty)));
         assert!(matches!(
@@ -615,7 +641,7 @@ mod tests {
         assert!(!root.path().join("abs-link").exists());
         fs.set_mtime(&vp("sub/a.txt"), 1_000_000_000).unwrap();
         assert_eq!(fs.stat(&vp("sub/a.txt")).unwrap().mtime, 1_000_000_000);
-        fs.chmod(&vp("sub/a.txt"), 0o600).unwrap();
-        assert_eq!(fs.stat(&vp("sub/a.txt")).unwrap().mode, 0o600);
+        fs.chmod(&vp("sub/a.txt"), 0o4755).unwrap();
+        assert_eq!(fs.stat(&vp("sub/a.txt")).unwrap().mode, 0o755, "no setuid");
     }
 }

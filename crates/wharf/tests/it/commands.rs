@@ -280,3 +280,39 @@ fn rein_logs_out() {
     ftp.login("anonymous", "x");
     assert_eq!(ftp.cmd("PWD").code, 257);
 }
+
+#[test]
+fn rename_never_replaces_without_delete_permission() {
+    let hash = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
+    let s = server()
+        .config(&format!(
+            "[[user]]\nname = \"r\"\npassword_hash = \"{hash}\"\npermissions = [\"read\", \"rename\"]\n\
+             [[user]]\nname = \"d\"\npassword_hash = \"{hash}\"\npermissions = [\"all\"]\n"
+        ))
+        .start();
+    write_file(&s.path("junk"), b"junk");
+    write_file(&s.path("important"), b"important");
+    let mut ftp = Ftp::login_to(s.addr, "r", "pw");
+    assert_eq!(ftp.cmd("RNFR junk").code, 350);
+    assert_eq!(ftp.cmd("RNTO important").code, 550);
+    assert_eq!(std::fs::read(s.path("important")).unwrap(), b"important");
+    assert_eq!(ftp.cmd("RNFR junk").code, 350);
+    assert_eq!(ftp.cmd("RNTO other").code, 250, "a free name is fine");
+    let mut admin = Ftp::login_to(s.addr, "d", "pw");
+    assert_eq!(admin.cmd("RNFR other").code, 350);
+    assert_eq!(
+        admin.cmd("RNTO important").code,
+        250,
+        "with delete permission it replaces"
+    );
+    assert_eq!(std::fs::read(s.path("important")).unwrap(), b"junk");
+}
+
+#[test]
+fn site_chmod_refuses_special_bits() {
+    let s = writable();
+    write_file(&s.path("x"), b"x");
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    assert_eq!(ftp.cmd("SITE CHMOD 4755 x").code, 501);
+    assert_eq!(ftp.cmd("SITE CHMOD 755 x").code, 200);
+}

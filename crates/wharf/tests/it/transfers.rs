@@ -291,3 +291,34 @@ fn names_are_bytes_end_to_end() {
     let (list, _) = ftp.download("NLST");
     assert_eq!(list, [name, b"\r\n"].concat());
 }
+
+#[test]
+fn failed_resume_does_not_cut_the_file() {
+    let s = server()
+        .arg("-w")
+        .config("[limits]\naccept_timeout = 1\n")
+        .start();
+    let data = pattern(1000, 4);
+    write_file(&s.path("r.bin"), &data);
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let _addr = ftp.pasv(); // never connected
+    assert_eq!(ftp.cmd("REST 100").code, 350);
+    assert_eq!(ftp.cmd("STOR r.bin").code, 425);
+    assert_eq!(
+        std::fs::read(s.path("r.bin")).unwrap(),
+        data,
+        "a failed resume cut the file"
+    );
+}
+
+#[test]
+fn flooding_commands_during_a_transfer_closes_the_session() {
+    let s = server().start();
+    write_file(&s.path("big"), &vec![0u8; 64 << 20]);
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let _data = ftp.passive();
+    assert_eq!(ftp.cmd("RETR big").code, 150);
+    ftp.send_raw(&b"NOOP\r\n".repeat(100));
+    let r = ftp.read_reply();
+    assert_eq!(r.code, 421, "{}", r.text);
+}
