@@ -25,6 +25,16 @@ use crate::config::ServerConfig;
 use crate::data::{self, DataSetup, Source, TransferError};
 use crate::storage::{LocalFs, Storage, StorageError, Upload, WriteMode};
 
+/// The value of a `Result<T, Reply>`, or: send the reply and end the command.
+macro_rules! or_reply {
+    ($session:ident, $result:expr) => {
+        match $result {
+            Ok(v) => v,
+            Err(r) => return $session.send(r).await,
+        }
+    };
+}
+
 /// What the session does after a command.
 enum Flow {
     Continue,
@@ -451,10 +461,7 @@ impl Session {
                     .await
             }
             Command::Rnfr(arg) => {
-                let (storage, path) = match self.authorize(|p| p.rename, Some(&arg)) {
-                    Ok(v) => v,
-                    Err(r) => return self.send(r).await,
-                };
+                let (storage, path) = or_reply!(self, self.authorize(|p| p.rename, Some(&arg)));
                 let p = path.clone();
                 match blocking(move || storage.stat(&p)).await {
                     Ok(_) => {
@@ -471,10 +478,7 @@ impl Session {
                         .send(reply(ReplyCode::BAD_SEQUENCE, "RNFR required first."))
                         .await;
                 };
-                let (storage, to) = match self.authorize(|p| p.rename, Some(&arg)) {
-                    Ok(v) => v,
-                    Err(r) => return self.send(r).await,
-                };
+                let (storage, to) = or_reply!(self, self.authorize(|p| p.rename, Some(&arg)));
                 // Replacing an existing target destroys it: only for users who may delete.
                 let replace = self
                     .user()
@@ -494,19 +498,13 @@ impl Session {
                 .await
             }
             Command::Dele(arg) => {
-                let (storage, path) = match self.authorize(|p| p.delete, Some(&arg)) {
-                    Ok(v) => v,
-                    Err(r) => return self.send(r).await,
-                };
+                let (storage, path) = or_reply!(self, self.authorize(|p| p.delete, Some(&arg)));
                 let r = blocking(move || storage.delete(&path)).await;
                 self.done(r, ReplyCode::FILE_ACTION_OK, "Delete operation successful.")
                     .await
             }
             Command::Rmd(arg) => {
-                let (storage, path) = match self.authorize(|p| p.delete, Some(&arg)) {
-                    Ok(v) => v,
-                    Err(r) => return self.send(r).await,
-                };
+                let (storage, path) = or_reply!(self, self.authorize(|p| p.delete, Some(&arg)));
                 if path.is_root() || self.cwd.components().count() >= 1 && self.cwd == path {
                     return self.send(denied()).await;
                 }
@@ -519,10 +517,7 @@ impl Session {
                 .await
             }
             Command::Mkd(arg) => {
-                let (storage, path) = match self.authorize(|p| p.mkdir, Some(&arg)) {
-                    Ok(v) => v,
-                    Err(r) => return self.send(r).await,
-                };
+                let (storage, path) = or_reply!(self, self.authorize(|p| p.mkdir, Some(&arg)));
                 let p = path.clone();
                 match blocking(move || storage.mkdir(&p)).await {
                     Ok(()) => {
@@ -611,10 +606,7 @@ impl Session {
                 self.send(reply(ReplyCode::OK, text)).await
             }
             Command::Size(arg) => {
-                let (storage, path) = match self.authorize(|p| p.read, Some(&arg)) {
-                    Ok(v) => v,
-                    Err(r) => return self.send(r).await,
-                };
+                let (storage, path) = or_reply!(self, self.authorize(|p| p.read, Some(&arg)));
                 match blocking(move || storage.stat(&path)).await {
                     Ok(info) if info.kind == FileKind::File => {
                         self.send(reply(ReplyCode::FILE_STATUS, info.size.to_string()))
@@ -628,10 +620,7 @@ impl Session {
                 }
             }
             Command::Mdtm(arg) => {
-                let (storage, path) = match self.authorize(|p| p.read, Some(&arg)) {
-                    Ok(v) => v,
-                    Err(r) => return self.send(r).await,
-                };
+                let (storage, path) = or_reply!(self, self.authorize(|p| p.read, Some(&arg)));
                 match blocking(move || storage.stat(&path)).await {
                     Ok(info) if info.kind == FileKind::File => {
                         let t = wharf_proto::UtcTime::from_unix(info.mtime).to_timeval();
@@ -645,10 +634,7 @@ impl Session {
                 }
             }
             Command::Mfmt { time, path: arg } => {
-                let (storage, path) = match self.authorize(|p| p.write, Some(&arg)) {
-                    Ok(v) => v,
-                    Err(r) => return self.send(r).await,
-                };
+                let (storage, path) = or_reply!(self, self.authorize(|p| p.write, Some(&arg)));
                 let secs = time.to_unix();
                 match blocking(move || storage.set_mtime(&path, secs)).await {
                     Ok(()) => {
@@ -752,10 +738,7 @@ impl Session {
     }
 
     async fn cmd_cwd(&mut self, arg: &[u8]) -> io::Result<Flow> {
-        let (storage, path) = match self.authorize(|_| true, Some(arg)) {
-            Ok(v) => v,
-            Err(r) => return self.send(r).await,
-        };
+        let (storage, path) = or_reply!(self, self.authorize(|_| true, Some(arg)));
         let p = path.clone();
         match blocking(move || storage.stat(&p)).await {
             Ok(info) if info.kind == FileKind::Dir => {
@@ -934,10 +917,7 @@ impl Session {
     }
 
     async fn cmd_retr(&mut self, arg: &[u8], offset: u64) -> io::Result<Flow> {
-        let (storage, path) = match self.authorize(|p| p.read, Some(arg)) {
-            Ok(v) => v,
-            Err(r) => return self.send(r).await,
-        };
+        let (storage, path) = or_reply!(self, self.authorize(|p| p.read, Some(arg)));
         // Path and permission first: a bad path is 550 whether or not a data connection is set up.
         if matches!(self.data, DataSetup::None) {
             return self
@@ -978,10 +958,7 @@ impl Session {
     }
 
     async fn cmd_store(&mut self, arg: &[u8], mode: WriteMode, verb: &str) -> io::Result<Flow> {
-        let (storage, path) = match self.authorize(|p| p.write, Some(arg)) {
-            Ok(v) => v,
-            Err(r) => return self.send(r).await,
-        };
+        let (storage, path) = or_reply!(self, self.authorize(|p| p.write, Some(arg)));
         // Path and permission first: a bad path is 550 whether or not a data connection is set up.
         if matches!(self.data, DataSetup::None) {
             return self
@@ -1004,10 +981,7 @@ impl Session {
     }
 
     async fn cmd_list(&mut self, arg: Option<Vec<u8>>, form: ListForm) -> io::Result<Flow> {
-        let (storage, path) = match self.authorize(|p| p.read, arg.as_deref()) {
-            Ok(v) => v,
-            Err(r) => return self.send(r).await,
-        };
+        let (storage, path) = or_reply!(self, self.authorize(|p| p.read, arg.as_deref()));
         // Path and permission first: a bad path is 550 whether or not a data connection is set up.
         if matches!(self.data, DataSetup::None) {
             return self
@@ -1085,10 +1059,7 @@ impl Session {
     }
 
     async fn cmd_mlst(&mut self, arg: Option<Vec<u8>>) -> io::Result<Flow> {
-        let (storage, path) = match self.authorize(|p| p.read, arg.as_deref()) {
-            Ok(v) => v,
-            Err(r) => return self.send(r).await,
-        };
+        let (storage, path) = or_reply!(self, self.authorize(|p| p.read, arg.as_deref()));
         let p = path.clone();
         match blocking(move || storage.stat(&p)).await {
             Ok(info) => {
@@ -1117,10 +1088,7 @@ impl Session {
     }
 
     async fn cmd_stat_path(&mut self, arg: &[u8]) -> io::Result<Flow> {
-        let (storage, path) = match self.authorize(|p| p.read, Some(arg)) {
-            Ok(v) => v,
-            Err(r) => return self.send(r).await,
-        };
+        let (storage, path) = or_reply!(self, self.authorize(|p| p.read, Some(arg)));
         let now = unix_now();
         let built = blocking(move || {
             let info = storage.stat(&path)?;
@@ -1157,10 +1125,7 @@ impl Session {
                 self.send(Reply::multi(ReplyCode::HELP, lines)).await
             }
             Site::Chmod { mode, path: arg } => {
-                let (storage, path) = match self.authorize(|p| p.write, Some(&arg)) {
-                    Ok(v) => v,
-                    Err(r) => return self.send(r).await,
-                };
+                let (storage, path) = or_reply!(self, self.authorize(|p| p.write, Some(&arg)));
                 let r = blocking(move || storage.chmod(&path, mode)).await;
                 self.done(r, ReplyCode::OK, "SITE CHMOD command ok.").await
             }

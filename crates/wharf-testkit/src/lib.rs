@@ -325,6 +325,19 @@ impl Ftp {
         parse_pasv(&r.text)
     }
 
+    /// EPSV, `REST offset` when `offset` > 0 (right before the command: REST applies to the very
+    /// next command only), then `command`; returns the data connection after its 150/125.
+    fn start_transfer(&mut self, command: &str, offset: u64) -> TcpStream {
+        let data = self.passive();
+        if offset > 0 {
+            let r = self.cmd(&format!("REST {offset}"));
+            assert_eq!(r.code, 350, "{}", r.text);
+        }
+        let r = self.cmd(command);
+        assert!(r.code == 150 || r.code == 125, "{command}: {}", r.text);
+        data
+    }
+
     /// Runs a download command over passive mode; returns the data and the final reply.
     pub fn download(&mut self, command: &str) -> (Vec<u8>, Reply) {
         self.download_from(command, 0)
@@ -333,13 +346,7 @@ impl Ftp {
     /// Like [`Ftp::download`], with `REST offset` right before the command (REST applies to the
     /// very next command only) when `offset` > 0.
     pub fn download_from(&mut self, command: &str, offset: u64) -> (Vec<u8>, Reply) {
-        let mut data = self.passive();
-        if offset > 0 {
-            let r = self.cmd(&format!("REST {offset}"));
-            assert_eq!(r.code, 350, "{}", r.text);
-        }
-        let r = self.cmd(command);
-        assert!(r.code == 150 || r.code == 125, "{command}: {}", r.text);
+        let mut data = self.start_transfer(command, offset);
         let mut buf = Vec::new();
         data.read_to_end(&mut buf).expect("read data");
         (buf, self.read_reply())
@@ -352,13 +359,7 @@ impl Ftp {
 
     /// Like [`Ftp::upload`], with `REST offset` right before the command when `offset` > 0.
     pub fn upload_from(&mut self, command: &str, bytes: &[u8], offset: u64) -> Reply {
-        let mut data = self.passive();
-        if offset > 0 {
-            let r = self.cmd(&format!("REST {offset}"));
-            assert_eq!(r.code, 350, "{}", r.text);
-        }
-        let r = self.cmd(command);
-        assert!(r.code == 150 || r.code == 125, "{command}: {}", r.text);
+        let mut data = self.start_transfer(command, offset);
         data.write_all(bytes).expect("write data");
         drop(data);
         self.read_reply()
