@@ -21,6 +21,7 @@
 
 pub mod ascii;
 pub mod command;
+pub mod entry;
 pub mod hostport;
 pub mod listing;
 pub mod path;

@@ -52,6 +52,15 @@ impl Gen {
             b"ALL",
             b"2",
             b"1",
+            b"type=",
+            b";",
+            b"=",
+            b"Nov",
+            b"12:30",
+            b"01:49PM",
+            b"<DIR>",
+            b" -> ",
+            b"drwxr-xr-x",
         ];
         let len = (self.next() % max as u64) as usize;
         let mut out = Vec::with_capacity(len);
@@ -82,6 +91,8 @@ fn parsers_never_panic() {
         let _ = UtcTime::parse_timeval(&input);
         let _ = VPath::root().join(&input);
         let _ = crate::listing::parse_mlst_opts(&input);
+        let _ = crate::entry::parse_mlsx_line(&input);
+        let _ = crate::entry::parse_list_line(&input, i64::from(input.len() as u32) << 24);
         lines.buffer_mut().extend_from_slice(&input);
         while lines.next_line().is_some() {}
         replies.feed(&input);

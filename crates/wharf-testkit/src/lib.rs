@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod peers;
+
 /// How long any single read in a test may block: a test never hangs.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -427,29 +429,108 @@ pub fn write_file(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).expect("write");
 }
 
+/// Builds a small tree with binary files, an empty file, nested and empty directories.
+pub fn make_tree(dir: &Path) {
+    write_file(&dir.join("a.bin"), &pattern(300_000, 1));
+    write_file(&dir.join("empty"), b"");
+    write_file(&dir.join("docs/readme.txt"), b"hello\nworld\n");
+    write_file(&dir.join("docs/deep/x.dat"), &pattern(70_000, 2));
+    std::fs::create_dir_all(dir.join("emptydir")).expect("mkdir");
+}
+
+/// Asserts that two directory trees hold the same names, kinds and bytes.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let list = |d: &Path| -> Vec<(std::ffi::OsString, bool)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .map(|e| {
+                let e = e.expect("entry");
+                (e.file_name(), e.file_type().expect("type").is_dir())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (la, lb) = (list(a), list(b));
+    assert_eq!(la, lb, "{} vs {}", a.display(), b.display());
+    for (name, is_dir) in la {
+        let (pa, pb) = (a.join(&name), b.join(&name));
+        if is_dir {
+            assert_same_tree(&pa, &pb);
+        } else {
+            assert!(
+                std::fs::read(&pa).expect("read") == std::fs::read(&pb).expect("read"),
+                "{} differs from {}",
+                pa.display(),
+                pb.display()
+            );
+        }
+    }
+}
+
 /// Runs a command to completion within `limit`, or kills it (by its PID) and panics: a test
-/// never hangs on a child that should have exited.
+/// never hangs on a child that should have exited. Output is read while it runs, so a child
+/// that writes a lot never blocks on a full pipe.
 pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    output_with_input(cmd, None, limit)
+}
+
+/// [`output_within`], with `input` written to the child's stdin (then closed).
+pub fn output_with_input(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    limit: Duration,
+) -> std::process::Output {
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).expect("write stdin");
+    }
+    let mut out_pipe = child.stdout.take().expect("stdout");
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
     let end = std::time::Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
         }
         if std::time::Instant::now() >= end {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "{cmd:?} still running after {limit:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait();
+            break None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    match status {
+        Some(status) => std::process::Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "{cmd:?} still running after {limit:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
     }
 }

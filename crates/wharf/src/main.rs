@@ -8,6 +8,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use wharf_server::config::{FileConfig, Overrides, ServerConfig};
 
+mod client_cli;
+
 #[derive(Parser)]
 #[command(
     name = "wharf",
@@ -25,6 +27,20 @@ enum Cmd {
     Serve(ServeArgs),
     /// Print an Argon2id hash of a password for the config file (reads the password from stdin)
     Passwd,
+    /// List a directory (MLSD where offered, else LIST), one entry a line
+    Ls(client_cli::LsArgs),
+    /// Download a file, or a tree with -r
+    Get(client_cli::GetArgs),
+    /// Upload a file, or a tree with -r
+    Put(client_cli::PutArgs),
+    /// Delete a file
+    Rm(client_cli::PathArgs),
+    /// Create a directory
+    Mkdir(client_cli::PathArgs),
+    /// Remove an empty directory
+    Rmdir(client_cli::PathArgs),
+    /// Rename or move a file or directory on the server
+    Mv(client_cli::MvArgs),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +82,13 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Serve(args) => serve(args),
         Cmd::Passwd => passwd(),
+        Cmd::Ls(a) => client_cli::run(client_cli::Request::Ls(a)),
+        Cmd::Get(a) => client_cli::run(client_cli::Request::Get(a)),
+        Cmd::Put(a) => client_cli::run(client_cli::Request::Put(a)),
+        Cmd::Rm(a) => client_cli::run(client_cli::Request::Rm(a)),
+        Cmd::Mkdir(a) => client_cli::run(client_cli::Request::Mkdir(a)),
+        Cmd::Rmdir(a) => client_cli::run(client_cli::Request::Rmdir(a)),
+        Cmd::Mv(a) => client_cli::run(client_cli::Request::Mv(a)),
     }
 }
 

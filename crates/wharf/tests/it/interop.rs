@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use wharf_testkit::{pattern, require_tool, write_file};
+use wharf_testkit::{assert_same_tree, make_tree, pattern, require_tool, write_file};
 
 use crate::server;
 
@@ -108,26 +108,6 @@ fn python_ftplib_passive_and_active() {
         .arg(s.addr.port().to_string())
         .arg(&s.root));
     assert!(out.contains("ftplib OK"), "{out}");
-}
-
-/// Builds a small tree with binary files, an empty file, nested and empty directories.
-fn make_tree(dir: &Path) {
-    write_file(&dir.join("a.bin"), &pattern(300_000, 1));
-    write_file(&dir.join("empty"), b"");
-    write_file(&dir.join("docs/readme.txt"), b"hello\nworld\n");
-    write_file(&dir.join("docs/deep/x.dat"), &pattern(70_000, 2));
-    std::fs::create_dir_all(dir.join("emptydir")).unwrap();
-}
-
-fn assert_same_tree(a: &Path, b: &Path) {
-    for rel in ["a.bin", "empty", "docs/readme.txt", "docs/deep/x.dat"] {
-        assert_eq!(
-            std::fs::read(a.join(rel)).unwrap(),
-            std::fs::read(b.join(rel)).unwrap(),
-            "{rel}"
-        );
-    }
-    assert!(b.join("emptydir").is_dir(), "empty directory");
 }
 
 #[test]

@@ -1,0 +1,961 @@
+//! One FTP session: the control connection, data connections in the mode that works, and the
+//! operations built on them. Each wait has the session's timeout; each command and reply goes to
+//! the connection log.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use wharf_proto::entry::{self, Entry, MlsxLine};
+use wharf_proto::{Reply, ReplyCode, ReplyParser, hostport};
+
+use crate::error::{Error, Result};
+use crate::log::{LogLine, LogSink};
+
+/// How data connections are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataMode {
+    /// Passive first (EPSV, then PASV); active when the passive connection cannot be made.
+    #[default]
+    Auto,
+    /// Passive only: EPSV, then PASV when the server refuses EPSV.
+    Passive,
+    /// Active only: EPRT, then PORT when the server refuses EPRT.
+    Active,
+}
+
+/// Settings of a session.
+#[derive(Clone)]
+pub struct Options {
+    /// Limit on each wait: connecting, each reply, each read or write of a data connection.
+    pub timeout: Duration,
+    pub mode: DataMode,
+    /// Where the connection log goes; `None` keeps it off.
+    pub log: Option<LogSink>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            timeout: Duration::from_secs(30),
+            mode: DataMode::Auto,
+            log: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("timeout", &self.timeout)
+            .field("mode", &self.mode)
+            .field("log", &self.log.is_some())
+            .finish()
+    }
+}
+
+/// What the server announced in its FEAT reply (RFC 2389) that the client uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    pub mlst: bool,
+    pub rest_stream: bool,
+    pub size: bool,
+    pub mdtm: bool,
+    pub utf8: bool,
+    pub epsv: bool,
+}
+
+impl Features {
+    fn parse(reply: &Reply) -> Features {
+        let mut f = Features::default();
+        let n = reply.lines.len();
+        for line in reply.lines.iter().take(n.saturating_sub(1)).skip(1) {
+            let text = String::from_utf8_lossy(line).trim().to_ascii_uppercase();
+            let mut words = text.split_whitespace();
+            match words.next() {
+                Some("MLST") => f.mlst = true,
+                Some("REST") => f.rest_stream |= words.next() == Some("STREAM"),
+                Some("SIZE") => f.size = true,
+                Some("MDTM") => f.mdtm = true,
+                Some("UTF8") => f.utf8 = true,
+                Some("EPSV") => f.epsv = true,
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// How an upload treats what the server already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// STOR: create or replace.
+    Replace,
+    /// REST offset + STOR: write from `offset` on (RFC 3659 REST STREAM).
+    Resume(u64),
+    /// APPE: append to what is there.
+    Append,
+}
+
+/// Told about bytes as they move, for progress bars.
+pub trait Progress: Send + Sync {
+    /// The size of everything to transfer, when known.
+    fn set_total(&self, _total: u64) {}
+    /// `bytes` more are done.
+    fn advance(&self, bytes: u64);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn advance(&self, _bytes: u64) {}
+}
+
+/// Largest listing read into memory (a directory of millions of entries is still far below).
+const MAX_LISTING: usize = 512 * 1024 * 1024;
+/// Size of the buffer data is copied through.
+const BUF_SIZE: usize = 256 * 1024;
+
+/// A logged-in (or about to be) FTP session.
+pub struct Client {
+    control: TcpStream,
+    parser: ReplyParser,
+    /// The server's address: passive connections go there, active ones must come from there.
+    peer: SocketAddr,
+    /// Our end of the control connection: active-mode listeners bind to this address.
+    local: SocketAddr,
+    options: Options,
+    features: Features,
+    welcome: Reply,
+    /// The directory the server put us in at login, to come back to after probing with CWD.
+    home: Option<Vec<u8>>,
+    /// TYPE A wanted (true) or TYPE I; and what the server was last told.
+    ascii: bool,
+    type_sent: Option<bool>,
+    /// What this session learned about the server's data modes, so each costs one try only.
+    epsv_refused: bool,
+    eprt_refused: bool,
+    /// PASV announces an address we cannot reach: use the control connection's instead.
+    pasv_use_peer: bool,
+    /// In automatic mode, passive failed once: go straight to active from now on.
+    passive_failed: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("peer", &self.peer)
+            .field("features", &self.features)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Resolves `host`, connects to the first address that answers and reads the welcome
+    /// message (waiting through a 120 "ready in a moment").
+    pub async fn connect(host: &str, port: u16, options: Options) -> Result<Client> {
+        let limit = options.timeout;
+        let log = |line: LogLine| {
+            if let Some(sink) = &options.log {
+                sink(&line);
+            }
+        };
+        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => {
+                log(LogLine::Status(format!("Resolving address of {host}")));
+                match timeout(limit, tokio::net::lookup_host((host, port))).await {
+                    Ok(Ok(addrs)) => addrs.collect(),
+                    Ok(Err(source)) => {
+                        return Err(Error::Resolve {
+                            host: host.to_string(),
+                            source,
+                        });
+                    }
+                    Err(_) => return Err(Error::Timeout(format!("resolving {host}"))),
+                }
+            }
+        };
+        let mut last_error = Error::Resolve {
+            host: host.to_string(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+        };
+        let mut control = None;
+        for addr in addrs {
+            log(LogLine::Status(format!("Connecting to {addr}...")));
+            match timeout(limit, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    control = Some(stream);
+                    break;
+                }
+                Ok(Err(source)) => {
+                    log(LogLine::Status(format!(
+                        "Connection attempt failed: {source}"
+                    )));
+                    last_error = Error::Connect { addr, source };
+                }
+                Err(_) => {
+                    log(LogLine::Status(format!(
+                        "Connection attempt timed out after {} s",
+                        limit.as_secs()
+                    )));
+                    last_error = Error::Timeout(format!("connecting to {addr}"));
+                }
+            }
+        }
+        let Some(control) = control else {
+            return Err(last_error);
+        };
+        let _ = control.set_nodelay(true);
+        let peer = control.peer_addr().map_err(Error::Network)?;
+        let local = control.local_addr().map_err(Error::Network)?;
+        log(LogLine::Status(
+            "Connection established, waiting for welcome message...".into(),
+        ));
+        let mut client = Client {
+            control,
+            parser: ReplyParser::new(),
+            peer,
+            local,
+            options,
+            features: Features::default(),
+            welcome: Reply::new(ReplyCode(0), ""),
+            home: None,
+            ascii: false,
+            type_sent: None,
+            epsv_refused: false,
+            eprt_refused: false,
+            pasv_use_peer: false,
+            passive_failed: false,
+        };
+        loop {
+            let reply = client.read_reply("the welcome message").await?;
+            match reply.code {
+                ReplyCode(120) => continue,
+                ReplyCode::READY => {
+                    client.welcome = reply;
+                    return Ok(client);
+                }
+                _ => {
+                    return Err(Error::Refused {
+                        command: "the connection".into(),
+                        reply,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Logs in with USER/PASS, then reads FEAT and turns UTF-8 on where offered.
+    pub async fn login(&mut self, user: &str, password: &str) -> Result<()> {
+        let reply = self.command("USER", Some(user.as_bytes())).await?;
+        match reply.code {
+            ReplyCode::LOGGED_IN => {}
+            ReplyCode::NEED_PASSWORD => {
+                let reply = self.command("PASS", Some(password.as_bytes())).await?;
+                if !matches!(reply.code, ReplyCode::LOGGED_IN | ReplyCode::SUPERFLUOUS) {
+                    return Err(refused("PASS", None, reply));
+                }
+            }
+            _ => return Err(refused("USER", Some(user.as_bytes()), reply)),
+        }
+        let feat = self.command("FEAT", None).await?;
+        if feat.code == ReplyCode::SYSTEM_STATUS {
+            self.features = Features::parse(&feat);
+        } else if feat.code == ReplyCode::SERVICE_UNAVAILABLE {
+            return Err(refused("FEAT", None, feat));
+        }
+        if self.features.utf8 {
+            // Answered 200 or refused; names are sent as bytes either way.
+            let reply = self.command("OPTS", Some(b"UTF8 ON")).await?;
+            if reply.code == ReplyCode::SERVICE_UNAVAILABLE {
+                return Err(refused("OPTS", Some(b"UTF8 ON"), reply));
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's address (the control connection's peer).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The welcome (220) reply.
+    pub fn welcome(&self) -> &Reply {
+        &self.welcome
+    }
+
+    /// What FEAT announced.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// TYPE A (true) or TYPE I (false, the default) for the following transfers.
+    pub fn set_ascii(&mut self, ascii: bool) {
+        self.ascii = ascii;
+    }
+
+    /// Writes a `Status:` line to the connection log.
+    pub fn log_status(&self, message: impl Into<String>) {
+        if let Some(sink) = &self.options.log {
+            sink(&LogLine::Status(message.into()));
+        }
+    }
+
+    /// Sends one command and reads its reply, whatever the code. The argument is bytes (paths
+    /// are not always UTF-8) and may not contain CR or LF.
+    pub async fn command(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<Reply> {
+        self.send(verb, arg).await?;
+        self.read_reply(&describe(verb, arg)).await
+    }
+
+    /// Sends a command and checks that the reply is a completion (2xx).
+    pub async fn simple(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<Reply> {
+        let reply = self.command(verb, arg).await?;
+        if reply.code.is_completion() {
+            Ok(reply)
+        } else {
+            Err(refused(verb, arg, reply))
+        }
+    }
+
+    pub async fn mkdir(&mut self, path: &[u8]) -> Result<()> {
+        self.simple("MKD", Some(path)).await.map(drop)
+    }
+
+    pub async fn rmdir(&mut self, path: &[u8]) -> Result<()> {
+        self.simple("RMD", Some(path)).await.map(drop)
+    }
+
+    pub async fn delete(&mut self, path: &[u8]) -> Result<()> {
+        self.simple("DELE", Some(path)).await.map(drop)
+    }
+
+    pub async fn cwd(&mut self, path: &[u8]) -> Result<()> {
+        self.simple("CWD", Some(path)).await.map(drop)
+    }
+
+    /// RNFR + RNTO.
+    pub async fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
+        let reply = self.command("RNFR", Some(from)).await?;
+        if reply.code != ReplyCode::PENDING_FURTHER_INFO {
+            return Err(refused("RNFR", Some(from), reply));
+        }
+        self.simple("RNTO", Some(to)).await.map(drop)
+    }
+
+    /// The current directory, from PWD's 257 reply (RFC 959 quoting: `""` is one quote).
+    pub async fn pwd(&mut self) -> Result<Vec<u8>> {
+        let reply = self.simple("PWD", None).await?;
+        let text = reply.lines.last().cloned().unwrap_or_default();
+        parse_257(&text).ok_or_else(|| Error::Protocol("PWD reply without a quoted path".into()))
+    }
+
+    /// True when `path` is a directory the server lets us enter (CWD there and back).
+    pub async fn is_dir(&mut self, path: &[u8]) -> Result<bool> {
+        let home = match self.home.clone() {
+            Some(h) => h,
+            None => {
+                let h = self.pwd().await?;
+                self.home = Some(h.clone());
+                h
+            }
+        };
+        let reply = self.command("CWD", Some(path)).await?;
+        if !reply.code.is_completion() {
+            if reply.code == ReplyCode::SERVICE_UNAVAILABLE {
+                return Err(refused("CWD", Some(path), reply));
+            }
+            return Ok(false);
+        }
+        self.cwd(&home).await?;
+        Ok(true)
+    }
+
+    /// The size of a file (SIZE, RFC 3659), `None` when the server cannot tell.
+    pub async fn size(&mut self, path: &[u8]) -> Result<Option<u64>> {
+        self.ensure_type().await?;
+        let reply = self.command("SIZE", Some(path)).await?;
+        match reply.code {
+            ReplyCode::FILE_STATUS => {
+                let text = String::from_utf8_lossy(reply.lines.last().map_or(&[][..], |l| l));
+                text.trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| Error::Protocol(format!("SIZE reply {text:?} is not a number")))
+            }
+            ReplyCode::SERVICE_UNAVAILABLE => Err(refused("SIZE", Some(path), reply)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Lists a directory (empty `path`: the current one): MLSD where FEAT offers MLST, else
+    /// LIST parsed in Unix or DOS form. `.` and `..` are left out.
+    pub async fn list(&mut self, path: &[u8]) -> Result<Vec<Entry>> {
+        let arg = (!path.is_empty()).then_some(path);
+        if self.features.mlst {
+            match self.read_listing("MLSD", arg).await {
+                Ok(raw) => {
+                    let entries = raw
+                        .split(|&b| b == b'\n')
+                        .filter_map(entry::parse_mlsx_line)
+                        .filter_map(|line| match line {
+                            MlsxLine::Entry(e) => Some(e),
+                            MlsxLine::SelfOrParent => None,
+                        })
+                        .collect();
+                    self.log_status("Directory listing successful");
+                    return Ok(entries);
+                }
+                Err(e)
+                    if matches!(
+                        e.reply_code(),
+                        Some(ReplyCode::SYNTAX_ERROR | ReplyCode::NOT_IMPLEMENTED)
+                    ) =>
+                {
+                    self.features.mlst = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let raw = self.read_listing("LIST", arg).await?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let entries = raw
+            .split(|&b| b == b'\n')
+            .filter_map(|line| entry::parse_list_line(line, now))
+            .filter(|e| e.name != b"." && e.name != b"..")
+            .collect();
+        self.log_status("Directory listing successful");
+        Ok(entries)
+    }
+
+    /// Downloads `path` into `out`, from byte `offset` on (REST) when it is not zero.
+    /// Returns the bytes received (after TYPE A conversion: the bytes written).
+    pub async fn retrieve<W: AsyncWrite + Unpin>(
+        &mut self,
+        path: &[u8],
+        offset: u64,
+        out: &mut W,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        if offset > 0 && self.ascii {
+            return Err(Error::Usage(
+                "resuming is not possible in ASCII mode (offsets differ)".into(),
+            ));
+        }
+        self.ensure_type().await?;
+        let started = Instant::now();
+        let rest = (offset > 0).then_some(offset);
+        let mut data = self.open_data("RETR", Some(path), rest).await?;
+        let copied = self.copy_in(&mut data, out, progress).await;
+        drop(data);
+        let n = copied?;
+        self.finish_transfer("RETR", Some(path)).await?;
+        self.log_transfer(n, started);
+        Ok(n)
+    }
+
+    /// Uploads everything `input` yields to `path`, as `how` says.
+    pub async fn store<R: AsyncRead + Unpin>(
+        &mut self,
+        path: &[u8],
+        how: Store,
+        input: &mut R,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let (verb, rest) = match how {
+            Store::Replace => ("STOR", None),
+            Store::Resume(offset) => ("STOR", Some(offset)),
+            Store::Append => ("APPE", None),
+        };
+        if rest.is_some() && self.ascii {
+            return Err(Error::Usage(
+                "resuming is not possible in ASCII mode (offsets differ)".into(),
+            ));
+        }
+        self.ensure_type().await?;
+        let started = Instant::now();
+        let mut data = self.open_data(verb, Some(path), rest).await?;
+        let copied = self.copy_out(input, &mut data, progress).await;
+        let n = copied?;
+        // FIN tells the server the file is complete; then it replies.
+        let _ = timeout(self.options.timeout, data.shutdown()).await;
+        drop(data);
+        self.finish_transfer(verb, Some(path)).await?;
+        self.log_transfer(n, started);
+        Ok(n)
+    }
+
+    /// QUIT, ignoring what happens: the session is over either way.
+    pub async fn quit(mut self) {
+        let _ = self.command("QUIT", None).await;
+    }
+
+    async fn ensure_type(&mut self) -> Result<()> {
+        if self.type_sent != Some(self.ascii) {
+            let arg: &[u8] = if self.ascii { b"A" } else { b"I" };
+            self.simple("TYPE", Some(arg)).await?;
+            self.type_sent = Some(self.ascii);
+        }
+        Ok(())
+    }
+
+    async fn read_listing(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<Vec<u8>> {
+        let mut data = self.open_data(verb, arg, None).await?;
+        let mut raw = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.data_io(data.read(&mut buf)).await?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(buf.get(..n).unwrap_or_default());
+            if raw.len() > MAX_LISTING {
+                return Err(Error::Protocol(format!(
+                    "listing larger than {MAX_LISTING} bytes"
+                )));
+            }
+        }
+        drop(data);
+        self.finish_transfer(verb, arg).await?;
+        Ok(raw)
+    }
+
+    async fn copy_in<W: AsyncWrite + Unpin>(
+        &self,
+        data: &mut TcpStream,
+        out: &mut W,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let mut buf = vec![0u8; BUF_SIZE];
+        let mut converted = Vec::new();
+        let mut from_wire = wharf_proto::ascii::FromWire::new();
+        let mut total = 0u64;
+        loop {
+            let n = self.data_io(data.read(&mut buf)).await?;
+            let chunk = buf.get(..n).unwrap_or_default();
+            let chunk = if self.ascii {
+                converted.clear();
+                if n == 0 {
+                    from_wire.finish(&mut converted);
+                } else {
+                    from_wire.convert(chunk, &mut converted);
+                }
+                &converted[..]
+            } else {
+                chunk
+            };
+            out.write_all(chunk).await.map_err(local_error)?;
+            total += chunk.len() as u64;
+            progress.advance(n as u64);
+            if n == 0 {
+                break;
+            }
+        }
+        out.flush().await.map_err(local_error)?;
+        Ok(total)
+    }
+
+    async fn copy_out<R: AsyncRead + Unpin>(
+        &self,
+        input: &mut R,
+        data: &mut TcpStream,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let mut buf = vec![0u8; BUF_SIZE];
+        let mut converted = Vec::new();
+        let mut to_wire = wharf_proto::ascii::ToWire::new();
+        let mut total = 0u64;
+        loop {
+            let n = input.read(&mut buf).await.map_err(local_error)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            let chunk = buf.get(..n).unwrap_or_default();
+            let chunk = if self.ascii {
+                converted.clear();
+                to_wire.convert(chunk, &mut converted);
+                &converted[..]
+            } else {
+                chunk
+            };
+            self.data_io(data.write_all(chunk)).await?;
+            total += n as u64;
+            progress.advance(n as u64);
+        }
+    }
+
+    /// One read or write of a data connection, bounded by the timeout (a stalled transfer).
+    async fn data_io<T>(&self, op: impl Future<Output = io::Result<T>>) -> Result<T> {
+        match timeout(self.options.timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Error::Network(e)),
+            Err(_) => Err(Error::Timeout(format!(
+                "on the data connection: nothing moved for {} s",
+                self.options.timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// The reply that ends a transfer: 226 or 250.
+    async fn finish_transfer(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<()> {
+        let reply = self.read_reply(&describe(verb, arg)).await?;
+        if reply.code.is_completion() {
+            Ok(())
+        } else {
+            Err(refused(verb, arg, reply))
+        }
+    }
+
+    fn log_transfer(&self, bytes: u64, started: Instant) {
+        let secs = started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            format_rate(bytes as f64 / secs)
+        } else {
+            "-".into()
+        };
+        self.log_status(format!(
+            "File transfer successful, transferred {bytes} bytes in {secs:.3} seconds ({rate})"
+        ));
+    }
+
+    /// Makes a data connection in the mode the options and this session's experience say, and
+    /// starts `verb` on it (after REST `rest`). Returns once the server said 125/150.
+    async fn open_data(
+        &mut self,
+        verb: &str,
+        arg: Option<&[u8]>,
+        rest: Option<u64>,
+    ) -> Result<TcpStream> {
+        let mode = self.options.mode;
+        let try_passive = match mode {
+            DataMode::Passive => true,
+            DataMode::Active => false,
+            DataMode::Auto => !self.passive_failed,
+        };
+        if try_passive {
+            match self.passive_open(verb, arg, rest).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) if mode == DataMode::Auto && e.is_data_connection_failure() => {
+                    self.log_status(format!("Passive mode failed ({e}); trying active mode"));
+                    self.passive_failed = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.active_open(verb, arg, rest).await
+    }
+
+    async fn passive_open(
+        &mut self,
+        verb: &str,
+        arg: Option<&[u8]>,
+        rest: Option<u64>,
+    ) -> Result<TcpStream> {
+        let addr = self.enter_passive().await?;
+        let stream = match self.connect_data(addr).await {
+            Ok(s) => s,
+            Err(e) if addr.ip() != self.peer.ip() => {
+                let alt = SocketAddr::new(self.peer.ip(), addr.port());
+                self.log_status(format!(
+                    "Server sent passive reply with unroutable address {} ({e}); using the server address {} instead",
+                    addr.ip(),
+                    self.peer.ip()
+                ));
+                let s = self.connect_data(alt).await?;
+                self.pasv_use_peer = true;
+                s
+            }
+            Err(e) => return Err(e),
+        };
+        self.start_transfer(verb, arg, rest).await?;
+        Ok(stream)
+    }
+
+    /// EPSV, or PASV when the server refuses EPSV; the address to connect to.
+    async fn enter_passive(&mut self) -> Result<SocketAddr> {
+        if !self.epsv_refused {
+            let reply = self.command("EPSV", None).await?;
+            if reply.code == ReplyCode::EXTENDED_PASSIVE {
+                let text = reply.lines.last().map_or(&[][..], |l| l);
+                let port = hostport::parse_epsv_reply(text)
+                    .map_err(|e| Error::Protocol(format!("EPSV reply: {e}")))?;
+                return Ok(SocketAddr::new(self.peer.ip(), port));
+            }
+            if !reply.code.is_negative() || reply.code == ReplyCode::SERVICE_UNAVAILABLE {
+                return Err(refused("EPSV", None, reply));
+            }
+            self.epsv_refused = true;
+            if self.peer.is_ipv6() {
+                // PASV cannot carry an IPv6 address.
+                return Err(refused("EPSV", None, reply));
+            }
+        }
+        let reply = self.command("PASV", None).await?;
+        if reply.code != ReplyCode::PASSIVE {
+            return Err(refused("PASV", None, reply));
+        }
+        let text = reply.lines.last().map_or(&[][..], |l| l);
+        let announced = hostport::parse_pasv_reply(text)
+            .map_err(|e| Error::Protocol(format!("PASV reply: {e}")))?;
+        if self.pasv_use_peer {
+            return Ok(SocketAddr::new(self.peer.ip(), announced.port()));
+        }
+        Ok(SocketAddr::V4(announced))
+    }
+
+    async fn connect_data(&self, addr: SocketAddr) -> Result<TcpStream> {
+        match timeout(self.options.timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(source)) => Err(Error::DataConnect { addr, source }),
+            Err(_) => Err(Error::DataConnect {
+                addr,
+                source: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
+            }),
+        }
+    }
+
+    async fn active_open(
+        &mut self,
+        verb: &str,
+        arg: Option<&[u8]>,
+        rest: Option<u64>,
+    ) -> Result<TcpStream> {
+        let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
+            .await
+            .map_err(Error::Network)?;
+        let addr = listener.local_addr().map_err(Error::Network)?;
+        if !self.eprt_refused {
+            let eprt = hostport::format_eprt(addr);
+            let reply = self.command("EPRT", Some(eprt.as_bytes())).await?;
+            if reply.code.is_completion() {
+            } else if matches!(
+                reply.code,
+                ReplyCode::SYNTAX_ERROR | ReplyCode::NOT_IMPLEMENTED
+            ) {
+                self.eprt_refused = true;
+            } else {
+                return Err(refused("EPRT", Some(eprt.as_bytes()), reply));
+            }
+        }
+        if self.eprt_refused {
+            let SocketAddr::V4(v4) = addr else {
+                return Err(Error::Usage(
+                    "the server refuses EPRT, and PORT cannot carry an IPv6 address".into(),
+                ));
+            };
+            let port = hostport::format_host_port(v4);
+            self.simple("PORT", Some(port.as_bytes())).await?;
+        }
+        self.start_transfer(verb, arg, rest).await?;
+        // The server connects after the 1xx reply (or just before it; the backlog holds it).
+        let deadline = Instant::now() + self.options.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match timeout(left, listener.accept()).await {
+                Ok(Ok((stream, from))) if from.ip() == self.peer.ip() => return Ok(stream),
+                Ok(Ok((_, from))) => {
+                    // Someone else raced for our port: not the server, never take its data.
+                    self.log_status(format!(
+                        "Refused a data connection from {from}: not the server"
+                    ));
+                }
+                Ok(Err(e)) => return Err(Error::Network(e)),
+                Err(_) => {
+                    return Err(Error::DataConnect {
+                        addr,
+                        source: io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the server did not connect back (active mode)",
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// REST (when resuming), then the transfer command; Ok once the server says 125/150.
+    async fn start_transfer(
+        &mut self,
+        verb: &str,
+        arg: Option<&[u8]>,
+        rest: Option<u64>,
+    ) -> Result<()> {
+        if let Some(offset) = rest {
+            let offset = offset.to_string();
+            let reply = self.command("REST", Some(offset.as_bytes())).await?;
+            if reply.code != ReplyCode::PENDING_FURTHER_INFO {
+                return Err(refused("REST", Some(offset.as_bytes()), reply));
+            }
+        }
+        let reply = self.command(verb, arg).await?;
+        if reply.code.is_preliminary() {
+            Ok(())
+        } else {
+            Err(refused(verb, arg, reply))
+        }
+    }
+
+    async fn send(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<()> {
+        let mut line = Vec::with_capacity(verb.len() + arg.map_or(0, <[u8]>::len) + 3);
+        line.extend_from_slice(verb.as_bytes());
+        if let Some(arg) = arg {
+            if arg.iter().any(|&b| b == b'\r' || b == b'\n') {
+                return Err(Error::Usage(format!(
+                    "{verb}: the argument contains CR or LF, which FTP cannot send"
+                )));
+            }
+            line.push(b' ');
+            line.extend_from_slice(arg);
+        }
+        line.extend_from_slice(b"\r\n");
+        if let Some(sink) = &self.options.log {
+            sink(&LogLine::Command(describe(verb, arg)));
+        }
+        match timeout(self.options.timeout, self.control.write_all(&line)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Network(e)),
+            Err(_) => Err(Error::Timeout(format!("sending {verb}"))),
+        }
+    }
+
+    async fn read_reply(&mut self, waiting_for: &str) -> Result<Reply> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.parser.next_reply() {
+                Ok(Some(reply)) => {
+                    self.log_reply(&reply);
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Error::Protocol(e.to_string())),
+            }
+            let read = timeout(self.options.timeout, self.control.read(&mut buf)).await;
+            match read {
+                Ok(Ok(0)) => return Err(Error::Closed),
+                Ok(Ok(n)) => self.parser.feed(buf.get(..n).unwrap_or_default()),
+                Ok(Err(e)) => return Err(Error::Network(e)),
+                Err(_) => {
+                    return Err(Error::Timeout(format!(
+                        "waiting {} s for the reply to {waiting_for}",
+                        self.options.timeout.as_secs()
+                    )));
+                }
+            }
+        }
+    }
+
+    fn log_reply(&self, reply: &Reply) {
+        let Some(sink) = &self.options.log else {
+            return;
+        };
+        let n = reply.lines.len();
+        for (i, line) in reply.lines.iter().enumerate() {
+            let text = String::from_utf8_lossy(line);
+            let shown = if n <= 1 || i == n - 1 {
+                format!("{} {text}", reply.code)
+            } else if i == 0 {
+                format!("{}-{text}", reply.code)
+            } else {
+                text.into_owned()
+            };
+            sink(&LogLine::Response(shown));
+        }
+    }
+}
+
+/// How a command shows in the log and in errors: the password masked.
+fn describe(verb: &str, arg: Option<&[u8]>) -> String {
+    match arg {
+        _ if verb.eq_ignore_ascii_case("PASS") => "PASS ****".into(),
+        Some(arg) => format!("{verb} {}", String::from_utf8_lossy(arg)),
+        None => verb.to_string(),
+    }
+}
+
+fn refused(verb: &str, arg: Option<&[u8]>, reply: Reply) -> Error {
+    Error::Refused {
+        command: describe(verb, arg),
+        reply,
+    }
+}
+
+fn local_error(source: io::Error) -> Error {
+    Error::Local {
+        path: std::path::PathBuf::new(),
+        source,
+    }
+}
+
+/// The quoted path of a 257 reply.
+fn parse_257(text: &[u8]) -> Option<Vec<u8>> {
+    let start = text.iter().position(|&b| b == b'"')? + 1;
+    let mut out = Vec::new();
+    let mut i = start;
+    while let Some(&b) = text.get(i) {
+        if b == b'"' {
+            if text.get(i + 1) == Some(&b'"') {
+                out.push(b'"');
+                i += 2;
+                continue;
+            }
+            return Some(out);
+        }
+        out.push(b);
+        i += 1;
+    }
+    None
+}
+
+/// `12.3 MB/s`, decimal units as network rates are given.
+pub fn format_rate(bytes_per_sec: f64) -> String {
+    const UNITS: [&str; 5] = ["B/s", "kB/s", "MB/s", "GB/s", "TB/s"];
+    let mut v = bytes_per_sec;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pwd_quoting() {
+        assert_eq!(parse_257(b"\"/a\"\"b\" is current").unwrap(), b"/a\"b");
+        assert_eq!(parse_257(b"no quotes"), None);
+    }
+
+    #[test]
+    fn feat_parsing() {
+        let reply = Reply::multi(
+            ReplyCode::SYSTEM_STATUS,
+            vec![
+                b"Features:".to_vec(),
+                b" MLST type*;size*;".to_vec(),
+                b" REST STREAM".to_vec(),
+                b" SIZE".to_vec(),
+                b" UTF8".to_vec(),
+                b"End".to_vec(),
+            ],
+        );
+        let f = Features::parse(&reply);
+        assert!(f.mlst && f.rest_stream && f.size && f.utf8 && !f.mdtm);
+    }
+
+    #[test]
+    fn masked_password() {
+        assert_eq!(describe("PASS", Some(b"secret")), "PASS ****");
+        assert_eq!(describe("RETR", Some(b"a b")), "RETR a b");
+    }
+}

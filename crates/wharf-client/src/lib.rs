@@ -1,0 +1,49 @@
+//! `wharf-client`: an FTP client library (RFC 959, 2389, 2428, 3659) on tokio.
+//!
+//! A [`Client`] is one session: it connects, logs in, and makes data connections in the mode
+//! that works — passive first (EPSV, then PASV), active (EPRT, then PORT) when the passive
+//! connection cannot be made, or the one [`DataMode`] forces. A PASV reply that announces an
+//! address the client cannot reach (a server behind NAT without its masquerade address set) is
+//! retried with the control connection's address. Every command and reply can go to a
+//! connection log in the classic `Status:` / `Command:` / `Response:` form, the password masked.
+//!
+//! [`tree`] adds what users do with whole files: downloads through a temporary file, resume
+//! (REST+RETR, REST+STOR or APPE), recursive copies both ways, several sessions at once.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wharf_client::{Client, DataMode, FtpUrl, LogLine, NoProgress, Options};
+//!
+//! # async fn example() -> Result<(), wharf_client::Error> {
+//! let url = FtpUrl::parse("ftp://ftp.example.net/pub/README")?;
+//! let options = Options {
+//!     mode: DataMode::Auto,
+//!     log: Some(Arc::new(|line: &LogLine| eprintln!("{line}"))),
+//!     ..Options::default()
+//! };
+//! let mut client = Client::connect(&url.host, url.port, options).await?;
+//! client.login("anonymous", "anonymous@").await?;
+//! for entry in client.list(b"pub").await? {
+//!     println!("{}", String::from_utf8_lossy(&entry.name));
+//! }
+//! let mut readme = Vec::new();
+//! client.retrieve(&url.path, 0, &mut readme, &NoProgress).await?;
+//! client.quit().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod error;
+pub mod log;
+pub mod tree;
+pub mod url;
+
+pub use client::{Client, DataMode, Features, NoProgress, Options, Progress, Store};
+pub use error::{Error, ErrorKind, Result};
+pub use log::{LogLine, LogSink};
+pub use url::FtpUrl;
+pub use wharf_proto::FileKind;
+pub use wharf_proto::entry::Entry;
