@@ -666,6 +666,32 @@ fn network_failures_exit_3_within_the_timeout() {
         r.stderr
     );
 
+    // A listener whose accept queue is full: the kernel drops further SYNs, as a firewall that
+    // drops port 21 does, so the connection attempt times out.
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    full.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _fillers: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&full_addr, Duration::from_millis(300)).ok()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let r = wharf(
+        work.path(),
+        &["ls", "--timeout", "1", &format!("ftp://{full_addr}/")],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("timed out connecting to {full_addr}")),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
     // A server that accepts and never says a word.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ftp://{}/", silent.local_addr().unwrap());
@@ -847,4 +873,29 @@ mod fake {
             let _ = out.write_all(format!("{reply}\r\n").as_bytes());
         }
     }
+}
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    // `script` (util-linux) gives the client a pseudo-terminal, as a user's shell would.
+    let script = wharf_testkit::require_tool("script");
+    let peer = peers::wharf(BIN, "127.0.0.1:0", None);
+    let work = tempfile::tempdir().unwrap();
+    let body = pattern(40_000_000, 9);
+    peer.seed("big.bin", &body);
+    let line = format!("{BIN} get --timeout 30 {} big.bin", peer.url("big.bin"));
+    let mut cmd = Command::new(script);
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(work.path())
+        .env("WHARF_PASSWORD", peers::PASSWORD);
+    let out = output_with_input(&mut cmd, None, Duration::from_secs(120));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(std::fs::read(work.path().join("big.bin")).unwrap() == body);
+    // size so far / total, a rate and an ETA.
+    assert!(
+        shown.contains("/38.15 MiB") && shown.contains("ETA"),
+        "{shown:?}"
+    );
+    // The same download with output to a pipe: no bar (checked in connection_log_line_by_line).
 }
