@@ -142,8 +142,11 @@ pub struct Client {
     eprt_refused: bool,
     /// PASV announces an address we cannot reach: use the control connection's instead.
     pasv_use_peer: bool,
-    /// In automatic mode, passive failed once: go straight to active from now on.
+    /// In automatic mode, passive failed and active worked: go straight to active from now on.
     passive_failed: bool,
+    /// The control connection is out of step (a reply may still be on its way, or the
+    /// connection failed): the session must not be used for another command.
+    broken: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -212,6 +215,12 @@ impl Client {
             return Err(last_error);
         };
         let _ = control.set_nodelay(true);
+        // Keepalive so that a NAT or firewall does not forget the control connection while a
+        // long transfer keeps it silent.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(60))
+            .with_interval(Duration::from_secs(15));
+        let _ = socket2::SockRef::from(&control).set_tcp_keepalive(&keepalive);
         let peer = control.peer_addr().map_err(Error::Network)?;
         let local = control.local_addr().map_err(Error::Network)?;
         log(LogLine::Status(
@@ -232,8 +241,10 @@ impl Client {
             eprt_refused: false,
             pasv_use_peer: false,
             passive_failed: false,
+            broken: false,
         };
-        loop {
+        // 120 "ready in nnn minutes" may come first; a server that never gets ready is cut off.
+        for _ in 0..10 {
             let reply = client.read_reply("the welcome message").await?;
             match reply.code {
                 ReplyCode(120) => continue,
@@ -249,6 +260,15 @@ impl Client {
                 }
             }
         }
+        Err(Error::Protocol(
+            "the server keeps answering 120 (not ready)".into(),
+        ))
+    }
+
+    /// False when the control connection is out of step after an error (a timeout, a broken
+    /// connection, a transfer whose final reply never came): open a new session instead.
+    pub fn in_step(&self) -> bool {
+        !self.broken
     }
 
     /// Logs in with USER/PASS, then reads FEAT and turns UTF-8 on where offered.
@@ -298,6 +318,11 @@ impl Client {
     /// TYPE A (true) or TYPE I (false, the default) for the following transfers.
     pub fn set_ascii(&mut self, ascii: bool) {
         self.ascii = ascii;
+    }
+
+    /// True when transfers use TYPE A.
+    pub fn is_ascii(&self) -> bool {
+        self.ascii
     }
 
     /// Writes a `Status:` line to the connection log.
@@ -398,6 +423,15 @@ impl Client {
     /// LIST parsed in Unix or DOS form. `.` and `..` are left out.
     pub async fn list(&mut self, path: &[u8]) -> Result<Vec<Entry>> {
         let arg = (!path.is_empty()).then_some(path);
+        // LIST takes `ls` options on most servers: a name starting with `-` must not be one.
+        let dashed;
+        let list_arg = match arg {
+            Some(p) if p.starts_with(b"-") => {
+                dashed = [&b"./"[..], p].concat();
+                Some(&dashed[..])
+            }
+            other => other,
+        };
         if self.features.mlst {
             match self.read_listing("MLSD", arg).await {
                 Ok(raw) => {
@@ -423,7 +457,7 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        let raw = self.read_listing("LIST", arg).await?;
+        let raw = self.read_listing("LIST", list_arg).await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -453,10 +487,20 @@ impl Client {
         self.ensure_type().await?;
         let started = Instant::now();
         let rest = (offset > 0).then_some(offset);
-        let mut data = self.open_data("RETR", Some(path), rest).await?;
-        let copied = self.copy_in(&mut data, out, progress).await;
+        let Some(mut data) = self.open_data("RETR", Some(path), rest).await? else {
+            return Err(Error::Protocol(
+                "RETR completed without a data connection".into(),
+            ));
+        };
+        let n = match self.copy_in(&mut data, out, progress).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = data.set_zero_linger();
+                drop(data);
+                return Err(self.after_broken_transfer(e, "RETR", Some(path)).await);
+            }
+        };
         drop(data);
-        let n = copied?;
         self.finish_transfer("RETR", Some(path)).await?;
         self.log_transfer(n, started);
         Ok(n)
@@ -482,9 +526,20 @@ impl Client {
         }
         self.ensure_type().await?;
         let started = Instant::now();
-        let mut data = self.open_data(verb, Some(path), rest).await?;
-        let copied = self.copy_out(input, &mut data, progress).await;
-        let n = copied?;
+        let Some(mut data) = self.open_data(verb, Some(path), rest).await? else {
+            return Err(Error::Protocol(format!(
+                "{verb} completed without a data connection"
+            )));
+        };
+        let n = match self.copy_out(input, &mut data, progress).await {
+            Ok(n) => n,
+            Err(e) => {
+                // A reset, not a FIN: the server must not take the partial file as complete.
+                let _ = data.set_zero_linger();
+                drop(data);
+                return Err(self.after_broken_transfer(e, verb, Some(path)).await);
+            }
+        };
         // FIN tells the server the file is complete; then it replies.
         let _ = timeout(self.options.timeout, data.shutdown()).await;
         drop(data);
@@ -508,7 +563,10 @@ impl Client {
     }
 
     async fn read_listing(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<Vec<u8>> {
-        let mut data = self.open_data(verb, arg, None).await?;
+        // Some servers answer a listing of an empty directory with 226 and no data connection.
+        let Some(mut data) = self.open_data(verb, arg, None).await? else {
+            return Ok(Vec::new());
+        };
         let mut raw = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -604,13 +662,43 @@ impl Client {
         }
     }
 
-    /// The reply that ends a transfer: 226 or 250.
+    /// The reply that ends a transfer: 226 or 250 (after any further 1xx).
     async fn finish_transfer(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<()> {
-        let reply = self.read_reply(&describe(verb, arg)).await?;
-        if reply.code.is_completion() {
-            Ok(())
-        } else {
-            Err(refused(verb, arg, reply))
+        loop {
+            let reply = self.read_reply(&describe(verb, arg)).await?;
+            if reply.code.is_preliminary() {
+                continue;
+            }
+            if reply.code.is_completion() {
+                return Ok(());
+            }
+            return Err(refused(verb, arg, reply));
+        }
+    }
+
+    /// After a transfer broke on our side or on the data connection: the server's final reply
+    /// tells why (a 451/552 beats "connection reset") and puts the session back in step. When
+    /// it does not come soon, the session is out of step.
+    async fn after_broken_transfer(&mut self, e: Error, verb: &str, arg: Option<&[u8]>) -> Error {
+        let wait = self.options.timeout.min(Duration::from_secs(5));
+        let what = describe(verb, arg);
+        loop {
+            match timeout(wait, self.read_reply(&what)).await {
+                Ok(Ok(reply)) if reply.code.is_preliminary() => continue,
+                Ok(Ok(reply)) => {
+                    let server_said_why = reply.code.is_negative()
+                        && matches!(e, Error::Network(_) | Error::Timeout(_));
+                    return if server_said_why {
+                        refused(verb, arg, reply)
+                    } else {
+                        e
+                    };
+                }
+                Ok(Err(_)) | Err(_) => {
+                    self.broken = true;
+                    return e;
+                }
+            }
         }
     }
 
@@ -628,29 +716,33 @@ impl Client {
 
     /// Makes a data connection in the mode the options and this session's experience say, and
     /// starts `verb` on it (after REST `rest`). Returns once the server said 125/150.
+    /// `None` when the server completed the command without a data connection.
     async fn open_data(
         &mut self,
         verb: &str,
         arg: Option<&[u8]>,
         rest: Option<u64>,
-    ) -> Result<TcpStream> {
+    ) -> Result<Option<TcpStream>> {
         let mode = self.options.mode;
         let try_passive = match mode {
             DataMode::Passive => true,
             DataMode::Active => false,
             DataMode::Auto => !self.passive_failed,
         };
-        if try_passive {
-            match self.passive_open(verb, arg, rest).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) if mode == DataMode::Auto && e.is_data_connection_failure() => {
-                    self.log_status(format!("Passive mode failed ({e}); trying active mode"));
-                    self.passive_failed = true;
-                }
-                Err(e) => return Err(e),
-            }
+        if !try_passive {
+            return self.active_open(verb, arg, rest).await;
         }
-        self.active_open(verb, arg, rest).await
+        match self.passive_open(verb, arg, rest).await {
+            Err(e) if mode == DataMode::Auto && e.is_data_connection_failure() => {
+                self.log_status(format!("Passive mode failed ({e}); trying active mode"));
+                let stream = self.active_open(verb, arg, rest).await?;
+                // Only now is active known to work; a passing passive failure alone does not
+                // send every later transfer of the session to active mode.
+                self.passive_failed = true;
+                Ok(stream)
+            }
+            other => other,
+        }
     }
 
     async fn passive_open(
@@ -658,25 +750,43 @@ impl Client {
         verb: &str,
         arg: Option<&[u8]>,
         rest: Option<u64>,
-    ) -> Result<TcpStream> {
-        let addr = self.enter_passive().await?;
-        let stream = match self.connect_data(addr).await {
+    ) -> Result<Option<TcpStream>> {
+        let mut addr = self.enter_passive().await?;
+        let peer_ip = self.peer.ip();
+        if addr.ip() != peer_ip && !plausible_data_address(addr.ip(), peer_ip) {
+            // A private, loopback or unspecified address from a server we reach some other
+            // way: a NAT misconfiguration (or a hostile server aiming us at a local service).
+            self.log_status(format!(
+                "Server sent passive reply with unroutable address {}; using the server address {peer_ip} instead",
+                addr.ip()
+            ));
+            addr = SocketAddr::new(peer_ip, addr.port());
+            self.pasv_use_peer = true;
+        }
+        // A first try at an announced address that differs gets a short wait: if it fails, the
+        // server's address is tried before its passive listener gives up on us.
+        let first_wait = if addr.ip() == peer_ip {
+            self.options.timeout
+        } else {
+            self.options.timeout.min(Duration::from_secs(10))
+        };
+        let stream = match self.connect_data(addr, first_wait).await {
             Ok(s) => s,
-            Err(e) if addr.ip() != self.peer.ip() => {
+            Err(e) if addr.ip() != peer_ip => {
                 let alt = SocketAddr::new(self.peer.ip(), addr.port());
                 self.log_status(format!(
                     "Server sent passive reply with unroutable address {} ({e}); using the server address {} instead",
                     addr.ip(),
                     self.peer.ip()
                 ));
-                let s = self.connect_data(alt).await?;
+                let s = self.connect_data(alt, self.options.timeout).await?;
                 self.pasv_use_peer = true;
                 s
             }
             Err(e) => return Err(e),
         };
-        self.start_transfer(verb, arg, rest).await?;
-        Ok(stream)
+        let started = self.start_transfer(verb, arg, rest).await?;
+        Ok(started.then_some(stream))
     }
 
     /// EPSV, or PASV when the server refuses EPSV; the address to connect to.
@@ -711,8 +821,8 @@ impl Client {
         Ok(SocketAddr::V4(announced))
     }
 
-    async fn connect_data(&self, addr: SocketAddr) -> Result<TcpStream> {
-        match timeout(self.options.timeout, TcpStream::connect(addr)).await {
+    async fn connect_data(&self, addr: SocketAddr, wait: Duration) -> Result<TcpStream> {
+        match timeout(wait, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(source)) => Err(Error::DataConnect { addr, source }),
             Err(_) => Err(Error::DataConnect {
@@ -727,7 +837,7 @@ impl Client {
         verb: &str,
         arg: Option<&[u8]>,
         rest: Option<u64>,
-    ) -> Result<TcpStream> {
+    ) -> Result<Option<TcpStream>> {
         let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
             .await
             .map_err(Error::Network)?;
@@ -739,36 +849,53 @@ impl Client {
             } else if matches!(
                 reply.code,
                 ReplyCode::SYNTAX_ERROR | ReplyCode::NOT_IMPLEMENTED
-            ) {
+            ) && addr.is_ipv4()
+            {
                 self.eprt_refused = true;
             } else {
+                // Refused for a reason PORT would share, or IPv6, which PORT cannot carry.
                 return Err(refused("EPRT", Some(eprt.as_bytes()), reply));
             }
         }
         if self.eprt_refused {
             let SocketAddr::V4(v4) = addr else {
-                return Err(Error::Usage(
+                return Err(Error::Protocol(
                     "the server refuses EPRT, and PORT cannot carry an IPv6 address".into(),
                 ));
             };
             let port = hostport::format_host_port(v4);
             self.simple("PORT", Some(port.as_bytes())).await?;
         }
-        self.start_transfer(verb, arg, rest).await?;
-        // The server connects after the 1xx reply (or just before it; the backlog holds it).
+        if !self.start_transfer(verb, arg, rest).await? {
+            return Ok(None);
+        }
+        // The server connects after the 1xx reply (or before it; the backlog holds it). Some
+        // servers say 150 first and 425 when their connection fails: watch the control too.
         let deadline = Instant::now() + self.options.timeout;
+        let what = describe(verb, arg);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match timeout(left, listener.accept()).await {
-                Ok(Ok((stream, from))) if from.ip() == self.peer.ip() => return Ok(stream),
-                Ok(Ok((_, from))) => {
+            // Accept first: a server connects before it sends data and its 226, so when both
+            // are ready the connection is taken and the 226 stays for `finish_transfer`.
+            let waited = tokio::select! {
+                biased;
+                accepted = timeout(left, listener.accept()) => Waited::Accept(accepted),
+                reply = self.read_reply(&what) => Waited::Reply(reply),
+            };
+            match waited {
+                Waited::Accept(Ok(Ok((stream, from)))) if from.ip() == self.peer.ip() => {
+                    return Ok(Some(stream));
+                }
+                Waited::Accept(Ok(Ok((_, from)))) => {
                     // Someone else raced for our port: not the server, never take its data.
                     self.log_status(format!(
                         "Refused a data connection from {from}: not the server"
                     ));
                 }
-                Ok(Err(e)) => return Err(Error::Network(e)),
-                Err(_) => {
+                Waited::Accept(Ok(Err(e))) => return Err(Error::Network(e)),
+                Waited::Accept(Err(_)) => {
+                    // The server may still answer 425 later: this session is out of step.
+                    self.broken = true;
                     return Err(Error::DataConnect {
                         addr,
                         source: io::Error::new(
@@ -777,17 +904,27 @@ impl Client {
                         ),
                     });
                 }
+                Waited::Reply(Ok(reply)) if reply.code.is_preliminary() => {}
+                Waited::Reply(Ok(reply)) if reply.code.is_completion() => {
+                    return Err(Error::Protocol(format!(
+                        "{what}: the server said {} before it connected",
+                        reply.code
+                    )));
+                }
+                Waited::Reply(Ok(reply)) => return Err(refused(verb, arg, reply)),
+                Waited::Reply(Err(e)) => return Err(e),
             }
         }
     }
 
-    /// REST (when resuming), then the transfer command; Ok once the server says 125/150.
+    /// REST (when resuming), then the transfer command. `Ok(true)` once the server says
+    /// 125/150; `Ok(false)` when it completed the command at once (no data connection used).
     async fn start_transfer(
         &mut self,
         verb: &str,
         arg: Option<&[u8]>,
         rest: Option<u64>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if let Some(offset) = rest {
             let offset = offset.to_string();
             let reply = self.command("REST", Some(offset.as_bytes())).await?;
@@ -797,7 +934,9 @@ impl Client {
         }
         let reply = self.command(verb, arg).await?;
         if reply.code.is_preliminary() {
-            Ok(())
+            Ok(true)
+        } else if reply.code.is_completion() {
+            Ok(false)
         } else {
             Err(refused(verb, arg, reply))
         }
@@ -819,14 +958,27 @@ impl Client {
         if let Some(sink) = &self.options.log {
             sink(&LogLine::Command(describe(verb, arg)));
         }
-        match timeout(self.options.timeout, self.control.write_all(&line)).await {
+        let result = match timeout(self.options.timeout, self.control.write_all(&line)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Network(e)),
             Err(_) => Err(Error::Timeout(format!("sending {verb}"))),
-        }
+        };
+        self.broken |= result.is_err();
+        result
     }
 
     async fn read_reply(&mut self, waiting_for: &str) -> Result<Reply> {
+        let result = self.read_reply_inner(waiting_for).await;
+        match &result {
+            Ok(reply) if reply.code == ReplyCode::SERVICE_UNAVAILABLE => self.broken = true,
+            Err(_) => self.broken = true,
+            Ok(_) => {}
+        }
+        result
+    }
+
+    /// Cancel-safe: bytes read are in `self.parser` before any await point gives up.
+    async fn read_reply_inner(&mut self, waiting_for: &str) -> Result<Reply> {
         let mut buf = [0u8; 4096];
         loop {
             match self.parser.next_reply() {
@@ -869,6 +1021,29 @@ impl Client {
             sink(&LogLine::Response(shown));
         }
     }
+}
+
+/// What the active-mode wait saw first.
+enum Waited<A> {
+    Accept(A),
+    Reply(Result<Reply>),
+}
+
+/// Whether a PASV address that differs from the server's is worth trying: not when it is
+/// unspecified, or loopback / private / link-local while the server is not (the address of a
+/// server behind NAT, as seen from inside).
+fn plausible_data_address(announced: IpAddr, peer: IpAddr) -> bool {
+    fn local(ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+            IpAddr::V6(v6) => {
+                v6.is_loopback()
+                    || (v6.segments()[0] & 0xfe00) == 0xfc00
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        }
+    }
+    !announced.is_unspecified() && (!local(announced) || local(peer))
 }
 
 /// How a command shows in the log and in errors: the password masked.

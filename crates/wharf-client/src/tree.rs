@@ -6,8 +6,9 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::AsyncSeekExt;
 use wharf_proto::FileKind;
@@ -109,8 +110,9 @@ pub async fn download_file(
             Some(s) => Some(s),
             None => client.size(remote).await?,
         };
+        let local_exists = have > 0 || local.exists();
         if let Some(size) = size {
-            if have == size {
+            if have == size && local_exists {
                 client.log_status(format!(
                     "{}: already complete ({size} bytes)",
                     local.display()
@@ -137,6 +139,7 @@ pub async fn download_file(
             .await
             .map_err(at)?;
         file.sync_all().await.map_err(|e| at(local_error(e)))?;
+        check_size(client, remote, have + n, size)?;
         return Ok(Outcome::Transferred(n));
     }
     let temp = temp_path(local);
@@ -153,6 +156,7 @@ pub async fn download_file(
             .map_err(at)?;
         file.sync_all().await.map_err(|e| at(local_error(e)))?;
         drop(file);
+        check_size(client, remote, n, size_hint)?;
         tokio::fs::rename(&temp, local)
             .await
             .map_err(|e| at(local_error(e)))?;
@@ -163,6 +167,18 @@ pub async fn download_file(
         let _ = tokio::fs::remove_file(&temp).await;
     }
     result.map(Outcome::Transferred)
+}
+
+/// A binary download of known size must have exactly that size: a data connection cut short
+/// but followed by 226 is not a complete file.
+fn check_size(client: &Client, remote: &[u8], got: u64, expected: Option<u64>) -> Result<()> {
+    match expected {
+        Some(want) if !client.is_ascii() && got != want => Err(Error::Protocol(format!(
+            "{}: received {got} bytes, but the file has {want}",
+            String::from_utf8_lossy(remote)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Uploads `local` to `remote`. With `resume`, asks the server for the size it has (SIZE) and
@@ -252,10 +268,21 @@ pub async fn download_tree(
     let mut report = TreeReport::default();
     let mut jobs = VecDeque::new();
     let mut total = 0u64;
+    let mut seen = std::collections::HashSet::new();
     std::fs::create_dir_all(local).map_err(|e| at_path(local_error(e), local))?;
-    let mut dirs = vec![(remote.to_vec(), local.to_path_buf())];
-    while let Some((rdir, ldir)) = dirs.pop() {
-        for entry in client.list(&rdir).await? {
+    let mut dirs = vec![(remote.to_vec(), local.to_path_buf(), 0usize)];
+    while let Some((rdir, ldir, depth)) = dirs.pop() {
+        let shown_dir = String::from_utf8_lossy(&rdir).into_owned();
+        // The top directory must list; a subdirectory that does not is one failure among others.
+        let entries = match client.list(&rdir).await {
+            Ok(entries) => entries,
+            Err(e) if depth == 0 || !client.in_step() => return Err(e),
+            Err(e) => {
+                report.failures.push((shown_dir, e));
+                continue;
+            }
+        };
+        for entry in entries {
             let rpath = join_remote(&rdir, &entry.name);
             let shown = String::from_utf8_lossy(&rpath).into_owned();
             if !is_safe_name(&entry.name) {
@@ -264,17 +291,32 @@ pub async fn download_tree(
                 continue;
             }
             let lpath = ldir.join(OsStr::from_bytes(&entry.name));
+            if !seen.insert(lpath.clone()) {
+                report.skipped.push(format!("{shown}: listed twice"));
+                continue;
+            }
             match entry.kind {
+                FileKind::Dir if depth >= MAX_DEPTH => {
+                    // Deeper than any real tree: a symbolic link loop shown as a directory.
+                    report
+                        .skipped
+                        .push(format!("{shown}: deeper than {MAX_DEPTH} levels"));
+                }
                 FileKind::Dir => {
                     match std::fs::create_dir(&lpath) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && lpath.is_dir() => {}
-                        Err(e) => return Err(at_path(local_error(e), &lpath)),
+                        Err(e) => {
+                            report
+                                .failures
+                                .push((shown, at_path(local_error(e), &lpath)));
+                            continue;
+                        }
                     }
-                    dirs.push((rpath, lpath));
+                    dirs.push((rpath, lpath, depth + 1));
                 }
                 FileKind::File => {
-                    total += entry.size.unwrap_or(0);
+                    total = total.saturating_add(entry.size.unwrap_or(0));
                     jobs.push_back(Job {
                         kind: JobKind::Download {
                             remote: rpath,
@@ -295,6 +337,9 @@ pub async fn download_tree(
     run_pool(client, connector, jobs, options, progress, report).await
 }
 
+/// Deepest directory level a recursive copy descends to.
+const MAX_DEPTH: usize = 64;
+
 /// Copies the local directory `local` into the remote directory `remote` (created if missing).
 /// Symbolic links to files are followed; links to directories and special files are skipped.
 pub async fn upload_tree(
@@ -313,10 +358,18 @@ pub async fn upload_tree(
     }
     let mut dirs = vec![(local.to_path_buf(), remote.to_vec())];
     while let Some((ldir, rdir)) = dirs.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&ldir)
-            .map_err(|e| at_path(local_error(e), &ldir))?
-            .collect::<io::Result<_>>()
-            .map_err(|e| at_path(local_error(e), &ldir))?;
+        let read = std::fs::read_dir(&ldir).and_then(|d| d.collect::<io::Result<Vec<_>>>());
+        let mut entries = match read {
+            Ok(entries) => entries,
+            Err(e) if ldir == local => return Err(at_path(local_error(e), &ldir)),
+            Err(e) => {
+                let shown = ldir.display().to_string();
+                report
+                    .failures
+                    .push((shown, at_path(local_error(e), &ldir)));
+                continue;
+            }
+        };
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name();
@@ -328,16 +381,30 @@ pub async fn upload_tree(
                     .push(format!("{}: name has CR or LF", lpath.display()));
                 continue;
             }
-            let meta =
-                std::fs::symlink_metadata(&lpath).map_err(|e| at_path(local_error(e), &lpath))?;
+            let meta = match std::fs::symlink_metadata(&lpath) {
+                Ok(m) => m,
+                Err(e) => {
+                    let shown = lpath.display().to_string();
+                    report
+                        .failures
+                        .push((shown, at_path(local_error(e), &lpath)));
+                    continue;
+                }
+            };
             let file_type = meta.file_type();
             if file_type.is_dir() {
-                ensure_remote_dir(&mut client, &rpath).await?;
-                dirs.push((lpath, rpath));
+                match ensure_remote_dir(&mut client, &rpath).await {
+                    Ok(()) => dirs.push((lpath, rpath)),
+                    Err(e) if client.in_step() => {
+                        let shown = String::from_utf8_lossy(&rpath).into_owned();
+                        report.failures.push((shown, e));
+                    }
+                    Err(e) => return Err(e),
+                }
             } else if file_type.is_file()
                 || (file_type.is_symlink() && lpath.metadata().is_ok_and(|m| m.is_file()))
             {
-                total += lpath.metadata().map_or(0, |m| m.len());
+                total = total.saturating_add(lpath.metadata().map_or(0, |m| m.len()));
                 jobs.push_back(Job {
                     kind: JobKind::Upload {
                         local: lpath,
@@ -361,7 +428,7 @@ pub async fn upload_tree(
 async fn ensure_remote_dir(client: &mut Client, path: &[u8]) -> Result<()> {
     match client.mkdir(path).await {
         Ok(()) => Ok(()),
-        Err(e) if e.session_usable() => {
+        Err(e) if client.in_step() => {
             if client.is_dir(path).await? {
                 Ok(())
             } else {
@@ -404,9 +471,8 @@ impl Job {
 struct Pool {
     queue: Mutex<VecDeque<Job>>,
     report: Mutex<TreeReport>,
-    /// Workers still running: one that cannot get a session leaves only if others remain.
+    /// Workers still running: one that cannot get a session leaves only if another remains.
     alive: AtomicUsize,
-    bytes: AtomicU64,
 }
 
 impl Pool {
@@ -425,11 +491,25 @@ impl Pool {
             f(&mut r);
         }
     }
+
+    /// Leaves the pool unless this is the last worker (atomically: two workers can never both
+    /// leave on the strength of each other).
+    fn leave_unless_last(&self) -> bool {
+        self.alive
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > 1).then(|| n - 1)
+            })
+            .is_ok()
+    }
 }
+
+/// Sessions a job may fail to get before it counts as failed.
+const SESSION_TRIES: u32 = 4;
 
 /// Runs the jobs over `first` plus up to `parallel - 1` more sessions. A server that turns a
 /// further session away (421, or ProFTPD's 530 "maximum number of clients") is not an error:
-/// the copy goes on with the sessions it has.
+/// the copy goes on with the sessions it has, and a worker that loses its session waits
+/// (1, 2, 4 s) before it asks for another.
 async fn run_pool(
     first: Client,
     connector: &Connector,
@@ -458,20 +538,19 @@ async fn run_pool(
             }
         }
     }
+    let sessions = clients.len();
     let pool = Arc::new(Pool {
         queue: Mutex::new(jobs),
         report: Mutex::new(report),
-        alive: AtomicUsize::new(clients.len()),
-        bytes: AtomicU64::new(0),
+        alive: AtomicUsize::new(sessions),
     });
-    let sessions = clients.len();
     let mut tasks = Vec::new();
     for client in clients {
         let pool = pool.clone();
         let connector = connector.clone();
         let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
-            worker(Some(client), &pool, &connector, options.resume, &*progress).await;
+            worker(client, &pool, &connector, options.resume, &*progress).await;
         }));
     }
     for task in tasks {
@@ -479,38 +558,60 @@ async fn run_pool(
             return Err(Error::Protocol(format!("a transfer task failed: {e}")));
         }
     }
-    let mut report = match Arc::try_unwrap(pool) {
-        Ok(pool) => pool.report.into_inner().unwrap_or_default(),
-        Err(pool) => pool
-            .report
-            .lock()
-            .map(|mut r| std::mem::take(&mut *r))
-            .unwrap_or_default(),
-    };
+    // Whatever is still queued was never tried (every session was refused): a failure each,
+    // never a silent omission.
+    let left: Vec<Job> = pool
+        .queue
+        .lock()
+        .map(|mut q| q.drain(..).collect())
+        .unwrap_or_default();
+    let mut report = pool
+        .report
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default();
+    for job in left {
+        report.failures.push((
+            job.name(),
+            Error::Protocol("not transferred: no session to the server".into()),
+        ));
+    }
     report.sessions = sessions;
     Ok(report)
 }
 
 async fn worker(
-    mut client: Option<Client>,
+    first: Client,
     pool: &Pool,
     connector: &Connector,
     resume: bool,
     progress: &dyn Progress,
 ) {
+    let mut client = Some(first);
+    let mut refusals = 0u32;
     while let Some(mut job) = pool.pop() {
         let session = match client.as_mut() {
             Some(c) => c,
             None => match connector.open().await {
-                Ok(c) => client.insert(c),
+                Ok(c) => {
+                    refusals = 0;
+                    client.insert(c)
+                }
                 Err(e) => {
-                    if e.is_connection_limit() && pool.alive.load(Ordering::SeqCst) > 1 {
-                        pool.alive.fetch_sub(1, Ordering::SeqCst);
+                    if e.is_connection_limit() && pool.leave_unless_last() {
+                        // Another worker goes on; this one's file goes back to the queue.
                         pool.push(job);
                         return;
                     }
                     job.attempts += 1;
-                    if job.attempts < 3 {
+                    refusals += 1;
+                    if job.attempts < SESSION_TRIES {
+                        let wait = Duration::from_secs(1 << refusals.min(3).saturating_sub(1));
+                        connector.log_status(format!(
+                            "No session ({e}); waiting {} s before trying again",
+                            wait.as_secs()
+                        ));
+                        tokio::time::sleep(wait).await;
                         pool.push(job);
                     } else {
                         let name = job.name();
@@ -530,17 +631,15 @@ async fn worker(
                 upload_file(session, local, remote, resume, progress).await
             }
         };
+        let in_step = session.in_step();
         match result {
-            Ok(Outcome::Transferred(n)) => {
-                pool.bytes.fetch_add(n, Ordering::Relaxed);
-                pool.record(|r| {
-                    r.files += 1;
-                    r.bytes += n;
-                });
-            }
+            Ok(Outcome::Transferred(n)) => pool.record(|r| {
+                r.files += 1;
+                r.bytes += n;
+            }),
             Ok(Outcome::AlreadyComplete) => pool.record(|r| r.already_complete += 1),
             Err(e) => {
-                if !e.session_usable() {
+                if !in_step {
                     client = None;
                     // A broken session gets the file one more try on a fresh session.
                     if job.attempts == 0 && e.kind() != crate::error::ErrorKind::Local {

@@ -39,7 +39,7 @@ impl std::fmt::Debug for FtpUrl {
 impl FtpUrl {
     /// Parses a URL. Errors are [`Error::Usage`] with a message naming what is wrong.
     pub fn parse(text: &str) -> Result<FtpUrl> {
-        let bad = |why: &str| Error::Usage(format!("bad URL {text:?}: {why}"));
+        let bad = |why: &str| Error::Usage(format!("bad URL {:?}: {why}", redact(text)));
         let (scheme, rest) = text
             .split_once("://")
             .ok_or_else(|| bad("expected ftp://host/path"))?;
@@ -153,6 +153,22 @@ impl FtpUrl {
     }
 }
 
+/// The URL with any password replaced by `****`, for messages.
+pub fn redact(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:****{}{path}", &authority[at..]),
+            None => text.to_string(),
+        },
+        None => text.to_string(),
+    }
+}
+
 fn decode_utf8(text: &str) -> Option<String> {
     String::from_utf8(percent_decode(text)?).ok()
 }
@@ -224,5 +240,11 @@ mod tests {
         ] {
             assert!(matches!(FtpUrl::parse(bad), Err(Error::Usage(_))), "{bad}");
         }
+        let Err(e) = FtpUrl::parse("ftp://u:hunter2@host:0/x") else {
+            panic!()
+        };
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(redact("ftp://u:p@h/a:b@c"), "ftp://u:****@h/a:b@c");
+        assert_eq!(redact("ftp://h/x"), "ftp://h/x");
     }
 }

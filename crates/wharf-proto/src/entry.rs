@@ -101,14 +101,21 @@ fn parse_unix_line(line: &[u8], now: i64) -> Option<Entry> {
         _ => return None,
     };
     let fields = split_fields(line);
-    // The month is never the first field (that is the mode); search after it.
-    let m = (1..fields.len()).find(|&i| month_of(field(line, fields[i])).is_some())?;
-    let month = month_of(field(line, *fields.get(m)?))?;
-    let day = parse_u64(field(line, *fields.get(m + 1)?)).filter(|d| (1..=31).contains(d))?;
-    let time_or_year = field(line, *fields.get(m + 2)?);
-    let size = parse_u64(field(line, *fields.get(m.checked_sub(1)?)?));
-    let (name_start, _) = *fields.get(m + 3)?;
-    let mut name = line.get(name_start..)?.to_vec();
+    // The date is a month, a day and a time or year. A month name can also be an owner or a
+    // group (user `jan`), so take the first month that the rest of a date follows. The month is
+    // never the first field (that is the mode) and has the size before it.
+    let (m, month, day, time_or_year) = (2..fields.len()).find_map(|i| {
+        let month = month_of(field(line, *fields.get(i)?))?;
+        let day = parse_u64(field(line, *fields.get(i + 1)?)).filter(|d| (1..=31).contains(d))?;
+        let t = field(line, *fields.get(i + 2)?);
+        (parse_clock(t).is_some() || (t.len() == 4 && parse_u64(t).is_some()))
+            .then_some((i, month, day, t))
+    })?;
+    let size = parse_u64(field(line, *fields.get(m - 1)?));
+    // The name starts one space after the time or year: a name may begin with spaces.
+    let (_, date_end) = *fields.get(m + 2)?;
+    fields.get(m + 3)?;
+    let mut name = line.get(date_end + 1..)?.to_vec();
     let mut link_target = None;
     if kind == FileKind::Symlink {
         if let Some(arrow) = find(&name, b" -> ") {
@@ -299,6 +306,14 @@ mod tests {
         // December in November: last year.
         let e = entry("-rw-r--r-- 1 ftp ftp 10 Dec 30 10:00 old");
         assert_eq!(e.mtime, civil(2025, 12, 30, 10, 0));
+    }
+
+    #[test]
+    fn owner_named_like_a_month_and_leading_spaces() {
+        let e = entry("-rw-r--r-- 1 jan may 3 Nov 24 13:49 f");
+        assert_eq!((e.name.as_slice(), e.size), (&b"f"[..], Some(3)));
+        let e = entry("-rw-r--r-- 1 ftp ftp 3 Nov 24 13:49  two leading");
+        assert_eq!(e.name, b" two leading");
     }
 
     #[test]

@@ -182,6 +182,8 @@ pub enum ReplyError {
     BadCode,
     #[error("reply line longer than {0} bytes")]
     TooLong(usize),
+    #[error("multi-line reply longer than {0} lines")]
+    TooManyLines(usize),
 }
 
 /// Incremental parser for the replies a client reads: feed bytes, take complete replies.
@@ -195,6 +197,9 @@ pub struct ReplyParser {
 
 /// Longest reply line accepted by [`ReplyParser`].
 pub const MAX_REPLY_LINE: usize = 64 * 1024;
+/// Most lines in one multi-line reply (a FEAT or STAT reply has tens): bounds the memory a
+/// server that never ends its reply can take.
+pub const MAX_REPLY_LINES: usize = 10_000;
 
 impl ReplyParser {
     pub fn new() -> ReplyParser {
@@ -237,6 +242,9 @@ impl ReplyParser {
                         return Ok(Some(Reply::multi(code, lines)));
                     }
                     lines.push(line);
+                    if lines.len() > MAX_REPLY_LINES {
+                        return Err(ReplyError::TooManyLines(MAX_REPLY_LINES));
+                    }
                     self.pending = Some((code, lines));
                 }
             }

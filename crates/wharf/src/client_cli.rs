@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_client::tree::{self, Connector, TreeOptions, TreeReport};
+use wharf_client::url::redact;
 use wharf_client::{
     Client, DataMode, Entry, Error, ErrorKind, FileKind, FtpUrl, LogLine, Options, Progress,
 };
@@ -157,8 +158,16 @@ fn exit_code(kind: ErrorKind) -> u8 {
     }
 }
 
+/// Text from the server (names, reply text) with control characters shown as `?`, so that it
+/// cannot drive the user's terminal.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn fail(e: &Error) -> ExitCode {
-    eprintln!("wharf: {e}");
+    eprintln!("wharf: {}", clean(&e.to_string()));
     ExitCode::from(exit_code(e.kind()))
 }
 
@@ -265,15 +274,25 @@ async fn ls(args: LsArgs) -> Result<ExitCode, Error> {
     let mut client = s.connector.open().await?;
     let entries = client.list(s.url.path_trimmed()).await?;
     client.quit().await;
+    let terminal = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
     for e in &entries {
-        let line = if args.long {
+        let mut line = if args.long {
             long_line(e)
         } else {
             let mut l = e.name.clone();
             l.push(b'\n');
             l
         };
+        if terminal {
+            // A name from the server must not drive the user's terminal (escape sequences).
+            let end = line.len().saturating_sub(1);
+            for b in line.iter_mut().take(end) {
+                if b.is_ascii_control() {
+                    *b = b'?';
+                }
+            }
+        }
         if out.write_all(&line).is_err() {
             break;
         }
@@ -357,7 +376,7 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
     if remote.is_empty() || s.url.trailing_slash {
         return Err(Error::Usage(format!(
             "{} names a directory: use -r to copy it, or `wharf ls` to list it",
-            args.url
+            redact(&args.url)
         )));
     }
     let mut client = s.connector.open().await?;
@@ -470,7 +489,7 @@ async fn path_op(
     let s = setup(&args.url, &args.common, false)?;
     let path = s.url.path_trimmed().to_vec();
     if path.is_empty() {
-        return Err(Error::Usage(format!("{} names no path", args.url)));
+        return Err(Error::Usage(format!("{} names no path", redact(&args.url))));
     }
     let mut client = s.connector.open().await?;
     op(&mut client, path).await?;
@@ -482,7 +501,7 @@ async fn mv(args: MvArgs) -> Result<ExitCode, Error> {
     let s = setup(&args.url, &args.common, false)?;
     let from = s.url.path_trimmed().to_vec();
     if from.is_empty() {
-        return Err(Error::Usage(format!("{} names no path", args.url)));
+        return Err(Error::Usage(format!("{} names no path", redact(&args.url))));
     }
     let to = if args.new_path.contains("://") {
         let other = FtpUrl::parse(&args.new_path)?;
@@ -513,10 +532,10 @@ fn finish_bar(bar: &Option<ProgressBar>) {
 /// Prints what a tree copy left out or failed, and gives the exit code: the first failure's.
 fn tree_exit(report: &TreeReport) -> ExitCode {
     for skipped in &report.skipped {
-        eprintln!("wharf: skipped {skipped}");
+        eprintln!("wharf: skipped {}", clean(skipped));
     }
     for (name, e) in &report.failures {
-        eprintln!("wharf: {name}: {e}");
+        eprintln!("wharf: {}: {}", clean(name), clean(&e.to_string()));
     }
     match report.failures.first() {
         None => ExitCode::SUCCESS,
