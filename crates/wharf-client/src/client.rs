@@ -144,6 +144,8 @@ pub struct Client {
     pasv_use_peer: bool,
     /// In automatic mode, passive failed and active worked: go straight to active from now on.
     passive_failed: bool,
+    /// The FEAT reply, as the server sent it.
+    feat_reply: Option<Reply>,
     /// The control connection is out of step (a reply may still be on its way, or the
     /// connection failed): the session must not be used for another command.
     broken: bool,
@@ -214,6 +216,17 @@ impl Client {
         let Some(control) = control else {
             return Err(last_error);
         };
+        Client::from_stream(control, options).await
+    }
+
+    /// Reads the welcome message on a control connection made elsewhere (the troubleshooter
+    /// connects by itself to tell refused from filtered).
+    pub async fn from_stream(control: TcpStream, options: Options) -> Result<Client> {
+        let log = |line: LogLine| {
+            if let Some(sink) = &options.log {
+                sink(&line);
+            }
+        };
         let _ = control.set_nodelay(true);
         // Keepalive so that a NAT or firewall does not forget the control connection while a
         // long transfer keeps it silent.
@@ -242,6 +255,7 @@ impl Client {
             pasv_use_peer: false,
             passive_failed: false,
             broken: false,
+            feat_reply: None,
         };
         // 120 "ready in nnn minutes" may come first; a server that never gets ready is cut off.
         for _ in 0..10 {
@@ -285,6 +299,7 @@ impl Client {
             _ => return Err(refused("USER", Some(user.as_bytes()), reply)),
         }
         let feat = self.command("FEAT", None).await?;
+        self.feat_reply = Some(feat.clone());
         if feat.code == ReplyCode::SYSTEM_STATUS {
             self.features = Features::parse(&feat);
         } else if feat.code == ReplyCode::SERVICE_UNAVAILABLE {
@@ -313,6 +328,129 @@ impl Client {
     /// What FEAT announced.
     pub fn features(&self) -> &Features {
         &self.features
+    }
+
+    /// The FEAT reply itself (None before login).
+    pub fn feat_reply(&self) -> Option<&Reply> {
+        self.feat_reply.as_ref()
+    }
+
+    /// Lists the current directory over one data method, without any fallback, and reports
+    /// what happened at each stage: for diagnosis.
+    pub async fn probe_listing(&mut self, method: DataMethod) -> Probe {
+        let started = Instant::now();
+        let mut probe = Probe {
+            method,
+            setup_reply: None,
+            announced: None,
+            data_addr: None,
+            announced_error: None,
+            used_control_address: false,
+            result: Ok(0),
+            elapsed: Duration::ZERO,
+        };
+        probe.result = self.probe_inner(method, &mut probe).await;
+        probe.elapsed = started.elapsed();
+        probe
+    }
+
+    async fn probe_inner(&mut self, method: DataMethod, probe: &mut Probe) -> Result<usize> {
+        self.ensure_type().await?;
+        let verb = if self.features.mlst { "MLSD" } else { "LIST" };
+        let peer_ip = self.peer.ip();
+        let stream = match method {
+            DataMethod::Epsv | DataMethod::Pasv => {
+                let cmd = method.name();
+                let reply = self.command(cmd, None).await?;
+                probe.setup_reply = Some(reply.clone());
+                let text = reply.lines.last().map_or(&[][..], |l| l);
+                let addr = if method == DataMethod::Epsv {
+                    if reply.code != ReplyCode::EXTENDED_PASSIVE {
+                        return Err(refused(cmd, None, reply));
+                    }
+                    let port = hostport::parse_epsv_reply(text)
+                        .map_err(|e| Error::Protocol(format!("EPSV reply: {e}")))?;
+                    SocketAddr::new(peer_ip, port)
+                } else {
+                    if reply.code != ReplyCode::PASSIVE {
+                        return Err(refused(cmd, None, reply));
+                    }
+                    let announced = SocketAddr::V4(
+                        hostport::parse_pasv_reply(text)
+                            .map_err(|e| Error::Protocol(format!("PASV reply: {e}")))?,
+                    );
+                    probe.announced = Some(announced);
+                    announced
+                };
+                probe.data_addr = Some(addr);
+                let first_wait = if addr.ip() == peer_ip {
+                    self.options.timeout
+                } else {
+                    self.options.timeout.min(Duration::from_secs(10))
+                };
+                let stream = match self.connect_data(addr, first_wait).await {
+                    Ok(s) => s,
+                    Err(e) if addr.ip() != peer_ip => {
+                        probe.announced_error = Some(e.to_string());
+                        probe.used_control_address = true;
+                        let alt = SocketAddr::new(peer_ip, addr.port());
+                        self.log_status(format!(
+                            "Server sent passive reply with unroutable address {} ({e}); using the server address {peer_ip} instead",
+                            addr.ip()
+                        ));
+                        probe.data_addr = Some(alt);
+                        self.connect_data(alt, self.options.timeout).await?
+                    }
+                    Err(e) => return Err(e),
+                };
+                if !self.start_transfer(verb, None, None).await? {
+                    return Ok(0);
+                }
+                stream
+            }
+            DataMethod::Eprt | DataMethod::Port => {
+                let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
+                    .await
+                    .map_err(Error::Network)?;
+                let addr = listener.local_addr().map_err(Error::Network)?;
+                probe.data_addr = Some(addr);
+                let arg = match (method, addr) {
+                    (DataMethod::Port, SocketAddr::V4(v4)) => hostport::format_host_port(v4),
+                    (DataMethod::Port, SocketAddr::V6(_)) => {
+                        return Err(Error::Protocol("PORT cannot carry an IPv6 address".into()));
+                    }
+                    _ => hostport::format_eprt(addr),
+                };
+                let reply = self.command(method.name(), Some(arg.as_bytes())).await?;
+                probe.setup_reply = Some(reply.clone());
+                if !reply.code.is_completion() {
+                    return Err(refused(method.name(), Some(arg.as_bytes()), reply));
+                }
+                if !self.start_transfer(verb, None, None).await? {
+                    return Ok(0);
+                }
+                self.accept_data(listener, addr, verb, None).await?
+            }
+        };
+        let mut data = stream;
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match self.data_io(data.read(&mut buf)).await {
+                Ok(n) => n,
+                Err(e) => {
+                    drop(data);
+                    return Err(self.after_broken_transfer(e, verb, None).await);
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        drop(data);
+        self.finish_transfer(verb, None).await?;
+        Ok(total)
     }
 
     /// TYPE A (true) or TYPE I (false, the default) for the following transfers.
@@ -869,6 +1007,17 @@ impl Client {
         if !self.start_transfer(verb, arg, rest).await? {
             return Ok(None);
         }
+        self.accept_data(listener, addr, verb, arg).await.map(Some)
+    }
+
+    /// Waits for the server's active-mode connection to `listener` (bound at `addr`).
+    async fn accept_data(
+        &mut self,
+        listener: TcpListener,
+        addr: SocketAddr,
+        verb: &str,
+        arg: Option<&[u8]>,
+    ) -> Result<TcpStream> {
         // The server connects after the 1xx reply (or before it; the backlog holds it). Some
         // servers say 150 first and 425 when their connection fails: watch the control too.
         let deadline = Instant::now() + self.options.timeout;
@@ -884,7 +1033,7 @@ impl Client {
             };
             match waited {
                 Waited::Accept(Ok(Ok((stream, from)))) if from.ip() == self.peer.ip() => {
-                    return Ok(Some(stream));
+                    return Ok(stream);
                 }
                 Waited::Accept(Ok(Ok((_, from)))) => {
                     // Someone else raced for our port: not the server, never take its data.
@@ -1021,6 +1170,57 @@ impl Client {
             sink(&LogLine::Response(shown));
         }
     }
+}
+
+/// One way of making a data connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataMethod {
+    Epsv,
+    Pasv,
+    Eprt,
+    Port,
+}
+
+impl DataMethod {
+    pub const ALL: [DataMethod; 4] = [
+        DataMethod::Epsv,
+        DataMethod::Pasv,
+        DataMethod::Eprt,
+        DataMethod::Port,
+    ];
+
+    /// The command's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataMethod::Epsv => "EPSV",
+            DataMethod::Pasv => "PASV",
+            DataMethod::Eprt => "EPRT",
+            DataMethod::Port => "PORT",
+        }
+    }
+
+    pub fn is_passive(self) -> bool {
+        matches!(self, DataMethod::Epsv | DataMethod::Pasv)
+    }
+}
+
+/// What [`Client::probe_listing`] saw.
+#[derive(Debug)]
+pub struct Probe {
+    pub method: DataMethod,
+    /// The reply to EPSV, PASV, EPRT or PORT.
+    pub setup_reply: Option<Reply>,
+    /// The address a PASV reply announced.
+    pub announced: Option<SocketAddr>,
+    /// Where the data connection went (passive) or was expected at (active).
+    pub data_addr: Option<SocketAddr>,
+    /// Why the announced PASV address failed, when it differs from the server's and failed.
+    pub announced_error: Option<String>,
+    /// The server's own address was used instead of the announced one.
+    pub used_control_address: bool,
+    /// Bytes of listing received, or what went wrong.
+    pub result: Result<usize>,
+    pub elapsed: Duration,
 }
 
 /// What the active-mode wait saw first.

@@ -35,13 +35,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod client;
 pub mod error;
 pub mod log;
 pub mod tree;
 pub mod url;
 
-pub use client::{Client, DataMode, Features, NoProgress, Options, Progress, Store};
+pub use client::{
+    Client, DataMethod, DataMode, Features, NoProgress, Options, Probe, Progress, Store,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use log::{LogLine, LogSink};
 pub use url::FtpUrl;

@@ -549,3 +549,136 @@ fn tree_exit(report: &TreeReport) -> ExitCode {
         }
     }
 }
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// HOST, HOST:PORT, [IPv6]:PORT or an ftp:// URL (port 21 by default)
+    target: String,
+    /// Log in as this user instead of anonymous (password from WHARF_PASSWORD, --password-stdin
+    /// or a prompt)
+    #[arg(long)]
+    user: Option<String>,
+    /// Read the password from the first line of stdin
+    #[arg(long)]
+    password_stdin: bool,
+    /// Seconds to wait at each step
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+    /// Also print the connection log to stderr
+    #[arg(short = 'v', long = "log", visible_alias = "verbose")]
+    log: bool,
+}
+
+/// Parses the target of `wharf check`.
+fn check_target(text: &str) -> Result<(String, u16, Option<String>), Error> {
+    if text.contains("://") {
+        let url = FtpUrl::parse(text)?;
+        return Ok((url.host, url.port, url.user));
+    }
+    let url = FtpUrl::parse(&format!("ftp://{text}/"))
+        .or_else(|_| {
+            // A bare IPv6 address without brackets.
+            text.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| Error::Usage(format!("bad target {text:?}: expected HOST[:PORT]")))
+                .and_then(|_| FtpUrl::parse(&format!("ftp://[{text}]/")))
+        })
+        .map_err(|_| Error::Usage(format!("bad target {text:?}: expected HOST[:PORT]")))?;
+    Ok((url.host, url.port, url.user))
+}
+
+/// `wharf check`: exit 0 when a data mode works, 1 when the server answers but login or every
+/// data mode fails, 3 when the control port cannot be reached, 2 for usage errors.
+pub fn check(args: CheckArgs) -> ExitCode {
+    let (host, port, url_user) = match check_target(&args.target) {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    let user = args.user.clone().or(url_user);
+    let password = match &user {
+        None => None,
+        Some(u) => {
+            let common = Common {
+                passive: false,
+                active: false,
+                log: false,
+                timeout: args.timeout,
+                password_stdin: args.password_stdin,
+            };
+            let url = FtpUrl {
+                user: Some(u.clone()),
+                password: None,
+                host: host.clone(),
+                port,
+                path: Vec::new(),
+                trailing_slash: true,
+            };
+            match password_for(&url, &common) {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            }
+        }
+    };
+    let options = wharf_client::check::CheckOptions {
+        host,
+        port,
+        user,
+        password,
+        timeout: Duration::from_secs(args.timeout),
+        log: args
+            .log
+            .then(|| Arc::new(|line: &LogLine| eprintln!("{line}")) as wharf_client::LogSink),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wharf: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = runtime.block_on(wharf_client::check::check(&options));
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let _ = writeln!(out, "{}", report.to_json());
+    } else {
+        let _ = write!(out, "{}", render_report(&report));
+    }
+    let _ = out.flush();
+    ExitCode::from(report.exit_code)
+}
+
+fn render_report(report: &wharf_client::check::Report) -> String {
+    use wharf_client::check::Verdict;
+    let mut text = format!("wharf check {}\n", report.target);
+    for s in &report.steps {
+        let tag = match s.verdict {
+            Verdict::Ok => "[ OK ]",
+            Verdict::Warn => "[WARN]",
+            Verdict::Fail => "[FAIL]",
+            Verdict::Skipped => "[SKIP]",
+        };
+        text.push_str(&format!(
+            "{tag} {:<8} {} ({} ms)\n",
+            s.name,
+            clean(&s.evidence),
+            s.elapsed.as_millis()
+        ));
+        if let Some(cause) = &s.cause {
+            text.push_str(&format!("       cause: {}\n", clean(cause)));
+        }
+        if let Some(advice) = &s.advice {
+            text.push_str(&format!("       fix:   {}\n", clean(advice)));
+        }
+    }
+    if let Some(sw) = report.software {
+        text.push_str(&format!("Server: {}\n", sw.name()));
+    }
+    text.push_str(&format!("Summary: {}\n", report.summary));
+    text
+}

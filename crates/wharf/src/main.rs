@@ -41,6 +41,8 @@ enum Cmd {
     Rmdir(client_cli::PathArgs),
     /// Rename or move a file or directory on the server
     Mv(client_cli::MvArgs),
+    /// Diagnose an FTP server: reachability, banner, login, and which data modes work, and why
+    Check(client_cli::CheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Cmd::Mkdir(a) => client_cli::run(client_cli::Request::Mkdir(a)),
         Cmd::Rmdir(a) => client_cli::run(client_cli::Request::Rmdir(a)),
         Cmd::Mv(a) => client_cli::run(client_cli::Request::Mv(a)),
+        Cmd::Check(a) => client_cli::check(a),
     }
 }
 

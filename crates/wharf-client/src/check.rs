@@ -1,0 +1,765 @@
+//! The troubleshooter behind `wharf check`: what an administrator does by hand with telnet and a
+//! client's log, in order — resolve, connect, banner, login, SYST, FEAT, then a listing over
+//! each data method — with a verdict, the evidence and, on failure, the likely cause and the
+//! change to make, named in the server's own configuration terms.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::client::{Client, DataMethod, Options, Probe};
+use crate::error::Error;
+use crate::log::LogSink;
+
+/// What to check, and how.
+#[derive(Clone)]
+pub struct CheckOptions {
+    pub host: String,
+    pub port: u16,
+    /// `None`: anonymous.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub timeout: Duration,
+    pub log: Option<LogSink>,
+}
+
+/// How a step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    /// Works, but something is wrong that breaks some clients.
+    Warn,
+    Fail,
+    /// Not tried (an earlier step failed, or it cannot apply).
+    Skipped,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+/// One step of the diagnosis.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// `resolve`, `connect`, `banner`, `login`, `syst`, `feat`, `EPSV`, `PASV`, `EPRT`, `PORT`.
+    pub name: String,
+    pub verdict: Verdict,
+    /// What was seen: the reply, the error, the addresses.
+    pub evidence: String,
+    pub elapsed: Duration,
+    /// On failure or warning: the likely cause, in plain words.
+    pub cause: Option<String>,
+    /// On failure or warning: what to change.
+    pub advice: Option<String>,
+}
+
+/// FTP server software, as the banner and SYST tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Software {
+    Wharf,
+    Vsftpd,
+    Proftpd,
+    PureFtpd,
+    FileZilla,
+    Iis,
+    Pyftpdlib,
+    Unknown,
+}
+
+impl Software {
+    /// Recognises the server from its banner and SYST reply.
+    pub fn identify(banner: &str, syst: &str) -> Software {
+        // Product names first: a server's configured name (ProFTPD's `ServerName`) can contain
+        // anything, "wharf" included.
+        let text = format!("{banner}\n{syst}").to_ascii_lowercase();
+        if text.contains("vsftpd") {
+            Software::Vsftpd
+        } else if text.contains("proftpd") {
+            Software::Proftpd
+        } else if text.contains("pure-ftpd") {
+            Software::PureFtpd
+        } else if text.contains("filezilla") {
+            Software::FileZilla
+        } else if text.contains("microsoft ftp") || syst.contains("Windows_NT") {
+            Software::Iis
+        } else if text.contains("pyftpdlib") {
+            Software::Pyftpdlib
+        } else if text.contains("wharf") {
+            Software::Wharf
+        } else {
+            Software::Unknown
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Software::Wharf => "Wharf",
+            Software::Vsftpd => "vsftpd",
+            Software::Proftpd => "ProFTPD",
+            Software::PureFtpd => "Pure-FTPd",
+            Software::FileZilla => "FileZilla Server",
+            Software::Iis => "Microsoft FTP Service (IIS)",
+            Software::Pyftpdlib => "pyftpdlib",
+            Software::Unknown => "unknown",
+        }
+    }
+
+    /// How this server is told which address to announce in PASV replies.
+    pub fn masquerade_setting(self) -> &'static str {
+        match self {
+            Software::Wharf => "`--passive-address ADDR` (or `[passive] address` in the config)",
+            Software::Vsftpd => "`pasv_address=ADDR` in vsftpd.conf",
+            Software::Proftpd => "`MasqueradeAddress ADDR` in proftpd.conf",
+            Software::PureFtpd => "`-P ADDR` (ForcePassiveIP)",
+            Software::FileZilla => {
+                "Passive mode settings → \"Use the following IP\" (the public address)"
+            }
+            Software::Iis => "FTP Firewall Support → \"External IP Address of Firewall\"",
+            Software::Pyftpdlib => "`handler.masquerade_address = ADDR`",
+            Software::Unknown => "the server's passive/masquerade address setting",
+        }
+    }
+
+    /// How this server's passive port range is set.
+    pub fn passive_range_setting(self) -> &'static str {
+        match self {
+            Software::Wharf => "`--passive-ports A-B` (or `[passive] ports`)",
+            Software::Vsftpd => "`pasv_min_port`/`pasv_max_port` in vsftpd.conf",
+            Software::Proftpd => "`PassivePorts A B` in proftpd.conf",
+            Software::PureFtpd => "`-p A:B`",
+            Software::FileZilla => "Passive mode settings → \"Use custom port range\"",
+            Software::Iis => "FTP Firewall Support → \"Data Channel Port Range\"",
+            Software::Pyftpdlib => "`handler.passive_ports = range(A, B)`",
+            Software::Unknown => "the server's passive port range",
+        }
+    }
+}
+
+/// The whole diagnosis.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub target: String,
+    pub software: Option<Software>,
+    pub steps: Vec<Step>,
+    /// Data methods that listed a directory.
+    pub working: Vec<DataMethod>,
+    /// One line: which modes work and which to use.
+    pub summary: String,
+    /// 0: at least one data mode works; 1: the server answers but login or every data mode
+    /// fails; 3: the control port cannot be reached.
+    pub exit_code: u8,
+}
+
+/// Runs the diagnosis. Never fails: every failure is a step of the report.
+pub async fn check(opts: &CheckOptions) -> Report {
+    let mut run = Run {
+        steps: Vec::new(),
+        target: if opts.host.contains(':') {
+            format!("[{}]:{}", opts.host, opts.port)
+        } else {
+            format!("{}:{}", opts.host, opts.port)
+        },
+    };
+    let options = Options {
+        timeout: opts.timeout,
+        mode: crate::client::DataMode::Auto,
+        log: opts.log.clone(),
+    };
+
+    // 1. Resolve.
+    let started = Instant::now();
+    let addrs: Vec<SocketAddr> = match opts.host.parse::<IpAddr>() {
+        Ok(ip) => {
+            run.step(
+                "resolve",
+                Verdict::Skipped,
+                format!("{ip} is an address"),
+                started,
+            );
+            vec![SocketAddr::new(ip, opts.port)]
+        }
+        Err(_) => match timeout(
+            opts.timeout,
+            tokio::net::lookup_host((opts.host.as_str(), opts.port)),
+        )
+        .await
+        {
+            Ok(Ok(a)) => {
+                let a: Vec<SocketAddr> = a.collect();
+                let shown: Vec<String> = a.iter().map(|s| s.ip().to_string()).collect();
+                run.step(
+                    "resolve",
+                    Verdict::Ok,
+                    format!("{} → {}", opts.host, shown.join(", ")),
+                    started,
+                );
+                a
+            }
+            Ok(Err(e)) => {
+                run.fail(
+                    "resolve",
+                    format!("{}: {e}", opts.host),
+                    started,
+                    "the name does not resolve (a typo, or no DNS record)",
+                    "check the host name, or use the server's IP address",
+                );
+                return run.finish(None, Vec::new(), 3);
+            }
+            Err(_) => {
+                run.fail(
+                    "resolve",
+                    format!("no answer from DNS within {} s", opts.timeout.as_secs()),
+                    started,
+                    "the DNS server does not answer",
+                    "check this machine's DNS settings, or use the server's IP address",
+                );
+                return run.finish(None, Vec::new(), 3);
+            }
+        },
+    };
+
+    // 2. TCP connect to the control port: refused, filtered and reset mean different things.
+    let mut control = None;
+    for addr in &addrs {
+        let started = Instant::now();
+        match timeout(opts.timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                run.step(
+                    "connect",
+                    Verdict::Ok,
+                    format!("connected to {addr}"),
+                    started,
+                );
+                control = Some(s);
+                break;
+            }
+            Ok(Err(e)) => {
+                let (cause, advice) = connect_failure(&e, *addr);
+                run.fail("connect", format!("{addr}: {e}"), started, &cause, &advice);
+            }
+            Err(_) => {
+                let port = addr.port();
+                run.fail(
+                    "connect",
+                    format!(
+                        "{addr}: no answer within {} s (timed out: filtered)",
+                        opts.timeout.as_secs()
+                    ),
+                    started,
+                    &format!(
+                        "packets to port {port} are dropped: a firewall on the way, on the server, or at the ISP (many block port 21)"
+                    ),
+                    &format!(
+                        "open TCP port {port} in the server's firewall; if it is open there, try from another network or ask the ISP"
+                    ),
+                );
+            }
+        }
+    }
+    let Some(control) = control else {
+        return run.finish(None, Vec::new(), 3);
+    };
+
+    // 3. The banner.
+    let started = Instant::now();
+    let mut client = match Client::from_stream(control, options.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            let (cause, advice) = match &e {
+                Error::Timeout(_) => (
+                    "the port accepts connections but nothing speaks FTP: a firewall or proxy in the way, an overloaded server, or another service on this port".to_string(),
+                    "check that the FTP server runs and listens on this port; try telnet HOST PORT from the server itself".to_string(),
+                ),
+                Error::Refused { reply, .. } if reply.code.0 == 421 => (
+                    "the server turns sessions away: too many connections, or this address is not allowed".to_string(),
+                    "wait and retry, or raise the server's connection limits".to_string(),
+                ),
+                _ => (
+                    "the connection broke before the welcome message: a middlebox or the server reset it".to_string(),
+                    "check the server's log and any firewall or IPS between".to_string(),
+                ),
+            };
+            run.fail("banner", e.to_string(), started, &cause, &advice);
+            return run.finish(None, Vec::new(), 1);
+        }
+    };
+    let banner = client.welcome().text().replace('\n', " / ");
+    let mut software = Software::identify(&banner, "");
+    run.step(
+        "banner",
+        Verdict::Ok,
+        format!(
+            "{} {banner} (server: {})",
+            client.welcome().code,
+            software.name()
+        ),
+        started,
+    );
+
+    // 4. Login.
+    let started = Instant::now();
+    let (user, password) = match &opts.user {
+        Some(u) => (u.clone(), opts.password.clone().unwrap_or_default()),
+        None => (
+            crate::tree::ANONYMOUS.0.to_string(),
+            crate::tree::ANONYMOUS.1.to_string(),
+        ),
+    };
+    if let Err(e) = client.login(&user, &password).await {
+        let advice = if opts.user.is_none() {
+            "this server does not allow anonymous logins: give a user with --user (the password in WHARF_PASSWORD or --password-stdin)"
+        } else {
+            "check the user name and password; the server's log says which was wrong"
+        };
+        run.fail(
+            "login",
+            e.to_string(),
+            started,
+            "the server refused the login",
+            advice,
+        );
+        return run.finish(Some(software), Vec::new(), 1);
+    }
+    run.step(
+        "login",
+        Verdict::Ok,
+        format!("logged in as {user}"),
+        started,
+    );
+
+    // 5. SYST, FEAT.
+    let started = Instant::now();
+    match client.command("SYST", None).await {
+        Ok(reply) => {
+            let text = reply.text();
+            if software == Software::Unknown {
+                software = Software::identify(&banner, &text);
+            }
+            let verdict = if reply.code.is_completion() {
+                Verdict::Ok
+            } else {
+                Verdict::Warn
+            };
+            run.step("syst", verdict, format!("{} {text}", reply.code), started);
+        }
+        Err(e) => run.step("syst", Verdict::Warn, e.to_string(), started),
+    }
+    let started = Instant::now();
+    let feat = match client.feat_reply() {
+        Some(r) if r.code.is_completion() => {
+            let n = r.lines.len();
+            let features: Vec<String> = r
+                .lines
+                .iter()
+                .take(n.saturating_sub(1))
+                .skip(1)
+                .map(|l| String::from_utf8_lossy(l).trim().to_string())
+                .collect();
+            (Verdict::Ok, features.join(", "))
+        }
+        Some(r) => (Verdict::Ok, format!("{} {} (no FEAT)", r.code, r.text())),
+        None => (Verdict::Skipped, String::new()),
+    };
+    run.step("feat", feat.0, feat.1, started);
+
+    // 6. A listing over each data method.
+    let mut working = Vec::new();
+    let ipv6 = client.peer_addr().is_ipv6();
+    for method in DataMethod::ALL {
+        let started = Instant::now();
+        if ipv6 && matches!(method, DataMethod::Pasv | DataMethod::Port) {
+            run.step(
+                method.name(),
+                Verdict::Skipped,
+                "IPv4 only; this is an IPv6 connection".into(),
+                started,
+            );
+            continue;
+        }
+        if !client.in_step() {
+            // The last probe left the session out of step: a fresh one for the next.
+            match reopen(opts, &options, &user, &password).await {
+                Ok(c) => client = c,
+                Err(e) => {
+                    run.fail(
+                        method.name(),
+                        format!("could not open a new session: {e}"),
+                        started,
+                        "the server stopped accepting sessions",
+                        "check the server's connection limits",
+                    );
+                    continue;
+                }
+            }
+        }
+        let probe = client.probe_listing(method).await;
+        let step = judge(&probe, software, client.peer_addr());
+        if matches!(step.verdict, Verdict::Ok | Verdict::Warn) {
+            working.push(method);
+        }
+        run.steps.push(step);
+    }
+    client.quit().await;
+
+    let exit = if working.is_empty() { 1 } else { 0 };
+    run.finish(Some(software), working, exit)
+}
+
+async fn reopen(
+    opts: &CheckOptions,
+    options: &Options,
+    user: &str,
+    password: &str,
+) -> Result<Client, Error> {
+    let mut c = Client::connect(&opts.host, opts.port, options.clone()).await?;
+    c.login(user, password).await?;
+    Ok(c)
+}
+
+/// The verdict, cause and advice for one data method.
+fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
+    let name = probe.method.name().to_string();
+    let passive = probe.method.is_passive();
+    let setup = probe
+        .setup_reply
+        .as_ref()
+        .map(|r| format!("{} {}", r.code, r.text()))
+        .unwrap_or_default();
+    let mut step = Step {
+        name,
+        verdict: Verdict::Ok,
+        evidence: String::new(),
+        elapsed: probe.elapsed,
+        cause: None,
+        advice: None,
+    };
+    // A PASV reply announcing another address than the one we connected to.
+    let mismatch = probe
+        .announced
+        .filter(|a| a.ip() != server.ip())
+        .map(|a| a.ip());
+    match &probe.result {
+        Ok(bytes) => {
+            step.evidence = format!("{setup}; listing received ({bytes} bytes)");
+            if let Some(ip) = mismatch {
+                step.verdict = Verdict::Warn;
+                let how = if probe.used_control_address {
+                    format!(
+                        "connecting to {ip} failed ({}); the server's own address {} worked",
+                        probe.announced_error.as_deref().unwrap_or("no answer"),
+                        server.ip()
+                    )
+                } else {
+                    format!("{ip} was reachable from here")
+                };
+                step.evidence = format!("{setup}; announced {ip}, not {}: {how}", server.ip());
+                step.cause = Some(format!(
+                    "the server announces {ip}{} in PASV replies instead of the address clients reach it at: a NAT/masquerade misconfiguration. Clients that trust the PASV address fail",
+                    if is_private(ip) {
+                        " (a private address)"
+                    } else {
+                        ""
+                    }
+                ));
+                step.advice = Some(format!(
+                    "set the server's public address with {}",
+                    software.masquerade_setting()
+                ));
+            }
+        }
+        Err(e) => {
+            step.verdict = Verdict::Fail;
+            step.evidence = if setup.is_empty() {
+                e.to_string()
+            } else {
+                format!("{setup}; {e}")
+            };
+            let setup_refused = probe
+                .setup_reply
+                .as_ref()
+                .is_some_and(|r| r.code.is_negative());
+            let listing_refused = matches!(e, Error::Refused { .. })
+                && !e.is_data_connection_failure()
+                && !setup_refused;
+            let (cause, advice) = match e {
+                _ if setup_refused => (
+                    format!("the server does not offer {}", probe.method.name()),
+                    if passive {
+                        "use another passive command (clients fall back by themselves)".to_string()
+                    } else {
+                        "use another data mode".to_string()
+                    },
+                ),
+                _ if listing_refused => (
+                    "the data connection worked, but the server refused the listing".to_string(),
+                    "check the user's permissions on its login directory".to_string(),
+                ),
+                _ if passive => {
+                    let addr = probe
+                        .data_addr
+                        .map_or_else(|| "the data port".to_string(), |a| a.to_string());
+                    if let Some(ip) = mismatch {
+                        (
+                            format!(
+                                "the server announces {ip} in PASV replies, which this client cannot reach, and its own address did not answer either"
+                            ),
+                            format!(
+                                "set the server's public address with {}, and open its passive ports ({}) in its firewall",
+                                software.masquerade_setting(),
+                                software.passive_range_setting()
+                            ),
+                        )
+                    } else {
+                        (
+                            format!(
+                                "the passive data connection to {addr} {}: a firewall in front of the server lets the control port through but not the passive ports",
+                                if is_timeout(e) { "timed out" } else { "failed" }
+                            ),
+                            format!(
+                                "open the server's passive port range in its firewall, and set the range with {} so that it matches",
+                                software.passive_range_setting()
+                            ),
+                        )
+                    }
+                }
+                _ => (
+                    "the server could not connect back to this client: this client's firewall or NAT blocks incoming connections (or the server's outgoing ones)".to_string(),
+                    "use passive mode (clients do by default); active mode needs this client reachable from the server".to_string(),
+                ),
+            };
+            step.cause = Some(cause);
+            step.advice = Some(advice);
+        }
+    }
+    step
+}
+
+fn is_timeout(e: &Error) -> bool {
+    match e {
+        Error::Timeout(_) => true,
+        Error::DataConnect { source, .. } => source.kind() == io::ErrorKind::TimedOut,
+        _ => false,
+    }
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+fn connect_failure(e: &io::Error, addr: SocketAddr) -> (String, String) {
+    let port = addr.port();
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => (
+            format!(
+                "refused: nothing listens on port {port} at {}, or a firewall rejects the connection",
+                addr.ip()
+            ),
+            format!(
+                "start the FTP server or make it listen on {addr} (`ss -ltn` on the server shows what listens); if it does, allow TCP port {port} in the firewall"
+            ),
+        ),
+        io::ErrorKind::ConnectionReset => (
+            "reset: a middlebox or the server cut the connection at once".into(),
+            "check firewalls or intrusion prevention between, and the server's access rules (tcp_wrappers, allow lists)".into(),
+        ),
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => (
+            format!("no route to {}", addr.ip()),
+            "check the address and this machine's network connection".into(),
+        ),
+        _ => (
+            format!("the connection failed: {e}"),
+            "check the address, the port and the network".into(),
+        ),
+    }
+}
+
+/// Collects steps.
+struct Run {
+    steps: Vec<Step>,
+    target: String,
+}
+
+impl Run {
+    fn step(&mut self, name: &str, verdict: Verdict, evidence: String, started: Instant) {
+        self.steps.push(Step {
+            name: name.into(),
+            verdict,
+            evidence,
+            elapsed: started.elapsed(),
+            cause: None,
+            advice: None,
+        });
+    }
+
+    fn fail(&mut self, name: &str, evidence: String, started: Instant, cause: &str, advice: &str) {
+        self.steps.push(Step {
+            name: name.into(),
+            verdict: Verdict::Fail,
+            evidence,
+            elapsed: started.elapsed(),
+            cause: Some(cause.into()),
+            advice: Some(advice.into()),
+        });
+    }
+
+    fn finish(self, software: Option<Software>, working: Vec<DataMethod>, exit_code: u8) -> Report {
+        let names: Vec<&str> = working.iter().map(|m| m.name()).collect();
+        let passive = working.iter().any(|m| m.is_passive());
+        let active = working.iter().any(|m| !m.is_passive());
+        let summary = match (passive, active) {
+            _ if exit_code == 3 => format!("{} cannot be reached: no FTP possible", self.target),
+            (false, false)
+                if self
+                    .steps
+                    .iter()
+                    .any(|s| s.name == "login" && s.verdict == Verdict::Fail) =>
+            {
+                "the server answers, but the login fails".to_string()
+            }
+            (false, false) if !self.steps.iter().any(|s| s.name == "login") => {
+                "the server does not get as far as a login".to_string()
+            }
+            (false, false) => "no data mode works: listings and transfers fail".to_string(),
+            (true, true) => format!(
+                "working: {}; use passive mode (the default)",
+                names.join(", ")
+            ),
+            (true, false) => format!("working: {}; use passive mode", names.join(", ")),
+            (false, true) => format!(
+                "working: {}; only active mode works: use active mode (`--active`)",
+                names.join(", ")
+            ),
+        };
+        Report {
+            target: self.target,
+            software,
+            steps: self.steps,
+            working,
+            summary,
+            exit_code,
+        }
+    }
+}
+
+impl Report {
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        out.push_str(&format!("\"target\":{},", json_str(&self.target)));
+        out.push_str(&format!(
+            "\"server\":{},",
+            self.software
+                .map_or_else(|| "null".to_string(), |s| json_str(s.name()))
+        ));
+        out.push_str("\"steps\":[");
+        for (i, s) in self.steps.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                "{{\"name\":{},\"verdict\":{},\"evidence\":{},\"ms\":{},\"cause\":{},\"advice\":{}}}",
+                json_str(&s.name),
+                json_str(s.verdict.name()),
+                json_str(&s.evidence),
+                s.elapsed.as_millis(),
+                s.cause.as_deref().map_or_else(|| "null".into(), json_str),
+                s.advice.as_deref().map_or_else(|| "null".into(), json_str),
+            ));
+        }
+        out.push_str("],\"working_modes\":[");
+        let modes: Vec<String> = self.working.iter().map(|m| json_str(m.name())).collect();
+        out.push_str(&modes.join(","));
+        out.push_str("],\"advice\":[");
+        let advice: Vec<String> = self
+            .steps
+            .iter()
+            .filter_map(|s| s.advice.as_deref().map(json_str))
+            .collect();
+        out.push_str(&advice.join(","));
+        out.push_str(&format!(
+            "],\"summary\":{},\"exit_code\":{}}}",
+            json_str(&self.summary),
+            self.exit_code
+        ));
+        out
+    }
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_names() {
+        assert_eq!(Software::identify("(vsFTPd 3.0.3)", ""), Software::Vsftpd);
+        assert_eq!(
+            Software::identify("ProFTPD Server (Debian) [::ffff:1.2.3.4]", ""),
+            Software::Proftpd
+        );
+        assert_eq!(
+            Software::identify("Microsoft FTP Service", "215 Windows_NT"),
+            Software::Iis
+        );
+        assert_eq!(
+            Software::identify("FileZilla Server 1.8.0", ""),
+            Software::FileZilla
+        );
+        assert_eq!(
+            Software::identify("---------- Welcome to Pure-FTPd [privsep] ----------", ""),
+            Software::PureFtpd
+        );
+        assert_eq!(
+            Software::identify("pyftpdlib 2.0.1 ready.", ""),
+            Software::Pyftpdlib
+        );
+        assert_eq!(
+            Software::identify("Wharf FTP server ready.", ""),
+            Software::Wharf
+        );
+        assert_eq!(
+            Software::identify("hello", "215 UNIX Type: L8"),
+            Software::Unknown
+        );
+        assert_eq!(
+            Software::identify("ProFTPD Server (wharf) [127.0.0.1]", ""),
+            Software::Proftpd
+        );
+    }
+
+    #[test]
+    fn json_escaping() {
+        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+}
