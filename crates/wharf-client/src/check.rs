@@ -526,7 +526,11 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
                                 if is_timeout(e) { "timed out" } else { "failed" }
                             ),
                             format!(
-                                "open the server's passive port range in its firewall, and set the range with {} so that it matches",
+                                "open the server's passive port range in its firewall{}, and set the range with {} so that it matches",
+                                probe
+                                    .data_addr
+                                    .map(|a| format!(" (this time it offered port {})", a.port()))
+                                    .unwrap_or_default(),
                                 software.passive_range_setting()
                             ),
                         )

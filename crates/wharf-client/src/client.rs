@@ -426,8 +426,23 @@ impl Client {
                 if !reply.code.is_completion() {
                     return Err(refused(method.name(), Some(arg.as_bytes()), reply));
                 }
-                if !self.start_transfer(verb, None, None).await? {
-                    return Ok(0);
+                // Servers that connect before they answer stay silent while they try.
+                match self.start_transfer(verb, None, None).await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(0),
+                    Err(Error::Timeout(_)) => {
+                        return Err(Error::DataConnect {
+                            addr,
+                            source: io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!(
+                                    "the server did not connect back (active mode): no reply to {verb} within {} s while it tried",
+                                    self.options.timeout.as_secs()
+                                ),
+                            ),
+                        });
+                    }
+                    Err(e) => return Err(e),
                 }
                 self.accept_data(listener, addr, verb, None).await?
             }

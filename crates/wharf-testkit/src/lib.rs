@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod netns;
 pub mod peers;
 
 /// How long any single read in a test may block: a test never hangs.
@@ -27,6 +28,8 @@ pub struct ServerBuilder {
     args: Vec<String>,
     config: Option<String>,
     listen: String,
+    /// Run inside this network namespace (`ip netns exec`, which keeps the PID).
+    netns: Option<String>,
 }
 
 /// A running `wharf serve`, killed (by its PID) when dropped.
@@ -47,6 +50,7 @@ impl Server {
             args: Vec::new(),
             config: None,
             listen: "127.0.0.1:0".into(),
+            netns: None,
         }
     }
 
@@ -115,6 +119,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Run the server inside a network namespace (see [`netns::Lab`]).
+    pub fn netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.to_string());
+        self
+    }
+
     /// Listen somewhere other than 127.0.0.1:0 (e.g. `[::1]:0`).
     pub fn listen(mut self, addr: &str) -> Self {
         self.listen = addr.to_string();
@@ -131,7 +141,14 @@ impl ServerBuilder {
 
     fn start_in(self, dir: tempfile::TempDir, root: PathBuf) -> Server {
         let log = dir.path().join("server.log");
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.arg("serve")
             .arg("--root")
             .arg(&root)

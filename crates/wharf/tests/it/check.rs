@@ -264,3 +264,242 @@ fn refused_login_exits_1_with_text_output() {
     );
     assert!(!text.contains("not-the-password"), "{text}");
 }
+
+/// The failures built for real: a server host and a client host in network namespaces, with
+/// nftables rules where a firewall would be, only documentation addresses, no route out.
+mod namespaces {
+    use std::time::Duration;
+
+    use wharf_testkit::netns::{Lab, SERVER_IP};
+    use wharf_testkit::{Server, output_with_input};
+
+    use super::{Checked, step};
+    use crate::BIN;
+
+    fn serve(lab: &Lab, extra: &[&str]) -> Server {
+        Server::builder(BIN)
+            .netns(&lab.server)
+            .listen(&format!("{SERVER_IP}:21"))
+            .args(extra)
+            .start()
+    }
+
+    fn check_from_client(lab: &Lab, extra: &[&str]) -> Checked {
+        let mut cmd = lab.command(&lab.client, std::path::Path::new(BIN));
+        cmd.args(["check", "--json", "--timeout", "3"])
+            .args(extra)
+            .arg(SERVER_IP);
+        let out = output_with_input(&mut cmd, None, Duration::from_secs(120));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Checked {
+            code: out.status.code().unwrap_or(-1),
+            json: serde_json::from_str(&stdout).unwrap_or_else(|e| {
+                panic!(
+                    "not JSON ({e}): {stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            }),
+        }
+    }
+
+    const INPUT: &str = "table inet wharf_test {\n chain input {\n  type filter hook input priority 0; policy accept;\n";
+
+    #[test]
+    fn a_control_port_dropped_is_filtered() {
+        let lab = Lab::new();
+        let _server = serve(&lab, &[]);
+        lab.firewall(
+            &lab.server,
+            &format!("{INPUT}  tcp dport 21 drop\n }}\n}}\n"),
+        );
+        let c = check_from_client(&lab, &[]);
+        assert_eq!(c.code, 3, "{}", c.json);
+        let st = step(&c.json, "connect");
+        assert_eq!(st["verdict"], "fail");
+        assert!(
+            st["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("timed out: filtered"),
+            "{st}"
+        );
+        assert!(
+            st["cause"]
+                .as_str()
+                .unwrap()
+                .contains("packets to port 21 are dropped"),
+            "{st}"
+        );
+        assert!(
+            st["advice"].as_str().unwrap().contains("open TCP port 21"),
+            "{st}"
+        );
+        assert_eq!(
+            c.json["summary"],
+            "192.0.2.1:21 cannot be reached: no FTP possible"
+        );
+    }
+
+    #[test]
+    fn b_control_port_rejected_is_refused() {
+        let lab = Lab::new();
+        let _server = serve(&lab, &[]);
+        lab.firewall(
+            &lab.server,
+            &format!("{INPUT}  tcp dport 21 reject with tcp reset\n }}\n}}\n"),
+        );
+        let c = check_from_client(&lab, &[]);
+        assert_eq!(c.code, 3, "{}", c.json);
+        let st = step(&c.json, "connect");
+        assert!(
+            st["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("Connection refused"),
+            "{st}"
+        );
+        assert!(
+            st["cause"]
+                .as_str()
+                .unwrap()
+                .starts_with("refused: nothing listens on port 21 at 192.0.2.1"),
+            "{st}"
+        );
+    }
+
+    #[test]
+    fn c_passive_range_dropped_leaves_active() {
+        let lab = Lab::new();
+        let _server = serve(&lab, &["--passive-ports", "50000-50009"]);
+        lab.firewall(
+            &lab.server,
+            &format!("{INPUT}  tcp dport 50000-50009 drop\n }}\n}}\n"),
+        );
+        let c = check_from_client(&lab, &[]);
+        let j = &c.json;
+        assert_eq!(c.code, 0, "{j}");
+        assert_eq!(j["server"], "Wharf");
+        assert_eq!(
+            j["working_modes"],
+            serde_json::json!(["EPRT", "PORT"]),
+            "{j}"
+        );
+        for s in ["EPSV", "PASV"] {
+            let st = step(j, s);
+            assert_eq!(st["verdict"], "fail", "{st}");
+            let cause = st["cause"].as_str().unwrap();
+            assert!(
+                cause.contains("passive data connection to 192.0.2.1:500"),
+                "{cause}"
+            );
+            assert!(cause.contains("timed out"), "{cause}");
+            let advice = st["advice"].as_str().unwrap();
+            assert!(
+                advice.contains("(this time it offered port 500"),
+                "{advice}"
+            );
+            assert!(advice.contains("`--passive-ports A-B`"), "{advice}");
+        }
+        assert_eq!(step(j, "EPRT")["verdict"], "ok");
+        assert!(
+            j["summary"]
+                .as_str()
+                .unwrap()
+                .contains("only active mode works"),
+            "{j}"
+        );
+    }
+
+    #[test]
+    fn d_client_refusing_inbound_connections_breaks_active_only() {
+        let lab = Lab::new();
+        let _server = serve(&lab, &[]);
+        lab.firewall(
+            &lab.client,
+            &format!("{INPUT}  ct state new drop\n }}\n}}\n"),
+        );
+        let c = check_from_client(&lab, &[]);
+        let j = &c.json;
+        assert_eq!(c.code, 0, "{j}");
+        assert_eq!(
+            j["working_modes"],
+            serde_json::json!(["EPSV", "PASV"]),
+            "{j}"
+        );
+        for s in ["EPRT", "PORT"] {
+            let st = step(j, s);
+            assert_eq!(st["verdict"], "fail", "{st}");
+            assert!(
+                st["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("did not connect back"),
+                "{st}"
+            );
+            assert!(
+                st["cause"]
+                    .as_str()
+                    .unwrap()
+                    .contains("this client's firewall or NAT"),
+                "{st}"
+            );
+            assert!(
+                st["advice"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("use passive mode"),
+                "{st}"
+            );
+        }
+        assert_eq!(j["summary"], "working: EPSV, PASV; use passive mode");
+    }
+
+    #[test]
+    fn e_wrong_pasv_address_is_flagged_and_the_control_address_works() {
+        let lab = Lab::new();
+        let _server = serve(&lab, &["--passive-address", "198.51.100.7"]);
+        let c = check_from_client(&lab, &[]);
+        let j = &c.json;
+        assert_eq!(c.code, 0, "{j}");
+        let pasv = step(j, "PASV");
+        assert_eq!(pasv["verdict"], "warn", "{pasv}");
+        let evidence = pasv["evidence"].as_str().unwrap();
+        assert!(
+            evidence.starts_with("227 Entering Passive Mode (198,51,100,7,"),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("announced 198.51.100.7, not 192.0.2.1"),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("the server's own address 192.0.2.1 worked"),
+            "{evidence}"
+        );
+        assert_eq!(
+            pasv["advice"],
+            "set the server's public address with `--passive-address ADDR` (or `[passive] address` in the config)"
+        );
+        assert_eq!(step(j, "EPSV")["verdict"], "ok");
+        assert_eq!(
+            j["working_modes"],
+            serde_json::json!(["EPSV", "PASV", "EPRT", "PORT"])
+        );
+    }
+
+    #[test]
+    fn f_healthy_server_across_hosts() {
+        let lab = Lab::new();
+        let _server = serve(&lab, &[]);
+        let c = check_from_client(&lab, &[]);
+        let j = &c.json;
+        assert_eq!(c.code, 0, "{j}");
+        assert_eq!(j["server"], "Wharf");
+        assert_eq!(j["target"], "192.0.2.1:21");
+        assert_eq!(
+            j["working_modes"],
+            serde_json::json!(["EPSV", "PASV", "EPRT", "PORT"])
+        );
+        assert_eq!(j["exit_code"], 0);
+    }
+}
