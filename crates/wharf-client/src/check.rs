@@ -234,6 +234,15 @@ pub async fn check(opts: &CheckOptions) -> Report {
         let started = Instant::now();
         match timeout(opts.timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
+                // Addresses tried before this one did not answer: clients that try them first
+                // wait or fail, but FTP works. A warning, not a failure.
+                for earlier in run.steps.iter_mut().filter(|s| s.name == "connect") {
+                    earlier.verdict = Verdict::Warn;
+                    earlier.advice = Some(format!(
+                        "make the server listen on every address the name resolves to, or remove that address from DNS ({} works)",
+                        addr
+                    ));
+                }
                 run.step(
                     "connect",
                     Verdict::Ok,
@@ -276,6 +285,14 @@ pub async fn check(opts: &CheckOptions) -> Report {
         Ok(c) => c,
         Err(e) => {
             let (cause, advice) = match &e {
+                Error::Network(io) if io.kind() == io::ErrorKind::ConnectionReset => (
+                    "reset: the connection was cut before the welcome message, by the server (an access rule such as tcp_wrappers or an allow list) or a middlebox".to_string(),
+                    "check the server's access rules and log, and any firewall or intrusion prevention between".to_string(),
+                ),
+                Error::Closed => (
+                    "the server closed the connection without a welcome message: an access rule, a connection limit, or a crash".to_string(),
+                    "check the server's log".to_string(),
+                ),
                 Error::Timeout(_) => (
                     "the port accepts connections but nothing speaks FTP: a firewall or proxy in the way, an overloaded server, or another service on this port".to_string(),
                     "check that the FTP server runs and listens on this port; try telnet HOST PORT from the server itself".to_string(),
@@ -316,18 +333,8 @@ pub async fn check(opts: &CheckOptions) -> Report {
         ),
     };
     if let Err(e) = client.login(&user, &password).await {
-        let advice = if opts.user.is_none() {
-            "this server does not allow anonymous logins: give a user with --user (the password in WHARF_PASSWORD or --password-stdin)"
-        } else {
-            "check the user name and password; the server's log says which was wrong"
-        };
-        run.fail(
-            "login",
-            e.to_string(),
-            started,
-            "the server refused the login",
-            advice,
-        );
+        let (cause, advice) = login_failure(&e, opts.user.is_none());
+        run.fail("login", e.to_string(), started, &cause, &advice);
         return run.finish(Some(software), Vec::new(), 1);
     }
     run.step(
@@ -387,8 +394,11 @@ pub async fn check(opts: &CheckOptions) -> Report {
             continue;
         }
         if !client.in_step() {
-            // The last probe left the session out of step: a fresh one for the next.
-            match reopen(opts, &options, &user, &password).await {
+            // The last probe left the session out of step: a fresh one for the next, to the
+            // same address, after closing the old one (per-IP limits count it).
+            let peer = client.peer_addr();
+            client.close().await;
+            match reopen(peer, &options, &user, &password).await {
                 Ok(c) => client = c,
                 Err(e) => {
                     run.fail(
@@ -409,21 +419,73 @@ pub async fn check(opts: &CheckOptions) -> Report {
         }
         run.steps.push(step);
     }
-    client.quit().await;
+    if client.in_step() {
+        client.quit().await;
+    }
 
     let exit = if working.is_empty() { 1 } else { 0 };
     run.finish(Some(software), working, exit)
 }
 
 async fn reopen(
-    opts: &CheckOptions,
+    peer: SocketAddr,
     options: &Options,
     user: &str,
     password: &str,
 ) -> Result<Client, Error> {
-    let mut c = Client::connect(&opts.host, opts.port, options.clone()).await?;
+    let stream = match timeout(options.timeout, TcpStream::connect(peer)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(Error::Connect { addr: peer, source }),
+        Err(_) => return Err(Error::Timeout(format!("connecting to {peer}"))),
+    };
+    let mut c = Client::from_stream(stream, options.clone()).await?;
     c.login(user, password).await?;
     Ok(c)
+}
+
+/// Why a login failed, and what to do: credentials, limits, TLS, server errors, timeouts.
+fn login_failure(e: &Error, anonymous: bool) -> (String, String) {
+    let text = match e {
+        Error::Refused { reply, .. } => reply.text().to_ascii_lowercase(),
+        _ => String::new(),
+    };
+    let code = e.reply_code().map(|c| c.0);
+    if e.is_connection_limit() {
+        (
+            "the server turns this session away: too many connections (in all or from this address)".into(),
+            "close other sessions, or raise the server's connection limits".into(),
+        )
+    } else if text.contains("tls")
+        || text.contains("ssl")
+        || text.contains("encrypt")
+        || code == Some(534)
+    {
+        (
+            "the server requires TLS (FTPS) before login".into(),
+            "use an FTPS client (explicit TLS, AUTH TLS)".into(),
+        )
+    } else if text.contains("oops") {
+        (
+            "the server failed at login: a configuration error on the server (its message above)"
+                .into(),
+            "fix the server's configuration as its message says".into(),
+        )
+    } else if matches!(e, Error::Timeout(_) | Error::Closed | Error::Network(_)) {
+        (
+            "the server stopped answering during login (slow name lookups or authentication on the server, or a ban after failures)".into(),
+            "check the server's log; turn off reverse DNS lookups of clients if it does them".into(),
+        )
+    } else if anonymous {
+        (
+            "the server refused the anonymous login".into(),
+            "this server does not allow anonymous logins: give a user with --user (the password in WHARF_PASSWORD or --password-stdin)".into(),
+        )
+    } else {
+        (
+            "the server refused the user name or password".into(),
+            "check the user name and password; the server's log says which was wrong".into(),
+        )
+    }
 }
 
 /// The verdict, cause and advice for one data method.
@@ -448,21 +510,41 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
         .announced
         .filter(|a| a.ip() != server.ip())
         .map(|a| a.ip());
+    let masquerade = || {
+        format!(
+            "set the server's public address with {}",
+            software.masquerade_setting()
+        )
+    };
     match &probe.result {
         Ok(bytes) => {
             step.evidence = format!("{setup}; listing received ({bytes} bytes)");
-            if let Some(ip) = mismatch {
-                step.verdict = Verdict::Warn;
-                let how = if probe.used_control_address {
-                    format!(
-                        "connecting to {ip} failed ({}); the server's own address {} worked",
-                        probe.announced_error.as_deref().unwrap_or("no answer"),
-                        server.ip()
-                    )
-                } else {
-                    format!("{ip} was reachable from here")
-                };
-                step.evidence = format!("{setup}; announced {ip}, not {}: {how}", server.ip());
+            let Some(ip) = mismatch else {
+                return step;
+            };
+            if !probe.used_control_address {
+                // Another address of the server (multi-homed, load-balanced) that works.
+                step.evidence = format!(
+                    "{setup}; announced {ip}, not {}, and it was reachable",
+                    server.ip()
+                );
+                return step;
+            }
+            step.verdict = Verdict::Warn;
+            step.evidence = format!(
+                "{setup}; announced {ip}, not {}: connecting to {ip} failed ({}); the server's own address {} worked",
+                server.ip(),
+                probe.announced_error.as_deref().unwrap_or("no answer"),
+                server.ip()
+            );
+            if is_private(server.ip()) && !is_private(ip) {
+                step.cause = Some(format!(
+                    "checked from inside the server's network: the server announces its public address {ip}, right for clients outside, not reachable from here (no hairpin NAT)"
+                ));
+                step.advice = Some(
+                    "nothing to change for clients outside; inside, use EPSV or a client that falls back to the server's address".into(),
+                );
+            } else {
                 step.cause = Some(format!(
                     "the server announces {ip}{} in PASV replies instead of the address clients reach it at: a NAT/masquerade misconfiguration. Clients that trust the PASV address fail",
                     if is_private(ip) {
@@ -471,10 +553,7 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
                         ""
                     }
                 ));
-                step.advice = Some(format!(
-                    "set the server's public address with {}",
-                    software.masquerade_setting()
-                ));
+                step.advice = Some(masquerade());
             }
         }
         Err(e) => {
@@ -484,15 +563,19 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
             } else {
                 format!("{setup}; {e}")
             };
-            let setup_refused = probe
-                .setup_reply
-                .as_ref()
-                .is_some_and(|r| r.code.is_negative());
+            let setup_reply = probe.setup_reply.as_ref().filter(|r| r.code.is_negative());
             let listing_refused = matches!(e, Error::Refused { .. })
                 && !e.is_data_connection_failure()
-                && !setup_refused;
-            let (cause, advice) = match e {
-                _ if setup_refused => (
+                && setup_reply.is_none();
+            let (cause, advice) = match setup_reply {
+                Some(reply) if !passive && active_address_refused(reply, probe, server) => (
+                    format!(
+                        "the server refuses the data address this client sent ({}): this client is behind NAT, so the address it knows is not the one the server sees (bounce protection)",
+                        probe.data_addr.map_or_else(String::new, |a| a.ip().to_string())
+                    ),
+                    "use passive mode (clients do by default)".to_string(),
+                ),
+                Some(_) => (
                     format!("the server does not offer {}", probe.method.name()),
                     if passive {
                         "use another passive command (clients fall back by themselves)".to_string()
@@ -500,27 +583,28 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
                         "use another data mode".to_string()
                     },
                 ),
-                _ if listing_refused => (
+                None if listing_refused => (
                     "the data connection worked, but the server refused the listing".to_string(),
                     "check the user's permissions on its login directory".to_string(),
                 ),
-                _ if passive => {
+                None if passive => {
                     let addr = probe
                         .data_addr
                         .map_or_else(|| "the data port".to_string(), |a| a.to_string());
-                    if let Some(ip) = mismatch {
-                        (
+                    let both_failed = probe.used_control_address
+                        && matches!(e, Error::DataConnect { .. });
+                    match mismatch {
+                        Some(ip) if both_failed => (
                             format!(
-                                "the server announces {ip} in PASV replies, which this client cannot reach, and its own address did not answer either"
+                                "the server announces {ip} in PASV replies, which this client cannot reach, and its own address did not answer on that port either"
                             ),
                             format!(
-                                "set the server's public address with {}, and open its passive ports ({}) in its firewall",
-                                software.masquerade_setting(),
+                                "{}, and open its passive ports ({}) in its firewall",
+                                masquerade(),
                                 software.passive_range_setting()
                             ),
-                        )
-                    } else {
-                        (
+                        ),
+                        _ => (
                             format!(
                                 "the passive data connection to {addr} {}: a firewall in front of the server lets the control port through but not the passive ports",
                                 if is_timeout(e) { "timed out" } else { "failed" }
@@ -533,10 +617,10 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
                                     .unwrap_or_default(),
                                 software.passive_range_setting()
                             ),
-                        )
+                        ),
                     }
                 }
-                _ => (
+                None => (
                     "the server could not connect back to this client: this client's firewall or NAT blocks incoming connections (or the server's outgoing ones)".to_string(),
                     "use passive mode (clients do by default); active mode needs this client reachable from the server".to_string(),
                 ),
@@ -546,6 +630,18 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
         }
     }
     step
+}
+
+/// An EPRT/PORT refusal that means "not your address": a client behind NAT sends its inside
+/// address, which bounce protection refuses (vsftpd/ProFTPD 500 "Illegal PORT command",
+/// pyftpdlib 501 "foreign address").
+fn active_address_refused(reply: &wharf_proto::Reply, probe: &Probe, server: SocketAddr) -> bool {
+    let text = reply.text().to_ascii_lowercase();
+    let nat = probe
+        .data_addr
+        .is_some_and(|a| is_private(a.ip()) && !is_private(server.ip()));
+    matches!(reply.code.0, 500 | 501 | 504)
+        && (nat || text.contains("illegal") || text.contains("foreign"))
 }
 
 fn is_timeout(e: &Error) -> bool {
@@ -579,9 +675,16 @@ fn connect_failure(e: &io::Error, addr: SocketAddr) -> (String, String) {
             "reset: a middlebox or the server cut the connection at once".into(),
             "check firewalls or intrusion prevention between, and the server's access rules (tcp_wrappers, allow lists)".into(),
         ),
-        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => (
-            format!("no route to {}", addr.ip()),
-            "check the address and this machine's network connection".into(),
+        io::ErrorKind::HostUnreachable
+        | io::ErrorKind::NetworkUnreachable
+        | io::ErrorKind::PermissionDenied => (
+            format!(
+                "no route to {}: the network is down or has no route there, or a firewall rejects port {port} (firewalld and iptables' default reject answer \"host unreachable\" or \"prohibited\")",
+                addr.ip()
+            ),
+            format!(
+                "check the address and this machine's network; if the server is up, allow TCP port {port} in its firewall"
+            ),
         ),
         _ => (
             format!("the connection failed: {e}"),

@@ -116,6 +116,8 @@ impl Progress for NoProgress {
     fn advance(&self, _bytes: u64) {}
 }
 
+/// Bytes of a listing a probe reads before it counts the data path as working.
+const PROBE_LISTING_LIMIT: usize = 1024 * 1024;
 /// Largest listing read into memory (a directory of millions of entries is still far below).
 const MAX_LISTING: usize = 512 * 1024 * 1024;
 /// Size of the buffer data is copied through.
@@ -234,8 +236,19 @@ impl Client {
             .with_time(Duration::from_secs(60))
             .with_interval(Duration::from_secs(15));
         let _ = socket2::SockRef::from(&control).set_tcp_keepalive(&keepalive);
-        let peer = control.peer_addr().map_err(Error::Network)?;
-        let local = control.local_addr().map_err(Error::Network)?;
+        // A connection reset right after it was made is no longer connected.
+        let gone = |e: io::Error| {
+            if e.kind() == io::ErrorKind::NotConnected {
+                Error::Network(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "the connection was reset",
+                ))
+            } else {
+                Error::Network(e)
+            }
+        };
+        let peer = control.peer_addr().map_err(gone)?;
+        let local = control.local_addr().map_err(gone)?;
         log(LogLine::Status(
             "Connection established, waiting for welcome message...".into(),
         ));
@@ -383,6 +396,16 @@ impl Client {
                     announced
                 };
                 probe.data_addr = Some(addr);
+                let mut addr = addr;
+                if addr.ip() != peer_ip && !plausible_data_address(addr.ip(), peer_ip) {
+                    // Never aim at a private or unspecified address of a server reached at a
+                    // public one (it is the server's inside address, or a trap).
+                    probe.announced_error =
+                        Some("not tried: a private or unspecified address".into());
+                    probe.used_control_address = true;
+                    addr = SocketAddr::new(peer_ip, addr.port());
+                    probe.data_addr = Some(addr);
+                }
                 let first_wait = if addr.ip() == peer_ip {
                     self.options.timeout
                 } else {
@@ -462,6 +485,12 @@ impl Client {
                 break;
             }
             total += n;
+            if total > PROBE_LISTING_LIMIT {
+                // Enough to know the data path works; the rest of a huge (or endless) listing
+                // is not read, so the session's final reply is not awaited either.
+                self.broken = true;
+                return Ok(total);
+            }
         }
         drop(data);
         self.finish_transfer(verb, None).await?;
@@ -701,6 +730,12 @@ impl Client {
         Ok(n)
     }
 
+    /// Closes the control connection without QUIT (for a session that is out of step).
+    pub async fn close(&mut self) {
+        self.broken = true;
+        let _ = timeout(Duration::from_secs(1), self.control.shutdown()).await;
+    }
+
     /// QUIT, ignoring what happens: the session is over either way.
     pub async fn quit(mut self) {
         let _ = self.command("QUIT", None).await;
@@ -815,9 +850,9 @@ impl Client {
         }
     }
 
-    /// The reply that ends a transfer: 226 or 250 (after any further 1xx).
+    /// The reply that ends a transfer: 226 or 250 (after a few further 1xx at most).
     async fn finish_transfer(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<()> {
-        loop {
+        for _ in 0..10 {
             let reply = self.read_reply(&describe(verb, arg)).await?;
             if reply.code.is_preliminary() {
                 continue;
@@ -827,6 +862,11 @@ impl Client {
             }
             return Err(refused(verb, arg, reply));
         }
+        self.broken = true;
+        Err(Error::Protocol(format!(
+            "{}: the server keeps sending preliminary replies",
+            describe(verb, arg)
+        )))
     }
 
     /// After a transfer broke on our side or on the data connection: the server's final reply
@@ -1056,7 +1096,11 @@ impl Client {
                         "Refused a data connection from {from}: not the server"
                     ));
                 }
-                Waited::Accept(Ok(Err(e))) => return Err(Error::Network(e)),
+                Waited::Accept(Ok(Err(e))) => {
+                    // The 150 is read; its 226/425 is still to come.
+                    self.broken = true;
+                    return Err(Error::Network(e));
+                }
                 Waited::Accept(Err(_)) => {
                     // The server may still answer 425 later: this session is out of step.
                     self.broken = true;
@@ -1247,7 +1291,7 @@ enum Waited<A> {
 /// Whether a PASV address that differs from the server's is worth trying: not when it is
 /// unspecified, or loopback / private / link-local while the server is not (the address of a
 /// server behind NAT, as seen from inside).
-fn plausible_data_address(announced: IpAddr, peer: IpAddr) -> bool {
+pub(crate) fn plausible_data_address(announced: IpAddr, peer: IpAddr) -> bool {
     fn local(ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),

@@ -16,6 +16,9 @@ pub const CLIENT_IP: &str = "192.0.2.2";
 pub struct Lab {
     pub server: String,
     pub client: String,
+    /// The server end of the veth pair (deleted with its namespace, or by name if it never
+    /// got there).
+    veth: String,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -37,12 +40,14 @@ fn ip(args: &[&str]) {
 impl Lab {
     pub fn new() -> Lab {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{}{n}", std::process::id() % 100_000);
+        let id = format!("{}x{n}", std::process::id() % 100_000);
+        // Built first, so that a failure halfway through still deletes what was made.
         let lab = Lab {
             server: format!("whs{id}"),
             client: format!("whc{id}"),
+            veth: format!("wvs{id}"),
         };
-        let (vs, vc) = (format!("wvs{id}"), format!("wvc{id}"));
+        let (vs, vc) = (lab.veth.clone(), format!("wvc{id}"));
         ip(&["netns", "add", &lab.server]);
         ip(&["netns", "add", &lab.client]);
         ip(&["link", "add", &vs, "type", "veth", "peer", "name", &vc]);
@@ -96,9 +101,13 @@ impl Default for Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for ns in [&self.server, &self.client] {
+        for args in [
+            ["netns", "del", self.server.as_str()],
+            ["netns", "del", self.client.as_str()],
+            ["link", "del", self.veth.as_str()],
+        ] {
             let _ = Command::new("ip")
-                .args(["netns", "del", ns])
+                .args(args)
                 .stdin(Stdio::null())
                 .stderr(Stdio::null())
                 .status();

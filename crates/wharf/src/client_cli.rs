@@ -574,32 +574,36 @@ pub struct CheckArgs {
 }
 
 /// Parses the target of `wharf check`.
-fn check_target(text: &str) -> Result<(String, u16, Option<String>), Error> {
+fn check_target(text: &str) -> Result<FtpUrl, Error> {
     if text.contains("://") {
-        let url = FtpUrl::parse(text)?;
-        return Ok((url.host, url.port, url.user));
+        return FtpUrl::parse(text);
     }
-    let url = FtpUrl::parse(&format!("ftp://{text}/"))
-        .or_else(|_| {
-            // A bare IPv6 address without brackets.
-            text.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| Error::Usage(format!("bad target {text:?}: expected HOST[:PORT]")))
-                .and_then(|_| FtpUrl::parse(&format!("ftp://[{text}]/")))
-        })
-        .map_err(|_| Error::Usage(format!("bad target {text:?}: expected HOST[:PORT]")))?;
-    Ok((url.host, url.port, url.user))
+    // A bare IPv6 address has colons of its own: it can only be the host.
+    let wrapped = if text.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("ftp://[{text}]/")
+    } else {
+        format!("ftp://{text}/")
+    };
+    FtpUrl::parse(&wrapped).map_err(|_| {
+        Error::Usage(format!(
+            "bad target {:?}: expected HOST[:PORT], [IPv6]:PORT or ftp://URL",
+            redact(&format!("ftp://{text}")).trim_start_matches("ftp://")
+        ))
+    })
 }
 
 /// `wharf check`: exit 0 when a data mode works, 1 when the server answers but login or every
 /// data mode fails, 3 when the control port cannot be reached, 2 for usage errors.
 pub fn check(args: CheckArgs) -> ExitCode {
-    let (host, port, url_user) = match check_target(&args.target) {
+    let target = match check_target(&args.target) {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
-    let user = args.user.clone().or(url_user);
+    let (host, port) = (target.host.clone(), target.port);
+    let user = args.user.clone().or(target.user.clone());
     let password = match &user {
         None => None,
+        Some(_) if target.password.is_some() => target.password.clone(),
         Some(u) => {
             let common = Common {
                 passive: false,

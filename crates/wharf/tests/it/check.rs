@@ -119,6 +119,42 @@ fn healthy_servers_all_modes_work_and_are_named() {
 }
 
 #[test]
+fn ipv6_target_skips_pasv_and_port() {
+    let peer = peers::wharf(BIN, "[::1]:0", None);
+    let c = check_json(
+        &format!("[::1]:{}", peer.addr.port()),
+        &["--user", peers::USER],
+    );
+    let j = &c.json;
+    assert_eq!(c.code, 0, "{j}");
+    assert_eq!(
+        j["working_modes"],
+        serde_json::json!(["EPSV", "EPRT"]),
+        "{j}"
+    );
+    assert_eq!(step(j, "PASV")["verdict"], "skipped");
+    assert_eq!(step(j, "PORT")["verdict"], "skipped");
+    assert!(
+        step(j, "connect")["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("connected to [::1]:"),
+        "{j}"
+    );
+    // A bare IPv6 address is a host (port 21), never host-plus-port.
+    let c = check_json("::1", &["--timeout", "1"]);
+    assert_eq!(
+        step(&c.json, "connect")["evidence"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next(),
+        Some("[")
+    );
+    assert!(c.json["target"] == "[::1]:21", "{}", c.json);
+}
+
+#[test]
 fn refused_control_port_exits_3() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -250,10 +286,17 @@ fn unreachable_passive_ports_leave_active_mode() {
 fn refused_login_exits_1_with_text_output() {
     let peer = peers::proftpd();
     let mut cmd = Command::new(BIN);
-    cmd.args(["check", "--user", peers::USER, &target(&peer)])
+    cmd.args(["check", "-v", "--user", peers::USER, &target(&peer)])
         .env("WHARF_PASSWORD", "not-the-password");
     let out = output_with_input(&mut cmd, None, Duration::from_secs(60));
     let text = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("Command: PASS ****"), "{log}");
+    assert!(!log.contains("not-the-password"), "{log}");
+    assert!(
+        text.contains("cause: the server refused the user name or password"),
+        "{text}"
+    );
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("[FAIL] login"), "{text}");
     assert!(text.contains("530"), "{text}");
@@ -488,6 +531,36 @@ mod namespaces {
     }
 
     #[test]
+    fn e_private_pasv_address_is_not_even_tried() {
+        let lab = Lab::new();
+        let _server = serve(&lab, &["--passive-address", "10.1.2.3"]);
+        let c = check_from_client(&lab, &[]);
+        let j = &c.json;
+        assert_eq!(c.code, 0, "{j}");
+        let pasv = step(j, "PASV");
+        assert_eq!(pasv["verdict"], "warn", "{pasv}");
+        let evidence = pasv["evidence"].as_str().unwrap();
+        assert!(
+            evidence.contains("connecting to 10.1.2.3 failed (not tried"),
+            "{evidence}"
+        );
+        assert!(
+            pasv["cause"]
+                .as_str()
+                .unwrap()
+                .contains("10.1.2.3 (a private address)"),
+            "{pasv}"
+        );
+        assert!(
+            pasv["advice"]
+                .as_str()
+                .unwrap()
+                .contains("--passive-address"),
+            "{pasv}"
+        );
+    }
+
+    #[test]
     fn f_healthy_server_across_hosts() {
         let lab = Lab::new();
         let _server = serve(&lab, &[]);
@@ -502,4 +575,57 @@ mod namespaces {
         );
         assert_eq!(j["exit_code"], 0);
     }
+}
+
+#[test]
+fn no_banner_and_reset_are_told_apart() {
+    // Accepts and says nothing.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let holder = std::thread::spawn(move || {
+        let (s, _) = silent.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(s);
+    });
+    let c = check_json(&silent_addr.to_string(), &["--timeout", "1"]);
+    assert_eq!(c.code, 1, "{}", c.json);
+    assert_eq!(step(&c.json, "connect")["verdict"], "ok");
+    let st = step(&c.json, "banner");
+    assert_eq!(st["verdict"], "fail");
+    assert!(
+        st["evidence"].as_str().unwrap().contains("welcome message"),
+        "{st}"
+    );
+    assert!(
+        st["cause"].as_str().unwrap().contains("nothing speaks FTP"),
+        "{st}"
+    );
+    assert_eq!(
+        c.json["summary"],
+        "the server does not get as far as a login"
+    );
+    holder.join().unwrap();
+
+    // Accepts and resets at once.
+    let resetting = TcpListener::bind("127.0.0.1:0").unwrap();
+    let resetting_addr = resetting.local_addr().unwrap();
+    let resetter = std::thread::spawn(move || {
+        let (s, _) = resetting.accept().unwrap();
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(s);
+    });
+    let c = check_json(&resetting_addr.to_string(), &["--timeout", "2"]);
+    assert_eq!(c.code, 1, "{}", c.json);
+    let st = step(&c.json, "banner");
+    assert_eq!(st["verdict"], "fail");
+    assert!(
+        st["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("reset: the connection was cut before the welcome message"),
+        "{st}"
+    );
+    resetter.join().unwrap();
 }
