@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::client::{Client, DataMethod, Options, Probe};
+use crate::client::{Client, DataMethod, Options, Probe, is_local_address};
 use crate::error::Error;
 use crate::log::LogSink;
 
@@ -537,7 +537,7 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
                 probe.announced_error.as_deref().unwrap_or("no answer"),
                 server.ip()
             );
-            if is_private(server.ip()) && !is_private(ip) {
+            if is_local_address(server.ip()) && !is_local_address(ip) {
                 step.cause = Some(format!(
                     "checked from inside the server's network: the server announces its public address {ip}, right for clients outside, not reachable from here (no hairpin NAT)"
                 ));
@@ -547,7 +547,7 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
             } else {
                 step.cause = Some(format!(
                     "the server announces {ip}{} in PASV replies instead of the address clients reach it at: a NAT/masquerade misconfiguration. Clients that trust the PASV address fail",
-                    if is_private(ip) {
+                    if is_local_address(ip) {
                         " (a private address)"
                     } else {
                         ""
@@ -639,7 +639,7 @@ fn active_address_refused(reply: &wharf_proto::Reply, probe: &Probe, server: Soc
     let text = reply.text().to_ascii_lowercase();
     let nat = probe
         .data_addr
-        .is_some_and(|a| is_private(a.ip()) && !is_private(server.ip()));
+        .is_some_and(|a| is_local_address(a.ip()) && !is_local_address(server.ip()));
     matches!(reply.code.0, 500 | 501 | 504)
         && (nat || text.contains("illegal") || text.contains("foreign"))
 }
@@ -649,13 +649,6 @@ fn is_timeout(e: &Error) -> bool {
         Error::Timeout(_) => true,
         Error::DataConnect { source, .. } => source.kind() == io::ErrorKind::TimedOut,
         _ => false,
-    }
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
-        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
     }
 }
 
@@ -712,14 +705,11 @@ impl Run {
     }
 
     fn fail(&mut self, name: &str, evidence: String, started: Instant, cause: &str, advice: &str) {
-        self.steps.push(Step {
-            name: name.into(),
-            verdict: Verdict::Fail,
-            evidence,
-            elapsed: started.elapsed(),
-            cause: Some(cause.into()),
-            advice: Some(advice.into()),
-        });
+        self.step(name, Verdict::Fail, evidence, started);
+        if let Some(step) = self.steps.last_mut() {
+            step.cause = Some(cause.into());
+            step.advice = Some(advice.into());
+        }
     }
 
     fn finish(self, software: Option<Software>, working: Vec<DataMethod>, exit_code: u8) -> Report {

@@ -47,6 +47,15 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Sends a line to the connection log, if there is one.
+    pub fn log(&self, line: LogLine) {
+        if let Some(sink) = &self.log {
+            sink(&line);
+        }
+    }
+}
+
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
@@ -167,11 +176,7 @@ impl Client {
     /// message (waiting through a 120 "ready in a moment").
     pub async fn connect(host: &str, port: u16, options: Options) -> Result<Client> {
         let limit = options.timeout;
-        let log = |line: LogLine| {
-            if let Some(sink) = &options.log {
-                sink(&line);
-            }
-        };
+        let log = |line: LogLine| options.log(line);
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => {
@@ -224,11 +229,7 @@ impl Client {
     /// Reads the welcome message on a control connection made elsewhere (the troubleshooter
     /// connects by itself to tell refused from filtered).
     pub async fn from_stream(control: TcpStream, options: Options) -> Result<Client> {
-        let log = |line: LogLine| {
-            if let Some(sink) = &options.log {
-                sink(&line);
-            }
-        };
+        let log = |line: LogLine| options.log(line);
         let _ = control.set_nodelay(true);
         // Keepalive so that a NAT or firewall does not forget the control connection while a
         // long transfer keeps it silent.
@@ -370,62 +371,19 @@ impl Client {
     async fn probe_inner(&mut self, method: DataMethod, probe: &mut Probe) -> Result<usize> {
         self.ensure_type().await?;
         let verb = if self.features.mlst { "MLSD" } else { "LIST" };
-        let peer_ip = self.peer.ip();
         let stream = match method {
             DataMethod::Epsv | DataMethod::Pasv => {
-                let cmd = method.name();
-                let reply = self.command(cmd, None).await?;
+                let reply = self.command(method.name(), None).await?;
                 probe.setup_reply = Some(reply.clone());
-                let text = reply.lines.last().map_or(&[][..], |l| l);
-                let addr = if method == DataMethod::Epsv {
-                    if reply.code != ReplyCode::EXTENDED_PASSIVE {
-                        return Err(refused(cmd, None, reply));
-                    }
-                    let port = hostport::parse_epsv_reply(text)
-                        .map_err(|e| Error::Protocol(format!("EPSV reply: {e}")))?;
-                    SocketAddr::new(peer_ip, port)
-                } else {
-                    if reply.code != ReplyCode::PASSIVE {
-                        return Err(refused(cmd, None, reply));
-                    }
-                    let announced = SocketAddr::V4(
-                        hostport::parse_pasv_reply(text)
-                            .map_err(|e| Error::Protocol(format!("PASV reply: {e}")))?,
-                    );
-                    probe.announced = Some(announced);
-                    announced
-                };
-                probe.data_addr = Some(addr);
-                let mut addr = addr;
-                if addr.ip() != peer_ip && !plausible_data_address(addr.ip(), peer_ip) {
-                    // Never aim at a private or unspecified address of a server reached at a
-                    // public one (it is the server's inside address, or a trap).
-                    probe.announced_error =
-                        Some("not tried: a private or unspecified address".into());
-                    probe.used_control_address = true;
-                    addr = SocketAddr::new(peer_ip, addr.port());
-                    probe.data_addr = Some(addr);
+                let addr = self.passive_addr(method, reply)?;
+                if method == DataMethod::Pasv {
+                    probe.announced = Some(addr);
                 }
-                let first_wait = if addr.ip() == peer_ip {
-                    self.options.timeout
-                } else {
-                    self.options.timeout.min(Duration::from_secs(10))
-                };
-                let stream = match self.connect_data(addr, first_wait).await {
-                    Ok(s) => s,
-                    Err(e) if addr.ip() != peer_ip => {
-                        probe.announced_error = Some(e.to_string());
-                        probe.used_control_address = true;
-                        let alt = SocketAddr::new(peer_ip, addr.port());
-                        self.log_status(format!(
-                            "Server sent passive reply with unroutable address {} ({e}); using the server address {peer_ip} instead",
-                            addr.ip()
-                        ));
-                        probe.data_addr = Some(alt);
-                        self.connect_data(alt, self.options.timeout).await?
-                    }
-                    Err(e) => return Err(e),
-                };
+                let attempt = self.connect_passive(addr).await;
+                probe.data_addr = Some(attempt.addr);
+                probe.used_control_address = attempt.announced_error.is_some();
+                probe.announced_error = attempt.announced_error;
+                let stream = attempt.stream?;
                 if !self.start_transfer(verb, None, None).await? {
                     return Ok(0);
                 }
@@ -509,9 +467,7 @@ impl Client {
 
     /// Writes a `Status:` line to the connection log.
     pub fn log_status(&self, message: impl Into<String>) {
-        if let Some(sink) = &self.options.log {
-            sink(&LogLine::Status(message.into()));
-        }
+        self.options.log(LogLine::Status(message.into()));
     }
 
     /// Sends one command and reads its reply, whatever the code. The argument is bytes (paths
@@ -798,14 +754,14 @@ impl Client {
             } else {
                 chunk
             };
-            out.write_all(chunk).await.map_err(local_error)?;
+            out.write_all(chunk).await.map_err(Error::local)?;
             total += chunk.len() as u64;
             progress.advance(n as u64);
             if n == 0 {
                 break;
             }
         }
-        out.flush().await.map_err(local_error)?;
+        out.flush().await.map_err(Error::local)?;
         Ok(total)
     }
 
@@ -820,7 +776,7 @@ impl Client {
         let mut to_wire = wharf_proto::ascii::ToWire::new();
         let mut total = 0u64;
         loop {
-            let n = input.read(&mut buf).await.map_err(local_error)?;
+            let n = input.read(&mut buf).await.map_err(Error::local)?;
             if n == 0 {
                 return Ok(total);
             }
@@ -944,40 +900,13 @@ impl Client {
         arg: Option<&[u8]>,
         rest: Option<u64>,
     ) -> Result<Option<TcpStream>> {
-        let mut addr = self.enter_passive().await?;
-        let peer_ip = self.peer.ip();
-        if addr.ip() != peer_ip && !plausible_data_address(addr.ip(), peer_ip) {
-            // A private, loopback or unspecified address from a server we reach some other
-            // way: a NAT misconfiguration (or a hostile server aiming us at a local service).
-            self.log_status(format!(
-                "Server sent passive reply with unroutable address {}; using the server address {peer_ip} instead",
-                addr.ip()
-            ));
-            addr = SocketAddr::new(peer_ip, addr.port());
+        let addr = self.enter_passive().await?;
+        let attempt = self.connect_passive(addr).await;
+        let stream = attempt.stream?;
+        if attempt.announced_error.is_some() {
+            // The server's address worked where the announced one did not: keep using it.
             self.pasv_use_peer = true;
         }
-        // A first try at an announced address that differs gets a short wait: if it fails, the
-        // server's address is tried before its passive listener gives up on us.
-        let first_wait = if addr.ip() == peer_ip {
-            self.options.timeout
-        } else {
-            self.options.timeout.min(Duration::from_secs(10))
-        };
-        let stream = match self.connect_data(addr, first_wait).await {
-            Ok(s) => s,
-            Err(e) if addr.ip() != peer_ip => {
-                let alt = SocketAddr::new(self.peer.ip(), addr.port());
-                self.log_status(format!(
-                    "Server sent passive reply with unroutable address {} ({e}); using the server address {} instead",
-                    addr.ip(),
-                    self.peer.ip()
-                ));
-                let s = self.connect_data(alt, self.options.timeout).await?;
-                self.pasv_use_peer = true;
-                s
-            }
-            Err(e) => return Err(e),
-        };
         let started = self.start_transfer(verb, arg, rest).await?;
         Ok(started.then_some(stream))
     }
@@ -987,10 +916,7 @@ impl Client {
         if !self.epsv_refused {
             let reply = self.command("EPSV", None).await?;
             if reply.code == ReplyCode::EXTENDED_PASSIVE {
-                let text = reply.lines.last().map_or(&[][..], |l| l);
-                let port = hostport::parse_epsv_reply(text)
-                    .map_err(|e| Error::Protocol(format!("EPSV reply: {e}")))?;
-                return Ok(SocketAddr::new(self.peer.ip(), port));
+                return self.passive_addr(DataMethod::Epsv, reply);
             }
             if !reply.code.is_negative() || reply.code == ReplyCode::SERVICE_UNAVAILABLE {
                 return Err(refused("EPSV", None, reply));
@@ -1002,16 +928,67 @@ impl Client {
             }
         }
         let reply = self.command("PASV", None).await?;
-        if reply.code != ReplyCode::PASSIVE {
-            return Err(refused("PASV", None, reply));
-        }
-        let text = reply.lines.last().map_or(&[][..], |l| l);
-        let announced = hostport::parse_pasv_reply(text)
-            .map_err(|e| Error::Protocol(format!("PASV reply: {e}")))?;
+        let announced = self.passive_addr(DataMethod::Pasv, reply)?;
         if self.pasv_use_peer {
             return Ok(SocketAddr::new(self.peer.ip(), announced.port()));
         }
-        Ok(SocketAddr::V4(announced))
+        Ok(announced)
+    }
+
+    /// The address a 229 (EPSV: the server's own, with the port given) or 227 (PASV: as
+    /// announced) reply names; any other reply is a refusal.
+    fn passive_addr(&self, method: DataMethod, reply: Reply) -> Result<SocketAddr> {
+        let text = reply.lines.last().map_or(&[][..], |l| l);
+        match (method, reply.code) {
+            (DataMethod::Epsv, ReplyCode::EXTENDED_PASSIVE) => hostport::parse_epsv_reply(text)
+                .map(|port| SocketAddr::new(self.peer.ip(), port))
+                .map_err(|e| Error::Protocol(format!("EPSV reply: {e}"))),
+            (DataMethod::Pasv, ReplyCode::PASSIVE) => hostport::parse_pasv_reply(text)
+                .map(SocketAddr::V4)
+                .map_err(|e| Error::Protocol(format!("PASV reply: {e}"))),
+            _ => Err(refused(method.name(), None, reply)),
+        }
+    }
+
+    /// Connects to a passive address. One that differs from the server's is replaced by the
+    /// server's at once when it is implausible (private or unspecified while the server is not:
+    /// a NAT misconfiguration, or a hostile server aiming us at a local service), and otherwise
+    /// tried briefly, so that the server's own address can still be tried before its passive
+    /// listener gives up on us.
+    async fn connect_passive(&self, announced: SocketAddr) -> PassiveAttempt {
+        let peer_ip = self.peer.ip();
+        let server_addr = SocketAddr::new(peer_ip, announced.port());
+        if announced.ip() == peer_ip {
+            return PassiveAttempt {
+                stream: self.connect_data(announced, self.options.timeout).await,
+                addr: announced,
+                announced_error: None,
+            };
+        }
+        let why = if plausible_data_address(announced.ip(), peer_ip) {
+            let wait = self.options.timeout.min(Duration::from_secs(10));
+            match self.connect_data(announced, wait).await {
+                Ok(stream) => {
+                    return PassiveAttempt {
+                        stream: Ok(stream),
+                        addr: announced,
+                        announced_error: None,
+                    };
+                }
+                Err(e) => e.to_string(),
+            }
+        } else {
+            "not tried: a private or unspecified address".to_string()
+        };
+        self.log_status(format!(
+            "Server sent passive reply with unroutable address {} ({why}); using the server address {peer_ip} instead",
+            announced.ip()
+        ));
+        PassiveAttempt {
+            stream: self.connect_data(server_addr, self.options.timeout).await,
+            addr: server_addr,
+            announced_error: Some(why),
+        }
     }
 
     async fn connect_data(&self, addr: SocketAddr, wait: Duration) -> Result<TcpStream> {
@@ -1163,9 +1140,7 @@ impl Client {
             line.extend_from_slice(arg);
         }
         line.extend_from_slice(b"\r\n");
-        if let Some(sink) = &self.options.log {
-            sink(&LogLine::Command(describe(verb, arg)));
-        }
+        self.options.log(LogLine::Command(describe(verb, arg)));
         let result = match timeout(self.options.timeout, self.control.write_all(&line)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Network(e)),
@@ -1282,6 +1257,15 @@ pub struct Probe {
     pub elapsed: Duration,
 }
 
+/// How [`Client::connect_passive`] went.
+struct PassiveAttempt {
+    stream: Result<TcpStream>,
+    /// Where the connection went (or was last tried).
+    addr: SocketAddr,
+    /// Why the announced address was not used, when the server's own was used instead.
+    announced_error: Option<String>,
+}
+
 /// What the active-mode wait saw first.
 enum Waited<A> {
     Accept(A),
@@ -1291,18 +1275,21 @@ enum Waited<A> {
 /// Whether a PASV address that differs from the server's is worth trying: not when it is
 /// unspecified, or loopback / private / link-local while the server is not (the address of a
 /// server behind NAT, as seen from inside).
-pub(crate) fn plausible_data_address(announced: IpAddr, peer: IpAddr) -> bool {
-    fn local(ip: IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-            IpAddr::V6(v6) => {
-                v6.is_loopback()
-                    || (v6.segments()[0] & 0xfe00) == 0xfc00
-                    || (v6.segments()[0] & 0xffc0) == 0xfe80
-            }
+fn plausible_data_address(announced: IpAddr, peer: IpAddr) -> bool {
+    !announced.is_unspecified() && (!is_local_address(announced) || is_local_address(peer))
+}
+
+/// Loopback, private (RFC 1918, IPv6 unique local) or link-local: an address that means
+/// something only inside one network.
+pub(crate) fn is_local_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
     }
-    !announced.is_unspecified() && (!local(announced) || local(peer))
 }
 
 /// How a command shows in the log and in errors: the password masked.
@@ -1318,13 +1305,6 @@ fn refused(verb: &str, arg: Option<&[u8]>, reply: Reply) -> Error {
     Error::Refused {
         command: describe(verb, arg),
         reply,
-    }
-}
-
-fn local_error(source: io::Error) -> Error {
-    Error::Local {
-        path: std::path::PathBuf::new(),
-        source,
     }
 }
 

@@ -97,13 +97,22 @@ impl Error {
             || self.reply_code() == Some(ReplyCode::CANT_OPEN_DATA)
     }
 
-    /// True when the control connection is still in step after this error: the server answered
-    /// and nothing is pending, so the session can go on with the next command.
-    pub fn session_usable(&self) -> bool {
+    /// A local file error whose path is filled in later with [`Error::at`].
+    pub fn local(source: io::Error) -> Error {
+        Error::Local {
+            path: PathBuf::new(),
+            source,
+        }
+    }
+
+    /// Names the local path of a [`Error::Local`] that has none yet; other errors pass.
+    pub fn at(self, path: &std::path::Path) -> Error {
         match self {
-            Error::Refused { reply, .. } => reply.code != ReplyCode::SERVICE_UNAVAILABLE,
-            Error::Usage(_) => true,
-            _ => false,
+            Error::Local { path: p, source } if p.as_os_str().is_empty() => Error::Local {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
         }
     }
 }

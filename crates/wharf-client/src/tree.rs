@@ -72,9 +72,7 @@ impl Connector {
     }
 
     fn log_status(&self, message: String) {
-        if let Some(sink) = &self.options.log {
-            sink(&LogLine::Status(message));
-        }
+        self.options.log(LogLine::Status(message));
     }
 }
 
@@ -99,12 +97,12 @@ pub async fn download_file(
     resume: bool,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
-    let at = |e: Error| at_path(e, local);
+    let at = |e: Error| e.at(local);
     if resume {
         let have = match std::fs::metadata(local) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(at(local_error(e))),
+            Err(e) => return Err(at(Error::local(e))),
         };
         let size = match size_hint {
             Some(s) => Some(s),
@@ -132,13 +130,13 @@ pub async fn download_file(
             .append(true)
             .open(local)
             .await
-            .map_err(|e| at(local_error(e)))?;
+            .map_err(|e| at(Error::local(e)))?;
         progress.advance(have);
         let n = client
             .retrieve(remote, have, &mut file, progress)
             .await
             .map_err(at)?;
-        file.sync_all().await.map_err(|e| at(local_error(e)))?;
+        file.sync_all().await.map_err(|e| at(Error::local(e)))?;
         check_size(client, remote, have + n, size)?;
         return Ok(Outcome::Transferred(n));
     }
@@ -148,18 +146,18 @@ pub async fn download_file(
         .create_new(true)
         .open(&temp)
         .await
-        .map_err(|e| at_path(local_error(e), &temp))?;
+        .map_err(|e| Error::local(e).at(&temp))?;
     let result = async {
         let n = client
             .retrieve(remote, 0, &mut file, progress)
             .await
             .map_err(at)?;
-        file.sync_all().await.map_err(|e| at(local_error(e)))?;
+        file.sync_all().await.map_err(|e| at(Error::local(e)))?;
         drop(file);
         check_size(client, remote, n, size_hint)?;
         tokio::fs::rename(&temp, local)
             .await
-            .map_err(|e| at(local_error(e)))?;
+            .map_err(|e| at(Error::local(e)))?;
         Ok(n)
     }
     .await;
@@ -190,11 +188,15 @@ pub async fn upload_file(
     resume: bool,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
-    let at = |e: Error| at_path(e, local);
+    let at = |e: Error| e.at(local);
     let mut file = tokio::fs::File::open(local)
         .await
-        .map_err(|e| at(local_error(e)))?;
-    let len = file.metadata().await.map_err(|e| at(local_error(e)))?.len();
+        .map_err(|e| at(Error::local(e)))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| at(Error::local(e)))?
+        .len();
     let mut how = Store::Replace;
     if resume {
         let have = client.size(remote).await?.unwrap_or(0);
@@ -215,7 +217,7 @@ pub async fn upload_file(
         if have > 0 {
             file.seek(io::SeekFrom::Start(have))
                 .await
-                .map_err(|e| at(local_error(e)))?;
+                .map_err(|e| at(Error::local(e)))?;
             progress.advance(have);
             how = if client.features().rest_stream {
                 Store::Resume(have)
@@ -269,7 +271,7 @@ pub async fn download_tree(
     let mut jobs = VecDeque::new();
     let mut total = 0u64;
     let mut seen = std::collections::HashSet::new();
-    std::fs::create_dir_all(local).map_err(|e| at_path(local_error(e), local))?;
+    std::fs::create_dir_all(local).map_err(|e| Error::local(e).at(local))?;
     let mut dirs = vec![(remote.to_vec(), local.to_path_buf(), 0usize)];
     while let Some((rdir, ldir, depth)) = dirs.pop() {
         let shown_dir = String::from_utf8_lossy(&rdir).into_owned();
@@ -307,9 +309,7 @@ pub async fn download_tree(
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && lpath.is_dir() => {}
                         Err(e) => {
-                            report
-                                .failures
-                                .push((shown, at_path(local_error(e), &lpath)));
+                            report.failures.push((shown, Error::local(e).at(&lpath)));
                             continue;
                         }
                     }
@@ -361,12 +361,10 @@ pub async fn upload_tree(
         let read = std::fs::read_dir(&ldir).and_then(|d| d.collect::<io::Result<Vec<_>>>());
         let mut entries = match read {
             Ok(entries) => entries,
-            Err(e) if ldir == local => return Err(at_path(local_error(e), &ldir)),
+            Err(e) if ldir == local => return Err(Error::local(e).at(&ldir)),
             Err(e) => {
                 let shown = ldir.display().to_string();
-                report
-                    .failures
-                    .push((shown, at_path(local_error(e), &ldir)));
+                report.failures.push((shown, Error::local(e).at(&ldir)));
                 continue;
             }
         };
@@ -385,9 +383,7 @@ pub async fn upload_tree(
                 Ok(m) => m,
                 Err(e) => {
                     let shown = lpath.display().to_string();
-                    report
-                        .failures
-                        .push((shown, at_path(local_error(e), &lpath)));
+                    report.failures.push((shown, Error::local(e).at(&lpath)));
                     continue;
                 }
             };
@@ -401,10 +397,13 @@ pub async fn upload_tree(
                     }
                     Err(e) => return Err(e),
                 }
-            } else if file_type.is_file()
-                || (file_type.is_symlink() && lpath.metadata().is_ok_and(|m| m.is_file()))
+            } else if let Some(target) = (file_type.is_file() || file_type.is_symlink())
+                .then(|| lpath.metadata().ok())
+                .flatten()
+                .filter(|m| m.is_file())
             {
-                total = total.saturating_add(lpath.metadata().map_or(0, |m| m.len()));
+                // A file, or a symbolic link to one (followed).
+                total = total.saturating_add(target.len());
                 jobs.push_back(Job {
                     kind: JobKind::Upload {
                         local: lpath,
@@ -688,24 +687,6 @@ fn temp_path(local: &Path) -> PathBuf {
         .file_name()
         .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
     local.with_file_name(format!(".{name}.wharf-{hex}.part"))
-}
-
-fn local_error(source: io::Error) -> Error {
-    Error::Local {
-        path: PathBuf::new(),
-        source,
-    }
-}
-
-/// Fills in the path of a local error that does not have one yet.
-fn at_path(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Local { path: p, source } if p.as_os_str().is_empty() => Error::Local {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => other,
-    }
 }
 
 fn plural(n: usize, word: &str) -> String {

@@ -46,11 +46,8 @@ impl Peer {
         } else {
             String::new()
         };
-        let host = match self.addr {
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-            SocketAddr::V4(a) => a.to_string(),
-        };
-        format!("ftp://{user}{host}/{}{rel}", self.prefix)
+        // SocketAddr shows an IPv6 address in brackets, as URLs want it.
+        format!("ftp://{user}{}/{}{rel}", self.addr, self.prefix)
     }
 
     /// The password to put in `WHARF_PASSWORD` (ignored for anonymous peers).

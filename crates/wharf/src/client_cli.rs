@@ -64,6 +64,15 @@ pub struct TransferFlags {
     parallel: u16,
 }
 
+impl TransferFlags {
+    fn tree_options(&self) -> TreeOptions {
+        TreeOptions {
+            parallel: usize::from(self.parallel),
+            resume: self.resume,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
     /// ftp://[user@]host[:port]/path
@@ -357,10 +366,7 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
             (None, None) => PathBuf::from("."),
         };
         let client = s.connector.open().await?;
-        let options = TreeOptions {
-            parallel: usize::from(args.flags.parallel),
-            resume: args.flags.resume,
-        };
+        let options = args.flags.tree_options();
         let report = tree::download_tree(
             client,
             &s.connector,
@@ -433,10 +439,7 @@ async fn put(args: PutArgs) -> Result<ExitCode, Error> {
             )));
         }
         let client = s.connector.open().await?;
-        let options = TreeOptions {
-            parallel: usize::from(args.flags.parallel),
-            resume: args.flags.resume,
-        };
+        let options = args.flags.tree_options();
         let report = tree::upload_tree(
             client,
             &s.connector,
