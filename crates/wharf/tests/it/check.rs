@@ -611,6 +611,9 @@ fn no_banner_and_reset_are_told_apart() {
     let resetting_addr = resetting.local_addr().unwrap();
     let resetter = std::thread::spawn(move || {
         let (s, _) = resetting.accept().unwrap();
+        // After the client's connect has returned, so that the reset meets the banner read (a
+        // reset racing the handshake is reported at the connect step instead).
+        std::thread::sleep(Duration::from_millis(300));
         socket2::SockRef::from(&s)
             .set_linger(Some(Duration::ZERO))
             .unwrap();
