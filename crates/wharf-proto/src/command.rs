@@ -41,6 +41,15 @@ pub enum Site {
     Unknown(Vec<u8>),
 }
 
+/// PROT levels (RFC 2228 §3): Clear and Private are what TLS offers (RFC 4217 §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtLevel {
+    Clear,
+    Private,
+    /// `S` (safe) or `E` (confidential): valid levels that TLS cannot provide (536).
+    Unsupported,
+}
+
 /// A parsed command. Path arguments stay bytes.
 /// Not `#[non_exhaustive]` on purpose: the server's dispatch is one exhaustive `match`, so a new
 /// variant fails to compile until it has a handler.
@@ -92,6 +101,12 @@ pub enum Command {
     Mlst(Option<Vec<u8>>),
     Mlsd(Option<Vec<u8>>),
     Host(Vec<u8>),
+    /// `AUTH TLS` (also `TLS-C`, `SSL`, `TLS-P`): start TLS on the control connection.
+    Auth,
+    /// `PBSZ n` (RFC 4217: the size is 0 for TLS; other values are answered with `PBSZ=0`).
+    Pbsz(u64),
+    Prot(ProtLevel),
+    Ccc,
 }
 
 /// Why a line is not a command the server can run. Each maps to one reply in [`ParseError::reply`].
@@ -242,10 +257,31 @@ impl Command {
             b"MLST" => Ok(Command::Mlst(opt())),
             b"MLSD" => Ok(Command::Mlsd(opt())),
             b"HOST" => need().map(Command::Host),
-            // Known verbs this server does not offer (TLS until it exists, record/block modes).
-            b"AUTH" | b"ADAT" | b"PBSZ" | b"PROT" | b"CCC" | b"MIC" | b"CONF" | b"ENC"
-            | b"SMNT" | b"LANG" | b"LPRT" | b"LPSV" | b"XSEN" | b"XSEM" | b"MAIL" | b"MLFL"
-            | b"MRCP" | b"MRSQ" | b"MSAM" | b"MSND" | b"MSOM" => Err(ParseError::NotImplemented),
+            b"AUTH" => match need()?.to_ascii_uppercase().as_slice() {
+                b"TLS" | b"TLS-C" | b"SSL" | b"TLS-P" => Ok(Command::Auth),
+                _ => Err(ParseError::ParameterNotImplemented),
+            },
+            b"PBSZ" => {
+                let a = need()?;
+                let text = std::str::from_utf8(&a).map_err(|_| ParseError::BadArgument)?;
+                if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(ParseError::BadArgument);
+                }
+                text.parse()
+                    .map(Command::Pbsz)
+                    .map_err(|_| ParseError::BadArgument)
+            }
+            b"PROT" => match need()?.to_ascii_uppercase().as_slice() {
+                b"C" => Ok(Command::Prot(ProtLevel::Clear)),
+                b"P" => Ok(Command::Prot(ProtLevel::Private)),
+                b"S" | b"E" => Ok(Command::Prot(ProtLevel::Unsupported)),
+                _ => Err(ParseError::ParameterNotImplemented),
+            },
+            b"CCC" => none(Command::Ccc),
+            // Known verbs this server does not offer (other security mechanisms, record/block modes).
+            b"ADAT" | b"MIC" | b"CONF" | b"ENC" | b"SMNT" | b"LANG" | b"LPRT" | b"LPSV"
+            | b"XSEN" | b"XSEM" | b"MAIL" | b"MLFL" | b"MRCP" | b"MRSQ" | b"MSAM" | b"MSND"
+            | b"MSOM" => Err(ParseError::NotImplemented),
             _ => Err(ParseError::Unknown),
         }
     }
@@ -295,16 +331,21 @@ impl Command {
             Command::Mlst(_) => "MLST",
             Command::Mlsd(_) => "MLSD",
             Command::Host(_) => "HOST",
+            Command::Auth => "AUTH",
+            Command::Pbsz(_) => "PBSZ",
+            Command::Prot(_) => "PROT",
+            Command::Ccc => "CCC",
         }
     }
 }
 
 /// The verbs HELP lists: every command [`Command::parse`] accepts.
 pub const HELP_VERBS: &[&str] = &[
-    "ABOR", "ACCT", "ALLO", "APPE", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT", "HELP", "HOST",
-    "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV",
-    "PORT", "PWD", "QUIT", "REIN", "REST", "RETR", "RMD", "RNFR", "RNTO", "SITE", "SIZE", "STAT",
-    "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XMKD", "XPWD", "XRMD",
+    "ABOR", "ACCT", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT",
+    "HELP", "HOST", "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS",
+    "PASS", "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REIN", "REST", "RETR", "RMD", "RNFR",
+    "RNTO", "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD",
+    "XMKD", "XPWD", "XRMD",
 ];
 
 fn parse_type(arg: &[u8]) -> Result<TransferType, ParseError> {
@@ -600,12 +641,28 @@ mod tests {
     }
 
     #[test]
+    fn security_commands() {
+        assert_eq!(parse(b"auth tls"), Ok(Command::Auth));
+        assert_eq!(parse(b"AUTH SSL"), Ok(Command::Auth));
+        assert_eq!(parse(b"PBSZ 0"), Ok(Command::Pbsz(0)));
+        assert_eq!(parse(b"PBSZ 1024"), Ok(Command::Pbsz(1024)));
+        assert_eq!(parse(b"PROT p"), Ok(Command::Prot(ProtLevel::Private)));
+        assert_eq!(parse(b"PROT C"), Ok(Command::Prot(ProtLevel::Clear)));
+        assert_eq!(parse(b"PROT E"), Ok(Command::Prot(ProtLevel::Unsupported)));
+        assert_eq!(parse(b"CCC"), Ok(Command::Ccc));
+    }
+
+    #[test]
     fn errors_map_to_codes() {
         let code = |l: &[u8]| parse(l).unwrap_err().reply().code.0;
         assert_eq!(code(b""), 500);
         assert_eq!(code(b"FOO"), 500);
         assert_eq!(code(b"US3R x"), 500);
-        assert_eq!(code(b"AUTH TLS"), 502);
+        assert_eq!(code(b"AUTH KERBEROS_V4"), 504);
+        assert_eq!(code(b"AUTH"), 501);
+        assert_eq!(code(b"PBSZ x"), 501);
+        assert_eq!(code(b"PROT Q"), 504);
+        assert_eq!(code(b"ADAT x"), 502);
         assert_eq!(code(b"LPRT x"), 502);
         assert_eq!(code(b"USER"), 501);
         assert_eq!(code(b"USER   "), 501);

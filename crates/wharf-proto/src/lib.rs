@@ -31,7 +31,7 @@ pub mod time;
 #[cfg(test)]
 mod robustness;
 
-pub use command::{Command, LineBuffer, LineEvent, ParseError, TransferType};
+pub use command::{Command, LineBuffer, LineEvent, ParseError, ProtLevel, TransferType};
 pub use listing::{FileInfo, FileKind};
 pub use path::{PathError, VPath};
 pub use reply::{Reply, ReplyCode, ReplyParser};

@@ -27,6 +27,8 @@ impl ReplyCode {
     pub const EXTENDED_PASSIVE: ReplyCode = ReplyCode(229);
     pub const LOGGED_IN: ReplyCode = ReplyCode(230);
     pub const AUTH_OK: ReplyCode = ReplyCode(234);
+    /// RFC 2228: the security data exchange completed (PBSZ, PROT, CCC accepted).
+    pub const SECURITY_OK: ReplyCode = ReplyCode(200);
     pub const FILE_ACTION_OK: ReplyCode = ReplyCode(250);
     pub const PATH_CREATED: ReplyCode = ReplyCode(257);
     pub const NEED_PASSWORD: ReplyCode = ReplyCode(331);
@@ -44,6 +46,10 @@ impl ReplyCode {
     pub const BAD_SEQUENCE: ReplyCode = ReplyCode(503);
     pub const PARAMETER_NOT_IMPLEMENTED: ReplyCode = ReplyCode(504);
     pub const PROTECTION_REFUSED: ReplyCode = ReplyCode(521);
+    /// RFC 2228: the request is denied for policy reasons (AUTH when TLS is off, CCC).
+    pub const POLICY_DENIED: ReplyCode = ReplyCode(534);
+    /// RFC 2228: the PROT level is not supported by the mechanism (S and E with TLS).
+    pub const PROT_LEVEL_UNSUPPORTED: ReplyCode = ReplyCode(536);
     pub const NETWORK_PROTOCOL_NOT_SUPPORTED: ReplyCode = ReplyCode(522);
     pub const NOT_LOGGED_IN: ReplyCode = ReplyCode(530);
     pub const FILE_UNAVAILABLE: ReplyCode = ReplyCode(550);

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::auth::{
     AnonymousAccess, Authenticator, HashScheme, Permissions, Secret, UserEntry, UserStore,
 };
+use crate::tls::{Tls, TlsMode};
 
 /// A configuration error: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +88,10 @@ pub struct ServerConfig {
     /// Password checks running at once: a crowd of logins cannot take all memory or CPU.
     pub auth_slots: tokio::sync::Semaphore,
     pub banner: String,
+    /// FTPS: `None` when no certificate is configured (TLS off).
+    pub tls: Option<Arc<Tls>>,
+    /// Implicit-TLS listeners (TLS from the first byte; port 990 in production).
+    pub listen_implicit: Vec<SocketAddr>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -96,6 +101,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("passive_ports", &self.passive_ports)
             .field("passive_address", &self.passive_address)
             .field("limits", &self.limits)
+            .field("tls", &self.tls)
+            .field("listen_implicit", &self.listen_implicit)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +125,25 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     #[serde(default, rename = "user")]
     pub users: Vec<UserSection>,
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// `off`, `optional` or `required` (default: `required` when a certificate is given).
+    pub mode: Option<String>,
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Implicit-TLS listeners, `ADDRESS:PORT`.
+    pub listen_implicit: Option<Vec<String>>,
+    /// Data connections must resume the control connection's TLS session (default on).
+    pub require_session_reuse: Option<bool>,
+    /// Uploads must end with a TLS close_notify to be complete (default on).
+    pub require_close_notify: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +244,11 @@ pub struct Overrides {
     pub passive_ports: Option<String>,
     pub passive_address: Option<String>,
     pub active_source_port: Option<u16>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `off`, `optional` or `required`.
+    pub tls_mode: Option<String>,
+    pub listen_implicit: Vec<String>,
 }
 
 /// The default control listener.
@@ -447,6 +478,8 @@ impl ServerConfig {
             }
         }
 
+        let (tls, listen_implicit) = build_tls(&file.tls, &cli)?;
+
         Ok(ServerConfig {
             listen,
             passive_ports,
@@ -463,8 +496,86 @@ impl ServerConfig {
             banner: file
                 .banner
                 .unwrap_or_else(|| "Wharf FTP server ready.".to_string()),
+            tls,
+            listen_implicit,
         })
     }
+}
+
+/// The TLS part of the configuration: certificate and key (both or neither), the mode
+/// (`required` by default once a certificate is given), and the implicit listeners.
+fn build_tls(
+    file: &TlsSection,
+    cli: &Overrides,
+) -> Result<(Option<Arc<Tls>>, Vec<SocketAddr>), ConfigError> {
+    let file_mode = match &file.mode {
+        Some(m) => Some(TlsMode::parse(m).ok_or_else(|| {
+            ConfigError::new(
+                "tls.mode",
+                format!("`{m}` is not off, optional or required"),
+            )
+        })?),
+        None => None,
+    };
+    let cli_mode = match &cli.tls_mode {
+        Some(m) => Some(TlsMode::parse(m).ok_or_else(|| {
+            ConfigError::new("--tls", format!("`{m}` is not off, optional or required"))
+        })?),
+        None => None,
+    };
+    let cert = cli.tls_cert.clone().or(file.cert.clone());
+    let key = cli.tls_key.clone().or(file.key.clone());
+    let file_implicit = match &file.listen_implicit {
+        Some(list) => list
+            .iter()
+            .map(|l| parse_listen("tls.listen_implicit", l))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let implicit = if cli.listen_implicit.is_empty() {
+        file_implicit
+    } else {
+        cli.listen_implicit
+            .iter()
+            .map(|l| parse_listen("--listen-implicit", l))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mode = cli_mode.or(file_mode);
+    let (cert, key) = match (cert, key, mode) {
+        (_, _, Some(TlsMode::Off)) => {
+            if !implicit.is_empty() {
+                return Err(ConfigError::new(
+                    "--listen-implicit",
+                    "needs TLS, but --tls is off",
+                ));
+            }
+            return Ok((None, Vec::new()));
+        }
+        (Some(c), Some(k), _) => (c, k),
+        (None, None, None) if implicit.is_empty() => return Ok((None, Vec::new())),
+        (None, _, _) => {
+            return Err(ConfigError::new(
+                "--tls-cert",
+                "TLS needs a certificate: --tls-cert FILE and --tls-key FILE (PEM; `wharf cert NAME` makes one for development)",
+            ));
+        }
+        (Some(_), None, _) => {
+            return Err(ConfigError::new(
+                "--tls-key",
+                "TLS needs the certificate's private key: --tls-key FILE (PEM)",
+            ));
+        }
+    };
+    let mode = mode.unwrap_or(TlsMode::Required);
+    let tls = Tls::new(
+        mode,
+        &cert,
+        &key,
+        file.require_session_reuse.unwrap_or(true),
+        file.require_close_notify.unwrap_or(true),
+    )
+    .map_err(|m| ConfigError::new("--tls-cert", m))?;
+    Ok((Some(Arc::new(tls)), implicit))
 }
 
 #[cfg(test)]

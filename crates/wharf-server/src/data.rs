@@ -13,6 +13,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout, timeout_at};
 use wharf_proto::ascii::{FromWire, ToWire};
 
+use crate::tls::MaybeTls;
+
 /// Size of the transfer buffer: large enough for loopback and LAN speeds, allocated per transfer
 /// only (an idle session holds none).
 const BUF_SIZE: usize = 256 * 1024;
@@ -123,6 +125,9 @@ pub enum TransferError {
     Data(io::Error),
     #[error("data connection stalled")]
     Stalled,
+    /// A TLS upload ended with a TCP close but no close_notify: it may be cut short.
+    #[error("data connection closed without TLS close_notify")]
+    Truncated,
     #[error("local file: {0}")]
     Local(io::Error),
 }
@@ -134,7 +139,7 @@ pub enum Source {
 }
 
 async fn write_data(
-    stream: &mut TcpStream,
+    stream: &mut MaybeTls,
     buf: &[u8],
     limit: Duration,
 ) -> Result<(), TransferError> {
@@ -145,10 +150,10 @@ async fn write_data(
     }
 }
 
-/// Sends `source` and closes the data connection cleanly (FIN) so the client sees the end
-/// before the 226 reply.
-pub async fn send(
-    mut stream: TcpStream,
+/// Sends `source` and closes the data connection cleanly (TLS close_notify, then FIN) so the
+/// client sees the end before the 226 reply.
+pub(crate) async fn send(
+    mut stream: MaybeTls,
     source: Source,
     ascii: bool,
     limit: Duration,
@@ -185,21 +190,47 @@ pub async fn send(
         }
     }
     match timeout(limit, stream.shutdown()).await {
-        Ok(Ok(())) => Ok(total),
+        Ok(Ok(())) => {
+            linger(stream);
+            Ok(total)
+        }
         Ok(Err(e)) => Err(TransferError::Data(e)),
         Err(_) => Err(TransferError::Stalled),
     }
 }
 
+/// After a TLS download the client answers our close_notify with its own. Closing the socket at
+/// once would meet that with a reset, which some clients (Python's `unwrap`) report as an error:
+/// read it in the background first, briefly.
+fn linger(stream: MaybeTls) {
+    if let MaybeTls::Tls(mut tls) = stream {
+        tokio::spawn(async move {
+            let mut sink = [0u8; 512];
+            let _ = timeout(Duration::from_secs(5), async {
+                while let Ok(n) = tls.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        });
+    }
+}
+
 /// Receives into `file` until the client closes the data connection. Returns the bytes written
-/// to the file; the file is flushed, so write errors (no space) surface here.
-pub async fn receive(
-    mut stream: TcpStream,
+/// to the file; the file is flushed, so write errors (no space) surface here. Over TLS the end is
+/// the client's close_notify, answered with ours; a bare TCP close is an error when
+/// `require_close_notify`.
+pub(crate) async fn receive(
+    mut stream: MaybeTls,
     mut file: tokio::fs::File,
     ascii: bool,
     limit: Duration,
+    require_close_notify: bool,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
+    let tls = stream.is_tls();
     let mut buf = vec![0u8; BUF_SIZE];
     let mut conv = ascii.then(FromWire::new);
     let mut local = Vec::new();
@@ -207,6 +238,12 @@ pub async fn receive(
     loop {
         let n = match timeout(limit, stream.read(&mut buf)).await {
             Ok(Ok(n)) => n,
+            Ok(Err(e)) if tls && e.kind() == io::ErrorKind::UnexpectedEof => {
+                if require_close_notify {
+                    return Err(TransferError::Truncated);
+                }
+                0
+            }
             Ok(Err(e)) => return Err(TransferError::Data(e)),
             Err(_) => return Err(TransferError::Stalled),
         };
@@ -231,5 +268,9 @@ pub async fn receive(
         }
     }
     file.flush().await.map_err(TransferError::Local)?;
+    if tls {
+        // Our close_notify answers the client's (Python's `unwrap` waits for it).
+        let _ = timeout(Duration::from_secs(5), stream.shutdown()).await;
+    }
     Ok(total)
 }

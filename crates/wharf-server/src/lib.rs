@@ -14,7 +14,7 @@
 //! let cli = Overrides { root: Some("/srv/ftp".into()), listen: vec!["127.0.0.1:2121".into()], ..Overrides::default() };
 //! let config = Arc::new(ServerConfig::build(FileConfig::default(), cli)?);
 //! let listeners = config.listen.iter().map(|a| wharf_server::bind(*a)).collect::<Result<Vec<_>, _>>()?;
-//! wharf_server::run(config, listeners, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! wharf_server::run(config, listeners, Vec::new(), async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
 //! ```
 
@@ -24,6 +24,7 @@ pub mod data;
 mod server;
 mod session;
 pub mod storage;
+pub mod tls;
 
 pub use auth::{Account, Authenticator, Permissions, UserStore};
 pub use config::{ConfigError, ServerConfig};

@@ -84,11 +84,13 @@ impl Drop for Permit {
     }
 }
 
-/// Serves on `listeners` until `shutdown` completes; then stops accepting, tells idle sessions
-/// to close (421), lets running transfers go on for the grace period, and returns.
+/// Serves on `listeners` (and on `implicit`, TLS from the first byte) until `shutdown`
+/// completes; then stops accepting, tells idle sessions to close (421), lets running transfers
+/// go on for the grace period, and returns.
 pub async fn run(
     config: Arc<ServerConfig>,
     listeners: Vec<TcpListener>,
+    implicit: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
     if config.allow_foreign_active {
@@ -111,12 +113,17 @@ pub async fn run(
     // Every session holds a clone of `alive_tx`; when all are gone, `recv` returns None.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let mut acceptors = Vec::new();
-    for listener in listeners {
+    let tagged = listeners
+        .into_iter()
+        .map(|l| (l, false))
+        .chain(implicit.into_iter().map(|l| (l, true)));
+    for (listener, implicit_tls) in tagged {
         let ctx = AcceptCtx {
             config: config.clone(),
             limiter: limiter.clone(),
             stop: stop_rx.clone(),
             alive: alive_tx.clone(),
+            implicit_tls,
         };
         acceptors.push(tokio::spawn(accept_loop(listener, ctx)));
     }
@@ -141,6 +148,7 @@ struct AcceptCtx {
     limiter: Arc<Limiter>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
+    implicit_tls: bool,
 }
 
 async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
@@ -172,11 +180,19 @@ fn start_session(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
         Ok(p) => p,
         Err(text) => {
             warn!(%peer, reason = text, "connection refused by limits");
-            tokio::spawn(session::refuse(stream, text));
+            // On an implicit-TLS listener a clear 421 would only garble the handshake: close.
+            if !ctx.implicit_tls {
+                tokio::spawn(session::refuse(stream, text));
+            }
             return;
         }
     };
-    let session = match Session::new(stream, ctx.config.clone(), ctx.stop.clone()) {
+    let session = match Session::new(
+        stream,
+        ctx.config.clone(),
+        ctx.stop.clone(),
+        ctx.implicit_tls,
+    ) {
         Ok(s) => s,
         Err(e) => {
             warn!(%peer, error = %e, "cannot set up session");

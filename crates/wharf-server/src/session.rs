@@ -17,13 +17,15 @@ use wharf_proto::command::{HELP_VERBS, Opts, Site};
 use wharf_proto::hostport::{self, EpsvArg};
 use wharf_proto::listing::{self, Fact, MlsxRole, PermFacts};
 use wharf_proto::{
-    Command, FileInfo, FileKind, LineBuffer, LineEvent, Reply, ReplyCode, TransferType, VPath,
+    Command, FileInfo, FileKind, LineBuffer, LineEvent, ProtLevel, Reply, ReplyCode, TransferType,
+    VPath,
 };
 
 use crate::auth::{Account, Permissions};
 use crate::config::ServerConfig;
 use crate::data::{self, DataSetup, Source, TransferError};
 use crate::storage::{LocalFs, Storage, StorageError, Upload, WriteMode};
+use crate::tls::{self, MaybeTls, TlsMode};
 
 /// The value of a `Result<T, Reply>`, or: send the reply and end the command.
 macro_rules! or_reply {
@@ -63,9 +65,11 @@ enum Pending {
     RenameFrom(VPath),
 }
 
-/// The control connection: the socket, the line buffer, and a reused output buffer.
+/// The control connection: the socket (TLS after AUTH TLS or on the implicit listener), the line
+/// buffer, and a reused output buffer.
 struct Control {
-    stream: TcpStream,
+    /// `None` only after a failed TLS handshake, which ends the session.
+    stream: Option<MaybeTls>,
     lines: LineBuffer,
     out: Vec<u8>,
     write_timeout: Duration,
@@ -80,11 +84,38 @@ impl Control {
             }
             let buf = self.lines.buffer_mut();
             buf.reserve(512);
-            if self.stream.read_buf(buf).await? == 0 {
+            let Some(stream) = self.stream.as_mut() else {
+                return Ok(None);
+            };
+            if stream.read_buf(buf).await? == 0 {
                 return Ok(None);
             }
             self.drain_past_urgent_mark();
         }
+    }
+
+    fn is_tls(&self) -> bool {
+        self.stream.as_ref().is_some_and(MaybeTls::is_tls)
+    }
+
+    /// Runs the TLS handshake on the (plain) control connection. Whatever was buffered before it
+    /// is dropped: a command pipelined behind AUTH TLS was sent in clear and must never run as if
+    /// it came over TLS (the CVE-2011-1575 class).
+    async fn start_tls(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        limit: Duration,
+    ) -> io::Result<String> {
+        self.lines.clear();
+        let Some(MaybeTls::Plain(tcp)) = self.stream.take() else {
+            return Err(io::Error::other("TLS is already active"));
+        };
+        let tls = tokio::time::timeout(limit, acceptor.accept(tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let shown = tls::describe(&tls);
+        self.stream = Some(MaybeTls::Tls(Box::new(tls)));
+        Ok(shown)
     }
 
     /// Reads what is already queued on the socket, without waiting.
@@ -96,7 +127,11 @@ impl Control {
     /// until `WouldBlock` picks those bytes up. Bounded, so a flood cannot grow the buffer.
     fn drain_past_urgent_mark(&mut self) {
         use std::io::Read;
-        let sock = socket2::SockRef::from(&self.stream);
+        // Over TLS the bytes are records, not commands; rustls reads what it needs.
+        let Some(MaybeTls::Plain(stream)) = &self.stream else {
+            return;
+        };
+        let sock = socket2::SockRef::from(stream);
         let mut chunk = [0u8; 512];
         while self.lines.buffer_mut().len() < 2 * wharf_proto::command::MAX_LINE {
             match (&*sock).read(&mut chunk) {
@@ -114,7 +149,14 @@ impl Control {
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         self.out.clear();
         reply.encode(&mut self.out);
-        match tokio::time::timeout(self.write_timeout, self.stream.write_all(&self.out)).await {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        };
+        let write = async {
+            stream.write_all(&self.out).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -151,6 +193,14 @@ pub(crate) struct Session {
     shutdown: watch::Receiver<bool>,
     /// Commands that arrived while a transfer ran, run after it.
     queued: VecDeque<LineEvent>,
+    /// This session's TLS acceptor (its own session cache and ticket key), made when the control
+    /// connection goes TLS; data connections under PROT P use it too.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Came in on an implicit-TLS listener: the handshake comes before the banner.
+    implicit_tls: bool,
+    /// PBSZ seen (RFC 4217: before PROT).
+    pbsz: bool,
+    prot: ProtLevel,
 }
 
 fn reply(code: ReplyCode, text: impl AsRef<[u8]>) -> Reply {
@@ -170,6 +220,7 @@ impl Session {
         stream: TcpStream,
         config: Arc<ServerConfig>,
         shutdown: watch::Receiver<bool>,
+        implicit_tls: bool,
     ) -> io::Result<Session> {
         let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
         let peer = canon(stream.peer_addr()?);
@@ -182,7 +233,7 @@ impl Session {
         Ok(Session {
             config,
             control: Control {
-                stream,
+                stream: Some(MaybeTls::Plain(stream)),
                 lines: LineBuffer::new(),
                 out: Vec::new(),
                 write_timeout,
@@ -199,6 +250,15 @@ impl Session {
             failed_logins: 0,
             shutdown,
             queued: VecDeque::new(),
+            tls: None,
+            implicit_tls,
+            pbsz: implicit_tls,
+            // Implicit TLS: data is protected from the start (what clients of port 990 expect).
+            prot: if implicit_tls {
+                ProtLevel::Private
+            } else {
+                ProtLevel::Clear
+            },
         })
     }
 
@@ -226,6 +286,14 @@ impl Session {
     }
 
     async fn serve(&mut self) -> io::Result<()> {
+        if self.implicit_tls {
+            let acceptor = self.acceptor()?;
+            let shown = self
+                .control
+                .start_tls(&acceptor, self.config.limits.accept_timeout)
+                .await?;
+            debug!(peer = %self.peer, tls = %shown, "implicit TLS established");
+        }
         let banner = reply(ReplyCode::READY, self.config.banner.clone());
         self.control.send(&banner).await?;
         loop {
@@ -346,6 +414,10 @@ impl Session {
             cmd,
             Command::User(_)
                 | Command::Pass(_)
+                | Command::Auth
+                | Command::Pbsz(_)
+                | Command::Prot(_)
+                | Command::Ccc
                 | Command::Acct
                 | Command::Quit
                 | Command::Rein
@@ -362,6 +434,25 @@ impl Session {
             return self.send(not_logged_in()).await;
         }
         match cmd {
+            Command::Auth => self.cmd_auth().await,
+            Command::Pbsz(_) => {
+                if !self.control.is_tls() {
+                    return self
+                        .send(reply(ReplyCode::BAD_SEQUENCE, "PBSZ needs AUTH TLS first."))
+                        .await;
+                }
+                self.pbsz = true;
+                // TLS has no protection buffer: whatever was asked, the size is 0 (RFC 4217 §9).
+                self.send(reply(ReplyCode::SECURITY_OK, "PBSZ=0")).await
+            }
+            Command::Prot(level) => self.cmd_prot(level).await,
+            Command::Ccc => {
+                self.send(reply(
+                    ReplyCode::POLICY_DENIED,
+                    "CCC refused: the control connection stays encrypted.",
+                ))
+                .await
+            }
             Command::User(name) => self.cmd_user(name).await,
             Command::Pass(pw) => self.cmd_pass(pw).await,
             Command::Acct => {
@@ -584,10 +675,18 @@ impl Session {
             Command::Noop => self.send(reply(ReplyCode::OK, "NOOP ok.")).await,
             Command::Feat => {
                 let mut lines = vec![b"Features:".to_vec()];
+                let tls_on = self.tls_mode() != TlsMode::Off;
+                if tls_on {
+                    lines.push(b" AUTH TLS".to_vec());
+                }
                 for f in [" EPRT", " EPSV", " HOST", " MDTM", " MFMT"] {
                     lines.push(f.as_bytes().to_vec());
                 }
                 lines.push(listing::mlst_feat_line(&self.facts).into_bytes());
+                if tls_on {
+                    lines.push(b" PBSZ".to_vec());
+                    lines.push(b" PROT".to_vec());
+                }
                 for f in [" REST STREAM", " SIZE", " TVFS", " UTF8"] {
                     lines.push(f.as_bytes().to_vec());
                 }
@@ -661,7 +760,111 @@ impl Session {
         }
     }
 
+    fn tls_mode(&self) -> TlsMode {
+        self.config.tls.as_ref().map_or(TlsMode::Off, |t| t.mode)
+    }
+
+    /// This session's TLS acceptor, made on first use.
+    fn acceptor(&mut self) -> io::Result<tokio_rustls::TlsAcceptor> {
+        if let Some(a) = &self.tls {
+            return Ok(a.clone());
+        }
+        let Some(tls) = &self.config.tls else {
+            return Err(io::Error::other("TLS is not configured"));
+        };
+        let a = tls.session_acceptor()?;
+        self.tls = Some(a.clone());
+        Ok(a)
+    }
+
+    /// AUTH TLS: 234, then the handshake. A failed handshake ends the session (the connection
+    /// is in no state to carry replies). Afterwards the session starts over, as after REIN.
+    async fn cmd_auth(&mut self) -> io::Result<Flow> {
+        if self.tls_mode() == TlsMode::Off {
+            return self
+                .send(reply(
+                    ReplyCode::NOT_IMPLEMENTED,
+                    "AUTH not available: TLS is not configured on this server.",
+                ))
+                .await;
+        }
+        if self.control.is_tls() {
+            return self
+                .send(reply(ReplyCode::BAD_SEQUENCE, "Already using TLS."))
+                .await;
+        }
+        let acceptor = self.acceptor()?;
+        self.send(reply(ReplyCode::AUTH_OK, "AUTH TLS successful."))
+            .await?;
+        if self.control.lines.has_pending() {
+            warn!(peer = %self.peer, "discarded commands pipelined after AUTH TLS");
+        }
+        match self
+            .control
+            .start_tls(&acceptor, self.config.limits.accept_timeout)
+            .await
+        {
+            Ok(shown) => {
+                debug!(peer = %self.peer, tls = %shown, "TLS established");
+                self.login = Login::Fresh;
+                self.cwd = VPath::root();
+                self.data = DataSetup::None;
+                self.pbsz = false;
+                self.prot = ProtLevel::Clear;
+                Ok(Flow::Continue)
+            }
+            Err(e) => {
+                info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                Ok(Flow::Close)
+            }
+        }
+    }
+
+    async fn cmd_prot(&mut self, level: ProtLevel) -> io::Result<Flow> {
+        if !self.control.is_tls() {
+            return self
+                .send(reply(ReplyCode::BAD_SEQUENCE, "PROT needs AUTH TLS first."))
+                .await;
+        }
+        match level {
+            ProtLevel::Private => {
+                self.prot = ProtLevel::Private;
+                self.send(reply(ReplyCode::SECURITY_OK, "Protection set to Private."))
+                    .await
+            }
+            ProtLevel::Clear if self.tls_mode() == TlsMode::Required => {
+                self.send(reply(
+                    ReplyCode::POLICY_DENIED,
+                    "PROT C refused: data connections must be encrypted (PROT P).",
+                ))
+                .await
+            }
+            ProtLevel::Clear => {
+                self.prot = ProtLevel::Clear;
+                self.send(reply(ReplyCode::SECURITY_OK, "Protection set to Clear."))
+                    .await
+            }
+            ProtLevel::Unsupported => {
+                self.send(reply(
+                    ReplyCode::PROT_LEVEL_UNSUPPORTED,
+                    "PROT S and E are not supported with TLS; use C or P.",
+                ))
+                .await
+            }
+        }
+    }
+
     async fn cmd_user(&mut self, name: Vec<u8>) -> io::Result<Flow> {
+        if self.tls_mode() == TlsMode::Required && !self.control.is_tls() {
+            // Refused before any password is sent or checked.
+            self.login = Login::Fresh;
+            return self
+                .send(reply(
+                    ReplyCode::NOT_LOGGED_IN,
+                    "TLS required: use AUTH TLS before USER.",
+                ))
+                .await;
+        }
         // The same reply for every name, known or not (RFC 2577).
         self.login = Login::NeedPassword(name);
         self.data = DataSetup::None;
@@ -1146,6 +1349,15 @@ impl Session {
         preliminary: Reply,
     ) -> io::Result<Flow> {
         let started = Instant::now();
+        if self.tls_mode() == TlsMode::Required && self.prot != ProtLevel::Private {
+            self.data = DataSetup::None;
+            return self
+                .send(reply(
+                    ReplyCode::PROTECTION_REFUSED,
+                    "Data connections must be encrypted: use PBSZ 0 and PROT P.",
+                ))
+                .await;
+        }
         let limits = &self.config.limits;
         let stream = match std::mem::take(&mut self.data) {
             DataSetup::None => {
@@ -1193,9 +1405,18 @@ impl Session {
             }
         };
         self.control.send(&preliminary).await?;
+        let stream = match self.protect_data(stream).await {
+            Ok(s) => s,
+            Err(r) => return self.send(r).await,
+        };
 
         let ascii = self.transfer_type == TransferType::Ascii;
         let data_timeout = self.config.limits.data_timeout;
+        let require_close_notify = self
+            .config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.require_close_notify);
         let progress = AtomicU64::new(0);
         let (upload, work) = match payload {
             Payload::Download(source) => (None, Either::Send(source)),
@@ -1216,7 +1437,15 @@ impl Session {
                     data::send(stream, source, ascii, data_timeout, &progress).await
                 }
                 Either::Receive(file) => {
-                    data::receive(stream, file, ascii, data_timeout, &progress).await
+                    data::receive(
+                        stream,
+                        file,
+                        ascii,
+                        data_timeout,
+                        require_close_notify,
+                        &progress,
+                    )
+                    .await
                 }
             }
         });
@@ -1279,6 +1508,10 @@ impl Session {
                         ReplyCode::TRANSFER_ABORTED,
                         "Data connection stalled; transfer aborted.",
                     ),
+                    TransferError::Truncated => reply(
+                        ReplyCode::TRANSFER_ABORTED,
+                        "Data connection closed without TLS close_notify; upload incomplete.",
+                    ),
                     TransferError::Local(err) if is_no_space(err) => reply(
                         ReplyCode::INSUFFICIENT_STORAGE,
                         "Insufficient storage space.",
@@ -1315,6 +1548,47 @@ impl Session {
                 Ok(Flow::Close)
             }
         }
+    }
+}
+
+impl Session {
+    /// Under PROT P, runs the TLS handshake on a data connection (the 150 reply is already
+    /// sent: clients such as Python's ftplib start the handshake only after it) and, when
+    /// required, checks that it resumed this session's TLS session. The error is the final reply.
+    async fn protect_data(&mut self, stream: TcpStream) -> Result<MaybeTls, Reply> {
+        if self.prot != ProtLevel::Private {
+            return Ok(MaybeTls::Plain(stream));
+        }
+        let require_reuse = self.config.tls.as_ref().is_some_and(|t| t.require_reuse);
+        let acceptor = self.acceptor().map_err(|e| {
+            warn!(error = %e, "no TLS for the data connection");
+            reply(ReplyCode::LOCAL_ERROR, "Local error in processing.")
+        })?;
+        let limit = self.config.limits.accept_timeout;
+        let tls = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!(peer = %self.peer, error = %e, "TLS handshake on the data connection failed");
+                return Err(reply(
+                    ReplyCode::CANT_OPEN_DATA,
+                    "TLS handshake on the data connection failed.",
+                ));
+            }
+            Err(_) => {
+                return Err(reply(
+                    ReplyCode::CANT_OPEN_DATA,
+                    "TLS handshake on the data connection timed out.",
+                ));
+            }
+        };
+        if require_reuse && !tls::resumed(&tls) {
+            warn!(peer = %self.peer, "data connection did not resume the control connection's TLS session");
+            return Err(reply(
+                ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED,
+                "TLS session reuse required: the data connection must resume the control connection's TLS session.",
+            ));
+        }
+        Ok(MaybeTls::Tls(Box::new(tls)))
     }
 }
 

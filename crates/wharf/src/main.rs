@@ -43,6 +43,23 @@ enum Cmd {
     Mv(client_cli::MvArgs),
     /// Diagnose an FTP server: reachability, banner, login, and which data modes work, and why
     Check(client_cli::CheckArgs),
+    /// Write a self-signed certificate and key for NAME (development only): NAME.crt, NAME.key
+    Cert(CertArgs),
+}
+
+#[derive(clap::Args)]
+struct CertArgs {
+    /// Host name (or IP address) the certificate is for
+    name: String,
+    /// Directory to write NAME.crt and NAME.key into
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// More names or addresses the certificate is valid for (repeatable)
+    #[arg(long = "alt", value_name = "NAME")]
+    alt: Vec<String>,
+    /// Validity in days
+    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+    days: u32,
 }
 
 #[derive(clap::Args)]
@@ -71,6 +88,18 @@ struct ServeArgs {
     /// Source port of active-mode data connections (20 classically; needs privilege)
     #[arg(long, value_name = "N")]
     active_source_port: Option<u16>,
+    /// TLS certificate chain (PEM); enables FTPS (AUTH TLS), required by default
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// off, optional or required (default: required when a certificate is given)
+    #[arg(long = "tls", value_name = "MODE")]
+    tls_mode: Option<String>,
+    /// Implicit-TLS listener, ADDR:PORT (repeatable; port 990 in production)
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen_implicit: Vec<String>,
     /// TOML configuration file
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -92,6 +121,7 @@ fn main() -> ExitCode {
         Cmd::Rmdir(a) => client_cli::run(client_cli::Request::Rmdir(a)),
         Cmd::Mv(a) => client_cli::run(client_cli::Request::Mv(a)),
         Cmd::Check(a) => client_cli::check(a),
+        Cmd::Cert(a) => cert(a),
     }
 }
 
@@ -117,6 +147,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         passive_ports: args.passive_ports.clone(),
         passive_address: args.passive_address.clone(),
         active_source_port: args.active_source_port,
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        tls_mode: args.tls_mode.clone(),
+        listen_implicit: args.listen_implicit.clone(),
     };
     let config = match ServerConfig::build(file, overrides) {
         Ok(c) => Arc::new(c),
@@ -143,12 +177,35 @@ fn serve(args: ServeArgs) -> ExitCode {
                 }
             }
         }
+        let mut implicit = Vec::new();
+        for addr in &config.listen_implicit {
+            match wharf_server::bind(*addr) {
+                Ok(l) => implicit.push(l),
+                Err(e) => {
+                    eprintln!("wharf: cannot listen on {addr}: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
         let root = args.root.clone().unwrap_or_else(|| PathBuf::from("."));
         let root = std::fs::canonicalize(&root).unwrap_or(root);
         let mut out = std::io::stdout().lock();
+        let explicit = match config.tls.as_ref().map(|t| t.mode) {
+            Some(wharf_server::tls::TlsMode::Required) => "ftpes",
+            _ => "ftp",
+        };
         for l in &listeners {
             if let Ok(addr) = l.local_addr() {
-                let _ = writeln!(out, "Wharf is serving {} on ftp://{addr}/", root.display());
+                let _ = writeln!(
+                    out,
+                    "Wharf is serving {} on {explicit}://{addr}/",
+                    root.display()
+                );
+            }
+        }
+        for l in &implicit {
+            if let Ok(addr) = l.local_addr() {
+                let _ = writeln!(out, "Wharf is serving {} on ftps://{addr}/", root.display());
             }
         }
         let _ = writeln!(
@@ -162,9 +219,99 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         let _ = out.flush();
         drop(out);
-        wharf_server::run(config, listeners, shutdown_signal()).await;
+        if let Some(tls) = config.tls.clone() {
+            tokio::spawn(reload_on_hangup(tls));
+        }
+        wharf_server::run(config, listeners, implicit, shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP; sessions keep running.
+async fn reload_on_hangup(tls: Arc<wharf_server::tls::Tls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: the certificate will not be reloaded");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; the old one stays in use")
+            }
+        }
+    }
+}
+
+/// Writes a self-signed certificate and key for development.
+fn cert(args: CertArgs) -> ExitCode {
+    let mut names = vec![args.name.clone()];
+    names.extend(args.alt.iter().cloned());
+    let key = match rcgen::KeyPair::generate() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("wharf: cannot generate a key: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut params = match rcgen::CertificateParams::new(names) {
+        Ok(p) => p,
+        Err(e) => return usage_error(&format!("certificate names: {e}")),
+    };
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, args.name.clone());
+    let now = std::time::SystemTime::now();
+    params.not_before = now.into();
+    params.not_after = (now + std::time::Duration::from_secs(u64::from(args.days) * 86_400)).into();
+    let cert = match params.self_signed(&key) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wharf: cannot sign the certificate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let safe = args
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    let cert_path = args.out.join(format!("{safe}.crt"));
+    let key_path = args.out.join(format!("{safe}.key"));
+    if let Err(e) = std::fs::write(&cert_path, cert.pem()) {
+        eprintln!("wharf: cannot write {}: {e}", cert_path.display());
+        return ExitCode::from(1);
+    }
+    if let Err(e) = write_private(&key_path, key.serialize_pem().as_bytes()) {
+        eprintln!("wharf: cannot write {}: {e}", key_path.display());
+        return ExitCode::from(1);
+    }
+    println!("{}", cert_path.display());
+    println!("{}", key_path.display());
+    eprintln!(
+        "Self-signed, for development: clients must trust {} (e.g. `--ca-file`).",
+        cert_path.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
 }
 
 /// Completes on SIGINT or SIGTERM.

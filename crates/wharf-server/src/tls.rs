@@ -1,0 +1,244 @@
+//! FTPS (RFC 4217): the certificate (reloadable), the per-session TLS configuration that ties
+//! data connections to their control connection, and the control/data stream types.
+//!
+//! Data-channel session reuse: every control session gets its own rustls `ServerConfig` (a clone
+//! of the shared one, cheap: `Arc`s) with its own session-ID cache and its own ticket key. A data
+//! connection can therefore only resume a TLS session that was made on *this* control
+//! connection (or on one of its earlier data connections), whatever the TLS version: TLS 1.2
+//! session IDs and tickets, and TLS 1.3 tickets alike. Tickets are stateless and may be used
+//! more than once (clients such as curl and Python resume every data connection from the one
+//! session they saved after login); a data connection whose handshake was not a resumption is
+//! refused when reuse is required. This is what vsftpd's `require_ssl_reuse` and ProFTPD's
+//! default (no `NoSessionReuseRequired`) enforce; for TLS 1.3 both rely on the client having read
+//! the tickets that the server sends right after the handshake, which a client does when it
+//! reads the reply to its next command.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use rustls::HandshakeKind;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// When TLS is used (`--tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No AUTH TLS (534), no implicit listener.
+    Off,
+    /// Clients choose: clear or TLS.
+    Optional,
+    /// USER before AUTH TLS gets 530; data connections need PROT P (521).
+    Required,
+}
+
+impl TlsMode {
+    pub fn parse(text: &str) -> Option<TlsMode> {
+        match text {
+            "off" => Some(TlsMode::Off),
+            "optional" => Some(TlsMode::Optional),
+            "required" => Some(TlsMode::Required),
+            _ => None,
+        }
+    }
+}
+
+/// The server's TLS settings and certificate.
+pub struct Tls {
+    pub mode: TlsMode,
+    /// A data connection must resume the control connection's TLS session.
+    pub require_reuse: bool,
+    /// An upload over TLS must end with close_notify to count as complete (426 otherwise): a
+    /// TCP FIN alone may be forged or come from a broken connection.
+    pub require_close_notify: bool,
+    certs: Arc<CertStore>,
+    base: Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("mode", &self.mode)
+            .field("require_reuse", &self.require_reuse)
+            .field("cert", &self.certs.cert_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Loads the certificate chain and key (PEM) and builds the configuration.
+    pub fn new(
+        mode: TlsMode,
+        cert: &Path,
+        key: &Path,
+        require_reuse: bool,
+        require_close_notify: bool,
+    ) -> Result<Tls, String> {
+        let current = load_key_pair(cert, key)?;
+        let certs = Arc::new(CertStore {
+            cert_path: cert.to_path_buf(),
+            key_path: key.to_path_buf(),
+            current: RwLock::new(Arc::new(current)),
+        });
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut base = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS set-up: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(certs.clone());
+        // A handful of tickets: one per data connection the client may open before it reads
+        // the fresh tickets each resumed handshake brings.
+        base.send_tls13_tickets = 4;
+        Ok(Tls {
+            mode,
+            require_reuse,
+            require_close_notify,
+            certs,
+            base: Arc::new(base),
+        })
+    }
+
+    /// Reads the certificate and key files again; sessions keep running, new handshakes use the
+    /// new pair. On error the old pair stays in use.
+    pub fn reload(&self) -> Result<(), String> {
+        let fresh = load_key_pair(&self.certs.cert_path, &self.certs.key_path)?;
+        let mut guard = self
+            .certs
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        *guard = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// The configuration of one control session: its own session cache and ticket key, so that
+    /// only this session's data connections can resume its TLS sessions.
+    pub(crate) fn session_acceptor(&self) -> io::Result<TlsAcceptor> {
+        let mut config = (*self.base).clone();
+        config.session_storage = ServerSessionMemoryCache::new(16);
+        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// Whether a data connection's handshake resumed an earlier session (of its control session).
+pub(crate) fn resumed(stream: &TlsStream<TcpStream>) -> bool {
+    stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed)
+}
+
+/// Describes a finished handshake for the log: version and cipher suite.
+pub(crate) fn describe(stream: &TlsStream<TcpStream>) -> String {
+    let conn = stream.get_ref().1;
+    let version = conn
+        .protocol_version()
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    let suite = conn
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or("?");
+    format!("{version} {suite}")
+}
+
+fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no CERTIFICATE in the file", cert.display()));
+    }
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, key_der, &provider)
+        .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))
+}
+
+/// The current certificate, swapped on reload.
+struct CertStore {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore")
+            .field("cert_path", &self.cert_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// A connection that may be TLS: the control connection after AUTH TLS or on the implicit
+/// listener, and data connections under PROT P.
+pub(crate) enum MaybeTls {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl MaybeTls {
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+}
+
+impl AsyncRead for MaybeTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
