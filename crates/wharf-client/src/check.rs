@@ -13,6 +13,7 @@ use tokio::time::timeout;
 use crate::client::{Client, DataMethod, Options, Probe, is_local_address};
 use crate::error::Error;
 use crate::log::LogSink;
+use crate::tls::TlsSettings;
 
 /// What to check, and how.
 #[derive(Clone)]
@@ -24,6 +25,11 @@ pub struct CheckOptions {
     pub password: Option<String>,
     pub timeout: Duration,
     pub log: Option<LogSink>,
+    /// FTPS: check TLS too (build the settings with `accept_invalid`, so that a certificate
+    /// problem is reported and the rest still checked).
+    pub tls: Option<TlsSettings>,
+    /// The user accepts certificates that do not verify (`--insecure`): a warning, not a failure.
+    pub insecure: bool,
 }
 
 /// How a step went.
@@ -131,6 +137,20 @@ impl Software {
     }
 
     /// How this server's passive port range is set.
+    /// Where TLS is turned on, in the server's own terms.
+    pub fn tls_setting(self) -> &'static str {
+        match self {
+            Software::Wharf => "--tls-cert FILE --tls-key FILE (or [tls] cert/key in the config)",
+            Software::Vsftpd => "ssl_enable=YES with rsa_cert_file and rsa_private_key_file",
+            Software::Proftpd => "TLSEngine on (mod_tls) with TLSRSACertificateFile",
+            Software::PureFtpd => "--tls=1 (or 2) and /etc/ssl/private/pure-ftpd.pem",
+            Software::FileZilla => "FTP over TLS settings: a certificate and \"Allow explicit FTP over TLS\"",
+            Software::Iis => "FTP SSL Settings: choose a certificate",
+            Software::Pyftpdlib => "TLS_FTPHandler with certfile",
+            Software::Unknown => "the server's TLS (FTPS) settings",
+        }
+    }
+
     pub fn passive_range_setting(self) -> &'static str {
         match self {
             Software::Wharf => "`--passive-ports A-B` (or `[passive] ports`)",
@@ -174,7 +194,9 @@ pub async fn check(opts: &CheckOptions) -> Report {
         timeout: opts.timeout,
         mode: crate::client::DataMode::Auto,
         log: opts.log.clone(),
+        tls: opts.tls.clone(),
     };
+    let implicit = opts.tls.as_ref().is_some_and(|t| t.implicit);
 
     // 1. Resolve.
     let started = Instant::now();
@@ -283,6 +305,16 @@ pub async fn check(opts: &CheckOptions) -> Report {
     let started = Instant::now();
     let mut client = match Client::from_stream(control, options.clone()).await {
         Ok(c) => c,
+        Err(e @ Error::Tls(_)) if implicit => {
+            run.fail(
+                "tls",
+                e.to_string(),
+                started,
+                "the TLS handshake failed on the implicit-TLS port: the server does not speak TLS there, or no protocol version or cipher suite is shared",
+                "check that the port is the server's implicit FTPS port (990 usually); for explicit FTPS on port 21 use ftpes:// or --tls",
+            );
+            return run.finish(None, Vec::new(), 1);
+        }
         Err(e) => {
             let (cause, advice) = match &e {
                 Error::Network(io) if io.kind() == io::ErrorKind::ConnectionReset => (
@@ -322,6 +354,33 @@ pub async fn check(opts: &CheckOptions) -> Report {
         ),
         started,
     );
+
+    // 3b. TLS: AUTH TLS (explicit) and what the handshake showed.
+    let mut tls_failed = false;
+    if let Some(settings) = &opts.tls {
+        let started = Instant::now();
+        match client.secure().await {
+            Ok(()) => {
+                let step = judge_tls(&client, settings, opts.insecure, started);
+                tls_failed = step.verdict == Verdict::Fail;
+                run.steps.push(step);
+            }
+            Err(e) => {
+                let (cause, advice) = match &e {
+                    Error::Refused { .. } => (
+                        "the server does not offer explicit TLS (AUTH TLS refused)".to_string(),
+                        format!("turn TLS on in the server: {}", software.tls_setting()),
+                    ),
+                    _ => (
+                        "the TLS handshake failed: no shared protocol version or cipher suite, or the connection was cut".to_string(),
+                        "check the server's TLS settings and log (minimum TLS 1.2)".to_string(),
+                    ),
+                };
+                run.fail("tls", e.to_string(), started, &cause, &advice);
+                return run.finish(Some(software), Vec::new(), 1);
+            }
+        }
+    }
 
     // 4. Login.
     let started = Instant::now();
@@ -423,8 +482,112 @@ pub async fn check(opts: &CheckOptions) -> Report {
         client.quit().await;
     }
 
-    let exit = if working.is_empty() { 1 } else { 0 };
+    let exit = if working.is_empty() || tls_failed {
+        1
+    } else {
+        0
+    };
     run.finish(Some(software), working, exit)
+}
+
+/// Days left under which a certificate gets a warning.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// The TLS step: version, cipher suite, certificate subject and expiry, name match, trust.
+fn judge_tls(client: &Client, settings: &TlsSettings, insecure: bool, started: Instant) -> Step {
+    let mut step = Step {
+        name: "tls".into(),
+        verdict: Verdict::Ok,
+        evidence: String::new(),
+        elapsed: started.elapsed(),
+        cause: None,
+        advice: None,
+    };
+    let (version, suite) = client
+        .tls_info()
+        .cloned()
+        .unwrap_or_else(|| ("?".into(), "?".into()));
+    let name = settings.server_name();
+    let Some(seen) = settings.last_certificate() else {
+        step.evidence = format!("{version}, {suite}; no certificate seen");
+        return step;
+    };
+    let summary = seen
+        .chain
+        .first()
+        .and_then(|c| crate::x509::summarize(c.as_ref()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let cert_text = match &summary {
+        Some(c) => {
+            let days = (c.not_after - now).div_euclid(86_400);
+            format!(
+                "certificate {} (issuer {}), expires {} ({})",
+                c.subject,
+                c.issuer,
+                crate::x509::date(c.not_after),
+                if days >= 0 {
+                    format!("{days} days left")
+                } else {
+                    format!("expired {} days ago", -days)
+                }
+            )
+        }
+        None => "certificate not readable".into(),
+    };
+    let trust = match &seen.verdict {
+        Ok(()) => "trusted".to_string(),
+        Err(why) => why.clone(),
+    };
+    step.evidence = format!(
+        "{version}, {suite}; {cert_text}; name {name} {}; {trust}",
+        if seen.name_matches {
+            "matches"
+        } else {
+            "does not match"
+        }
+    );
+    let bad = if !seen.name_matches {
+        Some((
+            format!(
+                "the certificate is not issued for {name}: clients that check names refuse it"
+            ),
+            format!(
+                "connect with a name the certificate carries ({}), or issue one that includes {name}",
+                summary.as_ref().map_or("see its subject", |c| c.subject.as_str())
+            ),
+        ))
+    } else if let Err(why) = &seen.verdict {
+        Some((
+            format!("the certificate is {why}: clients that verify certificates refuse it"),
+            "use a certificate from a CA clients trust (such as Let's Encrypt), or give clients this CA (wharf: --ca-file)".to_string(),
+        ))
+    } else {
+        summary
+            .as_ref()
+            .filter(|c| c.not_after - now < EXPIRY_WARNING_DAYS * 86_400)
+            .map(|c| {
+                (
+                    format!(
+                        "the certificate expires on {}",
+                        crate::x509::date(c.not_after)
+                    ),
+                    "renew the certificate (Wharf reloads it on SIGHUP)".to_string(),
+                )
+            })
+    };
+    if let Some((cause, advice)) = bad {
+        let expiring_only = seen.verdict.is_ok() && seen.name_matches;
+        step.verdict = if expiring_only || insecure {
+            Verdict::Warn
+        } else {
+            Verdict::Fail
+        };
+        step.cause = Some(cause);
+        step.advice = Some(advice);
+    }
+    step
 }
 
 async fn reopen(
@@ -518,7 +681,12 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
     };
     match &probe.result {
         Ok(bytes) => {
-            step.evidence = format!("{setup}; listing received ({bytes} bytes)");
+            let over = match probe.data_tls_resumed {
+                Some(true) => " over TLS (session resumed)",
+                Some(false) => " over TLS (new session)",
+                None => "",
+            };
+            step.evidence = format!("{setup}; listing received ({bytes} bytes){over}");
             let Some(ip) = mismatch else {
                 return step;
             };
@@ -567,7 +735,22 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
             let listing_refused = matches!(e, Error::Refused { .. })
                 && !e.is_data_connection_failure()
                 && setup_reply.is_none();
+            let tls_refused = e
+                .reply_code()
+                .is_some_and(|c| matches!(c.0, 425 | 450 | 522 | 534 | 535))
+                && {
+                    let t = e.to_string().to_ascii_lowercase();
+                    t.contains("tls") || t.contains("ssl") || t.contains("reuse")
+                };
             let (cause, advice) = match setup_reply {
+                _ if matches!(e, Error::Tls(_)) => (
+                    "the data connection was made, but its TLS handshake failed".to_string(),
+                    "check the server's TLS settings and log for data connections".to_string(),
+                ),
+                None if tls_refused => (
+                    "the data connection was made, but the server refused its TLS (a server that requires TLS session reuse refuses a data connection that does not resume the control connection's session)".to_string(),
+                    "check the server's log; this client resumes sessions, so a refusal points at the server's session cache or ticket settings".to_string(),
+                ),
                 Some(reply) if !passive && active_address_refused(reply, probe, server) => (
                     format!(
                         "the server refuses the data address this client sent ({}): this client is behind NAT, so the address it knows is not the one the server sees (bounce protection)",
@@ -716,8 +899,17 @@ impl Run {
         let names: Vec<&str> = working.iter().map(|m| m.name()).collect();
         let passive = working.iter().any(|m| m.is_passive());
         let active = working.iter().any(|m| !m.is_passive());
+        let tls_failed = self
+            .steps
+            .iter()
+            .any(|s| s.name == "tls" && s.verdict == Verdict::Fail);
         let summary = match (passive, active) {
             _ if exit_code == 3 => format!("{} cannot be reached: no FTP possible", self.target),
+            (false, false) if tls_failed => "TLS fails: no FTPS session possible".to_string(),
+            _ if tls_failed => format!(
+                "TLS certificate refused by verifying clients (see the tls step); past it, working: {}",
+                names.join(", ")
+            ),
             (false, false)
                 if self
                     .steps

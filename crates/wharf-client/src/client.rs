@@ -14,6 +14,7 @@ use wharf_proto::{Reply, ReplyCode, ReplyParser, hostport};
 
 use crate::error::{Error, Result};
 use crate::log::{LogLine, LogSink};
+use crate::tls::{self, Stream, TlsSettings};
 
 /// How data connections are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,6 +36,8 @@ pub struct Options {
     pub mode: DataMode,
     /// Where the connection log goes; `None` keeps it off.
     pub log: Option<LogSink>,
+    /// FTPS: `None` for plain FTP.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             timeout: Duration::from_secs(30),
             mode: DataMode::Auto,
             log: None,
+            tls: None,
         }
     }
 }
@@ -134,7 +138,11 @@ const BUF_SIZE: usize = 256 * 1024;
 
 /// A logged-in (or about to be) FTP session.
 pub struct Client {
-    control: TcpStream,
+    control: Stream,
+    /// PROT P accepted: data connections are TLS too.
+    protect_data: bool,
+    /// Version and cipher suite of the control connection's TLS.
+    tls_info: Option<(String, String)>,
     parser: ReplyParser,
     /// The server's address: passive connections go there, active ones must come from there.
     peer: SocketAddr,
@@ -254,7 +262,9 @@ impl Client {
             "Connection established, waiting for welcome message...".into(),
         ));
         let mut client = Client {
-            control,
+            control: Stream::Plain(control),
+            protect_data: false,
+            tls_info: None,
             parser: ReplyParser::new(),
             peer,
             local,
@@ -271,6 +281,11 @@ impl Client {
             broken: false,
             feat_reply: None,
         };
+        if client.options.tls.as_ref().is_some_and(|t| t.implicit) {
+            client.handshake().await?;
+            // Implicit FTPS protects data connections from the start; PROT P below confirms it.
+            client.protect_data = true;
+        }
         // 120 "ready in nnn minutes" may come first; a server that never gets ready is cut off.
         for _ in 0..10 {
             let reply = client.read_reply("the welcome message").await?;
@@ -299,8 +314,71 @@ impl Client {
         !self.broken
     }
 
-    /// Logs in with USER/PASS, then reads FEAT and turns UTF-8 on where offered.
+    /// AUTH TLS and the handshake, when the options ask for explicit TLS and the control
+    /// connection is not TLS yet. `login` calls it; the troubleshooter calls it to report apart.
+    pub async fn secure(&mut self) -> Result<()> {
+        if self.options.tls.is_none() || self.control.is_tls() {
+            return Ok(());
+        }
+        let reply = self.command("AUTH", Some(b"TLS")).await?;
+        if reply.code != ReplyCode::AUTH_OK {
+            return Err(refused("AUTH", Some(b"TLS"), reply));
+        }
+        self.handshake().await
+    }
+
+    /// The TLS handshake on the control connection.
+    async fn handshake(&mut self) -> Result<()> {
+        let Some(settings) = self.options.tls.clone() else {
+            return Ok(());
+        };
+        self.log_status("Initializing TLS...");
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.control, Stream::Gone) else {
+            return Err(Error::Tls("the control connection is not plain TCP".into()));
+        };
+        let connector = tokio_rustls::TlsConnector::from(settings.config.clone());
+        let result = timeout(
+            self.options.timeout,
+            connector.connect(settings.name.clone(), tcp),
+        )
+        .await;
+        let stream = match result {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                self.broken = true;
+                let e = tls::handshake_error(e);
+                self.log_status(format!("TLS handshake failed: {e}"));
+                return Err(e);
+            }
+            Err(_) => {
+                self.broken = true;
+                return Err(Error::Timeout("in the TLS handshake".into()));
+            }
+        };
+        let (version, suite) = tls::describe(&stream);
+        if let Some(seen) = settings.last_certificate() {
+            if let Err(why) = &seen.verdict {
+                self.log_status(format!(
+                    "Certificate {why}; accepted as asked (--insecure)"
+                ));
+            }
+        }
+        self.log_status(format!("Verified {version}, {suite}"));
+        self.log_status("TLS connection established.");
+        self.tls_info = Some((version, suite));
+        self.control = Stream::Tls(Box::new(stream));
+        Ok(())
+    }
+
+    /// Version and cipher suite of the control connection, once it is TLS.
+    pub fn tls_info(&self) -> Option<&(String, String)> {
+        self.tls_info.as_ref()
+    }
+
+    /// Logs in with USER/PASS (after AUTH TLS when asked for), then reads FEAT, turns UTF-8 on
+    /// where offered, and over TLS asks for protected data connections (PBSZ 0, PROT P).
     pub async fn login(&mut self, user: &str, password: &str) -> Result<()> {
+        self.secure().await?;
         let reply = self.command("USER", Some(user.as_bytes())).await?;
         match reply.code {
             ReplyCode::LOGGED_IN => {}
@@ -326,7 +404,40 @@ impl Client {
                 return Err(refused("OPTS", Some(b"UTF8 ON"), reply));
             }
         }
+        if self.control.is_tls() {
+            self.simple("PBSZ", Some(b"0")).await?;
+            // Data in clear is not what a TLS session asked for: a refusal ends it.
+            self.simple("PROT", Some(b"P")).await?;
+            self.protect_data = true;
+        }
         Ok(())
+    }
+
+    /// Under PROT P, the TLS handshake on a data connection (after the server's 1xx reply, which
+    /// is when servers start theirs), resuming the control connection's session.
+    async fn protect(&mut self, data: TcpStream) -> Result<Stream> {
+        let settings = match (&self.options.tls, self.protect_data) {
+            (Some(s), true) => s.clone(),
+            _ => return Ok(Stream::Plain(data)),
+        };
+        let connector = tokio_rustls::TlsConnector::from(settings.config.clone());
+        match timeout(
+            self.options.timeout,
+            connector.connect(settings.name.clone(), data),
+        )
+        .await
+        {
+            Ok(Ok(s)) => {
+                if !tls::resumed(&s) {
+                    self.log_status("TLS session of the data connection was not resumed");
+                }
+                Ok(Stream::Tls(Box::new(s)))
+            }
+            Ok(Err(e)) => Err(tls::handshake_error(e)),
+            Err(_) => Err(Error::Timeout(
+                "in the TLS handshake of the data connection".into(),
+            )),
+        }
     }
 
     /// The server's address (the control connection's peer).
@@ -360,6 +471,7 @@ impl Client {
             data_addr: None,
             announced_error: None,
             used_control_address: false,
+            data_tls_resumed: None,
             result: Ok(0),
             elapsed: Duration::ZERO,
         };
@@ -428,7 +540,13 @@ impl Client {
                 self.accept_data(listener, addr, verb, None).await?
             }
         };
-        let mut data = stream;
+        let mut data = match self.protect(stream).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.after_broken_transfer(e, verb, None).await),
+        };
+        if let Stream::Tls(t) = &data {
+            probe.data_tls_resumed = Some(tls::resumed(t));
+        }
         let mut total = 0usize;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -633,7 +751,7 @@ impl Client {
         let n = match self.copy_in(&mut data, out, progress).await {
             Ok(n) => n,
             Err(e) => {
-                let _ = data.set_zero_linger();
+                data.set_zero_linger();
                 drop(data);
                 return Err(self.after_broken_transfer(e, "RETR", Some(path)).await);
             }
@@ -673,13 +791,26 @@ impl Client {
             Ok(n) => n,
             Err(e) => {
                 // A reset, not a FIN: the server must not take the partial file as complete.
-                let _ = data.set_zero_linger();
+                data.set_zero_linger();
                 drop(data);
                 return Err(self.after_broken_transfer(e, verb, Some(path)).await);
             }
         };
-        // FIN tells the server the file is complete; then it replies.
+        // FIN (after TLS close_notify) tells the server the file is complete; then it replies.
         let _ = timeout(self.options.timeout, data.shutdown()).await;
+        if data.is_tls() {
+            // The server answers with its close_notify (and, over TLS 1.3, may have sent fresh
+            // session tickets for the next data connection): read up to it.
+            let mut sink = [0u8; 1024];
+            let _ = timeout(Duration::from_secs(5), async {
+                while let Ok(n) = data.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
         drop(data);
         self.finish_transfer(verb, Some(path)).await?;
         self.log_transfer(n, started);
@@ -732,7 +863,7 @@ impl Client {
 
     async fn copy_in<W: AsyncWrite + Unpin>(
         &self,
-        data: &mut TcpStream,
+        data: &mut Stream,
         out: &mut W,
         progress: &dyn Progress,
     ) -> Result<u64> {
@@ -768,7 +899,7 @@ impl Client {
     async fn copy_out<R: AsyncRead + Unpin>(
         &self,
         input: &mut R,
-        data: &mut TcpStream,
+        data: &mut Stream,
         progress: &dyn Progress,
     ) -> Result<u64> {
         let mut buf = vec![0u8; BUF_SIZE];
@@ -867,6 +998,22 @@ impl Client {
     /// starts `verb` on it (after REST `rest`). Returns once the server said 125/150.
     /// `None` when the server completed the command without a data connection.
     async fn open_data(
+        &mut self,
+        verb: &str,
+        arg: Option<&[u8]>,
+        rest: Option<u64>,
+    ) -> Result<Option<Stream>> {
+        let opened = self.open_tcp_data(verb, arg, rest).await?;
+        match opened {
+            Some(tcp) => match self.protect(tcp).await {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => Err(self.after_broken_transfer(e, verb, arg).await),
+            },
+            None => Ok(None),
+        }
+    }
+
+    async fn open_tcp_data(
         &mut self,
         verb: &str,
         arg: Option<&[u8]>,
@@ -1252,6 +1399,9 @@ pub struct Probe {
     pub announced_error: Option<String>,
     /// The server's own address was used instead of the announced one.
     pub used_control_address: bool,
+    /// Under PROT P: the data connection's TLS (`Some(true)` when it resumed the control
+    /// connection's session).
+    pub data_tls_resumed: Option<bool>,
     /// Bytes of listing received, or what went wrong.
     pub result: Result<usize>,
     pub elapsed: Duration,

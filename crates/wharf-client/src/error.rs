@@ -32,6 +32,9 @@ pub enum Error {
     /// A read or write on a connection failed.
     #[error("network error: {0}")]
     Network(#[source] io::Error),
+    /// TLS could not be set up or verified (a certificate problem says what to do).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server sent something that is not FTP.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -62,6 +65,7 @@ impl Error {
             | Error::Timeout(_)
             | Error::Closed
             | Error::Network(_)
+            | Error::Tls(_)
             | Error::Protocol(_) => ErrorKind::Network,
             Error::Local { .. } => ErrorKind::Local,
             Error::Usage(_) => ErrorKind::Usage,

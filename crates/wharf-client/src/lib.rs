@@ -4,7 +4,8 @@
 //! that works — passive first (EPSV, then PASV), active (EPRT, then PORT) when the passive
 //! connection cannot be made, or the one [`DataMode`] forces. A PASV reply that announces an
 //! address the client cannot reach (a server behind NAT without its masquerade address set) is
-//! retried with the control connection's address. Every command and reply can go to a
+//! retried with the control connection's address. FTPS — explicit (AUTH TLS) and implicit — comes
+//! with [`TlsSettings`]; data connections then resume the control connection's TLS session. Every command and reply can go to a
 //! connection log in the classic `Status:` / `Command:` / `Response:` form, the password masked.
 //!
 //! [`tree`] adds what users do with whole files: downloads through a temporary file, resume
@@ -39,14 +40,17 @@ pub mod check;
 pub mod client;
 pub mod error;
 pub mod log;
+pub mod tls;
 pub mod tree;
 pub mod url;
+pub mod x509;
 
 pub use client::{
     Client, DataMethod, DataMode, Features, NoProgress, Options, Probe, Progress, Store,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use log::{LogLine, LogSink};
+pub use tls::{SeenCertificate, TlsSettings, Trust};
 pub use url::FtpUrl;
 pub use wharf_proto::FileKind;
 pub use wharf_proto::entry::Entry;

@@ -1,4 +1,5 @@
-//! `ftp://[user[:password]@]host[:port]/path` URLs (RFC 1738 §3.2). The path is relative to the
+//! `ftp://[user[:password]@]host[:port]/path` URLs (RFC 1738 §3.2), and their FTPS forms:
+//! `ftpes://` (explicit TLS with AUTH TLS, port 21) and `ftps://` (implicit TLS, port 990). The path is relative to the
 //! directory the server puts the user in after login, as RFC 1738 and curl read it; a path that
 //! should start at the server's root is written with `%2F` (`ftp://host/%2Fetc/motd`).
 
@@ -6,6 +7,20 @@ use crate::error::{Error, Result};
 
 /// The default FTP control port.
 pub const DEFAULT_PORT: u16 = 21;
+/// The default port of implicit FTPS (`ftps://`).
+pub const DEFAULT_IMPLICIT_PORT: u16 = 990;
+
+/// Whether and how a URL asks for TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Security {
+    /// `ftp://`: clear (unless the user adds `--tls`).
+    #[default]
+    None,
+    /// `ftpes://`: AUTH TLS on the control port.
+    Explicit,
+    /// `ftps://`: TLS from the first byte.
+    Implicit,
+}
 
 /// A parsed FTP URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -21,6 +36,7 @@ pub struct FtpUrl {
     pub path: Vec<u8>,
     /// True when the URL path ended with `/`, i.e. it names a directory.
     pub trailing_slash: bool,
+    pub security: Security,
 }
 
 impl std::fmt::Debug for FtpUrl {
@@ -43,11 +59,12 @@ impl FtpUrl {
         let (scheme, rest) = text
             .split_once("://")
             .ok_or_else(|| bad("expected ftp://host/path"))?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "ftp" => {}
-            "ftps" | "ftpes" => return Err(bad("FTPS (ftps://, ftpes://) is not supported yet")),
-            _ => return Err(bad("the scheme must be ftp://")),
-        }
+        let security = match scheme.to_ascii_lowercase().as_str() {
+            "ftp" => Security::None,
+            "ftpes" => Security::Explicit,
+            "ftps" => Security::Implicit,
+            _ => return Err(bad("the scheme must be ftp://, ftpes:// or ftps://")),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, ""),
@@ -98,6 +115,7 @@ impl FtpUrl {
             return Err(bad("no host"));
         }
         let port = match port {
+            None | Some("") if security == Security::Implicit => DEFAULT_IMPLICIT_PORT,
             None | Some("") => DEFAULT_PORT,
             Some(p) => match p.parse::<u16>() {
                 Ok(p) if p > 0 => p,
@@ -123,6 +141,7 @@ impl FtpUrl {
             port,
             path,
             trailing_slash,
+            security,
         })
     }
 
@@ -223,6 +242,17 @@ mod tests {
         let u = FtpUrl::parse("ftp://host/%2Fetc/dir/").unwrap();
         assert_eq!(u.path_trimmed(), b"/etc/dir");
         assert!(u.trailing_slash);
+    }
+
+    #[test]
+    fn tls_schemes() {
+        let u = FtpUrl::parse("ftps://h/x").unwrap();
+        assert_eq!((u.security, u.port), (Security::Implicit, 990));
+        let u = FtpUrl::parse("FTPES://h:2121/x").unwrap();
+        assert_eq!((u.security, u.port), (Security::Explicit, 2121));
+        let u = FtpUrl::parse("ftpes://h/").unwrap();
+        assert_eq!((u.security, u.port), (Security::Explicit, 21));
+        assert_eq!(FtpUrl::parse("ftp://h/").unwrap().security, Security::None);
     }
 
     #[test]

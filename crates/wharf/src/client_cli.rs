@@ -34,6 +34,56 @@ pub struct Common {
     /// Read the password from the first line of stdin (else WHARF_PASSWORD, else a prompt)
     #[arg(long)]
     password_stdin: bool,
+    #[command(flatten)]
+    tls: TlsFlags,
+}
+
+/// FTPS flags, shared by the client commands and `wharf check`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsFlags {
+    /// Use explicit TLS (AUTH TLS) with an ftp:// URL, as ftpes:// does
+    #[arg(long)]
+    tls: bool,
+    /// Trust only the CA certificates in this PEM file (instead of the system's)
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// Do not verify the server's certificate (its name and who issued it); still encrypted
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl TlsFlags {
+    /// The TLS settings the URL and flags ask for; `None` for plain FTP.
+    fn settings(
+        &self,
+        url: &FtpUrl,
+        accept_invalid: bool,
+    ) -> Result<Option<wharf_client::TlsSettings>, Error> {
+        use wharf_client::url::Security;
+        let implicit = match (url.security, self.tls) {
+            (Security::Implicit, _) => true,
+            (Security::Explicit, _) | (Security::None, true) => false,
+            (Security::None, false) => {
+                if self.ca_file.is_some() || self.insecure {
+                    return Err(Error::Usage(
+                        "--ca-file and --insecure need TLS: use ftpes://, ftps:// or --tls".into(),
+                    ));
+                }
+                return Ok(None);
+            }
+        };
+        let trust = match &self.ca_file {
+            Some(p) => wharf_client::Trust::CaFile(p.clone()),
+            None => wharf_client::Trust::System,
+        };
+        wharf_client::TlsSettings::new(
+            &url.host,
+            implicit,
+            &trust,
+            accept_invalid || self.insecure,
+        )
+        .map(Some)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -211,6 +261,7 @@ fn setup(url: &str, common: &Common, want_bar: bool) -> Result<Setup, Error> {
             _ => DataMode::Auto,
         },
         log,
+        tls: common.tls.settings(&url, false)?,
     };
     let connector = Connector::new(&url, password, options);
     Ok(Setup {
@@ -574,6 +625,8 @@ pub struct CheckArgs {
     /// Also print the connection log to stderr
     #[arg(short = 'v', long = "log", visible_alias = "verbose")]
     log: bool,
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 /// Parses the target of `wharf check`.
@@ -614,6 +667,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
                 log: false,
                 timeout: args.timeout,
                 password_stdin: args.password_stdin,
+                tls: TlsFlags::default(),
             };
             let url = FtpUrl {
                 user: Some(u.clone()),
@@ -622,6 +676,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
                 port,
                 path: Vec::new(),
                 trailing_slash: true,
+                security: target.security,
             };
             match password_for(&url, &common) {
                 Ok(p) => p,
@@ -629,7 +684,14 @@ pub fn check(args: CheckArgs) -> ExitCode {
             }
         }
     };
+    // The check goes on past a bad certificate, to report it and the rest.
+    let tls = match args.tls.settings(&target, true) {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
     let options = wharf_client::check::CheckOptions {
+        tls,
+        insecure: args.tls.insecure,
         host,
         port,
         user,

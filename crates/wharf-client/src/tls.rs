@@ -1,0 +1,390 @@
+//! FTPS for the client: the rustls configuration (system CAs or `--ca-file`, or no verification
+//! with `--insecure`), a certificate verifier that also records what it saw (for `wharf check`),
+//! and the stream type that is plain TCP or TLS.
+//!
+//! Data connections resume the control connection's TLS session: they connect with the same
+//! server name through the same `ClientConfig`, whose session cache holds the control
+//! connection's tickets (TLS 1.3) or session ID (TLS 1.2). Strict servers (vsftpd with
+//! `require_ssl_reuse`, ProFTPD, FileZilla Server, Wharf) refuse data connections that do not.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::error::{Error, Result};
+
+/// Where system CA bundles live (Debian/Ubuntu, RHEL/Fedora, openSUSE, Alpine).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// TLS for one server: explicit (AUTH TLS) or implicit, the name the certificate must carry,
+/// and the configuration shared by every connection to it (and so its session cache).
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// TLS from the first byte (`ftps://`, port 990) instead of AUTH TLS.
+    pub implicit: bool,
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) name: ServerName<'static>,
+    recorder: Arc<Recorder>,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("implicit", &self.implicit)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a server certificate is checked.
+#[derive(Debug, Clone, Default)]
+pub enum Trust {
+    /// The system's CA bundle (`SSL_CERT_FILE`, else the usual paths).
+    #[default]
+    System,
+    /// Only the certificates in this PEM file (`--ca-file`).
+    CaFile(PathBuf),
+}
+
+impl TlsSettings {
+    /// TLS to `host` (a name or an address literal). With `accept_invalid` the handshake goes on
+    /// whatever the certificate (`--insecure`; the troubleshooter also uses it to see past a bad
+    /// certificate): the verdict is still recorded, see [`TlsSettings::last_certificate`].
+    pub fn new(host: &str, implicit: bool, trust: &Trust, accept_invalid: bool) -> Result<Self> {
+        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+            .map_err(|_| Error::Usage(format!("`{host}` is not a valid TLS server name")))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (roots, roots_source) = load_roots(trust)?;
+        let webpki = if roots.is_empty() {
+            None
+        } else {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .ok()
+        };
+        let recorder = Arc::new(Recorder {
+            webpki,
+            roots_source,
+            accept_invalid,
+            provider: provider.clone(),
+            seen: Mutex::new(None),
+        });
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Usage(format!("TLS set-up: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(recorder.clone())
+            .with_no_client_auth();
+        Ok(TlsSettings {
+            implicit,
+            config: Arc::new(config),
+            name,
+            recorder,
+        })
+    }
+
+    /// The certificate the last full handshake presented, and whether it verified.
+    pub fn last_certificate(&self) -> Option<SeenCertificate> {
+        self.recorder
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The server name certificates are checked against.
+    pub fn server_name(&self) -> String {
+        self.name.to_str().into_owned()
+    }
+}
+
+/// What the server presented, and the verdict.
+#[derive(Debug, Clone)]
+pub struct SeenCertificate {
+    pub chain: Vec<CertificateDer<'static>>,
+    /// `Err` holds why the certificate is not trusted (unknown issuer, expired, wrong name).
+    pub verdict: std::result::Result<(), String>,
+    /// Whether the leaf names the server (checked apart from the chain, so that a self-signed
+    /// certificate still tells whether its name is right).
+    pub name_matches: bool,
+}
+
+fn load_roots(trust: &Trust) -> Result<(RootCertStore, String)> {
+    let path = match trust {
+        Trust::CaFile(p) => p.clone(),
+        Trust::System => {
+            let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+            match from_env.or_else(|| {
+                SYSTEM_BUNDLES
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|p| p.is_file())
+            }) {
+                Some(p) => p,
+                None => return Ok((RootCertStore::empty(), "no system CA bundle".into())),
+            }
+        }
+    };
+    let certs = read_pem_certs(&path).map_err(|e| match trust {
+        Trust::CaFile(_) => Error::Usage(format!("--ca-file {}: {e}", path.display())),
+        Trust::System => Error::Usage(format!("CA bundle {}: {e}", path.display())),
+    })?;
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        if let Trust::CaFile(_) = trust {
+            return Err(Error::Usage(format!(
+                "--ca-file {}: no usable CA certificate in it",
+                path.display()
+            )));
+        }
+    }
+    Ok((roots, path.display().to_string()))
+}
+
+fn read_pem_certs(path: &Path) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    let iter = CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())?;
+    let certs = iter
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no CERTIFICATE in the file".into());
+    }
+    Ok(certs)
+}
+
+/// Verifies with webpki (when there are roots) and records the certificate and verdict.
+struct Recorder {
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    roots_source: String,
+    accept_invalid: bool,
+    provider: Arc<CryptoProvider>,
+    seen: Mutex<Option<SeenCertificate>>,
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("roots", &self.roots_source)
+            .field("accept_invalid", &self.accept_invalid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let verdict = match &self.webpki {
+            Some(v) => v
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                .map(|_| ()),
+            None => Err(rustls::Error::General(format!(
+                "no trusted CA certificates ({})",
+                self.roots_source
+            ))),
+        };
+        let name_matches = rustls::server::ParsedCertificate::try_from(end_entity)
+            .ok()
+            .is_some_and(|c| rustls::client::verify_server_name(&c, server_name).is_ok());
+        let mut chain = vec![end_entity.clone().into_owned()];
+        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(SeenCertificate {
+            chain,
+            verdict: verdict.as_ref().map(|_| ()).map_err(describe_cert_error),
+            name_matches,
+        });
+        match verdict {
+            Ok(()) => Ok(ServerCertVerified::assertion()),
+            Err(_) if self.accept_invalid => Ok(ServerCertVerified::assertion()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A certificate error in words a user acts on.
+fn describe_cert_error(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "not trusted: issued by an unknown CA (self-signed?)".into()
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "expired".into()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "not valid yet".into()
+        }
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => "issued for another name".into(),
+        rustls::Error::InvalidCertificate(C::Revoked) => "revoked".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Describes a failed handshake: a certificate problem says what to do about it.
+pub(crate) fn handshake_error(e: io::Error) -> Error {
+    let text = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            let why = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .map(describe_cert_error)
+                .unwrap_or_default();
+            format!(
+                "the server's certificate is {why}: give its CA with --ca-file FILE, or --insecure to skip the check"
+            )
+        }
+        _ => e.to_string(),
+    };
+    Error::Tls(text)
+}
+
+/// A connection that is plain TCP or TLS: the control connection and data connections.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Lost in a failed TLS handshake: every read and write fails.
+    Gone,
+}
+
+impl Stream {
+    /// Resets the connection when dropped (SO_LINGER 0), so that the peer cannot take a broken
+    /// transfer for a complete one.
+    pub(crate) fn set_zero_linger(&self) {
+        let tcp = match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+            Stream::Gone => return,
+        };
+        let _ = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+}
+
+/// Version and cipher suite of a TLS stream, as the log shows them.
+pub(crate) fn describe(stream: &TlsStream<TcpStream>) -> (String, String) {
+    let conn = stream.get_ref().1;
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
+        Some(v) => format!("{v:?}"),
+        None => "?".into(),
+    };
+    let suite = conn
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or("?")
+        .to_string();
+    (version, suite)
+}
+
+/// Whether a TLS stream's handshake resumed an earlier session.
+pub(crate) fn resumed(stream: &TlsStream<TcpStream>) -> bool {
+    stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
