@@ -144,7 +144,9 @@ impl Software {
             Software::Vsftpd => "ssl_enable=YES with rsa_cert_file and rsa_private_key_file",
             Software::Proftpd => "TLSEngine on (mod_tls) with TLSRSACertificateFile",
             Software::PureFtpd => "--tls=1 (or 2) and /etc/ssl/private/pure-ftpd.pem",
-            Software::FileZilla => "FTP over TLS settings: a certificate and \"Allow explicit FTP over TLS\"",
+            Software::FileZilla => {
+                "FTP over TLS settings: a certificate and \"Allow explicit FTP over TLS\""
+            }
             Software::Iis => "FTP SSL Settings: choose a certificate",
             Software::Pyftpdlib => "TLS_FTPHandler with certfile",
             Software::Unknown => "the server's TLS (FTPS) settings",
@@ -550,12 +552,12 @@ fn judge_tls(client: &Client, settings: &TlsSettings, insecure: bool, started: I
     );
     let bad = if !seen.name_matches {
         Some((
-            format!(
-                "the certificate is not issued for {name}: clients that check names refuse it"
-            ),
+            format!("the certificate is not issued for {name}: clients that check names refuse it"),
             format!(
                 "connect with a name the certificate carries ({}), or issue one that includes {name}",
-                summary.as_ref().map_or("see its subject", |c| c.subject.as_str())
+                summary
+                    .as_ref()
+                    .map_or("see its subject", |c| c.subject.as_str())
             ),
         ))
     } else if let Err(why) = &seen.verdict {

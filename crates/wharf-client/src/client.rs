@@ -358,9 +358,7 @@ impl Client {
         let (version, suite) = tls::describe(&stream);
         if let Some(seen) = settings.last_certificate() {
             if let Err(why) = &seen.verdict {
-                self.log_status(format!(
-                    "Certificate {why}; accepted as asked (--insecure)"
-                ));
+                self.log_status(format!("Certificate {why}; accepted as asked (--insecure)"));
             }
         }
         self.log_status(format!("Verified {version}, {suite}"));

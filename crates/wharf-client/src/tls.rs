@@ -87,12 +87,19 @@ impl TlsSettings {
             provider: provider.clone(),
             seen: Mutex::new(None),
         });
-        let config = ClientConfig::builder_with_provider(provider)
+        let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Usage(format!("TLS set-up: {e}")))?
             .dangerous()
             .with_custom_certificate_verifier(recorder.clone())
             .with_no_client_auth();
+        // rustls uses each TLS 1.3 ticket once: ask (RFC 9149) for a fresh one with every
+        // resumed data connection, so that a long session never runs out. Servers that do not
+        // know the extension send tickets anyway (OpenSSL) or accept a ticket again (Wharf).
+        config.send_ticket_request = Some(rustls::client::TicketRequest {
+            new_session_count: 4,
+            resumption_count: 1,
+        });
         Ok(TlsSettings {
             implicit,
             config: Arc::new(config),

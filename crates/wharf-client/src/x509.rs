@@ -64,7 +64,9 @@ fn read_len_value(input: &[u8]) -> Option<(&[u8], &[u8])> {
             return None;
         }
         let bytes = rest.get(..n)?;
-        let len = bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         (len, rest.get(n..)?)
     };
     Some((rest.get(..len)?, rest.get(len..)?))
@@ -76,7 +78,10 @@ fn read_time(input: &[u8]) -> Option<(i64, &[u8])> {
     let digits = value.strip_suffix(b"Z")?;
     let full: Vec<u8> = match (tag, digits.len()) {
         (0x17, 12) => {
-            let yy = std::str::from_utf8(digits.get(..2)?).ok()?.parse::<u8>().ok()?;
+            let yy = std::str::from_utf8(digits.get(..2)?)
+                .ok()?
+                .parse::<u8>()
+                .ok()?;
             let century: &[u8] = if yy >= 50 { b"19" } else { b"20" };
             [century, digits].concat()
         }

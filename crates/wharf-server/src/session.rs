@@ -195,7 +195,7 @@ pub(crate) struct Session {
     queued: VecDeque<LineEvent>,
     /// This session's TLS acceptor (its own session cache and ticket key), made when the control
     /// connection goes TLS; data connections under PROT P use it too.
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<tls::SessionTls>,
     /// Came in on an implicit-TLS listener: the handshake comes before the banner.
     implicit_tls: bool,
     /// PBSZ seen (RFC 4217: before PROT).
@@ -290,7 +290,7 @@ impl Session {
             let acceptor = self.acceptor()?;
             let shown = self
                 .control
-                .start_tls(&acceptor, self.config.limits.accept_timeout)
+                .start_tls(&acceptor.control, self.config.limits.accept_timeout)
                 .await?;
             debug!(peer = %self.peer, tls = %shown, "implicit TLS established");
         }
@@ -764,15 +764,15 @@ impl Session {
         self.config.tls.as_ref().map_or(TlsMode::Off, |t| t.mode)
     }
 
-    /// This session's TLS acceptor, made on first use.
-    fn acceptor(&mut self) -> io::Result<tokio_rustls::TlsAcceptor> {
+    /// This session's TLS acceptors, made on first use.
+    fn acceptor(&mut self) -> io::Result<tls::SessionTls> {
         if let Some(a) = &self.tls {
             return Ok(a.clone());
         }
         let Some(tls) = &self.config.tls else {
             return Err(io::Error::other("TLS is not configured"));
         };
-        let a = tls.session_acceptor()?;
+        let a = tls.session_acceptors()?;
         self.tls = Some(a.clone());
         Ok(a)
     }
@@ -801,7 +801,7 @@ impl Session {
         }
         match self
             .control
-            .start_tls(&acceptor, self.config.limits.accept_timeout)
+            .start_tls(&acceptor.control, self.config.limits.accept_timeout)
             .await
         {
             Ok(shown) => {
@@ -1565,7 +1565,7 @@ impl Session {
             reply(ReplyCode::LOCAL_ERROR, "Local error in processing.")
         })?;
         let limit = self.config.limits.accept_timeout;
-        let tls = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        let tls = match tokio::time::timeout(limit, acceptor.data.accept(stream)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 debug!(peer = %self.peer, error = %e, "TLS handshake on the data connection failed");

@@ -95,9 +95,11 @@ impl Tls {
             .map_err(|e| format!("TLS set-up: {e}"))?
             .with_no_client_auth()
             .with_cert_resolver(certs.clone());
-        // A handful of tickets: one per data connection the client may open before it reads
-        // the fresh tickets each resumed handshake brings.
+        // TLS 1.3 tickets for the control connection: clients resume their data connections
+        // from these (OpenSSL and GnuTLS clients reuse one session for all of them; clients
+        // with single-use tickets ask for more with RFC 9149, up to the maximum).
         base.send_tls13_tickets = 4;
+        base.max_tls13_tickets = 8;
         Ok(Tls {
             mode,
             require_reuse,
@@ -120,14 +122,32 @@ impl Tls {
         Ok(())
     }
 
-    /// The configuration of one control session: its own session cache and ticket key, so that
+    /// The configurations of one control session: its own session cache and ticket key, so that
     /// only this session's data connections can resume its TLS sessions.
-    pub(crate) fn session_acceptor(&self) -> io::Result<TlsAcceptor> {
-        let mut config = (*self.base).clone();
-        config.session_storage = ServerSessionMemoryCache::new(16);
-        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
-        Ok(TlsAcceptor::from(Arc::new(config)))
+    ///
+    /// Data connections send no tickets unless the client asks for them (RFC 9149): a client
+    /// that only writes (an upload) never reads them, and closing a socket with unread data
+    /// makes the kernel send a reset, which can throw away the end of the upload before the
+    /// server has read it (seen with lftp in active mode).
+    pub(crate) fn session_acceptors(&self) -> io::Result<SessionTls> {
+        let mut control = (*self.base).clone();
+        control.session_storage = ServerSessionMemoryCache::new(16);
+        control.ticketer = rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
+        let mut data = control.clone();
+        data.send_tls13_tickets = 0;
+        data.max_tls13_tickets = 4;
+        Ok(SessionTls {
+            control: TlsAcceptor::from(Arc::new(control)),
+            data: TlsAcceptor::from(Arc::new(data)),
+        })
     }
+}
+
+/// The TLS acceptors of one control session: sharing its session cache and ticket key.
+#[derive(Clone)]
+pub(crate) struct SessionTls {
+    pub(crate) control: TlsAcceptor,
+    pub(crate) data: TlsAcceptor,
 }
 
 /// Whether a data connection's handshake resumed an earlier session (of its control session).

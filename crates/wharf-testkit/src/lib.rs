@@ -36,6 +36,8 @@ pub struct ServerBuilder {
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The implicit-TLS listener (`--listen-implicit`), when there is one.
+    pub implicit: Option<SocketAddr>,
     /// The served directory (a temporary directory unless given).
     pub root: PathBuf,
     _dir: tempfile::TempDir,
@@ -165,24 +167,42 @@ impl ServerBuilder {
             .stderr(std::fs::File::create(&log).expect("log"));
         let mut child = cmd.spawn().expect("spawn wharf");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read server stdout");
-        let addr = line
-            .split("ftp://")
-            .nth(1)
-            .and_then(|rest| rest.trim().trim_end_matches('/').parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!(
-                    "server did not start: {line:?}\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            });
+        // "Wharf is serving DIR on ftp://ADDR/" per listener (ftpes:// when TLS is required,
+        // ftps:// for implicit TLS), then "Connect with ...".
+        let mut reader = BufReader::new(stdout);
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line.starts_with("Connect") {
+                break;
+            }
+            lines.push(line);
+        }
+        let addr_of = |line: &String| -> Option<SocketAddr> {
+            line.split("://")
+                .nth(1)
+                .and_then(|rest| rest.trim().trim_end_matches('/').parse().ok())
+        };
+        let implicit = lines
+            .iter()
+            .filter(|l| l.contains("ftps://"))
+            .find_map(addr_of);
+        let line = lines
+            .iter()
+            .find(|l| !l.contains("ftps://"))
+            .cloned()
+            .unwrap_or_default();
+        let addr = addr_of(&line).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!(
+                "server did not start: {line:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
         Server {
             child: Some(child),
             addr,
+            implicit,
             root,
             _dir: dir,
             log,

@@ -109,6 +109,13 @@ impl Drop for Peer {
     }
 }
 
+/// A helper script shipped in `wharf-testkit/peers/` (Python clients and servers).
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(name)
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -76,13 +76,8 @@ impl TlsFlags {
             Some(p) => wharf_client::Trust::CaFile(p.clone()),
             None => wharf_client::Trust::System,
         };
-        wharf_client::TlsSettings::new(
-            &url.host,
-            implicit,
-            &trust,
-            accept_invalid || self.insecure,
-        )
-        .map(Some)
+        wharf_client::TlsSettings::new(&url.host, implicit, &trust, accept_invalid || self.insecure)
+            .map(Some)
     }
 }
 

@@ -8,6 +8,7 @@ mod commands;
 mod interop;
 mod operations;
 mod security;
+mod tls;
 mod transfers;
 
 use wharf_testkit::{Server, ServerBuilder};
