@@ -54,7 +54,8 @@ struct CertArgs {
     /// Directory to write NAME.crt and NAME.key into
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
-    /// More names or addresses the certificate is valid for (repeatable)
+    /// More names or addresses the certificate is valid for (repeatable; localhost gets
+    /// 127.0.0.1 and ::1 without asking)
     #[arg(long = "alt", value_name = "NAME")]
     alt: Vec<String>,
     /// Validity in days
@@ -208,14 +209,19 @@ fn serve(args: ServeArgs) -> ExitCode {
                 let _ = writeln!(out, "Wharf is serving {} on ftps://{addr}/", root.display());
             }
         }
+        let first = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let example = if explicit == "ftpes" {
+            format!("curl --ssl-reqd ftp://{first}/")
+        } else {
+            format!("curl ftp://{first}/")
+        };
         let _ = writeln!(
             out,
-            "Connect with an FTP client (e.g. `curl ftp://{}/`); stop with Ctrl-C.",
-            listeners
-                .first()
-                .and_then(|l| l.local_addr().ok())
-                .map(|a| a.to_string())
-                .unwrap_or_default()
+            "Connect with an FTP client (e.g. `{example}`); stop with Ctrl-C."
         );
         let _ = out.flush();
         drop(out);
@@ -248,6 +254,14 @@ async fn reload_on_hangup(tls: Arc<wharf_server::tls::Tls>) {
 fn cert(args: CertArgs) -> ExitCode {
     let mut names = vec![args.name.clone()];
     names.extend(args.alt.iter().cloned());
+    // For localhost, the loopback addresses too: clients connect to 127.0.0.1 as often.
+    if args.name == "localhost" {
+        for ip in ["127.0.0.1", "::1"] {
+            if !names.iter().any(|n| n == ip) {
+                names.push(ip.to_string());
+            }
+        }
+    }
     let key = match rcgen::KeyPair::generate() {
         Ok(k) => k,
         Err(e) => {
