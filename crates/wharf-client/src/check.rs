@@ -384,8 +384,22 @@ pub async fn check(opts: &CheckOptions) -> Report {
         }
     }
 
-    // 4. Login.
+    // 4. Login. A password is not sent to a server whose certificate did not verify: it may
+    // not be the server meant (anonymous goes on, to check the rest).
     let started = Instant::now();
+    if tls_failed && !opts.insecure && opts.user.is_some() {
+        run.step(
+            "login",
+            Verdict::Skipped,
+            "password not sent: the server's certificate did not verify".into(),
+            started,
+        );
+        if let Some(step) = run.steps.last_mut() {
+            step.advice =
+                Some("trust the server's CA with --ca-file, or --insecure to log in anyway".into());
+        }
+        return run.finish(Some(software), Vec::new(), 1);
+    }
     let (user, password) = match &opts.user {
         Some(u) => (u.clone(), opts.password.clone().unwrap_or_default()),
         None => (

@@ -139,6 +139,9 @@ const BUF_SIZE: usize = 256 * 1024;
 /// A logged-in (or about to be) FTP session.
 pub struct Client {
     control: Stream,
+    /// This session's TLS configuration (its own session cache), for the control connection
+    /// and its data connections.
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// PROT P accepted: data connections are TLS too.
     protect_data: bool,
     /// Version and cipher suite of the control connection's TLS.
@@ -263,6 +266,7 @@ impl Client {
         ));
         let mut client = Client {
             control: Stream::Plain(control),
+            tls_config: None,
             protect_data: false,
             tls_info: None,
             parser: ReplyParser::new(),
@@ -324,6 +328,14 @@ impl Client {
         if reply.code != ReplyCode::AUTH_OK {
             return Err(refused("AUTH", Some(b"TLS"), reply));
         }
+        if self.parser.has_pending() {
+            // Bytes behind the 234 came in clear: read as TLS replies they could be forged
+            // (a man in the middle answering USER with 230).
+            self.broken = true;
+            return Err(Error::Protocol(
+                "the server sent more after 234 AUTH TLS, in clear: refusing to go on".into(),
+            ));
+        }
         self.handshake().await
     }
 
@@ -336,7 +348,9 @@ impl Client {
         let Stream::Plain(tcp) = std::mem::replace(&mut self.control, Stream::Gone) else {
             return Err(Error::Tls("the control connection is not plain TCP".into()));
         };
-        let connector = tokio_rustls::TlsConnector::from(settings.config.clone());
+        let config = settings.session_config();
+        self.tls_config = Some(config.clone());
+        let connector = tokio_rustls::TlsConnector::from(config);
         let result = timeout(
             self.options.timeout,
             connector.connect(settings.name.clone(), tcp),
@@ -352,16 +366,23 @@ impl Client {
             }
             Err(_) => {
                 self.broken = true;
-                return Err(Error::Timeout("in the TLS handshake".into()));
+                self.log_status("TLS handshake failed: no answer in time");
+                return Err(Error::Tls(format!(
+                    "no TLS handshake within {} s",
+                    self.options.timeout.as_secs()
+                )));
             }
         };
         let (version, suite) = tls::describe(&stream);
-        if let Some(seen) = settings.last_certificate() {
-            if let Err(why) = &seen.verdict {
-                self.log_status(format!("Certificate {why}; accepted as asked (--insecure)"));
-            }
+        let unverified = settings
+            .last_certificate()
+            .and_then(|seen| seen.verdict.err());
+        match unverified {
+            Some(why) => self.log_status(format!(
+                "{version}, {suite}; certificate NOT verified ({why}): going on unverified"
+            )),
+            None => self.log_status(format!("{version}, {suite}; certificate verified")),
         }
-        self.log_status(format!("Verified {version}, {suite}"));
         self.log_status("TLS connection established.");
         self.tls_info = Some((version, suite));
         self.control = Stream::Tls(Box::new(stream));
@@ -414,11 +435,11 @@ impl Client {
     /// Under PROT P, the TLS handshake on a data connection (after the server's 1xx reply, which
     /// is when servers start theirs), resuming the control connection's session.
     async fn protect(&mut self, data: TcpStream) -> Result<Stream> {
-        let settings = match (&self.options.tls, self.protect_data) {
-            (Some(s), true) => s.clone(),
+        let (settings, config) = match (&self.options.tls, &self.tls_config, self.protect_data) {
+            (Some(s), Some(c), true) => (s.clone(), c.clone()),
             _ => return Ok(Stream::Plain(data)),
         };
-        let connector = tokio_rustls::TlsConnector::from(settings.config.clone());
+        let connector = tokio_rustls::TlsConnector::from(config);
         match timeout(
             self.options.timeout,
             connector.connect(settings.name.clone(), data),

@@ -108,6 +108,21 @@ impl TlsSettings {
         })
     }
 
+    /// The configuration for one session: the shared one with a session cache of its own, so
+    /// that its data connections resume its own control connection's session, never another
+    /// session's (parallel sessions to one server would otherwise share tickets, and strict
+    /// servers refuse a data connection that resumes another control connection's session).
+    pub(crate) fn session_config(&self) -> Arc<ClientConfig> {
+        let mut config = (*self.config).clone();
+        config.resumption = rustls::client::Resumption::in_memory_sessions(16);
+        Arc::new(config)
+    }
+
+    /// Whether certificates that do not verify are accepted (`--insecure`, or the check).
+    pub fn accepts_invalid(&self) -> bool {
+        self.recorder.accept_invalid
+    }
+
     /// The certificate the last full handshake presented, and whether it verified.
     pub fn last_certificate(&self) -> Option<SeenCertificate> {
         self.recorder

@@ -212,6 +212,12 @@ impl ReplyParser {
         ReplyParser::default()
     }
 
+    /// Whether bytes are buffered that no reply has taken yet (after AUTH TLS's 234 there must
+    /// be none: anything sent in clear behind it could be an injected reply).
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty() || self.pending.is_some()
+    }
+
     /// Adds bytes read from the connection.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);

@@ -541,13 +541,28 @@ fn build_tls(
             .collect::<Result<Vec<_>, _>>()?
     };
     let mode = cli_mode.or(file_mode);
+    // Errors name where the value came from: the flag, or the file's key.
+    let (cert_field, key_field) = (
+        if cli.tls_cert.is_some() {
+            "--tls-cert"
+        } else {
+            "tls.cert"
+        },
+        if cli.tls_key.is_some() {
+            "--tls-key"
+        } else {
+            "tls.key"
+        },
+    );
     let (cert, key) = match (cert, key, mode) {
         (_, _, Some(TlsMode::Off)) => {
             if !implicit.is_empty() {
-                return Err(ConfigError::new(
-                    "--listen-implicit",
-                    "needs TLS, but --tls is off",
-                ));
+                let field = if cli.listen_implicit.is_empty() {
+                    "tls.listen_implicit"
+                } else {
+                    "--listen-implicit"
+                };
+                return Err(ConfigError::new(field, "needs TLS, but TLS is off"));
             }
             return Ok((None, Vec::new()));
         }
@@ -555,13 +570,13 @@ fn build_tls(
         (None, None, None) if implicit.is_empty() => return Ok((None, Vec::new())),
         (None, _, _) => {
             return Err(ConfigError::new(
-                "--tls-cert",
+                cert_field,
                 "TLS needs a certificate: --tls-cert FILE and --tls-key FILE (PEM; `wharf cert NAME` makes one for development)",
             ));
         }
         (Some(_), None, _) => {
             return Err(ConfigError::new(
-                "--tls-key",
+                key_field,
                 "TLS needs the certificate's private key: --tls-key FILE (PEM)",
             ));
         }
@@ -574,7 +589,7 @@ fn build_tls(
         file.require_session_reuse.unwrap_or(true),
         file.require_close_notify.unwrap_or(true),
     )
-    .map_err(|m| ConfigError::new("--tls-cert", m))?;
+    .map_err(|m| ConfigError::new(cert_field, m))?;
     Ok((Some(Arc::new(tls)), implicit))
 }
 
@@ -631,6 +646,42 @@ mod tests {
             "root = '{root}'\n[passive]\nports = '50000-50100'\n"
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn tls_fields_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_string_lossy().to_string();
+        let build = |toml: &str| {
+            ServerConfig::build(FileConfig::parse(toml).unwrap(), Overrides::default()).map(|_| ())
+        };
+        let e = build(&format!("root = '{root}'\n[tls]\nmode = 'maybe'\n")).unwrap_err();
+        assert_eq!(e.field, "tls.mode");
+        let e = build(&format!("root = '{root}'\n[tls]\nmode = 'required'\n")).unwrap_err();
+        assert_eq!(e.field, "tls.cert");
+        let e = build(&format!(
+            "root = '{root}'\n[tls]\nmode = 'off'\nlisten_implicit = ['127.0.0.1:990']\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "tls.listen_implicit");
+        let e = build(&format!(
+            "root = '{root}'\n[tls]\ncert = '/nonexistent.pem'\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "tls.key");
+        let e = build(&format!(
+            "root = '{root}'\n[tls]\ncert = '/nonexistent.pem'\nkey = '/nonexistent.key'\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "tls.cert");
+        assert!(e.message.contains("/nonexistent.pem"), "{}", e.message);
+        // No certificate, no TLS settings: TLS is off.
+        let c = ServerConfig::build(
+            FileConfig::parse(&format!("root = '{root}'\n")).unwrap(),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.tls.is_none());
     }
 
     #[test]

@@ -796,9 +796,13 @@ impl Session {
         let acceptor = self.acceptor()?;
         self.send(reply(ReplyCode::AUTH_OK, "AUTH TLS successful."))
             .await?;
-        if self.control.lines.has_pending() {
+        // Commands pipelined behind AUTH (in the line buffer, or queued while a transfer ran)
+        // were sent in clear: none may run as if it came over TLS.
+        if self.control.lines.has_pending() || !self.queued.is_empty() {
             warn!(peer = %self.peer, "discarded commands pipelined after AUTH TLS");
         }
+        self.queued.clear();
+        self.pending = Pending::None;
         match self
             .control
             .start_tls(&acceptor.control, self.config.limits.accept_timeout)
@@ -808,7 +812,9 @@ impl Session {
                 debug!(peer = %self.peer, tls = %shown, "TLS established");
                 self.login = Login::Fresh;
                 self.cwd = VPath::root();
+                self.transfer_type = TransferType::Image;
                 self.data = DataSetup::None;
+                self.epsv_all = false;
                 self.pbsz = false;
                 self.prot = ProtLevel::Clear;
                 Ok(Flow::Continue)
@@ -824,6 +830,12 @@ impl Session {
         if !self.control.is_tls() {
             return self
                 .send(reply(ReplyCode::BAD_SEQUENCE, "PROT needs AUTH TLS first."))
+                .await;
+        }
+        if !self.pbsz {
+            // RFC 4217 §9: PBSZ comes first.
+            return self
+                .send(reply(ReplyCode::BAD_SEQUENCE, "PROT needs PBSZ 0 first."))
                 .await;
         }
         match level {

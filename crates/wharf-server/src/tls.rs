@@ -8,10 +8,18 @@
 //! session IDs and tickets, and TLS 1.3 tickets alike. Tickets are stateless and may be used
 //! more than once (clients such as curl and Python resume every data connection from the one
 //! session they saved after login); a data connection whose handshake was not a resumption is
-//! refused when reuse is required. This is what vsftpd's `require_ssl_reuse` and ProFTPD's
-//! default (no `NoSessionReuseRequired`) enforce; for TLS 1.3 both rely on the client having read
-//! the tickets that the server sends right after the handshake, which a client does when it
-//! reads the reply to its next command.
+//! refused when reuse is required.
+//!
+//! How the anchors do it: vsftpd (`require_ssl_reuse`) only asks OpenSSL whether the data
+//! handshake was a resumption, so under TLS 1.3 any ticket of the server would pass; ProFTPD
+//! (mod_tls, reuse required by default) compared TLS 1.2 session IDs and, for TLS 1.3 tickets,
+//! embeds random per-FTP-session "ticket appdata" and compares it (proftpd issue #968).
+//! A per-session ticket key gives the same guarantee as ProFTPD's appdata, and covers TLS 1.2
+//! tickets too (rustls only exposes resumption data for TLS 1.3). Both depend on the client
+//! having read the control connection's tickets, which arrive right after the handshake, before
+//! the reply to its next command. OpenSSL issues two tickets and clients with single-use
+//! tickets run out after two data connections (Cyberduck's case against vsftpd); here the
+//! control connection sends four and honours RFC 9149 ticket requests on data connections.
 
 use std::fmt;
 use std::io;

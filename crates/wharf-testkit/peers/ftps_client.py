@@ -13,7 +13,8 @@ Modes:
              PWD: prints the first reply read over TLS.
   cut        uploads cut.bin and closes the data connection without TLS close_notify; prints
              the server's reply.
-  protc      logs in over TLS, sends PROT C, then lists with a clear data connection.
+  protc      logs in over TLS, sends PROT P before PBSZ, then PBSZ 0 and PROT C, then lists
+             with a clear data connection.
   hold       logs in (reuse), prints "ready", waits for a line on stdin, then prints the subject
              CN of a new connection's certificate and the old session's NLST.
 """
@@ -117,6 +118,11 @@ def main():
         f.connect(host, port)
         f.auth()
         f.login(user, password)
+        try:
+            print("PROT before PBSZ", f.voidcmd("PROT P"))
+        except ftplib.error_perm as e:
+            print("PROT before PBSZ", e)
+        f.voidcmd("PBSZ 0")
         try:
             print("PROT C", f.voidcmd("PROT C"))
         except ftplib.error_perm as e:

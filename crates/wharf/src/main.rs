@@ -59,7 +59,8 @@ struct CertArgs {
     #[arg(long = "alt", value_name = "NAME")]
     alt: Vec<String>,
     /// Validity in days
-    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+    #[arg(long, value_name = "DAYS", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
     days: u32,
 }
 
@@ -318,13 +319,15 @@ fn cert(args: CertArgs) -> ExitCode {
 
 /// Writes a file readable by its owner only.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    // An existing file keeps its mode on open: make it private before the key goes in.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(bytes)
 }
 

@@ -341,6 +341,7 @@ fn prot_c_refused_when_required_allowed_when_optional() {
             "demo",
             "secret",
         ]);
+        assert!(out.contains("PROT before PBSZ 503"), "{out}");
         if mode == "optional" {
             assert!(out.contains("PROT C 200"), "{out}");
             assert!(out.contains("NLST a.txt"), "{out}");
@@ -433,7 +434,7 @@ fn wharf_client_against_wharf_explicit_and_implicit() {
         "-r",
         "-v",
         "--parallel",
-        "1",
+        "2",
         "--ca-file",
         &ca,
         &tree.to_string_lossy(),
@@ -447,7 +448,7 @@ fn wharf_client_against_wharf_explicit_and_implicit() {
         "-r",
         "-v",
         "--parallel",
-        "1",
+        "2",
         "--ca-file",
         &ca,
         &format!("{explicit}/tree/"),
@@ -488,7 +489,7 @@ fn wharf_client_against_wharf_explicit_and_implicit() {
     let (code, out, err) = wharf(&["get", "-v", "--insecure", &format!("{explicit}/a.txt"), "-"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "hello over TLS\n");
-    assert!(err.contains("accepted as asked (--insecure)"), "{err}");
+    assert!(err.contains("certificate NOT verified"), "{err}");
     // A password never shows in the log.
     assert!(!err.contains("secret"), "{err}");
 }
@@ -675,11 +676,20 @@ fn check_tls_reports_certificate_and_data_modes() {
             "{out}"
         );
     }
-    // Without the CA: the certificate is not trusted. The check says so, goes on, and fails.
+    // Without the CA: the certificate is not trusted. The check says so and does not send the
+    // password to a server that may not be the one meant...
+    let logins = t.server.log().matches("login peer=").count();
     let (code, out, _) = wharf(&["check", "--tls", "--user", "demo", &target]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("[FAIL] tls"), "{out}");
     assert!(out.contains("not trusted"), "{out}");
+    assert!(out.contains("[SKIP] login"), "{out}");
+    assert!(!out.contains("EPSV"), "{out}");
+    assert_eq!(t.server.log().matches("login peer=").count(), logins);
+    // ...unless asked: with --insecure it is a warning, and the rest is checked.
+    let (code, out, _) = wharf(&["check", "--tls", "--insecure", "--user", "demo", &target]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[WARN] tls"), "{out}");
     assert!(out.contains("[ OK ] EPSV"), "{out}");
     // Implicit, through the URL form, to a server whose certificate names another host.
     let dir = tempfile::tempdir().unwrap();
