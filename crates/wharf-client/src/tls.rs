@@ -305,16 +305,10 @@ fn describe_cert_error(e: &rustls::Error) -> String {
 /// Describes a failed handshake: a certificate problem says what to do about it.
 pub(crate) fn handshake_error(e: io::Error) -> Error {
     let text = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(_)) => {
-            let why = e
-                .get_ref()
-                .and_then(|i| i.downcast_ref::<rustls::Error>())
-                .map(describe_cert_error)
-                .unwrap_or_default();
-            format!(
-                "the server's certificate is {why}: give its CA with --ca-file FILE, or --insecure to skip the check"
-            )
-        }
+        Some(cert_error @ rustls::Error::InvalidCertificate(_)) => format!(
+            "the server's certificate is {}: give its CA with --ca-file FILE, or --insecure to skip the check",
+            describe_cert_error(cert_error)
+        ),
         _ => e.to_string(),
     };
     Error::Tls(text)

@@ -508,21 +508,17 @@ fn build_tls(
     file: &TlsSection,
     cli: &Overrides,
 ) -> Result<(Option<Arc<Tls>>, Vec<SocketAddr>), ConfigError> {
-    let file_mode = match &file.mode {
-        Some(m) => Some(TlsMode::parse(m).ok_or_else(|| {
-            ConfigError::new(
-                "tls.mode",
-                format!("`{m}` is not off, optional or required"),
-            )
-        })?),
-        None => None,
+    let parse_mode = |field: &str, text: &Option<String>| -> Result<_, ConfigError> {
+        text.as_deref()
+            .map(|m| {
+                TlsMode::parse(m).ok_or_else(|| {
+                    ConfigError::new(field, format!("`{m}` is not off, optional or required"))
+                })
+            })
+            .transpose()
     };
-    let cli_mode = match &cli.tls_mode {
-        Some(m) => Some(TlsMode::parse(m).ok_or_else(|| {
-            ConfigError::new("--tls", format!("`{m}` is not off, optional or required"))
-        })?),
-        None => None,
-    };
+    let file_mode = parse_mode("tls.mode", &file.mode)?;
+    let cli_mode = parse_mode("--tls", &cli.tls_mode)?;
     let cert = cli.tls_cert.clone().or(file.cert.clone());
     let key = cli.tls_key.clone().or(file.key.clone());
     let file_implicit = match &file.listen_implicit {

@@ -466,11 +466,7 @@ impl Session {
                 Ok(Flow::Close)
             }
             Command::Rein => {
-                self.login = Login::Fresh;
-                self.cwd = VPath::root();
-                self.transfer_type = TransferType::Image;
-                self.data = DataSetup::None;
-                self.epsv_all = false;
+                self.start_over();
                 self.send(reply(ReplyCode::READY, "Ready for new user."))
                     .await
             }
@@ -760,6 +756,16 @@ impl Session {
         }
     }
 
+    /// Back to the state after the banner (REIN, and a new TLS session after AUTH): no user,
+    /// root directory, binary type, no data connection set up. TLS stays as it is.
+    fn start_over(&mut self) {
+        self.login = Login::Fresh;
+        self.cwd = VPath::root();
+        self.transfer_type = TransferType::Image;
+        self.data = DataSetup::None;
+        self.epsv_all = false;
+    }
+
     fn tls_mode(&self) -> TlsMode {
         self.config.tls.as_ref().map_or(TlsMode::Off, |t| t.mode)
     }
@@ -810,11 +816,7 @@ impl Session {
         {
             Ok(shown) => {
                 debug!(peer = %self.peer, tls = %shown, "TLS established");
-                self.login = Login::Fresh;
-                self.cwd = VPath::root();
-                self.transfer_type = TransferType::Image;
-                self.data = DataSetup::None;
-                self.epsv_all = false;
+                self.start_over();
                 self.pbsz = false;
                 self.prot = ProtLevel::Clear;
                 Ok(Flow::Continue)
