@@ -745,6 +745,13 @@ impl Client {
         Ok(entries)
     }
 
+    /// The raw bytes of a listing command (`LIST`, `NLST` or `MLSD`) of `path` (empty: the
+    /// current directory), unparsed: what a load generator or a debugging user wants.
+    pub async fn listing(&mut self, verb: &str, path: &[u8]) -> Result<Vec<u8>> {
+        let arg = (!path.is_empty()).then_some(path);
+        self.read_listing(verb, arg).await
+    }
+
     /// Downloads `path` into `out`, from byte `offset` on (REST) when it is not zero.
     /// Returns the bytes received (after TYPE A conversion: the bytes written).
     pub async fn retrieve<W: AsyncWrite + Unpin>(

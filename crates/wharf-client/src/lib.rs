@@ -36,6 +36,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod check;
 pub mod client;
 pub mod error;

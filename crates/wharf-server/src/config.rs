@@ -72,6 +72,8 @@ impl Default for Limits {
 
 /// Everything a running server needs, validated.
 pub struct ServerConfig {
+    /// The served directory (canonical): the home of every user without one of its own.
+    pub root: PathBuf,
     pub listen: Vec<SocketAddr>,
     /// The passive port range; `None` lets the OS choose.
     pub passive_ports: Option<RangeInclusive<u16>>,
@@ -481,6 +483,7 @@ impl ServerConfig {
         let (tls, listen_implicit) = build_tls(&file.tls, &cli)?;
 
         Ok(ServerConfig {
+            root: root.clone(),
             listen,
             passive_ports,
             passive_address,

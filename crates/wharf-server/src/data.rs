@@ -2,13 +2,13 @@
 //! already done by the session), and the transfer loops that move bytes with per-operation
 //! timeouts, TYPE A conversion and a progress counter for STAT.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout, timeout_at};
 use wharf_proto::ascii::{FromWire, ToWire};
@@ -134,7 +134,7 @@ pub enum TransferError {
 
 /// What a download sends.
 pub enum Source {
-    File(tokio::fs::File),
+    File(std::fs::File),
     Bytes(Vec<u8>),
 }
 
@@ -151,7 +151,8 @@ async fn write_data(
 }
 
 /// Sends `source` and closes the data connection cleanly (TLS close_notify, then FIN) so the
-/// client sees the end before the 226 reply.
+/// client sees the end before the 226 reply. A file in binary mode over a plain connection goes
+/// with sendfile(2): no copy through user space.
 pub(crate) async fn send(
     mut stream: MaybeTls,
     source: Source,
@@ -159,36 +160,20 @@ pub(crate) async fn send(
     limit: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
-    let mut total = 0u64;
-    let mut conv = ascii.then(ToWire::new);
-    let mut wire = Vec::new();
-    match source {
-        Source::Bytes(bytes) => {
+    let total = match (source, &stream) {
+        (Source::Bytes(bytes), _) => {
             write_data(&mut stream, &bytes, limit).await?;
-            total = bytes.len() as u64;
-            progress.store(total, Ordering::Relaxed);
+            progress.store(bytes.len() as u64, Ordering::Relaxed);
+            bytes.len() as u64
         }
-        Source::File(mut file) => {
-            let mut buf = vec![0u8; BUF_SIZE];
-            loop {
-                let n = file.read(&mut buf).await.map_err(TransferError::Local)?;
-                if n == 0 {
-                    break;
-                }
-                let chunk = buf.get(..n).unwrap_or_default();
-                match conv.as_mut() {
-                    Some(c) => {
-                        wire.clear();
-                        c.convert(chunk, &mut wire);
-                        write_data(&mut stream, &wire, limit).await?;
-                    }
-                    None => write_data(&mut stream, chunk, limit).await?,
-                }
-                total += n as u64;
-                progress.store(total, Ordering::Relaxed);
-            }
+        (Source::File(file), MaybeTls::Plain(tcp)) if !ascii => {
+            send_file(tcp, &file, limit, progress).await?
         }
-    }
+        (Source::File(file), _) => {
+            let file = tokio::fs::File::from_std(file);
+            copy_file(&mut stream, file, ascii, limit, progress).await?
+        }
+    };
     match timeout(limit, stream.shutdown()).await {
         Ok(Ok(())) => {
             linger(stream);
@@ -196,6 +181,81 @@ pub(crate) async fn send(
         }
         Ok(Err(e)) => Err(TransferError::Data(e)),
         Err(_) => Err(TransferError::Stalled),
+    }
+}
+
+/// Bytes one sendfile(2) call may move; it returns sooner when the socket buffer is full.
+const SENDFILE_CHUNK: usize = 4 * 1024 * 1024;
+
+/// sendfile(2) from the file's position to its end, waiting for the socket to take more.
+async fn send_file(
+    tcp: &TcpStream,
+    file: &std::fs::File,
+    limit: Duration,
+    progress: &AtomicU64,
+) -> Result<u64, TransferError> {
+    let mut total = 0u64;
+    loop {
+        match timeout(limit, tcp.writable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(TransferError::Data(e)),
+            Err(_) => return Err(TransferError::Stalled),
+        }
+        let sent = tcp.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(tcp, file, None, SENDFILE_CHUNK).map_err(io::Error::from)
+        });
+        match sent {
+            Ok(0) => return Ok(total),
+            Ok(n) => {
+                total += n as u64;
+                progress.store(total, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The socket's errors; anything else came from reading the file.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::NotConnected
+                ) =>
+            {
+                return Err(TransferError::Data(e));
+            }
+            Err(e) => return Err(TransferError::Local(e)),
+        }
+    }
+}
+
+/// Reads the file and writes it to the data connection (TLS, or TYPE A conversion).
+async fn copy_file(
+    stream: &mut MaybeTls,
+    mut file: tokio::fs::File,
+    ascii: bool,
+    limit: Duration,
+    progress: &AtomicU64,
+) -> Result<u64, TransferError> {
+    let mut total = 0u64;
+    let mut conv = ascii.then(ToWire::new);
+    let mut wire = Vec::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        let n = file.read(&mut buf).await.map_err(TransferError::Local)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        match conv.as_mut() {
+            Some(c) => {
+                wire.clear();
+                c.convert(chunk, &mut wire);
+                write_data(stream, &wire, limit).await?;
+            }
+            None => write_data(stream, chunk, limit).await?,
+        }
+        total += n as u64;
+        progress.store(total, Ordering::Relaxed);
     }
 }
 
@@ -218,25 +278,72 @@ fn linger(stream: MaybeTls) {
     }
 }
 
+/// Size of each of the two upload buffers: one fills from the socket while the other is
+/// written to the file.
+const UPLOAD_BUF: usize = 1024 * 1024;
+
+/// Writes to the file on the blocking pool, one buffer at a time, while the next one fills:
+/// a slow disk never stalls the runtime, and no byte is copied beyond read(2) and write(2).
+struct FileWriter {
+    /// `None` while a write runs (the blocking task has it).
+    file: Option<std::fs::File>,
+    running: Option<tokio::task::JoinHandle<(std::fs::File, Vec<u8>, io::Result<()>)>>,
+}
+
+impl FileWriter {
+    /// Waits for the running write; returns its buffer for reuse.
+    async fn wait(&mut self) -> Result<Option<Vec<u8>>, TransferError> {
+        let Some(running) = self.running.take() else {
+            return Ok(None);
+        };
+        let (file, buf, result) = running
+            .await
+            .map_err(|e| TransferError::Local(io::Error::other(e)))?;
+        self.file = Some(file);
+        result.map_err(TransferError::Local)?;
+        Ok(Some(buf))
+    }
+
+    /// Starts writing `buf[..len]` once the previous write is done; returns that write's buffer.
+    async fn start(&mut self, buf: Vec<u8>, len: usize) -> Result<Option<Vec<u8>>, TransferError> {
+        let free = self.wait().await?;
+        let Some(mut file) = self.file.take() else {
+            return Err(TransferError::Local(io::Error::other("upload file lost")));
+        };
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            let result = file.write_all(buf.get(..len).unwrap_or_default());
+            (file, buf, result)
+        }));
+        Ok(free)
+    }
+}
+
 /// Receives into `file` until the client closes the data connection. Returns the bytes written
-/// to the file; the file is flushed, so write errors (no space) surface here. Over TLS the end is
-/// the client's close_notify, answered with ours; a bare TCP close is an error when
-/// `require_close_notify`.
+/// to the file, all of them written when it returns, so write errors (no space) surface here.
+/// Over TLS the end is the client's close_notify, answered with ours; a bare TCP close is an
+/// error when `require_close_notify`.
 pub(crate) async fn receive(
     mut stream: MaybeTls,
-    mut file: tokio::fs::File,
+    file: std::fs::File,
     ascii: bool,
     limit: Duration,
     require_close_notify: bool,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
     let tls = stream.is_tls();
-    let mut buf = vec![0u8; BUF_SIZE];
+    let mut writer = FileWriter {
+        file: Some(file),
+        running: None,
+    };
+    let mut fill = vec![0u8; UPLOAD_BUF];
+    let mut spare: Option<Vec<u8>> = None;
+    let mut len = 0usize;
     let mut conv = ascii.then(FromWire::new);
-    let mut local = Vec::new();
-    let mut total = 0u64;
+    let mut received = 0u64;
+    let mut written = 0u64;
     loop {
-        let n = match timeout(limit, stream.read(&mut buf)).await {
+        let room = fill.get_mut(len..).unwrap_or_default();
+        let n = match timeout(limit, stream.read(room)).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) if tls && e.kind() == io::ErrorKind::UnexpectedEof => {
                 if require_close_notify {
@@ -247,30 +354,48 @@ pub(crate) async fn receive(
             Ok(Err(e)) => return Err(TransferError::Data(e)),
             Err(_) => return Err(TransferError::Stalled),
         };
-        let chunk = buf.get(..n).unwrap_or_default();
-        let out: &[u8] = match conv.as_mut() {
+        len += n;
+        received += n as u64;
+        progress.store(received, Ordering::Relaxed);
+        let end = n == 0;
+        if len < fill.len() && !end {
+            continue;
+        }
+        // A full buffer (or the end): hand it to the writer and fill another.
+        let next = spare.take().unwrap_or_else(|| vec![0u8; UPLOAD_BUF]);
+        let freed = match conv.as_mut() {
             Some(c) => {
-                local.clear();
-                if n == 0 {
-                    c.finish(&mut local);
-                } else {
-                    c.convert(chunk, &mut local);
+                // TYPE A: the converted bytes go; the raw buffer stays.
+                let mut out = next;
+                out.clear();
+                c.convert(fill.get(..len).unwrap_or_default(), &mut out);
+                if end {
+                    c.finish(&mut out);
                 }
-                &local
+                let out_len = out.len();
+                written += out_len as u64;
+                writer.start(out, out_len).await?
             }
-            None => chunk,
+            None => {
+                written += len as u64;
+                let full = std::mem::replace(&mut fill, next);
+                writer.start(full, len).await?
+            }
         };
-        file.write_all(out).await.map_err(TransferError::Local)?;
-        total += out.len() as u64;
-        progress.store(total, Ordering::Relaxed);
-        if n == 0 {
+        if let Some(mut b) = freed {
+            // A converted buffer was cleared (length 0): give it its full size back.
+            b.resize(UPLOAD_BUF, 0);
+            spare = Some(b);
+        }
+        len = 0;
+        if end {
             break;
         }
     }
-    file.flush().await.map_err(TransferError::Local)?;
+    writer.wait().await?;
     if tls {
         // Our close_notify answers the client's (Python's `unwrap` waits for it).
         let _ = timeout(Duration::from_secs(5), stream.shutdown()).await;
     }
-    Ok(total)
+    Ok(written)
 }

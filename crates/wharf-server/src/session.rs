@@ -1164,7 +1164,7 @@ impl Session {
         let mut text = format!("Opening {mode} mode data connection for ").into_bytes();
         text.extend_from_slice(arg);
         text.extend_from_slice(format!(" ({len} bytes).").as_bytes());
-        let payload = Payload::Download(Source::File(tokio::fs::File::from_std(file)));
+        let payload = Payload::Download(Source::File(file));
         self.transfer(
             "RETR",
             arg,
@@ -1435,7 +1435,7 @@ impl Session {
         let (upload, work) = match payload {
             Payload::Download(source) => (None, Either::Send(source)),
             Payload::Upload(upload) => match upload.file.try_clone() {
-                Ok(f) => (Some(upload), Either::Receive(tokio::fs::File::from_std(f))),
+                Ok(f) => (Some(upload), Either::Receive(f)),
                 Err(e) => {
                     warn!(error = %e, "cannot use upload file");
                     return self
@@ -1608,7 +1608,7 @@ impl Session {
 
 enum Either {
     Send(Source),
-    Receive(tokio::fs::File),
+    Receive(std::fs::File),
 }
 
 enum Outcome {

@@ -20,22 +20,22 @@ use wharf_client::{
 pub struct Common {
     /// Passive mode only (EPSV, then PASV)
     #[arg(long, conflicts_with = "active")]
-    passive: bool,
+    pub passive: bool,
     /// Active mode only (EPRT, then PORT)
     #[arg(long)]
-    active: bool,
+    pub active: bool,
     /// Print the connection log (Status/Command/Response lines) to stderr
     #[arg(short = 'v', long = "log", visible_alias = "verbose")]
-    log: bool,
+    pub log: bool,
     /// Seconds to wait for a connection, for each reply and for data to move
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    timeout: u64,
+    pub timeout: u64,
     /// Read the password from the first line of stdin (else WHARF_PASSWORD, else a prompt)
     #[arg(long)]
-    password_stdin: bool,
+    pub password_stdin: bool,
     #[command(flatten)]
-    tls: TlsFlags,
+    pub tls: TlsFlags,
 }
 
 /// FTPS flags, shared by the client commands and `wharf check`.
@@ -54,7 +54,7 @@ pub struct TlsFlags {
 
 impl TlsFlags {
     /// The TLS settings the URL and flags ask for; `None` for plain FTP.
-    fn settings(
+    pub fn settings(
         &self,
         url: &FtpUrl,
         accept_invalid: bool,
@@ -220,7 +220,7 @@ fn clean(s: &str) -> String {
         .collect()
 }
 
-fn fail(e: &Error) -> ExitCode {
+pub fn fail(e: &Error) -> ExitCode {
     eprintln!("wharf: {}", clean(&e.to_string()));
     ExitCode::from(exit_code(e.kind()))
 }
@@ -279,7 +279,7 @@ fn bar_style(known_total: bool) -> ProgressStyle {
 
 /// The password: the URL's, else `--password-stdin`, else `WHARF_PASSWORD`, else a prompt
 /// on a terminal. None for anonymous logins.
-fn password_for(url: &FtpUrl, common: &Common) -> Result<Option<String>, Error> {
+pub fn password_for(url: &FtpUrl, common: &Common) -> Result<Option<String>, Error> {
     let Some(user) = &url.user else {
         return Ok(None);
     };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use wharf_server::config::{FileConfig, Overrides, ServerConfig};
 
+mod bench_cli;
 mod client_cli;
 
 #[derive(Parser)]
@@ -43,6 +44,9 @@ enum Cmd {
     Mv(client_cli::MvArgs),
     /// Diagnose an FTP server: reachability, banner, login, and which data modes work, and why
     Check(client_cli::CheckArgs),
+    /// Load an FTP server (ours or any): retr, stor, login, small, idle, list; throughput,
+    /// latency percentiles, errors
+    Bench(bench_cli::BenchArgs),
     /// Write a self-signed certificate and key for NAME (development only): NAME.crt, NAME.key
     Cert(CertArgs),
 }
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         Cmd::Rmdir(a) => client_cli::run(client_cli::Request::Rmdir(a)),
         Cmd::Mv(a) => client_cli::run(client_cli::Request::Mv(a)),
         Cmd::Check(a) => client_cli::check(a),
+        Cmd::Bench(a) => bench_cli::bench(a),
         Cmd::Cert(a) => cert(a),
     }
 }
@@ -189,8 +194,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 }
             }
         }
-        let root = args.root.clone().unwrap_or_else(|| PathBuf::from("."));
-        let root = std::fs::canonicalize(&root).unwrap_or(root);
+        let root = std::fs::canonicalize(&config.root).unwrap_or(config.root.clone());
         let mut out = std::io::stdout().lock();
         let explicit = match config.tls.as_ref().map(|t| t.mode) {
             Some(wharf_server::tls::TlsMode::Required) => "ftpes",

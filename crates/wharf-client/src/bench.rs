@@ -1,0 +1,613 @@
+//! `wharf bench`: a load generator for any FTP server. Each workload runs a bounded number of
+//! operations (and stops starting new ones at a deadline), and reports throughput, latency
+//! percentiles and errors.
+//!
+//! - `retr`: N clients each download one file `count` times (into nothing: no disk involved);
+//! - `stor`: N clients each upload `size` bytes `count` times;
+//! - `login`: N clients each connect, USER, PASS, QUIT, `count` times (sessions per second);
+//! - `small`: N clients at once, each logs in and downloads a small file `count` times (the
+//!   figure is the wall time until all are done, and whether any client was refused);
+//! - `idle`: N logged-in sessions held open at once for a while (the server's memory per
+//!   session is measured from outside, while they are held);
+//! - `list`: LIST of a directory, `count` times per client;
+//! - `loopback`: no FTP at all: plain TCP from an in-process sender, read the same way the
+//!   `retr` workload reads: the loopback limit that a server's `retr` figure compares with.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use wharf_proto::ReplyCode;
+
+use crate::client::{Client, NoProgress, Options, Store};
+use crate::error::{Error, Result};
+
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Retr,
+    Stor,
+    Login,
+    Small,
+    Idle,
+    List,
+    Loopback,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 7] = [
+        Workload::Retr,
+        Workload::Stor,
+        Workload::Login,
+        Workload::Small,
+        Workload::Idle,
+        Workload::List,
+        Workload::Loopback,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Retr => "retr",
+            Workload::Stor => "stor",
+            Workload::Login => "login",
+            Workload::Small => "small",
+            Workload::Idle => "idle",
+            Workload::List => "list",
+            Workload::Loopback => "loopback",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == text)
+    }
+
+    /// Whether the figure of merit is bytes per second (else operations per second or time).
+    fn moves_bytes(self) -> bool {
+        matches!(self, Workload::Retr | Workload::Stor | Workload::Loopback)
+    }
+}
+
+/// Told when something worth knowing happens during a run (the idle workload holding its
+/// sessions, so that the server's memory can be read from outside).
+pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A run's settings.
+#[derive(Clone)]
+pub struct BenchOptions {
+    pub workload: Workload,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    /// The file (retr, small, stor) or directory (list).
+    pub path: Vec<u8>,
+    /// Sessions at once.
+    pub clients: usize,
+    /// Operations per session (idle: ignored).
+    pub count: usize,
+    /// Bytes per upload (stor) or per round (loopback).
+    pub size: u64,
+    /// How long the idle workload holds its sessions.
+    pub hold: Duration,
+    /// No new operation starts after this much time.
+    pub duration: Duration,
+    /// Per-session settings: timeout, data mode, TLS.
+    pub session: Options,
+    pub notify: Option<Notify>,
+}
+
+impl std::fmt::Debug for BenchOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BenchOptions")
+            .field("workload", &self.workload)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("clients", &self.clients)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default)]
+pub struct BenchReport {
+    pub workload: Option<Workload>,
+    pub clients: usize,
+    pub count: usize,
+    /// Operations the run meant to do.
+    pub planned: u64,
+    /// Operations that completed.
+    pub ok: u64,
+    /// Operations (or sessions) that failed.
+    pub errors: u64,
+    /// Each distinct error message and how often it came.
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Payload bytes moved by completed operations.
+    pub bytes: u64,
+    /// Wall time of the whole run.
+    pub wall: Duration,
+    /// From the start of the first operation to the end of the last: what byte rates are
+    /// measured over (logins before the first transfer are not part of it).
+    pub busy: Duration,
+    /// Latency of each completed operation, sorted.
+    pub latencies: Vec<Duration>,
+    /// The deadline stopped the run before every operation was started.
+    pub stopped_by_deadline: bool,
+    /// Idle workload: sessions logged in and held at once.
+    pub held: usize,
+    window: Option<(Instant, Instant)>,
+}
+
+/// Distinct error messages kept per run (each with its count).
+const MAX_ERROR_KINDS: usize = 8;
+
+impl BenchReport {
+    fn merge(&mut self, other: Tally) {
+        if let Some(w) = other.window {
+            self.window = Some(match self.window {
+                Some((a, b)) => (a.min(w.0), b.max(w.1)),
+                None => w,
+            });
+        }
+        self.ok += other.ok;
+        self.bytes += other.bytes;
+        self.latencies.extend(other.latencies);
+        for e in other.errors {
+            self.errors += 1;
+            let known = self.error_kinds.len();
+            match self.error_kinds.get_mut(&e) {
+                Some(n) => *n += 1,
+                None if known < MAX_ERROR_KINDS => {
+                    self.error_kinds.insert(e, 1);
+                }
+                None => {}
+            }
+        }
+        self.stopped_by_deadline |= other.stopped;
+    }
+
+    /// Latency at quantile `q` (0..=1), nearest rank.
+    pub fn percentile(&self, q: f64) -> Option<Duration> {
+        if self.latencies.is_empty() {
+            return None;
+        }
+        let n = self.latencies.len();
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+        self.latencies.get(rank - 1).copied()
+    }
+
+    /// Megabytes (10^6 bytes) per second, from the first operation's start to the last one's
+    /// end.
+    pub fn megabytes_per_sec(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.busy.as_secs_f64().max(1e-9)
+    }
+
+    /// Completed operations per second over the whole run.
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ok as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// One JSON object.
+    pub fn to_json(&self, target: &str) -> String {
+        let ms = |d: Option<Duration>| {
+            d.map_or_else(
+                || "null".to_string(),
+                |d| format!("{:.3}", d.as_secs_f64() * 1000.0),
+            )
+        };
+        let errors: Vec<String> = self
+            .error_kinds
+            .iter()
+            .map(|(text, n)| format!("{{\"error\":{},\"count\":{n}}}", crate::check::json_str(text)))
+            .collect();
+        format!(
+            concat!(
+                "{{\"workload\":{},\"target\":{},\"clients\":{},\"count\":{},\"planned\":{},",
+                "\"ok\":{},\"errors\":{},\"error_kinds\":[{}],\"bytes\":{},\"seconds\":{:.6},",
+                "\"busy_seconds\":{:.6},\"megabytes_per_sec\":{:.3},\"ops_per_sec\":{:.3},",
+                "\"latency_ms\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},",
+                "\"held\":{},\"stopped_by_deadline\":{}}}"
+            ),
+            crate::check::json_str(self.workload.map_or("", Workload::name)),
+            crate::check::json_str(target),
+            self.clients,
+            self.count,
+            self.planned,
+            self.ok,
+            self.errors,
+            errors.join(","),
+            self.bytes,
+            self.wall.as_secs_f64(),
+            self.busy.as_secs_f64(),
+            self.megabytes_per_sec(),
+            self.ops_per_sec(),
+            ms(self.percentile(0.5)),
+            ms(self.percentile(0.9)),
+            ms(self.percentile(0.99)),
+            ms(self.latencies.last().copied()),
+            self.held,
+            self.stopped_by_deadline,
+        )
+    }
+
+    /// A few lines for a person.
+    pub fn render(&self, target: &str) -> String {
+        let mut out = String::new();
+        let name = self.workload.map_or("?", Workload::name);
+        out.push_str(&format!(
+            "wharf bench {name} {target}: {} client(s) x {}\n",
+            self.clients, self.count
+        ));
+        out.push_str(&format!(
+            "  done       {} of {} in {:.3} s, {} error(s){}\n",
+            self.ok,
+            self.planned,
+            self.wall.as_secs_f64(),
+            self.errors,
+            if self.stopped_by_deadline {
+                " (stopped at the time limit)"
+            } else {
+                ""
+            }
+        ));
+        if self.workload.is_some_and(Workload::moves_bytes) {
+            out.push_str(&format!(
+                "  throughput {:.1} MB/s ({} bytes)\n",
+                self.megabytes_per_sec(),
+                self.bytes
+            ));
+        } else if self.workload == Some(Workload::Idle) {
+            out.push_str(&format!("  held       {} sessions at once\n", self.held));
+        } else {
+            out.push_str(&format!("  rate       {:.1} operations/s\n", self.ops_per_sec()));
+        }
+        if let (Some(p50), Some(p90), Some(p99), Some(max)) = (
+            self.percentile(0.5),
+            self.percentile(0.9),
+            self.percentile(0.99),
+            self.latencies.last(),
+        ) {
+            let f = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1000.0);
+            out.push_str(&format!(
+                "  latency    p50 {}  p90 {}  p99 {}  max {}\n",
+                f(p50),
+                f(p90),
+                f(p99),
+                f(*max)
+            ));
+        }
+        for (text, n) in &self.error_kinds {
+            out.push_str(&format!("  error      {n} x {text}\n"));
+        }
+        out
+    }
+}
+
+/// What one session did.
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    bytes: u64,
+    latencies: Vec<Duration>,
+    errors: Vec<String>,
+    stopped: bool,
+    /// Start of the first operation and end of the last.
+    window: Option<(Instant, Instant)>,
+}
+
+impl Tally {
+    fn fail(&mut self, e: &Error) {
+        self.errors.push(e.to_string());
+    }
+
+    fn done(&mut self, started: Instant, bytes: u64) {
+        let now = Instant::now();
+        self.ok += 1;
+        self.bytes += bytes;
+        self.latencies.push(now - started);
+        self.window = Some(match self.window {
+            Some((first, _)) => (first, now),
+            None => (started, now),
+        });
+    }
+}
+
+/// True for addresses of this machine: the default target of a load generator.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// Runs one workload.
+pub async fn run(options: &BenchOptions) -> BenchReport {
+    let options = Arc::new(options.clone());
+    let clients = options.clients.max(1);
+    let count = options.count.max(1);
+    let mut report = BenchReport {
+        workload: Some(options.workload),
+        clients,
+        count,
+        planned: match options.workload {
+            Workload::Idle => clients as u64,
+            _ => (clients * count) as u64,
+        },
+        ..BenchReport::default()
+    };
+    let started = Instant::now();
+    let deadline = started + options.duration;
+    if options.workload == Workload::Idle {
+        idle(&options, clients, &mut report).await;
+    } else {
+        let mut tasks = JoinSet::new();
+        for index in 0..clients {
+            let options = options.clone();
+            tasks.spawn(async move {
+                match options.workload {
+                    Workload::Login => login_loop(&options, count, deadline).await,
+                    Workload::Loopback => loopback_loop(&options, count, deadline).await,
+                    _ => session_loop(&options, index, count, deadline).await,
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(tally) => report.merge(tally),
+                Err(e) => report.merge(Tally {
+                    errors: vec![format!("a bench task failed: {e}")],
+                    ..Tally::default()
+                }),
+            }
+        }
+    }
+    report.wall = started.elapsed();
+    report.busy = report.window.map_or(report.wall, |(a, b)| b - a);
+    report.latencies.sort_unstable();
+    report
+}
+
+async fn logged_in(options: &BenchOptions) -> Result<Client> {
+    let mut client = Client::connect(&options.host, options.port, options.session.clone()).await?;
+    client.login(&options.user, &options.password).await?;
+    Ok(client)
+}
+
+/// retr, stor, small, list: one session, `count` operations.
+async fn session_loop(
+    options: &BenchOptions,
+    index: usize,
+    count: usize,
+    deadline: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut client = match logged_in(options).await {
+        Ok(c) => c,
+        Err(e) => {
+            // The session's operations never ran: each counts as failed.
+            for _ in 0..count {
+                tally.fail(&e);
+            }
+            return tally;
+        }
+    };
+    // Several uploaders write to files of their own.
+    let upload_path = if options.clients > 1 {
+        [&options.path[..], format!(".{index}").as_bytes()].concat()
+    } else {
+        options.path.clone()
+    };
+    for _ in 0..count {
+        if Instant::now() >= deadline {
+            tally.stopped = true;
+            break;
+        }
+        if !client.in_step() {
+            match logged_in(options).await {
+                Ok(c) => client = c,
+                Err(e) => {
+                    tally.fail(&e);
+                    continue;
+                }
+            }
+        }
+        let t0 = Instant::now();
+        let result = match options.workload {
+            Workload::Stor => {
+                let mut input = tokio::io::repeat(b'w').take(options.size);
+                client
+                    .store(&upload_path, Store::Replace, &mut input, &NoProgress)
+                    .await
+            }
+            Workload::List => client
+                .listing("LIST", &options.path)
+                .await
+                .map(|raw| raw.len() as u64),
+            _ => {
+                client
+                    .retrieve(&options.path, 0, &mut tokio::io::sink(), &NoProgress)
+                    .await
+            }
+        };
+        match result {
+            Ok(bytes) => tally.done(t0, bytes),
+            Err(e) => tally.fail(&e),
+        }
+    }
+    if client.in_step() {
+        client.quit().await;
+    }
+    tally
+}
+
+/// Connect, USER, PASS, QUIT: the cost of a session without any transfer.
+async fn login_once(options: &BenchOptions) -> Result<()> {
+    let mut client = Client::connect(&options.host, options.port, options.session.clone()).await?;
+    client.secure().await?;
+    let reply = client
+        .command("USER", Some(options.user.as_bytes()))
+        .await?;
+    let reply = if reply.code == ReplyCode::NEED_PASSWORD {
+        client
+            .command("PASS", Some(options.password.as_bytes()))
+            .await?
+    } else {
+        reply
+    };
+    if reply.code != ReplyCode::LOGGED_IN {
+        return Err(Error::Refused {
+            command: "the login".into(),
+            reply,
+        });
+    }
+    client.quit().await;
+    Ok(())
+}
+
+async fn login_loop(options: &BenchOptions, count: usize, deadline: Instant) -> Tally {
+    let mut tally = Tally::default();
+    for _ in 0..count {
+        if Instant::now() >= deadline {
+            tally.stopped = true;
+            break;
+        }
+        let t0 = Instant::now();
+        match login_once(options).await {
+            Ok(()) => tally.done(t0, 0),
+            Err(e) => tally.fail(&e),
+        }
+    }
+    tally
+}
+
+/// Holds `clients` logged-in sessions at once for `options.hold`, then quits them all.
+async fn idle(options: &Arc<BenchOptions>, clients: usize, report: &mut BenchReport) {
+    let (ready_tx, mut ready_rx) = mpsc::channel::<std::result::Result<Duration, String>>(64);
+    let (release_tx, release_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for _ in 0..clients {
+        let options = options.clone();
+        let ready = ready_tx.clone();
+        let mut release = release_rx.clone();
+        tasks.spawn(async move {
+            let t0 = Instant::now();
+            match logged_in(&options).await {
+                Ok(client) => {
+                    let _ = ready.send(Ok(t0.elapsed())).await;
+                    let _ = release.wait_for(|&go| go).await;
+                    // Still there after the hold? A server that dropped the session fails QUIT.
+                    let mut client = client;
+                    match client.command("NOOP", None).await {
+                        Ok(r) if r.code.is_completion() => {
+                            client.quit().await;
+                            None
+                        }
+                        Ok(r) => Some(format!("NOOP after the hold: {}", r.code)),
+                        Err(e) => Some(format!("after the hold: {e}")),
+                    }
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string())).await;
+                    None
+                }
+            }
+        });
+    }
+    drop(ready_tx);
+    let mut tally = Tally::default();
+    // Each session reports once (logged in or failed), and keeps its sender until released.
+    for _ in 0..clients {
+        let Some(result) = ready_rx.recv().await else {
+            break;
+        };
+        match result {
+            Ok(latency) => {
+                report.held += 1;
+                tally.latencies.push(latency);
+            }
+            Err(e) => tally.errors.push(e),
+        }
+    }
+    if let Some(notify) = &options.notify {
+        notify(&format!(
+            "holding {} sessions for {} s",
+            report.held,
+            options.hold.as_secs_f64()
+        ));
+    }
+    tokio::time::sleep(options.hold).await;
+    let _ = release_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(None) => tally.ok += 1,
+            Ok(Some(e)) => tally.errors.push(e),
+            Err(e) => tally.errors.push(format!("a bench task failed: {e}")),
+        }
+    }
+    // A session that failed to log in sent its error already; it is not also counted as ok.
+    tally.ok = tally.ok.saturating_sub((clients - report.held) as u64);
+    report.merge(tally);
+}
+
+/// The loopback limit: the same read loop as `retr`, from a sender that writes from memory.
+async fn loopback_loop(options: &BenchOptions, count: usize, deadline: Instant) -> Tally {
+    let mut tally = Tally::default();
+    for _ in 0..count {
+        if Instant::now() >= deadline {
+            tally.stopped = true;
+            break;
+        }
+        let t0 = Instant::now();
+        match loopback_once(options).await {
+            Ok(bytes) => tally.done(t0, bytes),
+            Err(e) => tally.fail(&Error::Network(e)),
+        }
+    }
+    tally
+}
+
+async fn loopback_once(options: &BenchOptions) -> std::io::Result<u64> {
+    use std::io::Write;
+    let ip: IpAddr = options
+        .host
+        .parse()
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let listener = std::net::TcpListener::bind(SocketAddr::new(ip, 0))?;
+    let addr = listener.local_addr()?;
+    let size = options.size;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut stream, _) = listener.accept()?;
+        let chunk = vec![b'w'; 256 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            stream.write_all(chunk.get(..n).unwrap_or_default())?;
+            left -= n as u64;
+        }
+        Ok(())
+    });
+    let mut stream = tokio::time::timeout(
+        options.session.timeout,
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = tokio::time::timeout(options.session.timeout, stream.read(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out"))??;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    match sender.join() {
+        Ok(r) => r?,
+        Err(_) => return Err(std::io::Error::other("the sender thread panicked")),
+    }
+    Ok(total)
+}
