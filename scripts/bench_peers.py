@@ -47,10 +47,21 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
+_next_port = [21210]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free control port below the ephemeral range (which the load's own connections use)."""
+    while True:
+        port = _next_port[0]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 def prepare_data(quick):
@@ -144,7 +155,7 @@ class Server:
             try:
                 with open(f"/proc/{pid}/smaps_rollup") as f:
                     for line in f:
-                        if line.startswith("Pss:"):
+                        if line.startswith("Pss_Anon:"):
                             total += int(line.split()[1])
             except OSError:
                 pass
@@ -341,7 +352,7 @@ def one_round(args, srv, results, quick):
             add("cpu_stor", (srv.cpu_seconds() - c0) / (rep["bytes"] / GIB))
         errs("stor", rep)
 
-        rep, _ = bench(args, srv, "login", "", "-n", "100" if quick else "500")
+        rep, _ = bench(args, srv, "login", "", "-n", "100" if quick else "300")
         if rep.get("ok"):
             add("login", rep["ops_per_sec"])
         errs("login", rep)
@@ -356,7 +367,7 @@ def one_round(args, srv, results, quick):
                 clients //= 10
             time.sleep(1)
             rep, _ = bench(args, srv, "small", "small.bin", "-c", str(clients), "-n", "10",
-                           "--timeout", "60")
+                           "--timeout", "30", "--duration", "120")
             if "seconds" in rep:
                 add(key, rep["seconds"])
             errs(key, rep)

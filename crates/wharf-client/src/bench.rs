@@ -203,7 +203,12 @@ impl BenchReport {
         let errors: Vec<String> = self
             .error_kinds
             .iter()
-            .map(|(text, n)| format!("{{\"error\":{},\"count\":{n}}}", crate::check::json_str(text)))
+            .map(|(text, n)| {
+                format!(
+                    "{{\"error\":{},\"count\":{n}}}",
+                    crate::check::json_str(text)
+                )
+            })
             .collect();
         format!(
             concat!(
@@ -264,7 +269,10 @@ impl BenchReport {
         } else if self.workload == Some(Workload::Idle) {
             out.push_str(&format!("  held       {} sessions at once\n", self.held));
         } else {
-            out.push_str(&format!("  rate       {:.1} operations/s\n", self.ops_per_sec()));
+            out.push_str(&format!(
+                "  rate       {:.1} operations/s\n",
+                self.ops_per_sec()
+            ));
         }
         if let (Some(p50), Some(p90), Some(p99), Some(max)) = (
             self.percentile(0.5),
@@ -570,10 +578,7 @@ async fn loopback_loop(options: &BenchOptions, count: usize, deadline: Instant) 
 
 async fn loopback_once(options: &BenchOptions) -> std::io::Result<u64> {
     use std::io::Write;
-    let ip: IpAddr = options
-        .host
-        .parse()
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip: IpAddr = options.host.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let listener = std::net::TcpListener::bind(SocketAddr::new(ip, 0))?;
     let addr = listener.local_addr()?;
     let size = options.size;

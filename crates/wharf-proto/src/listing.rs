@@ -2,6 +2,7 @@
 //! facts for MLST/MLSD.
 
 use crate::time::UtcTime;
+use std::io::Write as _;
 
 /// What kind of file system object an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,19 +65,20 @@ pub fn push_list_line(out: &mut Vec<u8>, info: &FileInfo, now: i64) {
         .get((t.month as usize).wrapping_sub(1))
         .unwrap_or(&"Jan");
     let recent = info.mtime <= now + 3600 && now - info.mtime < SIX_MONTHS;
-    let when = if recent {
-        format!("{:02}:{:02}", t.hour, t.minute)
-    } else {
-        format!(" {:04}", t.year)
-    };
-    let head = format!(
-        "{type_char}{} {:>3} ftp      ftp      {:>12} {month} {:>2} {when} ",
-        String::from_utf8_lossy(&perms),
+    // Written straight into `out`: no allocation per line (a listing may have many thousands).
+    let perms = std::str::from_utf8(&perms).unwrap_or("---------");
+    let _ = write!(
+        out,
+        "{type_char}{perms} {:>3} ftp      ftp      {:>12} {month} {:>2} ",
         info.nlink.max(1),
         info.size,
         t.day,
     );
-    out.extend_from_slice(head.as_bytes());
+    let _ = if recent {
+        write!(out, "{:02}:{:02} ", t.hour, t.minute)
+    } else {
+        write!(out, " {:04} ", t.year)
+    };
     push_name(out, &info.name);
     out.extend_from_slice(b"\r\n");
 }

@@ -89,6 +89,9 @@ pub struct ServerConfig {
     pub auth: Arc<dyn Authenticator>,
     /// Password checks running at once: a crowd of logins cannot take all memory or CPU.
     pub auth_slots: tokio::sync::Semaphore,
+    /// Open home directories, shared by the sessions of the same home: one descriptor and one
+    /// allocation for a thousand sessions of one user, not one each.
+    pub homes: crate::storage::HomeCache,
     pub banner: String,
     /// FTPS: `None` when no certificate is configured (TLS off).
     pub tls: Option<Arc<Tls>>,
@@ -493,6 +496,7 @@ impl ServerConfig {
             allow_foreign_passive: file.passive.allow_foreign_peer.unwrap_or(false),
             limits,
             auth: Arc::new(UserStore::new(users, anonymous)),
+            homes: crate::storage::HomeCache::default(),
             auth_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),

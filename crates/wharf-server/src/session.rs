@@ -24,7 +24,7 @@ use wharf_proto::{
 use crate::auth::{Account, Permissions};
 use crate::config::ServerConfig;
 use crate::data::{self, DataSetup, Source, TransferError};
-use crate::storage::{LocalFs, Storage, StorageError, Upload, WriteMode};
+use crate::storage::{Storage, StorageError, Upload, WriteMode};
 use crate::tls::{self, MaybeTls, TlsMode};
 
 /// The value of a `Result<T, Reply>`, or: send the reply and end the command.
@@ -288,10 +288,11 @@ impl Session {
     async fn serve(&mut self) -> io::Result<()> {
         if self.implicit_tls {
             let acceptor = self.acceptor()?;
-            let shown = self
-                .control
-                .start_tls(&acceptor.control, self.config.limits.accept_timeout)
-                .await?;
+            let shown = Box::pin(
+                self.control
+                    .start_tls(&acceptor.control, self.config.limits.accept_timeout),
+            )
+            .await?;
             debug!(peer = %self.peer, tls = %shown, "implicit TLS established");
         }
         let banner = reply(ReplyCode::READY, self.config.banner.clone());
@@ -318,7 +319,9 @@ impl Session {
                 LineEvent::Line(line) => match Command::parse(&line) {
                     Ok(cmd) => {
                         debug!(peer = %self.peer, verb = cmd.verb(), "command");
-                        self.dispatch(cmd).await?
+                        // Boxed: the command futures (a transfer's is large) take memory only
+                        // while a command runs, so an idle session's task stays small.
+                        Box::pin(self.dispatch(cmd)).await?
                     }
                     Err(e) => {
                         self.pending = Pending::None;
@@ -932,12 +935,20 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let home = account.home.clone();
-        match tokio::task::spawn_blocking(move || LocalFs::new(&home)).await {
+        // Most logins find their home open already: no blocking thread needed for it.
+        let opened = match self.config.homes.get(&home) {
+            Some(fs) => Ok(Ok(fs)),
+            None => {
+                let config = self.config.clone();
+                tokio::task::spawn_blocking(move || config.homes.open(&home)).await
+            }
+        };
+        match opened {
             Ok(Ok(fs)) => {
                 info!(peer = %self.peer, user = %account.name, "login");
                 self.login = Login::LoggedIn(User {
                     account,
-                    storage: Arc::new(fs),
+                    storage: fs,
                 });
                 self.cwd = VPath::root();
                 self.send(reply(ReplyCode::LOGGED_IN, "Login successful."))

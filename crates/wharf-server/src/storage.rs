@@ -192,6 +192,34 @@ pub struct LocalFs {
     root: OwnedFd,
 }
 
+/// Home directories open at the moment, by path; an entry lives as long as a session uses it.
+#[derive(Debug, Default)]
+pub struct HomeCache {
+    open: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<LocalFs>>>,
+}
+
+impl HomeCache {
+    /// The home directory `home` if a session has it open already (no system call).
+    pub fn get(&self, home: &Path) -> Option<std::sync::Arc<LocalFs>> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.get(home).and_then(std::sync::Weak::upgrade)
+    }
+
+    /// The open home directory `home`, shared with the other sessions that use it, or newly
+    /// opened.
+    pub fn open(&self, home: &Path) -> std::io::Result<std::sync::Arc<LocalFs>> {
+        if let Some(fs) = self.get(home) {
+            return Ok(fs);
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let fs = std::sync::Arc::new(LocalFs::new(home)?);
+        // Forget homes nobody uses any more before adding one.
+        open.retain(|_, w| w.strong_count() > 0);
+        open.insert(home.to_path_buf(), std::sync::Arc::downgrade(&fs));
+        Ok(fs)
+    }
+}
+
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
 fn os(bytes: &[u8]) -> &OsStr {

@@ -127,10 +127,8 @@ async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
         (Some(u), p) => (u.clone(), p.unwrap_or_default()),
     };
     let workload = args.workload;
-    if matches!(
-        workload,
-        Workload::Retr | Workload::Stor | Workload::Small
-    ) && url.path_trimmed().is_empty()
+    if matches!(workload, Workload::Retr | Workload::Stor | Workload::Small)
+        && url.path_trimmed().is_empty()
     {
         return Err(Error::Usage(format!(
             "the {} workload needs a file in the URL (ftp://host/path/to/file)",

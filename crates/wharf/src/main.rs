@@ -114,10 +114,25 @@ struct ServeArgs {
     log_level: tracing::Level,
 }
 
+/// Raises the soft limit on open files to the hard one: every session and every data
+/// connection is a descriptor, and the usual soft limit (1024) is far below what a server or a
+/// load generator holds. Without the right to, it stays as it is.
+pub fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve(args) => serve(args),
+        Cmd::Serve(args) => {
+            raise_open_file_limit();
+            serve(args)
+        }
         Cmd::Passwd => passwd(),
         Cmd::Ls(a) => client_cli::run(client_cli::Request::Ls(a)),
         Cmd::Get(a) => client_cli::run(client_cli::Request::Get(a)),
@@ -127,7 +142,10 @@ fn main() -> ExitCode {
         Cmd::Rmdir(a) => client_cli::run(client_cli::Request::Rmdir(a)),
         Cmd::Mv(a) => client_cli::run(client_cli::Request::Mv(a)),
         Cmd::Check(a) => client_cli::check(a),
-        Cmd::Bench(a) => bench_cli::bench(a),
+        Cmd::Bench(a) => {
+            raise_open_file_limit();
+            bench_cli::bench(a)
+        }
         Cmd::Cert(a) => cert(a),
     }
 }

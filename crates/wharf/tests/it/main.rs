@@ -2,6 +2,7 @@
 //! Integration tests for `wharf serve`: one binary (link time), a module per area.
 //! Every server listens on loopback, port 0.
 
+mod bench;
 mod check;
 mod client;
 mod commands;
