@@ -194,6 +194,9 @@ async fn send_file(
     limit: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
+    // Corked, the kernel sends only full segments however the calls split the file; the
+    // shutdown after the transfer sends what is left.
+    let _ = socket2::SockRef::from(tcp).set_tcp_cork(true);
     let mut total = 0u64;
     loop {
         match timeout(limit, tcp.writable()).await {

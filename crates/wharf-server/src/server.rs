@@ -45,7 +45,7 @@ struct Limiter {
 }
 
 /// A session's place in the limits; released on drop.
-struct Permit {
+pub(crate) struct Permit {
     limiter: Arc<Limiter>,
     ip: IpAddr,
 }
@@ -151,6 +151,13 @@ struct AcceptCtx {
     implicit_tls: bool,
 }
 
+/// What a session holds while it runs, released when it ends: its place in the limits, and
+/// the sender graceful shutdown waits on.
+pub(crate) struct SessionHold {
+    _permit: Permit,
+    _alive: mpsc::Sender<()>,
+}
+
 async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -199,10 +206,9 @@ fn start_session(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
             return;
         }
     };
-    let alive = ctx.alive.clone();
-    tokio::spawn(async move {
-        session.run().await;
-        drop(permit);
-        drop(alive);
-    });
+    // The session's own future is the task: no wrapper holding a second copy of the session.
+    tokio::spawn(session.run(SessionHold {
+        _permit: permit,
+        _alive: ctx.alive.clone(),
+    }));
 }

@@ -37,6 +37,10 @@ macro_rules! or_reply {
     };
 }
 
+/// A command's work: boxed, and sized to that command (see [`Session::dispatch`]).
+type CommandFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<Flow>> + Send + 'a>>;
+
 /// What the session does after a command.
 enum Flow {
     Continue,
@@ -269,20 +273,32 @@ impl Session {
         }
     }
 
-    /// Runs the session to its end.
-    pub(crate) async fn run(mut self) {
-        let started = Instant::now();
-        info!(peer = %self.peer, "session opened");
-        let result = self.serve().await;
-        if let Err(e) = &result {
-            debug!(peer = %self.peer, error = %e, "control connection error");
+    /// Runs the session to its end; `hold` is released after it. A plain function returning an
+    /// `async move` block: an `async fn` would keep a second copy of the session in its future
+    /// (its arguments are moved into locals), and this future is what every session holds.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn's future is larger, see above"
+    )]
+    pub(crate) fn run(
+        mut self,
+        hold: crate::server::SessionHold,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            let started = Instant::now();
+            info!(peer = %self.peer, "session opened");
+            let result = self.serve().await;
+            if let Err(e) = &result {
+                debug!(peer = %self.peer, error = %e, "control connection error");
+            }
+            info!(
+                peer = %self.peer,
+                user = self.user_name(),
+                secs = started.elapsed().as_secs(),
+                "session closed"
+            );
+            drop(hold);
         }
-        info!(
-            peer = %self.peer,
-            user = self.user_name(),
-            secs = started.elapsed().as_secs(),
-            "session closed"
-        );
     }
 
     async fn serve(&mut self) -> io::Result<()> {
@@ -319,9 +335,7 @@ impl Session {
                 LineEvent::Line(line) => match Command::parse(&line) {
                     Ok(cmd) => {
                         debug!(peer = %self.peer, verb = cmd.verb(), "command");
-                        // Boxed: the command futures (a transfer's is large) take memory only
-                        // while a command runs, so an idle session's task stays small.
-                        Box::pin(self.dispatch(cmd)).await?
+                        self.dispatch(cmd).await?
                     }
                     Err(e) => {
                         self.pending = Pending::None;
@@ -338,41 +352,36 @@ impl Session {
 
     /// Waits for the next command while idle: also closes an unused passive listener when it
     /// expires, and ends the session on idle timeout or shutdown. `Ok(None)`: end the session.
+    ///
+    /// This is the future an idle session sits in, so it is kept small: one timer for whichever
+    /// deadline comes first, and the rare replies boxed.
     async fn wait_for_command(&mut self) -> io::Result<Option<LineEvent>> {
-        let idle = self.config.limits.idle_timeout;
-        let idle_deadline = Instant::now() + idle;
+        let idle_deadline = Instant::now() + self.config.limits.idle_timeout;
         loop {
             let passive_expiry = match &self.data {
                 DataSetup::Passive { expires, .. } => Some(*expires),
                 _ => None,
             };
-            let expired = async {
-                match passive_expiry {
-                    Some(t) => sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let wake = passive_expiry.map_or(idle_deadline, |t| t.min(idle_deadline));
             let Session {
                 control, shutdown, ..
             } = self;
-            tokio::select! {
+            let closing = tokio::select! {
                 ev = control.next_event() => return ev,
-                _ = sleep_until(idle_deadline) => {
-                    let r = reply(ReplyCode::SERVICE_UNAVAILABLE, "Timeout: closing control connection.");
-                    control.send(&r).await?;
-                    return Ok(None);
-                }
-                _ = expired => {
-                    debug!(peer = %self.peer, "passive listener expired unused");
-                    self.data = DataSetup::None;
+                _ = sleep_until(wake) => {
+                    if Instant::now() < idle_deadline {
+                        debug!(peer = %self.peer, "passive listener expired unused");
+                        self.data = DataSetup::None;
+                        continue;
+                    }
+                    "Timeout: closing control connection."
                 }
                 // The guard `wait_for` returns is not Send: drop it inside the inner future.
-                _ = async { drop(shutdown.wait_for(|&v| v).await) } => {
-                    let r = reply(ReplyCode::SERVICE_UNAVAILABLE, "Server shutting down.");
-                    control.send(&r).await?;
-                    return Ok(None);
-                }
-            }
+                _ = async { drop(shutdown.wait_for(|&v| v).await) } => "Server shutting down.",
+            };
+            let r = reply(ReplyCode::SERVICE_UNAVAILABLE, closing);
+            Box::pin(self.control.send(&r)).await?;
+            return Ok(None);
         }
     }
 
@@ -409,8 +418,12 @@ impl Session {
         Ok((storage, path))
     }
 
-    /// The one dispatch point: every command is one arm.
-    async fn dispatch(&mut self, cmd: Command) -> io::Result<Flow> {
+    /// The one dispatch point: every command is one arm. Each arm's future is boxed on its own,
+    /// so a command takes only the memory its own work needs, and only while it runs: an idle
+    /// session's task stays small, and so do hundreds of sessions waiting at once in PASS while
+    /// their passwords are hashed (one future for all commands would be the size of the largest,
+    /// a transfer's).
+    fn dispatch(&mut self, cmd: Command) -> CommandFuture<'_> {
         let pending = std::mem::take(&mut self.pending);
         let logged_in = matches!(self.login, Login::LoggedIn(_));
         let allowed_before_login = matches!(
@@ -434,11 +447,11 @@ impl Session {
                 | Command::Stat(None)
         );
         if !logged_in && !allowed_before_login {
-            return self.send(not_logged_in()).await;
+            return Box::pin(self.send(not_logged_in()));
         }
         match cmd {
-            Command::Auth => self.cmd_auth().await,
-            Command::Pbsz(_) => {
+            Command::Auth => Box::pin(self.cmd_auth()),
+            Command::Pbsz(_) => Box::pin(async move {
                 if !self.control.is_tls() {
                     return self
                         .send(reply(ReplyCode::BAD_SEQUENCE, "PBSZ needs AUTH TLS first."))
@@ -447,33 +460,33 @@ impl Session {
                 self.pbsz = true;
                 // TLS has no protection buffer: whatever was asked, the size is 0 (RFC 4217 §9).
                 self.send(reply(ReplyCode::SECURITY_OK, "PBSZ=0")).await
-            }
-            Command::Prot(level) => self.cmd_prot(level).await,
-            Command::Ccc => {
+            }),
+            Command::Prot(level) => Box::pin(self.cmd_prot(level)),
+            Command::Ccc => Box::pin(async move {
                 self.send(reply(
                     ReplyCode::POLICY_DENIED,
                     "CCC refused: the control connection stays encrypted.",
                 ))
                 .await
-            }
-            Command::User(name) => self.cmd_user(name).await,
-            Command::Pass(pw) => self.cmd_pass(pw).await,
-            Command::Acct => {
+            }),
+            Command::User(name) => Box::pin(self.cmd_user(name)),
+            Command::Pass(pw) => Box::pin(self.cmd_pass(pw)),
+            Command::Acct => Box::pin(async move {
                 self.send(reply(ReplyCode::SUPERFLUOUS, "Account not needed."))
                     .await
-            }
-            Command::Quit => {
+            }),
+            Command::Quit => Box::pin(async move {
                 self.control
                     .send(&reply(ReplyCode::CLOSING, "Goodbye."))
                     .await?;
                 Ok(Flow::Close)
-            }
-            Command::Rein => {
+            }),
+            Command::Rein => Box::pin(async move {
                 self.start_over();
                 self.send(reply(ReplyCode::READY, "Ready for new user."))
                     .await
-            }
-            Command::Host(_) => {
+            }),
+            Command::Host(_) => Box::pin(async move {
                 if matches!(self.login, Login::Fresh) {
                     self.send(reply(ReplyCode::READY, "Host accepted.")).await
                 } else {
@@ -483,38 +496,42 @@ impl Session {
                     ))
                     .await
                 }
-            }
-            Command::Cwd(arg) => self.cmd_cwd(&arg).await,
-            Command::Cdup => {
+            }),
+            Command::Cwd(arg) => Box::pin(async move { self.cmd_cwd(&arg).await }),
+            Command::Cdup => Box::pin(async move {
                 // At the root, CDUP stays there, as in a chroot.
                 self.cwd = self.cwd.parent();
                 self.send(reply(ReplyCode::OK, "Directory successfully changed."))
                     .await
-            }
-            Command::Pwd => {
+            }),
+            Command::Pwd => Box::pin(async move {
                 let mut text = listing_quote(&self.cwd.to_bytes());
                 text.extend_from_slice(b" is the current directory.");
                 self.send(Reply::new(ReplyCode::PATH_CREATED, text)).await
-            }
-            Command::Port(addr) => self.cmd_port(SocketAddr::V4(addr), "PORT").await,
-            Command::Eprt(addr) => self.cmd_port(addr, "EPRT").await,
-            Command::Pasv => self.cmd_pasv().await,
-            Command::Epsv(arg) => self.cmd_epsv(arg).await,
-            Command::Type(t) => {
+            }),
+            Command::Port(addr) => Box::pin(self.cmd_port(SocketAddr::V4(addr), "PORT")),
+            Command::Eprt(addr) => Box::pin(self.cmd_port(addr, "EPRT")),
+            Command::Pasv => Box::pin(self.cmd_pasv()),
+            Command::Epsv(arg) => Box::pin(self.cmd_epsv(arg)),
+            Command::Type(t) => Box::pin(async move {
                 self.transfer_type = t;
                 let text = match t {
                     TransferType::Ascii => "Switching to ASCII mode.",
                     TransferType::Image => "Switching to Binary mode.",
                 };
                 self.send(reply(ReplyCode::OK, text)).await
+            }),
+            Command::Stru => {
+                Box::pin(
+                    async move { self.send(reply(ReplyCode::OK, "Structure set to F.")).await },
+                )
             }
-            Command::Stru => self.send(reply(ReplyCode::OK, "Structure set to F.")).await,
-            Command::Mode => self.send(reply(ReplyCode::OK, "Mode set to S.")).await,
-            Command::Allo => {
+            Command::Mode => Box::pin(self.send(reply(ReplyCode::OK, "Mode set to S."))),
+            Command::Allo => Box::pin(async move {
                 self.send(reply(ReplyCode::SUPERFLUOUS, "ALLO command ignored."))
                     .await
-            }
-            Command::Rest(offset) => {
+            }),
+            Command::Rest(offset) => Box::pin(async move {
                 if self.transfer_type == TransferType::Ascii && offset > 0 {
                     return self
                         .send(reply(
@@ -529,28 +546,30 @@ impl Session {
                     format!("Restart position accepted ({offset})."),
                 ))
                 .await
-            }
-            Command::Retr(arg) => {
+            }),
+            Command::Retr(arg) => Box::pin(async move {
                 let offset = match pending {
                     Pending::Rest(n) => n,
                     _ => 0,
                 };
                 self.cmd_retr(&arg, offset).await
-            }
-            Command::Stor(arg) => {
+            }),
+            Command::Stor(arg) => Box::pin(async move {
                 let mode = match pending {
                     Pending::Rest(n) if n > 0 => WriteMode::Resume(n),
                     _ => WriteMode::Replace,
                 };
                 self.cmd_store(&arg, mode, "STOR").await
+            }),
+            Command::Appe(arg) => {
+                Box::pin(async move { self.cmd_store(&arg, WriteMode::Append, "APPE").await })
             }
-            Command::Appe(arg) => self.cmd_store(&arg, WriteMode::Append, "APPE").await,
-            Command::Stou => {
+            Command::Stou => Box::pin(async move {
                 let name = format!("wharf.{}", crate::storage::random_hex(6));
                 self.cmd_store(name.as_bytes(), WriteMode::CreateNew, "STOU")
                     .await
-            }
-            Command::Rnfr(arg) => {
+            }),
+            Command::Rnfr(arg) => Box::pin(async move {
                 let (storage, path) = or_reply!(self, self.authorize(|p| p.rename, Some(&arg)));
                 let p = path.clone();
                 match blocking(move || storage.stat(&p)).await {
@@ -561,8 +580,8 @@ impl Session {
                     }
                     Err(e) => self.send(e.reply()).await,
                 }
-            }
-            Command::Rnto(arg) => {
+            }),
+            Command::Rnto(arg) => Box::pin(async move {
                 let Pending::RenameFrom(from) = pending else {
                     return self
                         .send(reply(ReplyCode::BAD_SEQUENCE, "RNFR required first."))
@@ -577,8 +596,8 @@ impl Session {
                 let r = blocking(move || storage.rename(&from, &to, replace)).await;
                 self.done(r, ReplyCode::FILE_ACTION_OK, "Rename successful.")
                     .await
-            }
-            Command::Abor => {
+            }),
+            Command::Abor => Box::pin(async move {
                 // Nothing is running (a running transfer handles ABOR itself).
                 self.data = DataSetup::None;
                 self.send(reply(
@@ -586,14 +605,14 @@ impl Session {
                     "No transfer to abort.",
                 ))
                 .await
-            }
-            Command::Dele(arg) => {
+            }),
+            Command::Dele(arg) => Box::pin(async move {
                 let (storage, path) = or_reply!(self, self.authorize(|p| p.delete, Some(&arg)));
                 let r = blocking(move || storage.delete(&path)).await;
                 self.done(r, ReplyCode::FILE_ACTION_OK, "Delete operation successful.")
                     .await
-            }
-            Command::Rmd(arg) => {
+            }),
+            Command::Rmd(arg) => Box::pin(async move {
                 let (storage, path) = or_reply!(self, self.authorize(|p| p.delete, Some(&arg)));
                 if path.is_root() || self.cwd.components().count() >= 1 && self.cwd == path {
                     return self.send(denied()).await;
@@ -605,8 +624,8 @@ impl Session {
                     "Remove directory operation successful.",
                 )
                 .await
-            }
-            Command::Mkd(arg) => {
+            }),
+            Command::Mkd(arg) => Box::pin(async move {
                 let (storage, path) = or_reply!(self, self.authorize(|p| p.mkdir, Some(&arg)));
                 let p = path.clone();
                 match blocking(move || storage.mkdir(&p)).await {
@@ -617,17 +636,17 @@ impl Session {
                     }
                     Err(e) => self.send(e.reply()).await,
                 }
-            }
-            Command::List(arg) => self.cmd_list(arg, ListForm::Long).await,
-            Command::Nlst(arg) => self.cmd_list(arg, ListForm::Names).await,
-            Command::Mlsd(arg) => self.cmd_list(arg, ListForm::Machine).await,
-            Command::Mlst(arg) => self.cmd_mlst(arg).await,
-            Command::Site(site) => self.cmd_site(site).await,
-            Command::Syst => {
+            }),
+            Command::List(arg) => Box::pin(self.cmd_list(arg, ListForm::Long)),
+            Command::Nlst(arg) => Box::pin(self.cmd_list(arg, ListForm::Names)),
+            Command::Mlsd(arg) => Box::pin(self.cmd_list(arg, ListForm::Machine)),
+            Command::Mlst(arg) => Box::pin(self.cmd_mlst(arg)),
+            Command::Site(site) => Box::pin(self.cmd_site(site)),
+            Command::Syst => Box::pin(async move {
                 self.send(reply(ReplyCode::SYSTEM_TYPE, "UNIX Type: L8"))
                     .await
-            }
-            Command::Stat(None) => {
+            }),
+            Command::Stat(None) => Box::pin(async move {
                 let lines = vec![
                     b"Wharf FTP server status:".to_vec(),
                     format!("     Connected to {}", self.peer.ip()).into_bytes(),
@@ -646,9 +665,9 @@ impl Session {
                 ];
                 self.send(Reply::multi(ReplyCode::SYSTEM_STATUS, lines))
                     .await
-            }
-            Command::Stat(Some(arg)) => self.cmd_stat_path(&arg).await,
-            Command::Help(None) => {
+            }),
+            Command::Stat(Some(arg)) => Box::pin(async move { self.cmd_stat_path(&arg).await }),
+            Command::Help(None) => Box::pin(async move {
                 let mut lines = vec![b"The following commands are recognized.".to_vec()];
                 for row in HELP_VERBS.chunks(8) {
                     let mut line = String::new();
@@ -659,8 +678,8 @@ impl Session {
                 }
                 lines.push(b"Help OK.".to_vec());
                 self.send(Reply::multi(ReplyCode::HELP, lines)).await
-            }
-            Command::Help(Some(verb)) => {
+            }),
+            Command::Help(Some(verb)) => Box::pin(async move {
                 let upper = verb.to_ascii_uppercase();
                 if HELP_VERBS.iter().any(|v| v.as_bytes() == upper.as_slice()) {
                     let mut text = upper;
@@ -670,9 +689,9 @@ impl Session {
                     self.send(reply(ReplyCode::NOT_IMPLEMENTED, "Unknown command."))
                         .await
                 }
-            }
-            Command::Noop => self.send(reply(ReplyCode::OK, "NOOP ok.")).await,
-            Command::Feat => {
+            }),
+            Command::Noop => Box::pin(self.send(reply(ReplyCode::OK, "NOOP ok."))),
+            Command::Feat => Box::pin(async move {
                 let mut lines = vec![b"Features:".to_vec()];
                 let tls_on = self.tls_mode() != TlsMode::Off;
                 if tls_on {
@@ -692,18 +711,18 @@ impl Session {
                 lines.push(b"End".to_vec());
                 self.send(Reply::multi(ReplyCode::SYSTEM_STATUS, lines))
                     .await
-            }
-            Command::Opts(Opts::Utf8(_)) => {
+            }),
+            Command::Opts(Opts::Utf8(_)) => Box::pin(async move {
                 // Names are passed as the bytes they are stored as; UTF-8 clients see UTF-8.
                 self.send(reply(ReplyCode::OK, "Always in UTF8 mode."))
                     .await
-            }
-            Command::Opts(Opts::Mlst(list)) => {
+            }),
+            Command::Opts(Opts::Mlst(list)) => Box::pin(async move {
                 let (facts, text) = listing::parse_mlst_opts(&list);
                 self.facts = facts;
                 self.send(reply(ReplyCode::OK, text)).await
-            }
-            Command::Size(arg) => {
+            }),
+            Command::Size(arg) => Box::pin(async move {
                 let (storage, path) = or_reply!(self, self.authorize(|p| p.read, Some(&arg)));
                 match blocking(move || storage.stat(&path)).await {
                     Ok(info) if info.kind == FileKind::File => {
@@ -716,8 +735,8 @@ impl Session {
                     }
                     Err(e) => self.send(e.reply()).await,
                 }
-            }
-            Command::Mdtm(arg) => {
+            }),
+            Command::Mdtm(arg) => Box::pin(async move {
                 let (storage, path) = or_reply!(self, self.authorize(|p| p.read, Some(&arg)));
                 match blocking(move || storage.stat(&path)).await {
                     Ok(info) if info.kind == FileKind::File => {
@@ -730,8 +749,8 @@ impl Session {
                     }
                     Err(e) => self.send(e.reply()).await,
                 }
-            }
-            Command::Mfmt { time, path: arg } => {
+            }),
+            Command::Mfmt { time, path: arg } => Box::pin(async move {
                 let (storage, path) = or_reply!(self, self.authorize(|p| p.write, Some(&arg)));
                 let secs = time.to_unix();
                 match blocking(move || storage.set_mtime(&path, secs)).await {
@@ -742,7 +761,7 @@ impl Session {
                     }
                     Err(e) => self.send(e.reply()).await,
                 }
-            }
+            }),
         }
     }
 

@@ -59,6 +59,31 @@ fn idle_session_gets_421() {
 }
 
 #[test]
+fn unused_passive_listener_closes_when_it_expires_and_the_session_stays() {
+    let s = server()
+        .config("[limits]\naccept_timeout = 1\nidle_timeout = 4\n")
+        .start();
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let port = ftp.pasv();
+    std::thread::sleep(Duration::from_millis(1600));
+    let err = TcpStream::connect(port).expect_err("the listener is closed");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(
+        ftp.cmd("NOOP").code,
+        200,
+        "the session outlives its listener"
+    );
+    assert_eq!(
+        ftp.cmd("LIST").code,
+        425,
+        "no data connection set up any more"
+    );
+    // The idle clock still runs from the last command.
+    let r = ftp.read_reply();
+    assert_eq!(r.code, 421, "{}", r.text);
+}
+
+#[test]
 fn graceful_shutdown_lets_transfers_finish() {
     let mut s = server().config("[limits]\nshutdown_grace = 20\n").start();
     let size = 48 << 20;
