@@ -337,9 +337,12 @@ fn linger(stream: MaybeTls) {
     }
 }
 
-/// Size of the upload buffer: each chunk read from the socket is written while it is still in
-/// the CPU's cache (1 MiB buffers handed to another thread ran at a third of the speed).
-const UPLOAD_BUF: usize = 128 * 1024;
+/// Size of the upload buffer, written on the thread that read it while it is still in the CPU's
+/// cache (1 MiB buffers handed to another thread ran at a third of the speed). Each read takes
+/// what the socket holds; against 128 KiB, 512 KiB took 28% less CPU per GiB (fewer reads and
+/// wake-ups) and uploaded 1 GiB over loopback at ~2,450 MB/s instead of ~1,850. Allocated per
+/// upload only.
+const UPLOAD_BUF: usize = 512 * 1024;
 
 /// Receives into `file` until the client closes the data connection. Returns the bytes written
 /// to the file; write errors (no space) surface here. Over TLS the end is the client's
