@@ -41,14 +41,13 @@ pub enum DataSetup {
 /// an earlier transfer lingers in TIME_WAIT, and searches slower the more there are. Under load
 /// (2,000 clients fetching small files) that search took most of the server's CPU, and after
 /// some 28,000 transfers within a minute it found no port at all. A port we name, with
-/// `SO_REUSEADDR`, can be reused while only TIME_WAIT connections hold it.
+/// `SO_REUSEADDR`, can be reused while only TIME_WAIT connections hold it. (Where the kernel's
+/// settings cannot be read, it picks after all.)
 pub fn bind_passive(ip: IpAddr, range: Option<&RangeInclusive<u16>>) -> io::Result<TcpListener> {
-    let (range, reserved) = match range {
-        Some(r) => (r, &[][..]),
-        None => {
-            let eph = ephemeral_ports();
-            (&eph.ports, &eph.reserved[..])
-        }
+    let (range, reserved) = match (range, ephemeral_ports()) {
+        (Some(r), _) => (r, &[][..]),
+        (None, Some(eph)) => (&eph.ports, &eph.reserved[..]),
+        (None, None) => return listen_on(SocketAddr::new(ip, 0)),
     };
     let (start, end) = (u32::from(*range.start()), u32::from(*range.end()));
     let count = end - start + 1;
@@ -81,35 +80,36 @@ struct Ephemeral {
     reserved: Vec<RangeInclusive<u16>>,
 }
 
-fn ephemeral_ports() -> &'static Ephemeral {
-    static EPHEMERAL: std::sync::OnceLock<Ephemeral> = std::sync::OnceLock::new();
-    EPHEMERAL.get_or_init(|| {
-        let read = |name: &str| {
-            std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).unwrap_or_default()
-        };
-        parse_ephemeral(
-            &read("ip_local_port_range"),
-            &read("ip_local_reserved_ports"),
-        )
-    })
+fn ephemeral_ports() -> Option<&'static Ephemeral> {
+    static EPHEMERAL: std::sync::OnceLock<Option<Ephemeral>> = std::sync::OnceLock::new();
+    EPHEMERAL
+        .get_or_init(|| {
+            let read = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"));
+            parse_ephemeral(
+                &read("ip_local_port_range").ok()?,
+                &read("ip_local_reserved_ports").ok()?,
+            )
+        })
+        .as_ref()
 }
 
-/// Parses the two sysctls: `"32768\t60999"` and `"8080,9000-9009"` (either may be empty).
-fn parse_ephemeral(range: &str, reserved: &str) -> Ephemeral {
+/// Parses the two sysctls: `"32768\t60999"` and `"8080,9000-9009"` (the second may be empty).
+/// `None` if they make no sense.
+fn parse_ephemeral(range: &str, reserved: &str) -> Option<Ephemeral> {
     let mut it = range.split_whitespace().map(str::parse::<u16>);
     let ports = match (it.next(), it.next()) {
         (Some(Ok(lo)), Some(Ok(hi))) if lo <= hi && lo > 0 => lo..=hi,
-        _ => 32768..=60999,
+        _ => return None,
     };
-    let reserved = reserved
-        .trim()
-        .split(',')
-        .filter_map(|item| {
-            let (lo, hi) = item.split_once('-').unwrap_or((item, item));
-            Some(lo.trim().parse().ok()?..=hi.trim().parse().ok()?)
-        })
-        .collect();
-    Ephemeral { ports, reserved }
+    let mut ranges = Vec::new();
+    for item in reserved.trim().split(',').filter(|i| !i.is_empty()) {
+        let (lo, hi) = item.split_once('-').unwrap_or((item, item));
+        ranges.push(lo.trim().parse().ok()?..=hi.trim().parse().ok()?);
+    }
+    Some(Ephemeral {
+        ports,
+        reserved: ranges,
+    })
 }
 
 fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -409,15 +409,16 @@ mod tests {
 
     #[test]
     fn ephemeral_sysctls_parse() {
-        let e = parse_ephemeral("32768\t60999\n", "8080,9000-9009\n");
+        let e = parse_ephemeral("32768\t60999\n", "8080,9000-9009\n").unwrap();
         assert_eq!(e.ports, 32768..=60999);
         assert_eq!(e.reserved, vec![8080..=8080, 9000..=9009]);
-        let e = parse_ephemeral("", "\n");
-        assert_eq!(e.ports, 32768..=60999);
+        let e = parse_ephemeral("1024 65535", "\n").unwrap();
+        assert_eq!(e.ports, 1024..=65535);
         assert!(e.reserved.is_empty());
-        let e = parse_ephemeral("50000 40000", "x,1-");
-        assert_eq!(e.ports, 32768..=60999, "a reversed range is not used");
-        assert!(e.reserved.is_empty());
+        // Nonsense: the kernel picks (port 0) instead.
+        assert!(parse_ephemeral("", "").is_none());
+        assert!(parse_ephemeral("50000 40000", "").is_none(), "reversed");
+        assert!(parse_ephemeral("32768 60999", "x,1-").is_none());
     }
 
     #[tokio::test]
@@ -425,7 +426,7 @@ mod tests {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let listener = bind_passive(ip, None).unwrap();
         let port = listener.local_addr().unwrap().port();
-        assert!(ephemeral_ports().ports.contains(&port));
+        assert!(ephemeral_ports().unwrap().ports.contains(&port));
         // A transfer on it, which we close first: our end stays in TIME_WAIT on that port.
         let client = TcpStream::connect((ip, port)).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();

@@ -1686,7 +1686,6 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs a blocking storage call on tokio's blocking pool.
 /// Opens a file to send from `offset`: the file, positioned, and its length.
 fn open_for_download(
     storage: &dyn Storage,
@@ -1702,6 +1701,7 @@ fn open_for_download(
     Ok((file, len))
 }
 
+/// Runs a blocking storage call on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {

@@ -332,12 +332,17 @@ impl Storage for LocalFs {
     }
 
     fn open_read(&self, path: &VPath) -> Result<File, StorageError> {
-        let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
+        // O_NONBLOCK: a FIFO must not block the open (regular files ignore it); O_NOCTTY: a
+        // terminal node in the tree must not become the server's controlling terminal.
+        let fd = self.open_beneath(
+            path,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+        )?;
         let st = rustix::fs::fstat(&fd)?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(StorageError::NotAFile);
         }
-        // Regular files ignore O_NONBLOCK; it only kept a FIFO from blocking the open.
         Ok(File::from(fd))
     }
 
@@ -365,15 +370,22 @@ impl Storage for LocalFs {
             WriteMode::Append => {
                 let fd = self.open_beneath(
                     path,
-                    OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NONBLOCK,
+                    OFlags::WRONLY
+                        | OFlags::APPEND
+                        | OFlags::CREATE
+                        | OFlags::NONBLOCK
+                        | OFlags::NOCTTY,
                     file_mode,
                 )?;
                 ensure_regular(&fd)?;
                 Ok(in_place(fd))
             }
             WriteMode::Resume(offset) => {
-                let fd =
-                    self.open_beneath(path, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty())?;
+                let fd = self.open_beneath(
+                    path,
+                    OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+                    Mode::empty(),
+                )?;
                 ensure_regular(&fd)?;
                 let st = rustix::fs::fstat(&fd)?;
                 if offset > u64::try_from(st.st_size).unwrap_or(0) {
@@ -453,7 +465,11 @@ impl Storage for LocalFs {
     }
 
     fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<(), StorageError> {
-        let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
+        let fd = self.open_beneath(
+            path,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+        )?;
         let times = rustix::fs::Timestamps {
             last_access: rustix::fs::Timespec {
                 tv_sec: 0,
@@ -468,7 +484,11 @@ impl Storage for LocalFs {
     }
 
     fn chmod(&self, path: &VPath, mode: u32) -> Result<(), StorageError> {
-        let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
+        let fd = self.open_beneath(
+            path,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+        )?;
         // Never setuid/setgid/sticky: the server may run as root.
         Ok(rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o777))?)
     }
