@@ -355,8 +355,18 @@ pub async fn run(options: &BenchOptions) -> BenchReport {
             let options = options.clone();
             tasks.spawn(async move {
                 match options.workload {
-                    Workload::Login => login_loop(&options, count, deadline).await,
-                    Workload::Loopback => loopback_loop(&options, count, deadline).await,
+                    Workload::Login => {
+                        repeat(count, deadline, || async {
+                            login_once(&options).await.map(|()| 0)
+                        })
+                        .await
+                    }
+                    Workload::Loopback => {
+                        repeat(count, deadline, || async {
+                            loopback_once(&options).await.map_err(Error::Network)
+                        })
+                        .await
+                    }
                     _ => session_loop(&options, index, count, deadline).await,
                 }
             });
@@ -474,7 +484,12 @@ async fn login_once(options: &BenchOptions) -> Result<()> {
     Ok(())
 }
 
-async fn login_loop(options: &BenchOptions, count: usize, deadline: Instant) -> Tally {
+/// login, loopback: `count` times one operation that stands alone, each returning its bytes.
+async fn repeat<F, Fut>(count: usize, deadline: Instant, mut op: F) -> Tally
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
     let mut tally = Tally::default();
     for _ in 0..count {
         if Instant::now() >= deadline {
@@ -482,8 +497,8 @@ async fn login_loop(options: &BenchOptions, count: usize, deadline: Instant) -> 
             break;
         }
         let t0 = Instant::now();
-        match login_once(options).await {
-            Ok(()) => tally.done(t0, 0),
+        match op().await {
+            Ok(bytes) => tally.done(t0, bytes),
             Err(e) => tally.fail(&e),
         }
     }
@@ -560,22 +575,6 @@ async fn idle(options: &Arc<BenchOptions>, clients: usize, report: &mut BenchRep
 }
 
 /// The loopback limit: the same read loop as `retr`, from a sender that writes from memory.
-async fn loopback_loop(options: &BenchOptions, count: usize, deadline: Instant) -> Tally {
-    let mut tally = Tally::default();
-    for _ in 0..count {
-        if Instant::now() >= deadline {
-            tally.stopped = true;
-            break;
-        }
-        let t0 = Instant::now();
-        match loopback_once(options).await {
-            Ok(bytes) => tally.done(t0, bytes),
-            Err(e) => tally.fail(&Error::Network(e)),
-        }
-    }
-    tally
-}
-
 async fn loopback_once(options: &BenchOptions) -> std::io::Result<u64> {
     use std::io::Write;
     let ip: IpAddr = options.host.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]));

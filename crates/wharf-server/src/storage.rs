@@ -245,10 +245,16 @@ impl LocalFs {
         mode: Mode,
     ) -> Result<OwnedFd, StorageError> {
         let rel = path.relative();
+        // O_NOCTTY: a terminal node in the tree must never become the server's controlling
+        // terminal (openat2 refuses it beside O_PATH, where it means nothing anyway).
+        let flags = if flags.contains(OFlags::PATH) {
+            flags | OFlags::CLOEXEC
+        } else {
+            flags | OFlags::CLOEXEC | OFlags::NOCTTY
+        };
         let mut tries = 0;
         loop {
-            match rustix::fs::openat2(&self.root, os(&rel), flags | OFlags::CLOEXEC, mode, BENEATH)
-            {
+            match rustix::fs::openat2(&self.root, os(&rel), flags, mode, BENEATH) {
                 Err(Errno::AGAIN) if tries < 8 => tries += 1,
                 r => return Ok(r?),
             }
@@ -332,17 +338,12 @@ impl Storage for LocalFs {
     }
 
     fn open_read(&self, path: &VPath) -> Result<File, StorageError> {
-        // O_NONBLOCK: a FIFO must not block the open (regular files ignore it); O_NOCTTY: a
-        // terminal node in the tree must not become the server's controlling terminal.
-        let fd = self.open_beneath(
-            path,
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
-            Mode::empty(),
-        )?;
+        let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
         let st = rustix::fs::fstat(&fd)?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(StorageError::NotAFile);
         }
+        // Regular files ignore O_NONBLOCK; it only kept a FIFO from blocking the open.
         Ok(File::from(fd))
     }
 
@@ -370,22 +371,15 @@ impl Storage for LocalFs {
             WriteMode::Append => {
                 let fd = self.open_beneath(
                     path,
-                    OFlags::WRONLY
-                        | OFlags::APPEND
-                        | OFlags::CREATE
-                        | OFlags::NONBLOCK
-                        | OFlags::NOCTTY,
+                    OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NONBLOCK,
                     file_mode,
                 )?;
                 ensure_regular(&fd)?;
                 Ok(in_place(fd))
             }
             WriteMode::Resume(offset) => {
-                let fd = self.open_beneath(
-                    path,
-                    OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
-                    Mode::empty(),
-                )?;
+                let fd =
+                    self.open_beneath(path, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty())?;
                 ensure_regular(&fd)?;
                 let st = rustix::fs::fstat(&fd)?;
                 if offset > u64::try_from(st.st_size).unwrap_or(0) {
@@ -465,11 +459,7 @@ impl Storage for LocalFs {
     }
 
     fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<(), StorageError> {
-        let fd = self.open_beneath(
-            path,
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
-            Mode::empty(),
-        )?;
+        let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
         let times = rustix::fs::Timestamps {
             last_access: rustix::fs::Timespec {
                 tv_sec: 0,
@@ -484,11 +474,7 @@ impl Storage for LocalFs {
     }
 
     fn chmod(&self, path: &VPath, mode: u32) -> Result<(), StorageError> {
-        let fd = self.open_beneath(
-            path,
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
-            Mode::empty(),
-        )?;
+        let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
         // Never setuid/setgid/sticky: the server may run as root.
         Ok(rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o777))?)
     }

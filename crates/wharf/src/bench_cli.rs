@@ -99,16 +99,9 @@ async fn check_target(host: &str, port: u16, allow_remote: bool) -> Result<(), E
 }
 
 pub fn bench(args: BenchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::start_runtime(Some(2)) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wharf: cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         match run(args).await {

@@ -175,16 +175,9 @@ pub enum Request {
 
 /// Runs a client command and turns its result into the exit code.
 pub fn run(request: Request) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::start_runtime(Some(2)) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wharf: cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(dispatch(request)) {
         Ok(code) => code,
@@ -696,15 +689,9 @@ pub fn check(args: CheckArgs) -> ExitCode {
             .log
             .then(|| Arc::new(|line: &LogLine| eprintln!("{line}")) as wharf_client::LogSink),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::start_runtime(Some(0)) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wharf: cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let report = runtime.block_on(wharf_client::check::check(&options));
     let mut out = std::io::stdout().lock();

@@ -181,15 +181,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(c) => Arc::new(c),
         Err(e) => return usage_error(&e.to_string()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match start_runtime(None) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wharf: cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let mut listeners = Vec::new();
@@ -212,7 +206,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 }
             }
         }
-        let root = std::fs::canonicalize(&config.root).unwrap_or(config.root.clone());
+        let root = &config.root;
         let mut out = std::io::stdout().lock();
         let explicit = match config.tls.as_ref().map(|t| t.mode) {
             Some(wharf_server::tls::TlsMode::Required) => "ftpes",
@@ -370,6 +364,22 @@ async fn shutdown_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// The tokio runtime: `Some(0)` runs on the calling thread, `Some(n)` on n workers, `None` on
+/// one per CPU. Failing to start it is reported, and is exit code 1.
+fn start_runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = match workers {
+        Some(0) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n @ 1..) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("wharf: cannot start runtime: {e}");
+        ExitCode::from(1)
+    })
 }
 
 fn usage_error(msg: &str) -> ExitCode {
