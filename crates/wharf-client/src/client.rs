@@ -14,7 +14,9 @@ use wharf_proto::{Reply, ReplyCode, ReplyParser, hostport};
 
 use crate::error::{Error, Result};
 use crate::log::{LogLine, LogSink};
-use crate::tls::{self, Stream, TlsSettings};
+use crate::tls::{self, TlsSettings};
+use wharf_net::Stream;
+use wharf_net::copy::{self, CopyError, CopyOptions, Unlimited};
 
 /// How data connections are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -373,7 +375,13 @@ impl Client {
                 )));
             }
         };
-        let (version, suite) = tls::describe(&stream);
+        let stream = Stream::from(stream);
+        let facts = stream.tls_facts().unwrap_or_else(|| wharf_net::TlsFacts {
+            version: "?".into(),
+            suite: "?".into(),
+            resumed: false,
+        });
+        let (version, suite) = (facts.version, facts.suite);
         let unverified = settings
             .last_certificate()
             .and_then(|seen| seen.verdict.err());
@@ -385,7 +393,7 @@ impl Client {
         }
         self.log_status("TLS connection established.");
         self.tls_info = Some((version, suite));
-        self.control = Stream::Tls(Box::new(stream));
+        self.control = stream;
         Ok(())
     }
 
@@ -447,10 +455,11 @@ impl Client {
         .await
         {
             Ok(Ok(s)) => {
-                if !tls::resumed(&s) {
+                let s = Stream::from(s);
+                if !s.tls_facts().is_some_and(|f| f.resumed) {
                     self.log_status("TLS session of the data connection was not resumed");
                 }
-                Ok(Stream::Tls(Box::new(s)))
+                Ok(s)
             }
             Ok(Err(e)) => Err(tls::handshake_error(e)),
             Err(_) => Err(Error::Timeout(
@@ -563,8 +572,8 @@ impl Client {
             Ok(s) => s,
             Err(e) => return Err(self.after_broken_transfer(e, verb, None).await),
         };
-        if let Stream::Tls(t) = &data {
-            probe.data_tls_resumed = Some(tls::resumed(t));
+        if let Some(facts) = data.tls_facts() {
+            probe.data_tls_resumed = Some(facts.resumed);
         }
         let mut total = 0usize;
         let mut buf = vec![0u8; 64 * 1024];
@@ -823,20 +832,10 @@ impl Client {
             }
         };
         // FIN (after TLS close_notify) tells the server the file is complete; then it replies.
-        let _ = timeout(self.options.timeout, data.shutdown()).await;
-        if data.is_tls() {
-            // The server answers with its close_notify (and, over TLS 1.3, may have sent fresh
-            // session tickets for the next data connection): read up to it.
-            let mut sink = [0u8; 1024];
-            let _ = timeout(Duration::from_secs(5), async {
-                while let Ok(n) = data.read(&mut sink).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
+        let _ = wharf_net::close::shutdown(&mut data, self.options.timeout).await;
+        // The server answers with its close_notify (and, over TLS 1.3, may have sent fresh
+        // session tickets for the next data connection): read up to it.
+        wharf_net::close::drain(&mut data, wharf_net::close::DRAIN_LIMIT).await;
         drop(data);
         self.finish_transfer(verb, Some(path)).await?;
         self.log_transfer(n, started);
@@ -893,33 +892,15 @@ impl Client {
         out: &mut W,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        let mut buf = vec![0u8; BUF_SIZE];
-        let mut converted = Vec::new();
-        let mut from_wire = wharf_proto::ascii::FromWire::new();
-        let mut total = 0u64;
-        loop {
-            let n = self.data_io(data.read(&mut buf)).await?;
-            let chunk = buf.get(..n).unwrap_or_default();
-            let chunk = if self.ascii {
-                converted.clear();
-                if n == 0 {
-                    from_wire.finish(&mut converted);
-                } else {
-                    from_wire.convert(chunk, &mut converted);
-                }
-                &converted[..]
-            } else {
-                chunk
-            };
-            out.write_all(chunk).await.map_err(Error::local)?;
-            total += chunk.len() as u64;
-            progress.advance(n as u64);
-            if n == 0 {
-                break;
-            }
-        }
-        out.flush().await.map_err(Error::local)?;
-        Ok(total)
+        let r = copy::receive(
+            data,
+            out,
+            &self.copy_options(),
+            &Unlimited,
+            &mut |wire, _| progress.advance(wire),
+        )
+        .await;
+        r.map_err(|e| self.copy_error(e))
     }
 
     async fn copy_out<R: AsyncRead + Unpin>(
@@ -928,26 +909,37 @@ impl Client {
         data: &mut Stream,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        let mut buf = vec![0u8; BUF_SIZE];
-        let mut converted = Vec::new();
-        let mut to_wire = wharf_proto::ascii::ToWire::new();
-        let mut total = 0u64;
-        loop {
-            let n = input.read(&mut buf).await.map_err(Error::local)?;
-            if n == 0 {
-                return Ok(total);
-            }
-            let chunk = buf.get(..n).unwrap_or_default();
-            let chunk = if self.ascii {
-                converted.clear();
-                to_wire.convert(chunk, &mut converted);
-                &converted[..]
-            } else {
-                chunk
-            };
-            self.data_io(data.write_all(chunk)).await?;
-            total += n as u64;
-            progress.advance(n as u64);
+        let r = copy::send(
+            input,
+            data,
+            &self.copy_options(),
+            &Unlimited,
+            &mut |_, local| progress.advance(local),
+        )
+        .await;
+        r.map_err(|e| self.copy_error(e))
+    }
+
+    fn copy_options(&self) -> CopyOptions {
+        CopyOptions {
+            ascii: self.ascii,
+            buffer: BUF_SIZE,
+            // A TLS download cut without close_notify is a broken one.
+            require_close_notify: true,
+            ..CopyOptions::new(self.options.timeout)
+        }
+    }
+
+    /// A failed copy as the client reports it: the network, a stall, or the local file.
+    fn copy_error(&self, e: CopyError) -> Error {
+        match e {
+            CopyError::Wire(e) => Error::Network(e),
+            CopyError::Truncated => Error::Network(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            CopyError::Stalled => Error::Timeout(format!(
+                "on the data connection: nothing moved for {} s",
+                self.options.timeout.as_secs()
+            )),
+            CopyError::Local(e) => Error::local(e),
         }
     }
 

@@ -10,9 +10,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -20,9 +18,6 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 use crate::error::{Error, Result};
 
@@ -312,95 +307,4 @@ pub(crate) fn handshake_error(e: io::Error) -> Error {
         _ => e.to_string(),
     };
     Error::Tls(text)
-}
-
-/// A connection that is plain TCP or TLS: the control connection and data connections.
-pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Lost in a failed TLS handshake: every read and write fails.
-    Gone,
-}
-
-impl Stream {
-    /// Resets the connection when dropped (SO_LINGER 0), so that the peer cannot take a broken
-    /// transfer for a complete one.
-    pub(crate) fn set_zero_linger(&self) {
-        let tcp = match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
-            Stream::Gone => return,
-        };
-        let _ = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
-    }
-
-    pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-}
-
-/// Version and cipher suite of a TLS stream, as the log shows them.
-pub(crate) fn describe(stream: &TlsStream<TcpStream>) -> (String, String) {
-    let conn = stream.get_ref().1;
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
-        Some(v) => format!("{v:?}"),
-        None => "?".into(),
-    };
-    let suite = conn
-        .negotiated_cipher_suite()
-        .and_then(|s| s.suite().as_str())
-        .unwrap_or("?")
-        .to_string();
-    (version, suite)
-}
-
-/// Whether a TLS stream's handshake resumed an earlier session.
-pub(crate) fn resumed(stream: &TlsStream<TcpStream>) -> bool {
-    stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
 }

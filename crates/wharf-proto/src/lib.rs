@@ -26,6 +26,7 @@ pub mod hostport;
 pub mod listing;
 pub mod path;
 pub mod reply;
+pub mod server;
 pub mod time;
 
 #[cfg(test)]

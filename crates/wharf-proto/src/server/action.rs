@@ -1,0 +1,308 @@
+//! What the session asks the driver to do, and what the driver reports back.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::listing::{Fact, FileInfo, PermFacts};
+use crate::path::VPath;
+use crate::reply::{Reply, ReplyCode};
+
+use super::state::LoginResult;
+
+/// Work for the driver. See [`Action::needs_outcome`].
+#[derive(Debug)]
+pub enum Action {
+    /// Check the credentials (with the connection's address and TLS state, which the driver
+    /// knows) and open the user's home. Outcome: [`Outcome::Login`].
+    Login { user: Vec<u8>, password: Vec<u8> },
+    /// A storage call on the logged-in user's home. Outcome: [`Outcome::Storage`].
+    Storage(StorageOp),
+    /// Open a passive listener (closing any earlier one). `pasv`: the reply needs the IPv4
+    /// address to announce. Outcome: [`Outcome::Passive`].
+    OpenPassive { pasv: bool },
+    /// Close the passive listener, if any. No outcome.
+    ClosePassive,
+    /// Discard anything buffered from the client, then run the TLS handshake on the control
+    /// connection (the 234 reply is already out). `discarded`: commands the session dropped,
+    /// for the log. Outcome: [`Outcome::Tls`].
+    StartTls { discarded: usize },
+    /// Open a file to download from `offset`, and keep it for the transfer. Outcome:
+    /// [`Outcome::Opened`].
+    OpenRead { path: VPath, offset: u64 },
+    /// Open a file to upload into, and keep it. Outcome: [`Outcome::Opened`].
+    OpenWrite { path: VPath, mode: WriteMode },
+    /// Create a new file with a name of the driver's choosing in `dir` (STOU), and keep it.
+    /// Outcome: [`Outcome::Opened`] with the name.
+    OpenUnique { dir: VPath },
+    /// Open a directory (or a file) to list, and keep it. Outcome: [`Outcome::Opened`].
+    OpenList { path: VPath },
+    /// The opened file or listing will not be used: drop it (an upload is abandoned). No outcome.
+    DropOpened,
+    /// Run a transfer on the opened file or listing. Outcome: [`Outcome::Transfer`].
+    Transfer(Box<TransferSpec>),
+    /// Stop the running transfer (ABOR, or a flood of commands). The driver then reports
+    /// [`TransferEnd::Aborted`].
+    AbortTransfer,
+    /// Close the control connection (after the replies before it). No outcome.
+    Close,
+}
+
+impl Action {
+    /// Whether the session waits for an [`Outcome`] of this action.
+    pub fn needs_outcome(&self) -> bool {
+        !matches!(
+            self,
+            Action::ClosePassive | Action::DropOpened | Action::AbortTransfer | Action::Close
+        )
+    }
+}
+
+/// A storage call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageOp {
+    /// Facts about a path. Done: [`StorageDone::Info`].
+    Stat(VPath),
+    /// A path's facts and, for a directory, its entries (STAT with a path). Done:
+    /// [`StorageDone::Entries`].
+    StatList(VPath),
+    Mkdir(VPath),
+    Rmdir(VPath),
+    Delete(VPath),
+    /// An existing target is replaced only when `replace` (the user may delete).
+    Rename {
+        from: VPath,
+        to: VPath,
+        replace: bool,
+    },
+    SetMtime {
+        path: VPath,
+        unix_secs: i64,
+    },
+    /// Permission bits; never setuid, setgid or sticky.
+    Chmod {
+        path: VPath,
+        mode: u32,
+    },
+}
+
+/// How an upload treats an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// STOR: a new file is written in place (a broken upload stays, for resuming); an existing
+    /// one is replaced atomically when the upload completes.
+    Replace,
+    /// REST n + STOR: write into the existing file from offset n.
+    Resume(u64),
+    /// APPE: append, creating the file if needed.
+    Append,
+    /// STOU: a new file that must not exist.
+    CreateNew,
+}
+
+/// Where the data connection of a transfer comes from (set up by PASV/EPSV or PORT/EPRT, and
+/// consumed by the transfer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataChannel {
+    /// Accept on the passive listener the driver holds, from the control peer's address only
+    /// (unless the policy allows any).
+    Passive,
+    /// Connect to this address (already checked against the client's).
+    Active(SocketAddr),
+}
+
+/// The listing forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListForm {
+    /// LIST: `ls -l` lines.
+    Long,
+    /// NLST: bare names.
+    Names,
+    /// MLSD: RFC 3659 facts.
+    Machine,
+}
+
+/// What a transfer moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// The opened file, to the client.
+    Download,
+    /// From the client, into the opened file; committed when complete.
+    Upload,
+    /// The opened listing, formatted as `form` says.
+    Listing {
+        form: ListForm,
+        facts: Vec<Fact>,
+        perms: PermFacts,
+    },
+}
+
+/// Everything the driver needs to run one transfer.
+#[derive(Debug)]
+pub struct TransferSpec {
+    /// RETR, STOR, APPE, STOU, LIST, NLST or MLSD: for the log.
+    pub verb: &'static str,
+    /// The path as the client sent it: for the log.
+    pub arg: Vec<u8>,
+    pub data: DataChannel,
+    /// Sent once the data connection is made, before any TLS handshake on it (clients such as
+    /// Python's ftplib start theirs only after it).
+    pub preliminary: Reply,
+    pub body: Body,
+    /// TYPE A: convert line endings.
+    pub ascii: bool,
+    /// PROT P: TLS on the data connection.
+    pub protect: bool,
+    /// The data connection's TLS handshake must resume a session of this control connection.
+    pub require_resumed: bool,
+    /// An upload over TLS must end with close_notify.
+    pub require_close_notify: bool,
+}
+
+/// Results of actions.
+#[derive(Debug)]
+pub enum Outcome {
+    Login(LoginResult),
+    Storage(Result<StorageDone, FsError>),
+    /// `Err`: no port could be opened.
+    Passive(Result<PassiveOpened, ()>),
+    /// `Err`: the handshake failed; the connection is unusable.
+    Tls(Result<(), ()>),
+    Opened(Result<Opened, FsError>),
+    Transfer(TransferEnd),
+}
+
+/// A storage call that worked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageDone {
+    Done,
+    Info(FileInfo),
+    /// The entries of STAT's listing (the path's own facts for a file), and the wall-clock time
+    /// (Unix seconds) that decides `ls -l`'s date form.
+    Entries {
+        entries: Vec<FileInfo>,
+        now: i64,
+    },
+}
+
+/// A passive listener is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveOpened {
+    pub port: u16,
+    /// The IPv4 address to announce in a 227 reply (asked for with `pasv`).
+    pub announce: Option<Ipv4Addr>,
+}
+
+/// A file or listing is open and held by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The file's length (0 for an upload or a listing).
+    pub len: u64,
+    /// A listing of a directory (not of a single file).
+    pub is_dir: bool,
+    /// The name chosen for [`Action::OpenUnique`].
+    pub name: Option<Vec<u8>>,
+}
+
+/// How a transfer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferEnd {
+    /// All bytes moved (and an upload committed).
+    Done {
+        bytes: u64,
+    },
+    /// No data connection: nobody connected to the passive port in time, or the active
+    /// connection failed.
+    NoConnection,
+    /// The driver could not set up TLS for the data connection.
+    LocalSetup,
+    TlsFailed,
+    TlsTimedOut,
+    /// The data connection's TLS did not resume the control connection's session.
+    NotResumed,
+    /// The data connection broke.
+    Wire,
+    Stalled,
+    /// A TLS upload ended without close_notify.
+    Truncated,
+    NoSpace,
+    /// Reading or writing the local file failed.
+    Local,
+    /// Making a complete upload visible failed.
+    Commit(FsError),
+    /// Stopped on [`Action::AbortTransfer`].
+    Aborted,
+    /// The control connection is gone: nobody to reply to.
+    ControlLost,
+}
+
+/// A storage failure, as the protocol sees it. The one mapping to replies is
+/// [`FsError::reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FsError {
+    NotFound,
+    PermissionDenied,
+    /// The path (through `..` or a symlink) leads out of the user's root.
+    OutsideRoot,
+    NotAFile,
+    NotADirectory,
+    AlreadyExists,
+    NotEmpty,
+    NoSpace,
+    InvalidName,
+    /// A restart offset beyond the end of the file.
+    BadOffset,
+    /// The backend cannot do this.
+    Unsupported,
+    /// The backend is unreachable for now.
+    Unavailable,
+    /// Any other failure.
+    Io,
+}
+
+impl FsError {
+    /// The one place where storage errors become replies.
+    pub fn reply(self) -> Reply {
+        let (code, text) = match self {
+            FsError::NotFound => (ReplyCode::FILE_UNAVAILABLE, "No such file or directory."),
+            FsError::PermissionDenied => (ReplyCode::FILE_UNAVAILABLE, "Permission denied."),
+            FsError::OutsideRoot => (ReplyCode::FILE_UNAVAILABLE, "Path is outside the root."),
+            FsError::NotAFile => (ReplyCode::FILE_UNAVAILABLE, "Not a plain file."),
+            FsError::NotADirectory => (ReplyCode::FILE_UNAVAILABLE, "Not a directory."),
+            FsError::AlreadyExists => (ReplyCode::FILE_UNAVAILABLE, "File exists."),
+            FsError::NotEmpty => (ReplyCode::FILE_UNAVAILABLE, "Directory not empty."),
+            FsError::NoSpace => (
+                ReplyCode::INSUFFICIENT_STORAGE,
+                "Insufficient storage space.",
+            ),
+            FsError::InvalidName => (ReplyCode::BAD_FILE_NAME, "File name not allowed."),
+            FsError::BadOffset => (ReplyCode(554), "Invalid REST parameter."),
+            FsError::Unsupported => (
+                ReplyCode::NOT_IMPLEMENTED,
+                "Not supported by this server's storage.",
+            ),
+            FsError::Unavailable => (
+                ReplyCode::LOCAL_ERROR,
+                "Storage unavailable; try again later.",
+            ),
+            FsError::Io => (ReplyCode::LOCAL_ERROR, "Local error in processing."),
+        };
+        Reply::new(code, text)
+    }
+}
+
+/// Something worth a line in the log that only the session sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// PORT/EPRT refused: a foreign address or a privileged port (RFC 2577).
+    RefusedActive {
+        verb: &'static str,
+        target: SocketAddr,
+        reason: &'static str,
+    },
+    /// A passive listener nobody used was closed after the accept timeout.
+    PassiveExpired,
+    /// A login was refused (the name as sent).
+    LoginFailed { user: Vec<u8> },
+    /// The data connection must be encrypted but PROT P was not given (521).
+    ClearDataRefused,
+}

@@ -1,0 +1,152 @@
+//! The session's state, in types: each holds only what its state needs.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::ProtLevel;
+use crate::path::VPath;
+
+use super::policy::Permissions;
+
+/// A logged-in user as the protocol sees it: a name and rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub permissions: Permissions,
+}
+
+/// What the driver found for USER/PASS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginResult {
+    Ok(User),
+    /// Wrong name or password (which, the client is never told).
+    Rejected,
+    /// The user database or the storage backend cannot be reached: the session ends with 421,
+    /// never a login.
+    Unavailable,
+    /// The credentials were right but the home cannot be opened.
+    HomeUnavailable,
+}
+
+/// Login progress.
+#[derive(Debug)]
+pub(super) enum Login {
+    Fresh,
+    NeedPassword(Vec<u8>),
+    LoggedIn(User),
+}
+
+/// What one command left for the very next one: REST's offset or RNFR's path. Taken at the
+/// start of every command, so it never outlives the command after it.
+#[derive(Debug, Default)]
+pub(super) enum Pending {
+    #[default]
+    None,
+    Rest(u64),
+    RenameFrom(VPath),
+}
+
+/// How the next transfer gets its data connection. Set by PASV/EPSV/PORT/EPRT, consumed by the
+/// transfer command that uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DataPlan {
+    None,
+    /// The driver holds a listener; it is closed when `expires` passes unused.
+    Passive {
+        expires: Instant,
+    },
+    Active(SocketAddr),
+}
+
+/// The control connection's protection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Security {
+    Plain,
+    /// After AUTH TLS or on an implicit-TLS port: PBSZ seen (RFC 4217: before PROT), and the
+    /// data protection level.
+    Tls {
+        pbsz: bool,
+        prot: ProtLevel,
+    },
+}
+
+impl Security {
+    pub(super) fn prot(self) -> ProtLevel {
+        match self {
+            Security::Plain => ProtLevel::Clear,
+            Security::Tls { prot, .. } => prot,
+        }
+    }
+}
+
+/// What the session is waiting for.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// A command.
+    Idle,
+    /// The result of [`super::Action::Login`]; a failure is answered at `answer_at`.
+    Login { name: Vec<u8>, answer_at: Instant },
+    /// A refused login, answered at `answer_at` (the same time after PASS whoever the user).
+    LoginRefused { answer_at: Instant },
+    /// A storage call's result, and what to do with it.
+    Storage(Then),
+    /// A passive listener.
+    Passive { pasv: bool },
+    /// The control connection's TLS handshake.
+    Tls,
+    /// A file or listing to be opened for a transfer.
+    Open(Prepared),
+    /// A running transfer.
+    Transfer(Running),
+    /// The connection is to be closed; nothing more happens.
+    Closed,
+}
+
+/// What a storage call's result is for.
+#[derive(Debug)]
+pub(super) enum Then {
+    Cwd(VPath),
+    Rnfr(VPath),
+    Mkd(VPath),
+    Mlst(VPath),
+    Size,
+    Mdtm,
+    StatPath,
+    Mfmt {
+        timeval: String,
+        arg: Vec<u8>,
+    },
+    /// Success is this reply.
+    Done {
+        code: crate::ReplyCode,
+        text: &'static str,
+    },
+}
+
+/// A transfer command waiting for its file or listing.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    pub verb: &'static str,
+    pub arg: Vec<u8>,
+    pub kind: PreparedKind,
+}
+
+#[derive(Debug)]
+pub(super) enum PreparedKind {
+    Download,
+    Upload,
+    Unique,
+    Listing(super::action::ListForm),
+}
+
+/// A running transfer.
+#[derive(Debug)]
+pub(super) struct Running {
+    pub verb: &'static str,
+    /// Bytes moved so far, as the driver last said.
+    pub progress: u64,
+    /// ABOR asked for the stop.
+    pub aborting: bool,
+    /// Too many commands arrived during the transfer: the session closes after it.
+    pub flooded: bool,
+}
