@@ -2,60 +2,58 @@
 //! command line and the config file, and anonymous).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
-use serde::Deserialize;
+pub use wharf_proto::server::Permissions;
 
-/// What a logged-in user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub struct Permissions {
-    pub read: bool,
-    pub write: bool,
-    pub delete: bool,
-    pub mkdir: bool,
-    pub rename: bool,
-}
+use crate::conn::ConnInfo;
+use crate::storage::BoxFuture;
 
-impl Permissions {
-    pub const READ_ONLY: Permissions = Permissions {
-        read: true,
-        write: false,
-        delete: false,
-        mkdir: false,
-        rename: false,
-    };
-    pub const ALL: Permissions = Permissions {
-        read: true,
-        write: true,
-        delete: true,
-        mkdir: true,
-        rename: true,
-    };
+/// Limits of one user, beyond the server's (none yet: a user database and per-user rates and
+/// quotas fill this in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserLimits {}
 
-    /// Read-only, or everything when `write` is set (the `-w` flag).
-    pub fn from_write_flag(write: bool) -> Permissions {
-        if write {
-            Permissions::ALL
-        } else {
-            Permissions::READ_ONLY
-        }
-    }
-}
-
-/// A logged-in user: its name, its jail and its rights.
+/// A logged-in user: its name, its home (as the storage provider understands it: a directory
+/// for the local file system), its rights and its limits.
 #[derive(Debug, Clone)]
 pub struct Account {
     pub name: String,
     pub home: PathBuf,
     pub permissions: Permissions,
     pub anonymous: bool,
+    pub limits: UserLimits,
 }
 
-/// Checks credentials. Blocking (hash verification is CPU-bound): sessions call it on the
-/// blocking pool. An implementation must take about the same time for unknown users as for known
-/// ones, and must never log the password.
+/// What a client offers to log in.
+#[derive(Debug)]
+pub struct Credentials {
+    pub user: Vec<u8>,
+    pub password: Vec<u8>,
+    /// Where the connection comes from (the real client behind a proxy).
+    pub conn: ConnInfo,
+    /// The control connection is TLS.
+    pub tls: bool,
+}
+
+/// Why a login did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown user or wrong password (which, the client is never told).
+    #[error("rejected")]
+    Rejected,
+    /// The user database cannot answer: the client gets 421, never a login.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Checks credentials. An implementation must take about the same time for unknown users as for
+/// known ones, must never log the password, and runs costly work (hashing) off the async
+/// threads.
 pub trait Authenticator: Send + Sync + 'static {
-    fn authenticate(&self, user: &[u8], password: &[u8]) -> Option<Account>;
+    fn authenticate(&self, credentials: Credentials) -> BoxFuture<'_, Result<Account, AuthError>>;
 }
 
 /// How a user's password is checked.
@@ -84,10 +82,13 @@ pub struct AnonymousAccess {
 /// The built-in user store.
 #[derive(Debug)]
 pub struct UserStore {
-    users: Vec<UserEntry>,
+    users: Arc<Vec<UserEntry>>,
     anonymous: Option<AnonymousAccess>,
     /// Verified against when the user is unknown, so that unknown and known users cost the same.
-    dummy: Option<String>,
+    dummy: Option<Arc<str>>,
+    /// Password checks running at once: a crowd of logins cannot take all memory or CPU
+    /// (Argon2 takes ~19 MiB each).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Which hash scheme a stored hash uses.
@@ -140,12 +141,15 @@ impl UserStore {
         // An unknown user's password is checked against a real user's hash (same scheme, same
         // cost), so that both take the same time.
         let dummy = users.first().map(|u| match &u.secret {
-            Secret::Hash(h) => h.clone(),
+            Secret::Hash(h) => Arc::from(h.as_str()),
         });
         UserStore {
-            users,
+            users: Arc::new(users),
             anonymous,
             dummy,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
     }
 
@@ -159,19 +163,15 @@ pub fn is_anonymous_name(user: &[u8]) -> bool {
     user.eq_ignore_ascii_case(b"anonymous") || user.eq_ignore_ascii_case(b"ftp")
 }
 
-impl Authenticator for UserStore {
-    fn authenticate(&self, user: &[u8], password: &[u8]) -> Option<Account> {
-        if is_anonymous_name(user) {
-            if let Some(anon) = &self.anonymous {
-                return Some(Account {
-                    name: "anonymous".into(),
-                    home: anon.home.clone(),
-                    permissions: anon.permissions,
-                    anonymous: true,
-                });
-            }
-        }
-        match self.users.iter().find(|u| u.name.as_bytes() == user) {
+impl UserStore {
+    /// The check itself, blocking (hash verification is CPU-bound).
+    fn check(
+        users: &[UserEntry],
+        dummy: Option<&str>,
+        user: &[u8],
+        password: &[u8],
+    ) -> Option<Account> {
+        match users.iter().find(|u| u.name.as_bytes() == user) {
             Some(entry) => {
                 let Secret::Hash(hash) = &entry.secret;
                 verify_hash(hash, password).then(|| Account {
@@ -179,15 +179,48 @@ impl Authenticator for UserStore {
                     home: entry.home.clone(),
                     permissions: entry.permissions,
                     anonymous: false,
+                    limits: UserLimits::default(),
                 })
             }
             None => {
-                if let Some(dummy) = &self.dummy {
+                if let Some(dummy) = dummy {
                     let _ = verify_hash(dummy, password);
                 }
                 None
             }
         }
+    }
+}
+
+impl Authenticator for UserStore {
+    fn authenticate(&self, c: Credentials) -> BoxFuture<'_, Result<Account, AuthError>> {
+        Box::pin(async move {
+            if is_anonymous_name(&c.user) {
+                if let Some(anon) = &self.anonymous {
+                    return Ok(Account {
+                        name: "anonymous".into(),
+                        home: anon.home.clone(),
+                        permissions: anon.permissions,
+                        anonymous: true,
+                        limits: UserLimits::default(),
+                    });
+                }
+            }
+            let _slot = self.slots.acquire().await.ok();
+            let users = self.users.clone();
+            let dummy = self.dummy.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                UserStore::check(&users, dummy.as_deref(), &c.user, &c.password)
+            })
+            .await;
+            match checked {
+                Ok(Some(account)) => Ok(account),
+                Ok(None) => Err(AuthError::Rejected),
+                Err(e) => Err(AuthError::Unavailable(format!(
+                    "password check failed: {e}"
+                ))),
+            }
+        })
     }
 }
 
@@ -225,8 +258,20 @@ mod tests {
         assert!(!verify_hash("$argon2id$garbage", b""));
     }
 
-    #[test]
-    fn store_known_unknown_anonymous() {
+    fn creds(user: &str, password: &str) -> Credentials {
+        Credentials {
+            user: user.as_bytes().to_vec(),
+            password: password.as_bytes().to_vec(),
+            conn: ConnInfo::direct(
+                "127.0.0.1:5000".parse().unwrap(),
+                "127.0.0.1:21".parse().unwrap(),
+            ),
+            tls: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn store_known_unknown_anonymous() {
         let store = UserStore::new(
             vec![user("alice", hash_password(b"pw").unwrap())],
             Some(AnonymousAccess {
@@ -234,16 +279,18 @@ mod tests {
                 permissions: Permissions::READ_ONLY,
             }),
         );
-        assert_eq!(store.authenticate(b"alice", b"pw").unwrap().name, "alice");
-        assert!(store.authenticate(b"alice", b"nope").is_none());
-        assert!(store.authenticate(b"bob", b"pw").is_none());
-        assert!(
-            store
-                .authenticate(b"ftp", b"me@example.net")
-                .unwrap()
-                .anonymous
-        );
+        let auth = |u: &str, p: &str| store.authenticate(creds(u, p));
+        assert_eq!(auth("alice", "pw").await.unwrap().name, "alice");
+        assert!(matches!(
+            auth("alice", "nope").await,
+            Err(AuthError::Rejected)
+        ));
+        assert!(matches!(auth("bob", "pw").await, Err(AuthError::Rejected)));
+        assert!(auth("ftp", "me@example.net").await.unwrap().anonymous);
         let closed = UserStore::new(vec![], None);
-        assert!(closed.authenticate(b"anonymous", b"x").is_none());
+        assert!(matches!(
+            closed.authenticate(creds("anonymous", "x")).await,
+            Err(AuthError::Rejected)
+        ));
     }
 }

@@ -1,18 +1,15 @@
-//! Configuration: the TOML file, the command-line overrides, and the validated [`ServerConfig`]
-//! built from both. Every error names the field it is about.
+//! Configuration: the TOML file, the command-line overrides, and the [`Settings`] built from both,
+//! once, into plain values. Every error names the field it is about.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::{
-    AnonymousAccess, Authenticator, HashScheme, Permissions, Secret, UserEntry, UserStore,
-};
-use crate::tls::{Tls, TlsMode};
+use crate::auth::{AnonymousAccess, HashScheme, Permissions, Secret, UserEntry};
+pub use wharf_proto::server::TlsMode;
 
 /// A configuration error: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,26 +28,33 @@ impl ConfigError {
     }
 }
 
-/// Limits and timeouts. Defaults follow vsftpd's.
-#[derive(Debug, Clone)]
+/// Limits and timeouts, as the `[limits]` table spells them. Defaults follow vsftpd's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Sessions at once, in all (vsftpd `max_clients`).
     pub max_sessions: usize,
     /// Sessions at once from one IP address (vsftpd `max_per_ip`).
     pub max_sessions_per_ip: usize,
     /// A session with no command for this long is closed with 421.
+    #[serde(deserialize_with = "secs")]
     pub idle_timeout: Duration,
     /// A data connection with no progress for this long is aborted.
+    #[serde(deserialize_with = "secs")]
     pub data_timeout: Duration,
     /// How long a passive listener waits for the client's connection.
+    #[serde(deserialize_with = "secs")]
     pub accept_timeout: Duration,
     /// How long an active-mode connection attempt may take.
+    #[serde(deserialize_with = "secs")]
     pub connect_timeout: Duration,
     /// Failed logins before the session is closed.
     pub max_login_failures: u32,
     /// A failed login is answered no sooner than this after PASS arrived.
+    #[serde(rename = "failed_login_delay_ms", deserialize_with = "millis")]
     pub failed_login_delay: Duration,
     /// On shutdown, how long running transfers may go on.
+    #[serde(deserialize_with = "secs")]
     pub shutdown_grace: Duration,
 }
 
@@ -70,46 +74,130 @@ impl Default for Limits {
     }
 }
 
-/// Everything a running server needs, validated.
-pub struct ServerConfig {
+fn secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
+
+fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
+
+impl Limits {
+    /// Zero and absurd values, named by their key.
+    fn validate(&self) -> Result<(), ConfigError> {
+        // Upper bound: a timeout of a year is as good as none, and larger values would overflow
+        // the clock arithmetic.
+        const MAX: Duration = Duration::from_secs(366 * 86_400);
+        for (name, d) in [
+            ("limits.idle_timeout", self.idle_timeout),
+            ("limits.data_timeout", self.data_timeout),
+            ("limits.accept_timeout", self.accept_timeout),
+            ("limits.connect_timeout", self.connect_timeout),
+            ("limits.shutdown_grace", self.shutdown_grace),
+            ("limits.failed_login_delay_ms", self.failed_login_delay),
+        ] {
+            if d > MAX {
+                return Err(ConfigError::new(
+                    name,
+                    format!("must be at most {} seconds", MAX.as_secs()),
+                ));
+            }
+        }
+        for (name, zero) in [
+            ("limits.max_sessions", self.max_sessions == 0),
+            ("limits.max_sessions_per_ip", self.max_sessions_per_ip == 0),
+            ("limits.idle_timeout", self.idle_timeout.is_zero()),
+            ("limits.data_timeout", self.data_timeout.is_zero()),
+            ("limits.accept_timeout", self.accept_timeout.is_zero()),
+            ("limits.connect_timeout", self.connect_timeout.is_zero()),
+            ("limits.max_login_failures", self.max_login_failures == 0),
+        ] {
+            if zero {
+                return Err(ConfigError::new(name, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Active mode, as the `[active]` table spells it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActiveSettings {
+    /// Source port of active-mode data connections (20 classically; needs privilege).
+    pub source_port: Option<u16>,
+    /// Allow PORT/EPRT to addresses other than the client's (FXP; opens bounce attacks).
+    pub allow_foreign_address: bool,
+    /// Allow PORT/EPRT to ports below 1024.
+    pub allow_privileged_ports: bool,
+}
+
+/// The address announced in PASV replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassiveAddress {
+    /// The control connection's local address.
+    Local,
+    /// A fixed IPv4 address (NAT: the public one).
+    Fixed(Ipv4Addr),
+    /// A name, resolved at each PASV so that a dynamic DNS name follows address changes.
+    Resolve(String),
+}
+
+impl PassiveAddress {
+    fn parse(text: Option<&str>) -> Result<PassiveAddress, String> {
+        match text.map(str::trim) {
+            None => Ok(PassiveAddress::Local),
+            Some("") => Err("must not be empty".into()),
+            Some(t) => Ok(match t.parse::<Ipv4Addr>() {
+                Ok(ip) => PassiveAddress::Fixed(ip),
+                Err(_) => PassiveAddress::Resolve(t.to_string()),
+            }),
+        }
+    }
+}
+
+/// Passive mode.
+#[derive(Debug, Clone)]
+pub struct PassiveSettings {
+    /// The passive port range; `None`: the kernel's ephemeral range.
+    pub ports: Option<RangeInclusive<u16>>,
+    pub address: PassiveAddress,
+    /// Accept passive data connections from any address (off: only the control peer's).
+    pub allow_foreign_peer: bool,
+}
+
+/// FTPS: where the certificate is and what is required. The certificate itself is loaded into
+/// [`crate::Services`].
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Data connections must resume the control connection's TLS session.
+    pub require_session_reuse: bool,
+    /// Uploads must end with a TLS close_notify to be complete.
+    pub require_close_notify: bool,
+    /// Where `cert` came from, for errors: `--tls-cert` or `tls.cert`.
+    pub cert_field: &'static str,
+}
+
+/// Everything a server is configured with, parsed and checked once: plain values. The live
+/// objects built from them are in [`crate::Services`].
+#[derive(Debug, Clone)]
+pub struct Settings {
     /// The served directory (canonical): the home of every user without one of its own.
     pub root: PathBuf,
     pub listen: Vec<SocketAddr>,
-    /// The passive port range; `None` lets the OS choose.
-    pub passive_ports: Option<RangeInclusive<u16>>,
-    /// Announced in PASV replies instead of the control connection's local address. A name is
-    /// resolved again at every PASV, so a dynamic DNS name follows address changes.
-    pub passive_address: Option<String>,
-    pub active_source_port: Option<u16>,
-    /// Relaxations of the RFC 2577 protections. Each is logged at start-up when on.
-    pub allow_foreign_active: bool,
-    pub allow_low_active_ports: bool,
-    pub allow_foreign_passive: bool,
-    pub limits: Limits,
-    pub auth: Arc<dyn Authenticator>,
-    /// Password checks running at once: a crowd of logins cannot take all memory or CPU.
-    pub auth_slots: tokio::sync::Semaphore,
-    /// Open home directories, shared by the sessions of the same home: one descriptor and one
-    /// allocation for a thousand sessions of one user, not one each.
-    pub homes: crate::storage::HomeCache,
-    pub banner: String,
-    /// FTPS: `None` when no certificate is configured (TLS off).
-    pub tls: Option<Arc<Tls>>,
     /// Implicit-TLS listeners (TLS from the first byte; port 990 in production).
     pub listen_implicit: Vec<SocketAddr>,
-}
-
-impl std::fmt::Debug for ServerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerConfig")
-            .field("listen", &self.listen)
-            .field("passive_ports", &self.passive_ports)
-            .field("passive_address", &self.passive_address)
-            .field("limits", &self.limits)
-            .field("tls", &self.tls)
-            .field("listen_implicit", &self.listen_implicit)
-            .finish_non_exhaustive()
-    }
+    pub passive: PassiveSettings,
+    pub active: ActiveSettings,
+    pub limits: Limits,
+    pub banner: String,
+    /// `None`: TLS off.
+    pub tls: Option<TlsSettings>,
+    pub users: Vec<UserEntry>,
+    pub anonymous: Option<AnonymousAccess>,
 }
 
 /// The TOML file. Unknown fields are errors, so a typo is reported rather than ignored.
@@ -125,9 +213,9 @@ pub struct FileConfig {
     #[serde(default)]
     pub passive: PassiveSection,
     #[serde(default)]
-    pub active: ActiveSection,
+    pub active: ActiveSettings,
     #[serde(default)]
-    pub limits: LimitsSection,
+    pub limits: Limits,
     #[serde(default, rename = "user")]
     pub users: Vec<UserSection>,
     #[serde(default)]
@@ -158,30 +246,6 @@ pub struct PassiveSection {
     pub address: Option<String>,
     /// Accept passive data connections from any address (off: only the control peer's).
     pub allow_foreign_peer: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActiveSection {
-    pub source_port: Option<u16>,
-    /// Allow PORT/EPRT to addresses other than the client's (FXP; opens bounce attacks).
-    pub allow_foreign_address: Option<bool>,
-    /// Allow PORT/EPRT to ports below 1024.
-    pub allow_privileged_ports: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsSection {
-    pub max_sessions: Option<usize>,
-    pub max_sessions_per_ip: Option<usize>,
-    pub idle_timeout: Option<u64>,
-    pub data_timeout: Option<u64>,
-    pub accept_timeout: Option<u64>,
-    pub connect_timeout: Option<u64>,
-    pub max_login_failures: Option<u32>,
-    pub failed_login_delay_ms: Option<u64>,
-    pub shutdown_grace: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -323,9 +387,9 @@ fn check_dir(field: &str, dir: &Path) -> Result<PathBuf, ConfigError> {
         .map_err(|e| ConfigError::new(field, format!("`{}`: {e}", dir.display())))
 }
 
-impl ServerConfig {
+impl Settings {
     /// Builds the configuration from the file (if any) and the command line.
-    pub fn build(file: FileConfig, cli: Overrides) -> Result<ServerConfig, ConfigError> {
+    pub fn build(file: FileConfig, cli: Overrides) -> Result<Settings, ConfigError> {
         let (root_field, root) = match (&cli.root, &file.root) {
             (Some(r), _) => ("--root", r.clone()),
             (None, Some(r)) => ("root", r.clone()),
@@ -367,13 +431,12 @@ impl ServerConfig {
             }
             None => file_ports,
         };
-        let passive_address = cli.passive_address.clone().or(file.passive.address.clone());
-        if passive_address
-            .as_deref()
-            .is_some_and(|a| a.trim().is_empty())
-        {
-            return Err(ConfigError::new("passive.address", "must not be empty"));
-        }
+        let (address_field, address) = match (&cli.passive_address, &file.passive.address) {
+            (Some(a), _) => ("--passive-address", Some(a.as_str())),
+            (None, a) => ("passive.address", a.as_deref()),
+        };
+        let passive_address =
+            PassiveAddress::parse(address).map_err(|m| ConfigError::new(address_field, m))?;
 
         let write = cli.write || file.write.unwrap_or(false);
         let mut users = Vec::new();
@@ -427,84 +490,31 @@ impl ServerConfig {
             permissions: Permissions::from_write_flag(write),
         });
 
-        let defaults = Limits::default();
-        let l = &file.limits;
-        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
-        let limits = Limits {
-            max_sessions: l.max_sessions.unwrap_or(defaults.max_sessions),
-            max_sessions_per_ip: l
-                .max_sessions_per_ip
-                .unwrap_or(defaults.max_sessions_per_ip),
-            idle_timeout: secs(l.idle_timeout, defaults.idle_timeout),
-            data_timeout: secs(l.data_timeout, defaults.data_timeout),
-            accept_timeout: secs(l.accept_timeout, defaults.accept_timeout),
-            connect_timeout: secs(l.connect_timeout, defaults.connect_timeout),
-            max_login_failures: l.max_login_failures.unwrap_or(defaults.max_login_failures),
-            failed_login_delay: l
-                .failed_login_delay_ms
-                .map_or(defaults.failed_login_delay, Duration::from_millis),
-            shutdown_grace: secs(l.shutdown_grace, defaults.shutdown_grace),
-        };
-        // Upper bound: a timeout of a year is as good as none, and larger values would overflow
-        // the clock arithmetic.
-        const MAX_SECS: u64 = 366 * 86_400;
-        for (name, v) in [
-            ("limits.idle_timeout", l.idle_timeout),
-            ("limits.data_timeout", l.data_timeout),
-            ("limits.accept_timeout", l.accept_timeout),
-            ("limits.connect_timeout", l.connect_timeout),
-            ("limits.shutdown_grace", l.shutdown_grace),
-            (
-                "limits.failed_login_delay_ms",
-                l.failed_login_delay_ms.map(|ms| ms / 1000),
-            ),
-        ] {
-            if v.is_some_and(|v| v > MAX_SECS) {
-                return Err(ConfigError::new(
-                    name,
-                    format!("must be at most {MAX_SECS} seconds"),
-                ));
-            }
-        }
-        for (name, zero) in [
-            ("limits.max_sessions", limits.max_sessions == 0),
-            (
-                "limits.max_sessions_per_ip",
-                limits.max_sessions_per_ip == 0,
-            ),
-            ("limits.idle_timeout", limits.idle_timeout.is_zero()),
-            ("limits.data_timeout", limits.data_timeout.is_zero()),
-            ("limits.accept_timeout", limits.accept_timeout.is_zero()),
-            ("limits.connect_timeout", limits.connect_timeout.is_zero()),
-            ("limits.max_login_failures", limits.max_login_failures == 0),
-        ] {
-            if zero {
-                return Err(ConfigError::new(name, "must be greater than 0"));
-            }
-        }
+        let limits = file.limits.clone();
+        limits.validate()?;
 
         let (tls, listen_implicit) = build_tls(&file.tls, &cli)?;
 
-        Ok(ServerConfig {
-            root: root.clone(),
+        Ok(Settings {
+            root,
             listen,
-            passive_ports,
-            passive_address,
-            active_source_port: cli.active_source_port.or(file.active.source_port),
-            allow_foreign_active: file.active.allow_foreign_address.unwrap_or(false),
-            allow_low_active_ports: file.active.allow_privileged_ports.unwrap_or(false),
-            allow_foreign_passive: file.passive.allow_foreign_peer.unwrap_or(false),
+            listen_implicit,
+            passive: PassiveSettings {
+                ports: passive_ports,
+                address: passive_address,
+                allow_foreign_peer: file.passive.allow_foreign_peer.unwrap_or(false),
+            },
+            active: ActiveSettings {
+                source_port: cli.active_source_port.or(file.active.source_port),
+                ..file.active
+            },
             limits,
-            auth: Arc::new(UserStore::new(users, anonymous)),
-            homes: crate::storage::HomeCache::default(),
-            auth_slots: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
             banner: file
                 .banner
                 .unwrap_or_else(|| "Wharf FTP server ready.".to_string()),
             tls,
-            listen_implicit,
+            users,
+            anonymous,
         })
     }
 }
@@ -514,7 +524,7 @@ impl ServerConfig {
 fn build_tls(
     file: &TlsSection,
     cli: &Overrides,
-) -> Result<(Option<Arc<Tls>>, Vec<SocketAddr>), ConfigError> {
+) -> Result<(Option<TlsSettings>, Vec<SocketAddr>), ConfigError> {
     let parse_mode = |field: &str, text: &Option<String>| -> Result<_, ConfigError> {
         text.as_deref()
             .map(|m| {
@@ -584,16 +594,17 @@ fn build_tls(
             ));
         }
     };
-    let mode = mode.unwrap_or(TlsMode::Required);
-    let tls = Tls::new(
-        mode,
-        &cert,
-        &key,
-        file.require_session_reuse.unwrap_or(true),
-        file.require_close_notify.unwrap_or(true),
-    )
-    .map_err(|m| ConfigError::new(cert_field, m))?;
-    Ok((Some(Arc::new(tls)), implicit))
+    Ok((
+        Some(TlsSettings {
+            mode: mode.unwrap_or(TlsMode::Required),
+            cert,
+            key,
+            require_session_reuse: file.require_session_reuse.unwrap_or(true),
+            require_close_notify: file.require_close_notify.unwrap_or(true),
+            cert_field,
+        }),
+        implicit,
+    ))
 }
 
 #[cfg(test)]
@@ -620,7 +631,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_string_lossy().to_string();
         let build = |toml: &str| {
-            ServerConfig::build(FileConfig::parse(toml).unwrap(), Overrides::default()).map(|_| ())
+            Settings::build(FileConfig::parse(toml).unwrap(), Overrides::default())
+                .and_then(|s| crate::Services::new(&s).map(|_| ()))
         };
         let e = build(&format!("root = '{root}'\n[passive]\nports = '9-3'\n")).unwrap_err();
         assert_eq!(e.field, "passive.ports");
@@ -656,7 +668,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_string_lossy().to_string();
         let build = |toml: &str| {
-            ServerConfig::build(FileConfig::parse(toml).unwrap(), Overrides::default()).map(|_| ())
+            Settings::build(FileConfig::parse(toml).unwrap(), Overrides::default())
+                .and_then(|s| crate::Services::new(&s).map(|_| ()))
         };
         let e = build(&format!("root = '{root}'\n[tls]\nmode = 'maybe'\n")).unwrap_err();
         assert_eq!(e.field, "tls.mode");
@@ -679,7 +692,7 @@ mod tests {
         assert_eq!(e.field, "tls.cert");
         assert!(e.message.contains("/nonexistent.pem"), "{}", e.message);
         // No certificate, no TLS settings: TLS is off.
-        let c = ServerConfig::build(
+        let c = Settings::build(
             FileConfig::parse(&format!("root = '{root}'\n")).unwrap(),
             Overrides::default(),
         )

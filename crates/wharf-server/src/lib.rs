@@ -1,32 +1,38 @@
 //! `wharf-server`: the Wharf FTP server on tokio.
 //!
-//! One task per control connection runs a [`session`] that reads commands parsed by
-//! `wharf-proto`, dispatches them through one `match`, and drives data connections (passive and
-//! active, IPv4 and IPv6) with the RFC 2577 protections. Files are reached through the
-//! [`Storage`] trait (the local file system jail, [`LocalFs`], uses `openat2(RESOLVE_BENEATH)`),
-//! users through the [`Authenticator`] trait.
+//! The protocol is decided by `wharf-proto`'s sans-IO session; this crate is the shell around
+//! it. [`run`] accepts connections ([`server`]), decides who each is from ([`conn::ConnInfo`]),
+//! enforces the limits and spawns a driver per session, which performs what the session asks:
+//! logins through an [`Authenticator`], files through a [`StorageProvider`] (the local file
+//! system jailed with `openat2`, [`LocalFs`], or [`MemFs`] in memory), data connections and
+//! transfers through one engine ([`transfer`]). [`Settings`] are plain values parsed once;
+//! [`Services`] are the live objects built from them.
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use wharf_server::config::{FileConfig, Overrides, ServerConfig};
+//! use wharf_server::config::{FileConfig, Overrides, Settings};
+//! use wharf_server::Services;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let cli = Overrides { root: Some("/srv/ftp".into()), listen: vec!["127.0.0.1:2121".into()], ..Overrides::default() };
-//! let config = Arc::new(ServerConfig::build(FileConfig::default(), cli)?);
-//! let listeners = config.listen.iter().map(|a| wharf_server::bind(*a)).collect::<Result<Vec<_>, _>>()?;
-//! wharf_server::run(config, listeners, Vec::new(), async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! let settings = Settings::build(FileConfig::default(), cli)?;
+//! let services = Services::new(&settings)?;
+//! let listeners = settings.listen.iter().map(|a| wharf_server::bind(*a)).collect::<Result<Vec<_>, _>>()?;
+//! wharf_server::run(settings, services, listeners, Vec::new(), async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
 //! ```
 
 pub mod auth;
 pub mod config;
-pub mod data;
+pub mod conn;
+mod driver;
 mod server;
-mod session;
+pub mod services;
 pub mod storage;
 pub mod tls;
+pub mod transfer;
 
-pub use auth::{Account, Authenticator, Permissions, UserStore};
-pub use config::{ConfigError, ServerConfig};
+pub use auth::{Account, AuthError, Authenticator, Credentials, Permissions, UserStore};
+pub use config::{ConfigError, Settings};
 pub use server::{bind, run};
-pub use storage::{LocalFs, Storage, StorageError};
+pub use services::Services;
+pub use storage::{LocalFs, MemFs, MemProvider, Storage, StorageError, StorageProvider};

@@ -11,8 +11,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::config::ServerConfig;
-use crate::session::{self, Session};
+use wharf_proto::server::{Policy, TlsPolicy};
+
+use crate::config::Settings;
+use crate::conn::ConnInfo;
+use crate::driver::{self, Driver};
+use crate::services::Services;
 
 /// Listen backlog: bursts of connections queue instead of being dropped.
 const BACKLOG: i32 = 1024;
@@ -84,29 +88,69 @@ impl Drop for Permit {
     }
 }
 
+/// What every session of a server shares: the settings, the services, and the protocol policy
+/// made from both.
+pub(crate) struct Shared {
+    pub settings: Settings,
+    pub services: Services,
+    pub policy: Arc<Policy>,
+}
+
+impl Shared {
+    fn new(settings: Settings, services: Services) -> Shared {
+        let tls = match &services.tls {
+            Some(t) => TlsPolicy {
+                mode: t.mode,
+                require_reuse: t.require_reuse,
+                require_close_notify: t.require_close_notify,
+            },
+            None => TlsPolicy::default(),
+        };
+        let limits = &settings.limits;
+        let policy = Policy {
+            banner: settings.banner.clone(),
+            tls,
+            allow_foreign_active: settings.active.allow_foreign_address,
+            allow_low_active_ports: settings.active.allow_privileged_ports,
+            capabilities: services.storage.capabilities(),
+            max_login_failures: limits.max_login_failures,
+            failed_login_delay: limits.failed_login_delay,
+            idle_timeout: limits.idle_timeout,
+            accept_timeout: limits.accept_timeout,
+        };
+        Shared {
+            settings,
+            services,
+            policy: Arc::new(policy),
+        }
+    }
+}
+
 /// Serves on `listeners` (and on `implicit`, TLS from the first byte) until `shutdown`
 /// completes; then stops accepting, tells idle sessions to close (421), lets running transfers
 /// go on for the grace period, and returns.
 pub async fn run(
-    config: Arc<ServerConfig>,
+    settings: Settings,
+    services: Services,
     listeners: Vec<TcpListener>,
     implicit: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
-    if config.allow_foreign_active {
+    if settings.active.allow_foreign_address {
         warn!(
             "active.allow_foreign_address is on: PORT/EPRT may target other hosts (bounce attacks possible)"
         );
     }
-    if config.allow_low_active_ports {
+    if settings.active.allow_privileged_ports {
         warn!("active.allow_privileged_ports is on: PORT/EPRT may target ports below 1024");
     }
-    if config.allow_foreign_passive {
+    if settings.passive.allow_foreign_peer {
         warn!("passive.allow_foreign_peer is on: any host may take a passive data connection");
     }
+    let shared = Arc::new(Shared::new(settings, services));
     let limiter = Arc::new(Limiter {
-        max_total: config.limits.max_sessions,
-        max_per_ip: config.limits.max_sessions_per_ip,
+        max_total: shared.settings.limits.max_sessions,
+        max_per_ip: shared.settings.limits.max_sessions_per_ip,
         state: Mutex::new((0, HashMap::new())),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -119,7 +163,7 @@ pub async fn run(
         .chain(implicit.into_iter().map(|l| (l, true)));
     for (listener, implicit_tls) in tagged {
         let ctx = AcceptCtx {
-            config: config.clone(),
+            shared: shared.clone(),
             limiter: limiter.clone(),
             stop: stop_rx.clone(),
             alive: alive_tx.clone(),
@@ -134,7 +178,7 @@ pub async fn run(
     for a in acceptors {
         let _ = a.await;
     }
-    let grace = config.limits.shutdown_grace;
+    let grace = shared.settings.limits.shutdown_grace;
     if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
         warn!(
             secs = grace.as_secs(),
@@ -144,7 +188,7 @@ pub async fn run(
 }
 
 struct AcceptCtx {
-    config: Arc<ServerConfig>,
+    shared: Arc<Shared>,
     limiter: Arc<Limiter>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
@@ -165,7 +209,7 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
             r = listener.accept() => r,
             _ = async { drop(ctx.stop.wait_for(|&v| v).await) } => return,
         };
-        let (stream, peer) = match accepted {
+        let (stream, _) = match accepted {
             Ok(v) => {
                 backoff = Duration::from_millis(10);
                 v
@@ -178,36 +222,45 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
                 continue;
             }
         };
-        start_session(stream, peer, &ctx);
+        start_session(stream, &ctx);
     }
 }
 
-fn start_session(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
-    let permit = match ctx.limiter.try_acquire(peer.ip().to_canonical()) {
+fn start_session(stream: TcpStream, ctx: &AcceptCtx) {
+    // Who it is from is decided here, once; everything after reads it from `conn`.
+    let conn = match ConnInfo::of(&stream) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "accepted connection without addresses");
+            return;
+        }
+    };
+    let permit = match ctx.limiter.try_acquire(conn.peer.ip()) {
         Ok(p) => p,
         Err(text) => {
-            warn!(%peer, reason = text, "connection refused by limits");
+            warn!(peer = %conn.peer, reason = text, "connection refused by limits");
             // On an implicit-TLS listener a clear 421 would only garble the handshake: close.
             if !ctx.implicit_tls {
-                tokio::spawn(session::refuse(stream, text));
+                tokio::spawn(driver::refuse(stream, text));
             }
             return;
         }
     };
-    let session = match Session::new(
+    let driver = match Driver::new(
         stream,
-        ctx.config.clone(),
+        conn,
+        ctx.shared.clone(),
         ctx.stop.clone(),
         ctx.implicit_tls,
     ) {
-        Ok(s) => s,
+        Ok(d) => d,
         Err(e) => {
-            warn!(%peer, error = %e, "cannot set up session");
+            warn!(peer = %conn.peer, error = %e, "cannot set up session");
             return;
         }
     };
     // The session's own future is the task: no wrapper holding a second copy of the session.
-    tokio::spawn(session.run(SessionHold {
+    tokio::spawn(driver.run(SessionHold {
         _permit: permit,
         _alive: ctx.alive.clone(),
     }));

@@ -24,41 +24,15 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 
-use rustls::HandshakeKind;
 use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
-/// When TLS is used (`--tls`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// No AUTH TLS (534), no implicit listener.
-    Off,
-    /// Clients choose: clear or TLS.
-    Optional,
-    /// USER before AUTH TLS gets 530; data connections need PROT P (521).
-    Required,
-}
-
-impl TlsMode {
-    pub fn parse(text: &str) -> Option<TlsMode> {
-        match text {
-            "off" => Some(TlsMode::Off),
-            "optional" => Some(TlsMode::Optional),
-            "required" => Some(TlsMode::Required),
-            _ => None,
-        }
-    }
-}
+pub use wharf_proto::server::TlsMode;
 
 /// The server's TLS settings and certificate.
 pub struct Tls {
@@ -158,25 +132,6 @@ pub(crate) struct SessionTls {
     pub(crate) data: TlsAcceptor,
 }
 
-/// Whether a data connection's handshake resumed an earlier session (of its control session).
-pub(crate) fn resumed(stream: &TlsStream<TcpStream>) -> bool {
-    stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed)
-}
-
-/// Describes a finished handshake for the log: version and cipher suite.
-pub(crate) fn describe(stream: &TlsStream<TcpStream>) -> String {
-    let conn = stream.get_ref().1;
-    let version = conn
-        .protocol_version()
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
-    let suite = conn
-        .negotiated_cipher_suite()
-        .and_then(|s| s.suite().as_str())
-        .unwrap_or("?");
-    format!("{version} {suite}")
-}
-
 fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let chain = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("{}: {e}", cert.display()))?
@@ -215,58 +170,5 @@ impl ResolvesServerCert for CertStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
         )
-    }
-}
-
-/// A connection that may be TLS: the control connection after AUTH TLS or on the implicit
-/// listener, and data connections under PROT P.
-pub(crate) enum MaybeTls {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl MaybeTls {
-    pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, MaybeTls::Tls(_))
-    }
-}
-
-impl AsyncRead for MaybeTls {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for MaybeTls {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
     }
 }

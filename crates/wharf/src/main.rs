@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use wharf_server::config::{FileConfig, Overrides, ServerConfig};
+use wharf_server::Services;
+use wharf_server::config::{FileConfig, Overrides, Settings};
 
 mod bench_cli;
 mod client_cli;
@@ -177,8 +178,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         tls_mode: args.tls_mode.clone(),
         listen_implicit: args.listen_implicit.clone(),
     };
-    let config = match ServerConfig::build(file, overrides) {
-        Ok(c) => Arc::new(c),
+    let settings = match Settings::build(file, overrides) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let services = match Services::new(&settings) {
+        Ok(s) => s,
         Err(e) => return usage_error(&e.to_string()),
     };
     let runtime = match start_runtime(None) {
@@ -187,7 +192,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     runtime.block_on(async move {
         let mut listeners = Vec::new();
-        for addr in &config.listen {
+        for addr in &settings.listen {
             match wharf_server::bind(*addr) {
                 Ok(l) => listeners.push(l),
                 Err(e) => {
@@ -197,7 +202,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         }
         let mut implicit = Vec::new();
-        for addr in &config.listen_implicit {
+        for addr in &settings.listen_implicit {
             match wharf_server::bind(*addr) {
                 Ok(l) => implicit.push(l),
                 Err(e) => {
@@ -206,9 +211,9 @@ fn serve(args: ServeArgs) -> ExitCode {
                 }
             }
         }
-        let root = &config.root;
+        let root = &settings.root;
         let mut out = std::io::stdout().lock();
-        let explicit = match config.tls.as_ref().map(|t| t.mode) {
+        let explicit = match settings.tls.as_ref().map(|t| t.mode) {
             Some(wharf_server::tls::TlsMode::Required) => "ftpes",
             _ => "ftp",
         };
@@ -242,10 +247,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         let _ = out.flush();
         drop(out);
-        if let Some(tls) = config.tls.clone() {
+        if let Some(tls) = services.tls.clone() {
             tokio::spawn(reload_on_hangup(tls));
         }
-        wharf_server::run(config, listeners, implicit, shutdown_signal()).await;
+        wharf_server::run(settings, services, listeners, implicit, shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }

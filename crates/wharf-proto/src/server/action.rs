@@ -293,6 +293,8 @@ impl FsError {
 /// Something worth a line in the log that only the session sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
+    /// A command was parsed and is dispatched (for a debug log).
+    Command { verb: &'static str },
     /// PORT/EPRT refused: a foreign address or a privileged port (RFC 2577).
     RefusedActive {
         verb: &'static str,

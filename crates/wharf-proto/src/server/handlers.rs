@@ -35,7 +35,11 @@ impl Session {
                 self.reply(ReplyCode::SYNTAX_ERROR, "Command line too long.");
             }
             LineEvent::Line(line) => match Command::parse(&line) {
-                Ok(cmd) => self.dispatch(cmd, now),
+                Ok(cmd) => {
+                    let verb = cmd.verb();
+                    self.out.push_back(Output::Note(Note::Command { verb }));
+                    self.dispatch(cmd, now);
+                }
                 Err(e) => {
                     self.pending = Pending::None;
                     self.send(e.reply());

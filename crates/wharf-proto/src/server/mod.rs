@@ -40,21 +40,28 @@
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Instant;
-//! use wharf_proto::server::{Action, Outcome, Output, Policy, Session, LoginResult, User, Permissions};
+//! use wharf_proto::server::{Action, LoginResult, Outcome, Output, Permissions, Policy, Session, User};
 //! use wharf_proto::LineEvent;
 //!
 //! let now = Instant::now();
 //! let mut s = Session::new(Arc::new(Policy::default()), "127.0.0.1:50000".parse().unwrap(),
 //!     "127.0.0.1:21".parse().unwrap(), false, now);
+//! // What the driver does with each output; notes go to the log.
+//! let mut next = |s: &mut Session| loop {
+//!     match s.poll_output() {
+//!         Some(Output::Note(_)) => continue,
+//!         other => break other,
+//!     }
+//! };
 //! s.start(now);
-//! assert!(matches!(s.poll_output(), Some(Output::Reply(r)) if r.code.0 == 220));
+//! assert!(matches!(next(&mut s), Some(Output::Reply(r)) if r.code.0 == 220));
 //! s.handle_line(LineEvent::Line(b"USER ftp".to_vec()), now);
-//! assert!(matches!(s.poll_output(), Some(Output::Reply(r)) if r.code.0 == 331));
+//! assert!(matches!(next(&mut s), Some(Output::Reply(r)) if r.code.0 == 331));
 //! s.handle_line(LineEvent::Line(b"PASS x".to_vec()), now);
-//! assert!(matches!(s.poll_output(), Some(Output::Do(Action::Login { .. }))));
+//! assert!(matches!(next(&mut s), Some(Output::Do(Action::Login { .. }))));
 //! let user = User { name: "anonymous".into(), permissions: Permissions::READ_ONLY };
 //! s.handle_outcome(Outcome::Login(LoginResult::Ok(user)), now);
-//! assert!(matches!(s.poll_output(), Some(Output::Reply(r)) if r.code.0 == 230));
+//! assert!(matches!(next(&mut s), Some(Output::Reply(r)) if r.code.0 == 230));
 //! ```
 
 mod action;

@@ -1,0 +1,788 @@
+//! The driver: owns one control connection and a `wharf-proto` [`Session`], and performs what
+//! the session asks for (see the driving contract in `wharf_proto::server`). It makes no
+//! protocol decision of its own: every reply comes from the session.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, sleep_until};
+use tracing::{debug, error, info, warn};
+use wharf_net::Stream;
+use wharf_net::copy::CopyError;
+use wharf_proto::server::{
+    Action, DataChannel, LoginResult, Note, Opened, Outcome, Output, PassiveOpened, Session,
+    StorageDone, StorageOp, TransferEnd, TransferSpec, User,
+};
+use wharf_proto::{FileKind, LineBuffer, LineEvent, Reply, ReplyCode, VPath};
+
+use crate::auth::{Account, AuthError, Credentials};
+use crate::config::PassiveAddress;
+use crate::conn::ConnInfo;
+use crate::server::Shared;
+use crate::storage::{self, Storage, StorageError, WriteMode};
+use crate::tls::SessionTls;
+use crate::transfer::{self, Held, ListSource, Listing, channel};
+
+/// Entries a STAT of a directory shows at most (it goes over the control connection, in one
+/// reply).
+const STAT_ENTRIES: usize = 10_000;
+
+/// The control connection: the socket (TLS after AUTH TLS or on the implicit listener), the line
+/// buffer, and a reused output buffer.
+struct Control {
+    stream: Stream,
+    lines: LineBuffer,
+    out: Vec<u8>,
+    write_timeout: Duration,
+}
+
+impl Control {
+    /// The next line, or `None` at end of stream. Cancel-safe: bytes read stay in the buffer.
+    async fn next_event(&mut self) -> io::Result<Option<LineEvent>> {
+        loop {
+            if let Some(ev) = self.lines.next_line() {
+                return Ok(Some(ev));
+            }
+            let buf = self.lines.buffer_mut();
+            buf.reserve(512);
+            if self.stream.read_buf(buf).await? == 0 {
+                return Ok(None);
+            }
+            self.drain_past_urgent_mark();
+        }
+    }
+
+    /// Runs the TLS handshake on the (plain) control connection. Whatever was buffered before it
+    /// is dropped: a command pipelined behind AUTH TLS was sent in clear and must never run as if
+    /// it came over TLS (the CVE-2011-1575 class).
+    async fn start_tls(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        limit: Duration,
+    ) -> io::Result<String> {
+        self.lines.clear();
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(io::Error::other("TLS is already active"));
+        };
+        let tls = tokio::time::timeout(limit, acceptor.accept(tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        self.stream = Stream::from(tls);
+        let shown = self
+            .stream
+            .tls_facts()
+            .map(|f| format!("{} {}", f.version, f.suite))
+            .unwrap_or_default();
+        Ok(shown)
+    }
+
+    /// Reads what is already queued on the socket, without waiting.
+    ///
+    /// Linux ends a read just before the urgent mark (the Telnet Synch a client sends before
+    /// ABOR), and tokio takes a short read to mean the socket is drained and waits for the next
+    /// readiness edge, which never comes for bytes that were already queued. So `IAC IP` +
+    /// urgent `IAC DM` + `ABOR` would sit unread until the client sent more. Reading directly
+    /// until `WouldBlock` picks those bytes up. Bounded, so a flood cannot grow the buffer.
+    fn drain_past_urgent_mark(&mut self) {
+        use std::io::Read;
+        // Over TLS the bytes are records, not commands; rustls reads what it needs.
+        let Stream::Plain(stream) = &self.stream else {
+            return;
+        };
+        let sock = socket2::SockRef::from(stream);
+        let mut chunk = [0u8; 512];
+        while self.lines.buffer_mut().len() < 2 * wharf_proto::command::MAX_LINE {
+            match (&*sock).read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self
+                    .lines
+                    .buffer_mut()
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            }
+        }
+    }
+
+    /// Sends a reply. A client that stops reading cannot hold the session (and its place in the
+    /// limits) forever: the write times out like a stalled data connection.
+    async fn send(&mut self, reply: &Reply) -> io::Result<()> {
+        self.out.clear();
+        reply.encode(&mut self.out);
+        let write = async {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client does not read replies",
+            )),
+        }
+    }
+}
+
+/// The logged-in user, as the driver needs it: the account and its home.
+struct Home {
+    account: Account,
+    storage: Arc<dyn Storage>,
+}
+
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    control: Control,
+    session: Session,
+    home: Option<Home>,
+    /// This session's TLS acceptors (its own session cache and ticket key), made when first
+    /// needed; data connections under PROT P use them too.
+    tls: Option<SessionTls>,
+    /// The listener of the last PASV/EPSV, while the session plans a passive transfer.
+    passive: Option<TcpListener>,
+    /// What the last open action left for the transfer.
+    held: Held,
+    shutdown: watch::Receiver<bool>,
+    implicit_tls: bool,
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl Driver {
+    pub(crate) fn new(
+        stream: TcpStream,
+        conn: ConnInfo,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+        implicit_tls: bool,
+    ) -> io::Result<Driver> {
+        // Urgent data stays in the stream, so `IAC IP IAC DM ABOR` (and ftplib's ABOR sent
+        // wholly as urgent data) arrives intact.
+        socket2::SockRef::from(&stream).set_out_of_band_inline(true)?;
+        stream.set_nodelay(true)?;
+        let session = Session::new(
+            shared.policy.clone(),
+            conn.peer,
+            conn.local,
+            implicit_tls,
+            now(),
+        );
+        Ok(Driver {
+            control: Control {
+                stream: Stream::Plain(stream),
+                lines: LineBuffer::new(),
+                out: Vec::new(),
+                write_timeout: shared.settings.limits.data_timeout,
+            },
+            shared,
+            conn,
+            session,
+            home: None,
+            tls: None,
+            passive: None,
+            held: Held::None,
+            shutdown,
+            implicit_tls,
+        })
+    }
+
+    /// Runs the session to its end; `hold` is released after it. A plain function returning an
+    /// `async move` block: an `async fn` would keep a second copy of the driver in its future
+    /// (its arguments are moved into locals), and this future is what every session holds.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn's future is larger, see above"
+    )]
+    pub(crate) fn run(
+        mut self,
+        hold: crate::server::SessionHold,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            let started = Instant::now();
+            info!(peer = %self.conn.peer, "session opened");
+            if let Err(e) = self.serve().await {
+                debug!(peer = %self.conn.peer, error = %e, "control connection error");
+            }
+            info!(
+                peer = %self.conn.peer,
+                user = self.session.user_name().unwrap_or("-"),
+                secs = started.elapsed().as_secs(),
+                "session closed"
+            );
+            drop(hold);
+        }
+    }
+
+    async fn serve(&mut self) -> io::Result<()> {
+        if self.implicit_tls {
+            Box::pin(self.implicit_handshake()).await?;
+        }
+        self.session.start(now());
+        loop {
+            while let Some(out) = self.session.poll_output() {
+                match out {
+                    Output::Reply(r) => self.control.send(&r).await?,
+                    Output::Note(n) => self.note(n),
+                    Output::Do(action) => Box::pin(self.perform(action)).await?,
+                }
+            }
+            if self.session.is_closed() {
+                return Ok(());
+            }
+            if *self.shutdown.borrow() && self.session.is_idle() {
+                self.session.handle_shutdown();
+                continue;
+            }
+            if self.session.has_queued() {
+                self.session.run_queued(now());
+                continue;
+            }
+            if !self.wait().await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for a line, a timer or shutdown, and hands it to the session. `false`: the client
+    /// closed the connection.
+    ///
+    /// This is the future an idle session sits in, so it is kept small: one timer for whichever
+    /// deadline comes first.
+    async fn wait(&mut self) -> io::Result<bool> {
+        let deadline = self.session.poll_timeout();
+        let reading = self.session.wants_input();
+        let idle = self.session.is_idle();
+        let Driver {
+            control,
+            shutdown,
+            session,
+            ..
+        } = self;
+        let timer = async {
+            match deadline {
+                Some(t) => sleep_until(Instant::from_std(t)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = control.next_event(), if reading => match ev? {
+                Some(ev) => session.handle_line(ev, now()),
+                None => return Ok(false),
+            },
+            _ = timer => session.handle_timeout(now()),
+            // The guard `wait_for` returns is not Send: drop it inside the inner future.
+            _ = async { drop(shutdown.wait_for(|&v| v).await) }, if idle => {
+                session.handle_shutdown()
+            }
+        }
+        Ok(true)
+    }
+
+    async fn implicit_handshake(&mut self) -> io::Result<()> {
+        let acceptor = self.acceptor()?;
+        let limit = self.shared.settings.limits.accept_timeout;
+        let shown = self.control.start_tls(&acceptor.control, limit).await?;
+        debug!(peer = %self.conn.peer, tls = %shown, "implicit TLS established");
+        Ok(())
+    }
+
+    fn note(&self, note: Note) {
+        let peer = self.conn.peer;
+        match note {
+            Note::Command { verb } => debug!(%peer, verb, "command"),
+            Note::RefusedActive {
+                verb,
+                target,
+                reason,
+            } => warn!(%peer, %target, "refused {verb} to {reason}"),
+            Note::PassiveExpired => debug!(%peer, "passive listener expired unused"),
+            Note::LoginFailed { user } => {
+                warn!(%peer, user = %String::from_utf8_lossy(&user), "login failed")
+            }
+            Note::ClearDataRefused => {
+                debug!(%peer, "data connection in clear refused: PROT P required")
+            }
+        }
+    }
+
+    /// Performs one action; feeds its outcome back to the session.
+    async fn perform(&mut self, action: Action) -> io::Result<()> {
+        let outcome = match action {
+            Action::Login { user, password } => Outcome::Login(self.login(user, password).await),
+            Action::Storage(op) => Outcome::Storage(self.storage(op).await),
+            Action::OpenPassive { pasv } => Outcome::Passive(self.open_passive(pasv).await),
+            Action::ClosePassive => {
+                self.passive = None;
+                return Ok(());
+            }
+            Action::StartTls { discarded } => Outcome::Tls(self.start_tls(discarded).await),
+            Action::OpenRead { path, offset } => {
+                let r = self.open_read(&path, offset).await;
+                Outcome::Opened(r.map_err(|e| e.kind()))
+            }
+            Action::OpenWrite { path, mode } => {
+                let r = self.open_write(&path, mode).await;
+                Outcome::Opened(
+                    r.map(|()| Opened {
+                        len: 0,
+                        is_dir: false,
+                        name: None,
+                    })
+                    .map_err(|e| e.kind()),
+                )
+            }
+            Action::OpenUnique { dir } => {
+                Outcome::Opened(self.open_unique(&dir).await.map_err(|e| e.kind()))
+            }
+            Action::OpenList { path } => {
+                Outcome::Opened(self.open_list(&path).await.map_err(|e| e.kind()))
+            }
+            Action::DropOpened => {
+                self.held = Held::None;
+                return Ok(());
+            }
+            Action::Transfer(spec) => Outcome::Transfer(self.transfer(*spec).await?),
+            // A running transfer handles these itself; the serve loop ends on Close.
+            Action::AbortTransfer | Action::Close => return Ok(()),
+        };
+        self.session.handle_outcome(outcome, now());
+        Ok(())
+    }
+
+    // ---- login ----
+
+    async fn login(&mut self, user: Vec<u8>, password: Vec<u8>) -> LoginResult {
+        let credentials = Credentials {
+            user,
+            password,
+            conn: self.conn,
+            tls: self.control.stream.is_tls(),
+        };
+        let account = match self.shared.services.auth.authenticate(credentials).await {
+            Ok(a) => a,
+            Err(AuthError::Rejected) => return LoginResult::Rejected,
+            Err(AuthError::Unavailable(why)) => {
+                error!(peer = %self.conn.peer, error = %why, "user database unavailable: login refused");
+                return LoginResult::Unavailable;
+            }
+        };
+        match self.shared.services.storage.open_home(&account).await {
+            Ok(storage) => {
+                info!(peer = %self.conn.peer, user = %account.name, "login");
+                let user = User {
+                    name: account.name.clone(),
+                    permissions: account.permissions,
+                };
+                self.home = Some(Home { account, storage });
+                LoginResult::Ok(user)
+            }
+            Err(e) if e.is_transient() && matches!(e, StorageError::Unavailable(_)) => {
+                error!(peer = %self.conn.peer, user = %account.name, error = %e, "storage unavailable: login refused");
+                LoginResult::Unavailable
+            }
+            Err(e) => {
+                warn!(user = %account.name, home = %account.home.display(), error = %e, "home directory unavailable");
+                LoginResult::HomeUnavailable
+            }
+        }
+    }
+
+    fn storage_of(&self) -> Result<Arc<dyn Storage>, StorageError> {
+        self.home
+            .as_ref()
+            .map(|h| h.storage.clone())
+            .ok_or(StorageError::PermissionDenied)
+    }
+
+    // ---- storage ----
+
+    async fn storage(
+        &mut self,
+        op: StorageOp,
+    ) -> Result<StorageDone, wharf_proto::server::FsError> {
+        self.storage_op(op).await.map_err(|e| e.kind())
+    }
+
+    async fn storage_op(&mut self, op: StorageOp) -> Result<StorageDone, StorageError> {
+        let fs = self.storage_of()?;
+        let done = StorageDone::Done;
+        match op {
+            StorageOp::Stat(p) => fs.stat(&p).await.map(StorageDone::Info),
+            StorageOp::StatList(p) => {
+                let info = fs.stat(&p).await?;
+                let entries = if info.kind == FileKind::Dir {
+                    storage::collect(fs.list(&p).await?, STAT_ENTRIES).await?
+                } else {
+                    vec![info]
+                };
+                Ok(StorageDone::Entries {
+                    entries,
+                    now: unix_now(),
+                })
+            }
+            StorageOp::Mkdir(p) => fs.mkdir(&p).await.map(|()| done),
+            StorageOp::Rmdir(p) => fs.rmdir(&p).await.map(|()| done),
+            StorageOp::Delete(p) => fs.delete(&p).await.map(|()| done),
+            StorageOp::Rename { from, to, replace } => {
+                fs.rename(&from, &to, replace).await.map(|()| done)
+            }
+            StorageOp::SetMtime { path, unix_secs } => {
+                fs.set_mtime(&path, unix_secs).await.map(|()| done)
+            }
+            StorageOp::Chmod { path, mode } => fs.chmod(&path, mode).await.map(|()| done),
+        }
+    }
+
+    async fn open_read(&mut self, path: &VPath, offset: u64) -> Result<Opened, StorageError> {
+        let handle = self.storage_of()?.open_read(path, offset).await?;
+        let len = handle.len;
+        self.held = Held::Read(handle);
+        Ok(Opened {
+            len,
+            is_dir: false,
+            name: None,
+        })
+    }
+
+    async fn open_write(&mut self, path: &VPath, mode: WriteMode) -> Result<(), StorageError> {
+        let handle = self.storage_of()?.open_write(path, mode).await?;
+        self.held = Held::Write(handle);
+        Ok(())
+    }
+
+    /// STOU: a new file with a name nobody has.
+    async fn open_unique(&mut self, dir: &VPath) -> Result<Opened, StorageError> {
+        let fs = self.storage_of()?;
+        for _ in 0..8 {
+            let name = format!("wharf.{}", storage::random_hex(6)).into_bytes();
+            let path = dir.join(&name).map_err(|_| StorageError::InvalidName)?;
+            match fs.open_write(&path, WriteMode::CreateNew).await {
+                Ok(handle) => {
+                    self.held = Held::Write(handle);
+                    return Ok(Opened {
+                        len: 0,
+                        is_dir: false,
+                        name: Some(name),
+                    });
+                }
+                Err(StorageError::AlreadyExists) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StorageError::AlreadyExists)
+    }
+
+    async fn open_list(&mut self, path: &VPath) -> Result<Opened, StorageError> {
+        let fs = self.storage_of()?;
+        let info = fs.stat(path).await?;
+        let is_dir = info.kind == FileKind::Dir;
+        let listing = if is_dir {
+            Listing {
+                source: ListSource::Entries(fs.list(path).await?),
+                dir: Some(info),
+            }
+        } else {
+            Listing {
+                dir: None,
+                source: ListSource::Single(info),
+            }
+        };
+        self.held = Held::List(listing);
+        Ok(Opened {
+            len: 0,
+            is_dir,
+            name: None,
+        })
+    }
+
+    // ---- data connections ----
+
+    async fn open_passive(&mut self, pasv: bool) -> Result<PassiveOpened, ()> {
+        self.passive = None;
+        let shared = self.shared.clone();
+        let announce = if pasv {
+            passive_announce(&shared.settings.passive.address).await
+        } else {
+            None
+        };
+        let bound =
+            channel::bind_passive(self.conn.local.ip(), shared.settings.passive.ports.as_ref())
+                .and_then(|l| Ok((l.local_addr()?.port(), l)));
+        match bound {
+            Ok((port, listener)) => {
+                self.passive = Some(listener);
+                Ok(PassiveOpened { port, announce })
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot open passive listener");
+                Err(())
+            }
+        }
+    }
+
+    /// This session's TLS acceptors, made on first use.
+    fn acceptor(&mut self) -> io::Result<SessionTls> {
+        if let Some(a) = &self.tls {
+            return Ok(a.clone());
+        }
+        let Some(tls) = &self.shared.services.tls else {
+            return Err(io::Error::other("TLS is not configured"));
+        };
+        let a = tls.session_acceptors()?;
+        self.tls = Some(a.clone());
+        Ok(a)
+    }
+
+    async fn start_tls(&mut self, discarded: usize) -> Result<(), ()> {
+        if self.control.lines.has_pending() || discarded > 0 {
+            warn!(peer = %self.conn.peer, "discarded commands pipelined after AUTH TLS");
+        }
+        let acceptor = self.acceptor().map_err(|e| {
+            warn!(error = %e, "no TLS for the control connection");
+        })?;
+        let limit = self.shared.settings.limits.accept_timeout;
+        match self.control.start_tls(&acceptor.control, limit).await {
+            Ok(shown) => {
+                debug!(peer = %self.conn.peer, tls = %shown, "TLS established");
+                Ok(())
+            }
+            Err(e) => {
+                info!(peer = %self.conn.peer, error = %e, "TLS handshake failed");
+                Err(())
+            }
+        }
+    }
+
+    /// Under PROT P, the TLS handshake on a data connection (the preliminary reply is already
+    /// sent: clients such as Python's ftplib start the handshake only after it) and, when
+    /// required, the check that it resumed this session's TLS session.
+    async fn protect(
+        &mut self,
+        tcp: TcpStream,
+        require_resumed: bool,
+    ) -> Result<Stream, TransferEnd> {
+        let acceptor = self.acceptor().map_err(|e| {
+            warn!(error = %e, "no TLS for the data connection");
+            TransferEnd::LocalSetup
+        })?;
+        let limit = self.shared.settings.limits.accept_timeout;
+        let stream = match tokio::time::timeout(limit, acceptor.data.accept(tcp)).await {
+            Ok(Ok(tls)) => Stream::from(tls),
+            Ok(Err(e)) => {
+                debug!(peer = %self.conn.peer, error = %e, "TLS handshake on the data connection failed");
+                return Err(TransferEnd::TlsFailed);
+            }
+            Err(_) => return Err(TransferEnd::TlsTimedOut),
+        };
+        if require_resumed && !stream.tls_facts().is_some_and(|f| f.resumed) {
+            warn!(peer = %self.conn.peer, "data connection did not resume the control connection's TLS session");
+            return Err(TransferEnd::NotResumed);
+        }
+        Ok(stream)
+    }
+
+    async fn data_connection(&mut self, data: DataChannel) -> io::Result<TcpStream> {
+        let settings = &self.shared.settings;
+        match data {
+            DataChannel::Passive => {
+                let listener = self
+                    .passive
+                    .take()
+                    .ok_or_else(|| io::Error::other("no passive listener"))?;
+                let deadline = Instant::now() + settings.limits.accept_timeout;
+                channel::accept_passive(
+                    listener,
+                    self.conn.peer.ip(),
+                    settings.passive.allow_foreign_peer,
+                    deadline,
+                )
+                .await
+            }
+            DataChannel::Active(target) => {
+                channel::connect_active(
+                    target,
+                    self.conn.local.ip(),
+                    settings.active.source_port,
+                    settings.limits.connect_timeout,
+                )
+                .await
+            }
+        }
+    }
+
+    // ---- transfers ----
+
+    /// Runs one transfer: the data connection, the preliminary reply, TLS, then the bytes while
+    /// the control connection is still read (ABOR, STAT, commands queued for later).
+    async fn transfer(&mut self, spec: TransferSpec) -> io::Result<TransferEnd> {
+        let started = Instant::now();
+        let held = std::mem::take(&mut self.held);
+        let tcp = match self.data_connection(spec.data).await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(peer = %self.conn.peer, error = %e, "data connection failed");
+                return Ok(TransferEnd::NoConnection);
+            }
+        };
+        self.control.send(&spec.preliminary).await?;
+        let stream = if spec.protect {
+            match self.protect(tcp, spec.require_resumed).await {
+                Ok(s) => s,
+                Err(end) => return Ok(end),
+            }
+        } else {
+            Stream::Plain(tcp)
+        };
+        let throttle = match &self.home {
+            Some(h) => self.shared.services.throttles.for_account(&h.account),
+            None => Arc::new(wharf_net::copy::Unlimited),
+        };
+        let progress = AtomicU64::new(0);
+        let job = transfer::Job {
+            body: &spec.body,
+            ascii: spec.ascii,
+            require_close_notify: spec.require_close_notify,
+            stall: self.shared.settings.limits.data_timeout,
+            throttle: throttle.as_ref(),
+            progress: &progress,
+        };
+        // Boxed so that it can be dropped (closing the data connection) before the final reply.
+        let mut work = Box::pin(transfer::run(stream, held, job));
+        let finished = loop {
+            tokio::select! {
+                r = &mut work => break Some(r),
+                ev = self.control.next_event() => match ev {
+                    Ok(Some(ev)) => {
+                        self.session.set_progress(progress.load(Ordering::Relaxed));
+                        self.session.handle_line(ev, now());
+                        if self.during_transfer().await? {
+                            break None;
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        drop(work);
+                        self.log_transfer(&spec, &progress, started, "control connection lost");
+                        return Ok(TransferEnd::ControlLost);
+                    }
+                },
+            }
+        };
+        // Dropping the future closes the data connection; dropping an uncommitted upload
+        // abandons it (a replacement's temporary file goes, the old file stays).
+        drop(work);
+        let end = match finished {
+            None => TransferEnd::Aborted,
+            Some((Ok(bytes), upload)) => match upload {
+                Some(upload) => match upload.commit().await {
+                    Ok(()) => TransferEnd::Done { bytes },
+                    Err(e) => {
+                        self.log_transfer(&spec, &progress, started, "commit failed");
+                        return Ok(TransferEnd::Commit(e.kind()));
+                    }
+                },
+                None => TransferEnd::Done { bytes },
+            },
+            Some((Err(e), upload)) => {
+                drop(upload);
+                self.log_transfer(&spec, &progress, started, &e.to_string());
+                return Ok(match e {
+                    CopyError::Wire(_) => TransferEnd::Wire,
+                    CopyError::Stalled => TransferEnd::Stalled,
+                    CopyError::Truncated => TransferEnd::Truncated,
+                    CopyError::Local(e) if storage::is_no_space(&e) => TransferEnd::NoSpace,
+                    CopyError::Local(_) => TransferEnd::Local,
+                });
+            }
+        };
+        let result = match end {
+            TransferEnd::Aborted => "aborted",
+            _ => "ok",
+        };
+        self.log_transfer(&spec, &progress, started, result);
+        Ok(end)
+    }
+
+    /// What the session said to a line that came during the transfer: replies go out at once;
+    /// `true` when it asks for the transfer to stop.
+    async fn during_transfer(&mut self) -> io::Result<bool> {
+        let mut stop = false;
+        while let Some(out) = self.session.poll_output() {
+            match out {
+                Output::Reply(r) => self.control.send(&r).await?,
+                Output::Note(n) => self.note(n),
+                Output::Do(Action::AbortTransfer) => stop = true,
+                Output::Do(other) => debug!(action = ?other, "unexpected action during a transfer"),
+            }
+        }
+        Ok(stop)
+    }
+
+    fn log_transfer(
+        &self,
+        spec: &TransferSpec,
+        progress: &AtomicU64,
+        started: Instant,
+        result: &str,
+    ) {
+        info!(
+            peer = %self.conn.peer,
+            user = self.session.user_name().unwrap_or("-"),
+            verb = spec.verb,
+            path = %String::from_utf8_lossy(&spec.arg),
+            bytes = progress.load(Ordering::Relaxed),
+            ms = started.elapsed().as_millis() as u64,
+            result,
+            "transfer"
+        );
+    }
+}
+
+/// The IPv4 address for PASV replies: the configured masquerade address (a name resolved
+/// now, so that it follows DNS changes), or `None` for the control connection's own.
+async fn passive_announce(address: &PassiveAddress) -> Option<std::net::Ipv4Addr> {
+    match address {
+        PassiveAddress::Local => None,
+        PassiveAddress::Fixed(ip) => Some(*ip),
+        PassiveAddress::Resolve(name) => match tokio::net::lookup_host((name.as_str(), 0)).await {
+            Ok(addrs) => {
+                let found = addrs
+                    .filter_map(|a| match a.ip() {
+                        std::net::IpAddr::V4(ip) => Some(ip),
+                        std::net::IpAddr::V6(_) => None,
+                    })
+                    .next();
+                if found.is_none() {
+                    warn!(name = %name, "passive address has no IPv4 address; announcing the local one");
+                }
+                found
+            }
+            Err(e) => {
+                warn!(name = %name, error = %e, "cannot resolve passive address; announcing the local one");
+                None
+            }
+        },
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Closes a connection over the limits with 421, without blocking the accept loop.
+pub(crate) async fn refuse(mut stream: TcpStream, text: &'static str) {
+    let r = Reply::new(ReplyCode::SERVICE_UNAVAILABLE, text).to_bytes();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(&r).await;
+        let _ = stream.shutdown().await;
+        sleep(Duration::from_millis(50)).await;
+    })
+    .await;
+}

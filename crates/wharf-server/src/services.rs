@@ -1,0 +1,74 @@
+//! The live objects a server runs with — the authenticator, the storage provider, TLS, the
+//! throttles — built from [`Settings`] by the binary (or by a test, with other backends).
+
+use std::sync::Arc;
+
+use wharf_net::copy::{Throttle, Unlimited};
+
+use crate::auth::{Account, Authenticator, UserStore};
+use crate::config::{ConfigError, Settings};
+use crate::storage::{LocalProvider, StorageProvider};
+use crate::tls::Tls;
+
+/// Paces the transfers of one user (a no-op until per-user rates exist).
+pub trait Throttles: Send + Sync + 'static {
+    /// The throttle shared by every transfer of `account`.
+    fn for_account(&self, account: &Account) -> Arc<dyn Throttle>;
+}
+
+/// No limits.
+#[derive(Debug, Default)]
+pub struct NoThrottles;
+
+impl Throttles for NoThrottles {
+    fn for_account(&self, _account: &Account) -> Arc<dyn Throttle> {
+        Arc::new(Unlimited)
+    }
+}
+
+/// What a server runs with, besides its settings.
+#[derive(Clone)]
+pub struct Services {
+    pub auth: Arc<dyn Authenticator>,
+    pub storage: Arc<dyn StorageProvider>,
+    /// FTPS: `None` when TLS is off.
+    pub tls: Option<Arc<Tls>>,
+    pub throttles: Arc<dyn Throttles>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Services {
+    /// The built-in services: users from the settings, homes on the local file system, the
+    /// configured certificate.
+    pub fn new(settings: &Settings) -> Result<Services, ConfigError> {
+        let tls = match &settings.tls {
+            Some(t) => Some(Arc::new(
+                Tls::new(
+                    t.mode,
+                    &t.cert,
+                    &t.key,
+                    t.require_session_reuse,
+                    t.require_close_notify,
+                )
+                .map_err(|m| ConfigError::new(t.cert_field, m))?,
+            )),
+            None => None,
+        };
+        Ok(Services {
+            auth: Arc::new(UserStore::new(
+                settings.users.clone(),
+                settings.anonymous.clone(),
+            )),
+            storage: Arc::new(LocalProvider::new()),
+            tls,
+            throttles: Arc::new(NoThrottles),
+        })
+    }
+}

@@ -1,0 +1,385 @@
+//! The transfer engine: one path for every command that moves data (RETR, STOR/APPE/STOU,
+//! LIST/NLST/MLSD). The driver sets up the data channel ([`channel`]), sends the preliminary
+//! reply and runs the TLS handshake; [`run`] then moves the body one way, paced by a
+//! [`Throttle`], and closes the data connection the way FTPS peers expect.
+//!
+//! Downloads of a local file in binary mode over a plain connection go by `sendfile(2)` on a
+//! corked socket (no copy through user space, full segments); everything else goes through
+//! `wharf-net`'s copy loops, which the client uses too.
+
+pub mod channel;
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use wharf_net::Stream;
+use wharf_net::copy::{self, CopyError, CopyOptions, Throttle};
+use wharf_proto::FileInfo;
+use wharf_proto::listing::{self, Fact, MlsxRole, PermFacts};
+use wharf_proto::server::{Body, ListForm};
+
+use crate::storage::{EntryStream, ReadBody, ReadHandle, WriteHandle};
+
+/// What an open action left for the transfer.
+#[derive(Default)]
+pub(crate) enum Held {
+    #[default]
+    None,
+    Read(ReadHandle),
+    Write(Box<dyn WriteHandle>),
+    List(Listing),
+}
+
+/// A listing to send: a directory's entries, or one file's own facts (LIST of a file).
+pub(crate) struct Listing {
+    /// The directory itself (MLSD sends it first, as `type=cdir`).
+    pub dir: Option<FileInfo>,
+    pub source: ListSource,
+}
+
+pub(crate) enum ListSource {
+    Entries(Box<dyn EntryStream>),
+    Single(FileInfo),
+}
+
+/// How one transfer runs.
+pub(crate) struct Job<'a> {
+    pub body: &'a Body,
+    pub ascii: bool,
+    pub require_close_notify: bool,
+    /// The data connection may stall this long per read or write.
+    pub stall: Duration,
+    pub throttle: &'a dyn Throttle,
+    /// Bytes moved so far (STAT during the transfer).
+    pub progress: &'a AtomicU64,
+}
+
+/// Size of the upload buffer, written on the thread that read it while it is still in the CPU's
+/// cache (1 MiB buffers handed to another thread ran at a third of the speed). Each read takes
+/// what the socket holds; 512 KiB took 28% less CPU per GiB than 128 KiB (fewer reads and
+/// wake-ups). Allocated per upload only.
+const UPLOAD_BUF: usize = 512 * 1024;
+
+/// Listing bytes gathered before a write.
+const LISTING_CHUNK: usize = 64 * 1024;
+
+/// Moves the body of a transfer over `stream`. Returns the bytes moved, and an upload's handle
+/// (not committed: the caller commits it once the transfer is known complete, so that an ABOR
+/// that stops this future never leaves a half-committed upload).
+pub(crate) async fn run(
+    stream: Stream,
+    held: Held,
+    job: Job<'_>,
+) -> (Result<u64, CopyError>, Option<Box<dyn WriteHandle>>) {
+    match (held, job.body) {
+        (Held::Read(h), Body::Download) => (download(stream, h, &job).await, None),
+        (Held::Write(w), Body::Upload) => upload(stream, w, &job).await,
+        (Held::List(l), Body::Listing { form, facts, perms }) => (
+            send_listing(stream, l, *form, facts, *perms, &job).await,
+            None,
+        ),
+        _ => (
+            Err(CopyError::Local(io::Error::other(
+                "nothing opened for this transfer",
+            ))),
+            None,
+        ),
+    }
+}
+
+fn options(job: &Job<'_>, buffer: usize) -> CopyOptions {
+    CopyOptions {
+        ascii: job.ascii,
+        buffer,
+        require_close_notify: job.require_close_notify,
+        ..CopyOptions::new(job.stall)
+    }
+}
+
+/// Sends a file and closes the data connection cleanly (TLS close_notify, then FIN) so the
+/// client sees the end before the 226 reply.
+async fn download(mut stream: Stream, h: ReadHandle, job: &Job<'_>) -> Result<u64, CopyError> {
+    let progress = job.progress;
+    let mut count = |_wire: u64, local: u64| {
+        progress.fetch_add(local, Ordering::Relaxed);
+    };
+    let opts = options(job, 256 * 1024);
+    let total = match (h.body, &stream) {
+        (ReadBody::File(file), Stream::Plain(tcp)) if !job.ascii => {
+            send_file(tcp, &file, job).await?
+        }
+        (ReadBody::File(file), _) => {
+            let mut file = tokio::fs::File::from_std(file);
+            copy::send(&mut file, &mut stream, &opts, job.throttle, &mut count).await?
+        }
+        (ReadBody::Stream(mut r), _) => {
+            copy::send(&mut r, &mut stream, &opts, job.throttle, &mut count).await?
+        }
+    };
+    finish_sending(stream, job.stall).await?;
+    Ok(total)
+}
+
+/// Receives into the upload until the client closes the data connection. Over TLS the end is
+/// the client's close_notify, answered with ours (Python's `unwrap` waits for it).
+async fn upload(
+    mut stream: Stream,
+    mut sink: Box<dyn WriteHandle>,
+    job: &Job<'_>,
+) -> (Result<u64, CopyError>, Option<Box<dyn WriteHandle>>) {
+    let progress = job.progress;
+    let mut count = |_wire: u64, local: u64| {
+        progress.fetch_add(local, Ordering::Relaxed);
+    };
+    let opts = options(job, UPLOAD_BUF);
+    let r = copy::receive(&mut stream, &mut sink, &opts, job.throttle, &mut count).await;
+    if r.is_ok() && stream.is_tls() {
+        let _ = timeout(Duration::from_secs(5), stream.shutdown()).await;
+    }
+    (r, Some(sink))
+}
+
+async fn send_listing(
+    mut stream: Stream,
+    listing: Listing,
+    form: ListForm,
+    facts: &[Fact],
+    perms: PermFacts,
+    job: &Job<'_>,
+) -> Result<u64, CopyError> {
+    let now = unix_now();
+    let mut out = Vec::with_capacity(LISTING_CHUNK);
+    let mut total = 0u64;
+    if let (ListForm::Machine, Some(dir)) = (form, &listing.dir) {
+        let cur = FileInfo {
+            name: b".".to_vec(),
+            ..dir.clone()
+        };
+        listing::push_mlsx_entry(&mut out, &cur, facts, perms, MlsxRole::Current);
+        out.extend_from_slice(b"\r\n");
+    }
+    match listing.source {
+        ListSource::Single(info) => push_entry(&mut out, &info, form, facts, perms, now),
+        ListSource::Entries(mut entries) => loop {
+            let batch = entries
+                .next_batch()
+                .await
+                .map_err(|e| CopyError::Local(io::Error::other(e)))?;
+            let Some(batch) = batch else { break };
+            for e in &batch {
+                push_entry(&mut out, e, form, facts, perms, now);
+                if out.len() >= LISTING_CHUNK {
+                    total += write_wire(&mut stream, &out, job).await?;
+                    out.clear();
+                }
+            }
+        },
+    }
+    total += write_wire(&mut stream, &out, job).await?;
+    finish_sending(stream, job.stall).await?;
+    Ok(total)
+}
+
+fn push_entry(
+    out: &mut Vec<u8>,
+    e: &FileInfo,
+    form: ListForm,
+    facts: &[Fact],
+    perms: PermFacts,
+    now: i64,
+) {
+    match form {
+        ListForm::Long => listing::push_list_line(out, e, now),
+        ListForm::Names => listing::push_nlst_line(out, &e.name),
+        ListForm::Machine => {
+            listing::push_mlsx_entry(out, e, facts, perms, MlsxRole::Entry);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+async fn write_wire(stream: &mut Stream, buf: &[u8], job: &Job<'_>) -> Result<u64, CopyError> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    copy::pace(job.throttle, buf.len() as u64).await;
+    match timeout(job.stall, stream.write_all(buf)).await {
+        Ok(Ok(())) => {
+            job.progress.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            Ok(buf.len() as u64)
+        }
+        Ok(Err(e)) => Err(CopyError::Wire(e)),
+        Err(_) => Err(CopyError::Stalled),
+    }
+}
+
+/// Shuts the sending side down (close_notify, FIN), then lets a TLS peer's close_notify be read
+/// in the background.
+async fn finish_sending(mut stream: Stream, stall: Duration) -> Result<(), CopyError> {
+    match timeout(stall, stream.shutdown()).await {
+        Ok(Ok(())) => {
+            wharf_net::close::drain_in_background(stream);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(CopyError::Wire(e)),
+        Err(_) => Err(CopyError::Stalled),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Bytes one sendfile(2) call may move; it returns sooner when the socket buffer is full.
+const SENDFILE_CHUNK: usize = 4 * 1024 * 1024;
+
+/// sendfile(2) from the file's position to its end, waiting for the socket to take more.
+async fn send_file(tcp: &TcpStream, file: &std::fs::File, job: &Job<'_>) -> Result<u64, CopyError> {
+    // Corked, the kernel sends only full segments however the calls split the file; the
+    // shutdown after the transfer sends what is left.
+    let _ = socket2::SockRef::from(tcp).set_tcp_cork(true);
+    let mut total = 0u64;
+    loop {
+        match timeout(job.stall, tcp.writable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(CopyError::Wire(e)),
+            Err(_) => return Err(CopyError::Stalled),
+        }
+        let sent = tcp.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(tcp, file, None, SENDFILE_CHUNK).map_err(io::Error::from)
+        });
+        match sent {
+            Ok(0) => return Ok(total),
+            Ok(n) => {
+                total += n as u64;
+                job.progress.store(total, Ordering::Relaxed);
+                copy::pace(job.throttle, n as u64).await;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The socket's errors; anything else came from reading the file.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::NotConnected
+                ) =>
+            {
+                return Err(CopyError::Wire(e));
+            }
+            Err(e) => return Err(CopyError::Local(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::BoxFuture;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::AsyncReadExt;
+
+    /// A directory of `n` entries made up on demand, that counts the batches it has handed out
+    /// and not yet seen written.
+    struct Huge {
+        left: usize,
+        handed: Arc<AtomicUsize>,
+    }
+
+    impl EntryStream for Huge {
+        fn next_batch(
+            &mut self,
+        ) -> BoxFuture<'_, Result<Option<Vec<FileInfo>>, crate::storage::StorageError>> {
+            Box::pin(async move {
+                if self.left == 0 {
+                    return Ok(None);
+                }
+                let n = self.left.min(1000);
+                self.left -= n;
+                self.handed.fetch_add(n, Ordering::SeqCst);
+                Ok(Some(
+                    (0..n)
+                        .map(|i| FileInfo {
+                            name: format!("file-{:07}", self.left + i).into_bytes(),
+                            kind: wharf_proto::FileKind::File,
+                            size: 1,
+                            mtime: 0,
+                            mode: 0o644,
+                            nlink: 1,
+                        })
+                        .collect(),
+                ))
+            })
+        }
+    }
+
+    /// A million entries stream through: the reader sees bytes long before the directory ends,
+    /// and the listing never holds more than a chunk and a batch.
+    #[tokio::test]
+    async fn a_million_entries_are_listed_with_bounded_memory() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handed = Arc::new(AtomicUsize::new(0));
+        let reader = tokio::spawn({
+            let handed = handed.clone();
+            async move {
+                let mut c = TcpStream::connect(addr).await.unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = 0usize;
+                let mut lines = 0usize;
+                let mut handed_at_first_read = None;
+                loop {
+                    let n = c.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    handed_at_first_read.get_or_insert(handed.load(Ordering::SeqCst));
+                    got += n;
+                    lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+                }
+                (got, lines, handed_at_first_read.unwrap_or(0))
+            }
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let progress = AtomicU64::new(0);
+        let body = Body::Listing {
+            form: ListForm::Names,
+            facts: Vec::new(),
+            perms: PermFacts::default(),
+        };
+        let listing = Listing {
+            dir: None,
+            source: ListSource::Entries(Box::new(Huge {
+                left: 1_000_000,
+                handed: handed.clone(),
+            })),
+        };
+        let job = Job {
+            body: &body,
+            ascii: false,
+            require_close_notify: false,
+            stall: Duration::from_secs(30),
+            throttle: &wharf_net::copy::Unlimited,
+            progress: &progress,
+        };
+        let (r, _) = run(Stream::Plain(server), Held::List(listing), job).await;
+        let sent = r.unwrap();
+        let (got, lines, first) = reader.await.unwrap();
+        assert_eq!(lines, 1_000_000);
+        assert_eq!(got as u64, sent);
+        assert_eq!(progress.load(Ordering::Relaxed), sent);
+        assert!(
+            first < 1_000_000,
+            "bytes flowed before the whole directory was read ({first} entries then)"
+        );
+    }
+}
