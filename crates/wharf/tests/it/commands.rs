@@ -2,13 +2,12 @@
 
 use std::io::Read;
 
-use wharf_testkit::{Ftp, write_file};
+use wharf_testkit::Ftp;
 
-use crate::{server, writable};
+use crate::backend::{Backend, served, writable_on};
 
-#[test]
-fn banner_login_and_quit() {
-    let s = server().start();
+fn banner_login_and_quit(b: Backend) {
+    let s = served(b).start();
     let mut ftp = Ftp::connect(s.addr);
     assert_eq!(ftp.banner.code, 220);
     assert_eq!(
@@ -24,9 +23,8 @@ fn banner_login_and_quit() {
     assert!(ftp.is_closed());
 }
 
-#[test]
-fn syntax_and_sequence_errors() {
-    let s = server().start();
+fn syntax_and_sequence_errors(b: Backend) {
+    let s = served(b).start();
     let mut ftp = Ftp::login_to(s.addr, "ftp", "x");
     assert_eq!(ftp.cmd("FOO").code, 500);
     assert_eq!(ftp.cmd("").code, 500);
@@ -52,9 +50,8 @@ fn syntax_and_sequence_errors() {
     assert_eq!(ftp.cmd("OPTS BOGUS").code, 501);
 }
 
-#[test]
-fn feat_is_rfc2389_form() {
-    let s = server().start();
+fn feat_is_rfc2389_form(b: Backend) {
+    let s = served(b).start();
     let mut ftp = Ftp::connect(s.addr);
     let r = ftp.cmd("FEAT");
     assert_eq!(
@@ -73,9 +70,8 @@ fn feat_is_rfc2389_form() {
     );
 }
 
-#[test]
-fn help_stat_host_site_help() {
-    let s = server().start();
+fn help_stat_host_site_help(b: Backend) {
+    let s = served(b).start();
     let mut ftp = Ftp::connect(s.addr);
     assert_eq!(ftp.cmd("HOST ftp.example.net").code, 220);
     let help = ftp.cmd("HELP");
@@ -102,13 +98,12 @@ fn help_stat_host_site_help() {
     assert_eq!(ftp.cmd("SITE FROB").code, 500);
 }
 
-#[test]
-fn directories_mkd_cwd_cdup_rmd() {
-    let s = writable();
+fn directories_mkd_cwd_cdup_rmd(b: Backend) {
+    let s = writable_on(b);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     assert_eq!(ftp.cmd("MKD a\"b").text, "257 \"/a\"\"b\" created.");
     assert_eq!(ftp.cmd("MKD a\"b").code, 550, "exists");
-    assert!(s.path("a\"b").is_dir());
+    assert!(s.is_dir("a\"b"));
     assert_eq!(ftp.cmd("CWD a\"b").code, 250);
     assert_eq!(
         ftp.cmd("PWD").text,
@@ -122,13 +117,12 @@ fn directories_mkd_cwd_cdup_rmd() {
     assert_eq!(ftp.cmd("RMD a\"b").code, 550, "not empty");
     assert_eq!(ftp.cmd("RMD a\"b/sub").code, 250);
     assert_eq!(ftp.cmd("RMD a\"b").code, 250);
-    assert!(!s.path("a\"b").exists());
+    assert!(!s.exists("a\"b"));
 }
 
-#[test]
-fn size_mdtm_mfmt_chmod_dele_rename() {
-    let s = writable();
-    write_file(&s.path("f.txt"), b"12345");
+fn size_mdtm_mfmt_chmod_dele_rename(b: Backend) {
+    let s = writable_on(b);
+    s.put("f.txt", b"12345");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     assert_eq!(ftp.cmd("SIZE f.txt").text, "213 5");
     assert_eq!(ftp.cmd("SIZE /").code, 550);
@@ -144,18 +138,10 @@ fn size_mdtm_mfmt_chmod_dele_rename() {
     );
     assert_eq!(ftp.cmd("MFMT 20201302030405 f.txt").code, 501);
     assert_eq!(ftp.cmd("SITE CHMOD 600 f.txt").code, 200);
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(s.path("f.txt"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    assert_eq!(s.mode("f.txt") & 0o777, 0o600);
     assert_eq!(ftp.cmd("RNFR f.txt").code, 350);
     assert_eq!(ftp.cmd("RNTO g.txt").code, 250);
-    assert!(s.path("g.txt").exists() && !s.path("f.txt").exists());
+    assert!(s.exists("g.txt") && !s.exists("f.txt"));
     assert_eq!(ftp.cmd("RNFR nope").code, 550);
     assert_eq!(ftp.cmd("RNFR g.txt").code, 350);
     assert_eq!(ftp.cmd("NOOP").code, 200);
@@ -166,13 +152,12 @@ fn size_mdtm_mfmt_chmod_dele_rename() {
     );
     assert_eq!(ftp.cmd("DELE g.txt").code, 250);
     assert_eq!(ftp.cmd("DELE g.txt").code, 550);
-    assert!(!s.path("g.txt").exists());
+    assert!(!s.exists("g.txt"));
 }
 
-#[test]
-fn read_only_refuses_writes() {
-    let s = server().start();
-    write_file(&s.path("f.txt"), b"x");
+fn read_only_refuses_writes(b: Backend) {
+    let s = served(b).start();
+    s.put("f.txt", b"x");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     for cmd in [
         "MKD d",
@@ -186,15 +171,14 @@ fn read_only_refuses_writes() {
     }
     let _data = ftp.passive();
     assert_eq!(ftp.cmd("STOR new").code, 550);
-    assert!(!s.path("new").exists());
+    assert!(!s.exists("new"));
 }
 
-#[test]
-fn listings_list_nlst_mlsd_mlst() {
-    let s = server().start();
-    write_file(&s.path("a.txt"), b"hello");
-    write_file(&s.path(".hidden"), b"h");
-    std::fs::create_dir(s.path("dir")).unwrap();
+fn listings_list_nlst_mlsd_mlst(b: Backend) {
+    let s = served(b).start();
+    s.put("a.txt", b"hello");
+    s.put(".hidden", b"h");
+    s.mkdir("dir");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let (nlst, r) = ftp.download("NLST");
     assert_eq!(r.code, 226);
@@ -243,10 +227,9 @@ fn listings_list_nlst_mlsd_mlst() {
     assert!(st.text.contains(" a.txt"), "{}", st.text);
 }
 
-#[test]
-fn rest_is_cleared_by_the_next_command() {
-    let s = server().start();
-    write_file(&s.path("f"), b"0123456789");
+fn rest_is_cleared_by_the_next_command(b: Backend) {
+    let s = served(b).start();
+    s.put("f", b"0123456789");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let (data, _) = ftp.download_from("RETR f", 4);
     assert_eq!(data, b"456789");
@@ -271,9 +254,8 @@ fn rest_is_cleared_by_the_next_command() {
     assert_eq!(ftp.cmd("REST 4").code, 504, "REST refused in ASCII mode");
 }
 
-#[test]
-fn rein_logs_out() {
-    let s = server().start();
+fn rein_logs_out(b: Backend) {
+    let s = served(b).start();
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     assert_eq!(ftp.cmd("REIN").code, 220);
     assert_eq!(ftp.cmd("PWD").code, 530);
@@ -281,21 +263,20 @@ fn rein_logs_out() {
     assert_eq!(ftp.cmd("PWD").code, 257);
 }
 
-#[test]
-fn rename_never_replaces_without_delete_permission() {
+fn rename_never_replaces_without_delete_permission(b: Backend) {
     let hash = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
-    let s = server()
+    let s = served(b)
         .config(&format!(
             "[[user]]\nname = \"r\"\npassword_hash = \"{hash}\"\npermissions = [\"read\", \"rename\"]\n\
              [[user]]\nname = \"d\"\npassword_hash = \"{hash}\"\npermissions = [\"all\"]\n"
         ))
         .start();
-    write_file(&s.path("junk"), b"junk");
-    write_file(&s.path("important"), b"important");
+    s.put("junk", b"junk");
+    s.put("important", b"important");
     let mut ftp = Ftp::login_to(s.addr, "r", "pw");
     assert_eq!(ftp.cmd("RNFR junk").code, 350);
     assert_eq!(ftp.cmd("RNTO important").code, 550);
-    assert_eq!(std::fs::read(s.path("important")).unwrap(), b"important");
+    assert_eq!(s.read("important"), b"important");
     assert_eq!(ftp.cmd("RNFR junk").code, 350);
     assert_eq!(ftp.cmd("RNTO other").code, 250, "a free name is fine");
     let mut admin = Ftp::login_to(s.addr, "d", "pw");
@@ -305,14 +286,28 @@ fn rename_never_replaces_without_delete_permission() {
         250,
         "with delete permission it replaces"
     );
-    assert_eq!(std::fs::read(s.path("important")).unwrap(), b"junk");
+    assert_eq!(s.read("important"), b"junk");
 }
 
-#[test]
-fn site_chmod_refuses_special_bits() {
-    let s = writable();
-    write_file(&s.path("x"), b"x");
+fn site_chmod_refuses_special_bits(b: Backend) {
+    let s = writable_on(b);
+    s.put("x", b"x");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     assert_eq!(ftp.cmd("SITE CHMOD 4755 x").code, 501);
     assert_eq!(ftp.cmd("SITE CHMOD 755 x").code, 200);
 }
+
+crate::both!(
+    banner_login_and_quit,
+    syntax_and_sequence_errors,
+    feat_is_rfc2389_form,
+    help_stat_host_site_help,
+    directories_mkd_cwd_cdup_rmd,
+    size_mdtm_mfmt_chmod_dele_rename,
+    read_only_refuses_writes,
+    listings_list_nlst_mlsd_mlst,
+    rest_is_cleared_by_the_next_command,
+    rein_logs_out,
+    rename_never_replaces_without_delete_permission,
+    site_chmod_refuses_special_bits,
+);

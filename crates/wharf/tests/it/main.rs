@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step panics the test
-//! Integration tests for `wharf serve`: one binary (link time), a module per area.
+//! Integration tests for `wharf serve`: one binary (link time), a module per area. The command
+//! and transfer tests run twice: against the local file system and against MemFs.
 //! Every server listens on loopback, port 0.
 
+mod backend;
 mod bench;
 mod check;
 mod client;

@@ -3,60 +3,55 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
-use wharf_testkit::{Ftp, IO_TIMEOUT, pattern, write_file};
+use wharf_testkit::{Ftp, IO_TIMEOUT, pattern};
 
-use crate::{server, writable};
+use crate::backend::{Backend, served, writable_on};
 
-#[test]
-fn binary_round_trip_is_byte_exact() {
-    let s = writable();
+fn binary_round_trip_is_byte_exact(b: Backend) {
+    let s = writable_on(b);
     let data = pattern(3 << 20, 7);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     assert_eq!(ftp.upload("STOR bin.dat", &data).code, 226);
-    assert_eq!(std::fs::read(s.path("bin.dat")).unwrap(), data);
+    assert_eq!(s.read("bin.dat"), data);
     let (back, r) = ftp.download("RETR bin.dat");
     assert_eq!(r.code, 226);
     assert_eq!(back, data);
 }
 
-#[test]
-fn type_a_converts_line_endings_both_ways() {
-    let s = writable();
-    write_file(&s.path("unix.txt"), b"one\ntwo\n\nthree");
+fn type_a_converts_line_endings_both_ways(b: Backend) {
+    let s = writable_on(b);
+    s.put("unix.txt", b"one\ntwo\n\nthree");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     assert_eq!(ftp.cmd("TYPE A").code, 200);
     let (wire, _) = ftp.download("RETR unix.txt");
     assert_eq!(wire, b"one\r\ntwo\r\n\r\nthree");
     assert_eq!(ftp.upload("STOR up.txt", b"a\r\nb\r\nc\rd\r\n").code, 226);
-    assert_eq!(std::fs::read(s.path("up.txt")).unwrap(), b"a\nb\nc\rd\n");
+    assert_eq!(s.read("up.txt"), b"a\nb\nc\rd\n");
     assert_eq!(ftp.cmd("TYPE I").code, 200);
     let (raw, _) = ftp.download("RETR unix.txt");
     assert_eq!(raw, b"one\ntwo\n\nthree");
 }
 
-#[test]
-fn rest_stor_resumes_and_appe_appends() {
-    let s = writable();
+fn rest_stor_resumes_and_appe_appends(b: Backend) {
+    let s = writable_on(b);
     let full = pattern(100_000, 3);
-    write_file(&s.path("part.bin"), &full[..40_000]);
+    s.put("part.bin", &full[..40_000]);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     assert_eq!(
         ftp.upload_from("STOR part.bin", &full[40_000..], 40_000)
             .code,
         226
     );
-    assert_eq!(std::fs::read(s.path("part.bin")).unwrap(), full);
+    assert_eq!(s.read("part.bin"), full);
     assert_eq!(ftp.upload("APPE log.txt", b"one\n").code, 226);
     assert_eq!(ftp.upload("APPE log.txt", b"two\n").code, 226);
-    assert_eq!(std::fs::read(s.path("log.txt")).unwrap(), b"one\ntwo\n");
+    assert_eq!(s.read("log.txt"), b"one\ntwo\n");
 }
 
-#[test]
-fn stou_creates_a_unique_file() {
-    let s = writable();
+fn stou_creates_a_unique_file(b: Backend) {
+    let s = writable_on(b);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let mut data = ftp.passive();
     let r = ftp.cmd("STOU");
@@ -69,7 +64,7 @@ fn stou_creates_a_unique_file() {
     data.write_all(b"unique").unwrap();
     drop(data);
     assert_eq!(ftp.read_reply().code, 226);
-    assert_eq!(std::fs::read(s.path(&name)).unwrap(), b"unique");
+    assert_eq!(s.read(&name), b"unique");
 }
 
 /// Starts an upload of `name` and sends `bytes` without finishing it.
@@ -82,38 +77,20 @@ fn start_upload(ftp: &mut Ftp, name: &str, bytes: &[u8]) -> TcpStream {
     data
 }
 
-fn dir_names(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-#[test]
-fn aborted_overwrite_keeps_the_old_file() {
-    let s = writable();
-    write_file(&s.path("keep.txt"), b"the old contents");
+fn aborted_overwrite_keeps_the_old_file(b: Backend) {
+    let s = writable_on(b);
+    s.put("keep.txt", b"the old contents");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let _data = start_upload(&mut ftp, "keep.txt", b"new but partial");
     assert_eq!(ftp.cmd("ABOR").code, 426);
     assert_eq!(ftp.read_reply().code, 226);
-    assert_eq!(
-        std::fs::read(s.path("keep.txt")).unwrap(),
-        b"the old contents"
-    );
-    assert_eq!(
-        dir_names(&s.root),
-        vec!["keep.txt"],
-        "temporary file left behind"
-    );
+    assert_eq!(s.read("keep.txt"), b"the old contents");
+    assert_eq!(s.names(), vec!["keep.txt"], "temporary file left behind");
 }
 
-#[test]
-fn reset_data_connection_keeps_the_old_file() {
-    let s = writable();
-    write_file(&s.path("keep.txt"), b"the old contents");
+fn reset_data_connection_keeps_the_old_file(b: Backend) {
+    let s = writable_on(b);
+    s.put("keep.txt", b"the old contents");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let data = start_upload(&mut ftp, "keep.txt", &pattern(64 * 1024, 1));
     socket2::SockRef::from(&data)
@@ -122,20 +99,16 @@ fn reset_data_connection_keeps_the_old_file() {
     drop(data); // RST, not FIN: the upload broke
     let r = ftp.read_reply();
     assert_eq!(r.code, 426, "{}", r.text);
-    assert_eq!(
-        std::fs::read(s.path("keep.txt")).unwrap(),
-        b"the old contents"
-    );
-    assert_eq!(dir_names(&s.root), vec!["keep.txt"]);
+    assert_eq!(s.read("keep.txt"), b"the old contents");
+    assert_eq!(s.names(), vec!["keep.txt"]);
     // A complete overwrite replaces it.
     assert_eq!(ftp.upload("STOR keep.txt", b"replaced").code, 226);
-    assert_eq!(std::fs::read(s.path("keep.txt")).unwrap(), b"replaced");
-    assert_eq!(dir_names(&s.root), vec!["keep.txt"]);
+    assert_eq!(s.read("keep.txt"), b"replaced");
+    assert_eq!(s.names(), vec!["keep.txt"]);
 }
 
-#[test]
-fn broken_new_upload_stays_for_resume() {
-    let s = writable();
+fn broken_new_upload_stays_for_resume(b: Backend) {
+    let s = writable_on(b);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let data = start_upload(&mut ftp, "new.bin", b"first half");
     socket2::SockRef::from(&data)
@@ -143,22 +116,18 @@ fn broken_new_upload_stays_for_resume() {
         .unwrap();
     drop(data);
     assert_eq!(ftp.read_reply().code, 426);
-    assert_eq!(std::fs::read(s.path("new.bin")).unwrap(), b"first half");
+    assert_eq!(s.read("new.bin"), b"first half");
     assert_eq!(ftp.cmd("SIZE new.bin").text, "213 10");
     assert_eq!(
         ftp.upload_from("STOR new.bin", b", second half", 10).code,
         226
     );
-    assert_eq!(
-        std::fs::read(s.path("new.bin")).unwrap(),
-        b"first half, second half"
-    );
+    assert_eq!(s.read("new.bin"), b"first half, second half");
 }
 
-#[test]
-fn abor_with_telnet_ip_and_synch_during_download() {
-    let s = server().start();
-    write_file(&s.path("big"), &vec![0u8; 64 << 20]);
+fn abor_with_telnet_ip_and_synch_during_download(b: Backend) {
+    let s = served(b).start();
+    s.put("big", &vec![0u8; 64 << 20]);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let data = ftp.passive();
     assert_eq!(ftp.cmd("RETR big").code, 150);
@@ -177,10 +146,9 @@ fn abor_with_telnet_ip_and_synch_during_download() {
     assert_eq!(ftp.cmd("ABOR").code, 225, "ABOR with nothing running");
 }
 
-#[test]
-fn stat_during_transfer_reports_progress() {
-    let s = server().start();
-    write_file(&s.path("big"), &vec![0u8; 32 << 20]);
+fn stat_during_transfer_reports_progress(b: Backend) {
+    let s = served(b).start();
+    s.put("big", &vec![0u8; 32 << 20]);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let mut data = ftp.passive();
     assert_eq!(ftp.cmd("RETR big").code, 150);
@@ -207,10 +175,9 @@ fn active_transfer(ftp: &mut Ftp, setup: &str, listener: &TcpListener, command: 
     out
 }
 
-#[test]
-fn active_mode_port_and_eprt() {
-    let s = server().start();
-    write_file(&s.path("f.txt"), b"active data");
+fn active_mode_port_and_eprt(b: Backend) {
+    let s = served(b).start();
+    s.put("f.txt", b"active data");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -225,15 +192,14 @@ fn active_mode_port_and_eprt() {
     assert_eq!(got, b"f.txt\r\n");
 }
 
-#[test]
-fn active_source_port_is_used() {
+fn active_source_port_is_used(b: Backend) {
     let probe = TcpListener::bind("127.0.0.1:0").unwrap();
     let src = probe.local_addr().unwrap().port();
     drop(probe);
-    let s = server()
+    let s = served(b)
         .args(&["--active-source-port", &src.to_string()])
         .start();
-    write_file(&s.path("f"), b"x");
+    s.put("f", b"x");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -245,13 +211,12 @@ fn active_source_port_is_used() {
     assert_eq!(ftp.read_reply().code, 226);
 }
 
-#[test]
-fn ipv6_epsv_and_eprt_work_and_pasv_gets_522() {
+fn ipv6_epsv_and_eprt_work_and_pasv_gets_522(b: Backend) {
     if TcpListener::bind("[::1]:0").is_err() {
         panic!("IPv6 loopback is not available on this machine");
     }
-    let s = server().listen("[::1]:0").start();
-    write_file(&s.path("six.txt"), b"over IPv6");
+    let s = served(b).listen("[::1]:0").start();
+    s.put("six.txt", b"over IPv6");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     assert_eq!(ftp.cmd("PASV").code, 522);
     assert_eq!(ftp.cmd("EPSV 1").code, 522);
@@ -274,9 +239,8 @@ fn ipv6_epsv_and_eprt_work_and_pasv_gets_522() {
     );
 }
 
-#[test]
-fn names_are_bytes_end_to_end() {
-    let s = writable();
+fn names_are_bytes_end_to_end(b: Backend) {
+    let s = writable_on(b);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let name: &[u8] = b"caf\xe9-\xff.bin"; // Latin-1, not UTF-8
     let mut data = ftp.passive();
@@ -286,35 +250,28 @@ fn names_are_bytes_end_to_end() {
     data.write_all(b"latin").unwrap();
     drop(data);
     assert_eq!(ftp.read_reply().code, 226);
-    let on_disk = s.root.join(std::ffi::OsStr::from_bytes(name));
-    assert_eq!(std::fs::read(on_disk).unwrap(), b"latin");
+    assert_eq!(s.read(name), b"latin");
     let (list, _) = ftp.download("NLST");
     assert_eq!(list, [name, b"\r\n"].concat());
 }
 
-#[test]
-fn failed_resume_does_not_cut_the_file() {
-    let s = server()
+fn failed_resume_does_not_cut_the_file(b: Backend) {
+    let s = served(b)
         .arg("-w")
         .config("[limits]\naccept_timeout = 1\n")
         .start();
     let data = pattern(1000, 4);
-    write_file(&s.path("r.bin"), &data);
+    s.put("r.bin", &data);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let _addr = ftp.pasv(); // never connected
     assert_eq!(ftp.cmd("REST 100").code, 350);
     assert_eq!(ftp.cmd("STOR r.bin").code, 425);
-    assert_eq!(
-        std::fs::read(s.path("r.bin")).unwrap(),
-        data,
-        "a failed resume cut the file"
-    );
+    assert_eq!(s.read("r.bin"), data, "a failed resume cut the file");
 }
 
-#[test]
-fn flooding_commands_during_a_transfer_closes_the_session() {
-    let s = server().start();
-    write_file(&s.path("big"), &vec![0u8; 64 << 20]);
+fn flooding_commands_during_a_transfer_closes_the_session(b: Backend) {
+    let s = served(b).start();
+    s.put("big", &vec![0u8; 64 << 20]);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let _data = ftp.passive();
     assert_eq!(ftp.cmd("RETR big").code, 150);
@@ -322,3 +279,21 @@ fn flooding_commands_during_a_transfer_closes_the_session() {
     let r = ftp.read_reply();
     assert_eq!(r.code, 421, "{}", r.text);
 }
+
+crate::both!(
+    binary_round_trip_is_byte_exact,
+    type_a_converts_line_endings_both_ways,
+    rest_stor_resumes_and_appe_appends,
+    stou_creates_a_unique_file,
+    aborted_overwrite_keeps_the_old_file,
+    reset_data_connection_keeps_the_old_file,
+    broken_new_upload_stays_for_resume,
+    abor_with_telnet_ip_and_synch_during_download,
+    stat_during_transfer_reports_progress,
+    active_mode_port_and_eprt,
+    active_source_port_is_used,
+    ipv6_epsv_and_eprt_work_and_pasv_gets_522,
+    names_are_bytes_end_to_end,
+    failed_resume_does_not_cut_the_file,
+    flooding_commands_during_a_transfer_closes_the_session,
+);
