@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Runs `wharf bench` workloads against Wharf, vsftpd, ProFTPD, Pure-FTPd and pyftpdlib on
 loopback, servers interleaved round by round, and writes docs/BENCHMARKS.md and
-docs/benchmarks.svg. Started by scripts/bench-peers (which installs the peers); see there."""
+docs/benchmarks.svg. Started by scripts/bench-peers (which installs the peers); see there.
+--baseline PATH adds an older wharf binary as the server `wharf-before`, started like `wharf` and
+driven by the same new `wharf bench`, left out of the best-peer ratios and compared with `wharf`
+in a section of its own."""
 
 import argparse
 import json
@@ -23,6 +26,9 @@ HASH = "$6$benchsalt$0kQCiHldjG5kuj8v4yzRhjGa58r4Kq.bbzhE43OQbldhEO7AGV.3.DNU3G9
 DATA = "/dev/shm/wharf-bench"
 WORK = "/dev/shm/wharf-bench-etc"
 GIB = 1 << 30
+BASELINE = "wharf-before"
+# The acceptance bar for the new build against the one before it (1.0 = as good).
+BASELINE_BAR = 0.97
 
 # name -> (label, unit, higher_is_better, target as (op, factor) or None)
 METRICS = {
@@ -202,13 +208,9 @@ class Server:
         return total / tick
 
 
-def servers(args):
-    uid, gid = uid_gid()
-    peers = args.peers
-    made = []
-    # Wharf
-    port = free_port()
-    with open(f"{WORK}/wharf.toml", "w") as f:
+def wharf_server(name, binary, port):
+    """A Wharf server run from `binary`, its configuration in {WORK}/{name}.toml."""
+    with open(f"{WORK}/{name}.toml", "w") as f:
         f.write(f"""root = "{DATA}"
 listen = ["127.0.0.1:{port}"]
 [limits]
@@ -219,9 +221,21 @@ name = "{USER}"
 password_hash = "{HASH}"
 permissions = ["all"]
 """)
-    version = subprocess.run([args.wharf, "--version"], capture_output=True, text=True).stdout.strip()
-    made.append(Server("wharf", version,
-                       [args.wharf, "serve", "--config", f"{WORK}/wharf.toml", "--log-level", "warn"], port))
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+    return Server(name, version or name,
+                  [binary, "serve", "--config", f"{WORK}/{name}.toml", "--log-level", "warn"], port)
+
+
+def servers(args):
+    uid, gid = uid_gid()
+    peers = args.peers
+    made = []
+    # Wharf
+    made.append(wharf_server("wharf", args.wharf, free_port()))
+    # The build before the change, if given: the same configuration on its own port. The client
+    # stays the new build's `wharf bench` (bench() always runs args.wharf).
+    if args.baseline:
+        made.append(wharf_server(BASELINE, args.baseline, free_port()))
     # vsftpd 3.0.3: its defaults, plus a jail for the user as every other server has.
     port = free_port()
     with open(f"{WORK}/vsftpd.conf", "w") as f:
@@ -417,6 +431,11 @@ def summarize(values):
     return statistics.median(values), min(values), max(values)
 
 
+def many_idle(quick):
+    """How many idle sessions the one-off memory measurement after the rounds holds."""
+    return 1000 if quick else 10_000
+
+
 def fmt(v, unit):
     if v is None:
         return "—"
@@ -427,6 +446,34 @@ def fmt(v, unit):
     if unit == "ms":
         return f"{v:,.1f}"
     return f"{v:,.2f}"
+
+
+def cell(results, name, key, unit):
+    """A report cell: median (min–max) over the rounds, plus the errors where they matter."""
+    s = summarize(results.get(name, {}).get(key, []))
+    errors = results.get(name, {}).get(key + "_errors", [])
+    bad = sum(e for e in errors if e > 0) + sum(1 for e in errors if e < 0)
+    text = "—" if s is None else f"{fmt(s[0], unit)} ({fmt(s[1], unit)}–{fmt(s[2], unit)})"
+    if key in ERROR_METRICS and errors:
+        text += f", {bad} err" if bad else ", 0 err"
+    return text
+
+
+def against_baseline(results, quick):
+    """Wharf against the build before the change, per workload: (key, label, unit, ratio), the
+    ratio of the medians oriented as in the chart (throughput: new ÷ before; times, memory and
+    CPU: before ÷ new), so above 1.0 the new build is better."""
+    rows = [(key, label, unit, higher) for key, (label, unit, higher, _) in METRICS.items()]
+    rows.append(("idle_many", f"memory per idle session, {many_idle(quick):,} at once (PSS)", "KiB", False))
+    out = []
+    for key, label, unit, higher in rows:
+        w = summarize(results.get("wharf", {}).get(key, []))
+        b = summarize(results.get(BASELINE, {}).get(key, []))
+        ratio = None
+        if w and b and w[0] > 0 and b[0] > 0:
+            ratio = w[0] / b[0] if higher else b[0] / w[0]
+        out.append((key, label, unit, ratio))
+    return out
 
 
 def write_report(args, names, results, loopback, extra, started, rounds):
@@ -448,17 +495,10 @@ def write_report(args, names, results, loopback, extra, started, rounds):
     md.append("|" + "---|" * (len(names) + 5))
     ratios = {}
     for key, (label, unit, higher, target) in METRICS.items():
-        cells = []
-        for n in names:
-            s = summarize(results.get(n, {}).get(key, []))
-            errors = results.get(n, {}).get(key + "_errors", [])
-            bad = sum(e for e in errors if e > 0) + sum(1 for e in errors if e < 0)
-            cell = "—" if s is None else f"{fmt(s[0], unit)} ({fmt(s[1], unit)}–{fmt(s[2], unit)})"
-            if key in ERROR_METRICS and errors:
-                cell += f", {bad} err" if bad else ", 0 err"
-            cells.append(cell)
+        cells = [cell(results, n, key, unit) for n in names]
+        # Peers are the other servers: not Wharf, nor Wharf's own build before the change.
         peer_medians = [(summarize(results.get(n, {}).get(key, []))[0], n) for n in names
-                        if n != "wharf" and results.get(n, {}).get(key)]
+                        if n not in ("wharf", BASELINE) and results.get(n, {}).get(key)]
         best = None
         if peer_medians:
             best = max(peer_medians) if higher else min(peer_medians)
@@ -480,6 +520,22 @@ def write_report(args, names, results, loopback, extra, started, rounds):
                   f"same run (target ≥ 90%).\n")
     for text in extra:
         md.append(text)
+    if args.baseline and BASELINE in names:
+        md.append("\n## Against the build before the change\n")
+        md.append(f"`{BASELINE}` is `{args.baseline_version}` (`{args.baseline}`), started like "
+                  f"`wharf` (the same configuration on its own port) and measured in the same "
+                  f"rounds, interleaved with the other servers; the new build's `wharf bench` is "
+                  f"the client for both. It is left out of the best-peer columns above. The ratio "
+                  f"is of the medians, throughput new ÷ before and times, memory and CPU before ÷ "
+                  f"new, so above 1.0 the new build is better; the acceptance bar is "
+                  f"{BASELINE_BAR}.\n")
+        md.append(f"| workload | unit | wharf | {BASELINE} | wharf ÷ {BASELINE} | ≥ {BASELINE_BAR} |")
+        md.append("|---|---|---|---|---|---|")
+        for key, label, unit, ratio in against_baseline(results, args.quick):
+            bar = "—" if ratio is None else ("met" if ratio >= BASELINE_BAR else "MISSED")
+            md.append(f"| {label} | {unit} | {cell(results, 'wharf', key, unit)} | "
+                      f"{cell(results, BASELINE, key, unit)} | "
+                      f"{'—' if ratio is None else f'{ratio:.3f}×'} | {bar} |")
     md.append("\nErrors per workload are summed over the rounds (`err`). Why clients failed, where "
               "they did:\n")
     for n in names:
@@ -493,7 +549,8 @@ def write_report(args, names, results, loopback, extra, started, rounds):
               "scaled to it (throughput ÷ best throughput; for times, memory and CPU: best ÷ "
               "theirs), so longer is better everywhere.\n")
     md.append("Reproduce with `sudo scripts/bench-peers` (about 15 minutes; `--rounds N`, "
-              "`--quick` for a smoke run). Ratios from one machine; loopback runs client and "
+              "`--quick` for a smoke run, `--baseline PATH` to add an older `wharf` binary as "
+              f"`{BASELINE}`). Ratios from one machine; loopback runs client and "
               "server on the same 2 cores, so every figure includes the client's cost.\n")
     os.makedirs("docs", exist_ok=True)
     with open("docs/BENCHMARKS.md", "w") as f:
@@ -503,7 +560,7 @@ def write_report(args, names, results, loopback, extra, started, rounds):
 
 
 def write_svg(names, results):
-    colors = {"wharf": "#1f77b4", "vsftpd": "#ff7f0e", "proftpd": "#2ca02c",
+    colors = {"wharf": "#1f77b4", BASELINE: "#999999", "vsftpd": "#ff7f0e", "proftpd": "#2ca02c",
               "pure-ftpd": "#d62728", "pyftpdlib": "#9467bd"}
     rows = [(k, v) for k, v in METRICS.items()]
     bar_h, gap, left, width = 12, 14, 330, 420
@@ -541,14 +598,22 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", help="comma-separated server names")
+    p.add_argument("--baseline", metavar="PATH",
+                   help=f"an older wharf binary, benchmarked as the server {BASELINE}")
     args = p.parse_args()
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
+        if not (os.path.isfile(args.baseline) and os.access(args.baseline, os.X_OK)):
+            p.error(f"--baseline {args.baseline} is not an executable file")
     started = time.time()
     prepare_data(args.quick)
     all_servers = servers(args)
     if args.only:
         keep = args.only.split(",")
         all_servers = [s for s in all_servers if s.name in keep]
-    args.versions = [s.version for s in all_servers]
+    args.versions = [f"{s.version} ({BASELINE})" if s.name == BASELINE else s.version
+                     for s in all_servers]
+    args.baseline_version = next((s.version for s in all_servers if s.name == BASELINE), None)
     names = [s.name for s in all_servers]
     results, loopback, extra = {}, [], []
     try:
@@ -563,24 +628,28 @@ def main():
                 shutil.rmtree(f"{DATA}/up", ignore_errors=True)
                 os.makedirs(f"{DATA}/up", exist_ok=True)
                 run(["chown", f"{USER}:", f"{DATA}/up"])
-        wharf = next((s for s in all_servers if s.name == "wharf"), None)
-        if wharf:
-            n = 1000 if args.quick else 10_000
-            log(f"wharf: {n} idle sessions")
-            wharf.start()
+        for name, who in (("wharf", "Wharf"), (BASELINE, f"`{BASELINE}` (the build before the change)")):
+            srv = next((s for s in all_servers if s.name == name), None)
+            if not srv:
+                continue
+            n = many_idle(args.quick)
+            log(f"{name}: {n} idle sessions")
+            srv.start()
             try:
                 time.sleep(0.5)
-                base = wharf.pss_kib()
-                rep, during = bench(args, wharf, "idle", "", "-c", str(n), "--hold", "3",
-                                    "--timeout", "60", on_line=wharf.pss_kib)
+                base = srv.pss_kib()
+                rep, during = bench(args, srv, "idle", "", "-c", str(n), "--hold", "3",
+                                    "--timeout", "60", on_line=srv.pss_kib)
                 held = rep.get("held", 0)
                 per = (during - base) / held if during and held else float("nan")
-                extra.append(f"\n**{n:,} idle sessions**: Wharf held {held:,} logged-in sessions at "
+                if during and held:
+                    results.setdefault(name, {})["idle_many"] = [per]
+                extra.append(f"\n**{n:,} idle sessions**: {who} held {held:,} logged-in sessions at "
                              f"once ({rep.get('errors', '?')} errors); its memory grew from "
                              f"{base / 1024:.1f} MiB to {(during or 0) / 1024:.1f} MiB PSS, "
                              f"{per:.1f} KiB per session.\n")
             finally:
-                wharf.stop()
+                srv.stop()
     finally:
         for s in all_servers:
             s.stop()
@@ -590,6 +659,11 @@ def main():
     ratios = write_report(args, names, results, loopback, extra, started, args.rounds)
     for key, (ratio, best) in ratios.items():
         log(f"{key}: Wharf / {best} = {ratio:.2f}")
+    if args.baseline and BASELINE in names:
+        for key, _, _, ratio in against_baseline(results, args.quick):
+            if ratio is not None:
+                log(f"{key}: wharf against {BASELINE} = {ratio:.3f} "
+                    f"({'met' if ratio >= BASELINE_BAR else 'MISSED'} ≥ {BASELINE_BAR})")
     log(f"wrote docs/BENCHMARKS.md and docs/benchmarks.svg in {time.time() - started:.0f} s")
 
 
