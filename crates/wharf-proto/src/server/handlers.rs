@@ -62,18 +62,9 @@ impl Session {
             Command::User(name) => self.cmd_user(name),
             Command::Pass(pw) => self.cmd_pass(pw, now),
             Command::Acct => self.reply(ReplyCode::SUPERFLUOUS, "Account not needed."),
-            Command::Quit => {
-                self.reply(ReplyCode::CLOSING, "Goodbye.");
-                self.close();
-            }
-            Command::Rein => {
-                self.start_over();
-                self.reply(ReplyCode::READY, "Ready for new user.");
-            }
-            Command::Host(_) => match self.login {
-                Login::Fresh => self.reply(ReplyCode::READY, "Host accepted."),
-                _ => self.reply(ReplyCode::BAD_SEQUENCE, "HOST must come before USER."),
-            },
+            Command::Quit => self.cmd_quit(),
+            Command::Rein => self.cmd_rein(),
+            Command::Host(_) => self.cmd_host(),
             // TLS.
             Command::Auth => self.cmd_auth(),
             Command::Pbsz(_) => self.cmd_pbsz(),
@@ -88,51 +79,22 @@ impl Session {
                 Some(&arg),
                 |p| (StorageOp::Stat(p.clone()), Then::Cwd(p)),
             ),
-            Command::Cdup => {
-                // At the root, CDUP stays there, as in a chroot.
-                self.cwd = self.cwd.parent();
-                self.reply(ReplyCode::OK, "Directory successfully changed.");
-            }
-            Command::Pwd => {
-                let mut text = quote_path(&self.cwd.to_bytes());
-                text.extend_from_slice(b" is the current directory.");
-                self.reply(ReplyCode::PATH_CREATED, text);
-            }
+            Command::Cdup => self.cmd_cdup(),
+            Command::Pwd => self.cmd_pwd(),
             // Data connections.
             Command::Port(addr) => self.cmd_port(SocketAddr::V4(addr), "PORT"),
             Command::Eprt(addr) => self.cmd_port(addr, "EPRT"),
             Command::Pasv => self.cmd_pasv(),
             Command::Epsv(arg) => self.cmd_epsv(arg),
             // Transfer parameters.
-            Command::Type(t) => {
-                self.transfer_type = t;
-                let text = match t {
-                    TransferType::Ascii => "Switching to ASCII mode.",
-                    TransferType::Image => "Switching to Binary mode.",
-                };
-                self.reply(ReplyCode::OK, text);
-            }
+            Command::Type(t) => self.cmd_type(t),
             Command::Stru => self.reply(ReplyCode::OK, "Structure set to F."),
             Command::Mode => self.reply(ReplyCode::OK, "Mode set to S."),
             Command::Allo => self.reply(ReplyCode::SUPERFLUOUS, "ALLO command ignored."),
             Command::Rest(offset) => self.cmd_rest(offset),
             // Transfers.
-            Command::Retr(arg) => {
-                let offset = match pending {
-                    Pending::Rest(n) => n,
-                    _ => 0,
-                };
-                self.start_transfer("RETR", &arg, PreparedKind::Download, |path| {
-                    Action::OpenRead { path, offset }
-                });
-            }
-            Command::Stor(arg) => {
-                let mode = match pending {
-                    Pending::Rest(n) if n > 0 => WriteMode::Resume(n),
-                    _ => WriteMode::Replace,
-                };
-                self.cmd_store("STOR", &arg, mode);
-            }
+            Command::Retr(arg) => self.cmd_retr(&arg, pending),
+            Command::Stor(arg) => self.cmd_stor(&arg, pending),
             Command::Appe(arg) => self.cmd_store("APPE", &arg, WriteMode::Append),
             Command::Stou => self.cmd_stou(),
             Command::List(arg) => self.cmd_list(arg, ListForm::Long),
@@ -165,23 +127,7 @@ impl Session {
                 |p| (StorageOp::Mkdir(p.clone()), Then::Mkd(p)),
             ),
             Command::Site(site) => self.cmd_site(site),
-            Command::Mfmt { time, path: arg } => {
-                if !self.policy.capabilities.set_mtime {
-                    return self.send(FsError::Unsupported.reply());
-                }
-                let timeval = time.to_timeval();
-                let unix_secs = time.to_unix();
-                self.storage(
-                    |p| p.write,
-                    Some(&arg.clone()),
-                    |path| {
-                        (
-                            StorageOp::SetMtime { path, unix_secs },
-                            Then::Mfmt { timeval, arg },
-                        )
-                    },
-                );
-            }
+            Command::Mfmt { time, path: arg } => self.cmd_mfmt(time, arg),
             // Information.
             Command::Size(arg) => {
                 self.storage(|p| p.read, Some(&arg), |p| (StorageOp::Stat(p), Then::Size))
@@ -203,24 +149,101 @@ impl Session {
             Command::Syst => self.reply(ReplyCode::SYSTEM_TYPE, "UNIX Type: L8"),
             Command::Help(verb) => self.cmd_help(verb),
             Command::Noop => self.reply(ReplyCode::OK, "NOOP ok."),
-            Command::Feat => {
-                let r = features::feat_reply(
-                    self.policy.capabilities,
-                    self.policy.tls.mode,
-                    &self.facts,
-                );
-                self.send(r);
-            }
-            Command::Opts(Opts::Utf8(_)) => {
-                // Names are passed as the bytes they are stored as; UTF-8 clients see UTF-8.
-                self.reply(ReplyCode::OK, "Always in UTF8 mode.");
-            }
-            Command::Opts(Opts::Mlst(list)) => {
+            Command::Feat => self.send(features::feat_reply(
+                self.policy.capabilities,
+                self.policy.tls.mode,
+                &self.facts,
+            )),
+            Command::Opts(opts) => self.cmd_opts(opts),
+        }
+    }
+
+    // ---- session ----
+
+    fn cmd_quit(&mut self) {
+        self.reply(ReplyCode::CLOSING, "Goodbye.");
+        self.close();
+    }
+
+    fn cmd_rein(&mut self) {
+        self.start_over();
+        self.reply(ReplyCode::READY, "Ready for new user.");
+    }
+
+    fn cmd_host(&mut self) {
+        match self.login {
+            Login::Fresh => self.reply(ReplyCode::READY, "Host accepted."),
+            _ => self.reply(ReplyCode::BAD_SEQUENCE, "HOST must come before USER."),
+        }
+    }
+
+    fn cmd_cdup(&mut self) {
+        // At the root, CDUP stays there, as in a chroot.
+        self.cwd = self.cwd.parent();
+        self.reply(ReplyCode::OK, "Directory successfully changed.");
+    }
+
+    fn cmd_pwd(&mut self) {
+        let mut text = quote_path(&self.cwd.to_bytes());
+        text.extend_from_slice(b" is the current directory.");
+        self.reply(ReplyCode::PATH_CREATED, text);
+    }
+
+    fn cmd_type(&mut self, t: TransferType) {
+        self.transfer_type = t;
+        let text = match t {
+            TransferType::Ascii => "Switching to ASCII mode.",
+            TransferType::Image => "Switching to Binary mode.",
+        };
+        self.reply(ReplyCode::OK, text);
+    }
+
+    fn cmd_opts(&mut self, opts: Opts) {
+        match opts {
+            // Names are passed as the bytes they are stored as; UTF-8 clients see UTF-8.
+            Opts::Utf8(_) => self.reply(ReplyCode::OK, "Always in UTF8 mode."),
+            Opts::Mlst(list) => {
                 let (facts, text) = listing::parse_mlst_opts(&list);
                 self.facts = facts;
                 self.reply(ReplyCode::OK, text);
             }
         }
+    }
+
+    fn cmd_retr(&mut self, arg: &[u8], pending: Pending) {
+        let offset = match pending {
+            Pending::Rest(n) => n,
+            _ => 0,
+        };
+        self.start_transfer("RETR", arg, PreparedKind::Download, |path| {
+            Action::OpenRead { path, offset }
+        });
+    }
+
+    fn cmd_stor(&mut self, arg: &[u8], pending: Pending) {
+        let mode = match pending {
+            Pending::Rest(n) if n > 0 => WriteMode::Resume(n),
+            _ => WriteMode::Replace,
+        };
+        self.cmd_store("STOR", arg, mode);
+    }
+
+    fn cmd_mfmt(&mut self, time: UtcTime, arg: Vec<u8>) {
+        if !self.policy.capabilities.set_mtime {
+            return self.send(FsError::Unsupported.reply());
+        }
+        let timeval = time.to_timeval();
+        let unix_secs = time.to_unix();
+        self.storage(
+            |p| p.write,
+            Some(&arg.clone()),
+            |path| {
+                (
+                    StorageOp::SetMtime { path, unix_secs },
+                    Then::Mfmt { timeval, arg },
+                )
+            },
+        );
     }
 
     // ---- login ----
