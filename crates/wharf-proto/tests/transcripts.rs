@@ -346,9 +346,9 @@ impl Run {
     fn session(&mut self) -> &mut Session {
         if self.session.is_none() {
             let (peer, local) = if self.ipv6 {
-                ("[::1]:50123", "[::1]:21")
+                ("::1", "::1")
             } else {
-                ("127.0.0.1:50123", "127.0.0.1:21")
+                ("127.0.0.1", "127.0.0.1")
             };
             let mut s = Session::new(
                 Arc::new(self.policy.clone()),

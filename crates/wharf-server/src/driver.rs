@@ -149,6 +149,10 @@ pub(crate) struct Driver {
     implicit_tls: bool,
 }
 
+/// One action's work, boxed and sized to that action (see [`Driver::perform`]).
+type ActionFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send + 'a>>;
+
 fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
@@ -167,8 +171,8 @@ impl Driver {
         stream.set_nodelay(true)?;
         let session = Session::new(
             shared.policy.clone(),
-            conn.peer,
-            conn.local,
+            conn.peer.ip(),
+            conn.local.ip(),
             implicit_tls,
             now(),
         );
@@ -228,7 +232,7 @@ impl Driver {
                 match out {
                     Output::Reply(r) => self.control.send(&r).await?,
                     Output::Note(n) => self.note(n),
-                    Output::Do(action) => Box::pin(self.perform(action)).await?,
+                    Output::Do(action) => self.perform(action).await?,
                 }
             }
             if self.session.is_closed() {
@@ -310,46 +314,66 @@ impl Driver {
         }
     }
 
-    /// Performs one action; feeds its outcome back to the session.
-    async fn perform(&mut self, action: Action) -> io::Result<()> {
-        let outcome = match action {
-            Action::Login { user, password } => Outcome::Login(self.login(user, password).await),
-            Action::Storage(op) => Outcome::Storage(self.storage(op).await),
-            Action::OpenPassive { pasv } => Outcome::Passive(self.open_passive(pasv).await),
+    /// Performs one action and feeds its outcome back to the session. Each action's future is
+    /// boxed on its own, so it takes only the memory its own work needs, and only while it runs:
+    /// hundreds of sessions waiting at once for their password checks hold a login's future
+    /// each, not a transfer's (one future for every action would be the size of the largest).
+    fn perform(&mut self, action: Action) -> ActionFuture<'_> {
+        match action {
+            Action::Login { user, password } => Box::pin(async move {
+                let r = self.login(user, password).await;
+                self.done(Outcome::Login(r))
+            }),
+            Action::Storage(op) => Box::pin(async move {
+                let r = self.storage(op).await;
+                self.done(Outcome::Storage(r))
+            }),
+            Action::OpenPassive { pasv } => Box::pin(async move {
+                let r = self.open_passive(pasv).await;
+                self.done(Outcome::Passive(r))
+            }),
+            Action::StartTls { discarded } => Box::pin(async move {
+                let r = self.start_tls(discarded).await;
+                self.done(Outcome::Tls(r))
+            }),
+            Action::OpenRead { path, offset } => Box::pin(async move {
+                let r = self.open_read(&path, offset).await;
+                self.done(Outcome::Opened(r.map_err(|e| e.kind())))
+            }),
+            Action::OpenWrite { path, mode } => Box::pin(async move {
+                let r = self.open_write(&path, mode).await.map(|()| Opened {
+                    len: 0,
+                    is_dir: false,
+                    name: None,
+                });
+                self.done(Outcome::Opened(r.map_err(|e| e.kind())))
+            }),
+            Action::OpenUnique { dir } => Box::pin(async move {
+                let r = self.open_unique(&dir).await;
+                self.done(Outcome::Opened(r.map_err(|e| e.kind())))
+            }),
+            Action::OpenList { path } => Box::pin(async move {
+                let r = self.open_list(&path).await;
+                self.done(Outcome::Opened(r.map_err(|e| e.kind())))
+            }),
+            Action::Transfer(spec) => Box::pin(async move {
+                let end = self.transfer(*spec).await?;
+                self.done(Outcome::Transfer(end))
+            }),
             Action::ClosePassive => {
                 self.passive = None;
-                return Ok(());
-            }
-            Action::StartTls { discarded } => Outcome::Tls(self.start_tls(discarded).await),
-            Action::OpenRead { path, offset } => {
-                let r = self.open_read(&path, offset).await;
-                Outcome::Opened(r.map_err(|e| e.kind()))
-            }
-            Action::OpenWrite { path, mode } => {
-                let r = self.open_write(&path, mode).await;
-                Outcome::Opened(
-                    r.map(|()| Opened {
-                        len: 0,
-                        is_dir: false,
-                        name: None,
-                    })
-                    .map_err(|e| e.kind()),
-                )
-            }
-            Action::OpenUnique { dir } => {
-                Outcome::Opened(self.open_unique(&dir).await.map_err(|e| e.kind()))
-            }
-            Action::OpenList { path } => {
-                Outcome::Opened(self.open_list(&path).await.map_err(|e| e.kind()))
+                Box::pin(std::future::ready(Ok(())))
             }
             Action::DropOpened => {
                 self.held = Held::None;
-                return Ok(());
+                Box::pin(std::future::ready(Ok(())))
             }
-            Action::Transfer(spec) => Outcome::Transfer(self.transfer(*spec).await?),
             // A running transfer handles these itself; the serve loop ends on Close.
-            Action::AbortTransfer | Action::Close => return Ok(()),
-        };
+            Action::AbortTransfer | Action::Close => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    fn done(&mut self, outcome: Outcome) -> io::Result<()> {
         self.session.handle_outcome(outcome, now());
         Ok(())
     }
@@ -492,7 +516,7 @@ impl Driver {
                 source: ListSource::Single(info),
             }
         };
-        self.held = Held::List(listing);
+        self.held = Held::List(Box::new(listing));
         Ok(Opened {
             len: 0,
             is_dir,

@@ -432,14 +432,14 @@ impl Session {
             };
             return self.reply(ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED, text);
         }
-        let refusal =
-            if !self.policy.allow_foreign_active && addr.ip().to_canonical() != self.peer.ip() {
-                Some(("a foreign address", "the address must be your own"))
-            } else if !self.policy.allow_low_active_ports && addr.port() < 1024 {
-                Some(("a privileged port", "port must be 1024 or above"))
-            } else {
-                None
-            };
+        let refusal = if !self.policy.allow_foreign_active && addr.ip().to_canonical() != self.peer
+        {
+            Some(("a foreign address", "the address must be your own"))
+        } else if !self.policy.allow_low_active_ports && addr.port() < 1024 {
+            Some(("a privileged port", "port must be 1024 or above"))
+        } else {
+            None
+        };
         if let Some((reason, text)) = refusal {
             self.out.push_back(Output::Note(Note::RefusedActive {
                 verb,
@@ -502,7 +502,7 @@ impl Session {
             expires: now + self.policy.accept_timeout,
         };
         if pasv {
-            let ip = opened.announce.unwrap_or(match self.local.ip() {
+            let ip = opened.announce.unwrap_or(match self.local {
                 IpAddr::V4(ip) => ip,
                 IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
             });
@@ -853,7 +853,7 @@ impl Session {
     fn cmd_stat(&mut self) {
         let lines = vec![
             b"Wharf FTP server status:".to_vec(),
-            format!("     Connected to {}", self.peer.ip()).into_bytes(),
+            format!("     Connected to {}", self.peer).into_bytes(),
             format!("     Logged in as {}", self.user_name().unwrap_or("-")).into_bytes(),
             format!(
                 "     TYPE: {}",

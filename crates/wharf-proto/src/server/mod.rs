@@ -44,8 +44,8 @@
 //! use wharf_proto::LineEvent;
 //!
 //! let now = Instant::now();
-//! let mut s = Session::new(Arc::new(Policy::default()), "127.0.0.1:50000".parse().unwrap(),
-//!     "127.0.0.1:21".parse().unwrap(), false, now);
+//! let mut s = Session::new(Arc::new(Policy::default()), "127.0.0.1".parse().unwrap(),
+//!     "127.0.0.1".parse().unwrap(), false, now);
 //! // What the driver does with each output; notes go to the log.
 //! let mut next = |s: &mut Session| loop {
 //!     match s.poll_output() {
@@ -73,7 +73,7 @@ mod state;
 mod tests;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -108,11 +108,10 @@ pub enum Output {
 #[derive(Debug)]
 pub struct Session {
     policy: Arc<Policy>,
-    /// The client's address (canonical: IPv4-mapped addresses as IPv4), for the PORT/EPRT and
-    /// passive peer rules.
-    peer: SocketAddr,
+    /// The client's address (canonical: IPv4-mapped addresses as IPv4), for the PORT/EPRT rules.
+    peer: IpAddr,
     /// Our end of the control connection: what PASV/EPSV answer for, and the address family.
-    local: SocketAddr,
+    local: IpAddr,
     login: Login,
     cwd: VPath,
     transfer_type: TransferType,
@@ -138,16 +137,15 @@ impl Session {
     /// 990 expect).
     pub fn new(
         policy: Arc<Policy>,
-        peer: SocketAddr,
-        local: SocketAddr,
+        peer: IpAddr,
+        local: IpAddr,
         implicit_tls: bool,
         now: Instant,
     ) -> Session {
-        let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
         Session {
             policy,
-            peer: canon(peer),
-            local: canon(local),
+            peer: peer.to_canonical(),
+            local: local.to_canonical(),
             login: Login::Fresh,
             cwd: VPath::root(),
             transfer_type: TransferType::Image,
@@ -180,7 +178,12 @@ impl Session {
 
     /// The next thing to do, in order; `None` when there is nothing until the next event.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let next = self.out.pop_front();
+        if next.is_none() && self.out.capacity() > 0 {
+            // Drained: an idle session holds no output buffer (thousands of sessions wait idle).
+            self.out = VecDeque::new();
+        }
+        next
     }
 
     /// When [`Session::handle_timeout`] is due, if anything waits on time.
@@ -305,7 +308,8 @@ impl Session {
         matches!(self.security, Security::Tls { .. })
     }
 
-    pub fn peer(&self) -> SocketAddr {
+    /// The client's address, as the session judges PORT/EPRT by it.
+    pub fn peer(&self) -> IpAddr {
         self.peer
     }
 

@@ -585,33 +585,31 @@ impl Drop for LocalUpload {
 }
 
 /// Home directories open at the moment, by path; an entry lives as long as a session uses it.
-/// Sessions of one home share one descriptor: a thousand sessions of one user hold one, not a
-/// thousand.
+/// Sessions of one home share one open home (one descriptor, one allocation): a thousand
+/// sessions of one user hold one, not a thousand.
 #[derive(Debug, Default)]
 pub struct HomeCache {
-    open: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<Jail>>>,
+    open: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<LocalFs>>>,
 }
 
 impl HomeCache {
     /// The home directory `home` if a session has it open already (no system call).
-    pub fn get(&self, home: &Path) -> Option<LocalFs> {
+    pub fn get(&self, home: &Path) -> Option<Arc<LocalFs>> {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.get(home)
-            .and_then(std::sync::Weak::upgrade)
-            .map(|jail| LocalFs { jail })
+        open.get(home).and_then(std::sync::Weak::upgrade)
     }
 
     /// The open home directory `home`, shared with the other sessions that use it, or newly
     /// opened.
-    pub fn open(&self, home: &Path) -> std::io::Result<LocalFs> {
+    pub fn open(&self, home: &Path) -> std::io::Result<Arc<LocalFs>> {
         if let Some(fs) = self.get(home) {
             return Ok(fs);
         }
-        let fs = LocalFs::new(home)?;
+        let fs = Arc::new(LocalFs::new(home)?);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         // Forget homes nobody uses any more before adding one.
         open.retain(|_, w| w.strong_count() > 0);
-        open.insert(home.to_path_buf(), Arc::downgrade(&fs.jail));
+        open.insert(home.to_path_buf(), Arc::downgrade(&fs));
         Ok(fs)
     }
 }
@@ -647,7 +645,7 @@ impl StorageProvider for LocalProvider {
                     blocking(move || Ok(homes.open(&home)?)).await?
                 }
             };
-            let fs: Arc<dyn Storage> = Arc::new(fs);
+            let fs: Arc<dyn Storage> = fs;
             Ok(fs)
         })
     }

@@ -31,7 +31,7 @@ pub(crate) enum Held {
     None,
     Read(ReadHandle),
     Write(Box<dyn WriteHandle>),
-    List(Listing),
+    List(Box<Listing>),
 }
 
 /// A listing to send: a directory's entries, or one file's own facts (LIST of a file).
@@ -79,7 +79,7 @@ pub(crate) async fn run(
         (Held::Read(h), Body::Download) => (download(stream, h, &job).await, None),
         (Held::Write(w), Body::Upload) => upload(stream, w, &job).await,
         (Held::List(l), Body::Listing { form, facts, perms }) => (
-            send_listing(stream, l, *form, facts, *perms, &job).await,
+            send_listing(stream, *l, *form, facts, *perms, &job).await,
             None,
         ),
         _ => (
@@ -371,7 +371,7 @@ mod tests {
             throttle: &wharf_net::copy::Unlimited,
             progress: &progress,
         };
-        let (r, _) = run(Stream::Plain(server), Held::List(listing), job).await;
+        let (r, _) = run(Stream::Plain(server), Held::List(Box::new(listing)), job).await;
         let sent = r.unwrap();
         let (got, lines, first) = reader.await.unwrap();
         assert_eq!(lines, 1_000_000);
