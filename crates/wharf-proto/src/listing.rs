@@ -139,13 +139,52 @@ impl Fact {
     }
 }
 
+impl Fact {
+    fn bit(self) -> u8 {
+        match self {
+            Fact::Type => 1,
+            Fact::Size => 2,
+            Fact::Modify => 4,
+            Fact::Perm => 8,
+            Fact::UnixMode => 16,
+        }
+    }
+}
+
+/// A selection of facts (`OPTS MLST`): a bit set, so that a session keeps it in one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FactSet(u8);
+
+impl FactSet {
+    /// Every fact.
+    pub const ALL: FactSet = FactSet(31);
+    /// The facts reported unless the client selects others.
+    pub const DEFAULT: FactSet = FactSet(1 | 2 | 4 | 8);
+
+    pub fn of(facts: &[Fact]) -> FactSet {
+        FactSet(facts.iter().fold(0, |acc, f| acc | f.bit()))
+    }
+
+    pub fn contains(self, f: Fact) -> bool {
+        self.0 & f.bit() != 0
+    }
+
+    pub fn insert(&mut self, f: Fact) {
+        self.0 |= f.bit();
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// The FEAT line for MLST: ` MLST type*;size*;modify*;perm*;UNIX.mode;` with the selected ones
 /// starred (RFC 3659 §7.8).
-pub fn mlst_feat_line(selected: &[Fact]) -> String {
+pub fn mlst_feat_line(selected: FactSet) -> String {
     let mut s = String::from(" MLST ");
     for f in Fact::ALL {
         s.push_str(f.name());
-        if selected.contains(&f) {
+        if selected.contains(f) {
             s.push('*');
         }
         s.push(';');
@@ -155,7 +194,7 @@ pub fn mlst_feat_line(selected: &[Fact]) -> String {
 
 /// Parses the argument of `OPTS MLST fact;fact;`: unknown facts are ignored, as RFC 3659 §7.9
 /// says. Returns the selection and the text for the 200 reply.
-pub fn parse_mlst_opts(arg: &[u8]) -> (Vec<Fact>, String) {
+pub fn parse_mlst_opts(arg: &[u8]) -> (FactSet, String) {
     let mut selected = Vec::new();
     for part in arg.split(|&b| b == b';') {
         if let Some(f) = Fact::from_name(part.trim_ascii()) {
@@ -169,7 +208,7 @@ pub fn parse_mlst_opts(arg: &[u8]) -> (Vec<Fact>, String) {
         text.push_str(f.name());
         text.push(';');
     }
-    (selected, text)
+    (FactSet::of(&selected), text)
 }
 
 /// Which operations the user may perform, for the `perm` fact.
@@ -195,12 +234,12 @@ pub enum MlsxRole {
 pub fn push_mlsx_entry(
     out: &mut Vec<u8>,
     info: &FileInfo,
-    facts: &[Fact],
+    facts: FactSet,
     perms: PermFacts,
     role: MlsxRole,
 ) {
     for fact in Fact::ALL {
-        if !facts.contains(&fact) {
+        if !facts.contains(fact) {
             continue;
         }
         let value = match fact {
@@ -316,7 +355,13 @@ mod tests {
             read: true,
             ..PermFacts::default()
         };
-        push_mlsx_entry(&mut out, &file("x", 0), &Fact::ALL, perms, MlsxRole::Entry);
+        push_mlsx_entry(
+            &mut out,
+            &file("x", 0),
+            FactSet::ALL,
+            perms,
+            MlsxRole::Entry,
+        );
         assert_eq!(
             out,
             b"type=file;size=1234;modify=19700101000000;perm=r;UNIX.mode=0644; x"
@@ -334,7 +379,7 @@ mod tests {
         push_mlsx_entry(
             &mut out,
             &d,
-            &[Fact::Type, Fact::Perm],
+            FactSet::of(&[Fact::Type, Fact::Perm]),
             all,
             MlsxRole::Current,
         );
@@ -344,10 +389,10 @@ mod tests {
     #[test]
     fn mlst_opts_and_feat() {
         let (sel, text) = parse_mlst_opts(b"size;Type;bogus;");
-        assert_eq!(sel, vec![Fact::Size, Fact::Type]);
+        assert_eq!(sel, FactSet::of(&[Fact::Size, Fact::Type]));
         assert_eq!(text, "MLST OPTS size;type;");
         assert_eq!(
-            mlst_feat_line(&[Fact::Type]),
+            mlst_feat_line(FactSet::of(&[Fact::Type])),
             " MLST type*;size;modify;perm;UNIX.mode;"
         );
         let (sel, _) = parse_mlst_opts(b"");

@@ -102,3 +102,135 @@ fn parsers_never_panic() {
         }
     }
 }
+
+/// A whole server session under random commands, random outcomes of its actions and random
+/// time: it never panics, and whatever it is fed, it asks for at most one action at a time.
+#[test]
+fn a_session_never_panics() {
+    use crate::command::{HELP_VERBS, LineEvent};
+    use crate::server::{
+        Action, FsError, LoginResult, Opened, Outcome, Output, PassiveOpened, Permissions, Policy,
+        Session, StorageDone, TlsMode, TlsPolicy, TransferEnd, User,
+    };
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let mut g = Gen(0x2545_F491_4F6C_DD1D);
+    for run in 0..200u64 {
+        let policy = Policy {
+            tls: TlsPolicy {
+                mode: match run % 3 {
+                    0 => TlsMode::Off,
+                    1 => TlsMode::Optional,
+                    _ => TlsMode::Required,
+                },
+                require_reuse: true,
+                require_close_notify: true,
+            },
+            ..Policy::default()
+        };
+        let mut now = Instant::now();
+        let peer = if run % 2 == 0 { "127.0.0.1" } else { "::1" };
+        let mut s = Session::new(
+            Arc::new(policy),
+            peer.parse()
+                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+            peer.parse()
+                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+            run % 5 == 0,
+            now,
+        );
+        s.start(now);
+        for _ in 0..300 {
+            // Drive it as a driver would, answering each action with a random outcome.
+            let mut waiting = 0;
+            while let Some(out) = s.poll_output() {
+                let Output::Do(action) = out else { continue };
+                if !action.needs_outcome() {
+                    continue;
+                }
+                waiting += 1;
+                assert!(waiting < 1000, "an endless chain of actions");
+                let pick = g.next() % 4;
+                let outcome = match action {
+                    Action::Login { .. } => Outcome::Login(match pick {
+                        0 => LoginResult::Rejected,
+                        1 => LoginResult::Unavailable,
+                        2 => LoginResult::HomeUnavailable,
+                        _ => LoginResult::Ok(User {
+                            name: "u".into(),
+                            permissions: Permissions::ALL,
+                        }),
+                    }),
+                    Action::Storage(_) => Outcome::Storage(match pick {
+                        0 => Err(FsError::NotFound),
+                        1 => Ok(StorageDone::Done),
+                        2 => Ok(StorageDone::Entries {
+                            entries: Vec::new(),
+                            now: 0,
+                        }),
+                        _ => Ok(StorageDone::Info(crate::FileInfo {
+                            name: b"x".to_vec(),
+                            kind: crate::FileKind::Dir,
+                            size: 0,
+                            mtime: 0,
+                            mode: 0o755,
+                            nlink: 1,
+                        })),
+                    }),
+                    Action::OpenPassive { .. } => Outcome::Passive(if pick == 0 {
+                        Err(())
+                    } else {
+                        Ok(PassiveOpened {
+                            port: 50000,
+                            announce: None,
+                        })
+                    }),
+                    Action::StartTls { .. } => {
+                        Outcome::Tls(if pick == 0 { Err(()) } else { Ok(()) })
+                    }
+                    Action::Transfer(_) => Outcome::Transfer(match pick {
+                        0 => TransferEnd::Wire,
+                        1 => TransferEnd::NoConnection,
+                        _ => TransferEnd::Done { bytes: 1 },
+                    }),
+                    _ => Outcome::Opened(if pick == 0 {
+                        Err(FsError::NotFound)
+                    } else {
+                        Ok(Opened {
+                            len: 10,
+                            is_dir: pick == 1,
+                            name: Some(b"n".to_vec()),
+                        })
+                    }),
+                };
+                // Sometimes the wrong outcome, as a buggy driver would send.
+                let outcome = if g.next() % 50 == 0 {
+                    Outcome::Tls(Ok(()))
+                } else {
+                    outcome
+                };
+                s.handle_outcome(outcome, now);
+            }
+            if s.is_closed() {
+                break;
+            }
+            now += Duration::from_millis(g.next() % 5000);
+            match g.next() % 20 {
+                0 => s.handle_timeout(now),
+                1 => s.handle_shutdown(),
+                2 => s.handle_line(LineEvent::TooLong, now),
+                3 => {
+                    s.run_queued(now);
+                }
+                _ => {
+                    let verb = HELP_VERBS[(g.next() % HELP_VERBS.len() as u64) as usize];
+                    let mut line = verb.as_bytes().to_vec();
+                    line.push(b' ');
+                    line.extend_from_slice(&g.bytes(24));
+                    s.handle_line(LineEvent::Line(line), now);
+                }
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ use wharf_proto::server::{
 };
 use wharf_proto::{FileKind, LineBuffer, LineEvent, Reply, ReplyCode, VPath};
 
-use crate::auth::{Account, AuthError, Credentials};
+use crate::auth::{AuthError, Credentials};
 use crate::config::PassiveAddress;
 use crate::conn::ConnInfo;
 use crate::server::Shared;
@@ -38,7 +38,6 @@ struct Control {
     stream: Stream,
     lines: LineBuffer,
     out: Vec<u8>,
-    write_timeout: Duration,
 }
 
 impl Control {
@@ -109,14 +108,14 @@ impl Control {
 
     /// Sends a reply. A client that stops reading cannot hold the session (and its place in the
     /// limits) forever: the write times out like a stalled data connection.
-    async fn send(&mut self, reply: &Reply) -> io::Result<()> {
+    async fn send(&mut self, reply: &Reply, limit: Duration) -> io::Result<()> {
         self.out.clear();
         reply.encode(&mut self.out);
         let write = async {
             self.stream.write_all(&self.out).await?;
             self.stream.flush().await
         };
-        match tokio::time::timeout(self.write_timeout, write).await {
+        match tokio::time::timeout(limit, write).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -126,10 +125,11 @@ impl Control {
     }
 }
 
-/// The logged-in user, as the driver needs it: the account and its home.
+/// What the driver keeps of a logged-in user: its home and the throttle of its transfers (the
+/// account itself is not kept: an idle session should cost as little as it can).
 struct Home {
-    account: Account,
     storage: Arc<dyn Storage>,
+    throttle: Arc<dyn wharf_net::copy::Throttle>,
 }
 
 pub(crate) struct Driver {
@@ -146,7 +146,6 @@ pub(crate) struct Driver {
     /// What the last open action left for the transfer.
     held: Held,
     shutdown: watch::Receiver<bool>,
-    implicit_tls: bool,
 }
 
 /// One action's work, boxed and sized to that action (see [`Driver::perform`]).
@@ -181,7 +180,6 @@ impl Driver {
                 stream: Stream::Plain(stream),
                 lines: LineBuffer::new(),
                 out: Vec::new(),
-                write_timeout: shared.settings.limits.data_timeout,
             },
             shared,
             conn,
@@ -191,7 +189,6 @@ impl Driver {
             passive: None,
             held: Held::None,
             shutdown,
-            implicit_tls,
         })
     }
 
@@ -223,14 +220,20 @@ impl Driver {
     }
 
     async fn serve(&mut self) -> io::Result<()> {
-        if self.implicit_tls {
+        // Came in on an implicit-TLS port: the session was made with a TLS control connection,
+        // and the handshake comes before the banner.
+        if self.session.control_is_tls() && !self.control.stream.is_tls() {
             Box::pin(self.implicit_handshake()).await?;
         }
         self.session.start(now());
         loop {
             while let Some(out) = self.session.poll_output() {
                 match out {
-                    Output::Reply(r) => self.control.send(&r).await?,
+                    Output::Reply(r) => {
+                        self.control
+                            .send(&r, self.shared.settings.limits.data_timeout)
+                            .await?
+                    }
                     Output::Note(n) => self.note(n),
                     Output::Do(action) => self.perform(action).await?,
                 }
@@ -267,22 +270,19 @@ impl Driver {
             session,
             ..
         } = self;
-        let timer = async {
-            match deadline {
-                Some(t) => sleep_until(Instant::from_std(t)).await,
-                None => std::future::pending().await,
-            }
-        };
+        // Without a deadline the timer is off; the far-off instant only fills the slot.
+        let wake = deadline.map_or_else(
+            || Instant::now() + Duration::from_secs(86_400),
+            Instant::from_std,
+        );
         tokio::select! {
             ev = control.next_event(), if reading => match ev? {
                 Some(ev) => session.handle_line(ev, now()),
                 None => return Ok(false),
             },
-            _ = timer => session.handle_timeout(now()),
-            // The guard `wait_for` returns is not Send: drop it inside the inner future.
-            _ = async { drop(shutdown.wait_for(|&v| v).await) }, if idle => {
-                session.handle_shutdown()
-            }
+            _ = sleep_until(wake), if deadline.is_some() => session.handle_timeout(now()),
+            // Shutdown only ever turns on; a closed channel means the server is gone.
+            _ = shutdown.changed(), if idle => session.handle_shutdown(),
         }
         Ok(true)
     }
@@ -402,7 +402,8 @@ impl Driver {
                     name: account.name.clone(),
                     permissions: account.permissions,
                 };
-                self.home = Some(Home { account, storage });
+                let throttle = self.shared.services.throttles.for_account(&account);
+                self.home = Some(Home { storage, throttle });
                 LoginResult::Ok(user)
             }
             Err(e) if e.is_transient() && matches!(e, StorageError::Unavailable(_)) => {
@@ -465,7 +466,7 @@ impl Driver {
     async fn open_read(&mut self, path: &VPath, offset: u64) -> Result<Opened, StorageError> {
         let handle = self.storage_of()?.open_read(path, offset).await?;
         let len = handle.len;
-        self.held = Held::Read(handle);
+        self.held = Held::Read(Box::new(handle));
         Ok(Opened {
             len,
             is_dir: false,
@@ -653,7 +654,9 @@ impl Driver {
                 return Ok(TransferEnd::NoConnection);
             }
         };
-        self.control.send(&spec.preliminary).await?;
+        self.control
+            .send(&spec.preliminary, self.shared.settings.limits.data_timeout)
+            .await?;
         let stream = if spec.protect {
             match self.protect(tcp, spec.require_resumed).await {
                 Ok(s) => s,
@@ -662,8 +665,8 @@ impl Driver {
         } else {
             Stream::Plain(tcp)
         };
-        let throttle = match &self.home {
-            Some(h) => self.shared.services.throttles.for_account(&h.account),
+        let throttle: Arc<dyn wharf_net::copy::Throttle> = match &self.home {
+            Some(h) => h.throttle.clone(),
             None => Arc::new(wharf_net::copy::Unlimited),
         };
         let progress = AtomicU64::new(0);
@@ -737,7 +740,11 @@ impl Driver {
         let mut stop = false;
         while let Some(out) = self.session.poll_output() {
             match out {
-                Output::Reply(r) => self.control.send(&r).await?,
+                Output::Reply(r) => {
+                    self.control
+                        .send(&r, self.shared.settings.limits.data_timeout)
+                        .await?
+                }
                 Output::Note(n) => self.note(n),
                 Output::Do(Action::AbortTransfer) => stop = true,
                 Output::Do(other) => debug!(action = ?other, "unexpected action during a transfer"),

@@ -16,13 +16,18 @@ pub trait Throttles: Send + Sync + 'static {
     fn for_account(&self, account: &Account) -> Arc<dyn Throttle>;
 }
 
-/// No limits.
-#[derive(Debug, Default)]
-pub struct NoThrottles;
+/// No limits: every account shares one no-op throttle.
+pub struct NoThrottles(Arc<dyn Throttle>);
+
+impl Default for NoThrottles {
+    fn default() -> NoThrottles {
+        NoThrottles(Arc::new(Unlimited))
+    }
+}
 
 impl Throttles for NoThrottles {
     fn for_account(&self, _account: &Account) -> Arc<dyn Throttle> {
-        Arc::new(Unlimited)
+        self.0.clone()
     }
 }
 
@@ -68,7 +73,7 @@ impl Services {
             )),
             storage: Arc::new(LocalProvider::new()),
             tls,
-            throttles: Arc::new(NoThrottles),
+            throttles: Arc::new(NoThrottles::default()),
         })
     }
 }

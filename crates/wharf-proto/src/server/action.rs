@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use crate::listing::{Fact, FileInfo, PermFacts};
+use crate::listing::{FactSet, FileInfo, PermFacts};
 use crate::path::VPath;
 use crate::reply::{Reply, ReplyCode};
 
@@ -130,7 +130,7 @@ pub enum Body {
     /// The opened listing, formatted as `form` says.
     Listing {
         form: ListForm,
-        facts: Vec<Fact>,
+        facts: FactSet,
         perms: PermFacts,
     },
 }

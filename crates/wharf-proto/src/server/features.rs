@@ -1,6 +1,6 @@
 //! FEAT (RFC 2389), built from what the storage backend can do and the TLS mode.
 
-use crate::listing::{self, Fact};
+use crate::listing::{self, FactSet};
 use crate::reply::{Reply, ReplyCode};
 
 use super::policy::TlsMode;
@@ -28,7 +28,7 @@ impl Capabilities {
 }
 
 /// The FEAT reply: `211-Features:`, one feature a line, `211 End`.
-pub(super) fn feat_reply(caps: Capabilities, tls: TlsMode, facts: &[Fact]) -> Reply {
+pub(super) fn feat_reply(caps: Capabilities, tls: TlsMode, facts: FactSet) -> Reply {
     let tls_on = tls != TlsMode::Off;
     let mut lines = vec![b"Features:".to_vec()];
     let mut add = |on: bool, text: &str| {

@@ -46,7 +46,7 @@ impl Session {
                 }
             },
         }
-        if matches!(self.step, Step::Idle) {
+        if matches!(self.step, Step::Idle { .. }) {
             self.become_idle(now);
         }
     }
@@ -152,7 +152,7 @@ impl Session {
             Command::Feat => self.send(features::feat_reply(
                 self.policy.capabilities,
                 self.policy.tls.mode,
-                &self.facts,
+                self.facts,
             )),
             Command::Opts(opts) => self.cmd_opts(opts),
         }
@@ -240,7 +240,7 @@ impl Session {
             |path| {
                 (
                     StorageOp::SetMtime { path, unix_secs },
-                    Then::Mfmt { timeval, arg },
+                    Then::Mfmt(Box::new((timeval, arg))),
                 )
             },
         );
@@ -278,7 +278,13 @@ impl Session {
                     user: name.clone(),
                     password,
                 };
-                self.wait_for(action, Step::Login { name, answer_at });
+                self.wait_for(
+                    action,
+                    Step::Login {
+                        name: name.into_boxed_slice(),
+                        answer_at,
+                    },
+                );
             }
         }
     }
@@ -557,7 +563,10 @@ impl Session {
             arg: Vec::new(),
             kind: PreparedKind::Unique,
         };
-        self.wait_for(Action::OpenUnique { dir: cwd }, Step::Open(prepared));
+        self.wait_for(
+            Action::OpenUnique { dir: cwd },
+            Step::Open(Box::new(prepared)),
+        );
     }
 
     fn cmd_list(&mut self, arg: Option<Vec<u8>>, form: ListForm) {
@@ -580,7 +589,7 @@ impl Session {
             arg: shown,
             kind: PreparedKind::Listing(form),
         };
-        self.wait_for(Action::OpenList { path }, Step::Open(prepared));
+        self.wait_for(Action::OpenList { path }, Step::Open(Box::new(prepared)));
     }
 
     /// RETR and STOR/APPE: permission and path, a data plan, then the file is opened.
@@ -608,7 +617,7 @@ impl Session {
             arg: arg.to_vec(),
             kind,
         };
-        self.wait_for(open(path), Step::Open(prepared));
+        self.wait_for(open(path), Step::Open(Box::new(prepared)));
     }
 
     /// The file or listing is open: check the data-protection rule, take the data plan, and
@@ -648,7 +657,7 @@ impl Session {
                 }
                 let body = Body::Listing {
                     form,
-                    facts: self.facts.clone(),
+                    facts: self.facts,
                     perms: self.perm_facts(),
                 };
                 let prelim = Reply::new(
@@ -979,7 +988,8 @@ impl Session {
                 }
                 _ => self.reply(ReplyCode::FILE_UNAVAILABLE, "Not a plain file."),
             },
-            Then::Mfmt { timeval, arg } => {
+            Then::Mfmt(m) => {
+                let (timeval, arg) = *m;
                 let mut text = format!("Modify={timeval}; ").into_bytes();
                 text.extend_from_slice(&arg);
                 self.reply(ReplyCode::FILE_STATUS, text);
@@ -996,7 +1006,7 @@ impl Session {
                 listing::push_mlsx_entry(
                     &mut entry,
                     &info,
-                    &self.facts,
+                    self.facts,
                     self.perm_facts(),
                     MlsxRole::Entry,
                 );
@@ -1044,7 +1054,7 @@ impl Session {
     pub(super) fn outcome(&mut self, step: Step, outcome: Outcome, now: Instant) {
         match (step, outcome) {
             (Step::Login { name, answer_at }, Outcome::Login(r)) => {
-                self.login_outcome(name, answer_at, r, now)
+                self.login_outcome(name.into_vec(), answer_at, r, now)
             }
             (
                 Step::Storage(Then::StatPath),
@@ -1053,7 +1063,7 @@ impl Session {
             (Step::Storage(then), Outcome::Storage(r)) => self.storage_outcome(then, r),
             (Step::Passive { pasv }, Outcome::Passive(r)) => self.passive_outcome(pasv, r, now),
             (Step::Tls, Outcome::Tls(r)) => self.tls_outcome(r.is_ok()),
-            (Step::Open(prepared), Outcome::Opened(r)) => self.opened_outcome(prepared, r, now),
+            (Step::Open(prepared), Outcome::Opened(r)) => self.opened_outcome(*prepared, r, now),
             (Step::Transfer(running), Outcome::Transfer(end)) => {
                 self.transfer_outcome(running, end)
             }

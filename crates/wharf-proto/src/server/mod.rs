@@ -72,7 +72,6 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,7 +86,7 @@ pub use state::{LoginResult, User};
 
 use crate::TransferType;
 use crate::command::LineEvent;
-use crate::listing::Fact;
+use crate::listing::FactSet;
 use crate::path::VPath;
 use crate::reply::{Reply, ReplyCode};
 use state::{DataPlan, Login, Pending, Security, Step};
@@ -119,15 +118,13 @@ pub struct Session {
     /// After `EPSV ALL` only EPSV may set up data connections (RFC 2428 §4).
     epsv_all: bool,
     pending: Pending,
-    facts: Vec<Fact>,
+    facts: FactSet,
     failed_logins: u32,
     security: Security,
     step: Step,
-    /// When the session last became idle: the idle timeout counts from here.
-    idle_since: Instant,
     /// Commands that arrived while a transfer ran.
-    queued: VecDeque<LineEvent>,
-    out: VecDeque<Output>,
+    queued: Fifo<LineEvent>,
+    out: Fifo<Output>,
 }
 
 impl Session {
@@ -152,7 +149,7 @@ impl Session {
             data: DataPlan::None,
             epsv_all: false,
             pending: Pending::None,
-            facts: Fact::ALL.into_iter().filter(|f| f.is_default()).collect(),
+            facts: FactSet::DEFAULT,
             failed_logins: 0,
             security: if implicit_tls {
                 Security::Tls {
@@ -162,10 +159,9 @@ impl Session {
             } else {
                 Security::Plain
             },
-            step: Step::Idle,
-            idle_since: now,
-            queued: VecDeque::new(),
-            out: VecDeque::new(),
+            step: Step::Idle { since: now },
+            queued: Fifo::default(),
+            out: Fifo::default(),
         }
     }
 
@@ -178,19 +174,14 @@ impl Session {
 
     /// The next thing to do, in order; `None` when there is nothing until the next event.
     pub fn poll_output(&mut self) -> Option<Output> {
-        let next = self.out.pop_front();
-        if next.is_none() && self.out.capacity() > 0 {
-            // Drained: an idle session holds no output buffer (thousands of sessions wait idle).
-            self.out = VecDeque::new();
-        }
-        next
+        self.out.pop_front()
     }
 
     /// When [`Session::handle_timeout`] is due, if anything waits on time.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.step {
-            Step::Idle => {
-                let idle = self.idle_since + self.policy.idle_timeout;
+            Step::Idle { since } => {
+                let idle = *since + self.policy.idle_timeout;
                 Some(match self.data {
                     DataPlan::Passive { expires } => expires.min(idle),
                     _ => idle,
@@ -204,7 +195,7 @@ impl Session {
     /// A line (or an over-long one) from the control connection.
     pub fn handle_line(&mut self, ev: LineEvent, now: Instant) {
         match &self.step {
-            Step::Idle => self.dispatch_line(ev, now),
+            Step::Idle { .. } => self.dispatch_line(ev, now),
             Step::Transfer(_) => self.line_during_transfer(ev),
             Step::Closed => {}
             _ => self.enqueue(ev),
@@ -213,23 +204,21 @@ impl Session {
 
     /// Runs one command that arrived during a transfer. Returns whether there was one.
     pub fn run_queued(&mut self, now: Instant) -> bool {
-        if !matches!(self.step, Step::Idle) {
+        if !matches!(self.step, Step::Idle { .. }) {
             return false;
         }
-        match self.queued.pop_front() {
-            Some(ev) => {
-                self.dispatch_line(ev, now);
-                true
-            }
-            None => false,
-        }
+        let Some(ev) = self.queued.pop_front() else {
+            return false;
+        };
+        self.dispatch_line(ev, now);
+        true
     }
 
     /// The result of the action the session waits for.
     pub fn handle_outcome(&mut self, outcome: Outcome, now: Instant) {
-        let step = std::mem::replace(&mut self.step, Step::Idle);
+        let step = std::mem::replace(&mut self.step, Step::Idle { since: now });
         self.outcome(step, outcome, now);
-        if matches!(self.step, Step::Idle) {
+        if matches!(self.step, Step::Idle { .. }) {
             self.become_idle(now);
         }
     }
@@ -237,8 +226,8 @@ impl Session {
     /// Time has passed [`Session::poll_timeout`]'s deadline (or not: then nothing happens).
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.step {
-            Step::Idle => {
-                if now >= self.idle_since + self.policy.idle_timeout {
+            Step::Idle { since } => {
+                if now >= since + self.policy.idle_timeout {
                     self.reply(
                         ReplyCode::SERVICE_UNAVAILABLE,
                         "Timeout: closing control connection.",
@@ -250,9 +239,9 @@ impl Session {
                 }
             }
             Step::LoginRefused { answer_at } if now >= answer_at => {
-                self.step = Step::Idle;
+                self.step = Step::Idle { since: now };
                 self.answer_failed_login();
-                if matches!(self.step, Step::Idle) {
+                if matches!(self.step, Step::Idle { .. }) {
                     self.become_idle(now);
                 }
             }
@@ -263,7 +252,7 @@ impl Session {
     /// The server is shutting down: an idle session says so and closes. A busy one is left to
     /// finish (the driver asks again when it is idle).
     pub fn handle_shutdown(&mut self) {
-        if matches!(self.step, Step::Idle) {
+        if matches!(self.step, Step::Idle { .. }) {
             self.reply(ReplyCode::SERVICE_UNAVAILABLE, "Server shutting down.");
             self.close();
         }
@@ -279,12 +268,12 @@ impl Session {
     /// Whether the driver should read the control connection now: while idle, and during a
     /// transfer (ABOR, STAT).
     pub fn wants_input(&self) -> bool {
-        matches!(self.step, Step::Idle | Step::Transfer(_))
+        matches!(self.step, Step::Idle { .. } | Step::Transfer(_))
     }
 
     /// Waiting for a command (not for an action's result or a timer).
     pub fn is_idle(&self) -> bool {
-        matches!(self.step, Step::Idle)
+        matches!(self.step, Step::Idle { .. })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -340,8 +329,7 @@ impl Session {
     }
 
     fn become_idle(&mut self, now: Instant) {
-        self.step = Step::Idle;
-        self.idle_since = now;
+        self.step = Step::Idle { since: now };
     }
 
     fn enqueue(&mut self, ev: LineEvent) {
@@ -357,5 +345,44 @@ impl Session {
             self.act(Action::ClosePassive);
         }
         self.data = DataPlan::None;
+    }
+}
+
+/// A first-in first-out queue that holds a few items at most, and no memory once drained: an
+/// idle session (thousands of them wait at once) keeps no buffer.
+#[derive(Debug)]
+struct Fifo<T>(Vec<T>);
+
+impl<T> Default for Fifo<T> {
+    fn default() -> Fifo<T> {
+        Fifo(Vec::new())
+    }
+}
+
+impl<T> Fifo<T> {
+    fn push_back(&mut self, item: T) {
+        self.0.push(item);
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        if self.0.is_empty() {
+            if self.0.capacity() > 0 {
+                self.0 = Vec::new();
+            }
+            return None;
+        }
+        Some(self.0.remove(0))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.0 = Vec::new();
     }
 }

@@ -82,10 +82,10 @@ impl Security {
 /// What the session is waiting for.
 #[derive(Debug)]
 pub(super) enum Step {
-    /// A command.
-    Idle,
+    /// A command, since `since` (the idle timeout counts from there).
+    Idle { since: Instant },
     /// The result of [`super::Action::Login`]; a failure is answered at `answer_at`.
-    Login { name: Vec<u8>, answer_at: Instant },
+    Login { name: Box<[u8]>, answer_at: Instant },
     /// A refused login, answered at `answer_at` (the same time after PASS whoever the user).
     LoginRefused { answer_at: Instant },
     /// A storage call's result, and what to do with it.
@@ -95,7 +95,7 @@ pub(super) enum Step {
     /// The control connection's TLS handshake.
     Tls,
     /// A file or listing to be opened for a transfer.
-    Open(Prepared),
+    Open(Box<Prepared>),
     /// A running transfer.
     Transfer(Running),
     /// The connection is to be closed; nothing more happens.
@@ -112,10 +112,8 @@ pub(super) enum Then {
     Size,
     Mdtm,
     StatPath,
-    Mfmt {
-        timeval: String,
-        arg: Vec<u8>,
-    },
+    /// MFMT: the reply repeats the time and the path as sent.
+    Mfmt(Box<(String, Vec<u8>)>),
     /// Success is this reply.
     Done {
         code: crate::ReplyCode,

@@ -19,7 +19,7 @@ use tokio::time::timeout;
 use wharf_net::Stream;
 use wharf_net::copy::{self, CopyError, CopyOptions, Throttle};
 use wharf_proto::FileInfo;
-use wharf_proto::listing::{self, Fact, MlsxRole, PermFacts};
+use wharf_proto::listing::{self, FactSet, MlsxRole, PermFacts};
 use wharf_proto::server::{Body, ListForm};
 
 use crate::storage::{EntryStream, ReadBody, ReadHandle, WriteHandle};
@@ -29,7 +29,7 @@ use crate::storage::{EntryStream, ReadBody, ReadHandle, WriteHandle};
 pub(crate) enum Held {
     #[default]
     None,
-    Read(ReadHandle),
+    Read(Box<ReadHandle>),
     Write(Box<dyn WriteHandle>),
     List(Box<Listing>),
 }
@@ -76,10 +76,10 @@ pub(crate) async fn run(
     job: Job<'_>,
 ) -> (Result<u64, CopyError>, Option<Box<dyn WriteHandle>>) {
     match (held, job.body) {
-        (Held::Read(h), Body::Download) => (download(stream, h, &job).await, None),
+        (Held::Read(h), Body::Download) => (download(stream, *h, &job).await, None),
         (Held::Write(w), Body::Upload) => upload(stream, w, &job).await,
         (Held::List(l), Body::Listing { form, facts, perms }) => (
-            send_listing(stream, *l, *form, facts, *perms, &job).await,
+            send_listing(stream, *l, *form, *facts, *perms, &job).await,
             None,
         ),
         _ => (
@@ -147,7 +147,7 @@ async fn send_listing(
     mut stream: Stream,
     listing: Listing,
     form: ListForm,
-    facts: &[Fact],
+    facts: FactSet,
     perms: PermFacts,
     job: &Job<'_>,
 ) -> Result<u64, CopyError> {
@@ -188,7 +188,7 @@ fn push_entry(
     out: &mut Vec<u8>,
     e: &FileInfo,
     form: ListForm,
-    facts: &[Fact],
+    facts: FactSet,
     perms: PermFacts,
     now: i64,
 ) {
@@ -353,7 +353,7 @@ mod tests {
         let progress = AtomicU64::new(0);
         let body = Body::Listing {
             form: ListForm::Names,
-            facts: Vec::new(),
+            facts: FactSet::default(),
             perms: PermFacts::default(),
         };
         let listing = Listing {

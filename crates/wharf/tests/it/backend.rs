@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wharf_server::config::{FileConfig, Overrides, Settings};
-use wharf_server::{MemFs, MemProvider, Services};
+use wharf_server::{Authenticator, MemFs, MemProvider, Services};
 use wharf_testkit::{Server, write_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub struct Setup {
     args: Vec<String>,
     config: Option<String>,
     listen: String,
+    /// In memory only: this authenticator instead of the users of the settings.
+    auth: Option<Arc<dyn Authenticator>>,
 }
 
 pub fn served(backend: Backend) -> Setup {
@@ -46,6 +48,7 @@ pub fn served(backend: Backend) -> Setup {
         args: Vec::new(),
         config: None,
         listen: "127.0.0.1:0".into(),
+        auth: None,
     }
 }
 
@@ -68,6 +71,17 @@ impl Setup {
     /// A TOML config; `{root}` is replaced by the served directory.
     pub fn config(mut self, toml: &str) -> Self {
         self.config = Some(toml.to_string());
+        self
+    }
+
+    /// Logins go to `auth` (in-memory servers only).
+    pub fn auth(mut self, auth: Arc<dyn Authenticator>) -> Self {
+        assert_eq!(
+            self.backend,
+            Backend::Mem,
+            "a custom authenticator runs in process"
+        );
+        self.auth = Some(auth);
         self
     }
 
@@ -128,10 +142,13 @@ impl Setup {
         let settings = Settings::build(file, cli).expect("settings");
         let provider = Arc::new(MemProvider::new());
         let fs = provider.home(&settings.root);
-        let services = Services {
+        let mut services = Services {
             storage: provider,
             ..Services::new(&settings).expect("services")
         };
+        if let Some(auth) = self.auth.clone() {
+            services.auth = auth;
+        }
         let listen = settings.listen[0];
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

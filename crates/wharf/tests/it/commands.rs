@@ -297,6 +297,26 @@ fn site_chmod_refuses_special_bits(b: Backend) {
     assert_eq!(ftp.cmd("SITE CHMOD 755 x").code, 200);
 }
 
+/// A user database that cannot answer: the login is refused with 421 and the session ends; it
+/// never reads as a wrong password (530), and never as a login.
+#[test]
+fn an_unavailable_user_database_is_never_a_login() {
+    use wharf_server::storage::BoxFuture;
+    use wharf_server::{Account, AuthError, Authenticator, Credentials};
+    struct Down;
+    impl Authenticator for Down {
+        fn authenticate(&self, _c: Credentials) -> BoxFuture<'_, Result<Account, AuthError>> {
+            Box::pin(async { Err(AuthError::Unavailable("connection refused".into())) })
+        }
+    }
+    let s = served(Backend::Mem).auth(std::sync::Arc::new(Down)).start();
+    let mut ftp = Ftp::connect(s.addr);
+    assert_eq!(ftp.cmd("USER alice").code, 331);
+    let r = ftp.cmd("PASS secret");
+    assert_eq!(r.code, 421, "{}", r.text);
+    assert!(ftp.is_closed());
+}
+
 crate::both!(
     banner_login_and_quit,
     syntax_and_sequence_errors,
