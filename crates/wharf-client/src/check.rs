@@ -79,29 +79,48 @@ pub enum Software {
     FileZilla,
     Iis,
     Pyftpdlib,
+    Rclone,
+    Sftpgo,
+    FtpSrv,
+    ServU,
+    Titan,
+    CrushFtp,
+    Cerberus,
+    WingFtp,
+    Unftp,
     Unknown,
 }
 
 impl Software {
-    /// Recognises the server from its banner and SYST reply.
+    /// Recognises the server from its banner and SYST reply (the names as the products write
+    /// them in their default welcome messages).
     pub fn identify(banner: &str, syst: &str) -> Software {
         // Product names first: a server's configured name (ProFTPD's `ServerName`) can contain
         // anything, "wharf" included.
         let text = format!("{banner}\n{syst}").to_ascii_lowercase();
-        if text.contains("vsftpd") {
-            Software::Vsftpd
-        } else if text.contains("proftpd") {
-            Software::Proftpd
-        } else if text.contains("pure-ftpd") {
-            Software::PureFtpd
-        } else if text.contains("filezilla") {
-            Software::FileZilla
-        } else if text.contains("microsoft ftp") || syst.contains("Windows_NT") {
+        const BY_NAME: &[(&str, Software)] = &[
+            ("vsftpd", Software::Vsftpd),
+            ("proftpd", Software::Proftpd),
+            ("pure-ftpd", Software::PureFtpd),
+            ("filezilla", Software::FileZilla),
+            ("microsoft ftp", Software::Iis),
+            ("pyftpdlib", Software::Pyftpdlib),
+            ("rclone", Software::Rclone),
+            ("sftpgo", Software::Sftpgo),
+            ("ftp-srv", Software::FtpSrv),
+            ("serv-u", Software::ServU),
+            ("titan ftp", Software::Titan),
+            ("crushftp", Software::CrushFtp),
+            ("cerberus ftp", Software::Cerberus),
+            ("wing ftp", Software::WingFtp),
+            ("unftp", Software::Unftp),
+            ("wharf", Software::Wharf),
+        ];
+        if let Some((_, sw)) = BY_NAME.iter().find(|(name, _)| text.contains(name)) {
+            return *sw;
+        }
+        if syst.contains("Windows_NT") {
             Software::Iis
-        } else if text.contains("pyftpdlib") {
-            Software::Pyftpdlib
-        } else if text.contains("wharf") {
-            Software::Wharf
         } else {
             Software::Unknown
         }
@@ -116,6 +135,15 @@ impl Software {
             Software::FileZilla => "FileZilla Server",
             Software::Iis => "Microsoft FTP Service (IIS)",
             Software::Pyftpdlib => "pyftpdlib",
+            Software::Rclone => "rclone serve ftp",
+            Software::Sftpgo => "SFTPGo",
+            Software::FtpSrv => "ftp-srv (Node.js)",
+            Software::ServU => "Serv-U",
+            Software::Titan => "Titan FTP Server",
+            Software::CrushFtp => "CrushFTP",
+            Software::Cerberus => "Cerberus FTP Server",
+            Software::WingFtp => "Wing FTP Server",
+            Software::Unftp => "unFTP",
             Software::Unknown => "unknown",
         }
     }
@@ -132,6 +160,15 @@ impl Software {
             }
             Software::Iis => "FTP Firewall Support → \"External IP Address of Firewall\"",
             Software::Pyftpdlib => "`handler.masquerade_address = ADDR`",
+            Software::Rclone => "`--public-ip ADDR` of `rclone serve ftp`",
+            Software::Sftpgo => "`force_passive_ip` of the FTP binding (ftpd.bindings)",
+            Software::FtpSrv => "the `pasv_url` option of FtpSrv",
+            Software::ServU => "the listener's \"PASV IP address\" (Domain → Listeners)",
+            Software::Titan => "the server's PASV IP address (NAT settings)",
+            Software::CrushFtp => "the server item's PASV IP (Preferences → IP/Port)",
+            Software::Cerberus => "the interface's passive IP address",
+            Software::WingFtp => "the domain's passive mode IP",
+            Software::Unftp => "`--passive-host ADDR`",
             Software::Unknown => "the server's passive/masquerade address setting",
         }
     }
@@ -149,6 +186,15 @@ impl Software {
             }
             Software::Iis => "FTP SSL Settings: choose a certificate",
             Software::Pyftpdlib => "TLS_FTPHandler with certfile",
+            Software::Rclone => "`--cert FILE --key FILE` of `rclone serve ftp`",
+            Software::Sftpgo => "`tls_mode` and certificate_file/certificate_key_file of ftpd",
+            Software::FtpSrv => "the `tls` option of FtpSrv (key and cert)",
+            Software::ServU => "a listener of type \"FTP and Explicit SSL/TLS\" with a certificate",
+            Software::Titan => "FTPS (explicit) with a certificate",
+            Software::CrushFtp => "an FTPES server item with a keystore",
+            Software::Cerberus => "explicit TLS on the interface, with a certificate",
+            Software::WingFtp => "FTP over TLS (explicit) for the domain, with a certificate",
+            Software::Unftp => "`--ftps-certs-file FILE --ftps-key-file FILE`",
             Software::Unknown => "the server's TLS (FTPS) settings",
         }
     }
@@ -162,6 +208,15 @@ impl Software {
             Software::FileZilla => "Passive mode settings → \"Use custom port range\"",
             Software::Iis => "FTP Firewall Support → \"Data Channel Port Range\"",
             Software::Pyftpdlib => "`handler.passive_ports = range(A, B)`",
+            Software::Rclone => "`--passive-port A-B` of `rclone serve ftp`",
+            Software::Sftpgo => "`passive_port_range` of ftpd",
+            Software::FtpSrv => "the `pasv_min`/`pasv_max` options of FtpSrv",
+            Software::ServU => "the listener's PASV port range",
+            Software::Titan => "the server's PASV port range",
+            Software::CrushFtp => "the server item's PASV port range",
+            Software::Cerberus => "the interface's passive port range",
+            Software::WingFtp => "the domain's passive port range",
+            Software::Unftp => "`--passive-ports A-B`",
             Software::Unknown => "the server's passive port range",
         }
     }
@@ -1057,6 +1112,19 @@ mod tests {
             Software::identify("hello", "215 UNIX Type: L8"),
             Software::Unknown
         );
+        for (banner, sw) in [
+            ("Welcome to Rclone v1.75.2 FTP Server", Software::Rclone),
+            ("SFTPGo 2.6.4 ready", Software::Sftpgo),
+            ("Serv-U FTP Server v15.4 ready...", Software::ServU),
+            ("Titan FTP Server 2019 Ready.", Software::Titan),
+            ("CrushFTP Server Ready!", Software::CrushFtp),
+            ("Cerberus FTP Server - Home Edition", Software::Cerberus),
+            ("Wing FTP Server ready...", Software::WingFtp),
+            ("Welcome to unFTP", Software::Unftp),
+            ("ftp-srv ready", Software::FtpSrv),
+        ] {
+            assert_eq!(Software::identify(banner, ""), sw, "{banner}");
+        }
         assert_eq!(
             Software::identify("ProFTPD Server (wharf) [127.0.0.1]", ""),
             Software::Proftpd

@@ -22,6 +22,7 @@
 pub mod ascii;
 pub mod command;
 pub mod entry;
+pub mod glob;
 pub mod hostport;
 pub mod listing;
 pub mod path;

@@ -202,11 +202,29 @@ impl World {
                     name: Some(name),
                 }))
             }
-            Action::OpenList { path } => Outcome::Opened(self.info(path).map(|i| Opened {
-                len: 0,
-                is_dir: i.kind == FileKind::Dir,
-                name: None,
-            })),
+            Action::OpenList { path, glob } => {
+                let literal = self.info(path);
+                let r = match (literal, glob) {
+                    (Err(FsError::NotFound), Some(_)) => {
+                        let pattern = path.file_name().unwrap_or_default();
+                        let any = self
+                            .children(&path.parent())
+                            .iter()
+                            .any(|e| wharf_proto::glob::matches(pattern, &e.name));
+                        if any {
+                            Ok(true)
+                        } else {
+                            Err(FsError::NotFound)
+                        }
+                    }
+                    (r, _) => r.map(|i| i.kind == FileKind::Dir),
+                };
+                Outcome::Opened(r.map(|is_dir| Opened {
+                    len: 0,
+                    is_dir,
+                    name: None,
+                }))
+            }
             Action::Transfer(_) => {
                 self.transfer_running = true;
                 return None;
@@ -222,13 +240,22 @@ fn summary(a: &Action) -> String {
     match a {
         Action::Login { user, .. } => format!("Login {}", String::from_utf8_lossy(user)),
         Action::Storage(op) => format!("Storage {op:?}").replace('"', ""),
-        Action::OpenPassive { pasv } => format!("OpenPassive pasv={pasv}"),
+        Action::OpenPassive { pasv, tls } => {
+            format!("OpenPassive pasv={pasv}{}", if *tls { " tls" } else { "" })
+        }
         Action::ClosePassive => "ClosePassive".into(),
         Action::StartTls { discarded } => format!("StartTls discarded={discarded}"),
         Action::OpenRead { path, offset } => format!("OpenRead {path} {offset}"),
         Action::OpenWrite { path, mode } => format!("OpenWrite {path} {mode:?}"),
         Action::OpenUnique { dir } => format!("OpenUnique {dir}"),
-        Action::OpenList { path } => format!("OpenList {path}"),
+        Action::OpenList { path, glob: None } => format!("OpenList {path}"),
+        Action::OpenList {
+            path,
+            glob: Some(prefix),
+        } => format!(
+            "OpenList {path} glob prefix={}",
+            String::from_utf8_lossy(prefix)
+        ),
         Action::DropOpened => "DropOpened".into(),
         Action::Transfer(spec) => {
             let data = match spec.data {

@@ -141,11 +141,97 @@ pub(crate) struct Driver {
     /// This session's TLS acceptors (its own session cache and ticket key), made when first
     /// needed; data connections under PROT P use them too.
     tls: Option<SessionTls>,
-    /// The listener of the last PASV/EPSV, while the session plans a passive transfer.
-    passive: Option<TcpListener>,
+    /// The data connection of the last PASV/EPSV, while the session plans a passive transfer.
+    passive: Option<Passive>,
     /// What the last open action left for the transfer.
     held: Held,
     shutdown: watch::Receiver<bool>,
+}
+
+/// A passive data connection being set up before its transfer command arrives.
+enum Passive {
+    /// The listener; the connection is accepted when the transfer starts.
+    Listening(TcpListener),
+    /// Under PROT P: accepted, and its TLS handshake run, as soon as the client connects.
+    Arriving(EarlyTls),
+}
+
+/// A data connection as a transfer finds it.
+enum Arrived {
+    Tcp(TcpStream),
+    Early(EarlyTls),
+}
+
+type Handshake = Result<tokio_rustls::server::TlsStream<TcpStream>, Option<io::Error>>;
+
+/// A passive data connection under PROT P, accepted and handshaken by a task of its own: some
+/// clients (aioftp) start the TLS handshake as soon as they connect and send RETR only after it,
+/// others (ftplib) start it only after the 150 reply; rustls waits for the client's hello either
+/// way. Dropped (a new PASV, the listener expired, the session ended), the task stops.
+struct EarlyTls {
+    /// Signalled when the TCP connection is accepted (from the control peer's address).
+    connected: Option<tokio::sync::oneshot::Receiver<()>>,
+    task: tokio::task::JoinHandle<Result<Handshake, io::Error>>,
+}
+
+impl EarlyTls {
+    fn start(
+        listener: TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+        peer: std::net::IpAddr,
+        settings: &crate::config::Settings,
+    ) -> EarlyTls {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let allow_any = settings.passive.allow_foreign_peer;
+        let limit = settings.limits.accept_timeout;
+        let task = tokio::spawn(async move {
+            // No deadline here: the session closes an unused listener after the accept
+            // timeout (dropping this task), and a transfer waits for it at most that long.
+            let far = Instant::now() + Duration::from_secs(366 * 86_400);
+            let tcp = channel::accept_passive(listener, peer, allow_any, far).await?;
+            let _ = tx.send(());
+            Ok(
+                match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+                    Ok(r) => r.map_err(Some),
+                    Err(_) => Err(None),
+                },
+            )
+        });
+        EarlyTls {
+            connected: Some(rx),
+            task,
+        }
+    }
+
+    /// Waits (at most `limit`) for the client's TCP connection.
+    async fn connected(&mut self, limit: Duration) -> io::Result<()> {
+        let Some(rx) = self.connected.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(io::Error::other("the passive connection failed")),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no data connection in time",
+            )),
+        }
+    }
+
+    /// The handshake's result (the task bounds it by the accept timeout).
+    async fn finish(mut self) -> Handshake {
+        match (&mut self.task).await {
+            Ok(Ok(handshake)) => handshake,
+            Ok(Err(e)) => Err(Some(e)),
+            Err(e) => Err(Some(io::Error::other(e))),
+        }
+    }
+}
+
+impl Drop for EarlyTls {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// One action's work, boxed and sized to that action (see [`Driver::perform`]).
@@ -328,8 +414,8 @@ impl Driver {
                 let r = self.storage(op).await;
                 self.done(Outcome::Storage(r))
             }),
-            Action::OpenPassive { pasv } => Box::pin(async move {
-                let r = self.open_passive(pasv).await;
+            Action::OpenPassive { pasv, tls } => Box::pin(async move {
+                let r = self.open_passive(pasv, tls).await;
                 self.done(Outcome::Passive(r))
             }),
             Action::StartTls { discarded } => Box::pin(async move {
@@ -352,8 +438,8 @@ impl Driver {
                 let r = self.open_unique(&dir).await;
                 self.done(Outcome::Opened(r.map_err(|e| e.kind())))
             }),
-            Action::OpenList { path } => Box::pin(async move {
-                let r = self.open_list(&path).await;
+            Action::OpenList { path, glob } => Box::pin(async move {
+                let r = self.open_list(&path, glob).await;
                 self.done(Outcome::Opened(r.map_err(|e| e.kind())))
             }),
             Action::Transfer(spec) => Box::pin(async move {
@@ -403,6 +489,11 @@ impl Driver {
                     permissions: account.permissions,
                 };
                 let throttle = self.shared.services.throttles.for_account(&account);
+                // TLS sessions of this connection now belong to this user (data connections of
+                // the same user and address may resume them).
+                if let Some(tls) = &self.tls {
+                    tls.owner.logged_in(&account.name);
+                }
                 self.home = Some(Home { storage, throttle });
                 LoginResult::Ok(user)
             }
@@ -502,9 +593,30 @@ impl Driver {
         Err(StorageError::AlreadyExists)
     }
 
-    async fn open_list(&mut self, path: &VPath) -> Result<Opened, StorageError> {
+    async fn open_list(
+        &mut self,
+        path: &VPath,
+        glob: Option<Vec<u8>>,
+    ) -> Result<Opened, StorageError> {
         let fs = self.storage_of()?;
-        let info = fs.stat(path).await?;
+        let info = match (fs.stat(path).await, glob) {
+            // A name that exists as written is listed as itself, pattern characters or not.
+            (Err(StorageError::NotFound), Some(prefix)) => {
+                let pattern = path.file_name().unwrap_or_default().to_vec();
+                let entries = fs.list(&path.parent()).await?;
+                let matching = transfer::Matching::start(entries, pattern, prefix).await?;
+                self.held = Held::List(Box::new(Listing {
+                    dir: None,
+                    source: ListSource::Entries(Box::new(matching)),
+                }));
+                return Ok(Opened {
+                    len: 0,
+                    is_dir: true,
+                    name: None,
+                });
+            }
+            (r, _) => r?,
+        };
         let is_dir = info.kind == FileKind::Dir;
         let listing = if is_dir {
             Listing {
@@ -527,7 +639,7 @@ impl Driver {
 
     // ---- data connections ----
 
-    async fn open_passive(&mut self, pasv: bool) -> Result<PassiveOpened, ()> {
+    async fn open_passive(&mut self, pasv: bool, tls: bool) -> Result<PassiveOpened, ()> {
         self.passive = None;
         let shared = self.shared.clone();
         let announce = if pasv {
@@ -540,7 +652,16 @@ impl Driver {
                 .and_then(|l| Ok((l.local_addr()?.port(), l)));
         match bound {
             Ok((port, listener)) => {
-                self.passive = Some(listener);
+                let early = tls.then(|| self.acceptor().ok()).flatten();
+                self.passive = Some(match early {
+                    Some(acceptor) => Passive::Arriving(EarlyTls::start(
+                        listener,
+                        acceptor.data,
+                        self.conn.peer.ip(),
+                        &shared.settings,
+                    )),
+                    None => Passive::Listening(listener),
+                });
                 Ok(PassiveOpened { port, announce })
             }
             Err(e) => {
@@ -558,7 +679,11 @@ impl Driver {
         let Some(tls) = &self.shared.services.tls else {
             return Err(io::Error::other("TLS is not configured"));
         };
-        let a = tls.session_acceptors()?;
+        let owner = Arc::new(crate::tls::Owner::new(self.conn.peer.ip()));
+        if let Some(user) = self.session.user_name() {
+            owner.logged_in(user);
+        }
+        let a = tls.session_acceptors(owner)?;
         self.tls = Some(a.clone());
         Ok(a)
     }
@@ -596,30 +721,46 @@ impl Driver {
             TransferEnd::LocalSetup
         })?;
         let limit = self.shared.settings.limits.accept_timeout;
-        let stream = match tokio::time::timeout(limit, acceptor.data.accept(tcp)).await {
-            Ok(Ok(tls)) => Stream::from(tls),
-            Ok(Err(e)) => {
+        let handshake = match tokio::time::timeout(limit, acceptor.data.accept(tcp)).await {
+            Ok(r) => r.map_err(Some),
+            Err(_) => Err(None),
+        };
+        self.protected(handshake, require_resumed)
+    }
+
+    /// The result of a data connection's TLS handshake (`Err(None)`: it timed out), and the
+    /// check that it resumed a session of this client.
+    fn protected(
+        &self,
+        handshake: Result<tokio_rustls::server::TlsStream<TcpStream>, Option<io::Error>>,
+        require_resumed: bool,
+    ) -> Result<Stream, TransferEnd> {
+        let stream = match handshake {
+            Ok(tls) => Stream::from(tls),
+            Err(Some(e)) => {
                 debug!(peer = %self.conn.peer, error = %e, "TLS handshake on the data connection failed");
                 return Err(TransferEnd::TlsFailed);
             }
-            Err(_) => return Err(TransferEnd::TlsTimedOut),
+            Err(None) => return Err(TransferEnd::TlsTimedOut),
         };
         if require_resumed && !stream.tls_facts().is_some_and(|f| f.resumed) {
-            warn!(peer = %self.conn.peer, "data connection did not resume the control connection's TLS session");
+            warn!(peer = %self.conn.peer, "data connection did not resume the control connection's TLS session (nor one of the same user from the same address)");
             return Err(TransferEnd::NotResumed);
         }
         Ok(stream)
     }
 
-    async fn data_connection(&mut self, data: DataChannel) -> io::Result<TcpStream> {
+    /// The data connection of a transfer: accepted (passive) or made (active).
+    async fn data_connection(&mut self, data: DataChannel) -> io::Result<Arrived> {
         let settings = &self.shared.settings;
-        match data {
-            DataChannel::Passive => {
-                let listener = self
-                    .passive
-                    .take()
-                    .ok_or_else(|| io::Error::other("no passive listener"))?;
-                let deadline = Instant::now() + settings.limits.accept_timeout;
+        let limit = settings.limits.accept_timeout;
+        match (data, self.passive.take()) {
+            (DataChannel::Passive, Some(Passive::Arriving(mut early))) => {
+                early.connected(limit).await?;
+                Ok(Arrived::Early(early))
+            }
+            (DataChannel::Passive, Some(Passive::Listening(listener))) => {
+                let deadline = Instant::now() + limit;
                 channel::accept_passive(
                     listener,
                     self.conn.peer.ip(),
@@ -627,16 +768,17 @@ impl Driver {
                     deadline,
                 )
                 .await
+                .map(Arrived::Tcp)
             }
-            DataChannel::Active(target) => {
-                channel::connect_active(
-                    target,
-                    self.conn.local.ip(),
-                    settings.active.source_port,
-                    settings.limits.connect_timeout,
-                )
-                .await
-            }
+            (DataChannel::Passive, None) => Err(io::Error::other("no passive listener")),
+            (DataChannel::Active(target), _) => channel::connect_active(
+                target,
+                self.conn.local.ip(),
+                settings.active.source_port,
+                settings.limits.connect_timeout,
+            )
+            .await
+            .map(Arrived::Tcp),
         }
     }
 
@@ -647,7 +789,7 @@ impl Driver {
     async fn transfer(&mut self, spec: TransferSpec) -> io::Result<TransferEnd> {
         let started = Instant::now();
         let held = std::mem::take(&mut self.held);
-        let tcp = match self.data_connection(spec.data).await {
+        let arrived = match self.data_connection(spec.data).await {
             Ok(s) => s,
             Err(e) => {
                 debug!(peer = %self.conn.peer, error = %e, "data connection failed");
@@ -657,13 +799,19 @@ impl Driver {
         self.control
             .send(&spec.preliminary, self.shared.settings.limits.data_timeout)
             .await?;
-        let stream = if spec.protect {
-            match self.protect(tcp, spec.require_resumed).await {
-                Ok(s) => s,
-                Err(end) => return Ok(end),
+        let protected = match (arrived, spec.protect) {
+            (Arrived::Tcp(tcp), false) => Ok(Stream::Plain(tcp)),
+            (Arrived::Tcp(tcp), true) => self.protect(tcp, spec.require_resumed).await,
+            (Arrived::Early(early), true) => {
+                let handshake = early.finish().await;
+                self.protected(handshake, spec.require_resumed)
             }
-        } else {
-            Stream::Plain(tcp)
+            // PROT C came between PASV and the transfer: the connection is already TLS.
+            (Arrived::Early(_), false) => Err(TransferEnd::LocalSetup),
+        };
+        let stream = match protected {
+            Ok(s) => s,
+            Err(end) => return Ok(end),
         };
         let throttle: Arc<dyn wharf_net::copy::Throttle> = match &self.home {
             Some(h) => h.throttle.clone(),

@@ -1,32 +1,39 @@
-//! FTPS (RFC 4217): the certificate (reloadable), the per-session TLS configuration that ties
-//! data connections to their control connection, and the control/data stream types.
+//! FTPS (RFC 4217): the certificate (reloadable) and the TLS configuration that ties data
+//! connections to their control connections.
 //!
-//! Data-channel session reuse: every control session gets its own rustls `ServerConfig` (a clone
-//! of the shared one, cheap: `Arc`s) with its own session-ID cache and its own ticket key. A data
-//! connection can therefore only resume a TLS session that was made on *this* control
-//! connection (or on one of its earlier data connections), whatever the TLS version: TLS 1.2
-//! session IDs and tickets, and TLS 1.3 tickets alike. Tickets are stateless and may be used
-//! more than once (clients such as curl and Python resume every data connection from the one
-//! session they saved after login); a data connection whose handshake was not a resumption is
-//! refused when reuse is required.
+//! # Data-connection session reuse: what is enforced
+//! With `require_session_reuse` (the default) a data connection's TLS handshake must resume a
+//! TLS session that this server issued on a control connection **from the same client address,
+//! logged in as the same user** (or on one of those connections' data connections). Anything
+//! else — a full handshake, a session of another user, a session issued to another address — is
+//! refused with 522 after the 150. This stops a third party from taking over a data connection
+//! (it cannot present a session of the victim's), and it admits clients that run several
+//! control connections and share one TLS session cache between them: rclone (Go's TLS) resumes
+//! its data connections from whichever sibling control connection's session it holds. vsftpd's
+//! `require_ssl_reuse` only asks OpenSSL "was it resumed?", so under TLS 1.3 any session of the
+//! server passes there; ProFTPD ties TLS 1.3 tickets to one FTP session (its "ticket appdata").
 //!
-//! How the anchors do it: vsftpd (`require_ssl_reuse`) only asks OpenSSL whether the data
-//! handshake was a resumption, so under TLS 1.3 any ticket of the server would pass; ProFTPD
-//! (mod_tls, reuse required by default) compared TLS 1.2 session IDs and, for TLS 1.3 tickets,
-//! embeds random per-FTP-session "ticket appdata" and compares it (proftpd issue #968).
-//! A per-session ticket key gives the same guarantee as ProFTPD's appdata, and covers TLS 1.2
-//! tickets too (rustls only exposes resumption data for TLS 1.3). Both depend on the client
-//! having read the control connection's tickets, which arrive right after the handshake, before
-//! the reply to its next command. OpenSSL issues two tickets and clients with single-use
-//! tickets run out after two data connections (Cyberduck's case against vsftpd); here the
-//! control connection sends four and honours RFC 9149 ticket requests on data connections.
+//! How: sessions are stateful (no ticket key): every TLS 1.2 session ID and TLS 1.3 ticket is an
+//! entry of one server-wide store, recorded with the [`Owner`] (address, and user once logged
+//! in) of the control session that issued it. Each control session reaches the store through
+//! its own view, which returns an entry only to a session with the same owner; the user is
+//! compared when the data connection resumes, so tickets issued before the login (AUTH TLS comes
+//! before USER) count for the user who then logged in. Entries may be used more than once
+//! (curl and Python resume every data connection from the one session saved after login); the
+//! store is bounded and drops its oldest entries first. The control connection sends four TLS 1.3
+//! tickets; data connections send none unless the client asks (RFC 9149), since an upload client
+//! never reads them and closing a socket with unread data resets it.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -44,6 +51,8 @@ pub struct Tls {
     pub require_close_notify: bool,
     certs: Arc<CertStore>,
     base: Arc<rustls::ServerConfig>,
+    /// Every TLS session issued, with its owner (see the module documentation).
+    sessions: Arc<SessionStore>,
 }
 
 impl fmt::Debug for Tls {
@@ -88,6 +97,7 @@ impl Tls {
             require_close_notify,
             certs,
             base: Arc::new(base),
+            sessions: Arc::new(SessionStore::default()),
         })
     }
 
@@ -104,32 +114,132 @@ impl Tls {
         Ok(())
     }
 
-    /// The configurations of one control session: its own session cache and ticket key, so that
-    /// only this session's data connections can resume its TLS sessions.
+    /// The configurations of one control session, for the client `owner`: TLS sessions it
+    /// issues are recorded as the owner's, and it resumes only sessions of the same owner.
     ///
     /// Data connections send no tickets unless the client asks for them (RFC 9149): a client
     /// that only writes (an upload) never reads them, and closing a socket with unread data
     /// makes the kernel send a reset, which can throw away the end of the upload before the
     /// server has read it (seen with lftp in active mode).
-    pub(crate) fn session_acceptors(&self) -> io::Result<SessionTls> {
+    pub(crate) fn session_acceptors(&self, owner: Arc<Owner>) -> io::Result<SessionTls> {
         let mut control = (*self.base).clone();
-        control.session_storage = ServerSessionMemoryCache::new(16);
-        control.ticketer = rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
+        control.session_storage = Arc::new(OwnedView {
+            store: self.sessions.clone(),
+            owner: owner.clone(),
+        });
         let mut data = control.clone();
         data.send_tls13_tickets = 0;
         data.max_tls13_tickets = 4;
         Ok(SessionTls {
             control: TlsAcceptor::from(Arc::new(control)),
             data: TlsAcceptor::from(Arc::new(data)),
+            owner,
         })
     }
 }
 
-/// The TLS acceptors of one control session: sharing its session cache and ticket key.
+/// Who TLS sessions belong to: the client's address and, once logged in, the user.
+#[derive(Debug)]
+pub(crate) struct Owner {
+    ip: IpAddr,
+    user: Mutex<Option<String>>,
+}
+
+impl Owner {
+    pub(crate) fn new(ip: IpAddr) -> Owner {
+        Owner {
+            ip,
+            user: Mutex::new(None),
+        }
+    }
+
+    /// The control session logged in as `user`.
+    pub(crate) fn logged_in(&self, user: &str) {
+        *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.to_string());
+    }
+
+    fn user(&self) -> Option<String> {
+        self.user.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The same client: the same address and the same logged-in user.
+    fn same_as(self: &Arc<Self>, other: &Arc<Owner>) -> bool {
+        if Arc::ptr_eq(self, other) {
+            return true;
+        }
+        self.ip == other.ip
+            && self
+                .user()
+                .is_some_and(|u| other.user().as_ref() == Some(&u))
+    }
+}
+
+/// Entries the server-wide session store keeps at most (about 200 bytes each); the oldest go
+/// first. Four per control connection, and one per data connection that asks for a ticket.
+const MAX_SESSIONS: usize = 32_768;
+
+/// Every TLS session the server issued, with its owner.
+#[derive(Debug, Default)]
+pub(crate) struct SessionStore {
+    inner: Mutex<StoreInner>,
+}
+
+#[derive(Debug, Default)]
+struct StoreInner {
+    entries: HashMap<Vec<u8>, (Vec<u8>, Arc<Owner>)>,
+    order: VecDeque<Vec<u8>>,
+}
+
+impl SessionStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One control session's view of the store.
+#[derive(Debug)]
+struct OwnedView {
+    store: Arc<SessionStore>,
+    owner: Arc<Owner>,
+}
+
+impl StoresServerSessions for OwnedView {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let mut inner = self.store.lock();
+        if inner.entries.len() >= MAX_SESSIONS {
+            while let Some(old) = inner.order.pop_front() {
+                if inner.entries.remove(&old).is_some() {
+                    break;
+                }
+            }
+        }
+        inner.order.push_back(key.clone());
+        inner.entries.insert(key, (value, self.owner.clone()));
+        true
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let inner = self.store.lock();
+        let (value, owner) = inner.entries.get(key)?;
+        owner.same_as(&self.owner).then(|| value.clone())
+    }
+
+    /// Not single-use: clients resume every data connection from the session they saved.
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.get(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+/// The TLS acceptors of one control session, and whose sessions they issue and resume.
 #[derive(Clone)]
 pub(crate) struct SessionTls {
     pub(crate) control: TlsAcceptor,
     pub(crate) data: TlsAcceptor,
+    pub(crate) owner: Arc<Owner>,
 }
 
 fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {

@@ -17,6 +17,12 @@ Modes:
              with a clear data connection.
   hold       logs in (reuse), prints "ready", waits for a line on stdin, then prints the subject
              CN of a new connection's certificate and the old session's NLST.
+  sibling    two control connections as USER (as rclone with --transfers): the second one's
+             data connections resume the first one's TLS session; then a third connection as
+             OTHER OTHERPASS (argv 7, 8) whose data connection resumes the first one's session.
+             Prints "SIBLING <reply>" and "FOREIGN <reply>".
+  early      the data connection's TLS handshake before the transfer command is sent (as aioftp
+             does): PASV, connect, handshake, then RETR a.txt. Prints "EARLY <150> <226> <data>".
 """
 
 import ftplib
@@ -37,6 +43,34 @@ class ReusingFTP_TLS(ftplib.FTP_TLS):
                 conn, server_hostname=self.host, session=self.sock.session
             )
         return conn, size
+
+
+class SessionOfFTP_TLS(ftplib.FTP_TLS):
+    """ftplib.FTP_TLS whose data connections resume a given TLS session (another control
+    connection's, as clients that share one session cache between connections do)."""
+
+    session = None
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(
+                conn, server_hostname=self.host, session=self.session
+            )
+        return conn, size
+
+
+def reply_of(f, fn):
+    """What the server answered: the completion reply, or the error it sent."""
+    try:
+        return fn()
+    except (ssl.SSLError, OSError, EOFError) as e:
+        try:
+            return "%s; reply %s" % (type(e).__name__, f.getresp())
+        except ftplib.all_errors as e2:
+            return "reply %s" % e2
+    except ftplib.all_errors as e:
+        return "reply %s" % e
 
 
 def login(cls, host, port, ctx, user, password):
@@ -139,6 +173,34 @@ def main():
         print("after", subject_cn(host, port, ctx))
         print("old session", " ".join(sorted(f.nlst())))
         f.quit()
+    elif mode == "sibling":
+        other, other_pw = sys.argv[7], sys.argv[8]
+        first = login(ReusingFTP_TLS, host, port, ctx, user, password)
+        first.nlst()  # its own data connection: the session is in use
+        second = login(SessionOfFTP_TLS, host, port, ctx, user, password)
+        second.session = first.sock.session
+        out = io.BytesIO()
+        print("SIBLING", reply_of(second, lambda: second.retrbinary("RETR a.txt", out.write)),
+              out.getvalue().decode())
+        third = login(SessionOfFTP_TLS, host, port, ctx, other, other_pw)
+        third.session = first.sock.session
+        print("FOREIGN", reply_of(third, lambda: third.retrbinary("RETR a.txt", io.BytesIO().write)))
+    elif mode == "early":
+        f = login(ReusingFTP_TLS, host, port, ctx, user, password)
+        f.voidcmd("TYPE I")
+        h, p = ftplib.parse227(f.sendcmd("PASV"))
+        raw = socket.create_connection((h, p), timeout=20)
+        conn = ctx.wrap_socket(raw, server_hostname=host, session=f.sock.session)
+        f.putcmd("RETR a.txt")
+        first = f.getresp()
+        data = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        conn.close()
+        print("EARLY", first, f.voidresp(), data.decode())
     else:
         sys.exit("unknown mode " + mode)
 

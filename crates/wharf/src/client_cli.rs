@@ -728,7 +728,15 @@ fn render_report(report: &wharf_client::check::Report) -> String {
         }
     }
     if let Some(sw) = report.software {
-        text.push_str(&format!("Server: {}\n", sw.name()));
+        // Unknown: the banner is what there is to go by, so it is shown.
+        let banner = report
+            .steps
+            .iter()
+            .find(|s| s.name == "banner")
+            .filter(|_| sw == wharf_client::check::Software::Unknown)
+            .map(|s| format!(" (banner: {})", clean(&s.evidence)))
+            .unwrap_or_default();
+        text.push_str(&format!("Server: {}{banner}\n", sw.name()));
     }
     text.push_str(&format!("Summary: {}\n", report.summary));
     text

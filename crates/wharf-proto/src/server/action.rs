@@ -17,8 +17,10 @@ pub enum Action {
     /// A storage call on the logged-in user's home. Outcome: [`Outcome::Storage`].
     Storage(StorageOp),
     /// Open a passive listener (closing any earlier one). `pasv`: the reply needs the IPv4
-    /// address to announce. Outcome: [`Outcome::Passive`].
-    OpenPassive { pasv: bool },
+    /// address to announce. `tls`: data is protected (PROT P), so the connection gets its TLS
+    /// handshake as soon as it arrives, whichever side speaks first (some clients start it
+    /// before they send the transfer command). Outcome: [`Outcome::Passive`].
+    OpenPassive { pasv: bool, tls: bool },
     /// Close the passive listener, if any. No outcome.
     ClosePassive,
     /// Discard anything buffered from the client, then run the TLS handshake on the control
@@ -34,7 +36,12 @@ pub enum Action {
     /// Outcome: [`Outcome::Opened`] with the name.
     OpenUnique { dir: VPath },
     /// Open a directory (or a file) to list, and keep it. Outcome: [`Outcome::Opened`].
-    OpenList { path: VPath },
+    ///
+    /// With `glob`, the last component of `path` is a pattern (LIST/NLST `*.dat`): when no entry
+    /// of that name exists, the entries of the parent directory that match it are listed, each
+    /// name after the `glob` prefix (NLST keeps the directory part the client wrote, so that
+    /// `mget` can fetch what it lists); none matching is [`FsError::NotFound`].
+    OpenList { path: VPath, glob: Option<Vec<u8>> },
     /// The opened file or listing will not be used: drop it (an upload is abandoned). No outcome.
     DropOpened,
     /// Run a transfer on the opened file or listing. Outcome: [`Outcome::Transfer`].

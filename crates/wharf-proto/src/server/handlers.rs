@@ -438,6 +438,13 @@ impl Session {
             };
             return self.reply(ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED, text);
         }
+        // `EPRT |2|::|port|` and `PORT 0,0,0,0,…` (lftp in active mode over IPv6): "my own
+        // address", that is the control connection's peer.
+        let addr = if addr.ip().is_unspecified() {
+            SocketAddr::new(self.peer, addr.port())
+        } else {
+            addr
+        };
         let refusal = if !self.policy.allow_foreign_active && addr.ip().to_canonical() != self.peer
         {
             Some(("a foreign address", "the address must be your own"))
@@ -497,7 +504,8 @@ impl Session {
     /// Opens a passive listener, closing any earlier one first.
     fn open_passive(&mut self, pasv: bool) {
         self.drop_data_plan();
-        self.wait_for(Action::OpenPassive { pasv }, Step::Passive { pasv });
+        let tls = self.security.prot() == ProtLevel::Private;
+        self.wait_for(Action::OpenPassive { pasv, tls }, Step::Passive { pasv });
     }
 
     fn passive_outcome(&mut self, pasv: bool, r: Result<PassiveOpened, ()>, now: Instant) {
@@ -584,12 +592,28 @@ impl Session {
         if matches!(self.data, DataPlan::None) {
             return self.reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first.");
         }
+        // A pattern in the last component (LIST and NLST: MLSD names one directory).
+        let glob = match (&arg, form) {
+            (Some(a), ListForm::Long | ListForm::Names)
+                if path.file_name().is_some_and(crate::glob::is_pattern) =>
+            {
+                let dir_part = a.iter().rposition(|&b| b == b'/');
+                Some(match (form, dir_part) {
+                    (ListForm::Names, Some(i)) => a.get(..=i).unwrap_or_default().to_vec(),
+                    _ => Vec::new(),
+                })
+            }
+            _ => None,
+        };
         let prepared = Prepared {
             verb,
             arg: shown,
             kind: PreparedKind::Listing(form),
         };
-        self.wait_for(Action::OpenList { path }, Step::Open(Box::new(prepared)));
+        self.wait_for(
+            Action::OpenList { path, glob },
+            Step::Open(Box::new(prepared)),
+        );
     }
 
     /// RETR and STOR/APPE: permission and path, a data plan, then the file is opened.

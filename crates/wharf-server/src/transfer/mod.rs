@@ -46,6 +46,72 @@ pub(crate) enum ListSource {
     Single(FileInfo),
 }
 
+/// The entries of a directory whose names match a pattern (LIST/NLST with `*`, `?`, `[...]`),
+/// each name after a prefix. [`Matching::start`] reads until the first match, so that "nothing
+/// matches" is known (550) before the data connection is used; the rest streams as the
+/// directory does, in bounded memory.
+pub(crate) struct Matching {
+    inner: Box<dyn EntryStream>,
+    pattern: Vec<u8>,
+    prefix: Vec<u8>,
+    first: Option<Vec<FileInfo>>,
+}
+
+impl Matching {
+    pub(crate) async fn start(
+        mut inner: Box<dyn EntryStream>,
+        pattern: Vec<u8>,
+        prefix: Vec<u8>,
+    ) -> Result<Matching, crate::storage::StorageError> {
+        loop {
+            let Some(batch) = inner.next_batch().await? else {
+                return Err(crate::storage::StorageError::NotFound);
+            };
+            let found = filter(batch, &pattern, &prefix);
+            if !found.is_empty() {
+                return Ok(Matching {
+                    inner,
+                    pattern,
+                    prefix,
+                    first: Some(found),
+                });
+            }
+        }
+    }
+}
+
+fn filter(batch: Vec<FileInfo>, pattern: &[u8], prefix: &[u8]) -> Vec<FileInfo> {
+    batch
+        .into_iter()
+        .filter(|e| wharf_proto::glob::matches(pattern, &e.name))
+        .map(|mut e| {
+            if !prefix.is_empty() {
+                let mut name = prefix.to_vec();
+                name.extend_from_slice(&e.name);
+                e.name = name;
+            }
+            e
+        })
+        .collect()
+}
+
+impl EntryStream for Matching {
+    fn next_batch(
+        &mut self,
+    ) -> crate::storage::BoxFuture<'_, Result<Option<Vec<FileInfo>>, crate::storage::StorageError>>
+    {
+        Box::pin(async move {
+            if let Some(first) = self.first.take() {
+                return Ok(Some(first));
+            }
+            match self.inner.next_batch().await? {
+                Some(batch) => Ok(Some(filter(batch, &self.pattern, &self.prefix))),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
 /// How one transfer runs.
 pub(crate) struct Job<'a> {
     pub body: &'a Body,

@@ -297,6 +297,42 @@ fn site_chmod_refuses_special_bits(b: Backend) {
     assert_eq!(ftp.cmd("SITE CHMOD 755 x").code, 200);
 }
 
+/// `mget f00*.dat` in BSD ftp, inetutils and Windows ftp sends `NLST f00*.dat`: patterns in
+/// the last component are expanded (names keep the directory part the client wrote), a pattern
+/// that matches nothing is 550, a name that exists as written is itself, and no pattern leaves
+/// the jail.
+fn globs_in_nlst_and_list(b: Backend) {
+    let s = served(b).start();
+    for name in [
+        "f001.dat",
+        "f002.dat",
+        "f010.txt",
+        "sub/f003.dat",
+        "sub/g.dat",
+        "odd*name",
+    ] {
+        s.put(name, b"x");
+    }
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let (names, r) = ftp.download("NLST f00*.dat");
+    assert_eq!(r.code, 226);
+    assert_eq!(names, b"f001.dat\r\nf002.dat\r\n");
+    let (names, _) = ftp.download("NLST sub/[fg]*.dat");
+    assert_eq!(names, b"sub/f003.dat\r\nsub/g.dat\r\n");
+    let (names, _) = ftp.download("NLST f0?0.txt");
+    assert_eq!(names, b"f010.txt\r\n");
+    let (long, _) = ftp.download("LIST *.txt");
+    let long = String::from_utf8(long).unwrap();
+    assert_eq!(long.lines().count(), 1, "{long}");
+    assert!(long.trim_end().ends_with(" f010.txt"), "{long}");
+    let (literal, _) = ftp.download("NLST odd*name");
+    assert_eq!(literal, b"odd*name\r\n", "an existing name is itself");
+    let _d = ftp.passive();
+    assert_eq!(ftp.cmd("NLST *.none").code, 550);
+    let _d = ftp.passive();
+    assert_eq!(ftp.cmd("NLST ../*").code, 550, "no pattern leaves the root");
+}
+
 /// A user database that cannot answer: the login is refused with 421 and the session ends; it
 /// never reads as a wrong password (530), and never as a login.
 #[test]
@@ -318,6 +354,7 @@ fn an_unavailable_user_database_is_never_a_login() {
 }
 
 crate::both!(
+    globs_in_nlst_and_list,
     banner_login_and_quit,
     syntax_and_sequence_errors,
     feat_is_rfc2389_form,

@@ -131,3 +131,35 @@ fn lftp_mirror_up_and_down_passive_and_active() {
         assert_same_tree(&src, &back);
     }
 }
+
+/// lftp in active mode over IPv6 announces the unspecified address (`EPRT |2|::|port|`: "the
+/// address you see me at"). That is the client's own address, not a bounce: it is connected to.
+#[test]
+fn lftp_active_ipv6_with_the_unspecified_address() {
+    let lftp = require_tool("lftp");
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        panic!("IPv6 loopback is not available on this machine");
+    }
+    let s = server().listen("[::1]:0").start();
+    write_file(&s.path("six.txt"), b"over IPv6, actively");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("six.txt");
+    let script = format!(
+        "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 10; \
+         set ftp:passive-mode off; open -u anonymous,x {url}; get six.txt -o {out}",
+        url = s.url(),
+        out = out.display()
+    );
+    let result = wharf_testkit::output_within(
+        Command::new(&lftp).arg("-d").arg("-c").arg(&script),
+        std::time::Duration::from_secs(120),
+    );
+    let said = String::from_utf8_lossy(&result.stderr).into_owned()
+        + &String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{said}");
+    assert!(
+        said.contains("EPRT |2|::|"),
+        "lftp sent another EPRT: {said}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"over IPv6, actively");
+}

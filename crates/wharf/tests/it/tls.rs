@@ -244,6 +244,53 @@ fn python_ftplib_prot_p_needs_session_reuse() {
     );
 }
 
+/// rclone (Go's TLS) shares one session cache between its control connections, so a data
+/// connection resumes a sibling control connection's session: admitted when it is the same
+/// user from the same address, refused (522) for another user.
+#[test]
+fn data_connections_may_resume_a_sibling_session_of_the_same_user_only() {
+    let t = tls_server("required", &["--user", "other:pw2"]);
+    let port = t.server.addr.port().to_string();
+    let ca = t.cert.to_string_lossy().into_owned();
+    for tls12 in [false, true] {
+        let out = python_with(
+            &[
+                "sibling",
+                "127.0.0.1",
+                &port,
+                &ca,
+                "demo",
+                "secret",
+                "other",
+                "pw2",
+            ],
+            tls12,
+        );
+        assert!(
+            out.contains("SIBLING 226 Transfer complete. hello over TLS"),
+            "TLS 1.2 only: {tls12}\n{out}"
+        );
+        assert!(
+            out.contains("FOREIGN") && out.contains("522 TLS session reuse required"),
+            "TLS 1.2 only: {tls12}\n{out}"
+        );
+    }
+}
+
+/// aioftp starts the data connection's TLS handshake before it sends RETR; ftplib only after
+/// the 150. Both work: the handshake runs as soon as the connection arrives.
+#[test]
+fn data_tls_handshake_before_the_transfer_command() {
+    let t = tls_server("required", &[]);
+    let port = t.server.addr.port().to_string();
+    let ca = t.cert.to_string_lossy().into_owned();
+    let out = python(&["early", "127.0.0.1", &port, &ca, "demo", "secret"]);
+    assert!(
+        out.contains("EARLY 150") && out.contains("226 Transfer complete. hello over TLS"),
+        "{out}"
+    );
+}
+
 #[test]
 fn upload_without_close_notify_is_not_complete() {
     let t = tls_server("required", &[]);
