@@ -229,7 +229,11 @@ impl World {
                 self.transfer_running = true;
                 return None;
             }
-            Action::ClosePassive | Action::DropOpened | Action::AbortTransfer | Action::Close => {
+            Action::ClosePassive
+            | Action::DropOpened
+            | Action::Logout
+            | Action::AbortTransfer
+            | Action::Close => {
                 return None;
             }
         })
@@ -257,6 +261,7 @@ fn summary(a: &Action) -> String {
             String::from_utf8_lossy(prefix)
         ),
         Action::DropOpened => "DropOpened".into(),
+        Action::Logout => "Logout".into(),
         Action::Transfer(spec) => {
             let data = match spec.data {
                 DataChannel::Passive => "passive".to_string(),

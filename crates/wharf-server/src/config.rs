@@ -56,6 +56,11 @@ pub struct Limits {
     /// On shutdown, how long running transfers may go on.
     #[serde(deserialize_with = "secs")]
     pub shutdown_grace: Duration,
+    /// How long a login check or a storage call may take before the backend counts as
+    /// unavailable (421 for a login, 451 otherwise): a hung user database or object store
+    /// must not hold sessions, and their places in the limits, forever.
+    #[serde(deserialize_with = "secs")]
+    pub backend_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -70,6 +75,7 @@ impl Default for Limits {
             max_login_failures: 3,
             failed_login_delay: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
+            backend_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -94,6 +100,7 @@ impl Limits {
             ("limits.accept_timeout", self.accept_timeout),
             ("limits.connect_timeout", self.connect_timeout),
             ("limits.shutdown_grace", self.shutdown_grace),
+            ("limits.backend_timeout", self.backend_timeout),
             ("limits.failed_login_delay_ms", self.failed_login_delay),
         ] {
             if d > MAX {
@@ -110,6 +117,7 @@ impl Limits {
             ("limits.data_timeout", self.data_timeout.is_zero()),
             ("limits.accept_timeout", self.accept_timeout.is_zero()),
             ("limits.connect_timeout", self.connect_timeout.is_zero()),
+            ("limits.backend_timeout", self.backend_timeout.is_zero()),
             ("limits.max_login_failures", self.max_login_failures == 0),
         ] {
             if zero {

@@ -130,6 +130,8 @@ impl Control {
 struct Home {
     storage: Arc<dyn Storage>,
     throttle: Arc<dyn wharf_net::copy::Throttle>,
+    /// A shared account (anonymous).
+    shared: bool,
 }
 
 pub(crate) struct Driver {
@@ -159,19 +161,32 @@ enum Passive {
 /// A data connection as a transfer finds it.
 enum Arrived {
     Tcp(TcpStream),
-    Early(EarlyTls),
+    /// The client ran the TLS handshake before the transfer command (see [`EarlyTls`]).
+    Tls(Box<Handshake>),
 }
 
 type Handshake = Result<tokio_rustls::server::TlsStream<TcpStream>, Option<io::Error>>;
 
-/// A passive data connection under PROT P, accepted and handshaken by a task of its own: some
-/// clients (aioftp) start the TLS handshake as soon as they connect and send RETR only after it,
-/// others (ftplib) start it only after the 150 reply; rustls waits for the client's hello either
-/// way. Dropped (a new PASV, the listener expired, the session ended), the task stops.
+/// What became of an early passive connection when its transfer asked for it.
+enum Early {
+    /// The client said nothing yet: it waits for the preliminary reply (ftplib under PROT P,
+    /// any client in clear). The transfer goes on as with a listener.
+    Plain(TcpStream),
+    /// The client spoke first, a TLS hello (aioftp): the handshake's result.
+    Tls(Box<Handshake>),
+}
+
+/// A passive data connection under PROT P, accepted by a task of its own as soon as the client
+/// connects. Some clients (aioftp) start the TLS handshake then and send RETR only after it;
+/// others (ftplib) start it only after the 150 reply. So the task runs the handshake when the
+/// client speaks first, and otherwise hands the connection back untouched when the transfer
+/// asks for it. Dropped (a new PASV, the listener expired, the session ended), the task stops.
 struct EarlyTls {
     /// Signalled when the TCP connection is accepted (from the control peer's address).
     connected: Option<tokio::sync::oneshot::Receiver<()>>,
-    task: tokio::task::JoinHandle<Result<Handshake, io::Error>>,
+    /// The transfer wants the connection now.
+    take: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<io::Result<Early>>,
 }
 
 impl EarlyTls {
@@ -181,7 +196,8 @@ impl EarlyTls {
         peer: std::net::IpAddr,
         settings: &crate::config::Settings,
     ) -> EarlyTls {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+        let (take_tx, mut take_rx) = tokio::sync::oneshot::channel::<()>();
         let allow_any = settings.passive.allow_foreign_peer;
         let limit = settings.limits.accept_timeout;
         let task = tokio::spawn(async move {
@@ -189,16 +205,25 @@ impl EarlyTls {
             // timeout (dropping this task), and a transfer waits for it at most that long.
             let far = Instant::now() + Duration::from_secs(366 * 86_400);
             let tcp = channel::accept_passive(listener, peer, allow_any, far).await?;
-            let _ = tx.send(());
-            Ok(
+            let _ = connected_tx.send(());
+            // Whoever speaks first: the client (a TLS hello), or the transfer asking. A byte
+            // that has arrived, not a readiness hint, decides (peek leaves it for rustls).
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                biased;
+                _ = &mut take_rx => return Ok(Early::Plain(tcp)),
+                r = tcp.peek(&mut probe) => drop(r?),
+            }
+            Ok(Early::Tls(Box::new(
                 match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
                     Ok(r) => r.map_err(Some),
                     Err(_) => Err(None),
                 },
-            )
+            )))
         });
         EarlyTls {
-            connected: Some(rx),
+            connected: Some(connected_rx),
+            take: Some(take_tx),
             task,
         }
     }
@@ -218,12 +243,15 @@ impl EarlyTls {
         }
     }
 
-    /// The handshake's result (the task bounds it by the accept timeout).
-    async fn finish(mut self) -> Handshake {
+    /// The connection, as the client left it (a handshake it started runs to its end, bounded
+    /// by the accept timeout).
+    async fn take(mut self) -> io::Result<Early> {
+        if let Some(tx) = self.take.take() {
+            let _ = tx.send(());
+        }
         match (&mut self.task).await {
-            Ok(Ok(handshake)) => handshake,
-            Ok(Err(e)) => Err(Some(e)),
-            Err(e) => Err(Some(io::Error::other(e))),
+            Ok(r) => r,
+            Err(e) => Err(io::Error::other(e)),
         }
     }
 }
@@ -237,6 +265,16 @@ impl Drop for EarlyTls {
 /// One action's work, boxed and sized to that action (see [`Driver::perform`]).
 type ActionFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send + 'a>>;
+
+impl Drop for Driver {
+    /// The session's TLS sessions stay for its siblings, but are the first to go when the
+    /// server's store is full.
+    fn drop(&mut self) {
+        if let Some(tls) = &self.tls {
+            tls.store.retire(&tls.owner);
+        }
+    }
+}
 
 fn now() -> std::time::Instant {
     Instant::now().into_std()
@@ -454,6 +492,13 @@ impl Driver {
                 self.held = Held::None;
                 Box::pin(std::future::ready(Ok(())))
             }
+            Action::Logout => {
+                self.home = None;
+                if let Some(tls) = &self.tls {
+                    tls.owner.logged_out();
+                }
+                Box::pin(std::future::ready(Ok(())))
+            }
             // A running transfer handles these itself; the serve loop ends on Close.
             Action::AbortTransfer | Action::Close => Box::pin(std::future::ready(Ok(()))),
         }
@@ -473,7 +518,17 @@ impl Driver {
             conn: self.conn,
             tls: self.control.stream.is_tls(),
         };
-        let account = match self.shared.services.auth.authenticate(credentials).await {
+        let limit = self.shared.settings.limits.backend_timeout;
+        let checked =
+            tokio::time::timeout(limit, self.shared.services.auth.authenticate(credentials))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AuthError::Unavailable(format!(
+                        "no answer within {} s",
+                        limit.as_secs()
+                    )))
+                });
+        let account = match checked {
             Ok(a) => a,
             Err(AuthError::Rejected) => return LoginResult::Rejected,
             Err(AuthError::Unavailable(why)) => {
@@ -481,7 +536,8 @@ impl Driver {
                 return LoginResult::Unavailable;
             }
         };
-        match self.shared.services.storage.open_home(&account).await {
+        let opened = backend(limit, self.shared.services.storage.open_home(&account)).await;
+        match opened {
             Ok(storage) => {
                 info!(peer = %self.conn.peer, user = %account.name, "login");
                 let user = User {
@@ -492,9 +548,13 @@ impl Driver {
                 // TLS sessions of this connection now belong to this user (data connections of
                 // the same user and address may resume them).
                 if let Some(tls) = &self.tls {
-                    tls.owner.logged_in(&account.name);
+                    tls.owner.logged_in(&account.name, account.anonymous);
                 }
-                self.home = Some(Home { storage, throttle });
+                self.home = Some(Home {
+                    storage,
+                    throttle,
+                    shared: account.anonymous,
+                });
                 LoginResult::Ok(user)
             }
             Err(e) if e.is_transient() && matches!(e, StorageError::Unavailable(_)) => {
@@ -525,6 +585,11 @@ impl Driver {
     }
 
     async fn storage_op(&mut self, op: StorageOp) -> Result<StorageDone, StorageError> {
+        let limit = self.shared.settings.limits.backend_timeout;
+        backend(limit, self.storage_call(op)).await
+    }
+
+    async fn storage_call(&mut self, op: StorageOp) -> Result<StorageDone, StorageError> {
         let fs = self.storage_of()?;
         let done = StorageDone::Done;
         match op {
@@ -555,7 +620,8 @@ impl Driver {
     }
 
     async fn open_read(&mut self, path: &VPath, offset: u64) -> Result<Opened, StorageError> {
-        let handle = self.storage_of()?.open_read(path, offset).await?;
+        let limit = self.shared.settings.limits.backend_timeout;
+        let handle = backend(limit, self.storage_of()?.open_read(path, offset)).await?;
         let len = handle.len;
         self.held = Held::Read(Box::new(handle));
         Ok(Opened {
@@ -566,7 +632,8 @@ impl Driver {
     }
 
     async fn open_write(&mut self, path: &VPath, mode: WriteMode) -> Result<(), StorageError> {
-        let handle = self.storage_of()?.open_write(path, mode).await?;
+        let limit = self.shared.settings.limits.backend_timeout;
+        let handle = backend(limit, self.storage_of()?.open_write(path, mode)).await?;
         self.held = Held::Write(handle);
         Ok(())
     }
@@ -577,7 +644,8 @@ impl Driver {
         for _ in 0..8 {
             let name = format!("wharf.{}", storage::random_hex(6)).into_bytes();
             let path = dir.join(&name).map_err(|_| StorageError::InvalidName)?;
-            match fs.open_write(&path, WriteMode::CreateNew).await {
+            let limit = self.shared.settings.limits.backend_timeout;
+            match backend(limit, fs.open_write(&path, WriteMode::CreateNew)).await {
                 Ok(handle) => {
                     self.held = Held::Write(handle);
                     return Ok(Opened {
@@ -594,6 +662,15 @@ impl Driver {
     }
 
     async fn open_list(
+        &mut self,
+        path: &VPath,
+        glob: Option<Vec<u8>>,
+    ) -> Result<Opened, StorageError> {
+        let limit = self.shared.settings.limits.backend_timeout;
+        backend(limit, self.open_listing(path, glob)).await
+    }
+
+    async fn open_listing(
         &mut self,
         path: &VPath,
         glob: Option<Vec<u8>>,
@@ -680,8 +757,8 @@ impl Driver {
             return Err(io::Error::other("TLS is not configured"));
         };
         let owner = Arc::new(crate::tls::Owner::new(self.conn.peer.ip()));
-        if let Some(user) = self.session.user_name() {
-            owner.logged_in(user);
+        if let (Some(user), Some(home)) = (self.session.user_name(), &self.home) {
+            owner.logged_in(user, home.shared);
         }
         let a = tls.session_acceptors(owner)?;
         self.tls = Some(a.clone());
@@ -757,7 +834,10 @@ impl Driver {
         match (data, self.passive.take()) {
             (DataChannel::Passive, Some(Passive::Arriving(mut early))) => {
                 early.connected(limit).await?;
-                Ok(Arrived::Early(early))
+                Ok(match early.take().await? {
+                    Early::Plain(tcp) => Arrived::Tcp(tcp),
+                    Early::Tls(handshake) => Arrived::Tls(handshake),
+                })
             }
             (DataChannel::Passive, Some(Passive::Listening(listener))) => {
                 let deadline = Instant::now() + limit;
@@ -802,12 +882,10 @@ impl Driver {
         let protected = match (arrived, spec.protect) {
             (Arrived::Tcp(tcp), false) => Ok(Stream::Plain(tcp)),
             (Arrived::Tcp(tcp), true) => self.protect(tcp, spec.require_resumed).await,
-            (Arrived::Early(early), true) => {
-                let handshake = early.finish().await;
-                self.protected(handshake, spec.require_resumed)
-            }
-            // PROT C came between PASV and the transfer: the connection is already TLS.
-            (Arrived::Early(_), false) => Err(TransferEnd::LocalSetup),
+            (Arrived::Tls(handshake), true) => self.protected(*handshake, spec.require_resumed),
+            // A TLS hello on a connection that is to carry data in clear (PROT C came after
+            // PASV): the client and the session disagree.
+            (Arrived::Tls(_), false) => Err(TransferEnd::TlsFailed),
         };
         let stream = match protected {
             Ok(s) => s,
@@ -853,13 +931,17 @@ impl Driver {
         let end = match finished {
             None => TransferEnd::Aborted,
             Some((Ok(bytes), upload)) => match upload {
-                Some(upload) => match upload.commit().await {
-                    Ok(()) => TransferEnd::Done { bytes },
-                    Err(e) => {
-                        self.log_transfer(&spec, &progress, started, "commit failed");
-                        return Ok(TransferEnd::Commit(e.kind()));
+                Some(upload) => {
+                    match backend(self.shared.settings.limits.backend_timeout, upload.commit())
+                        .await
+                    {
+                        Ok(()) => TransferEnd::Done { bytes },
+                        Err(e) => {
+                            self.log_transfer(&spec, &progress, started, "commit failed");
+                            return Ok(TransferEnd::Commit(e.kind()));
+                        }
                     }
-                },
+                }
                 None => TransferEnd::Done { bytes },
             },
             Some((Err(e), upload)) => {
@@ -946,6 +1028,19 @@ async fn passive_announce(address: &PassiveAddress) -> Option<std::net::Ipv4Addr
             }
         },
     }
+}
+
+/// A call to a storage backend, bounded: no answer in time is "unavailable".
+async fn backend<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, StorageError>>,
+) -> Result<T, StorageError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(StorageError::Unavailable(format!(
+            "no answer within {} s",
+            limit.as_secs()
+        )))
+    })
 }
 
 fn unix_now() -> i64 {

@@ -134,6 +134,7 @@ impl Tls {
             control: TlsAcceptor::from(Arc::new(control)),
             data: TlsAcceptor::from(Arc::new(data)),
             owner,
+            store: self.sessions.clone(),
         })
     }
 }
@@ -142,41 +143,74 @@ impl Tls {
 #[derive(Debug)]
 pub(crate) struct Owner {
     ip: IpAddr,
-    user: Mutex<Option<String>>,
+    login: Mutex<OwnerLogin>,
+    /// The keys of the store's entries this control session issued, oldest first.
+    keys: Mutex<VecDeque<Vec<u8>>>,
+}
+
+#[derive(Debug, Default)]
+struct OwnerLogin {
+    user: Option<String>,
+    /// A shared account (anonymous): its sessions are this connection's alone.
+    shared: bool,
 }
 
 impl Owner {
     pub(crate) fn new(ip: IpAddr) -> Owner {
         Owner {
             ip,
-            user: Mutex::new(None),
+            login: Mutex::new(OwnerLogin::default()),
+            keys: Mutex::new(VecDeque::new()),
         }
     }
 
-    /// The control session logged in as `user`.
-    pub(crate) fn logged_in(&self, user: &str) {
-        *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.to_string());
+    /// The control session logged in as `user`; `shared`: an account many people use (the
+    /// anonymous one), whose sessions no sibling connection may resume.
+    pub(crate) fn logged_in(&self, user: &str, shared: bool) {
+        *self.login.lock().unwrap_or_else(|p| p.into_inner()) = OwnerLogin {
+            user: Some(user.to_string()),
+            shared,
+        };
     }
 
-    fn user(&self) -> Option<String> {
-        self.user.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The control session is no longer logged in.
+    pub(crate) fn logged_out(&self) {
+        *self.login.lock().unwrap_or_else(|p| p.into_inner()) = OwnerLogin::default();
     }
 
-    /// The same client: the same address and the same logged-in user.
+    /// The user, unless the account is shared.
+    fn personal_user(&self) -> Option<String> {
+        let login = self.login.lock().unwrap_or_else(|p| p.into_inner());
+        login.user.clone().filter(|_| !login.shared)
+    }
+
+    /// The same client: this very connection, or the same address logged in as the same
+    /// (personal) user.
     fn same_as(self: &Arc<Self>, other: &Arc<Owner>) -> bool {
         if Arc::ptr_eq(self, other) {
             return true;
         }
         self.ip == other.ip
             && self
-                .user()
-                .is_some_and(|u| other.user().as_ref() == Some(&u))
+                .personal_user()
+                .is_some_and(|u| other.personal_user().as_ref() == Some(&u))
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, VecDeque<Vec<u8>>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// Entries the server-wide session store keeps at most (about 200 bytes each); the oldest go
-/// first. Four per control connection, and one per data connection that asks for a ticket.
-const MAX_SESSIONS: usize = 32_768;
+/// Entries one control session keeps (with its data connections'): four tickets at the
+/// handshake, one per data connection that asks. Its oldest go first: no other session's.
+const PER_SESSION: usize = 8;
+
+/// Entries the server-wide store keeps at most (a few hundred bytes each). When it is full,
+/// entries of control sessions that have ended go first; entries of live sessions are never
+/// pushed out by others (with the default limits they cannot fill it); if only those are left,
+/// no new session is stored (that handshake's client cannot resume it: 522 on its data
+/// connections, never another client's session taken over).
+const MAX_SESSIONS: usize = 65_536;
 
 /// Every TLS session the server issued, with its owner.
 #[derive(Debug, Default)]
@@ -187,12 +221,21 @@ pub(crate) struct SessionStore {
 #[derive(Debug, Default)]
 struct StoreInner {
     entries: HashMap<Vec<u8>, (Vec<u8>, Arc<Owner>)>,
-    order: VecDeque<Vec<u8>>,
+    /// Keys of control sessions that have ended, oldest first: the first to go.
+    retired: VecDeque<Vec<u8>>,
 }
 
 impl SessionStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The control session of `owner` ended: its entries stay (a sibling connection of the same
+    /// user may still resume them) but are the first to go when the store is full.
+    pub(crate) fn retire(&self, owner: &Owner) {
+        let mut inner = self.lock();
+        let keys = std::mem::take(&mut *owner.keys());
+        inner.retired.extend(keys);
     }
 }
 
@@ -205,15 +248,21 @@ struct OwnedView {
 
 impl StoresServerSessions for OwnedView {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        // Lock order: the store, then an owner's keys.
         let mut inner = self.store.lock();
-        if inner.entries.len() >= MAX_SESSIONS {
-            while let Some(old) = inner.order.pop_front() {
-                if inner.entries.remove(&old).is_some() {
-                    break;
-                }
+        let mut keys = self.owner.keys();
+        while keys.len() >= PER_SESSION {
+            if let Some(old) = keys.pop_front() {
+                inner.entries.remove(&old);
             }
         }
-        inner.order.push_back(key.clone());
+        while inner.entries.len() >= MAX_SESSIONS {
+            let Some(old) = inner.retired.pop_front() else {
+                return false;
+            };
+            inner.entries.remove(&old);
+        }
+        keys.push_back(key.clone());
         inner.entries.insert(key, (value, self.owner.clone()));
         true
     }
@@ -240,6 +289,7 @@ pub(crate) struct SessionTls {
     pub(crate) control: TlsAcceptor,
     pub(crate) data: TlsAcceptor,
     pub(crate) owner: Arc<Owner>,
+    pub(crate) store: Arc<SessionStore>,
 }
 
 fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
@@ -280,5 +330,78 @@ impl ResolvesServerCert for CertStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(store: &Arc<SessionStore>, ip: &str) -> OwnedView {
+        OwnedView {
+            store: store.clone(),
+            owner: Arc::new(Owner::new(ip.parse().unwrap())),
+        }
+    }
+
+    #[test]
+    fn sessions_are_shared_by_the_same_user_and_address_only() {
+        let store = Arc::new(SessionStore::default());
+        let (a, b, c, d) = (
+            view(&store, "192.0.2.1"),
+            view(&store, "192.0.2.1"),
+            view(&store, "192.0.2.1"),
+            view(&store, "192.0.2.9"),
+        );
+        assert!(a.put(b"k".to_vec(), b"v".to_vec()));
+        assert_eq!(
+            a.get(b"k").as_deref(),
+            Some(&b"v"[..]),
+            "its own, before login too"
+        );
+        assert_eq!(b.get(b"k"), None, "nobody else's before login");
+        a.owner.logged_in("alice", false);
+        b.owner.logged_in("alice", false);
+        c.owner.logged_in("bob", false);
+        d.owner.logged_in("alice", false);
+        assert_eq!(
+            b.get(b"k").as_deref(),
+            Some(&b"v"[..]),
+            "a sibling of alice"
+        );
+        assert_eq!(b.take(b"k").as_deref(), Some(&b"v"[..]), "and again");
+        assert_eq!(c.get(b"k"), None, "another user");
+        assert_eq!(d.get(b"k"), None, "another address");
+        a.owner.logged_in("anonymous", true);
+        b.owner.logged_in("anonymous", true);
+        assert_eq!(
+            b.get(b"k"),
+            None,
+            "a shared account: its own connection only"
+        );
+        assert_eq!(a.get(b"k").as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_session_pushes_out_only_its_own_entries() {
+        let store = Arc::new(SessionStore::default());
+        let (a, b) = (view(&store, "192.0.2.1"), view(&store, "192.0.2.2"));
+        assert!(a.put(b"a0".to_vec(), b"v".to_vec()));
+        for i in 0..1000u32 {
+            assert!(b.put(i.to_be_bytes().to_vec(), b"v".to_vec()));
+        }
+        assert!(
+            a.get(b"a0").is_some(),
+            "another session's handshakes never evict ours"
+        );
+        assert_eq!(store.lock().entries.len(), 1 + PER_SESSION);
+        store.retire(&b.owner);
+        assert_eq!(store.lock().retired.len(), PER_SESSION);
+        assert!(
+            store
+                .lock()
+                .entries
+                .contains_key(&999u32.to_be_bytes().to_vec()[..])
+        );
     }
 }

@@ -23,6 +23,8 @@ Modes:
              Prints "SIBLING <reply>" and "FOREIGN <reply>".
   early      the data connection's TLS handshake before the transfer command is sent (as aioftp
              does): PASV, connect, handshake, then RETR a.txt. Prints "EARLY <150> <226> <data>".
+  clearlate  PROT P, PASV, then PROT C and a listing over that passive port in clear. Prints
+             "CLEARLATE <150> <226> <names>".
 """
 
 import ftplib
@@ -201,6 +203,21 @@ def main():
             data += chunk
         conn.close()
         print("EARLY", first, f.voidresp(), data.decode())
+    elif mode == "clearlate":
+        f = login(ReusingFTP_TLS, host, port, ctx, user, password)
+        h, p = ftplib.parse227(f.sendcmd("PASV"))
+        f.voidcmd("PROT C")
+        raw = socket.create_connection((h, p), timeout=20)
+        f.putcmd("NLST")
+        first = f.getresp()
+        data = b""
+        while True:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        raw.close()
+        print("CLEARLATE", first, f.voidresp(), data.decode().split())
     else:
         sys.exit("unknown mode " + mode)
 

@@ -46,6 +46,8 @@ pub enum Action {
     DropOpened,
     /// Run a transfer on the opened file or listing. Outcome: [`Outcome::Transfer`].
     Transfer(Box<TransferSpec>),
+    /// The user is logged out (REIN, a new USER, AUTH): forget its home. No outcome.
+    Logout,
     /// Stop the running transfer (ABOR, or a flood of commands). The driver then reports
     /// [`TransferEnd::Aborted`].
     AbortTransfer,
@@ -58,7 +60,11 @@ impl Action {
     pub fn needs_outcome(&self) -> bool {
         !matches!(
             self,
-            Action::ClosePassive | Action::DropOpened | Action::AbortTransfer | Action::Close
+            Action::ClosePassive
+                | Action::DropOpened
+                | Action::Logout
+                | Action::AbortTransfer
+                | Action::Close
         )
     }
 }

@@ -251,14 +251,14 @@ impl Session {
     fn cmd_user(&mut self, name: Vec<u8>) {
         if self.policy.tls.mode == TlsMode::Required && !self.control_is_tls() {
             // Refused before any password is sent or checked.
-            self.login = Login::Fresh;
+            self.set_login(Login::Fresh);
             return self.reply(
                 ReplyCode::NOT_LOGGED_IN,
                 "TLS required: use AUTH TLS before USER.",
             );
         }
         // The same reply for every name, known or not (RFC 2577).
-        self.login = Login::NeedPassword(name);
+        self.set_login(Login::NeedPassword(name));
         self.drop_data_plan();
         self.reply(ReplyCode::NEED_PASSWORD, "Please specify the password.");
     }
@@ -319,6 +319,14 @@ impl Session {
         }
     }
 
+    /// Changes the login state; leaving a login tells the driver to forget the user.
+    fn set_login(&mut self, login: Login) {
+        if matches!(self.login, Login::LoggedIn(_)) && !matches!(login, Login::LoggedIn(_)) {
+            self.act(Action::Logout);
+        }
+        self.login = login;
+    }
+
     pub(super) fn answer_failed_login(&mut self) {
         self.reply(ReplyCode::NOT_LOGGED_IN, "Login incorrect.");
         if self.failed_logins >= self.policy.max_login_failures {
@@ -329,7 +337,7 @@ impl Session {
     /// Back to the state after the banner (REIN, and a new TLS session after AUTH): no user,
     /// root directory, binary type, no data connection set up. TLS stays as it is.
     fn start_over(&mut self) {
-        self.login = Login::Fresh;
+        self.set_login(Login::Fresh);
         self.cwd = VPath::root();
         self.transfer_type = TransferType::Image;
         self.drop_data_plan();
@@ -597,6 +605,11 @@ impl Session {
             (Some(a), ListForm::Long | ListForm::Names)
                 if path.file_name().is_some_and(crate::glob::is_pattern) =>
             {
+                // `dir/*/` names the same pattern as `dir/*`.
+                let mut a = a.as_slice();
+                while let [rest @ .., b'/'] = a {
+                    a = rest;
+                }
                 let dir_part = a.iter().rposition(|&b| b == b'/');
                 Some(match (form, dir_part) {
                     (ListForm::Names, Some(i)) => a.get(..=i).unwrap_or_default().to_vec(),

@@ -239,3 +239,12 @@ fn rest_lasts_one_command_and_reaches_retr() {
         "{out:?}"
     );
 }
+
+#[test]
+fn leaving_a_login_tells_the_driver() {
+    let (mut s, now) = logged_in(Policy::default());
+    line(&mut s, "REIN", now);
+    assert_eq!(drain(&mut s), ["Logout", "220"]);
+    line(&mut s, "USER a", now);
+    assert_eq!(drain(&mut s), ["331"], "nobody was logged in");
+}

@@ -534,7 +534,11 @@ impl LocalUpload {
                 Ok(self.file.set_len(offset.saturating_add(self.written))?)
             }
             Finish::Replace { dir, tmp, name } => {
-                self.file.sync_all()?;
+                if let Err(e) = self.file.sync_all() {
+                    // No space at fsync, say: the replacement goes, the old file stays.
+                    let _ = rustix::fs::unlinkat(&dir, os(&tmp), AtFlags::empty());
+                    return Err(e.into());
+                }
                 let r = rustix::fs::renameat(&dir, os(&tmp), &dir, os(&name));
                 if r.is_err() {
                     let _ = rustix::fs::unlinkat(&dir, os(&tmp), AtFlags::empty());

@@ -353,6 +353,29 @@ fn an_unavailable_user_database_is_never_a_login() {
     assert!(ftp.is_closed());
 }
 
+/// A user database that never answers: after `backend_timeout` the login is 421, and the
+/// session (and its place in the limits) is not held forever.
+#[test]
+fn a_hung_user_database_times_out() {
+    use wharf_server::storage::BoxFuture;
+    use wharf_server::{Account, AuthError, Authenticator, Credentials};
+    struct Hung;
+    impl Authenticator for Hung {
+        fn authenticate(&self, _c: Credentials) -> BoxFuture<'_, Result<Account, AuthError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+    let s = served(Backend::Mem)
+        .config("[limits]\nbackend_timeout = 1\n")
+        .auth(std::sync::Arc::new(Hung))
+        .start();
+    let mut ftp = Ftp::connect(s.addr);
+    assert_eq!(ftp.cmd("USER alice").code, 331);
+    let r = ftp.cmd("PASS secret");
+    assert_eq!(r.code, 421, "{}", r.text);
+    assert!(ftp.is_closed());
+}
+
 crate::both!(
     globs_in_nlst_and_list,
     banner_login_and_quit,

@@ -291,6 +291,20 @@ fn data_tls_handshake_before_the_transfer_command() {
     );
 }
 
+/// PROT C after a PASV made under PROT P: the connection waits for the client, who speaks
+/// first in clear (the 150), so the listing goes in clear as asked.
+#[test]
+fn prot_c_after_pasv_under_prot_p_transfers_in_clear() {
+    let t = tls_server("optional", &[]);
+    let port = t.server.addr.port().to_string();
+    let ca = t.cert.to_string_lossy().into_owned();
+    let out = python(&["clearlate", "127.0.0.1", &port, &ca, "demo", "secret"]);
+    assert!(
+        out.contains("CLEARLATE 150") && out.contains("226") && out.contains("'a.txt'"),
+        "{out}"
+    );
+}
+
 #[test]
 fn upload_without_close_notify_is_not_complete() {
     let t = tls_server("required", &[]);
