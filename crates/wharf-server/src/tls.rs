@@ -19,8 +19,10 @@
 //! its own view, which returns an entry only to a session with the same owner; the user is
 //! compared when the data connection resumes, so tickets issued before the login (AUTH TLS comes
 //! before USER) count for the user who then logged in. Entries may be used more than once
-//! (curl and Python resume every data connection from the one session saved after login); the
-//! store is bounded and drops its oldest entries first. The control connection sends four TLS 1.3
+//! (curl and Python resume every data connection from the one session saved after login). Each
+//! control session keeps at most a few entries (its oldest go first, never another's); when the
+//! store is full, entries of sessions that have ended go first. Sessions of a shared account
+//! (anonymous) are their own connection's alone. The control connection sends four TLS 1.3
 //! tickets; data connections send none unless the client asks (RFC 9149), since an upload client
 //! never reads them and closing a socket with unread data resets it.
 
