@@ -353,11 +353,7 @@ impl Driver {
         loop {
             while let Some(out) = self.session.poll_output() {
                 match out {
-                    Output::Reply(r) => {
-                        self.control
-                            .send(&r, self.shared.settings.limits.data_timeout)
-                            .await?
-                    }
+                    Output::Reply(r) => self.send_reply(&r).await?,
                     Output::Note(n) => self.note(n),
                     Output::Do(action) => self.perform(action).await?,
                 }
@@ -417,6 +413,12 @@ impl Driver {
         let shown = self.control.start_tls(&acceptor.control, limit).await?;
         debug!(peer = %self.conn.peer, tls = %shown, "implicit TLS established");
         Ok(())
+    }
+
+    /// Writes a reply, bounded like a stalled data connection.
+    async fn send_reply(&mut self, reply: &Reply) -> io::Result<()> {
+        let limit = self.shared.settings.limits.data_timeout;
+        self.control.send(reply, limit).await
     }
 
     fn note(&self, note: Note) {
@@ -603,7 +605,7 @@ impl Driver {
                 };
                 Ok(StorageDone::Entries {
                     entries,
-                    now: unix_now(),
+                    now: transfer::unix_now(),
                 })
             }
             StorageOp::Mkdir(p) => fs.mkdir(&p).await.map(|()| done),
@@ -876,9 +878,7 @@ impl Driver {
                 return Ok(TransferEnd::NoConnection);
             }
         };
-        self.control
-            .send(&spec.preliminary, self.shared.settings.limits.data_timeout)
-            .await?;
+        self.send_reply(&spec.preliminary).await?;
         let protected = match (arrived, spec.protect) {
             (Arrived::Tcp(tcp), false) => Ok(Stream::Plain(tcp)),
             (Arrived::Tcp(tcp), true) => self.protect(tcp, spec.require_resumed).await,
@@ -970,11 +970,7 @@ impl Driver {
         let mut stop = false;
         while let Some(out) = self.session.poll_output() {
             match out {
-                Output::Reply(r) => {
-                    self.control
-                        .send(&r, self.shared.settings.limits.data_timeout)
-                        .await?
-                }
+                Output::Reply(r) => self.send_reply(&r).await?,
                 Output::Note(n) => self.note(n),
                 Output::Do(Action::AbortTransfer) => stop = true,
                 Output::Do(other) => debug!(action = ?other, "unexpected action during a transfer"),
@@ -1041,13 +1037,6 @@ async fn backend<T>(
             limit.as_secs()
         )))
     })
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Closes a connection over the limits with 421, without blocking the accept loop.

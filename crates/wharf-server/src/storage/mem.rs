@@ -48,10 +48,7 @@ impl Node {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::transfer::unix_now()
 }
 
 /// Paths are keys: `/` and `/a/b` (the bytes of [`VPath::to_bytes`]).

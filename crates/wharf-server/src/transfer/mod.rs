@@ -296,7 +296,8 @@ async fn finish_sending(mut stream: Stream, stall: Duration) -> Result<(), CopyE
     }
 }
 
-fn unix_now() -> i64 {
+/// Wall-clock seconds since the Unix epoch (listing dates, file times).
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
