@@ -25,7 +25,7 @@ use crate::config::PassiveAddress;
 use crate::conn::ConnInfo;
 use crate::server::Shared;
 use crate::storage::{self, Storage, StorageError, WriteMode};
-use crate::tls::SessionTls;
+use crate::tls::{DataTls, SessionTls};
 use crate::transfer::{self, Held, ListSource, Listing, channel};
 
 /// Entries a STAT of a directory shows at most (it goes over the control connection, in one
@@ -162,7 +162,7 @@ enum Passive {
 enum Arrived {
     Tcp(TcpStream),
     /// The client ran the TLS handshake before the transfer command (see [`EarlyTls`]).
-    Tls(Box<Handshake>),
+    Tls(Box<(Handshake, DataTls)>),
 }
 
 type Handshake = Result<tokio_rustls::server::TlsStream<TcpStream>, Option<io::Error>>;
@@ -173,7 +173,7 @@ enum Early {
     /// any client in clear). The transfer goes on as with a listener.
     Plain(TcpStream),
     /// The client spoke first, a TLS hello (aioftp): the handshake's result.
-    Tls(Box<Handshake>),
+    Tls(Box<(Handshake, DataTls)>),
 }
 
 /// A passive data connection under PROT P, accepted by a task of its own as soon as the client
@@ -192,7 +192,7 @@ struct EarlyTls {
 impl EarlyTls {
     fn start(
         listener: TcpListener,
-        acceptor: tokio_rustls::TlsAcceptor,
+        tls: DataTls,
         peer: std::net::IpAddr,
         settings: &crate::config::Settings,
     ) -> EarlyTls {
@@ -214,12 +214,11 @@ impl EarlyTls {
                 _ = &mut take_rx => return Ok(Early::Plain(tcp)),
                 r = tcp.peek(&mut probe) => drop(r?),
             }
-            Ok(Early::Tls(Box::new(
-                match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
-                    Ok(r) => r.map_err(Some),
-                    Err(_) => Err(None),
-                },
-            )))
+            let handshake = match tokio::time::timeout(limit, tls.acceptor.accept(tcp)).await {
+                Ok(r) => r.map_err(Some),
+                Err(_) => Err(None),
+            };
+            Ok(Early::Tls(Box::new((handshake, tls))))
         });
         EarlyTls {
             connected: Some(connected_rx),
@@ -735,7 +734,7 @@ impl Driver {
                 self.passive = Some(match early {
                     Some(acceptor) => Passive::Arriving(EarlyTls::start(
                         listener,
-                        acceptor.data,
+                        acceptor.data(),
                         self.conn.peer.ip(),
                         &shared.settings,
                     )),
@@ -800,30 +799,35 @@ impl Driver {
             TransferEnd::LocalSetup
         })?;
         let limit = self.shared.settings.limits.accept_timeout;
-        let handshake = match tokio::time::timeout(limit, acceptor.data.accept(tcp)).await {
+        let tls = acceptor.data();
+        let handshake = match tokio::time::timeout(limit, tls.acceptor.accept(tcp)).await {
             Ok(r) => r.map_err(Some),
             Err(_) => Err(None),
         };
-        self.protected(handshake, require_resumed)
+        Self::protected(self.conn.peer, limit, handshake, &tls, require_resumed).await
     }
 
     /// The result of a data connection's TLS handshake (`Err(None)`: it timed out), and the
     /// check that it resumed a session of this client.
-    fn protected(
-        &self,
-        handshake: Result<tokio_rustls::server::TlsStream<TcpStream>, Option<io::Error>>,
+    /// No borrow of the driver across the wait: its future must stay `Send`.
+    async fn protected(
+        peer: std::net::SocketAddr,
+        limit: Duration,
+        handshake: Handshake,
+        tls: &DataTls,
         require_resumed: bool,
     ) -> Result<Stream, TransferEnd> {
         let stream = match handshake {
             Ok(tls) => Stream::from(tls),
             Err(Some(e)) => {
-                debug!(peer = %self.conn.peer, error = %e, "TLS handshake on the data connection failed");
+                debug!(peer = %peer, error = %e, "TLS handshake on the data connection failed");
                 return Err(TransferEnd::TlsFailed);
             }
             Err(None) => return Err(TransferEnd::TlsTimedOut),
         };
-        if require_resumed && !stream.tls_facts().is_some_and(|f| f.resumed) {
-            warn!(peer = %self.conn.peer, "data connection did not resume the control connection's TLS session (nor one of the same user from the same address)");
+        let resumed = stream.tls_facts().is_some_and(|f| f.resumed);
+        if require_resumed && !tls.resumed_by_owner(resumed, limit).await {
+            warn!(peer = %peer, "data connection did not resume the control connection's TLS session (nor one of the same user from the same address)");
             return Err(TransferEnd::NotResumed);
         }
         Ok(stream)
@@ -882,7 +886,11 @@ impl Driver {
         let protected = match (arrived, spec.protect) {
             (Arrived::Tcp(tcp), false) => Ok(Stream::Plain(tcp)),
             (Arrived::Tcp(tcp), true) => self.protect(tcp, spec.require_resumed).await,
-            (Arrived::Tls(handshake), true) => self.protected(*handshake, spec.require_resumed),
+            (Arrived::Tls(early), true) => {
+                let (handshake, tls) = *early;
+                let limit = self.shared.settings.limits.accept_timeout;
+                Self::protected(self.conn.peer, limit, handshake, &tls, spec.require_resumed).await
+            }
             // A TLS hello on a connection that is to carry data in clear (PROT C came after
             // PASV): the client and the session disagree.
             (Arrived::Tls(_), false) => Err(TransferEnd::TlsFailed),

@@ -18,7 +18,10 @@
 //! in) of the control session that issued it. Each control session reaches the store through
 //! its own view, which returns an entry only to a session with the same owner; the user is
 //! compared when the data connection resumes, so tickets issued before the login (AUTH TLS comes
-//! before USER) count for the user who then logged in. Entries may be used more than once
+//! before USER) count for the user who then logged in. A data connection's own view admits any
+//! entry of the same address and notes whose it was; after the handshake the owner is compared,
+//! and a sibling control session still logging in (rclone's data connection may resume a ticket
+//! of a sibling that has just sent AUTH TLS) is waited for until it is logged in or gone. Entries may be used more than once
 //! (curl and Python resume every data connection from the one session saved after login). Each
 //! control session keeps at most a few entries (its oldest go first, never another's); when the
 //! store is full, entries of sessions that have ended go first. Sessions of a shared account
@@ -34,6 +37,9 @@ use std::sync::{Arc, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
@@ -134,7 +140,7 @@ impl Tls {
         data.max_tls13_tickets = 4;
         Ok(SessionTls {
             control: TlsAcceptor::from(Arc::new(control)),
-            data: TlsAcceptor::from(Arc::new(data)),
+            data: Arc::new(data),
             owner,
             store: self.sessions.clone(),
         })
@@ -145,7 +151,7 @@ impl Tls {
 #[derive(Debug)]
 pub(crate) struct Owner {
     ip: IpAddr,
-    login: Mutex<OwnerLogin>,
+    login: watch::Sender<OwnerLogin>,
     /// The keys of the store's entries this control session issued, oldest first.
     keys: Mutex<VecDeque<Vec<u8>>>,
 }
@@ -155,13 +161,15 @@ struct OwnerLogin {
     user: Option<String>,
     /// A shared account (anonymous): its sessions are this connection's alone.
     shared: bool,
+    /// The control session has ended: no login is coming.
+    ended: bool,
 }
 
 impl Owner {
     pub(crate) fn new(ip: IpAddr) -> Owner {
         Owner {
             ip,
-            login: Mutex::new(OwnerLogin::default()),
+            login: watch::Sender::new(OwnerLogin::default()),
             keys: Mutex::new(VecDeque::new()),
         }
     }
@@ -169,21 +177,35 @@ impl Owner {
     /// The control session logged in as `user`; `shared`: an account many people use (the
     /// anonymous one), whose sessions no sibling connection may resume.
     pub(crate) fn logged_in(&self, user: &str, shared: bool) {
-        *self.login.lock().unwrap_or_else(|p| p.into_inner()) = OwnerLogin {
+        self.login.send_replace(OwnerLogin {
             user: Some(user.to_string()),
             shared,
-        };
+            ended: false,
+        });
     }
 
-    /// The control session is no longer logged in.
+    /// The control session is no longer logged in (USER, REIN, AUTH): a login may follow.
     pub(crate) fn logged_out(&self) {
-        *self.login.lock().unwrap_or_else(|p| p.into_inner()) = OwnerLogin::default();
+        self.login.send_modify(|l| {
+            l.user = None;
+            l.shared = false;
+        });
     }
 
     /// The user, unless the account is shared.
     fn personal_user(&self) -> Option<String> {
-        let login = self.login.lock().unwrap_or_else(|p| p.into_inner());
+        let login = self.login.borrow();
         login.user.clone().filter(|_| !login.shared)
+    }
+
+    fn is_shared(&self) -> bool {
+        self.login.borrow().shared
+    }
+
+    /// Waits, at most `limit`, until this control session is logged in or has ended.
+    async fn settled(&self, limit: Duration) {
+        let mut rx = self.login.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|l| l.user.is_some() || l.ended)).await;
     }
 
     /// The same client: this very connection, or the same address logged in as the same
@@ -235,6 +257,7 @@ impl SessionStore {
     /// The control session of `owner` ended: its entries stay (a sibling connection of the same
     /// user may still resume them) but are the first to go when the store is full.
     pub(crate) fn retire(&self, owner: &Owner) {
+        owner.login.send_modify(|l| l.ended = true);
         let mut inner = self.lock();
         let keys = std::mem::take(&mut *owner.keys());
         inner.retired.extend(keys);
@@ -289,9 +312,102 @@ impl StoresServerSessions for OwnedView {
 #[derive(Clone)]
 pub(crate) struct SessionTls {
     pub(crate) control: TlsAcceptor,
-    pub(crate) data: TlsAcceptor,
+    /// The data connections' configuration; each connection gets its own view (see
+    /// [`SessionTls::data`]).
+    data: Arc<rustls::ServerConfig>,
     pub(crate) owner: Arc<Owner>,
     pub(crate) store: Arc<SessionStore>,
+}
+
+impl SessionTls {
+    /// The acceptor of one data connection.
+    pub(crate) fn data(&self) -> DataTls {
+        let view = Arc::new(DataView {
+            own: OwnedView {
+                store: self.store.clone(),
+                owner: self.owner.clone(),
+            },
+            resumed: Mutex::new(None),
+        });
+        let mut config = (*self.data).clone();
+        config.session_storage = view.clone();
+        DataTls {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            view,
+        }
+    }
+}
+
+/// One data connection's TLS acceptor, which notes whose session the client resumed.
+pub(crate) struct DataTls {
+    pub(crate) acceptor: TlsAcceptor,
+    view: Arc<DataView>,
+}
+
+impl DataTls {
+    /// After the handshake (`resumed`: it resumed a session): whether that session is this
+    /// client's — this control session's own, or one of a sibling control connection from the
+    /// same address logged in as the same user. A sibling whose login is still under way (its
+    /// ticket arrived at AUTH TLS, before USER and PASS) is waited for, at most `limit`.
+    pub(crate) async fn resumed_by_owner(&self, resumed: bool, limit: Duration) -> bool {
+        self.view.verdict(resumed, limit).await
+    }
+}
+
+/// A data connection's view of the store: it resumes this control session's entries and, for
+/// the check after the handshake, those of other control sessions from the same address.
+#[derive(Debug)]
+struct DataView {
+    own: OwnedView,
+    /// Whose entry the handshake resumed.
+    resumed: Mutex<Option<Arc<Owner>>>,
+}
+
+impl DataView {
+    /// See [`DataTls::resumed_by_owner`].
+    async fn verdict(&self, resumed: bool, limit: Duration) -> bool {
+        let issuer = self
+            .resumed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(issuer) = issuer.filter(|_| resumed) else {
+            return false;
+        };
+        let me = &self.own.owner;
+        if Arc::ptr_eq(&issuer, me) {
+            return true;
+        }
+        issuer.settled(limit).await;
+        issuer.same_as(me)
+    }
+}
+
+impl StoresServerSessions for DataView {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.own.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let inner = self.own.store.lock();
+        let (value, issuer) = inner.entries.get(key)?;
+        let me = &self.own.owner;
+        let candidate = Arc::ptr_eq(issuer, me)
+            || (issuer.ip == me.ip && !issuer.is_shared() && !me.is_shared());
+        if !candidate {
+            return None;
+        }
+        *self.resumed.lock().unwrap_or_else(|p| p.into_inner()) = Some(issuer.clone());
+        Some(value.clone())
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.get(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
 }
 
 fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
@@ -382,6 +498,65 @@ mod tests {
             "a shared account: its own connection only"
         );
         assert_eq!(a.get(b"k").as_deref(), Some(&b"v"[..]));
+    }
+
+    fn data_view(of: &OwnedView) -> DataView {
+        DataView {
+            own: OwnedView {
+                store: of.store.clone(),
+                owner: of.owner.clone(),
+            },
+            resumed: Mutex::new(None),
+        }
+    }
+
+    /// A data connection resumes a sibling's session issued at AUTH TLS, before that sibling
+    /// logged in: the verdict waits for the sibling's login, and a login as someone else, or
+    /// the sibling's end without a login, refuses it.
+    #[tokio::test]
+    async fn a_sibling_still_logging_in_is_waited_for() {
+        let store = Arc::new(SessionStore::default());
+        let limit = Duration::from_secs(5);
+        let me = view(&store, "192.0.2.1");
+        me.owner.logged_in("alice", false);
+        for (then, accepted) in [("alice", true), ("bob", false), ("", false)] {
+            let sibling = view(&store, "192.0.2.1");
+            let key = then.as_bytes().to_vec();
+            assert!(sibling.put(key.clone(), b"v".to_vec()));
+            let data = data_view(&me);
+            assert_eq!(data.get(&key).as_deref(), Some(&b"v"[..]), "same address");
+            let owner = sibling.owner.clone();
+            let then = then.to_string();
+            let login = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if then.is_empty() {
+                    sibling.store.retire(&owner);
+                } else {
+                    owner.logged_in(&then, false);
+                }
+            });
+            let started = std::time::Instant::now();
+            assert_eq!(data.verdict(true, limit).await, accepted, "{key:?}");
+            assert!(
+                started.elapsed() < limit,
+                "decided on the login, not the limit"
+            );
+            login.await.unwrap();
+        }
+        // Another address: not even a candidate.
+        let far = view(&store, "192.0.2.9");
+        far.owner.logged_in("alice", false);
+        assert!(far.put(b"far".to_vec(), b"v".to_vec()));
+        let data = data_view(&me);
+        assert_eq!(data.get(b"far"), None);
+        assert!(!data.verdict(true, limit).await);
+        // A full handshake is never accepted.
+        let data = data_view(&me);
+        assert!(me.put(b"mine".to_vec(), b"v".to_vec()));
+        assert!(data.get(b"mine").is_some());
+        assert!(!data.verdict(false, limit).await);
+        assert!(data.get(b"mine").is_some());
+        assert!(data.verdict(true, limit).await, "its own session");
     }
 
     #[test]

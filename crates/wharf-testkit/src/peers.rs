@@ -109,6 +109,19 @@ impl Drop for Peer {
     }
 }
 
+/// A file that `scripts/install-peers` put under `target/peers/` (`rclone/bin/rclone`); a clear
+/// panic naming the script when it is missing.
+pub fn installed(rel: &str) -> PathBuf {
+    require_file(&workspace_root().join("target/peers").join(rel), rel)
+}
+
+/// The `PYTHONPATH` of the Python peers: `target/peers/python`, checked to hold `module`.
+pub fn python_path(module: &str) -> PathBuf {
+    let dir = workspace_root().join("target/peers/python");
+    require_file(&dir.join(module).join("__init__.py"), module);
+    dir
+}
+
 /// A helper script shipped in `wharf-testkit/peers/` (Python clients and servers).
 pub fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -18,7 +18,8 @@ use super::action::{
 use super::features;
 use super::policy::{Permissions, TlsMode};
 use super::state::{
-    DataPlan, Login, LoginResult, Pending, Prepared, PreparedKind, Running, Security, Step, Then,
+    DataPlan, Expect, Login, LoginResult, Pending, Prepared, PreparedKind, Running, Security, Step,
+    Then,
 };
 use super::{MAX_QUEUED, Output, Session};
 
@@ -596,10 +597,6 @@ impl Session {
             Ok((_, p)) => p,
             Err(r) => return self.send(r),
         };
-        // Path and permission first: a bad path is 550 whether or not a data connection is set up.
-        if matches!(self.data, DataPlan::None) {
-            return self.reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first.");
-        }
         // A pattern in the last component (LIST and NLST: MLSD names one directory).
         let glob = match (&arg, form) {
             (Some(a), ListForm::Long | ListForm::Names)
@@ -618,6 +615,17 @@ impl Session {
             }
             _ => None,
         };
+        // Path and permission first: a bad path is 550 whether or not a data connection is set up.
+        if matches!(self.data, DataPlan::None) {
+            let (path, expect) = match glob {
+                Some(_) => (path.parent(), Expect::Dir),
+                None => (path, Expect::Any),
+            };
+            return self.wait_for(
+                Action::Storage(StorageOp::Stat(path)),
+                Step::Storage(Then::NoDataPlan(expect)),
+            );
+        }
         let prepared = Prepared {
             verb,
             arg: shown,
@@ -645,9 +653,17 @@ impl Session {
             Ok((_, p)) => p,
             Err(r) => return self.send(r),
         };
-        // Path and permission first: a bad path is 550 whether or not a data connection is set up.
+        // Path and permission first: a bad path is 550 whether or not a data connection is set
+        // up. Nothing is opened for that (an upload would create the file).
         if matches!(self.data, DataPlan::None) {
-            return self.reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first.");
+            let (path, expect) = match kind {
+                PreparedKind::Download => (path, Expect::File),
+                _ => (path.parent(), Expect::Dir),
+            };
+            return self.wait_for(
+                Action::Storage(StorageOp::Stat(path)),
+                Step::Storage(Then::NoDataPlan(expect)),
+            );
         }
         let prepared = Prepared {
             verb,
@@ -1055,6 +1071,15 @@ impl Session {
                 ));
             }
             Then::StatPath => self.send(FsError::Io.reply()),
+            Then::NoDataPlan(expect) => match (expect, info.map(|i| i.kind)) {
+                (Expect::File, Some(kind)) if kind != FileKind::File => {
+                    self.reply(ReplyCode::FILE_UNAVAILABLE, "Not a plain file.")
+                }
+                (Expect::Dir, Some(kind)) if kind != FileKind::Dir => {
+                    self.reply(ReplyCode::FILE_UNAVAILABLE, "Not a directory.")
+                }
+                _ => self.reply(ReplyCode::CANT_OPEN_DATA, "Use PORT or PASV first."),
+            },
         }
     }
 

@@ -114,11 +114,25 @@ pub(super) enum Then {
     StatPath,
     /// MFMT: the reply repeats the time and the path as sent.
     Mfmt(Box<(String, Vec<u8>)>),
+    /// A transfer command came before PORT/PASV: a path that is wrong is 550 (the file is
+    /// what is wrong), a path that is right is 425.
+    NoDataPlan(Expect),
     /// Success is this reply.
     Done {
         code: crate::ReplyCode,
         text: &'static str,
     },
+}
+
+/// What a path must be for its transfer command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expect {
+    /// RETR: a plain file.
+    File,
+    /// The directory of an upload or of a LIST pattern.
+    Dir,
+    /// LIST/NLST/MLSD of a name: anything that exists.
+    Any,
 }
 
 /// A transfer command waiting for its file or listing.

@@ -37,7 +37,14 @@ fn syntax_and_sequence_errors(b: Backend) {
     assert_eq!(ftp.cmd("TYPE X").code, 501);
     assert_eq!(ftp.cmd("RNTO b").code, 503);
     assert_eq!(ftp.cmd("EPRT |3|x|5|").code, 522);
-    assert_eq!(ftp.cmd("RETR x").code, 425, "no data connection set up");
+    assert_eq!(
+        ftp.cmd("RETR x").code,
+        550,
+        "a missing file, before PORT/PASV: the file is what is wrong"
+    );
+    assert_eq!(ftp.cmd("LIST nodir").code, 550);
+    assert_eq!(ftp.cmd("STOR nodir/x").code, 550);
+    assert_eq!(ftp.cmd("LIST").code, 425, "no data connection set up");
     for ok in [
         "TYPE A", "TYPE A N", "TYPE L 8", "TYPE I", "MODE S", "STRU F", "NOOP",
     ] {

@@ -7,6 +7,7 @@ mod backend;
 mod bench;
 mod check;
 mod client;
+mod clients;
 mod commands;
 mod interop;
 mod operations;

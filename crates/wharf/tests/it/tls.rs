@@ -15,7 +15,7 @@ use wharf_testkit::{Ftp, Server, output_with_input, output_within, pattern, peer
 use crate::{BIN, server};
 
 /// `wharf cert NAME` into `dir`: a self-signed certificate for NAME, 127.0.0.1 and ::1.
-fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     make_cert_for(dir, name, &["127.0.0.1", "::1"])
 }
 
@@ -34,14 +34,14 @@ fn make_cert_for(dir: &Path, name: &str, alt: &[&str]) -> (PathBuf, PathBuf) {
 }
 
 /// A writable FTPS server (user demo/secret) with TLS in `mode`, and its certificate.
-struct Tls {
-    server: Server,
-    cert: PathBuf,
+pub(crate) struct Tls {
+    pub(crate) server: Server,
+    pub(crate) cert: PathBuf,
     key: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-fn tls_server(mode: &str, extra: &[&str]) -> Tls {
+pub(crate) fn tls_server(mode: &str, extra: &[&str]) -> Tls {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make_cert(dir.path(), "localhost");
     tls_server_with(mode, extra, dir, cert, key)
