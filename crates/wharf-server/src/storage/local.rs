@@ -181,6 +181,16 @@ impl Jail {
     }
 
     fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<LocalUpload, StorageError> {
+        self.open_write_once(path, mode, false)
+    }
+
+    /// `raced`: a STOR of a new name found it created meanwhile, and tries once more.
+    fn open_write_once(
+        &self,
+        path: &VPath,
+        mode: WriteMode,
+        raced: bool,
+    ) -> Result<LocalUpload, StorageError> {
         let (dir, name) = self.parent_of(path)?;
         let file_mode = Mode::from_raw_mode(0o644);
         let in_place = |file: OwnedFd| LocalUpload::new(File::from(file), Finish::InPlace);
@@ -196,7 +206,10 @@ impl Jail {
                         | OFlags::CLOEXEC,
                     file_mode,
                 )?;
-                Ok(in_place(fd))
+                Ok(LocalUpload::new(
+                    File::from(fd),
+                    Finish::Created { dir, name },
+                ))
             }
             WriteMode::Append => {
                 let fd = self.open_beneath(
@@ -220,7 +233,14 @@ impl Jail {
             }
             WriteMode::Replace => {
                 match rustix::fs::statat(&dir, os(&name), AtFlags::SYMLINK_NOFOLLOW) {
-                    Err(Errno::NOENT) => self.open_write(path, WriteMode::CreateNew),
+                    // Another upload of the same new name may create it first: then this one
+                    // replaces it (STOR means create or replace, never "exists").
+                    Err(Errno::NOENT) => match self.open_write(path, WriteMode::CreateNew) {
+                        Err(StorageError::AlreadyExists) if !raced => {
+                            self.open_write_once(path, mode, true)
+                        }
+                        r => r,
+                    },
                     Err(e) => Err(e.into()),
                     Ok(st) => {
                         let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
@@ -504,6 +524,10 @@ pub struct LocalUpload {
 enum Finish {
     /// Written in place: nothing to do at the end; a broken upload stays for resuming.
     InPlace,
+    /// A new file this upload created (STOR of a new name, STOU): as `InPlace`, but if it
+    /// breaks before a byte arrived (the data connection never came, its TLS was refused) the
+    /// empty file goes again.
+    Created { dir: OwnedFd, name: Vec<u8> },
     /// REST n + STOR: written in place from `offset`; the file is cut to what was sent only when
     /// the upload completes, so a failed resume destroys nothing beyond what it overwrote.
     Resume { offset: u64 },
@@ -529,7 +553,7 @@ impl LocalUpload {
     /// partial file.
     fn finish(mut self) -> Result<(), StorageError> {
         match std::mem::replace(&mut self.finish, Finish::InPlace) {
-            Finish::InPlace => Ok(()),
+            Finish::InPlace | Finish::Created { .. } => Ok(()),
             Finish::Resume { offset } => {
                 Ok(self.file.set_len(offset.saturating_add(self.written))?)
             }
@@ -580,10 +604,25 @@ impl WriteHandle for LocalUpload {
 
 impl Drop for LocalUpload {
     /// An upload dropped without `commit` broke: a replacement's temporary file goes, so the old
-    /// file stays exactly as it was.
+    /// file stays exactly as it was; a new file that received nothing goes.
     fn drop(&mut self) {
-        if let Finish::Replace { dir, tmp, .. } = &self.finish {
-            let _ = rustix::fs::unlinkat(dir, os(tmp), AtFlags::empty());
+        match &self.finish {
+            Finish::Replace { dir, tmp, .. } => {
+                let _ = rustix::fs::unlinkat(dir, os(tmp), AtFlags::empty());
+            }
+            // Only if the name still is this empty file (another upload may have replaced it).
+            Finish::Created { dir, name } if self.written == 0 => {
+                let ours = rustix::fs::fstat(&self.file);
+                let named = rustix::fs::statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW);
+                if let (Ok(a), Ok(b)) = (ours, named)
+                    && a.st_dev == b.st_dev
+                    && a.st_ino == b.st_ino
+                    && b.st_size == 0
+                {
+                    let _ = rustix::fs::unlinkat(dir, os(name), AtFlags::empty());
+                }
+            }
+            _ => {}
         }
     }
 }

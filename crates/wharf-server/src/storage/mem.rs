@@ -433,6 +433,8 @@ struct MemUpload {
     landing: Landing,
     buf: Vec<u8>,
     done: bool,
+    /// This upload created the file: if it breaks before a byte arrived, the file goes.
+    created: bool,
 }
 
 impl MemFs {
@@ -464,6 +466,7 @@ impl MemFs {
             // A new file exists from the start, as one created on disk does.
             (WriteMode::CreateNew | WriteMode::Replace, None) => Landing::At { offset: 0 },
         };
+        let created = existing.is_none();
         tree.entry(key.clone())
             .or_insert_with(|| Node::file(Vec::new()));
         Ok(Box::new(MemUpload {
@@ -472,6 +475,7 @@ impl MemFs {
             landing,
             buf: Vec::new(),
             done: false,
+            created,
         }))
     }
 }
@@ -487,6 +491,14 @@ impl MemUpload {
         let Some(node) = tree.get_mut(&self.key) else {
             return;
         };
+        if !complete
+            && self.created
+            && self.buf.is_empty()
+            && node.data.as_ref().is_some_and(|d| d.is_empty())
+        {
+            tree.remove(&self.key);
+            return;
+        }
         let old = node.data.clone().unwrap_or_default();
         let new = match self.landing {
             Landing::Replace if !complete => return,

@@ -125,6 +125,50 @@ fn broken_new_upload_stays_for_resume(b: Backend) {
     assert_eq!(s.read("new.bin"), b"first half, second half");
 }
 
+/// A STOR of a new name whose data connection never comes (or, under TLS, is refused) leaves
+/// no empty file behind; an existing file stays as it was.
+fn new_upload_that_never_connected_leaves_no_file(b: Backend) {
+    let s = served(b)
+        .arg("-w")
+        .config("[limits]\naccept_timeout = 1\n")
+        .start();
+    s.put("old.bin", b"old bytes");
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    for name in ["new.bin", "old.bin"] {
+        let _addr = ftp.pasv(); // never connected
+        let r = ftp.cmd(&format!("STOR {name}"));
+        assert_eq!(r.code, 425, "{}", r.text);
+    }
+    assert!(!s.exists("new.bin"), "an empty file was left");
+    assert_eq!(s.read("old.bin"), b"old bytes");
+}
+
+/// Two STORs of a name that does not exist yet, at the same moment: both succeed (STOR means
+/// create or replace), and the file is one of the two, whole.
+fn simultaneous_stors_of_a_new_name_both_succeed(b: Backend) {
+    let s = writable_on(b);
+    let (one, two) = (pattern(300_000, 1), pattern(200_000, 2));
+    for round in 0..10 {
+        let name = format!("race{round}.bin");
+        let mut a = Ftp::login_to(s.addr, "anonymous", "x");
+        let mut c = Ftp::login_to(s.addr, "anonymous", "x");
+        let (da, dc) = (a.passive(), c.passive());
+        a.send(&format!("STOR {name}"));
+        c.send(&format!("STOR {name}"));
+        for (ftp, data, bytes) in [(&mut a, da, &one), (&mut c, dc, &two)] {
+            let r = ftp.read_reply();
+            assert_eq!(r.code, 150, "round {round}: {}", r.text);
+            let mut data = data;
+            std::io::Write::write_all(&mut data, bytes).unwrap();
+            drop(data);
+            let r = ftp.read_reply();
+            assert_eq!(r.code, 226, "round {round}: {}", r.text);
+        }
+        let got = s.read(&name);
+        assert!(got == one || got == two, "round {round}: a torn file");
+    }
+}
+
 fn abor_with_telnet_ip_and_synch_during_download(b: Backend) {
     let s = served(b).start();
     s.put("big", &vec![0u8; 64 << 20]);
@@ -288,6 +332,8 @@ crate::both!(
     aborted_overwrite_keeps_the_old_file,
     reset_data_connection_keeps_the_old_file,
     broken_new_upload_stays_for_resume,
+    new_upload_that_never_connected_leaves_no_file,
+    simultaneous_stors_of_a_new_name_both_succeed,
     abor_with_telnet_ip_and_synch_during_download,
     stat_during_transfer_reports_progress,
     active_mode_port_and_eprt,
