@@ -272,6 +272,38 @@ pub fn vsftpd(extra: &[&str]) -> Peer {
     }
 }
 
+/// `rclone serve ftp` (upstream rclone 1.75, from `target/peers/rclone`), user `demo`, serving a
+/// temporary directory: a real server of another make for `wharf check`.
+pub fn rclone_serve() -> Peer {
+    let rclone = installed("rclone/bin/rclone");
+    let dir = open_tempdir();
+    let data = dir.path().join("home");
+    std::fs::create_dir(&data).expect("home");
+    let log = dir.path().join("rclone.log");
+    let config = dir.path().join("rclone.conf");
+    let (child, addr) = start_on_free_port("rclone serve ftp", &log, |port| {
+        let mut cmd = Command::new(&rclone);
+        cmd.env("RCLONE_CONFIG", &config)
+            .args(["serve", "ftp"])
+            .arg(&data)
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(["--user", USER, "--pass", PASSWORD]);
+        cmd
+    });
+    Peer {
+        name: "rclone",
+        addr,
+        data,
+        prefix: String::new(),
+        login: true,
+        owner: None,
+        child: Some(child),
+        server: None,
+        log,
+        _dir: Some(dir),
+    }
+}
+
 /// ProFTPD 1.3.8 (the Debian package), user `demo` from its own AuthUserFile (SHA-512 crypt),
 /// jailed in its home, both data modes, MLSD on.
 pub fn proftpd() -> Peer {

@@ -734,7 +734,14 @@ fn render_report(report: &wharf_client::check::Report) -> String {
             .iter()
             .find(|s| s.name == "banner")
             .filter(|_| sw == wharf_client::check::Software::Unknown)
-            .map(|s| format!(" (banner: {})", clean(&s.evidence)))
+            .map(|s| {
+                // The step's evidence is the banner, then what it was taken for.
+                let banner = s
+                    .evidence
+                    .rsplit_once(" (server: ")
+                    .map_or(s.evidence.as_str(), |(b, _)| b);
+                format!(" (banner: {})", clean(banner))
+            })
             .unwrap_or_default();
         text.push_str(&format!("Server: {}{banner}\n", sw.name()));
     }

@@ -1,4 +1,5 @@
-//! `wharf check` on loopback: healthy servers of each make (all modes work, the server named),
+//! `wharf check` on loopback: healthy servers of each make (Wharf, vsftpd, ProFTPD, pyftpdlib,
+//! `rclone serve ftp`: all modes work, the server named),
 //! a refused and a filtered control port, a PASV address that cannot be reached, passive ports
 //! that cannot be reached, a refused login. The JSON is checked field by field.
 //! (Scenarios that need two hosts and firewalls run in network namespaces: see issue 4.)
@@ -71,6 +72,7 @@ fn healthy_servers_all_modes_work_and_are_named() {
         (peers::vsftpd(&[]), "vsftpd"),
         (peers::proftpd(), "ProFTPD"),
         (peers::pyftpdlib(&PyOptions::default()), "pyftpdlib"),
+        (peers::rclone_serve(), "rclone serve ftp"),
     ] {
         let c = check_json(&target(&peer), &user_args(&peer));
         let j = &c.json;
@@ -631,4 +633,42 @@ fn no_banner_and_reset_are_told_apart() {
         "{st}"
     );
     resetter.join().unwrap();
+}
+
+/// A server no rule names: "unknown", with its banner shown so the reader can tell.
+#[test]
+fn an_unknown_server_is_shown_with_its_banner() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        w.write_all(b"220 MysteryFTP 9.1 ready\r\n").unwrap();
+        for line in BufReader::new(s).lines() {
+            let Ok(line) = line else { break };
+            let reply: &[u8] = match line.split(' ').next().unwrap_or("") {
+                "USER" => b"331 Password required.\r\n",
+                "PASS" => b"530 Login incorrect.\r\n",
+                "QUIT" => b"221 Bye.\r\n",
+                _ => b"500 Unknown command.\r\n",
+            };
+            if w.write_all(reply).is_err() || line.starts_with("QUIT") {
+                break;
+            }
+        }
+    });
+    let mut cmd = Command::new(BIN);
+    cmd.args(["check", "--timeout", "3", "--user", "demo"])
+        .arg(addr.to_string())
+        .env("WHARF_PASSWORD", "x");
+    let out = output_with_input(&mut cmd, None, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Server: unknown (banner: 220 MysteryFTP 9.1 ready)"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    fake.join().unwrap();
 }
