@@ -116,6 +116,73 @@ impl HashScheme {
     }
 }
 
+/// Whether a stored hash is well formed in full — scheme, parameters, salt and the hash itself —
+/// without computing it: a truncated or mangled hash would otherwise be accepted at start-up and
+/// match no password ever. The error says what is wrong.
+pub fn check_hash(hash: &str) -> Result<(), String> {
+    const CRYPT64: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let crypt64 = |s: &str| s.bytes().all(|b| CRYPT64.contains(&b));
+    match HashScheme::of(hash) {
+        None => Err("not a supported hash ($argon2id$ from `wharf passwd`, bcrypt $2b$/$2y$, SHA-crypt $6$/$5$)".into()),
+        Some(HashScheme::Argon2) => {
+            let parsed = argon2::PasswordHash::new(hash).map_err(|e| format!("Argon2 hash: {e}"))?;
+            argon2::Algorithm::try_from(parsed.algorithm.as_str())
+                .map_err(|e| format!("Argon2 hash: {e}"))?;
+            argon2::Params::try_from(&parsed).map_err(|e| format!("Argon2 hash: {e}"))?;
+            if parsed.salt.is_none() {
+                return Err("Argon2 hash: no salt".into());
+            }
+            match &parsed.hash {
+                Some(h) if h.len() >= 16 => Ok(()),
+                Some(_) => Err("Argon2 hash: the hash is too short (truncated?)".into()),
+                None => Err("Argon2 hash: no hash after the salt (truncated?)".into()),
+            }
+        }
+        Some(HashScheme::Bcrypt) => {
+            // $2b$NN$ then 22 characters of salt and 31 of hash.
+            let rest = hash.get(4..).unwrap_or_default();
+            let (cost, body) = rest.split_once('$').unwrap_or(("", ""));
+            let cost: u32 = cost
+                .parse()
+                .map_err(|_| "bcrypt hash: the cost is not a number".to_string())?;
+            if !(4..=31).contains(&cost) {
+                return Err(format!("bcrypt hash: cost {cost} is not within 4-31"));
+            }
+            if body.len() != 53 || !crypt64(body) {
+                return Err(format!(
+                    "bcrypt hash: expected 53 characters of salt and hash after the cost, found {} (truncated?)",
+                    body.len()
+                ));
+            }
+            Ok(())
+        }
+        Some(HashScheme::ShaCrypt) => {
+            // $6$[rounds=N$]salt$hash: 86 characters of hash for SHA-512, 43 for SHA-256.
+            let want = if hash.starts_with("$6$") { 86 } else { 43 };
+            let mut fields: Vec<&str> = hash.get(3..).unwrap_or_default().split('$').collect();
+            if let Some(rounds) = fields.first().and_then(|f| f.strip_prefix("rounds=")) {
+                let n: u32 = rounds
+                    .parse()
+                    .map_err(|_| "SHA-crypt hash: rounds= is not a number".to_string())?;
+                if !(1000..=999_999_999).contains(&n) {
+                    return Err(format!("SHA-crypt hash: rounds={n} is not within 1000-999999999"));
+                }
+                fields.remove(0);
+            }
+            match fields.as_slice() {
+                [salt, h] if !salt.is_empty() && salt.len() <= 16 && h.len() == want && crypt64(h) => {
+                    Ok(())
+                }
+                [_, h] => Err(format!(
+                    "SHA-crypt hash: expected {want} characters of hash, found {} (truncated?)",
+                    h.len()
+                )),
+                _ => Err("SHA-crypt hash: expected $salt$hash after the scheme".into()),
+            }
+        }
+    }
+}
+
 /// Checks `password` against a stored hash. Unknown schemes and malformed hashes never match.
 pub fn verify_hash(hash: &str, password: &[u8]) -> bool {
     match HashScheme::of(hash) {
@@ -256,6 +323,23 @@ mod tests {
         assert!(!verify_hash(six, b"px"));
         assert!(!verify_hash("plaintext", b"plaintext"));
         assert!(!verify_hash("$argon2id$garbage", b""));
+        for good in [&hash_password(b"pw").unwrap(), &b, six] {
+            assert_eq!(check_hash(good), Ok(()), "{good}");
+        }
+        let truncated = |h: &str| h.get(..h.len() - 5).unwrap().to_string();
+        for bad in [
+            truncated(&hash_password(b"pw").unwrap()),
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ".to_string(),
+            "$argon2id$garbage".to_string(),
+            truncated(&b),
+            "$2b$99$".to_string() + &b[7..],
+            truncated(six),
+            "$6$saltsalt".to_string(),
+            "$6$rounds=10$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/".to_string(),
+            "plaintext".to_string(),
+        ] {
+            assert!(check_hash(&bad).is_err(), "{bad}");
+        }
     }
 
     fn creds(user: &str, password: &str) -> Credentials {

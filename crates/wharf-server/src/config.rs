@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::{AnonymousAccess, HashScheme, Permissions, Secret, UserEntry};
+use crate::auth::{AnonymousAccess, Permissions, Secret, UserEntry};
 pub use wharf_proto::server::TlsMode;
 
 /// A configuration error: which field, and what is wrong with it.
@@ -17,6 +17,8 @@ pub use wharf_proto::server::TlsMode;
 pub struct ConfigError {
     pub field: String,
     pub message: String,
+    /// The line of the config file, when known (see [`line_of`]).
+    pub line: Option<usize>,
 }
 
 impl ConfigError {
@@ -24,6 +26,22 @@ impl ConfigError {
         ConfigError {
             field: field.into(),
             message: message.into(),
+            line: None,
+        }
+    }
+
+    /// `FILE:LINE: field: message` (or `FILE: …` without a line) for an error about `file`,
+    /// whose text is `text`; the line is looked up from the field when the error has none.
+    pub fn located(&self, file: &Path, text: Option<&str>) -> String {
+        let line = self
+            .line
+            .or_else(|| text.and_then(|t| line_of(t, &self.field)));
+        if self.field.starts_with("--") {
+            return self.to_string();
+        }
+        match line {
+            Some(l) => format!("{}:{l}: {self}", file.display()),
+            None => format!("{}: {self}", file.display()),
         }
     }
 }
@@ -278,11 +296,17 @@ impl FileConfig {
     pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let message = e.message().trim().to_string();
-            let field = match e.span() {
-                Some(span) => key_at(text, span.start),
-                None => String::from("config"),
+            let (field, line) = match e.span() {
+                Some(span) => (
+                    key_at(text, span.start),
+                    Some(text.get(..span.start).unwrap_or(text).matches('\n').count() + 1),
+                ),
+                None => (String::from("config"), None),
             };
-            ConfigError::new(field, message)
+            ConfigError {
+                line,
+                ..ConfigError::new(field, message)
+            }
         })
     }
 }
@@ -383,16 +407,101 @@ fn parse_permissions(field: &str, list: &[String]) -> Result<Permissions, Config
 }
 
 fn check_dir(field: &str, dir: &Path) -> Result<PathBuf, ConfigError> {
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| ConfigError::new(field, format!("`{}`: {e}", dir.display())))?;
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            " (create it, or correct the path)"
+        } else {
+            ""
+        };
+        ConfigError::new(field, format!("`{}`: {e}{hint}", dir.display()))
+    })?;
     if !meta.is_dir() {
         return Err(ConfigError::new(
             field,
             format!("`{}` is not a directory", dir.display()),
         ));
     }
+    if let Err(e) = std::fs::read_dir(dir) {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "`{}` cannot be read: {e} (give the server's user read and search rights)",
+                dir.display()
+            ),
+        ));
+    }
     std::fs::canonicalize(dir)
         .map_err(|e| ConfigError::new(field, format!("`{}`: {e}", dir.display())))
+}
+
+/// The line (1-based) of `field` in a config text, for error messages: `user[2].home` is the
+/// `home` key of the third `[[user]]` table, `passive.ports` the `ports` key of `[passive]`,
+/// `listen` a top-level key; a table itself (`user[2]`) is its header line. `None` for a field
+/// of the command line, or one the text does not spell out (a default).
+pub fn line_of(text: &str, field: &str) -> Option<usize> {
+    if field.starts_with("--") {
+        return None;
+    }
+    // (table, index among tables of that name, key)
+    let (table, index, key) = match field.split_once('.') {
+        Some((t, k)) => match t.split_once('[') {
+            Some((name, rest)) => (
+                Some(name),
+                rest.trim_end_matches(']').parse::<usize>().ok()?,
+                Some(k),
+            ),
+            None => (Some(t), 0, Some(k)),
+        },
+        None => match field.split_once('[') {
+            Some((name, rest)) => (
+                Some(name),
+                rest.trim_end_matches(']').parse::<usize>().ok()?,
+                None,
+            ),
+            None => (None, 0, Some(field)),
+        },
+    };
+    let key_of = |line: &str| -> Option<String> {
+        let l = line.trim();
+        if l.starts_with('#') || l.starts_with('[') {
+            return None;
+        }
+        l.split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_string())
+    };
+    let header_of = |line: &str| -> Option<String> {
+        let l = line.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    };
+    let mut current: Option<String> = None;
+    let mut seen = 0usize;
+    let mut in_target = table.is_none();
+    for (i, line) in text.lines().enumerate() {
+        if let Some(h) = header_of(line) {
+            let matches = table == Some(h.as_str());
+            if matches {
+                if seen == index {
+                    if key.is_none() {
+                        return Some(i + 1);
+                    }
+                    in_target = true;
+                } else {
+                    in_target = false;
+                }
+                seen += 1;
+            } else {
+                in_target = false;
+            }
+            current = Some(h);
+            continue;
+        }
+        let top = current.is_none();
+        if in_target && (table.is_some() || top) && key_of(line).as_deref() == key {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 impl Settings {
@@ -445,6 +554,31 @@ impl Settings {
         };
         let passive_address =
             PassiveAddress::parse(address).map_err(|m| ConfigError::new(address_field, m))?;
+        if let PassiveAddress::Resolve(name) = &passive_address {
+            use std::net::ToSocketAddrs;
+            let v4 = (name.as_str(), 0)
+                .to_socket_addrs()
+                .map(|mut a| a.any(|a| a.is_ipv4()));
+            match v4 {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(ConfigError::new(
+                        address_field,
+                        format!(
+                            "`{name}` has no IPv4 address (PASV announces one; give the public IPv4 address)"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(ConfigError::new(
+                        address_field,
+                        format!(
+                            "`{name}` does not resolve: {e} (give the public IPv4 address, or a name in DNS)"
+                        ),
+                    ));
+                }
+            }
+        }
 
         let write = cli.write || file.write.unwrap_or(false);
         let mut users = Vec::new();
@@ -453,6 +587,12 @@ impl Settings {
                 .split_once(':')
                 .filter(|(n, _)| !n.is_empty())
                 .ok_or_else(|| ConfigError::new("--user", "expected NAME:PASSWORD"))?;
+            if users.iter().any(|e: &UserEntry| e.name == name) {
+                return Err(ConfigError::new(
+                    "--user",
+                    format!("user `{name}` is given twice"),
+                ));
+            }
             let hash = crate::auth::hash_password(password.as_bytes())
                 .map_err(|m| ConfigError::new("--user", m))?;
             users.push(UserEntry {
@@ -470,10 +610,20 @@ impl Settings {
                     "must be non-empty without spaces",
                 ));
             }
-            if HashScheme::of(&u.password_hash).is_none() {
+            crate::auth::check_hash(&u.password_hash)
+                .map_err(|m| ConfigError::new(field("password_hash"), m))?;
+            if let Some(first) = users.iter().position(|e: &UserEntry| e.name == u.name) {
                 return Err(ConfigError::new(
-                    field("password_hash"),
-                    "not a supported hash ($argon2id$ from `wharf passwd`, bcrypt $2b$/$2y$, SHA-crypt $6$/$5$)",
+                    field("name"),
+                    format!(
+                        "user `{}` is defined twice (first as {})",
+                        u.name,
+                        if first < cli.users.len() {
+                            "--user".to_string()
+                        } else {
+                            format!("user[{}]", first - cli.users.len())
+                        }
+                    ),
                 ));
             }
             let home = match &u.home {
@@ -616,6 +766,25 @@ fn build_tls(
 }
 
 #[cfg(test)]
+mod line_tests {
+    use super::line_of;
+
+    #[test]
+    fn fields_are_found_on_their_lines() {
+        let text = "listen = [\"127.0.0.1:21\"]\n\n[passive]\nports = \"1-2\"\n\n[[user]]\nname = \"a\"\nhome = \"/x\"\n\n[[user]]\n# comment\nname = \"b\"\nhome = \"/y\"\n";
+        assert_eq!(line_of(text, "listen"), Some(1));
+        assert_eq!(line_of(text, "passive.ports"), Some(4));
+        assert_eq!(line_of(text, "user[0].home"), Some(8));
+        assert_eq!(line_of(text, "user[1].name"), Some(12));
+        assert_eq!(line_of(text, "user[1].home"), Some(13));
+        assert_eq!(line_of(text, "user[1]"), Some(10));
+        assert_eq!(line_of(text, "user[1].permissions"), None);
+        assert_eq!(line_of(text, "--root"), None);
+        assert_eq!(line_of(text, "name"), None, "not a top-level key");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -654,7 +823,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.field, "user[0].password_hash");
         let e = build(&format!(
-            "root = '{root}'\n[[user]]\nname='a'\npassword_hash='$6$x$y'\npermissions=['fly']\n"
+            "root = '{root}'\n[[user]]\nname='a'\npassword_hash='$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/'\npermissions=['fly']\n"
         ))
         .unwrap_err();
         assert_eq!(e.field, "user[0].permissions");

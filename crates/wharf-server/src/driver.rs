@@ -23,7 +23,7 @@ use wharf_proto::{FileKind, LineBuffer, LineEvent, Reply, ReplyCode, VPath};
 use crate::auth::{AuthError, Credentials};
 use crate::config::PassiveAddress;
 use crate::conn::ConnInfo;
-use crate::server::Shared;
+use crate::server::{Live, Shared};
 use crate::storage::{self, Storage, StorageError, WriteMode};
 use crate::tls::{DataTls, SessionTls};
 use crate::transfer::{self, Held, ListSource, Listing, channel};
@@ -135,7 +135,11 @@ struct Home {
 }
 
 pub(crate) struct Driver {
+    /// The configuration this session runs with: the one current when it connected, then the
+    /// one current at its last login.
     shared: Arc<Shared>,
+    /// The server's current configuration (a reload swaps it).
+    live: Arc<Live>,
     conn: ConnInfo,
     control: Control,
     session: Session,
@@ -283,7 +287,7 @@ impl Driver {
     pub(crate) fn new(
         stream: TcpStream,
         conn: ConnInfo,
-        shared: Arc<Shared>,
+        live: Arc<Live>,
         shutdown: watch::Receiver<bool>,
         implicit_tls: bool,
     ) -> io::Result<Driver> {
@@ -291,6 +295,7 @@ impl Driver {
         // wholly as urgent data) arrives intact.
         socket2::SockRef::from(&stream).set_out_of_band_inline(true)?;
         stream.set_nodelay(true)?;
+        let shared = live.current();
         let session = Session::new(
             shared.policy.clone(),
             conn.peer.ip(),
@@ -305,6 +310,7 @@ impl Driver {
                 out: Vec::new(),
             },
             shared,
+            live,
             conn,
             session,
             home: None,
@@ -519,16 +525,18 @@ impl Driver {
             conn: self.conn,
             tls: self.control.stream.is_tls(),
         };
-        let limit = self.shared.settings.limits.backend_timeout;
-        let checked =
-            tokio::time::timeout(limit, self.shared.services.auth.authenticate(credentials))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(AuthError::Unavailable(format!(
-                        "no answer within {} s",
-                        limit.as_secs()
-                    )))
-                });
+        // A login is checked against the configuration current now (a reload may have changed
+        // the users), and the session runs with that configuration from here on.
+        let current = self.live.current();
+        let limit = current.settings.limits.backend_timeout;
+        let checked = tokio::time::timeout(limit, current.services.auth.authenticate(credentials))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AuthError::Unavailable(format!(
+                    "no answer within {} s",
+                    limit.as_secs()
+                )))
+            });
         let account = match checked {
             Ok(a) => a,
             Err(AuthError::Rejected) => return LoginResult::Rejected,
@@ -537,7 +545,7 @@ impl Driver {
                 return LoginResult::Unavailable;
             }
         };
-        let opened = backend(limit, self.shared.services.storage.open_home(&account)).await;
+        let opened = backend(limit, current.services.storage.open_home(&account)).await;
         match opened {
             Ok(storage) => {
                 info!(peer = %self.conn.peer, user = %account.name, "login");
@@ -545,7 +553,8 @@ impl Driver {
                     name: account.name.clone(),
                     permissions: account.permissions,
                 };
-                let throttle = self.shared.services.throttles.for_account(&account);
+                let throttle = current.services.throttles.for_account(&account);
+                self.shared = current;
                 // TLS sessions of this connection now belong to this user (data connections of
                 // the same user and address may resume them).
                 if let Some(tls) = &self.tls {

@@ -33,6 +33,6 @@ pub mod transfer;
 
 pub use auth::{Account, AuthError, Authenticator, Credentials, Permissions, UserStore};
 pub use config::{ConfigError, Settings};
-pub use server::{bind, run};
+pub use server::{Reload, bind, run, run_reloadable};
 pub use services::Services;
 pub use storage::{LocalFs, MemFs, MemProvider, Storage, StorageError, StorageProvider};

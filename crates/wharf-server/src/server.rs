@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -40,11 +41,11 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-/// Counts sessions in all and per IP address.
+/// Counts sessions in all and per IP address. The maxima change on a reload.
 #[derive(Debug)]
 struct Limiter {
-    max_total: usize,
-    max_per_ip: usize,
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
     state: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
@@ -58,11 +59,11 @@ impl Limiter {
     fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, &'static str> {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (total, per_ip) = &mut *guard;
-        if *total >= self.max_total {
+        if *total >= self.max_total.load(Ordering::Relaxed) {
             return Err("Too many users, try again later.");
         }
         let count = per_ip.entry(ip).or_insert(0);
-        if *count >= self.max_per_ip {
+        if *count >= self.max_per_ip.load(Ordering::Relaxed) {
             return Err("Too many connections from your address.");
         }
         *count += 1;
@@ -126,16 +127,32 @@ impl Shared {
     }
 }
 
-/// Serves on `listeners` (and on `implicit`, TLS from the first byte) until `shutdown`
-/// completes; then stops accepting, tells idle sessions to close (421), lets running transfers
-/// go on for the grace period, and returns.
-pub async fn run(
-    settings: Settings,
-    services: Services,
-    listeners: Vec<TcpListener>,
-    implicit: Vec<TcpListener>,
-    shutdown: impl Future<Output = ()>,
-) {
+/// The configuration new connections and new logins get: swapped whole by a reload, while
+/// running sessions keep the one they hold.
+pub(crate) struct Live {
+    current: RwLock<Arc<Shared>>,
+}
+
+impl Live {
+    pub(crate) fn current(&self) -> Arc<Shared> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn replace(&self, fresh: Arc<Shared>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+}
+
+/// A new configuration for a running server (see [`run_reloadable`]).
+pub struct Reload {
+    pub settings: Settings,
+    pub services: Services,
+}
+
+fn warn_about(settings: &Settings) {
     if settings.active.allow_foreign_address {
         warn!(
             "active.allow_foreign_address is on: PORT/EPRT may target other hosts (bounce attacks possible)"
@@ -147,12 +164,70 @@ pub async fn run(
     if settings.passive.allow_foreign_peer {
         warn!("passive.allow_foreign_peer is on: any host may take a passive data connection");
     }
+}
+
+/// Serves on `listeners` (and on `implicit`, TLS from the first byte) until `shutdown`
+/// completes; then stops accepting, tells idle sessions to close (421), lets running transfers
+/// go on for the grace period, and returns.
+pub async fn run(
+    settings: Settings,
+    services: Services,
+    listeners: Vec<TcpListener>,
+    implicit: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (_never, reloads) = mpsc::unbounded_channel();
+    run_reloadable(settings, services, listeners, implicit, shutdown, reloads).await;
+}
+
+/// [`run`], taking new configurations from `reloads` while it runs: connections accepted after
+/// a reload get the new settings, logins after it are checked against the new users (and open
+/// the homes the new file gives), and sessions already logged in go on as they were. The
+/// listeners stay: a change of listen addresses needs a restart (and is logged as such).
+pub async fn run_reloadable(
+    settings: Settings,
+    services: Services,
+    listeners: Vec<TcpListener>,
+    implicit: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: mpsc::UnboundedReceiver<Reload>,
+) {
+    warn_about(&settings);
     let shared = Arc::new(Shared::new(settings, services));
     let limiter = Arc::new(Limiter {
-        max_total: shared.settings.limits.max_sessions,
-        max_per_ip: shared.settings.limits.max_sessions_per_ip,
+        max_total: AtomicUsize::new(shared.settings.limits.max_sessions),
+        max_per_ip: AtomicUsize::new(shared.settings.limits.max_sessions_per_ip),
         state: Mutex::new((0, HashMap::new())),
     });
+    let live = Arc::new(Live {
+        current: RwLock::new(shared.clone()),
+    });
+    let reloader = {
+        let (live, limiter) = (live.clone(), limiter.clone());
+        tokio::spawn(async move {
+            while let Some(r) = reloads.recv().await {
+                let old = live.current();
+                let s = &r.settings;
+                if s.listen != old.settings.listen
+                    || s.listen_implicit != old.settings.listen_implicit
+                {
+                    warn!("reload: listen addresses changed; they apply at the next restart");
+                }
+                warn_about(s);
+                limiter
+                    .max_total
+                    .store(s.limits.max_sessions, Ordering::Relaxed);
+                limiter
+                    .max_per_ip
+                    .store(s.limits.max_sessions_per_ip, Ordering::Relaxed);
+                live.replace(Arc::new(Shared::new(r.settings, r.services)));
+                info!(
+                    users = live.current().settings.users.len(),
+                    "configuration reloaded"
+                );
+            }
+        })
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every session holds a clone of `alive_tx`; when all are gone, `recv` returns None.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -163,7 +238,7 @@ pub async fn run(
         .chain(implicit.into_iter().map(|l| (l, true)));
     for (listener, implicit_tls) in tagged {
         let ctx = AcceptCtx {
-            shared: shared.clone(),
+            live: live.clone(),
             limiter: limiter.clone(),
             stop: stop_rx.clone(),
             alive: alive_tx.clone(),
@@ -173,12 +248,13 @@ pub async fn run(
     }
     drop(alive_tx);
     shutdown.await;
+    reloader.abort();
     info!("shutting down: no new connections; running transfers may finish");
     let _ = stop_tx.send(true);
     for a in acceptors {
         let _ = a.await;
     }
-    let grace = shared.settings.limits.shutdown_grace;
+    let grace = live.current().settings.limits.shutdown_grace;
     if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
         warn!(
             secs = grace.as_secs(),
@@ -188,7 +264,7 @@ pub async fn run(
 }
 
 struct AcceptCtx {
-    shared: Arc<Shared>,
+    live: Arc<Live>,
     limiter: Arc<Limiter>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
@@ -249,7 +325,7 @@ fn start_session(stream: TcpStream, ctx: &AcceptCtx) {
     let driver = match Driver::new(
         stream,
         conn,
-        ctx.shared.clone(),
+        ctx.live.clone(),
         ctx.stop.clone(),
         ctx.implicit_tls,
     ) {

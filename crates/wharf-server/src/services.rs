@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wharf_net::copy::{Throttle, Unlimited};
 
 use crate::auth::{Account, Authenticator, UserStore};
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Settings, TlsSettings};
 use crate::storage::{LocalProvider, StorageProvider};
 use crate::tls::Tls;
 
@@ -54,16 +54,7 @@ impl Services {
     /// configured certificate.
     pub fn new(settings: &Settings) -> Result<Services, ConfigError> {
         let tls = match &settings.tls {
-            Some(t) => Some(Arc::new(
-                Tls::new(
-                    t.mode,
-                    &t.cert,
-                    &t.key,
-                    t.require_session_reuse,
-                    t.require_close_notify,
-                )
-                .map_err(|m| ConfigError::new(t.cert_field, m))?,
-            )),
+            Some(t) => Some(Arc::new(new_tls(t)?)),
             None => None,
         };
         Ok(Services {
@@ -76,4 +67,41 @@ impl Services {
             throttles: Arc::new(NoThrottles::default()),
         })
     }
+
+    /// The services for reloaded `settings`, keeping what carries state across a reload: the
+    /// storage provider (open homes), the throttles, and the TLS object when its certificate
+    /// paths and flags are unchanged (its session store, so data connections of sessions from
+    /// before the reload still resume) — its certificate and key are read again. Any error
+    /// leaves `self` as it is.
+    pub fn reloaded(&self, settings: &Settings) -> Result<Services, ConfigError> {
+        let tls = match (&settings.tls, &self.tls) {
+            (Some(t), Some(old)) if old.same_settings(t) => {
+                old.reload()
+                    .map_err(|m| ConfigError::new(t.cert_field, m))?;
+                Some(old.clone())
+            }
+            (Some(t), _) => Some(Arc::new(new_tls(t)?)),
+            (None, _) => None,
+        };
+        Ok(Services {
+            auth: Arc::new(UserStore::new(
+                settings.users.clone(),
+                settings.anonymous.clone(),
+            )),
+            storage: self.storage.clone(),
+            tls,
+            throttles: self.throttles.clone(),
+        })
+    }
+}
+
+fn new_tls(t: &TlsSettings) -> Result<Tls, ConfigError> {
+    Tls::new(
+        t.mode,
+        &t.cert,
+        &t.key,
+        t.require_session_reuse,
+        t.require_close_notify,
+    )
+    .map_err(|m| ConfigError::new(t.cert_field, m))
 }

@@ -109,6 +109,15 @@ impl Tls {
         })
     }
 
+    /// Whether `t` names this certificate and key with the same mode and flags.
+    pub fn same_settings(&self, t: &crate::config::TlsSettings) -> bool {
+        self.mode == t.mode
+            && self.require_reuse == t.require_session_reuse
+            && self.require_close_notify == t.require_close_notify
+            && self.certs.cert_path == t.cert
+            && self.certs.key_path == t.key
+    }
+
     /// Reads the certificate and key files again; sessions keep running, new handshakes use the
     /// new pair. On error the old pair stays in use.
     pub fn reload(&self) -> Result<(), String> {

@@ -40,7 +40,7 @@ pub struct Server {
     pub implicit: Option<SocketAddr>,
     /// The served directory (a temporary directory unless given).
     pub root: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     log: PathBuf,
 }
 
@@ -73,6 +73,39 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The config file given with [`ServerBuilder::config`] (to change it before a reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("wharf.toml")
+    }
+
+    /// Sends a signal (`"HUP"`, `"USR1"`, …) to the server, by its PID.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits (at most 10 s) until the log contains `text` `count` times; false if it never does.
+    pub fn wait_log(&self, text: &str, count: usize) -> bool {
+        for _ in 0..200 {
+            if self.log().matches(text).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
@@ -204,7 +237,7 @@ impl ServerBuilder {
             addr,
             implicit,
             root,
-            _dir: dir,
+            dir,
             log,
         }
     }

@@ -157,10 +157,22 @@ fn serve(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let text = args
+        .config
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok());
+    // A configuration error: one line naming the file, line and field, and exit code 2.
+    let config_path = args.config.clone();
+    let config_error = |e: &wharf_server::ConfigError| -> ExitCode {
+        match &config_path {
+            Some(path) => usage_error(&e.located(path, text.as_deref())),
+            None => usage_error(&e.to_string()),
+        }
+    };
     let file = match &args.config {
         Some(path) => match FileConfig::load(path) {
             Ok(f) => f,
-            Err(e) => return usage_error(&format!("config {}: {e}", path.display())),
+            Err(e) => return config_error(&e),
         },
         None => FileConfig::default(),
     };
@@ -178,37 +190,68 @@ fn serve(args: ServeArgs) -> ExitCode {
         tls_mode: args.tls_mode.clone(),
         listen_implicit: args.listen_implicit.clone(),
     };
-    let settings = match Settings::build(file, overrides) {
+    let settings = match Settings::build(file, overrides.clone()) {
         Ok(c) => c,
-        Err(e) => return usage_error(&e.to_string()),
+        Err(e) => return config_error(&e),
     };
     let services = match Services::new(&settings) {
         Ok(s) => s,
-        Err(e) => return usage_error(&e.to_string()),
+        Err(e) => return config_error(&e),
+    };
+    // Binding: a port in use or a privileged one is a configuration error too (exit code 2).
+    let bind_error = |field: &str, addr: &std::net::SocketAddr, e: &std::io::Error| -> ExitCode {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (another server listens there: stop it, or choose another port)"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE: `setcap cap_net_bind_service=+ep wharf`, or use a port above 1023)"
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                " (no interface of this machine has that address)"
+            }
+            _ => "",
+        };
+        config_error(&wharf_server::ConfigError::new(
+            field,
+            format!("cannot listen on {addr}: {e}{hint}"),
+        ))
+    };
+    let listen_field = if args.listen.is_empty() {
+        "listen"
+    } else {
+        "--listen"
+    };
+    let implicit_field = if args.listen_implicit.is_empty() {
+        "tls.listen_implicit"
+    } else {
+        "--listen-implicit"
     };
     let runtime = match start_runtime(None) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     runtime.block_on(async move {
+        // Signals first: one that arrives once the server says it is serving must find them.
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("wharf: cannot watch signals: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let mut listeners = Vec::new();
         for addr in &settings.listen {
             match wharf_server::bind(*addr) {
                 Ok(l) => listeners.push(l),
-                Err(e) => {
-                    eprintln!("wharf: cannot listen on {addr}: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(e) => return bind_error(listen_field, addr, &e),
             }
         }
         let mut implicit = Vec::new();
         for addr in &settings.listen_implicit {
             match wharf_server::bind(*addr) {
                 Ok(l) => implicit.push(l),
-                Err(e) => {
-                    eprintln!("wharf: cannot listen on {addr}: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(e) => return bind_error(implicit_field, addr, &e),
             }
         }
         let root = &settings.root;
@@ -247,27 +290,123 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         let _ = out.flush();
         drop(out);
-        if let Some(tls) = services.tls.clone() {
-            tokio::spawn(reload_on_hangup(tls));
-        }
-        wharf_server::run(settings, services, listeners, implicit, shutdown_signal()).await;
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        let source = ConfigSource {
+            path: args.config.clone(),
+            overrides,
+        };
+        let Signals {
+            hangup,
+            user1,
+            user2,
+            interrupt,
+            terminate,
+        } = signals;
+        tokio::spawn(reload_on_hangup(
+            hangup,
+            source,
+            services.clone(),
+            reload_tx,
+        ));
+        tokio::spawn(log_user_signals(user1, user2));
+        wharf_server::run_reloadable(
+            settings,
+            services,
+            listeners,
+            implicit,
+            shutdown_signal(interrupt, terminate),
+            reload_rx,
+        )
+        .await;
         ExitCode::SUCCESS
     })
 }
 
-/// Reloads the TLS certificate and key on every SIGHUP; sessions keep running.
-async fn reload_on_hangup(tls: Arc<wharf_server::tls::Tls>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP: the certificate will not be reloaded");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; the old one stays in use")
+/// Where the configuration comes from, to read it again on SIGHUP.
+struct ConfigSource {
+    path: Option<std::path::PathBuf>,
+    overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// The file read and checked again, and the services for it (see `Services::reloaded`).
+    fn rebuild(&self, current: &Services) -> Result<(Settings, Services), String> {
+        let file = match &self.path {
+            Some(path) => {
+                FileConfig::load(path).map_err(|e| format!("config {}: {e}", path.display()))?
             }
+            None => FileConfig::default(),
+        };
+        let settings = Settings::build(file, self.overrides.clone()).map_err(|e| e.to_string())?;
+        let services = current.reloaded(&settings).map_err(|e| e.to_string())?;
+        Ok((settings, services))
+    }
+}
+
+/// The signals a service manager sends, watched from the start: none of them may kill the
+/// server (their default action would) except TERM and INT, which stop it gracefully.
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    user1: tokio::signal::unix::Signal,
+    user2: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            user1: signal(SignalKind::user_defined1())?,
+            user2: signal(SignalKind::user_defined2())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+}
+
+/// SIGHUP: reads the configuration again (users, permissions, limits, passive settings, the
+/// certificate). New connections and new logins get it; running sessions go on. A file that
+/// does not parse, or a certificate that does not load, is logged and the old configuration
+/// stays.
+async fn reload_on_hangup(
+    mut hup: tokio::signal::unix::Signal,
+    source: ConfigSource,
+    mut current: Services,
+    reloads: tokio::sync::mpsc::UnboundedSender<wharf_server::Reload>,
+) {
+    let source = Arc::new(source);
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reading the configuration again");
+        let (src, cur) = (source.clone(), current.clone());
+        let built = tokio::task::spawn_blocking(move || src.rebuild(&cur)).await;
+        match built {
+            Ok(Ok((settings, services))) => {
+                current = services.clone();
+                let _ = reloads.send(wharf_server::Reload { settings, services });
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded; the old one stays in use")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded; the old one stays in use")
+            }
+        }
+    }
+}
+
+/// SIGUSR1 reopens log files (there are none besides standard error yet: it is logged and
+/// otherwise harmless); SIGUSR2 is logged and ignored.
+async fn log_user_signals(
+    mut user1: tokio::signal::unix::Signal,
+    mut user2: tokio::signal::unix::Signal,
+) {
+    loop {
+        tokio::select! {
+            Some(()) = user1.recv() => tracing::info!("SIGUSR1: log files reopened (standard error only)"),
+            Some(()) = user2.recv() => tracing::info!("SIGUSR2: ignored"),
+            else => return,
         }
     }
 }
@@ -352,23 +491,24 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+/// Completes on SIGINT or SIGTERM (graceful shutdown); a second SIGINT or SIGTERM during it
+/// ends the process at once.
+async fn shutdown_signal(
+    mut interrupt: tokio::signal::unix::Signal,
+    mut terminate: tokio::signal::unix::Signal,
+) {
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
     }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::warn!("second signal: stopping at once");
+        std::process::exit(130);
+    });
 }
 
 /// The tokio runtime: `Some(0)` runs on the calling thread, `Some(n)` on n workers, `None` on

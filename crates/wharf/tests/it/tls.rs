@@ -670,7 +670,7 @@ fn certificate_reloads_on_sighup_without_dropping_sessions() {
         .unwrap();
     assert!(status.success());
     for _ in 0..100 {
-        if t.server.log().contains("TLS certificate reloaded") {
+        if t.server.log().contains("configuration reloaded") {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
