@@ -12,7 +12,7 @@
 //! - `< TEXT`: the next reply line on the wire is exactly TEXT (without CRLF).
 //! - `! SUMMARY`: the next action asked for since the last `>` is SUMMARY.
 //! - `= OUTCOME`: the outcome of the next action that needs one (`login rejected`,
-//!   `login unavailable`, `login home`, `passive fail`, `tls fail`, `storage NotFound`,
+//!   `login unavailable`, `login refused`, `login home`, `passive fail`, `tls fail`, `storage NotFound`,
 //!   `opened NotFound`, `transfer wire`, `transfer noconnection`, `transfer notresumed`, …).
 //! - `~ N`: N milliseconds pass (then timers fire; `!` lines after it see their actions).
 //! - `* LINE`: the client sends LINE while the running transfer still runs (it ends only on
@@ -299,6 +299,7 @@ fn scripted(spec: &str) -> Outcome {
     match (kind, arg) {
         ("login", "rejected") => Outcome::Login(LoginResult::Rejected),
         ("login", "unavailable") => Outcome::Login(LoginResult::Unavailable),
+        ("login", "refused") => Outcome::Login(LoginResult::AddressRefused),
         ("login", "home") => Outcome::Login(LoginResult::HomeUnavailable),
         ("passive", "fail") => Outcome::Passive(Err(())),
         ("passive", ip) => Outcome::Passive(Ok(PassiveOpened {

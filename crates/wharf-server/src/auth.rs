@@ -186,13 +186,72 @@ pub fn check_hash(hash: &str) -> Result<(), String> {
 /// Checks `password` against a stored hash. Unknown schemes and malformed hashes never match.
 pub fn verify_hash(hash: &str, password: &[u8]) -> bool {
     match HashScheme::of(hash) {
-        Some(HashScheme::Argon2) => Argon2::default().verify_password(password, hash).is_ok(),
+        Some(HashScheme::Argon2) => argon2_verify(hash, password),
         Some(HashScheme::Bcrypt) => bcrypt::verify(password, hash).unwrap_or(false),
         Some(HashScheme::ShaCrypt) => sha_crypt::ShaCrypt::default()
             .verify_password(password, hash)
             .is_ok(),
         None => false,
     }
+}
+
+/// Argon2's working memory (19 MiB with the default parameters), kept for the next check:
+/// allocated afresh each time, the allocator keeps what was freed, and a server's resident
+/// memory grew by that much per login thread and never came back. At most [`POOLED`] buffers
+/// are kept (as many as checks run at once); a check beyond them allocates and frees its own.
+static ARGON2_MEMORY: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+const POOLED: usize = 4;
+
+/// Argon2 verification in memory from [`ARGON2_MEMORY`]; the same result as the argon2 crate's
+/// `verify_password`.
+fn argon2_verify(hash: &str, password: &[u8]) -> bool {
+    let Ok(parsed) = argon2::PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = argon2::Params::try_from(&parsed) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let mut memory = ARGON2_MEMORY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop()
+        .unwrap_or_default();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let expected = expected.as_bytes();
+    let mut out = vec![0u8; expected.len()];
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt.as_ref(),
+        &mut out,
+        memory.get_mut(..blocks).unwrap_or_default(),
+    );
+    {
+        let mut pool = ARGON2_MEMORY.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOLED {
+            pool.push(memory);
+        }
+    }
+    // Constant time: every byte compared.
+    computed.is_ok()
+        && out
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Makes a new Argon2id hash (default parameters, random salt), as `wharf passwd` prints.
@@ -310,6 +369,26 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_hash(&h, b"s3cret"));
         assert!(!verify_hash(&h, b"wrong"));
+        // Pooled memory gives the crate's own answer, for other variants and parameters too.
+        for (alg, m, t, p) in [
+            (argon2::Algorithm::Argon2id, 64, 1, 1),
+            (argon2::Algorithm::Argon2i, 256, 3, 2),
+            (argon2::Algorithm::Argon2d, 128, 2, 4),
+        ] {
+            let params = argon2::Params::new(m, t, p, None).unwrap();
+            let other = Argon2::new(alg, argon2::Version::V0x13, params)
+                .hash_password(b"pw")
+                .unwrap()
+                .to_string();
+            assert!(verify_hash(&other, b"pw"), "{other}");
+            assert!(!verify_hash(&other, b"px"), "{other}");
+            assert!(
+                Argon2::default()
+                    .verify_password(b"pw", other.as_str())
+                    .is_ok()
+            );
+        }
+        assert!(verify_hash(&h, b"s3cret"), "after smaller parameters");
     }
 
     #[test]

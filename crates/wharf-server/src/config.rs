@@ -79,6 +79,13 @@ pub struct Limits {
     /// must not hold sessions, and their places in the limits, forever.
     #[serde(deserialize_with = "secs")]
     pub backend_timeout: Duration,
+    /// Failed logins from one address within `ban_window` that ban it (0: no bans).
+    pub ban_after_failures: u32,
+    #[serde(deserialize_with = "secs")]
+    pub ban_window: Duration,
+    /// The first ban's length; a repeat within a day doubles it.
+    #[serde(deserialize_with = "secs")]
+    pub ban_time: Duration,
 }
 
 impl Default for Limits {
@@ -94,6 +101,20 @@ impl Default for Limits {
             failed_login_delay: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
             backend_timeout: Duration::from_secs(30),
+            ban_after_failures: 10,
+            ban_window: Duration::from_secs(600),
+            ban_time: Duration::from_secs(900),
+        }
+    }
+}
+
+impl Limits {
+    /// The ban settings, as the guard takes them.
+    pub fn ban_policy(&self) -> crate::guard::BanPolicy {
+        crate::guard::BanPolicy {
+            after_failures: self.ban_after_failures,
+            window: self.ban_window,
+            time: self.ban_time,
         }
     }
 }
@@ -120,6 +141,8 @@ impl Limits {
             ("limits.shutdown_grace", self.shutdown_grace),
             ("limits.backend_timeout", self.backend_timeout),
             ("limits.failed_login_delay_ms", self.failed_login_delay),
+            ("limits.ban_window", self.ban_window),
+            ("limits.ban_time", self.ban_time),
         ] {
             if d > MAX {
                 return Err(ConfigError::new(
@@ -137,6 +160,14 @@ impl Limits {
             ("limits.connect_timeout", self.connect_timeout.is_zero()),
             ("limits.backend_timeout", self.backend_timeout.is_zero()),
             ("limits.max_login_failures", self.max_login_failures == 0),
+            (
+                "limits.ban_window",
+                self.ban_after_failures > 0 && self.ban_window.is_zero(),
+            ),
+            (
+                "limits.ban_time",
+                self.ban_after_failures > 0 && self.ban_time.is_zero(),
+            ),
         ] {
             if zero {
                 return Err(ConfigError::new(name, "must be greater than 0"));

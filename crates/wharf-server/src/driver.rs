@@ -23,6 +23,7 @@ use wharf_proto::{FileKind, LineBuffer, LineEvent, Reply, ReplyCode, VPath};
 use crate::auth::{AuthError, Credentials};
 use crate::config::PassiveAddress;
 use crate::conn::ConnInfo;
+use crate::guard::Failure;
 use crate::server::{Live, Shared};
 use crate::storage::{self, Storage, StorageError, WriteMode};
 use crate::tls::{DataTls, SessionTls};
@@ -529,6 +530,15 @@ impl Driver {
         // the users), and the session runs with that configuration from here on.
         let current = self.live.current();
         let limit = current.settings.limits.backend_timeout;
+        let ip = self.conn.peer.ip();
+        // A slot for the password check, fairly shared among addresses; none for a banned one.
+        let slot = match self.live.guard.check_slot(ip).await {
+            Ok(s) => s,
+            Err(why) => {
+                warn!(peer = %self.conn.peer, reason = ?why, "login refused for the address");
+                return LoginResult::AddressRefused;
+            }
+        };
         let checked = tokio::time::timeout(limit, current.services.auth.authenticate(credentials))
             .await
             .unwrap_or_else(|_| {
@@ -537,9 +547,16 @@ impl Driver {
                     limit.as_secs()
                 )))
             });
+        drop(slot);
         let account = match checked {
             Ok(a) => a,
-            Err(AuthError::Rejected) => return LoginResult::Rejected,
+            Err(AuthError::Rejected) => {
+                if let Failure::Banned(time) = self.live.guard.failed(ip, std::time::Instant::now())
+                {
+                    warn!(peer = %self.conn.peer, secs = time.as_secs(), "address banned after failed logins");
+                }
+                return LoginResult::Rejected;
+            }
             Err(AuthError::Unavailable(why)) => {
                 error!(peer = %self.conn.peer, error = %why, "user database unavailable: login refused");
                 return LoginResult::Unavailable;

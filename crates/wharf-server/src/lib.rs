@@ -25,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 mod driver;
+pub mod guard;
 mod server;
 pub mod services;
 pub mod storage;

@@ -17,6 +17,7 @@ use wharf_proto::server::{Policy, TlsPolicy};
 use crate::config::Settings;
 use crate::conn::ConnInfo;
 use crate::driver::{self, Driver};
+use crate::guard::Guard;
 use crate::services::Services;
 
 /// Listen backlog: bursts of connections queue instead of being dropped.
@@ -131,6 +132,8 @@ impl Shared {
 /// running sessions keep the one they hold.
 pub(crate) struct Live {
     current: RwLock<Arc<Shared>>,
+    /// Bans and the fair queue of password checks: they outlive reloads.
+    pub(crate) guard: Arc<Guard>,
 }
 
 impl Live {
@@ -199,8 +202,10 @@ pub async fn run_reloadable(
         max_per_ip: AtomicUsize::new(shared.settings.limits.max_sessions_per_ip),
         state: Mutex::new((0, HashMap::new())),
     });
+    let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
     let live = Arc::new(Live {
         current: RwLock::new(shared.clone()),
+        guard: Arc::new(Guard::new(shared.settings.limits.ban_policy(), slots)),
     });
     let reloader = {
         let (live, limiter) = (live.clone(), limiter.clone());
@@ -214,6 +219,7 @@ pub async fn run_reloadable(
                     warn!("reload: listen addresses changed; they apply at the next restart");
                 }
                 warn_about(s);
+                live.guard.set_policy(s.limits.ban_policy());
                 limiter
                     .max_total
                     .store(s.limits.max_sessions, Ordering::Relaxed);
@@ -311,6 +317,24 @@ fn start_session(stream: TcpStream, ctx: &AcceptCtx) {
             return;
         }
     };
+    if let Some(until) = ctx
+        .live
+        .guard
+        .banned(conn.peer.ip(), std::time::Instant::now())
+    {
+        info!(
+            peer = %conn.peer,
+            secs_left = until.saturating_duration_since(std::time::Instant::now()).as_secs(),
+            "connection refused: address banned"
+        );
+        if !ctx.implicit_tls {
+            tokio::spawn(driver::refuse(
+                stream,
+                "Too many failed logins from your address, try again later.",
+            ));
+        }
+        return;
+    }
     let permit = match ctx.limiter.try_acquire(conn.peer.ip()) {
         Ok(p) => p,
         Err(text) => {

@@ -263,6 +263,26 @@ impl Ftp {
     /// Connects and reads the banner.
     pub fn connect(addr: SocketAddr) -> Ftp {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        Ftp::over(stream)
+    }
+
+    /// Connects from the local address `from` (another loopback address, `127.0.0.2`, to be
+    /// another client) and reads the banner.
+    pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> Ftp {
+        let domain = if from.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
+        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+        sock.bind(&SocketAddr::new(from, 0).into()).expect("bind");
+        sock.connect_timeout(&addr.into(), IO_TIMEOUT)
+            .expect("connect");
+        Ftp::over(sock.into())
+    }
+
+    /// A control connection over a connected stream: reads the banner.
+    pub fn over(stream: TcpStream) -> Ftp {
         stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
         let reader = BufReader::new(stream.try_clone().expect("clone"));
         let mut ftp = Ftp {

@@ -317,6 +317,13 @@ impl Session {
             LoginResult::HomeUnavailable => {
                 self.reply(ReplyCode::NOT_LOGGED_IN, "Home directory unavailable.");
             }
+            LoginResult::AddressRefused => {
+                self.reply(
+                    ReplyCode::SERVICE_UNAVAILABLE,
+                    "Too many login attempts from your address, try again later.",
+                );
+                self.close();
+            }
         }
     }
 

@@ -26,6 +26,9 @@ pub enum LoginResult {
     Unavailable,
     /// The credentials were right but the home cannot be opened.
     HomeUnavailable,
+    /// The client's address may not log in now (banned after failed logins, or too many logins
+    /// of it waiting): 421, and the session ends, without the password looked at.
+    AddressRefused,
 }
 
 /// Login progress.

@@ -9,6 +9,7 @@ mod check;
 mod client;
 mod clients;
 mod commands;
+mod faults;
 mod interop;
 mod operations;
 mod security;
