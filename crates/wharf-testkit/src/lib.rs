@@ -108,6 +108,14 @@ impl Server {
         false
     }
 
+    /// Kills the server with SIGKILL (a crash) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
@@ -172,6 +180,12 @@ impl ServerBuilder {
         let root = dir.path().join("root");
         std::fs::create_dir(&root).expect("root");
         self.start_in(dir, root)
+    }
+
+    /// Starts the server on an existing root (a restart on the same files).
+    pub fn start_on(self, root: &Path) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        self.start_in(dir, root.to_path_buf())
     }
 
     fn start_in(self, dir: tempfile::TempDir, root: PathBuf) -> Server {

@@ -290,6 +290,19 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         let _ = out.flush();
         drop(out);
+        // Temporary upload files of earlier runs go, in the background: the homes may be large.
+        let mut homes = vec![settings.root.clone()];
+        homes.extend(settings.users.iter().map(|u| u.home.clone()));
+        homes.sort();
+        homes.dedup();
+        tokio::task::spawn_blocking(move || {
+            let (removed, seen) = wharf_server::storage::sweep_stale_uploads(&homes, 10_000_000);
+            tracing::info!(
+                removed,
+                entries = seen,
+                "swept temporary upload files of earlier runs"
+            );
+        });
         let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
         let source = ConfigSource {
             path: args.config.clone(),

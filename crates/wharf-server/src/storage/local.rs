@@ -31,9 +31,23 @@ use super::{
 };
 use crate::auth::Account;
 
-/// Prefix of the temporary files an overwriting upload writes beside its target. Hidden from
-/// listings.
+/// Prefix of the temporary names an overwriting upload may use beside its target: hidden from
+/// listings, unreachable by any command (a path with such a component is "not found"), and
+/// swept at start-up ([`sweep_stale_uploads`]). Since the upload is written to an unnamed file
+/// (`O_TMPFILE`) and named only for the rename that replaces the target, one is seldom there.
 pub const TEMP_PREFIX: &[u8] = b".wharf-upload.";
+
+/// This process's part of temporary names (`.wharf-upload.RUN.RANDOM`), so that the start-up
+/// sweep of another run never takes the name of an upload being committed.
+fn run_id() -> &'static str {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| random_hex(4))
+}
+
+/// Whether a path names a temporary upload file (or something beneath such a name).
+fn is_temp(path: &VPath) -> bool {
+    path.components().any(|c| c.starts_with(TEMP_PREFIX))
+}
 
 impl From<Errno> for StorageError {
     fn from(e: Errno) -> StorageError {
@@ -74,6 +88,9 @@ impl Jail {
         flags: OFlags,
         mode: Mode,
     ) -> Result<OwnedFd, StorageError> {
+        if is_temp(path) {
+            return Err(StorageError::NotFound);
+        }
         let rel = path.relative();
         // O_NOCTTY: a terminal node in the tree must never become the server's controlling
         // terminal (openat2 refuses it beside O_PATH, where it means nothing anyway).
@@ -93,6 +110,9 @@ impl Jail {
 
     /// The parent directory of `path` (as an `O_PATH` descriptor) and the last component.
     fn parent_of(&self, path: &VPath) -> Result<(OwnedFd, Vec<u8>), StorageError> {
+        if is_temp(path) {
+            return Err(StorageError::NotFound);
+        }
         let name = path
             .file_name()
             .ok_or(StorageError::PermissionDenied)?
@@ -254,7 +274,7 @@ impl Jail {
                         } else {
                             file_mode
                         };
-                        let (fd, tmp) = create_temp(&dir, keep_mode)?;
+                        let (fd, tmp) = create_replacement(&dir, keep_mode)?;
                         Ok(LocalUpload::new(
                             File::from(fd),
                             Finish::Replace { dir, tmp, name },
@@ -531,10 +551,12 @@ enum Finish {
     /// REST n + STOR: written in place from `offset`; the file is cut to what was sent only when
     /// the upload completes, so a failed resume destroys nothing beyond what it overwrote.
     Resume { offset: u64 },
-    /// Written to a temporary name in `dir`; renamed over `name` on commit, removed otherwise.
+    /// Written to a new file in `dir` — unnamed (`O_TMPFILE`, `tmp` is `None`) or, where the
+    /// file system has no unnamed files, under a temporary name — that takes `name`'s place on
+    /// commit; an unnamed one vanishes by itself otherwise, a named one is removed.
     Replace {
         dir: OwnedFd,
-        tmp: Vec<u8>,
+        tmp: Option<Vec<u8>>,
         name: Vec<u8>,
     },
 }
@@ -560,9 +582,16 @@ impl LocalUpload {
             Finish::Replace { dir, tmp, name } => {
                 if let Err(e) = self.file.sync_all() {
                     // No space at fsync, say: the replacement goes, the old file stays.
-                    let _ = rustix::fs::unlinkat(&dir, os(&tmp), AtFlags::empty());
+                    if let Some(tmp) = &tmp {
+                        let _ = rustix::fs::unlinkat(&dir, os(tmp), AtFlags::empty());
+                    }
                     return Err(e.into());
                 }
+                // An unnamed file gets a temporary name only now, for the rename.
+                let tmp = match tmp {
+                    Some(t) => t,
+                    None => link_temp(&self.file, &dir)?,
+                };
                 let r = rustix::fs::renameat(&dir, os(&tmp), &dir, os(&name));
                 if r.is_err() {
                     let _ = rustix::fs::unlinkat(&dir, os(&tmp), AtFlags::empty());
@@ -607,7 +636,11 @@ impl Drop for LocalUpload {
     /// file stays exactly as it was; a new file that received nothing goes.
     fn drop(&mut self) {
         match &self.finish {
-            Finish::Replace { dir, tmp, .. } => {
+            Finish::Replace {
+                dir,
+                tmp: Some(tmp),
+                ..
+            } => {
                 let _ = rustix::fs::unlinkat(dir, os(tmp), AtFlags::empty());
             }
             // Only if the name still is this empty file (another upload may have replaced it).
@@ -702,11 +735,111 @@ fn ensure_regular(fd: &impl AsFd) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// A temporary name in this run's form: `.wharf-upload.RUN.RANDOM`.
+fn temp_name() -> Vec<u8> {
+    let mut name = TEMP_PREFIX.to_vec();
+    name.extend_from_slice(run_id().as_bytes());
+    name.push(b'.');
+    name.extend_from_slice(random_hex(8).as_bytes());
+    name
+}
+
+/// A new file in `dir` for a replacing upload: unnamed (`O_TMPFILE`, nothing left behind if
+/// the server dies) where the file system allows, else under a temporary name.
+fn create_replacement(
+    dir: &OwnedFd,
+    mode: Mode,
+) -> Result<(OwnedFd, Option<Vec<u8>>), StorageError> {
+    if std::path::Path::new("/proc/self/fd").is_dir() {
+        match rustix::fs::openat(
+            dir,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            mode,
+        ) {
+            Ok(fd) => return Ok((fd, None)),
+            // No unnamed files on this file system (EOPNOTSUPP, or EISDIR from old kernels).
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (fd, name) = create_temp(dir, mode)?;
+    Ok((fd, Some(name)))
+}
+
+/// Gives the unnamed file `file` a temporary name in `dir` (through `/proc/self/fd`, which
+/// needs no privilege, unlike `AT_EMPTY_PATH`).
+fn link_temp(file: &File, dir: &OwnedFd) -> Result<Vec<u8>, StorageError> {
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    for _ in 0..16 {
+        let name = temp_name();
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            proc_path.as_str(),
+            dir,
+            os(&name),
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => return Ok(name),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StorageError::AlreadyExists)
+}
+
+/// Removes temporary upload files left by earlier runs (a server killed while it renamed, or
+/// one without unnamed files killed mid-upload) under each of `dirs`, depth first, without
+/// following symlinks; at most `max_entries` entries are looked at. Returns (files removed,
+/// entries looked at).
+pub fn sweep_stale_uploads(dirs: &[std::path::PathBuf], max_entries: usize) -> (usize, usize) {
+    let mine = {
+        let mut p = TEMP_PREFIX.to_vec();
+        p.extend_from_slice(run_id().as_bytes());
+        p.push(b'.');
+        p
+    };
+    let (mut removed, mut seen) = (0, 0);
+    let mut stack: Vec<std::path::PathBuf> = dirs.to_vec();
+    let mut visited = std::collections::HashSet::new();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        if let Ok(meta) = std::fs::symlink_metadata(&dir) {
+            use std::os::unix::fs::MetadataExt;
+            if !visited.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+        }
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > max_entries {
+                return (removed, seen);
+            }
+            let name = entry.file_name();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file()
+                && name.as_bytes().starts_with(TEMP_PREFIX)
+                && !name.as_bytes().starts_with(&mine)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    (removed, seen)
+}
+
 /// Creates a temporary file with a random name in `dir`.
 fn create_temp(dir: &OwnedFd, mode: Mode) -> Result<(OwnedFd, Vec<u8>), StorageError> {
     for _ in 0..16 {
-        let mut name = TEMP_PREFIX.to_vec();
-        name.extend_from_slice(random_hex(8).as_bytes());
+        let name = temp_name();
         match rustix::fs::openat(
             dir,
             os(&name),

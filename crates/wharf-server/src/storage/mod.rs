@@ -19,7 +19,7 @@ use wharf_proto::server::FsError;
 use wharf_proto::{FileInfo, VPath};
 
 pub(crate) use local::random_hex;
-pub use local::{HomeCache, LocalFs, LocalProvider, LocalUpload, TEMP_PREFIX};
+pub use local::{HomeCache, LocalFs, LocalProvider, LocalUpload, TEMP_PREFIX, sweep_stale_uploads};
 pub use mem::{MemFs, MemProvider};
 pub use wharf_proto::server::{Capabilities, WriteMode};
 
