@@ -41,12 +41,32 @@ pub struct Credentials {
 /// Why a login did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// Unknown user or wrong password (which, the client is never told).
-    #[error("rejected")]
-    Rejected,
+    /// Unknown user, wrong password, or an account that may not log in (which, the client is
+    /// never told; the log is).
+    #[error("rejected: {0}")]
+    Rejected(Rejection),
     /// The user database cannot answer: the client gets 421, never a login.
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Why a login was rejected: for the log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    UnknownUser,
+    WrongPassword,
+    /// The account exists but is disabled.
+    Disabled,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rejection::UnknownUser => "unknown user",
+            Rejection::WrongPassword => "wrong password",
+            Rejection::Disabled => "account disabled",
+        })
+    }
 }
 
 /// Checks credentials. An implementation must take about the same time for unknown users as for
@@ -296,11 +316,14 @@ impl UserStore {
         dummy: Option<&str>,
         user: &[u8],
         password: &[u8],
-    ) -> Option<Account> {
+    ) -> Result<Account, Rejection> {
         match users.iter().find(|u| u.name.as_bytes() == user) {
             Some(entry) => {
                 let Secret::Hash(hash) = &entry.secret;
-                verify_hash(hash, password).then(|| Account {
+                if !verify_hash(hash, password) {
+                    return Err(Rejection::WrongPassword);
+                }
+                Ok(Account {
                     name: entry.name.clone(),
                     home: entry.home.clone(),
                     permissions: entry.permissions,
@@ -312,7 +335,7 @@ impl UserStore {
                 if let Some(dummy) = dummy {
                     let _ = verify_hash(dummy, password);
                 }
-                None
+                Err(Rejection::UnknownUser)
             }
         }
     }
@@ -340,8 +363,8 @@ impl Authenticator for UserStore {
             })
             .await;
             match checked {
-                Ok(Some(account)) => Ok(account),
-                Ok(None) => Err(AuthError::Rejected),
+                Ok(Ok(account)) => Ok(account),
+                Ok(Err(why)) => Err(AuthError::Rejected(why)),
                 Err(e) => Err(AuthError::Unavailable(format!(
                     "password check failed: {e}"
                 ))),
@@ -446,14 +469,17 @@ mod tests {
         assert_eq!(auth("alice", "pw").await.unwrap().name, "alice");
         assert!(matches!(
             auth("alice", "nope").await,
-            Err(AuthError::Rejected)
+            Err(AuthError::Rejected(Rejection::WrongPassword))
         ));
-        assert!(matches!(auth("bob", "pw").await, Err(AuthError::Rejected)));
+        assert!(matches!(
+            auth("bob", "pw").await,
+            Err(AuthError::Rejected(Rejection::UnknownUser))
+        ));
         assert!(auth("ftp", "me@example.net").await.unwrap().anonymous);
         let closed = UserStore::new(vec![], None);
         assert!(matches!(
             closed.authenticate(creds("anonymous", "x")).await,
-            Err(AuthError::Rejected)
+            Err(AuthError::Rejected(Rejection::UnknownUser))
         ));
     }
 }

@@ -255,6 +255,7 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     pub users: Vec<UserEntry>,
     pub anonymous: Option<AnonymousAccess>,
+    pub log: LogSettings,
 }
 
 /// The TOML file. Unknown fields are errors, so a typo is reported rather than ignored.
@@ -277,6 +278,43 @@ pub struct FileConfig {
     pub users: Vec<UserSection>,
     #[serde(default)]
     pub tls: TlsSection,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// The `[log]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (default) or `json`: one JSON object a line.
+    pub format: Option<String>,
+    /// A transfer log in the xferlog format, appended to.
+    pub xferlog: Option<PathBuf>,
+}
+
+/// How the server logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub xferlog: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -381,6 +419,8 @@ pub struct Overrides {
     /// `off`, `optional` or `required`.
     pub tls_mode: Option<String>,
     pub listen_implicit: Vec<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
 }
 
 /// The default control listener.
@@ -684,6 +724,24 @@ impl Settings {
 
         let (tls, listen_implicit) = build_tls(&file.tls, &cli)?;
 
+        let parse_format = |field: &str, text: &Option<String>| -> Result<_, ConfigError> {
+            text.as_deref()
+                .map(|f| {
+                    LogFormat::parse(f).ok_or_else(|| {
+                        ConfigError::new(field, format!("`{f}` is not text or json"))
+                    })
+                })
+                .transpose()
+        };
+        let file_format = parse_format("log.format", &file.log.format)?;
+        let format = parse_format("--log-format", &cli.log_format)?
+            .or(file_format)
+            .unwrap_or_default();
+        let log = LogSettings {
+            format,
+            xferlog: file.log.xferlog.clone(),
+        };
+
         Ok(Settings {
             root,
             listen,
@@ -704,6 +762,7 @@ impl Settings {
             tls,
             users,
             anonymous,
+            log,
         })
     }
 }

@@ -17,11 +17,19 @@ pub enum Via {
 /// Who a control connection is from and where it arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnInfo {
+    /// The session's number in this server's log (1, 2, …, in order of acceptance).
+    pub id: u64,
     /// The client (IPv4-mapped IPv6 addresses as IPv4).
     pub peer: SocketAddr,
     /// Our end: the address passive listeners bind to and active connections leave from.
     pub local: SocketAddr,
     pub via: Via,
+}
+
+/// The next session number.
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn canonical(a: SocketAddr) -> SocketAddr {
@@ -32,6 +40,7 @@ impl ConnInfo {
     /// A connection straight from the client.
     pub fn direct(peer: SocketAddr, local: SocketAddr) -> ConnInfo {
         ConnInfo {
+            id: next_id(),
             peer: canonical(peer),
             local: canonical(local),
             via: Via::Direct,
@@ -41,6 +50,7 @@ impl ConnInfo {
     /// A connection relayed by `proxy`, which says it is from `client` to `server`.
     pub fn proxied(client: SocketAddr, server: SocketAddr, proxy: SocketAddr) -> ConnInfo {
         ConnInfo {
+            id: next_id(),
             peer: canonical(client),
             local: canonical(server),
             via: Via::Proxy {

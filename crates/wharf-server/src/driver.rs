@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 use wharf_net::Stream;
 use wharf_net::copy::CopyError;
 use wharf_proto::server::{
-    Action, DataChannel, LoginResult, Note, Opened, Outcome, Output, PassiveOpened, Session,
+    Action, Body, DataChannel, LoginResult, Note, Opened, Outcome, Output, PassiveOpened, Session,
     StorageDone, StorageOp, TransferEnd, TransferSpec, User,
 };
 use wharf_proto::{FileKind, LineBuffer, LineEvent, Reply, ReplyCode, VPath};
@@ -335,11 +335,12 @@ impl Driver {
     ) -> impl std::future::Future<Output = ()> + Send {
         async move {
             let started = Instant::now();
-            info!(peer = %self.conn.peer, "session opened");
+            info!(session = self.conn.id, peer = %self.conn.peer, "session opened");
             if let Err(e) = self.serve().await {
-                debug!(peer = %self.conn.peer, error = %e, "control connection error");
+                debug!(session = self.conn.id, peer = %self.conn.peer, error = %e, "control connection error");
             }
             info!(
+                session = self.conn.id,
                 peer = %self.conn.peer,
                 user = self.session.user_name().unwrap_or("-"),
                 secs = started.elapsed().as_secs(),
@@ -437,8 +438,16 @@ impl Driver {
                 reason,
             } => warn!(%peer, %target, "refused {verb} to {reason}"),
             Note::PassiveExpired => debug!(%peer, "passive listener expired unused"),
-            Note::LoginFailed { user } => {
-                warn!(%peer, user = %String::from_utf8_lossy(&user), "login failed")
+            // Logged where the reason is known (see `login`).
+            Note::LoginFailed { .. } => {}
+            Note::Outcome { verb, path, code } => {
+                let path = path.map_or_else(|| "-".to_string(), |p| p.to_string());
+                let user = self.session.user_name().unwrap_or("-");
+                if code >= 400 {
+                    info!(session = self.conn.id, %peer, user, verb, path, code, "refused");
+                } else {
+                    info!(session = self.conn.id, %peer, user, verb, path, code, "changed");
+                }
             }
             Note::ClearDataRefused => {
                 debug!(%peer, "data connection in clear refused: PROT P required")
@@ -520,6 +529,7 @@ impl Driver {
     // ---- login ----
 
     async fn login(&mut self, user: Vec<u8>, password: Vec<u8>) -> LoginResult {
+        let name = String::from_utf8_lossy(&user).into_owned();
         let credentials = Credentials {
             user,
             password,
@@ -550,22 +560,24 @@ impl Driver {
         drop(slot);
         let account = match checked {
             Ok(a) => a,
-            Err(AuthError::Rejected) => {
+            Err(AuthError::Rejected(why)) => {
+                // The reason is for the log; the client only hears 530.
+                warn!(session = self.conn.id, peer = %self.conn.peer, user = %name, reason = %why, "login failed");
                 if let Failure::Banned(time) = self.live.guard.failed(ip, std::time::Instant::now())
                 {
-                    warn!(peer = %self.conn.peer, secs = time.as_secs(), "address banned after failed logins");
+                    warn!(session = self.conn.id, peer = %self.conn.peer, secs = time.as_secs(), "address banned after failed logins");
                 }
                 return LoginResult::Rejected;
             }
             Err(AuthError::Unavailable(why)) => {
-                error!(peer = %self.conn.peer, error = %why, "user database unavailable: login refused");
+                error!(session = self.conn.id, peer = %self.conn.peer, user = %name, error = %why, "login failed: user database unavailable");
                 return LoginResult::Unavailable;
             }
         };
         let opened = backend(limit, current.services.storage.open_home(&account)).await;
         match opened {
             Ok(storage) => {
-                info!(peer = %self.conn.peer, user = %account.name, "login");
+                info!(session = self.conn.id, peer = %self.conn.peer, user = %account.name, "login");
                 let user = User {
                     name: account.name.clone(),
                     permissions: account.permissions,
@@ -1020,12 +1032,38 @@ impl Driver {
         started: Instant,
         result: &str,
     ) {
+        let path = spec.path.as_ref().map_or_else(
+            || String::from_utf8_lossy(&spec.arg).into_owned(),
+            |p| p.to_string(),
+        );
+        let bytes = progress.load(Ordering::Relaxed);
+        let user = self.session.user_name().unwrap_or("-");
+        if let (Some(xfer), Body::Download | Body::Upload) =
+            (&self.shared.services.xferlog, &spec.body)
+        {
+            let entry = crate::xferlog::Entry {
+                unix_time: crate::transfer::unix_now(),
+                secs: started.elapsed().as_secs(),
+                host: self.conn.peer.ip(),
+                bytes,
+                path: &path,
+                ascii: spec.ascii,
+                incoming: matches!(spec.body, Body::Upload),
+                anonymous: self.home.as_ref().is_some_and(|h| h.shared),
+                user,
+                complete: result == "ok",
+            };
+            if let Err(e) = xfer.record(&entry) {
+                warn!(file = %xfer.path().display(), error = %e, "cannot write the transfer log");
+            }
+        }
         info!(
+            session = self.conn.id,
             peer = %self.conn.peer,
-            user = self.session.user_name().unwrap_or("-"),
+            user,
             verb = spec.verb,
-            path = %String::from_utf8_lossy(&spec.arg),
-            bytes = progress.load(Ordering::Relaxed),
+            path,
+            bytes,
             ms = started.elapsed().as_millis() as u64,
             result,
             "transfer"

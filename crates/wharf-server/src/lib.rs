@@ -31,8 +31,9 @@ pub mod services;
 pub mod storage;
 pub mod tls;
 pub mod transfer;
+pub mod xferlog;
 
-pub use auth::{Account, AuthError, Authenticator, Credentials, Permissions, UserStore};
+pub use auth::{Account, AuthError, Authenticator, Credentials, Permissions, Rejection, UserStore};
 pub use config::{ConfigError, Settings};
 pub use server::{Reload, bind, run, run_reloadable};
 pub use services::Services;

@@ -9,6 +9,7 @@ use crate::auth::{Account, Authenticator, UserStore};
 use crate::config::{ConfigError, Settings, TlsSettings};
 use crate::storage::{LocalProvider, StorageProvider};
 use crate::tls::Tls;
+use crate::xferlog::XferLog;
 
 /// Paces the transfers of one user (a no-op until per-user rates exist).
 pub trait Throttles: Send + Sync + 'static {
@@ -39,6 +40,8 @@ pub struct Services {
     /// FTPS: `None` when TLS is off.
     pub tls: Option<Arc<Tls>>,
     pub throttles: Arc<dyn Throttles>,
+    /// The transfer log (`[log] xferlog`).
+    pub xferlog: Option<Arc<XferLog>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -65,6 +68,7 @@ impl Services {
             storage: Arc::new(LocalProvider::new()),
             tls,
             throttles: Arc::new(NoThrottles::default()),
+            xferlog: open_xferlog(settings, None)?,
         })
     }
 
@@ -91,8 +95,28 @@ impl Services {
             storage: self.storage.clone(),
             tls,
             throttles: self.throttles.clone(),
+            xferlog: open_xferlog(settings, self.xferlog.as_ref())?,
         })
     }
+}
+
+/// The transfer log of `settings`: `current` if it is the same file, else opened.
+fn open_xferlog(
+    settings: &Settings,
+    current: Option<&Arc<XferLog>>,
+) -> Result<Option<Arc<XferLog>>, ConfigError> {
+    let Some(path) = &settings.log.xferlog else {
+        return Ok(None);
+    };
+    if let Some(c) = current.filter(|c| c.path() == path) {
+        return Ok(Some(c.clone()));
+    }
+    XferLog::open(path).map(Some).map_err(|e| {
+        ConfigError::new(
+            "log.xferlog",
+            format!("`{}` cannot be opened: {e}", path.display()),
+        )
+    })
 }
 
 fn new_tls(t: &TlsSettings) -> Result<Tls, ConfigError> {

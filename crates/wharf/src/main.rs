@@ -113,6 +113,9 @@ struct ServeArgs {
     /// error, warn, info, debug, trace
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing::Level,
+    /// text, or json (one object a line)
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
 }
 
 /// Raises the soft limit on open files to the hard one: every session and every data
@@ -151,12 +154,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// The log on standard error: text, or one JSON object a line with the event's fields at the
+/// top level (`timestamp`, `level`, `target`, `message`, then `session`, `peer`, `user`, `verb`,
+/// `path`, `code`, … as the event has them).
+fn init_log(level: tracing::Level, format: wharf_server::config::LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr);
+    match format {
+        wharf_server::config::LogFormat::Text => {
+            builder.with_ansi(std::io::stderr().is_terminal()).init()
+        }
+        wharf_server::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let text = args
         .config
         .as_ref()
@@ -189,6 +207,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         tls_key: args.tls_key.clone(),
         tls_mode: args.tls_mode.clone(),
         listen_implicit: args.listen_implicit.clone(),
+        log_format: args.log_format.clone(),
     };
     let settings = match Settings::build(file, overrides.clone()) {
         Ok(c) => c,
@@ -198,6 +217,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return config_error(&e),
     };
+    // The format is known now; a reload does not change it (nor the level).
+    init_log(args.log_level, settings.log.format);
     // Binding: a port in use or a privileged one is a configuration error too (exit code 2).
     let bind_error = |field: &str, addr: &std::net::SocketAddr, e: &std::io::Error| -> ExitCode {
         let hint = match e.kind() {
@@ -409,15 +430,23 @@ async fn reload_on_hangup(
     }
 }
 
-/// SIGUSR1 reopens log files (there are none besides standard error yet: it is logged and
-/// otherwise harmless); SIGUSR2 is logged and ignored.
+/// SIGUSR1 reopens the transfer log (after logrotate moved it; standard error is the service
+/// manager's); SIGUSR2 is logged and ignored.
 async fn log_user_signals(
     mut user1: tokio::signal::unix::Signal,
     mut user2: tokio::signal::unix::Signal,
 ) {
     loop {
         tokio::select! {
-            Some(()) = user1.recv() => tracing::info!("SIGUSR1: log files reopened (standard error only)"),
+            Some(()) = user1.recv() => {
+                let failed = wharf_server::xferlog::reopen_all();
+                for (path, e) in &failed {
+                    tracing::error!(file = %path.display(), error = %e, "SIGUSR1: cannot reopen the transfer log");
+                }
+                if failed.is_empty() {
+                    tracing::info!("SIGUSR1: log files reopened");
+                }
+            }
             Some(()) = user2.recv() => tracing::info!("SIGUSR2: ignored"),
             else => return,
         }

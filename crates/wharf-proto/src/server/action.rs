@@ -155,6 +155,8 @@ pub struct TransferSpec {
     pub verb: &'static str,
     /// The path as the client sent it: for the log.
     pub arg: Vec<u8>,
+    /// The absolute virtual path (a STOU's unique file; a listing's directory): for the log.
+    pub path: Option<VPath>,
     pub data: DataChannel,
     /// Sent once the data connection is made, before any TLS handshake on it (clients such as
     /// Python's ftplib start theirs only after it).
@@ -320,4 +322,13 @@ pub enum Note {
     LoginFailed { user: Vec<u8> },
     /// The data connection must be encrypted but PROT P was not given (521).
     ClearDataRefused,
+    /// A command's final reply, for the audit log: every refusal (4xx/5xx) and every change
+    /// (DELE, RMD, MKD, RNFR, RNTO, SITE, MFMT). Transfers are logged by the driver.
+    Outcome {
+        /// The command (`?` for a line that did not parse).
+        verb: &'static str,
+        /// The absolute virtual path the command named, when it named one.
+        path: Option<VPath>,
+        code: u16,
+    },
 }

@@ -33,16 +33,19 @@ impl Session {
         match ev {
             LineEvent::TooLong => {
                 self.pending = Pending::None;
+                self.audit_start("?");
                 self.reply(ReplyCode::SYNTAX_ERROR, "Command line too long.");
             }
             LineEvent::Line(line) => match Command::parse(&line) {
                 Ok(cmd) => {
                     let verb = cmd.verb();
                     self.out.push_back(Output::Note(Note::Command { verb }));
+                    self.audit_start(verb);
                     self.dispatch(cmd, now);
                 }
                 Err(e) => {
                     self.pending = Pending::None;
+                    self.audit_start("?");
                     self.send(e.reply());
                 }
             },
@@ -753,8 +756,14 @@ impl Session {
             DataPlan::Passive { .. } => DataChannel::Passive,
             DataPlan::Active(addr) => DataChannel::Active(addr),
         };
+        let path = match (&prepared.kind, self.audit_path.clone()) {
+            // STOU: the directory was authorized; the file is the unique name in it.
+            (PreparedKind::Unique, Some(dir)) => dir.join(&arg).ok(),
+            (_, p) => p,
+        };
         let spec = TransferSpec {
             verb: prepared.verb,
+            path,
             arg,
             data,
             preliminary,
@@ -968,9 +977,16 @@ impl Session {
 
     // ---- storage calls and their outcomes ----
 
+    /// A command starts: its reply's audit note is about `verb`.
+    fn audit_start(&mut self, verb: &'static str) {
+        self.audit_verb = Some(verb);
+        self.audit_path = None;
+    }
+
     /// Checks login and one permission, resolves a path argument (none: the current directory).
+    /// The path is noted for the audit log, refused or not.
     fn authorize(
-        &self,
+        &mut self,
         need: impl Fn(&Permissions) -> bool,
         arg: Option<&[u8]>,
     ) -> Result<(Permissions, VPath), Reply> {
@@ -980,16 +996,18 @@ impl Session {
                 "Please login with USER and PASS.",
             ));
         };
-        if !need(&user.permissions) {
-            return Err(denied());
-        }
+        let permissions = user.permissions;
         let path = match arg {
             Some(a) => self.cwd.join(a).map_err(|e| {
                 Reply::new(ReplyCode::FILE_UNAVAILABLE, format!("Invalid path: {e}."))
             })?,
             None => self.cwd.clone(),
         };
-        Ok((user.permissions, path))
+        self.audit_path = Some(path.clone());
+        if !need(&permissions) {
+            return Err(denied());
+        }
+        Ok((permissions, path))
     }
 
     /// A storage command: authorize, then ask for `op` and wait for its result.

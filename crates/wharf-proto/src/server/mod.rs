@@ -113,6 +113,9 @@ pub struct Session {
     local: IpAddr,
     login: Login,
     cwd: VPath,
+    /// The command being answered and the path it named, for the audit note of its reply.
+    audit_verb: Option<&'static str>,
+    audit_path: Option<VPath>,
     transfer_type: TransferType,
     data: DataPlan,
     /// After `EPSV ALL` only EPSV may set up data connections (RFC 2428 §4).
@@ -145,6 +148,8 @@ impl Session {
             local: local.to_canonical(),
             login: Login::Fresh,
             cwd: VPath::root(),
+            audit_verb: None,
+            audit_path: None,
             transfer_type: TransferType::Image,
             data: DataPlan::None,
             epsv_all: false,
@@ -305,11 +310,30 @@ impl Session {
     // ---- internals shared by the handlers ----
 
     fn reply(&mut self, code: ReplyCode, text: impl AsRef<[u8]>) {
-        self.out.push_back(Output::Reply(Reply::new(code, text)));
+        self.send(Reply::new(code, text));
     }
 
     fn send(&mut self, reply: Reply) {
+        let code = reply.code.0;
         self.out.push_back(Output::Reply(reply));
+        self.audit(code);
+    }
+
+    /// After a final reply: a note for the audit log when it refuses something or completes a
+    /// change; the command's audit state is spent either way.
+    fn audit(&mut self, code: u16) {
+        if code < 200 {
+            return;
+        }
+        let Some(verb) = self.audit_verb.take() else {
+            return;
+        };
+        let path = self.audit_path.take();
+        const CHANGES: [&str; 7] = ["DELE", "RMD", "MKD", "RNFR", "RNTO", "SITE", "MFMT"];
+        if code >= 400 || CHANGES.contains(&verb) {
+            self.out
+                .push_back(Output::Note(Note::Outcome { verb, path, code }));
+        }
     }
 
     fn act(&mut self, action: Action) {

@@ -38,7 +38,8 @@ fn drain(s: &mut Session) -> Vec<String> {
                 .next()
                 .unwrap()
                 .to_string(),
-            Output::Note(Note::Command { .. }) => continue,
+            // The audit notes have a test of their own.
+            Output::Note(Note::Command { .. } | Note::Outcome { .. }) => continue,
             Output::Note(n) => format!("note:{n:?}")
                 .split([' ', '(', '{'])
                 .next()
@@ -61,6 +62,66 @@ fn logged_in(policy: Policy) -> (Session, Instant) {
     s.handle_outcome(Outcome::Login(LoginResult::Ok(user)), now);
     assert_eq!(drain(&mut s), ["230"]);
     (s, now)
+}
+
+/// The audit notes of a session: every refusal and every change, with the absolute path.
+fn audit_notes(s: &mut Session) -> Vec<String> {
+    let mut v = Vec::new();
+    while let Some(o) = s.poll_output() {
+        if let Output::Note(Note::Outcome { verb, path, code }) = o {
+            v.push(match path {
+                Some(p) => format!("{verb} {p} {code}"),
+                None => format!("{verb} {code}"),
+            });
+        }
+    }
+    v
+}
+
+#[test]
+fn refusals_and_changes_are_noted_with_absolute_paths() {
+    let (mut s, now) = session(Policy::default());
+    line(&mut s, "PWD", now);
+    line(&mut s, "FROB", now);
+    assert_eq!(audit_notes(&mut s), ["PWD 530", "? 500"]);
+    line(&mut s, "USER alice", now);
+    line(&mut s, "PASS pw", now);
+    drain(&mut s);
+    let user = User {
+        name: "alice".into(),
+        permissions: Permissions {
+            delete: false,
+            ..Permissions::ALL
+        },
+    };
+    s.handle_outcome(Outcome::Login(LoginResult::Ok(user)), now);
+    audit_notes(&mut s);
+    line(&mut s, "CWD pub", now);
+    s.handle_outcome(
+        Outcome::Storage(Ok(StorageDone::Info(crate::listing::FileInfo {
+            name: b"pub".to_vec(),
+            kind: crate::listing::FileKind::Dir,
+            size: 0,
+            mtime: 0,
+            mode: 0o755,
+            nlink: 1,
+        }))),
+        now,
+    );
+    line(&mut s, "DELE a.bin", now);
+    line(&mut s, "MKD new", now);
+    s.handle_outcome(Outcome::Storage(Ok(StorageDone::Done)), now);
+    line(&mut s, "RMD gone", now);
+    s.handle_outcome(Outcome::Storage(Err(FsError::NotFound)), now);
+    line(&mut s, "NOOP", now);
+    assert_eq!(
+        audit_notes(&mut s),
+        [
+            "DELE /pub/a.bin 550",
+            "MKD /pub/new 257",
+            "RMD /pub/gone 550"
+        ]
+    );
 }
 
 #[test]

@@ -433,3 +433,119 @@ fn sighup_reloads_the_configuration_and_nothing_is_dropped() {
     let status = s.terminate().expect("exit status");
     assert!(status.success(), "{status:?}");
 }
+
+/// The audit trail in JSON: one object a line, with session, peer, user and the absolute
+/// path for every change and every refusal, the login failure's reason (never told to the
+/// client); the xferlog has one line per file transfer and is reopened on SIGUSR1.
+#[test]
+fn audit_log_in_json_and_xferlog_reopened_on_sigusr1() {
+    let dir = tempfile::tempdir().unwrap();
+    let xfer = dir.path().join("xfer.log");
+    let s = server()
+        .args(&["--user", "alice:pw", "-w", "--log-format", "json"])
+        .config(&format!(
+            "[limits]\nfailed_login_delay_ms = 0\n[log]\nxferlog = \"{}\"\n",
+            xfer.display()
+        ))
+        .start();
+    let mut ftp = Ftp::connect(s.addr);
+    assert_eq!(ftp.cmd("USER alice").code, 331);
+    let r = ftp.cmd("PASS wrong");
+    assert_eq!(
+        r.text, "530 Login incorrect.",
+        "the reason stays in the log"
+    );
+    ftp.login("alice", "pw");
+    assert_eq!(ftp.cmd("MKD docs").code, 257);
+    assert_eq!(ftp.cmd("CWD docs").code, 250);
+    assert_eq!(ftp.upload("STOR a file.txt", b"hello").code, 226);
+    let (got, r) = ftp.download("RETR a file.txt");
+    assert_eq!((got.as_slice(), r.code), (&b"hello"[..], 226));
+    assert_eq!(ftp.cmd("RNFR a file.txt").code, 350);
+    assert_eq!(ftp.cmd("RNTO b.txt").code, 250);
+    assert_eq!(ftp.cmd("DELE missing").code, 550);
+    assert_eq!(ftp.cmd("SITE CHMOD 600 b.txt").code, 200);
+    assert_eq!(ftp.cmd("DELE b.txt").code, 250);
+    assert_eq!(ftp.cmd("CWD /").code, 250);
+    assert_eq!(ftp.cmd("RMD docs").code, 250);
+    ftp.cmd("QUIT");
+    assert!(s.wait_log("session closed", 1), "{}", s.log());
+    let events: Vec<serde_json::Value> = s
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let find = |message: &str, verb: &str| -> &serde_json::Value {
+        events
+            .iter()
+            .find(|e| e["message"] == message && (verb.is_empty() || e["verb"] == verb))
+            .unwrap_or_else(|| panic!("no {message} {verb}: {events:#?}"))
+    };
+    let failed = find("login failed", "");
+    assert_eq!(failed["reason"], "wrong password");
+    assert_eq!(failed["user"], "alice");
+    let session = failed["session"].clone();
+    assert!(session.is_u64());
+    for (message, verb, path, code) in [
+        ("changed", "MKD", "/docs", 257),
+        ("changed", "RNFR", "/docs/a file.txt", 350),
+        ("changed", "RNTO", "/docs/b.txt", 250),
+        ("refused", "DELE", "/docs/missing", 550),
+        ("changed", "SITE", "/docs/b.txt", 200),
+        ("changed", "DELE", "/docs/b.txt", 250),
+        ("changed", "RMD", "/docs", 250),
+    ] {
+        let e = find(message, verb);
+        assert_eq!(e["path"], path, "{e}");
+        assert_eq!(e["code"], code, "{e}");
+        assert_eq!(e["user"], "alice", "{e}");
+        assert_eq!(e["session"], session, "{e}");
+        assert_eq!(e["level"], "INFO", "{e}");
+        assert!(e["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{e}");
+        assert!(e["timestamp"].is_string());
+    }
+    for verb in ["STOR", "RETR"] {
+        let t = find("transfer", verb);
+        assert_eq!(t["path"], "/docs/a file.txt");
+        assert_eq!(t["bytes"], 5);
+        assert_eq!(t["result"], "ok");
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&xfer)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let fields: Vec<&str> = lines[0].split_whitespace().collect();
+    // weekday month day time year secs host bytes path type flag direction mode user ftp 0 * c
+    assert_eq!(fields.len(), 18, "{lines:?}");
+    assert_eq!(
+        &fields[6..],
+        [
+            "127.0.0.1",
+            "5",
+            "/docs/a_file.txt",
+            "b",
+            "_",
+            "i",
+            "r",
+            "alice",
+            "ftp",
+            "0",
+            "*",
+            "c"
+        ]
+    );
+    assert_eq!(lines[1].split_whitespace().nth(11), Some("o"));
+    // logrotate moves the file away, then SIGUSR1: the next transfer goes to a new file.
+    std::fs::rename(&xfer, dir.path().join("xfer.log.1")).unwrap();
+    s.signal("USR1");
+    assert!(s.wait_log("SIGUSR1: log files reopened", 1), "{}", s.log());
+    let mut ftp = Ftp::login_to(s.addr, "alice", "pw");
+    assert_eq!(ftp.upload("STOR c.txt", b"again").code, 226);
+    ftp.cmd("QUIT");
+    assert!(s.wait_log("session closed", 2));
+    let fresh = std::fs::read_to_string(&xfer).unwrap();
+    assert_eq!(fresh.lines().count(), 1, "{fresh}");
+    assert!(fresh.contains(" /c.txt b _ i r alice ftp 0 * c"), "{fresh}");
+}
