@@ -10,11 +10,21 @@ pub use wharf_proto::server::Permissions;
 use crate::conn::ConnInfo;
 use crate::storage::BoxFuture;
 
-/// Limits of one user, beyond the server's (none yet: a user database and per-user rates and
-/// quotas fill this in).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UserLimits {}
+/// Limits of one user, beyond the server's: `None` is no limit. Rates are bytes per second,
+/// shared by all of the user's sessions; quota and file size are enforced while an upload runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserLimits {
+    /// Sessions logged in as this user at once.
+    pub max_sessions: Option<u32>,
+    pub download_rate: Option<u64>,
+    pub upload_rate: Option<u64>,
+    /// Bytes the home may hold.
+    pub quota_bytes: Option<u64>,
+    /// Files the home may hold.
+    pub quota_files: Option<u64>,
+    /// The largest file an upload may make.
+    pub max_file_size: Option<u64>,
+}
 
 /// A logged-in user: its name, its home (as the storage provider understands it: a directory
 /// for the local file system), its rights and its limits.
@@ -90,6 +100,7 @@ pub struct UserEntry {
     pub secret: Secret,
     pub home: PathBuf,
     pub permissions: Permissions,
+    pub limits: UserLimits,
 }
 
 /// Anonymous access, when enabled.
@@ -97,6 +108,7 @@ pub struct UserEntry {
 pub struct AnonymousAccess {
     pub home: PathBuf,
     pub permissions: Permissions,
+    pub limits: UserLimits,
 }
 
 /// The built-in user store.
@@ -328,7 +340,7 @@ impl UserStore {
                     home: entry.home.clone(),
                     permissions: entry.permissions,
                     anonymous: false,
-                    limits: UserLimits::default(),
+                    limits: entry.limits,
                 })
             }
             None => {
@@ -351,7 +363,7 @@ impl Authenticator for UserStore {
                         home: anon.home.clone(),
                         permissions: anon.permissions,
                         anonymous: true,
-                        limits: UserLimits::default(),
+                        limits: anon.limits,
                     });
                 }
             }
@@ -383,6 +395,7 @@ mod tests {
             secret: Secret::Hash(hash),
             home: "/tmp".into(),
             permissions: Permissions::READ_ONLY,
+            limits: UserLimits::default(),
         }
     }
 
@@ -463,6 +476,7 @@ mod tests {
             Some(AnonymousAccess {
                 home: "/srv".into(),
                 permissions: Permissions::READ_ONLY,
+                limits: UserLimits::default(),
             }),
         );
         let auth = |u: &str, p: &str| store.authenticate(creds(u, p));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::{AnonymousAccess, Permissions, Secret, UserEntry};
+use crate::auth::{AnonymousAccess, Permissions, Secret, UserEntry, UserLimits};
 pub use wharf_proto::server::TlsMode;
 
 /// A configuration error: which field, and what is wrong with it.
@@ -86,6 +86,13 @@ pub struct Limits {
     /// The first ban's length; a repeat within a day doubles it.
     #[serde(deserialize_with = "secs")]
     pub ban_time: Duration,
+    /// Defaults of the per-user limits (each `[[user]]` may set its own; none: no limit).
+    pub max_sessions_per_user: Option<u32>,
+    pub download_rate: Option<u64>,
+    pub upload_rate: Option<u64>,
+    pub quota_bytes: Option<u64>,
+    pub quota_files: Option<u64>,
+    pub max_file_size: Option<u64>,
 }
 
 impl Default for Limits {
@@ -104,6 +111,12 @@ impl Default for Limits {
             ban_after_failures: 10,
             ban_window: Duration::from_secs(600),
             ban_time: Duration::from_secs(900),
+            max_sessions_per_user: None,
+            download_rate: None,
+            upload_rate: None,
+            quota_bytes: None,
+            quota_files: None,
+            max_file_size: None,
         }
     }
 }
@@ -168,6 +181,15 @@ impl Limits {
                 "limits.ban_time",
                 self.ban_after_failures > 0 && self.ban_time.is_zero(),
             ),
+            (
+                "limits.max_sessions_per_user",
+                self.max_sessions_per_user == Some(0),
+            ),
+            ("limits.download_rate", self.download_rate == Some(0)),
+            ("limits.upload_rate", self.upload_rate == Some(0)),
+            ("limits.quota_bytes", self.quota_bytes == Some(0)),
+            ("limits.quota_files", self.quota_files == Some(0)),
+            ("limits.max_file_size", self.max_file_size == Some(0)),
         ] {
             if zero {
                 return Err(ConfigError::new(name, "must be greater than 0"));
@@ -350,6 +372,55 @@ pub struct UserSection {
     pub password_hash: String,
     pub home: Option<PathBuf>,
     pub permissions: Option<Vec<String>>,
+    pub max_sessions: Option<u32>,
+    pub download_rate: Option<u64>,
+    pub upload_rate: Option<u64>,
+    pub quota_bytes: Option<u64>,
+    pub quota_files: Option<u64>,
+    pub max_file_size: Option<u64>,
+}
+
+impl Limits {
+    /// The per-user limits every user gets unless its `[[user]]` says otherwise.
+    pub fn user_defaults(&self) -> UserLimits {
+        UserLimits {
+            max_sessions: self.max_sessions_per_user,
+            download_rate: self.download_rate,
+            upload_rate: self.upload_rate,
+            quota_bytes: self.quota_bytes,
+            quota_files: self.quota_files,
+            max_file_size: self.max_file_size,
+        }
+    }
+}
+
+impl UserSection {
+    /// This user's limits over `defaults`; a 0 is an error naming its field.
+    fn limits(&self, i: usize, defaults: UserLimits) -> Result<UserLimits, ConfigError> {
+        for (name, zero) in [
+            ("max_sessions", self.max_sessions == Some(0)),
+            ("download_rate", self.download_rate == Some(0)),
+            ("upload_rate", self.upload_rate == Some(0)),
+            ("quota_bytes", self.quota_bytes == Some(0)),
+            ("quota_files", self.quota_files == Some(0)),
+            ("max_file_size", self.max_file_size == Some(0)),
+        ] {
+            if zero {
+                return Err(ConfigError::new(
+                    format!("user[{i}].{name}"),
+                    "must be greater than 0 (leave it out for no limit)",
+                ));
+            }
+        }
+        Ok(UserLimits {
+            max_sessions: self.max_sessions.or(defaults.max_sessions),
+            download_rate: self.download_rate.or(defaults.download_rate),
+            upload_rate: self.upload_rate.or(defaults.upload_rate),
+            quota_bytes: self.quota_bytes.or(defaults.quota_bytes),
+            quota_files: self.quota_files.or(defaults.quota_files),
+            max_file_size: self.max_file_size.or(defaults.max_file_size),
+        })
+    }
 }
 
 impl FileConfig {
@@ -651,6 +722,10 @@ impl Settings {
             }
         }
 
+        let limits = file.limits.clone();
+        limits.validate()?;
+        let defaults = limits.user_defaults();
+
         let write = cli.write || file.write.unwrap_or(false);
         let mut users = Vec::new();
         for spec in &cli.users {
@@ -671,6 +746,7 @@ impl Settings {
                 secret: Secret::Hash(hash),
                 home: root.clone(),
                 permissions: Permissions::from_write_flag(write),
+                limits: defaults,
             });
         }
         for (i, u) in file.users.iter().enumerate() {
@@ -710,6 +786,7 @@ impl Settings {
                 secret: Secret::Hash(u.password_hash.clone()),
                 home,
                 permissions,
+                limits: u.limits(i, defaults)?,
             });
         }
         // Anonymous: on only when no user is given, unless asked for explicitly.
@@ -717,10 +794,8 @@ impl Settings {
         let anonymous = anonymous_on.then(|| AnonymousAccess {
             home: root.clone(),
             permissions: Permissions::from_write_flag(write),
+            limits: defaults,
         });
-
-        let limits = file.limits.clone();
-        limits.validate()?;
 
         let (tls, listen_implicit) = build_tls(&file.tls, &cli)?;
 

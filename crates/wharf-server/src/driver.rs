@@ -130,9 +130,12 @@ impl Control {
 /// account itself is not kept: an idle session should cost as little as it can).
 struct Home {
     storage: Arc<dyn Storage>,
-    throttle: Arc<dyn wharf_net::copy::Throttle>,
+    throttles: crate::services::AccountThrottles,
     /// A shared account (anonymous).
     shared: bool,
+    limits: crate::auth::UserLimits,
+    /// This session's place among its user's sessions (and the user's uploads in progress).
+    seat: crate::users::Seat,
 }
 
 pub(crate) struct Driver {
@@ -152,6 +155,8 @@ pub(crate) struct Driver {
     passive: Option<Passive>,
     /// What the last open action left for the transfer.
     held: Held,
+    /// The byte limit of the upload opened last (quota, file size).
+    cap: Option<transfer::Cap>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -318,6 +323,7 @@ impl Driver {
             tls: None,
             passive: None,
             held: Held::None,
+            cap: None,
             shutdown,
         })
     }
@@ -574,6 +580,14 @@ impl Driver {
                 return LoginResult::Unavailable;
             }
         };
+        let Some(seat) = self
+            .live
+            .seats
+            .take(&account.name, account.limits.max_sessions)
+        else {
+            warn!(session = self.conn.id, peer = %self.conn.peer, user = %account.name, "login refused: the user has as many sessions as it may");
+            return LoginResult::TooManySessions;
+        };
         let opened = backend(limit, current.services.storage.open_home(&account)).await;
         match opened {
             Ok(storage) => {
@@ -582,7 +596,7 @@ impl Driver {
                     name: account.name.clone(),
                     permissions: account.permissions,
                 };
-                let throttle = current.services.throttles.for_account(&account);
+                let throttles = current.services.throttles.for_account(&account);
                 self.shared = current;
                 // TLS sessions of this connection now belong to this user (data connections of
                 // the same user and address may resume them).
@@ -591,8 +605,10 @@ impl Driver {
                 }
                 self.home = Some(Home {
                     storage,
-                    throttle,
+                    throttles,
                     shared: account.anonymous,
+                    limits: account.limits,
+                    seat,
                 });
                 LoginResult::Ok(user)
             }
@@ -672,9 +688,76 @@ impl Driver {
 
     async fn open_write(&mut self, path: &VPath, mode: WriteMode) -> Result<(), StorageError> {
         let limit = self.shared.settings.limits.backend_timeout;
+        let cap = self.upload_cap(path, mode).await?;
         let handle = backend(limit, self.storage_of()?.open_write(path, mode)).await?;
         self.held = Held::Write(handle);
+        self.cap = cap;
         Ok(())
+    }
+
+    /// The limits of an upload to `path` under the user's quota and file size limit (`None`:
+    /// none); refused at once when nothing is left, or when a new file would exceed the file
+    /// quota. The quota's room is what the home holds now (a file an upload replaces counts as
+    /// freed) against the quota, shared by the user's uploads in progress.
+    async fn upload_cap(
+        &mut self,
+        path: &VPath,
+        mode: WriteMode,
+    ) -> Result<Option<transfer::Cap>, StorageError> {
+        let Some(home) = &self.home else {
+            return Ok(None);
+        };
+        let limits = home.limits;
+        if limits.max_file_size.is_none()
+            && limits.quota_bytes.is_none()
+            && limits.quota_files.is_none()
+        {
+            return Ok(None);
+        }
+        let storage = home.storage.clone();
+        let state = home.seat.state.clone();
+        let limit = self.shared.settings.limits.backend_timeout;
+        let existing = match backend(limit, storage.stat(path)).await {
+            Ok(info) if info.kind == FileKind::File => Some(info.size),
+            _ => None,
+        };
+        let base = match mode {
+            WriteMode::Replace | WriteMode::CreateNew => 0,
+            WriteMode::Append => existing.unwrap_or(0),
+            WriteMode::Resume(n) => n,
+        };
+        let size_left = limits.max_file_size.map(|m| m.saturating_sub(base));
+        if size_left == Some(0) {
+            return Err(StorageError::TooLarge);
+        }
+        let mut quota_room = None;
+        if limits.quota_bytes.is_some() || limits.quota_files.is_some() {
+            let usage = backend(limit, storage.usage()).await?;
+            if limits
+                .quota_files
+                .is_some_and(|q| existing.is_none() && usage.files >= q)
+            {
+                return Err(StorageError::QuotaExceeded);
+            }
+            if let Some(q) = limits.quota_bytes {
+                let freed = match mode {
+                    WriteMode::Replace => existing.unwrap_or(0),
+                    // A resume rewrites what lies beyond its offset.
+                    WriteMode::Resume(n) => existing.unwrap_or(0).saturating_sub(n),
+                    _ => 0,
+                };
+                let room = q.saturating_sub(usage.bytes.saturating_sub(freed));
+                if room <= state.inflight.load(Ordering::Acquire) {
+                    return Err(StorageError::QuotaExceeded);
+                }
+                quota_room = Some(room);
+            }
+        }
+        Ok(Some(transfer::Cap {
+            size_left,
+            quota_room,
+            state,
+        }))
     }
 
     /// STOU: a new file with a name nobody has.
@@ -937,10 +1020,12 @@ impl Driver {
             Ok(s) => s,
             Err(end) => return Ok(end),
         };
-        let throttle: Arc<dyn wharf_net::copy::Throttle> = match &self.home {
-            Some(h) => h.throttle.clone(),
-            None => Arc::new(wharf_net::copy::Unlimited),
+        let throttle: Arc<dyn wharf_net::copy::Throttle> = match (&self.home, &spec.body) {
+            (Some(h), Body::Upload) => h.throttles.upload.clone(),
+            (Some(h), _) => h.throttles.download.clone(),
+            (None, _) => Arc::new(wharf_net::copy::Unlimited),
         };
+        let cap = self.cap.take();
         let progress = AtomicU64::new(0);
         let job = transfer::Job {
             body: &spec.body,
@@ -949,6 +1034,7 @@ impl Driver {
             stall: self.shared.settings.limits.data_timeout,
             throttle: throttle.as_ref(),
             progress: &progress,
+            cap,
         };
         // Boxed so that it can be dropped (closing the data connection) before the final reply.
         let mut work = Box::pin(transfer::run(stream, held, job));
@@ -990,7 +1076,16 @@ impl Driver {
                 }
                 None => TransferEnd::Done { bytes },
             },
-            Some((Err(e), upload)) => {
+            Some((Err(e), mut upload)) => {
+                // Over quota or size: nothing of the upload stays.
+                if let (CopyError::Local(err), Some(u)) = (&e, upload.as_mut())
+                    && matches!(
+                        err.kind(),
+                        io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+                    )
+                {
+                    u.discard();
+                }
                 drop(upload);
                 self.log_transfer(&spec, &progress, started, &e.to_string());
                 return Ok(match e {
@@ -998,6 +1093,12 @@ impl Driver {
                     CopyError::Stalled => TransferEnd::Stalled,
                     CopyError::Truncated => TransferEnd::Truncated,
                     CopyError::Local(e) if storage::is_no_space(&e) => TransferEnd::NoSpace,
+                    CopyError::Local(e) if e.kind() == io::ErrorKind::QuotaExceeded => {
+                        TransferEnd::Exceeded { quota: true }
+                    }
+                    CopyError::Local(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+                        TransferEnd::Exceeded { quota: false }
+                    }
                     CopyError::Local(_) => TransferEnd::Local,
                 });
             }

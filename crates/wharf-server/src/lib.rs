@@ -31,6 +31,7 @@ pub mod services;
 pub mod storage;
 pub mod tls;
 pub mod transfer;
+pub mod users;
 pub mod xferlog;
 
 pub use auth::{Account, AuthError, Authenticator, Credentials, Permissions, Rejection, UserStore};

@@ -134,6 +134,8 @@ pub(crate) struct Live {
     current: RwLock<Arc<Shared>>,
     /// Bans and the fair queue of password checks: they outlive reloads.
     pub(crate) guard: Arc<Guard>,
+    /// Each user's sessions and uploads in progress: they outlive reloads too.
+    pub(crate) seats: Arc<crate::users::Seats>,
 }
 
 impl Live {
@@ -206,6 +208,7 @@ pub async fn run_reloadable(
     let live = Arc::new(Live {
         current: RwLock::new(shared.clone()),
         guard: Arc::new(Guard::new(shared.settings.limits.ban_policy(), slots)),
+        seats: Arc::new(crate::users::Seats::default()),
     });
     let reloader = {
         let (live, limiter) = (live.clone(), limiter.clone());

@@ -11,10 +11,17 @@ use crate::storage::{LocalProvider, StorageProvider};
 use crate::tls::Tls;
 use crate::xferlog::XferLog;
 
-/// Paces the transfers of one user (a no-op until per-user rates exist).
+/// Paces the transfers of one user.
 pub trait Throttles: Send + Sync + 'static {
-    /// The throttle shared by every transfer of `account`.
-    fn for_account(&self, account: &Account) -> Arc<dyn Throttle>;
+    /// The throttles shared by every transfer of `account`, one per direction.
+    fn for_account(&self, account: &Account) -> AccountThrottles;
+}
+
+/// The throttles of one account: downloads (and listings), uploads.
+#[derive(Clone)]
+pub struct AccountThrottles {
+    pub download: Arc<dyn Throttle>,
+    pub upload: Arc<dyn Throttle>,
 }
 
 /// No limits: every account shares one no-op throttle.
@@ -27,8 +34,11 @@ impl Default for NoThrottles {
 }
 
 impl Throttles for NoThrottles {
-    fn for_account(&self, _account: &Account) -> Arc<dyn Throttle> {
-        self.0.clone()
+    fn for_account(&self, _account: &Account) -> AccountThrottles {
+        AccountThrottles {
+            download: self.0.clone(),
+            upload: self.0.clone(),
+        }
     }
 }
 
@@ -67,7 +77,7 @@ impl Services {
             )),
             storage: Arc::new(LocalProvider::new()),
             tls,
-            throttles: Arc::new(NoThrottles::default()),
+            throttles: Arc::new(crate::users::UserRates::default()),
             xferlog: open_xferlog(settings, None)?,
         })
     }

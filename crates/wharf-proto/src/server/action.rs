@@ -239,6 +239,10 @@ pub enum TransferEnd {
     /// A TLS upload ended without close_notify.
     Truncated,
     NoSpace,
+    /// The upload went over the user's quota (`true`) or file size limit: it was removed.
+    Exceeded {
+        quota: bool,
+    },
     /// Reading or writing the local file failed.
     Local,
     /// Making a complete upload visible failed.
@@ -270,6 +274,10 @@ pub enum FsError {
     Unsupported,
     /// The backend is unreachable for now.
     Unavailable,
+    /// The user's quota (bytes or files) is used up.
+    QuotaExceeded,
+    /// The file would be larger than the user may store.
+    TooLarge,
     /// Any other failure.
     Io,
 }
@@ -290,6 +298,8 @@ impl FsError {
                 "Insufficient storage space.",
             ),
             FsError::InvalidName => (ReplyCode::BAD_FILE_NAME, "File name not allowed."),
+            FsError::QuotaExceeded => (ReplyCode::EXCEEDED_STORAGE, "Quota exceeded."),
+            FsError::TooLarge => (ReplyCode::EXCEEDED_STORAGE, "File too large."),
             FsError::BadOffset => (ReplyCode(554), "Invalid REST parameter."),
             FsError::Unsupported => (
                 ReplyCode::NOT_IMPLEMENTED,

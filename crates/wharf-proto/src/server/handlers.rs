@@ -320,6 +320,9 @@ impl Session {
             LoginResult::HomeUnavailable => {
                 self.reply(ReplyCode::NOT_LOGGED_IN, "Home directory unavailable.");
             }
+            LoginResult::TooManySessions => {
+                self.reply(ReplyCode::NOT_LOGGED_IN, "Too many sessions for this user.");
+            }
             LoginResult::AddressRefused => {
                 self.reply(
                     ReplyCode::SERVICE_UNAVAILABLE,
@@ -855,6 +858,14 @@ impl Session {
             TransferEnd::NoSpace => (
                 ReplyCode::INSUFFICIENT_STORAGE,
                 "Insufficient storage space.",
+            ),
+            TransferEnd::Exceeded { quota: true } => (
+                ReplyCode::EXCEEDED_STORAGE,
+                "Quota exceeded; upload removed.",
+            ),
+            TransferEnd::Exceeded { quota: false } => (
+                ReplyCode::EXCEEDED_STORAGE,
+                "File too large; upload removed.",
             ),
             TransferEnd::Commit(e) => return self.send(e.reply()),
             TransferEnd::Aborted if running.flooded => {

@@ -29,6 +29,8 @@ pub enum LoginResult {
     /// The client's address may not log in now (banned after failed logins, or too many logins
     /// of it waiting): 421, and the session ends, without the password looked at.
     AddressRefused,
+    /// The user has as many sessions as it may (530; the session may log in as another).
+    TooManySessions,
 }
 
 /// Login progress.

@@ -67,6 +67,10 @@ impl From<Errno> for StorageError {
     }
 }
 
+/// Entries a quota's usage walk looks at, at most: a home larger than that counts as what the
+/// walk saw.
+const USAGE_WALK_MAX: usize = 1_000_000;
+
 /// The jail: a descriptor of the home directory that every path is resolved beneath. Shared by
 /// the blocking calls of the sessions of one home.
 #[derive(Debug)]
@@ -123,6 +127,56 @@ impl Jail {
             Mode::empty(),
         )?;
         Ok((dir, name))
+    }
+
+    /// Bytes and files beneath the root: a walk without following symlinks (temporary upload
+    /// files not counted), as far as [`USAGE_WALK_MAX`] entries.
+    fn usage(&self) -> Result<super::Usage, StorageError> {
+        let mut usage = super::Usage::default();
+        let root = rustix::fs::openat(
+            &self.root,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut stack = vec![root];
+        let mut seen = 0usize;
+        while let Some(dir) = stack.pop() {
+            let mut reader = rustix::fs::Dir::read_from(&dir)?;
+            for entry in reader.by_ref() {
+                let Ok(entry) = entry else { break };
+                let name = entry.file_name().to_bytes();
+                if name == b"." || name == b".." || name.starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                seen += 1;
+                if seen > USAGE_WALK_MAX {
+                    return Ok(usage);
+                }
+                let Ok(st) = rustix::fs::statat(&dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                else {
+                    continue;
+                };
+                match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                    rustix::fs::FileType::RegularFile => {
+                        usage.files += 1;
+                        usage.bytes += u64::try_from(st.st_size).unwrap_or(0);
+                    }
+                    rustix::fs::FileType::Directory => {
+                        if let Ok(sub) = rustix::fs::openat(
+                            &dir,
+                            entry.file_name(),
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        ) {
+                            stack.push(sub);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(usage)
     }
 
     fn stat(&self, path: &VPath) -> Result<FileInfo, StorageError> {
@@ -213,7 +267,6 @@ impl Jail {
     ) -> Result<LocalUpload, StorageError> {
         let (dir, name) = self.parent_of(path)?;
         let file_mode = Mode::from_raw_mode(0o644);
-        let in_place = |file: OwnedFd| LocalUpload::new(File::from(file), Finish::InPlace);
         match mode {
             WriteMode::CreateNew => {
                 let fd = rustix::fs::openat(
@@ -238,7 +291,8 @@ impl Jail {
                     file_mode,
                 )?;
                 ensure_regular(&fd)?;
-                Ok(in_place(fd))
+                let orig = u64::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+                Ok(LocalUpload::new(File::from(fd), Finish::Append { orig }))
             }
             WriteMode::Resume(offset) => {
                 let fd =
@@ -528,6 +582,10 @@ impl Storage for LocalFs {
         let path = path.clone();
         self.run(move |j| j.chmod(&path, mode))
     }
+
+    fn usage(&self) -> BoxFuture<'_, Result<super::Usage, StorageError>> {
+        self.run(|j| j.usage())
+    }
 }
 
 /// An upload into a local file: written on the caller's thread as the bytes arrive (a write to
@@ -538,12 +596,16 @@ pub struct LocalUpload {
     file: File,
     finish: Finish,
     written: u64,
+    /// Refused (quota, size): leave nothing of it when dropped.
+    discard: bool,
 }
 
 #[derive(Debug)]
 enum Finish {
     /// Written in place: nothing to do at the end; a broken upload stays for resuming.
     InPlace,
+    /// APPE to a file of `orig` bytes (cut back to it if the upload is discarded).
+    Append { orig: u64 },
     /// A new file this upload created (STOR of a new name, STOU): as `InPlace`, but if it
     /// breaks before a byte arrived (the data connection never came, its TLS was refused) the
     /// empty file goes again.
@@ -567,6 +629,7 @@ impl LocalUpload {
             file,
             finish,
             written: 0,
+            discard: false,
         }
     }
 
@@ -575,7 +638,7 @@ impl LocalUpload {
     /// partial file.
     fn finish(mut self) -> Result<(), StorageError> {
         match std::mem::replace(&mut self.finish, Finish::InPlace) {
-            Finish::InPlace | Finish::Created { .. } => Ok(()),
+            Finish::InPlace | Finish::Created { .. } | Finish::Append { .. } => Ok(()),
             Finish::Resume { offset } => {
                 Ok(self.file.set_len(offset.saturating_add(self.written))?)
             }
@@ -629,6 +692,10 @@ impl WriteHandle for LocalUpload {
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
         Box::pin(blocking(move || self.finish()))
     }
+
+    fn discard(&mut self) {
+        self.discard = true;
+    }
 }
 
 impl Drop for LocalUpload {
@@ -643,17 +710,20 @@ impl Drop for LocalUpload {
             } => {
                 let _ = rustix::fs::unlinkat(dir, os(tmp), AtFlags::empty());
             }
-            // Only if the name still is this empty file (another upload may have replaced it).
-            Finish::Created { dir, name } if self.written == 0 => {
+            // Only if the name still is this file (another upload may have replaced it), and
+            // it received nothing, or the upload was refused.
+            Finish::Created { dir, name } if self.written == 0 || self.discard => {
                 let ours = rustix::fs::fstat(&self.file);
                 let named = rustix::fs::statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW);
                 if let (Ok(a), Ok(b)) = (ours, named)
                     && a.st_dev == b.st_dev
                     && a.st_ino == b.st_ino
-                    && b.st_size == 0
                 {
                     let _ = rustix::fs::unlinkat(dir, os(name), AtFlags::empty());
                 }
+            }
+            Finish::Append { orig } if self.discard => {
+                let _ = self.file.set_len(*orig);
             }
             _ => {}
         }

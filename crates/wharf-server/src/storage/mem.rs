@@ -359,6 +359,16 @@ impl Storage for MemFs {
         };
         ready(r)
     }
+
+    fn usage(&self) -> BoxFuture<'_, Result<super::Usage, StorageError>> {
+        let tree = self.lock();
+        let mut usage = super::Usage::default();
+        for data in tree.values().filter_map(|n| n.data.as_ref()) {
+            usage.files += 1;
+            usage.bytes += data.len() as u64;
+        }
+        ready(Ok(usage))
+    }
 }
 
 fn rename_in(tree: &mut Tree, from: &VPath, to: &VPath, replace: bool) -> Result<(), StorageError> {
@@ -545,6 +555,23 @@ impl WriteHandle for MemUpload {
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
         self.land(true);
         ready(Ok(()))
+    }
+
+    /// Nothing of the upload lands; a file it created goes.
+    fn discard(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if self.created {
+            let mut tree = self.fs.lock();
+            if tree
+                .get(&self.key)
+                .is_some_and(|n| n.data.as_ref().is_some_and(|d| d.is_empty()))
+            {
+                tree.remove(&self.key);
+            }
+        }
     }
 }
 

@@ -59,6 +59,10 @@ pub enum StorageError {
     /// The backend cannot be reached now; trying again later may work.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    #[error("quota exceeded")]
+    QuotaExceeded,
+    #[error("file too large")]
+    TooLarge,
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -79,6 +83,8 @@ impl StorageError {
             StorageError::BadOffset => FsError::BadOffset,
             StorageError::Unsupported => FsError::Unsupported,
             StorageError::Unavailable(_) => FsError::Unavailable,
+            StorageError::QuotaExceeded => FsError::QuotaExceeded,
+            StorageError::TooLarge => FsError::TooLarge,
             StorageError::Io(e) if is_no_space(e) => FsError::NoSpace,
             StorageError::Io(_) => FsError::Io,
         }
@@ -126,6 +132,16 @@ pub enum ReadBody {
 /// can resume).
 pub trait WriteHandle: AsyncWrite + Send + Unpin {
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>>;
+    /// The upload is refused (over quota or size): when dropped, it leaves nothing of itself —
+    /// a new file goes, an append is cut back to the file's old length.
+    fn discard(&mut self) {}
+}
+
+/// What a home holds, for quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub files: u64,
 }
 
 /// A directory listing, read in batches so that a directory of any size is listed with bounded
@@ -174,6 +190,10 @@ pub trait Storage: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), StorageError>>;
     /// Sets permission bits (SITE CHMOD); never setuid, setgid or sticky.
     fn chmod<'a>(&'a self, path: &'a VPath, mode: u32) -> BoxFuture<'a, Result<(), StorageError>>;
+    /// The bytes and files the home holds (for quotas); `Unsupported` where it cannot be told.
+    fn usage(&self) -> BoxFuture<'_, Result<Usage, StorageError>> {
+        Box::pin(std::future::ready(Err(StorageError::Unsupported)))
+    }
 }
 
 /// Opens users' homes on one backend.

@@ -10,10 +10,11 @@
 pub mod channel;
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use wharf_net::Stream;
@@ -122,6 +123,93 @@ pub(crate) struct Job<'a> {
     pub throttle: &'a dyn Throttle,
     /// Bytes moved so far (STAT during the transfer).
     pub progress: &'a AtomicU64,
+    /// An upload's byte limit.
+    pub cap: Option<Cap>,
+}
+
+/// An upload's limits: the bytes its file may still grow by, and the room the user's quota
+/// leaves for all of the user's uploads in progress together (their bytes are counted in
+/// `state.inflight` as they are written, so two sessions of one user share the room).
+#[derive(Debug)]
+pub(crate) struct Cap {
+    pub size_left: Option<u64>,
+    pub quota_room: Option<u64>,
+    pub state: Arc<crate::users::UserState>,
+}
+
+/// An upload's sink under a [`Cap`]: a write past it fails (`QuotaExceeded` or
+/// `FileTooLarge`) without writing anything.
+struct Capped<'a, W: ?Sized> {
+    inner: &'a mut W,
+    cap: Cap,
+    written: u64,
+}
+
+impl<W: AsyncWrite + Unpin + ?Sized> AsyncWrite for Capped<'_, W> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = buf.len() as u64;
+        if this
+            .cap
+            .size_left
+            .is_some_and(|left| this.written + n > left)
+        {
+            return std::task::Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "file size limit exceeded",
+            )));
+        }
+        // Claim the bytes first, so that two uploads cannot both take the last of the room.
+        let before = this.cap.state.inflight.fetch_add(n, Ordering::AcqRel);
+        if this.cap.quota_room.is_some_and(|room| before + n > room) {
+            this.cap.state.inflight.fetch_sub(n, Ordering::AcqRel);
+            return std::task::Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::QuotaExceeded,
+                "quota exceeded",
+            )));
+        }
+        let r = std::pin::Pin::new(&mut *this.inner).poll_write(cx, buf);
+        let took = match &r {
+            std::task::Poll::Ready(Ok(k)) => *k as u64,
+            _ => 0,
+        };
+        // Keep what was written; give back what was claimed and not written.
+        this.cap
+            .state
+            .inflight
+            .fetch_sub(n - took, Ordering::AcqRel);
+        this.written += took;
+        r
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<W: ?Sized> Drop for Capped<'_, W> {
+    /// The upload is over (committed or not): its bytes are on disk or gone, no longer in
+    /// progress.
+    fn drop(&mut self) {
+        self.cap
+            .state
+            .inflight
+            .fetch_sub(self.written, Ordering::AcqRel);
+    }
 }
 
 /// Size of the upload buffer, written on the thread that read it while it is still in the CPU's
@@ -139,11 +227,12 @@ const LISTING_CHUNK: usize = 64 * 1024;
 pub(crate) async fn run(
     stream: Stream,
     held: Held,
-    job: Job<'_>,
+    mut job: Job<'_>,
 ) -> (Result<u64, CopyError>, Option<Box<dyn WriteHandle>>) {
+    let cap = job.cap.take();
     match (held, job.body) {
         (Held::Read(h), Body::Download) => (download(stream, *h, &job).await, None),
-        (Held::Write(w), Body::Upload) => upload(stream, w, &job).await,
+        (Held::Write(w), Body::Upload) => upload(stream, w, &job, cap).await,
         (Held::List(l), Body::Listing { form, facts, perms }) => (
             send_listing(stream, *l, *form, *facts, *perms, &job).await,
             None,
@@ -196,13 +285,24 @@ async fn upload(
     mut stream: Stream,
     mut sink: Box<dyn WriteHandle>,
     job: &Job<'_>,
+    cap: Option<Cap>,
 ) -> (Result<u64, CopyError>, Option<Box<dyn WriteHandle>>) {
     let progress = job.progress;
     let mut count = |_wire: u64, local: u64| {
         progress.fetch_add(local, Ordering::Relaxed);
     };
     let opts = options(job, UPLOAD_BUF);
-    let r = copy::receive(&mut stream, &mut sink, &opts, job.throttle, &mut count).await;
+    let r = match cap {
+        Some(cap) => {
+            let mut capped = Capped {
+                inner: &mut sink,
+                cap,
+                written: 0,
+            };
+            copy::receive(&mut stream, &mut capped, &opts, job.throttle, &mut count).await
+        }
+        None => copy::receive(&mut stream, &mut sink, &opts, job.throttle, &mut count).await,
+    };
     if r.is_ok() && stream.is_tls() {
         let _ = timeout(Duration::from_secs(5), stream.shutdown()).await;
     }
@@ -437,6 +537,7 @@ mod tests {
             stall: Duration::from_secs(30),
             throttle: &wharf_net::copy::Unlimited,
             progress: &progress,
+            cap: None,
         };
         let (r, _) = run(Stream::Plain(server), Held::List(Box::new(listing)), job).await;
         let sent = r.unwrap();

@@ -11,6 +11,7 @@ mod clients;
 mod commands;
 mod faults;
 mod interop;
+mod limits;
 mod operations;
 mod security;
 mod tls;

@@ -1,0 +1,178 @@
+//! What the sessions of one user share while they run: their count (`max_sessions`), the bytes
+//! of their uploads in progress (counted against the quota before they land), and their rate
+//! limits (one bucket per user and direction, shared by all of its sessions).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use wharf_net::copy::{Throttle, Unlimited};
+
+use crate::auth::Account;
+use crate::services::{AccountThrottles, Throttles};
+
+/// The live sessions of each user.
+#[derive(Debug, Default)]
+pub struct Seats {
+    users: Mutex<HashMap<String, Arc<UserState>>>,
+}
+
+/// One user's shared state.
+#[derive(Debug, Default)]
+pub struct UserState {
+    sessions: Mutex<u32>,
+    /// Bytes written by this user's uploads in progress.
+    pub inflight: AtomicU64,
+}
+
+/// A session's place among its user's sessions; released on drop.
+#[derive(Debug)]
+pub struct Seat {
+    seats: Arc<Seats>,
+    name: String,
+    pub state: Arc<UserState>,
+}
+
+impl Seats {
+    /// A seat for a session of `name`, unless it already has `max` sessions.
+    pub fn take(self: &Arc<Self>, name: &str, max: Option<u32>) -> Option<Seat> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let state = users.entry(name.to_string()).or_default().clone();
+        let mut sessions = state.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if max.is_some_and(|m| *sessions >= m) {
+            return None;
+        }
+        *sessions += 1;
+        drop(sessions);
+        Some(Seat {
+            seats: self.clone(),
+            name: name.to_string(),
+            state,
+        })
+    }
+
+    /// Sessions of `name` now.
+    pub fn count(&self, name: &str) -> u32 {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users
+            .get(name)
+            .map_or(0, |s| *s.sessions.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut users = self.seats.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self
+            .state
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *sessions = sessions.saturating_sub(1);
+        if *sessions == 0 {
+            drop(sessions);
+            users.remove(&self.name);
+        }
+    }
+}
+
+/// A rate limit of `rate` bytes per second shared by whoever holds it: each call reserves its
+/// bytes on a virtual clock and waits until the clock catches up; up to a quarter second of
+/// unused time is credited (a short burst after a pause).
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: u64,
+    next: Mutex<Option<Instant>>,
+}
+
+impl RateLimit {
+    pub fn new(rate: u64) -> RateLimit {
+        RateLimit {
+            rate: rate.max(1),
+            next: Mutex::new(None),
+        }
+    }
+}
+
+impl Throttle for RateLimit {
+    fn delay(&self, bytes: u64) -> Duration {
+        let now = Instant::now();
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let credit = now.checked_sub(Duration::from_millis(250)).unwrap_or(now);
+        let start = next.map_or(credit, |n| n.max(credit));
+        let cost = Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+        let end = start + cost;
+        *next = Some(end);
+        end.saturating_duration_since(now)
+    }
+}
+
+/// Per-user rate limits: one [`RateLimit`] per user, direction and rate, shared by all of the
+/// user's sessions (a reload that changes a rate starts a new bucket for new logins).
+#[derive(Default)]
+pub struct UserRates {
+    buckets: Mutex<HashMap<(String, bool, u64), Weak<RateLimit>>>,
+}
+
+impl UserRates {
+    fn bucket(&self, name: &str, upload: bool, rate: Option<u64>) -> Arc<dyn Throttle> {
+        let Some(rate) = rate else {
+            return Arc::new(Unlimited);
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets.retain(|_, w| w.strong_count() > 0);
+        let key = (name.to_string(), upload, rate);
+        if let Some(b) = buckets.get(&key).and_then(Weak::upgrade) {
+            return b;
+        }
+        let b = Arc::new(RateLimit::new(rate));
+        buckets.insert(key, Arc::downgrade(&b));
+        b
+    }
+}
+
+impl Throttles for UserRates {
+    fn for_account(&self, account: &Account) -> AccountThrottles {
+        AccountThrottles {
+            download: self.bucket(&account.name, false, account.limits.download_rate),
+            upload: self.bucket(&account.name, true, account.limits.upload_rate),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn seats_count_and_free() {
+        let seats = Arc::new(Seats::default());
+        let a = seats.take("alice", Some(2)).unwrap();
+        let b = seats.take("alice", Some(2)).unwrap();
+        assert!(seats.take("alice", Some(2)).is_none());
+        assert!(seats.take("bob", Some(2)).is_some(), "per user");
+        a.state.inflight.fetch_add(5, Ordering::Relaxed);
+        assert_eq!(b.state.inflight.load(Ordering::Relaxed), 5, "shared");
+        drop(a);
+        assert_eq!(seats.count("alice"), 1);
+        assert!(seats.take("alice", Some(2)).is_some());
+        drop(b);
+    }
+
+    #[test]
+    fn a_rate_limit_paces_its_holders_together() {
+        let r = RateLimit::new(1000);
+        // The first quarter second is credit; then 1,000 bytes a second.
+        let mut total = Duration::ZERO;
+        for _ in 0..10 {
+            total = r.delay(500);
+        }
+        // 5,000 bytes at 1,000/s: about 5 s from the credit point, 4.75 s from now.
+        assert!(
+            total > Duration::from_millis(4500) && total <= Duration::from_secs(5),
+            "{total:?}"
+        );
+    }
+}

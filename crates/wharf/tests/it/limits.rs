@@ -1,0 +1,154 @@
+//! Per-user limits on the real binary: sessions per user, download and upload rates shared by
+//! the user's sessions, quota (bytes, files) and file size enforced while uploads run, across
+//! two sessions of one user.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use wharf_testkit::{Ftp, Server, pattern};
+
+use crate::server;
+
+/// `openssl passwd -6 -salt saltsalt pw`.
+const PW_HASH: &str = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
+
+fn alice(limits: &str) -> Server {
+    server()
+        .config(&format!(
+            "[[user]]\nname = \"alice\"\npassword_hash = \"{PW_HASH}\"\npermissions = [\"all\"]\n{limits}"
+        ))
+        .start()
+}
+
+#[test]
+fn sessions_per_user_are_limited() {
+    let s = alice("max_sessions = 2\n");
+    let a = Ftp::login_to(s.addr, "alice", "pw");
+    let _b = Ftp::login_to(s.addr, "alice", "pw");
+    let mut c = Ftp::connect(s.addr);
+    assert_eq!(c.cmd("USER alice").code, 331);
+    let r = c.cmd("PASS pw");
+    assert_eq!(r.text, "530 Too many sessions for this user.");
+    let mut a = a;
+    assert_eq!(a.cmd("QUIT").code, 221);
+    assert!(a.is_closed());
+    // The seat is free once the server has seen the QUIT through.
+    assert!(s.wait_log("session closed", 1));
+    c.login("alice", "pw");
+    assert!(s.log().contains("the user has as many sessions as it may"));
+}
+
+/// Two sessions of one user downloading (then uploading) 1.5 MB each at once, with the user's
+/// rate at 1 MB/s: together they take their 3 MB at that rate, not each at its own.
+#[test]
+fn rates_are_shared_by_the_sessions_of_a_user() {
+    let s = alice("download_rate = 1000000\nupload_rate = 1000000\n");
+    let data = pattern(1_500_000, 3);
+    wharf_testkit::write_file(&s.path("big.bin"), &data);
+    let started = Instant::now();
+    let downloads: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = s.addr;
+            std::thread::spawn(move || {
+                let mut ftp = Ftp::login_to(addr, "alice", "pw");
+                let (got, r) = ftp.download("RETR big.bin");
+                assert_eq!(r.code, 226);
+                got.len()
+            })
+        })
+        .collect();
+    for d in downloads {
+        assert_eq!(d.join().unwrap(), 1_500_000);
+    }
+    let down = started.elapsed();
+    let started = Instant::now();
+    let uploads: Vec<_> = (0..2)
+        .map(|i| {
+            let (addr, data) = (s.addr, data.clone());
+            std::thread::spawn(move || {
+                let mut ftp = Ftp::login_to(addr, "alice", "pw");
+                assert_eq!(ftp.upload(&format!("STOR up{i}.bin"), &data).code, 226);
+            })
+        })
+        .collect();
+    for u in uploads {
+        u.join().unwrap();
+    }
+    let up = started.elapsed();
+    println!(
+        "3 MB at a shared 1 MB/s: downloads took {:.2} s, uploads {:.2} s",
+        down.as_secs_f64(),
+        up.as_secs_f64()
+    );
+    // The last chunk of each transfer may go before its wait: at least 2.5 MB (2 MB for
+    // uploads, whose reads are larger) at the rate, less the quarter second of credit.
+    assert!(down >= Duration::from_millis(2000), "{down:?}");
+    assert!(up >= Duration::from_millis(1500), "{up:?}");
+    assert!(std::fs::read(s.path("up0.bin")).unwrap() == data);
+}
+
+#[test]
+fn quota_and_file_size_hold_while_uploads_run() {
+    let s = alice("quota_bytes = 1000000\nquota_files = 4\nmax_file_size = 700000\n");
+    let mut a = Ftp::login_to(s.addr, "alice", "pw");
+    assert_eq!(a.upload("STOR a.bin", &pattern(600_000, 1)).code, 226);
+    // Over the quota: 552, and nothing of it stays.
+    let r = a.upload("STOR b.bin", &pattern(600_000, 2));
+    assert_eq!(r.text, "552 Quota exceeded; upload removed.");
+    assert!(!s.path("b.bin").exists());
+    // Two sessions at once with 400 kB of room and 300 kB each: not both.
+    let results: Vec<_> = ["c.bin", "d.bin"]
+        .into_iter()
+        .map(|name| {
+            let addr = s.addr;
+            std::thread::spawn(move || {
+                let mut ftp = Ftp::login_to(addr, "alice", "pw");
+                let mut data = ftp.passive();
+                let r = ftp.cmd(&format!("STOR {name}"));
+                assert_eq!(r.code, 150, "{}", r.text);
+                // Slowly, so that both are in progress together.
+                for chunk in pattern(300_000, 9).chunks(50_000) {
+                    if data.write_all(chunk).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+                drop(data);
+                ftp.read_reply().code
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = results.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(codes.contains(&552), "both fitted: {codes:?}");
+    let on_disk: u64 = ["a.bin", "c.bin", "d.bin"]
+        .iter()
+        .filter_map(|n| std::fs::metadata(s.path(n)).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(on_disk <= 1_000_000, "{on_disk} bytes stored");
+    // A replacement counts the file it replaces as freed.
+    let new_a = pattern(650_000, 4);
+    let r = a.upload("STOR a.bin", &new_a);
+    assert_eq!(r.code, 226, "{}", r.text);
+    // Too large: removed, and a file it would have replaced stays as it was.
+    let r = a.upload("STOR a.bin", &pattern(800_000, 5));
+    assert_eq!(r.text, "552 File too large; upload removed.");
+    assert!(std::fs::read(s.path("a.bin")).unwrap() == new_a);
+    // APPE past the size limit: cut back to what the file held.
+    let r = a.upload("APPE a.bin", &pattern(60_000, 6));
+    assert_eq!(r.code, 552, "{}", r.text);
+    assert!(std::fs::read(s.path("a.bin")).unwrap() == new_a);
+    // The file quota: a new file beyond it is refused before any byte.
+    for name in ["e.txt", "f.txt"] {
+        let _ = a.upload(&format!("STOR {name}"), b"x");
+    }
+    let mut files = std::fs::read_dir(&s.root).unwrap().count();
+    while files < 4 {
+        let _ = a.upload(&format!("STOR g{files}.txt"), b"x");
+        files = std::fs::read_dir(&s.root).unwrap().count();
+    }
+    let _ = a.passive();
+    let r = a.cmd("STOR h.txt");
+    assert_eq!(r.text, "552 Quota exceeded.");
+    assert!(!s.path("h.txt").exists());
+}
