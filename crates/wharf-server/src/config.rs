@@ -278,6 +278,10 @@ pub struct Settings {
     pub users: Vec<UserEntry>,
     pub anonymous: Option<AnonymousAccess>,
     pub log: LogSettings,
+    /// The user to run as once started as root.
+    pub run_as: String,
+    /// Stay root instead.
+    pub allow_root: bool,
 }
 
 /// The TOML file. Unknown fields are errors, so a typo is reported rather than ignored.
@@ -290,6 +294,11 @@ pub struct FileConfig {
     /// Write access for anonymous (and command-line users).
     pub write: Option<bool>,
     pub banner: Option<String>,
+    /// Started as root, the server switches to this user once its listeners are bound
+    /// (default `nobody`).
+    pub run_as: Option<String>,
+    /// Keep running as root (no switch).
+    pub allow_root: Option<bool>,
     #[serde(default)]
     pub passive: PassiveSection,
     #[serde(default)]
@@ -492,6 +501,8 @@ pub struct Overrides {
     pub listen_implicit: Vec<String>,
     /// `text` or `json`.
     pub log_format: Option<String>,
+    pub run_as: Option<String>,
+    pub allow_root: bool,
 }
 
 /// The default control listener.
@@ -838,6 +849,12 @@ impl Settings {
             users,
             anonymous,
             log,
+            run_as: cli
+                .run_as
+                .clone()
+                .or(file.run_as.clone())
+                .unwrap_or_else(|| "nobody".to_string()),
+            allow_root: cli.allow_root || file.allow_root.unwrap_or(false),
         })
     }
 }

@@ -36,6 +36,6 @@ pub mod xferlog;
 
 pub use auth::{Account, AuthError, Authenticator, Credentials, Permissions, Rejection, UserStore};
 pub use config::{ConfigError, Settings};
-pub use server::{Reload, bind, run, run_reloadable};
+pub use server::{Reload, bind, bind_std, run, run_reloadable};
 pub use services::Services;
 pub use storage::{LocalFs, MemFs, MemProvider, Storage, StorageError, StorageProvider};

@@ -26,6 +26,12 @@ const BACKLOG: i32 = 1024;
 /// Binds a control listener: SO_REUSEADDR (restarts while old connections linger), a large
 /// backlog, and IPv6 sockets IPv6-only so that `[::]` and `0.0.0.0` can both be listed.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr)?)
+}
+
+/// [`bind`], as a standard listener: made before the runtime starts (and before the process
+/// gives up root), turned into a tokio one inside it.
+pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -39,7 +45,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(BACKLOG)?;
-    TcpListener::from_std(sock.into())
+    Ok(sock.into())
 }
 
 /// Counts sessions in all and per IP address. The maxima change on a reload.

@@ -208,6 +208,11 @@ impl ServerBuilder {
             std::fs::write(&path, toml.replace("{root}", &root.to_string_lossy())).expect("config");
             cmd.arg("--config").arg(&path);
         }
+        // Tests run as root in CI: the servers they start stay root (their temporary roots are
+        // root's own); the switch to `run_as` has a test of its own.
+        if is_root() && !self.args.iter().any(|a| a == "--run-as") {
+            cmd.arg("--allow-root");
+        }
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -570,6 +575,18 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
             );
         }
     }
+}
+
+/// Whether the tests run as root (effective uid 0, from `/proc/self/status`).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 /// Runs a command to completion within `limit`, or kills it (by its PID) and panics: a test

@@ -11,6 +11,7 @@ use wharf_server::config::{FileConfig, Overrides, Settings};
 
 mod bench_cli;
 mod client_cli;
+mod privilege;
 
 #[derive(Parser)]
 #[command(
@@ -116,6 +117,12 @@ struct ServeArgs {
     /// text, or json (one object a line)
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
+    /// Started as root: the user to switch to once the listeners are bound [default: nobody]
+    #[arg(long, value_name = "USER")]
+    run_as: Option<String>,
+    /// Started as root: stay root (not recommended)
+    #[arg(long)]
+    allow_root: bool,
 }
 
 /// Raises the soft limit on open files to the hard one: every session and every data
@@ -208,6 +215,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         tls_mode: args.tls_mode.clone(),
         listen_implicit: args.listen_implicit.clone(),
         log_format: args.log_format.clone(),
+        run_as: args.run_as.clone(),
+        allow_root: args.allow_root,
     };
     let settings = match Settings::build(file, overrides.clone()) {
         Ok(c) => c,
@@ -248,6 +257,51 @@ fn serve(args: ServeArgs) -> ExitCode {
     } else {
         "--listen-implicit"
     };
+    // The listeners, while the process may still bind privileged ports; then the switch away
+    // from root, while the process has one thread (so that it holds for all).
+    let mut std_listeners = Vec::new();
+    for addr in &settings.listen {
+        match wharf_server::bind_std(*addr) {
+            Ok(l) => std_listeners.push(l),
+            Err(e) => return bind_error(listen_field, addr, &e),
+        }
+    }
+    let mut std_implicit = Vec::new();
+    for addr in &settings.listen_implicit {
+        match wharf_server::bind_std(*addr) {
+            Ok(l) => std_implicit.push(l),
+            Err(e) => return bind_error(implicit_field, addr, &e),
+        }
+    }
+    match privilege::drop_root(&settings.run_as, settings.allow_root) {
+        Ok(privilege::Outcome::Switched { user, uid, gid }) => {
+            // The homes must be readable by the user the server now runs as.
+            let mut homes = vec![("root", settings.root.clone())];
+            homes.extend(settings.users.iter().map(|u| ("user", u.home.clone())));
+            for (what, home) in homes {
+                if let Err(e) = std::fs::read_dir(&home) {
+                    return config_error(&wharf_server::ConfigError::new(
+                        "run_as",
+                        format!(
+                            "`{}` ({what} home) cannot be read as `{user}`: {e} (give `{user}` read and search rights on it and the directories above, set run_as to a user who can, or allow_root)",
+                            home.display()
+                        ),
+                    ));
+                }
+            }
+            tracing::info!(
+                user,
+                uid,
+                gid,
+                "listening; running as an unprivileged user from now on"
+            )
+        }
+        Ok(privilege::Outcome::StayedRoot) => {
+            tracing::warn!("running as root (allow_root): a flaw would be a flaw as root")
+        }
+        Ok(privilege::Outcome::NotRoot) => {}
+        Err(e) => return config_error(&e),
+    }
     let runtime = match start_runtime(None) {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -261,20 +315,19 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let mut listeners = Vec::new();
-        for addr in &settings.listen {
-            match wharf_server::bind(*addr) {
-                Ok(l) => listeners.push(l),
-                Err(e) => return bind_error(listen_field, addr, &e),
+        let to_tokio =
+            |v: Vec<std::net::TcpListener>| -> std::io::Result<Vec<tokio::net::TcpListener>> {
+                v.into_iter()
+                    .map(tokio::net::TcpListener::from_std)
+                    .collect()
+            };
+        let (listeners, implicit) = match (to_tokio(std_listeners), to_tokio(std_implicit)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("wharf: cannot use the listeners: {e}");
+                return ExitCode::from(1);
             }
-        }
-        let mut implicit = Vec::new();
-        for addr in &settings.listen_implicit {
-            match wharf_server::bind(*addr) {
-                Ok(l) => implicit.push(l),
-                Err(e) => return bind_error(implicit_field, addr, &e),
-            }
-        }
+        };
         let root = &settings.root;
         let mut out = std::io::stdout().lock();
         let explicit = match settings.tls.as_ref().map(|t| t.mode) {

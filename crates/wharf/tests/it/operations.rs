@@ -322,6 +322,12 @@ fn bcrypt_hashes_are_accepted() {
 fn embedded_default_serves_the_current_directory_read_only_to_anonymous() {
     let dir = tempfile::tempdir().unwrap();
     write_file(&dir.path().join("here.txt"), b"cwd");
+    // Started as root (CI), the server gives up root for `nobody`, who must read the directory.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     // Everything default but the port (a test may not take 2121 from a running server).
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -548,4 +554,121 @@ fn audit_log_in_json_and_xferlog_reopened_on_sigusr1() {
     let fresh = std::fs::read_to_string(&xfer).unwrap();
     assert_eq!(fresh.lines().count(), 1, "{fresh}");
     assert!(fresh.contains(" /c.txt b _ i r alice ftp 0 * c"), "{fresh}");
+}
+
+fn uids(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("Uid:") || l.starts_with("Gid:") || l.starts_with("Groups:"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn require_root() {
+    assert!(
+        wharf_testkit::is_root(),
+        "this test starts the server as root to see it give root up: run the tests as root (CI does)"
+    );
+}
+
+/// Started as root, the server binds, then runs as `nobody` (real, effective and saved ids, no
+/// supplementary groups): it serves what `nobody` may read and nothing else, and its uploads
+/// belong to `nobody`.
+#[test]
+fn started_as_root_it_runs_as_nobody() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = dir.path().join("srv");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    write_file(&root.join("public.txt"), b"for everyone");
+    write_file(&root.join("secret.txt"), b"root only");
+    std::fs::set_permissions(
+        root.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let s = server().args(&["--run-as", "nobody", "-w"]).start_on(&root);
+    let ids = uids(s.pid());
+    assert!(
+        ids.contains("Uid:\t65534\t65534\t65534\t65534")
+            && ids.contains("Gid:\t65534\t65534\t65534\t65534"),
+        "{ids}"
+    );
+    assert!(
+        s.log().contains("running as an unprivileged user"),
+        "{}",
+        s.log()
+    );
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    assert_eq!(ftp.download("RETR public.txt").0, b"for everyone");
+    let _ = ftp.passive();
+    assert_eq!(
+        ftp.cmd("RETR secret.txt").code,
+        550,
+        "nobody cannot read it"
+    );
+    assert_eq!(ftp.upload("STOR new.txt", b"mine").code, 226);
+    assert_eq!(
+        std::fs::metadata(root.join("new.txt")).unwrap().uid(),
+        65534
+    );
+    println!("server ids after start: {ids}");
+}
+
+/// Root it must not stay without being told: `run_as` naming root is refused, and a home the
+/// new user cannot read is refused at start, both with exit code 2 and one clear line.
+#[test]
+fn root_is_kept_only_when_allowed() {
+    require_root();
+    let out = output_within(
+        Command::new(BIN).args([
+            "serve",
+            "--root",
+            "/tmp",
+            "--listen",
+            "127.0.0.1:0",
+            "--run-as",
+            "root",
+        ]),
+        LIMIT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("run_as: `root` is root; to run as root, set allow_root"),
+        "{err}"
+    );
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        private.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let out = output_within(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(private.path()),
+        LIMIT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot be read as `nobody`"), "{err}");
+    let out = output_within(
+        Command::new(BIN).args([
+            "serve",
+            "--root",
+            "/tmp",
+            "--listen",
+            "127.0.0.1:0",
+            "--run-as",
+            "no-such-user-x",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user `no-such-user-x`"));
 }

@@ -1,0 +1,99 @@
+//! Giving up root: started as root, `wharf serve` binds its listeners, then switches to the
+//! unprivileged `run_as` user (default `nobody`) for the rest of its life — before the runtime
+//! starts any thread, so that the switch holds for the whole process.
+
+use wharf_server::ConfigError;
+
+/// What became of the process's privileges.
+pub enum Outcome {
+    /// It was not root: nothing to give up.
+    NotRoot,
+    /// `allow_root`: it stays root.
+    StayedRoot,
+    Switched {
+        user: String,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// A user's uid and gid from `/etc/passwd`.
+fn lookup(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let (user, _, uid, gid) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        (user == name).then_some(())?;
+        Some((uid.parse().ok()?, gid.parse().ok()?))
+    })
+}
+
+/// Threads of this process now (`/proc/self/status`).
+fn threads() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Switches from root to `run_as`, unless the process is not root or `allow_root` is set. An
+/// error (no such user, a `run_as` that is root itself, a switch that did not take) is a
+/// configuration error: the server does not run.
+pub fn drop_root(run_as: &str, allow_root: bool) -> Result<Outcome, ConfigError> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(Outcome::NotRoot);
+    }
+    if allow_root {
+        return Ok(Outcome::StayedRoot);
+    }
+    let (uid, gid) = lookup(run_as).ok_or_else(|| {
+        ConfigError::new(
+            "run_as",
+            format!("no user `{run_as}` in /etc/passwd (create it, or name another with run_as / --run-as)"),
+        )
+    })?;
+    if uid == 0 {
+        return Err(ConfigError::new(
+            "run_as",
+            format!("`{run_as}` is root; to run as root, set allow_root = true (--allow-root)"),
+        ));
+    }
+    // The raw calls change the calling thread only: with one thread, that is the process.
+    if threads() != Some(1) {
+        return Err(ConfigError::new(
+            "run_as",
+            "the process already has several threads; cannot give up root safely",
+        ));
+    }
+    let fail = |what: &str, e: rustix::io::Errno| {
+        ConfigError::new(
+            "run_as",
+            format!("cannot switch to `{run_as}` ({what}): {e}"),
+        )
+    };
+    let g = rustix::process::Gid::from_raw(gid);
+    let u = rustix::process::Uid::from_raw(uid);
+    rustix::thread::set_thread_groups(&[g]).map_err(|e| fail("groups", e))?;
+    rustix::thread::set_thread_res_gid(g, g, g).map_err(|e| fail("gid", e))?;
+    rustix::thread::set_thread_res_uid(u, u, u).map_err(|e| fail("uid", e))?;
+    // Root must be gone for good: getting it back must fail.
+    if rustix::process::geteuid().is_root()
+        || rustix::thread::set_thread_res_uid(
+            rustix::process::Uid::ROOT,
+            rustix::process::Uid::ROOT,
+            rustix::process::Uid::ROOT,
+        )
+        .is_ok()
+    {
+        return Err(ConfigError::new(
+            "run_as",
+            "the switch away from root did not hold",
+        ));
+    }
+    Ok(Outcome::Switched {
+        user: run_as.to_string(),
+        uid,
+        gid,
+    })
+}
