@@ -22,6 +22,8 @@
 pub mod ascii;
 pub mod command;
 pub mod entry;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod glob;
 pub mod hostport;
 pub mod listing;

@@ -2,12 +2,6 @@
 //! A deterministic generator stands in for a fuzzer here (no extra toolchain needed), biased
 //! towards the bytes that matter: digits, separators, CR/LF, IAC, NUL, and known verbs.
 
-use crate::VPath;
-use crate::command::{Command, LineBuffer};
-use crate::hostport;
-use crate::reply::ReplyParser;
-use crate::time::UtcTime;
-
 struct Gen(u64);
 
 impl Gen {
@@ -78,28 +72,12 @@ impl Gen {
 #[test]
 fn parsers_never_panic() {
     let mut g = Gen(0x9E37_79B9_7F4A_7C15);
-    let mut lines = LineBuffer::new();
-    let mut replies = ReplyParser::new();
-    for _ in 0..200_000 {
+    for _ in 0..100_000 {
         let input = g.bytes(64);
-        let _ = Command::parse(&input);
-        let _ = hostport::parse_port(&input);
-        let _ = hostport::parse_eprt(&input);
-        let _ = hostport::parse_epsv_arg(&input);
-        let _ = hostport::parse_pasv_reply(&input);
-        let _ = hostport::parse_epsv_reply(&input);
-        let _ = UtcTime::parse_timeval(&input);
-        let _ = VPath::root().join(&input);
-        let _ = crate::listing::parse_mlst_opts(&input);
-        let _ = crate::entry::parse_mlsx_line(&input);
-        let _ = crate::entry::parse_list_line(&input, i64::from(input.len() as u32) << 24);
-        lines.buffer_mut().extend_from_slice(&input);
-        while lines.next_line().is_some() {}
-        replies.feed(&input);
-        while let Ok(Some(_)) = replies.next_reply() {}
-        if replies.next_reply().is_err() {
-            replies = ReplyParser::new();
-        }
+        crate::fuzz::command(&input);
+        crate::fuzz::reply(&input);
+        crate::fuzz::hostport(&input);
+        crate::fuzz::list(&input);
     }
 }
 
@@ -107,129 +85,63 @@ fn parsers_never_panic() {
 /// time: it never panics, and whatever it is fed, it asks for at most one action at a time.
 #[test]
 fn a_session_never_panics() {
-    use crate::command::{HELP_VERBS, LineEvent};
-    use crate::server::{
-        Action, FsError, LoginResult, Opened, Outcome, Output, PassiveOpened, Permissions, Policy,
-        Session, StorageDone, TlsMode, TlsPolicy, TransferEnd, User,
-    };
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
-
     let mut g = Gen(0x2545_F491_4F6C_DD1D);
-    for run in 0..200u64 {
-        let policy = Policy {
-            tls: TlsPolicy {
-                mode: match run % 3 {
-                    0 => TlsMode::Off,
-                    1 => TlsMode::Optional,
-                    _ => TlsMode::Required,
-                },
-                require_reuse: true,
-                require_close_notify: true,
-            },
-            ..Policy::default()
-        };
-        let mut now = Instant::now();
-        let peer = if run % 2 == 0 { "127.0.0.1" } else { "::1" };
-        let mut s = Session::new(
-            Arc::new(policy),
-            peer.parse()
-                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
-            peer.parse()
-                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
-            run % 5 == 0,
-            now,
-        );
-        s.start(now);
-        for _ in 0..300 {
-            // Drive it as a driver would, answering each action with a random outcome.
-            let mut waiting = 0;
-            while let Some(out) = s.poll_output() {
-                let Output::Do(action) = out else { continue };
-                if !action.needs_outcome() {
-                    continue;
-                }
-                waiting += 1;
-                assert!(waiting < 1000, "an endless chain of actions");
-                let pick = g.next() % 4;
-                let outcome = match action {
-                    Action::Login { .. } => Outcome::Login(match pick {
-                        0 => LoginResult::Rejected,
-                        1 => LoginResult::Unavailable,
-                        2 => LoginResult::HomeUnavailable,
-                        _ => LoginResult::Ok(User {
-                            name: "u".into(),
-                            permissions: Permissions::ALL,
-                        }),
-                    }),
-                    Action::Storage(_) => Outcome::Storage(match pick {
-                        0 => Err(FsError::NotFound),
-                        1 => Ok(StorageDone::Done),
-                        2 => Ok(StorageDone::Entries {
-                            entries: Vec::new(),
-                            now: 0,
-                        }),
-                        _ => Ok(StorageDone::Info(crate::FileInfo {
-                            name: b"x".to_vec(),
-                            kind: crate::FileKind::Dir,
-                            size: 0,
-                            mtime: 0,
-                            mode: 0o755,
-                            nlink: 1,
-                        })),
-                    }),
-                    Action::OpenPassive { .. } => Outcome::Passive(if pick == 0 {
-                        Err(())
-                    } else {
-                        Ok(PassiveOpened {
-                            port: 50000,
-                            announce: None,
-                        })
-                    }),
-                    Action::StartTls { .. } => {
-                        Outcome::Tls(if pick == 0 { Err(()) } else { Ok(()) })
+    for _ in 0..300 {
+        let mut data = Vec::new();
+        while data.len() < 3000 {
+            data.extend_from_slice(&g.bytes(32));
+            data.push((g.next() % 256) as u8);
+        }
+        crate::fuzz::session(&data);
+    }
+}
+
+/// The fuzzers' seed corpus (`fuzz/corpus/TARGET/`), each file as it is and under a few
+/// thousand mutations (bytes flipped, inserted, cut, pieces spliced in): what a short fuzzing
+/// run does, on the stable toolchain.
+#[test]
+fn the_seed_corpus_and_its_mutations_never_panic() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    type Target = (&'static str, fn(&[u8]));
+    let targets: [Target; 5] = [
+        ("command", crate::fuzz::command),
+        ("reply", crate::fuzz::reply),
+        ("hostport", crate::fuzz::hostport),
+        ("list", crate::fuzz::list),
+        ("session", crate::fuzz::session),
+    ];
+    let mut g = Gen(0xD1B5_4A32_D192_ED03);
+    for (target, run) in targets {
+        let dir = root.join(target);
+        let seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| std::fs::read(e.expect("entry").path()).expect("seed"))
+            .collect();
+        assert!(!seeds.is_empty(), "no seeds in {}", dir.display());
+        for seed in &seeds {
+            run(seed);
+            for _ in 0..(if target == "session" { 200 } else { 2000 }) {
+                let mut m = seed.clone();
+                for _ in 0..=(g.next() % 4) {
+                    let at = (g.next() as usize) % (m.len() + 1);
+                    match g.next() % 4 {
+                        0 if at < m.len() => m[at] ^= 1 << (g.next() % 8),
+                        1 => {
+                            let piece = g.bytes(8);
+                            m.splice(at..at, piece);
+                        }
+                        2 if at < m.len() => {
+                            let end = (at + (g.next() as usize) % 8).min(m.len());
+                            m.drain(at..end);
+                        }
+                        _ => {
+                            let other = &seeds[(g.next() as usize) % seeds.len()];
+                            let from = (g.next() as usize) % (other.len() + 1);
+                            m.splice(at..at, other[from..].iter().copied().take(16));
+                        }
                     }
-                    Action::Transfer(_) => Outcome::Transfer(match pick {
-                        0 => TransferEnd::Wire,
-                        1 => TransferEnd::NoConnection,
-                        _ => TransferEnd::Done { bytes: 1 },
-                    }),
-                    _ => Outcome::Opened(if pick == 0 {
-                        Err(FsError::NotFound)
-                    } else {
-                        Ok(Opened {
-                            len: 10,
-                            is_dir: pick == 1,
-                            name: Some(b"n".to_vec()),
-                        })
-                    }),
-                };
-                // Sometimes the wrong outcome, as a buggy driver would send.
-                let outcome = if g.next() % 50 == 0 {
-                    Outcome::Tls(Ok(()))
-                } else {
-                    outcome
-                };
-                s.handle_outcome(outcome, now);
-            }
-            if s.is_closed() {
-                break;
-            }
-            now += Duration::from_millis(g.next() % 5000);
-            match g.next() % 20 {
-                0 => s.handle_timeout(now),
-                1 => s.handle_shutdown(),
-                2 => s.handle_line(LineEvent::TooLong, now),
-                3 => {
-                    s.run_queued(now);
                 }
-                _ => {
-                    let verb = HELP_VERBS[(g.next() % HELP_VERBS.len() as u64) as usize];
-                    let mut line = verb.as_bytes().to_vec();
-                    line.push(b' ');
-                    line.extend_from_slice(&g.bytes(24));
-                    s.handle_line(LineEvent::Line(line), now);
-                }
+                run(&m);
             }
         }
     }

@@ -123,7 +123,8 @@ fn a_password_flood_does_not_slow_other_addresses() {
         ms(l),
         ms(worst)
     );
-    assert!(during > 15, "the flood did not run ({during} attempts)");
+    // The flood holds one slot at most: about one check per login of 127.0.0.1.
+    assert!(during >= 5, "the flood did not run ({during} attempts)");
     // The measure is twice the quiet median; the bound leaves room for the other tests that
     // share the machine's cores (a first-come queue put this at 20-50 times).
     assert!(
@@ -283,4 +284,145 @@ fn sigkill_during_an_overwrite_leaves_the_old_file_and_no_temporary() {
     assert_eq!(ftp.upload("STOR f.bin", &new).code, 226);
     assert!(std::fs::read(r.join("f.bin")).unwrap() == new);
     println!("killed after 1 MiB of a 3 MiB overwrite: old 1 MiB file intact, nothing else left");
+}
+
+/// Descriptors the server process holds now.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// 500 connections that send half a command and nothing more (slowloris) are closed by the idle
+/// timeout, and meanwhile a new client still logs in at once.
+#[test]
+fn slowloris_connections_are_closed_and_others_still_log_in() {
+    use std::io::{Read, Write};
+    let _one_at_a_time = heavy();
+    let s = server()
+        .config("[limits]\nidle_timeout = 2\nmax_sessions = 2000\nmax_sessions_per_ip = 1000\n")
+        .start();
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+        c.write_all(b"US").unwrap();
+        slow.push(c);
+    }
+    let t = Instant::now();
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let login = t.elapsed();
+    assert_eq!(ftp.cmd("NOOP").code, 200);
+    // Each gets its 421 and then end of stream once the idle timeout passes (reads bounded).
+    let mut closed = 0;
+    for c in &mut slow {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut all = Vec::new();
+        if c.read_to_end(&mut all).is_ok() && String::from_utf8_lossy(&all).contains("\n421 ") {
+            closed += 1;
+        }
+    }
+    println!(
+        "500 slowloris connections: {closed} closed by the idle timeout (421); a login meanwhile took {:.1} ms",
+        ms(login)
+    );
+    assert_eq!(closed, 500);
+    assert!(login < Duration::from_secs(2), "{login:?}");
+}
+
+/// 10,000 PASV without a connection, and 1,000 downloads stopped by ABOR: the server's open
+/// descriptors stay as they were (each listener and data connection is closed).
+#[test]
+fn pasv_and_abor_loops_leak_no_descriptors() {
+    use std::io::Read;
+    let s = server().start();
+    wharf_testkit::write_file(&s.path("big.bin"), &vec![1u8; 8 << 20]);
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let before = open_fds(s.pid());
+    for _ in 0..10_000 {
+        assert_eq!(ftp.cmd("PASV").code, 227);
+    }
+    assert_eq!(ftp.cmd("NOOP").code, 200);
+    let after_pasv = open_fds(s.pid());
+    for _ in 0..1000 {
+        let mut data = ftp.passive();
+        assert_eq!(ftp.cmd("RETR big.bin").code, 150);
+        let mut some = [0u8; 4096];
+        data.read_exact(&mut some).unwrap();
+        ftp.send("ABOR");
+        let first = ftp.read_reply().code;
+        if first == 426 {
+            assert_eq!(ftp.read_reply().code, 226);
+        } else {
+            assert_eq!(first, 226);
+        }
+        drop(data);
+    }
+    assert_eq!(ftp.cmd("NOOP").code, 200);
+    let after_abor = open_fds(s.pid());
+    println!(
+        "server descriptors: {before} before, {after_pasv} after 10,000 PASV, {after_abor} after 1,000 ABOR"
+    );
+    assert!(after_pasv <= before + 1, "{before} -> {after_pasv}");
+    assert!(after_abor <= before + 1, "{before} -> {after_abor}");
+}
+
+/// A reset in the middle of a download gives 426 and the session goes on.
+#[test]
+fn a_reset_mid_download_gives_426_and_the_session_lives() {
+    use std::io::Read;
+    let s = server().start();
+    wharf_testkit::write_file(&s.path("big.bin"), &vec![2u8; 32 << 20]);
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let mut data = ftp.passive();
+    assert_eq!(ftp.cmd("RETR big.bin").code, 150);
+    let mut some = vec![0u8; 64 * 1024];
+    data.read_exact(&mut some).unwrap();
+    socket2::SockRef::from(&data)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(data); // RST
+    let r = ftp.read_reply();
+    assert_eq!(r.code, 426, "{}", r.text);
+    assert_eq!(ftp.cmd("NOOP").code, 200);
+    let (got, r) = ftp.download("RETR big.bin");
+    assert_eq!((got.len(), r.code), (32 << 20, 226));
+}
+
+/// A file system that fills up (a 1 MiB tmpfs): the overwrite gets 452 and the old file is
+/// intact; nothing else is left. Needs root to mount the tmpfs.
+#[test]
+fn a_full_disk_gives_452_and_keeps_the_old_file() {
+    struct Mount(std::path::PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    assert!(
+        wharf_testkit::is_root(),
+        "this test mounts a small tmpfs: run the tests as root (CI does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot mount a tmpfs");
+    let mount = Mount(dir.path().to_path_buf());
+    let old = wharf_testkit::pattern(200_000, 1);
+    wharf_testkit::write_file(&mount.0.join("f.bin"), &old);
+    let mut s = server().arg("-w").start_on(&mount.0);
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let r = ftp.upload("STOR f.bin", &wharf_testkit::pattern(2 << 20, 2));
+    assert_eq!(r.text, "452 Insufficient storage space.");
+    assert!(std::fs::read(mount.0.join("f.bin")).unwrap() == old);
+    let names: Vec<_> = std::fs::read_dir(&mount.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["f.bin"]);
+    assert_eq!(ftp.cmd("NOOP").code, 200);
+    s.kill();
+    drop(mount);
 }
