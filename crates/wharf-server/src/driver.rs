@@ -513,6 +513,7 @@ impl Driver {
             }
             Action::DropOpened => {
                 self.held = Held::None;
+                self.cap = None;
                 Box::pin(std::future::ready(Ok(())))
             }
             Action::Logout => {
@@ -548,22 +549,36 @@ impl Driver {
         let limit = current.settings.limits.backend_timeout;
         let ip = self.conn.peer.ip();
         // A slot for the password check, fairly shared among addresses; none for a banned one.
-        let slot = match self.live.guard.check_slot(ip).await {
-            Ok(s) => s,
-            Err(why) => {
-                warn!(peer = %self.conn.peer, reason = ?why, "login refused for the address");
+        // Waiting for it is bounded too (a queue behind a hung backend).
+        let slot = match tokio::time::timeout(limit, self.live.guard.check_slot(ip)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(why)) => {
+                warn!(session = self.conn.id, peer = %self.conn.peer, reason = ?why, "login refused for the address");
                 return LoginResult::AddressRefused;
             }
+            Err(_) => {
+                error!(session = self.conn.id, peer = %self.conn.peer, secs = limit.as_secs(), "login failed: no password-check slot in time");
+                return LoginResult::Unavailable;
+            }
         };
-        let checked = tokio::time::timeout(limit, current.services.auth.authenticate(credentials))
-            .await
-            .unwrap_or_else(|_| {
-                Err(AuthError::Unavailable(format!(
-                    "no answer within {} s",
-                    limit.as_secs()
-                )))
-            });
-        drop(slot);
+        // The check runs as a task of its own that holds the slot until it is done: a check
+        // that outlives the timeout still counts against the slots (its thread and memory).
+        let auth = current.services.auth.clone();
+        let check = tokio::spawn(async move {
+            let r = auth.authenticate(credentials).await;
+            drop(slot);
+            r
+        });
+        let checked = match tokio::time::timeout(limit, check).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(AuthError::Unavailable(format!(
+                "password check failed: {e}"
+            ))),
+            Err(_) => Err(AuthError::Unavailable(format!(
+                "no answer within {} s",
+                limit.as_secs()
+            ))),
+        };
         let account = match checked {
             Ok(a) => a,
             Err(AuthError::Rejected(why)) => {
@@ -675,6 +690,7 @@ impl Driver {
     }
 
     async fn open_read(&mut self, path: &VPath, offset: u64) -> Result<Opened, StorageError> {
+        self.cap = None;
         let limit = self.shared.settings.limits.backend_timeout;
         let handle = backend(limit, self.storage_of()?.open_read(path, offset)).await?;
         let len = handle.len;
@@ -731,6 +747,13 @@ impl Driver {
             return Err(StorageError::TooLarge);
         }
         let mut quota_room = None;
+        let freed = match mode {
+            WriteMode::Replace => existing.unwrap_or(0),
+            // A resume rewrites what lies beyond its offset.
+            WriteMode::Resume(n) => existing.unwrap_or(0).saturating_sub(n),
+            _ => 0,
+        };
+        let committed_at_open = state.committed.load(Ordering::Acquire);
         if limits.quota_bytes.is_some() || limits.quota_files.is_some() {
             let usage = backend(limit, storage.usage()).await?;
             if limits
@@ -740,12 +763,6 @@ impl Driver {
                 return Err(StorageError::QuotaExceeded);
             }
             if let Some(q) = limits.quota_bytes {
-                let freed = match mode {
-                    WriteMode::Replace => existing.unwrap_or(0),
-                    // A resume rewrites what lies beyond its offset.
-                    WriteMode::Resume(n) => existing.unwrap_or(0).saturating_sub(n),
-                    _ => 0,
-                };
                 let room = q.saturating_sub(usage.bytes.saturating_sub(freed));
                 if room <= state.inflight.load(Ordering::Acquire) {
                     return Err(StorageError::QuotaExceeded);
@@ -756,7 +773,10 @@ impl Driver {
         Ok(Some(transfer::Cap {
             size_left,
             quota_room,
+            committed_at_open,
+            freed,
             state,
+            written: Arc::new(AtomicU64::new(0)),
         }))
     }
 
@@ -767,9 +787,11 @@ impl Driver {
             let name = format!("wharf.{}", storage::random_hex(6)).into_bytes();
             let path = dir.join(&name).map_err(|_| StorageError::InvalidName)?;
             let limit = self.shared.settings.limits.backend_timeout;
+            let cap = self.upload_cap(&path, WriteMode::CreateNew).await?;
             match backend(limit, fs.open_write(&path, WriteMode::CreateNew)).await {
                 Ok(handle) => {
                     self.held = Held::Write(handle);
+                    self.cap = cap;
                     return Ok(Opened {
                         len: 0,
                         is_dir: false,
@@ -788,6 +810,7 @@ impl Driver {
         path: &VPath,
         glob: Option<Vec<u8>>,
     ) -> Result<Opened, StorageError> {
+        self.cap = None;
         let limit = self.shared.settings.limits.backend_timeout;
         backend(limit, self.open_listing(path, glob)).await
     }
@@ -996,6 +1019,14 @@ impl Driver {
     async fn transfer(&mut self, spec: TransferSpec) -> io::Result<TransferEnd> {
         let started = Instant::now();
         let held = std::mem::take(&mut self.held);
+        // The upload's limits, and the settling of its bytes however the transfer ends.
+        let cap = self.cap.take();
+        let mut settle = cap.as_ref().map(|c| transfer::CapSettle {
+            state: c.state.clone(),
+            written: c.written.clone(),
+            freed: c.freed,
+            committed: false,
+        });
         let arrived = match self.data_connection(spec.data).await {
             Ok(s) => s,
             Err(e) => {
@@ -1025,7 +1056,6 @@ impl Driver {
             (Some(h), _) => h.throttles.download.clone(),
             (None, _) => Arc::new(wharf_net::copy::Unlimited),
         };
-        let cap = self.cap.take();
         let progress = AtomicU64::new(0);
         let job = transfer::Job {
             body: &spec.body,
@@ -1067,7 +1097,12 @@ impl Driver {
                     match backend(self.shared.settings.limits.backend_timeout, upload.commit())
                         .await
                     {
-                        Ok(()) => TransferEnd::Done { bytes },
+                        Ok(()) => {
+                            if let Some(s) = settle.as_mut() {
+                                s.committed = true;
+                            }
+                            TransferEnd::Done { bytes }
+                        }
                         Err(e) => {
                             self.log_transfer(&spec, &progress, started, "commit failed");
                             return Ok(TransferEnd::Commit(e.kind()));
@@ -1078,12 +1113,11 @@ impl Driver {
             },
             Some((Err(e), mut upload)) => {
                 // Over quota or size: nothing of the upload stays.
-                if let (CopyError::Local(err), Some(u)) = (&e, upload.as_mut())
-                    && matches!(
-                        err.kind(),
-                        io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
-                    )
-                {
+                let exceeded = match &e {
+                    CopyError::Local(err) => transfer::cap_exceeded(err),
+                    _ => None,
+                };
+                if let (Some(_), Some(u)) = (exceeded, upload.as_mut()) {
                     u.discard();
                 }
                 drop(upload);
@@ -1092,13 +1126,10 @@ impl Driver {
                     CopyError::Wire(_) => TransferEnd::Wire,
                     CopyError::Stalled => TransferEnd::Stalled,
                     CopyError::Truncated => TransferEnd::Truncated,
+                    CopyError::Local(_) if exceeded.is_some() => TransferEnd::Exceeded {
+                        quota: exceeded == Some(true),
+                    },
                     CopyError::Local(e) if storage::is_no_space(&e) => TransferEnd::NoSpace,
-                    CopyError::Local(e) if e.kind() == io::ErrorKind::QuotaExceeded => {
-                        TransferEnd::Exceeded { quota: true }
-                    }
-                    CopyError::Local(e) if e.kind() == io::ErrorKind::FileTooLarge => {
-                        TransferEnd::Exceeded { quota: false }
-                    }
                     CopyError::Local(_) => TransferEnd::Local,
                 });
             }

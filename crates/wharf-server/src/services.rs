@@ -88,6 +88,9 @@ impl Services {
     /// before the reload still resume) — its certificate and key are read again. Any error
     /// leaves `self` as it is.
     pub fn reloaded(&self, settings: &Settings) -> Result<Services, ConfigError> {
+        // What can fail without touching anything first; the certificate, swapped in place,
+        // last.
+        let xferlog = open_xferlog(settings, self.xferlog.as_ref())?;
         let tls = match (&settings.tls, &self.tls) {
             (Some(t), Some(old)) if old.same_settings(t) => {
                 old.reload()
@@ -105,7 +108,7 @@ impl Services {
             storage: self.storage.clone(),
             tls,
             throttles: self.throttles.clone(),
-            xferlog: open_xferlog(settings, self.xferlog.as_ref())?,
+            xferlog,
         })
     }
 }

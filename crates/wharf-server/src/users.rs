@@ -24,6 +24,10 @@ pub struct UserState {
     sessions: Mutex<u32>,
     /// Bytes written by this user's uploads in progress.
     pub inflight: AtomicU64,
+    /// Net bytes this user's completed uploads added to its home (a replaced file's size
+    /// subtracted) since this state was made: an upload compares it with its value when the
+    /// upload opened, to see what landed meanwhile.
+    pub committed: std::sync::atomic::AtomicI64,
 }
 
 /// A session's place among its user's sessions; released on drop.

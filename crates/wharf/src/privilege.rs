@@ -44,6 +44,14 @@ pub fn drop_root(run_as: &str, allow_root: bool) -> Result<Outcome, ConfigError>
     if !rustix::process::geteuid().is_root() {
         return Ok(Outcome::NotRoot);
     }
+    // Installed setuid root, any local user could pick the options (allow_root, a config):
+    // not supported.
+    if !rustix::process::getuid().is_root() {
+        return Err(ConfigError::new(
+            "run_as",
+            "wharf runs setuid root here (real user not root): start it as root, or as an unprivileged user with CAP_NET_BIND_SERVICE",
+        ));
+    }
     if allow_root {
         return Ok(Outcome::StayedRoot);
     }

@@ -809,7 +809,10 @@ impl Session {
                         .into_bytes(),
                         b"End of status".to_vec(),
                     ];
-                    return self.send(Reply::multi(ReplyCode::FILE_STATUS, lines));
+                    // Not the transfer's reply: the transfer's audit note is still to come.
+                    return self
+                        .out
+                        .push_back(Output::Reply(Reply::multi(ReplyCode::FILE_STATUS, lines)));
                 }
                 _ => {}
             }

@@ -128,17 +128,71 @@ pub(crate) struct Job<'a> {
 }
 
 /// An upload's limits: the bytes its file may still grow by, and the room the user's quota
-/// leaves for all of the user's uploads in progress together (their bytes are counted in
-/// `state.inflight` as they are written, so two sessions of one user share the room).
+/// left when it opened, which the user's other uploads share: those in progress (their bytes
+/// are in `state.inflight` as they are written) and those completed since (`state.committed`
+/// moved from `committed_at_open`).
 #[derive(Debug)]
 pub(crate) struct Cap {
     pub size_left: Option<u64>,
     pub quota_room: Option<u64>,
+    pub committed_at_open: i64,
+    /// Bytes of the file the upload replaces or rewrites (freed when it lands).
+    pub freed: u64,
     pub state: Arc<crate::users::UserState>,
+    /// Bytes this upload wrote; the driver settles them when the upload ends (see
+    /// [`CapSettle`]).
+    pub written: Arc<AtomicU64>,
 }
 
-/// An upload's sink under a [`Cap`]: a write past it fails (`QuotaExceeded` or
-/// `FileTooLarge`) without writing anything.
+/// Why a capped upload stopped (the error inside the `io::Error`; a real EDQUOT or EFBIG from
+/// the file system is not this, and does not discard the upload).
+#[derive(Debug)]
+pub(crate) struct CapExceeded {
+    pub quota: bool,
+}
+
+impl std::fmt::Display for CapExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.quota {
+            "quota exceeded"
+        } else {
+            "file size limit exceeded"
+        })
+    }
+}
+
+impl std::error::Error for CapExceeded {}
+
+/// The limit an upload error stands for (`Some(true)`: the quota), if it is one.
+pub(crate) fn cap_exceeded(e: &io::Error) -> Option<bool> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<CapExceeded>())
+        .map(|c| c.quota)
+}
+
+/// Settles a capped upload's bytes when dropped: they leave the user's uploads in progress and,
+/// if the upload was committed, join what its uploads added (less what the file replaced).
+pub(crate) struct CapSettle {
+    pub state: Arc<crate::users::UserState>,
+    pub written: Arc<AtomicU64>,
+    /// Bytes of the file the upload replaces or rewrites (freed when it lands).
+    pub freed: u64,
+    pub committed: bool,
+}
+
+impl Drop for CapSettle {
+    fn drop(&mut self) {
+        let w = self.written.load(Ordering::Acquire);
+        if self.committed {
+            let net = i64::try_from(w).unwrap_or(i64::MAX) - i64::try_from(self.freed).unwrap_or(0);
+            self.state.committed.fetch_add(net, Ordering::AcqRel);
+        }
+        self.state.inflight.fetch_sub(w, Ordering::AcqRel);
+    }
+}
+
+/// An upload's sink under a [`Cap`]: a write past it fails (with [`CapExceeded`]) without
+/// writing anything.
 struct Capped<'a, W: ?Sized> {
     inner: &'a mut W,
     cap: Cap,
@@ -158,30 +212,34 @@ impl<W: AsyncWrite + Unpin + ?Sized> AsyncWrite for Capped<'_, W> {
             .size_left
             .is_some_and(|left| this.written + n > left)
         {
-            return std::task::Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                "file size limit exceeded",
-            )));
+            return std::task::Poll::Ready(Err(io::Error::other(CapExceeded { quota: false })));
         }
         // Claim the bytes first, so that two uploads cannot both take the last of the room.
         let before = this.cap.state.inflight.fetch_add(n, Ordering::AcqRel);
-        if this.cap.quota_room.is_some_and(|room| before + n > room) {
+        let landed = this.cap.state.committed.load(Ordering::Acquire) - this.cap.committed_at_open;
+        let wanted = i64::try_from(before + n)
+            .unwrap_or(i64::MAX)
+            .saturating_add(landed);
+        if this
+            .cap
+            .quota_room
+            .is_some_and(|room| wanted > i64::try_from(room).unwrap_or(i64::MAX))
+        {
             this.cap.state.inflight.fetch_sub(n, Ordering::AcqRel);
-            return std::task::Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::QuotaExceeded,
-                "quota exceeded",
-            )));
+            return std::task::Poll::Ready(Err(io::Error::other(CapExceeded { quota: true })));
         }
         let r = std::pin::Pin::new(&mut *this.inner).poll_write(cx, buf);
         let took = match &r {
             std::task::Poll::Ready(Ok(k)) => *k as u64,
             _ => 0,
         };
-        // Keep what was written; give back what was claimed and not written.
+        // Keep what was written (the driver settles it when the upload ends); give back what
+        // was claimed and not written.
         this.cap
             .state
             .inflight
             .fetch_sub(n - took, Ordering::AcqRel);
+        this.cap.written.fetch_add(took, Ordering::AcqRel);
         this.written += took;
         r
     }
@@ -198,17 +256,6 @@ impl<W: AsyncWrite + Unpin + ?Sized> AsyncWrite for Capped<'_, W> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
         std::pin::Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl<W: ?Sized> Drop for Capped<'_, W> {
-    /// The upload is over (committed or not): its bytes are on disk or gone, no longer in
-    /// progress.
-    fn drop(&mut self) {
-        self.cap
-            .state
-            .inflight
-            .fetch_sub(self.written, Ordering::AcqRel);
     }
 }
 

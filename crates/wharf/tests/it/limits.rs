@@ -138,6 +138,15 @@ fn quota_and_file_size_hold_while_uploads_run() {
     let r = a.upload("APPE a.bin", &pattern(60_000, 6));
     assert_eq!(r.code, 552, "{}", r.text);
     assert!(std::fs::read(s.path("a.bin")).unwrap() == new_a);
+    // STOU is under the same limits.
+    let before: Vec<_> = std::fs::read_dir(&s.root).unwrap().collect();
+    let r = a.upload("STOU", &pattern(800_000, 7));
+    assert!(
+        r.code == 552 && r.text.ends_with("upload removed."),
+        "{}",
+        r.text
+    );
+    assert_eq!(std::fs::read_dir(&s.root).unwrap().count(), before.len());
     // The file quota: a new file beyond it is refused before any byte.
     for name in ["e.txt", "f.txt"] {
         let _ = a.upload(&format!("STOR {name}"), b"x");
@@ -151,4 +160,29 @@ fn quota_and_file_size_hold_while_uploads_run() {
     let r = a.cmd("STOR h.txt");
     assert_eq!(r.text, "552 Quota exceeded.");
     assert!(!s.path("h.txt").exists());
+}
+
+/// An upload that opened with the quota's room still sees what another session's upload
+/// stored meanwhile: two sessions cannot store twice the quota one after the other.
+#[test]
+fn quota_counts_uploads_that_landed_meanwhile() {
+    let s = alice("quota_bytes = 1000000\n");
+    let mut b = Ftp::login_to(s.addr, "alice", "pw");
+    let mut slow = b.passive();
+    assert_eq!(b.cmd("STOR slow.bin").code, 150);
+    slow.write_all(&pattern(100_000, 1)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut a = Ftp::login_to(s.addr, "alice", "pw");
+    assert_eq!(a.upload("STOR fast.bin", &pattern(800_000, 2)).code, 226);
+    // B goes on past what is left (1,000,000 - 800,000 - its own 100,000).
+    let rest = pattern(300_000, 3);
+    let _ = slow.write_all(&rest);
+    drop(slow);
+    let r = b.read_reply();
+    assert_eq!(r.text, "552 Quota exceeded; upload removed.");
+    assert!(!s.path("slow.bin").exists());
+    assert_eq!(
+        std::fs::metadata(s.path("fast.bin")).unwrap().len(),
+        800_000
+    );
 }
