@@ -252,6 +252,8 @@ pub async fn check(opts: &CheckOptions) -> Report {
         mode: crate::client::DataMode::Auto,
         log: opts.log.clone(),
         tls: opts.tls.clone(),
+        // A checker connects only where the user pointed it, whatever a server announces.
+        trust_pasv_address: false,
     };
     let implicit = opts.tls.as_ref().is_some_and(|t| t.implicit);
 
@@ -771,9 +773,9 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
             }
             step.verdict = Verdict::Warn;
             step.evidence = format!(
-                "{setup}; announced {ip}, not {}: connecting to {ip} failed ({}); the server's own address {} worked",
+                "{setup}; announced {ip}, not {} ({}): not connected to, as a check connects only to the address you named; the server's own address {} worked",
                 server.ip(),
-                probe.announced_error.as_deref().unwrap_or("no answer"),
+                crate::client::address_class(ip, server.ip()),
                 server.ip()
             );
             if is_local_address(server.ip()) && !is_local_address(ip) {
@@ -785,12 +787,8 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
                 );
             } else {
                 step.cause = Some(format!(
-                    "the server announces {ip}{} in PASV replies instead of the address clients reach it at: a NAT/masquerade misconfiguration. Clients that trust the PASV address fail",
-                    if is_local_address(ip) {
-                        " (a private address)"
-                    } else {
-                        ""
-                    }
+                    "the server announces {ip} ({}) in PASV replies instead of the address clients reach it at: a NAT/masquerade misconfiguration. Clients that trust the PASV address fail",
+                    crate::client::address_class(ip, server.ip())
                 ));
                 step.advice = Some(masquerade());
             }
@@ -1003,6 +1001,16 @@ impl Run {
                 names.join(", ")
             ),
         };
+        // Warnings of the data modes (a PASV address that is not the server's) stay visible.
+        let mut summary = summary;
+        for step in self.steps.iter().filter(|s| {
+            s.verdict == Verdict::Warn
+                && matches!(s.name.as_str(), "EPSV" | "PASV" | "EPRT" | "PORT")
+        }) {
+            if let Some(cause) = &step.cause {
+                summary.push_str(&format!("; warning ({}): {cause}", step.name));
+            }
+        }
         Report {
             target: self.target,
             software,

@@ -40,6 +40,9 @@ pub struct Options {
     pub log: Option<LogSink>,
     /// FTPS: `None` for plain FTP.
     pub tls: Option<TlsSettings>,
+    /// Connect to a PASV address that differs from the server's own (off: the server's own
+    /// address is used with the announced port, and nothing else is ever connected to).
+    pub trust_pasv_address: bool,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             mode: DataMode::Auto,
             log: None,
             tls: None,
+            trust_pasv_address: false,
         }
     }
 }
@@ -1115,10 +1119,11 @@ impl Client {
         }
     }
 
-    /// Connects to a passive address. One that differs from the server's is replaced by the
-    /// server's at once when it is implausible (private or unspecified while the server is not:
-    /// a NAT misconfiguration, or a hostile server aiming us at a local service), and otherwise
-    /// tried briefly, so that the server's own address can still be tried before its passive
+    /// Connects to a passive address. One that differs from the server's is not connected to:
+    /// the server's own address is used with the announced port (a server must not steer the
+    /// client to another host: a NAT misconfiguration, or a hostile server aiming it at a local
+    /// service — curl's CVE-2020-8284). With `trust_pasv_address` a plausible one is tried
+    /// briefly first, so that the server's own address can still be tried before its passive
     /// listener gives up on us.
     async fn connect_passive(&self, announced: SocketAddr) -> PassiveAttempt {
         let peer_ip = self.peer.ip();
@@ -1130,7 +1135,12 @@ impl Client {
                 announced_error: None,
             };
         }
-        let why = if plausible_data_address(announced.ip(), peer_ip) {
+        let class = address_class(announced.ip(), peer_ip);
+        let why = if !self.options.trust_pasv_address {
+            format!(
+                "not connected to: {class}, not the server's (--trust-pasv-address to allow it)"
+            )
+        } else if plausible_data_address(announced.ip(), peer_ip) {
             let wait = self.options.timeout.min(Duration::from_secs(10));
             match self.connect_data(announced, wait).await {
                 Ok(stream) => {
@@ -1143,10 +1153,10 @@ impl Client {
                 Err(e) => e.to_string(),
             }
         } else {
-            "not tried: a private or unspecified address".to_string()
+            format!("not tried: {class}")
         };
         self.log_status(format!(
-            "Server sent passive reply with unroutable address {} ({why}); using the server address {peer_ip} instead",
+            "Server sent passive reply with address {} ({why}); using the server address {peer_ip} instead",
             announced.ip()
         ));
         PassiveAttempt {
@@ -1296,9 +1306,9 @@ impl Client {
         let mut line = Vec::with_capacity(verb.len() + arg.map_or(0, <[u8]>::len) + 3);
         line.extend_from_slice(verb.as_bytes());
         if let Some(arg) = arg {
-            if arg.iter().any(|&b| b == b'\r' || b == b'\n') {
+            if arg.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
                 return Err(Error::Usage(format!(
-                    "{verb}: the argument contains CR or LF, which FTP cannot send"
+                    "{verb}: the argument contains CR, LF or NUL, which FTP cannot send (nothing was sent)"
                 )));
             }
             line.push(b' ');
@@ -1438,6 +1448,20 @@ struct PassiveAttempt {
 enum Waited<A> {
     Accept(A),
     Reply(Result<Reply>),
+}
+
+/// What kind of address a PASV reply announced, next to the server's: for the log and the
+/// troubleshooter.
+pub fn address_class(announced: IpAddr, peer: IpAddr) -> &'static str {
+    match announced {
+        a if a.is_unspecified() => "an unspecified address",
+        a if a.is_ipv4() != peer.is_ipv4() => "an address of the other IP family",
+        a if a.is_loopback() => "a loopback address",
+        IpAddr::V4(v4) if v4.is_link_local() => "a link-local address",
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => "a link-local address",
+        a if is_local_address(a) => "a private address",
+        _ => "a public address",
+    }
 }
 
 /// Whether a PASV address that differs from the server's is worth trying: not when it is

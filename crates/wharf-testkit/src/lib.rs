@@ -469,9 +469,20 @@ impl Ftp {
     }
 
     /// Like [`Ftp::upload`], with `REST offset` right before the command when `offset` > 0.
+    /// A refusal before the data moves (a final reply instead of 150) is returned as it is; a
+    /// data connection the server closes early (a quota, a full disk) is not an error here:
+    /// the final reply says what happened.
     pub fn upload_from(&mut self, command: &str, bytes: &[u8], offset: u64) -> Reply {
-        let mut data = self.start_transfer(command, offset);
-        data.write_all(bytes).expect("write data");
+        let mut data = self.passive();
+        if offset > 0 {
+            let r = self.cmd(&format!("REST {offset}"));
+            assert_eq!(r.code, 350, "{}", r.text);
+        }
+        let r = self.cmd(command);
+        if r.code != 150 && r.code != 125 {
+            return r;
+        }
+        let _ = data.write_all(bytes);
         drop(data);
         self.read_reply()
     }

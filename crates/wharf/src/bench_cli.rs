@@ -151,6 +151,7 @@ async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
         },
         log,
         tls: args.common.tls.settings(&url, false)?,
+        trust_pasv_address: args.common.trust_pasv_address,
     };
     let notify: bench::Notify = Arc::new(|text: &str| {
         let mut err = std::io::stderr().lock();

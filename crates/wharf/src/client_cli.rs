@@ -34,6 +34,10 @@ pub struct Common {
     /// Read the password from the first line of stdin (else WHARF_PASSWORD, else a prompt)
     #[arg(long)]
     pub password_stdin: bool,
+    /// Connect to the address a PASV reply announces even when it is not the server's own
+    /// (by default the server's own address is used: a server cannot steer the client elsewhere)
+    #[arg(long)]
+    pub trust_pasv_address: bool,
     #[command(flatten)]
     pub tls: TlsFlags,
 }
@@ -250,6 +254,7 @@ fn setup(url: &str, common: &Common, want_bar: bool) -> Result<Setup, Error> {
         },
         log,
         tls: common.tls.settings(&url, false)?,
+        trust_pasv_address: common.trust_pasv_address,
     };
     let connector = Connector::new(&url, password, options);
     Ok(Setup {
@@ -655,6 +660,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
                 log: false,
                 timeout: args.timeout,
                 password_stdin: args.password_stdin,
+                trust_pasv_address: false,
                 tls: TlsFlags::default(),
             };
             let url = FtpUrl {

@@ -543,7 +543,9 @@ mod namespaces {
         assert_eq!(pasv["verdict"], "warn", "{pasv}");
         let evidence = pasv["evidence"].as_str().unwrap();
         assert!(
-            evidence.contains("connecting to 10.1.2.3 failed (not tried"),
+            evidence.contains(
+                "announced 10.1.2.3, not 192.0.2.1 (a private address): not connected to"
+            ),
             "{evidence}"
         );
         assert!(
@@ -671,4 +673,50 @@ fn an_unknown_server_is_shown_with_its_banner() {
     );
     assert_eq!(out.status.code(), Some(1), "{text}");
     fake.join().unwrap();
+}
+
+/// A server that announces another address in PASV replies (127.0.0.2, where a listener counts
+/// connections): the check never connects there — it tests the server's own address with the
+/// announced port, names the announced address's kind, and the warning reaches the summary.
+#[test]
+fn a_pasv_address_elsewhere_is_never_connected_to() {
+    let decoy = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = decoy.local_addr().unwrap().port();
+    let range = format!("{port}-{port}");
+    let s = crate::server()
+        .args(&[
+            "--user",
+            &format!("{}:{}", peers::USER, peers::PASSWORD),
+            "--passive-address",
+            "127.0.0.2",
+            "--passive-ports",
+            &range,
+        ])
+        .start();
+    let c = check_json(&s.addr.to_string(), &["--user", peers::USER]);
+    let j = &c.json;
+    decoy.set_nonblocking(true).unwrap();
+    assert!(
+        decoy.accept().is_err(),
+        "the check connected to 127.0.0.2: {j}"
+    );
+    let pasv = step(j, "PASV");
+    assert_eq!(pasv["verdict"], "warn", "{pasv}");
+    let evidence = pasv["evidence"].as_str().unwrap();
+    assert!(
+        evidence
+            .contains("announced 127.0.0.2, not 127.0.0.1 (a loopback address): not connected to"),
+        "{evidence}"
+    );
+    assert!(
+        j["summary"]
+            .as_str()
+            .unwrap()
+            .contains("warning (PASV): the server announces 127.0.0.2 (a loopback address)"),
+        "{j}"
+    );
+    assert_eq!(
+        pasv["advice"],
+        "set the server's public address with `--passive-address ADDR` (or `[passive] address` in the config)"
+    );
 }

@@ -415,9 +415,7 @@ fn unreachable_pasv_address_is_retried_with_the_control_address() {
     let notes: Vec<&str> = r
         .stderr
         .lines()
-        .filter(|l| {
-            l.starts_with("Status: Server sent passive reply with unroutable address 127.0.0.2")
-        })
+        .filter(|l| l.starts_with("Status: Server sent passive reply with address 127.0.0.2"))
         .collect();
     assert_eq!(notes.len(), 1, "said once, then remembered:\n{}", r.stderr);
     assert!(
@@ -770,6 +768,60 @@ fn hostile_listing_names_never_escape_the_target() {
     );
 }
 
+/// Counts the connections a listener took (without waiting).
+fn connections_to(l: &std::net::TcpListener) -> usize {
+    l.set_nonblocking(true).unwrap();
+    let mut n = 0;
+    while l.accept().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// A server whose PASV reply names another host (here 127.0.0.2, where a listener counts):
+/// the client uses the server's own address with the announced port, and says so; only with
+/// `--trust-pasv-address` does it go where the server points. Paths with CR, LF or NUL are
+/// refused before anything is sent.
+#[test]
+fn a_pasv_address_elsewhere_is_not_connected_to_unless_trusted() {
+    let decoy = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let announce = decoy.local_addr().unwrap();
+    let fake = fake::Server::start(fake::Behaviour::ForeignPasv(announce));
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("ftp://u@{}/", fake.addr);
+    let r = wharf(work.path(), &["ls", "-v", &url]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("only.txt"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.log_has("Status: Server sent passive reply with address 127.0.0.2 (not connected to: a loopback address, not the server's (--trust-pasv-address to allow it)); using the server address 127.0.0.1 instead"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        connections_to(&decoy),
+        0,
+        "the client went where the server pointed"
+    );
+    // Trusted: it goes there (the decoy takes it and says nothing; the listing then fails).
+    let _ = wharf(
+        work.path(),
+        &["ls", "--timeout", "3", "--trust-pasv-address", &url],
+    );
+    assert!(
+        connections_to(&decoy) >= 1,
+        "--trust-pasv-address was not followed"
+    );
+    // CR, LF and NUL in a path: refused before anything is sent.
+    let bad = format!("ftp://u@{}/a%0Db", fake.addr);
+    let r = wharf(work.path(), &["ls", &bad]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("CR, LF or NUL"), "{}", r.stderr);
+}
+
 /// A scripted FTP server for what real servers will not do: stall, or send hostile names.
 mod fake {
     use std::io::{BufRead, BufReader, Write};
@@ -782,6 +834,9 @@ mod fake {
         StallRetr,
         /// LIST shows names with `/` and `..`; RETR good.txt sends "hello".
         HostileListing,
+        /// EPSV is refused; PASV announces this address (its port is where the server listens,
+        /// on 127.0.0.1); LIST sends one entry.
+        ForeignPasv(SocketAddr),
     }
 
     pub struct Server {
@@ -825,6 +880,27 @@ mod fake {
                 "USER" => "331 password".to_string(),
                 "PASS" => "230 in".to_string(),
                 "TYPE" => "200 ok".to_string(),
+                "EPSV" if matches!(behaviour, Behaviour::ForeignPasv(_)) => {
+                    "500 no EPSV here".to_string()
+                }
+                "PASV" => {
+                    let Behaviour::ForeignPasv(announce) = behaviour else {
+                        let _ = out.write_all(b"502 no\r\n");
+                        continue;
+                    };
+                    let l = TcpListener::bind(("127.0.0.1", announce.port())).unwrap();
+                    data = Some(l);
+                    let std::net::IpAddr::V4(ip) = announce.ip() else {
+                        return;
+                    };
+                    let [a, b, c, d] = ip.octets();
+                    let p = announce.port();
+                    format!(
+                        "227 Entering Passive Mode ({a},{b},{c},{d},{},{})",
+                        p >> 8,
+                        p & 255
+                    )
+                }
                 "EPSV" => {
                     let l = TcpListener::bind("127.0.0.1:0").unwrap();
                     let port = l.local_addr().unwrap().port();
@@ -845,6 +921,9 @@ mod fake {
                               -rw-r--r-- 1 ftp ftp 5 Nov 24 13:49 good.txt\r\n",
                         ),
                         (Behaviour::HostileListing, "RETR", "dir/good.txt") => Some(b"hello"),
+                        (Behaviour::ForeignPasv(_), "LIST", _) => {
+                            Some(b"-rw-r--r-- 1 ftp ftp 5 Nov 24 13:49 only.txt\r\n")
+                        }
                         _ => {
                             let _ = out.write_all(b"550 no\r\n");
                             continue;
