@@ -360,8 +360,17 @@ pub async fn check(opts: &CheckOptions) -> Report {
         return run.finish(None, Vec::new(), 3);
     };
 
-    // 3. The banner.
+    // 3. The banner. On a plain port, first what the service sends before anything is asked:
+    // something other than an FTP reply is shown and named.
     let started = Instant::now();
+    if !implicit {
+        if let Some((evidence, cause, advice)) =
+            not_ftp(&control, opts.timeout, &target_host(&opts.host), opts.port).await
+        {
+            run.fail("banner", evidence, started, &cause, &advice);
+            return run.finish(None, Vec::new(), 1);
+        }
+    }
     let mut client = match Client::from_stream(control, options.clone()).await {
         Ok(c) => c,
         Err(e @ Error::Tls(_)) if implicit => {
@@ -677,6 +686,128 @@ async fn reopen(
     let mut c = Client::from_stream(stream, options.clone()).await?;
     c.login(user, password).await?;
     Ok(c)
+}
+
+/// The host as a URL spells it (an IPv6 address in brackets).
+fn target_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// The first bytes a service sent, printable and cut, for the evidence.
+fn shown(bytes: &[u8]) -> String {
+    let mut out: String = bytes
+        .iter()
+        .take(80)
+        .map(|&b| match b {
+            b'\r' => "\\r".to_string(),
+            b'\n' => "\\n".to_string(),
+            0x20..=0x7e => (b as char).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect();
+    if bytes.len() > 80 {
+        out.push('…');
+    }
+    out
+}
+
+/// What a non-FTP service is, from what it sent: (name, advice).
+fn name_service(first: &[u8], host: &str, port: u16) -> Option<(&'static str, String)> {
+    let text = String::from_utf8_lossy(first).to_ascii_uppercase();
+    let ftp_like = first.len() >= 3 && first.iter().take(3).all(u8::is_ascii_digit);
+    let wrong_port = format!(
+        "point the check (and clients) at the FTP server's port, not {port}: find it in the server's configuration, or ask its administrator"
+    );
+    if first.starts_with(b"SSH-") {
+        Some((
+            "an SSH server (SFTP is file transfer over SSH, not FTP)",
+            format!("use an SFTP client for this port, or {wrong_port}"),
+        ))
+    } else if first.starts_with(b"HTTP/") {
+        Some(("a web server (HTTP)", wrong_port))
+    } else if first.len() >= 2 && matches!(first[0], 0x15 | 0x16) && first[1] == 0x03 {
+        Some((
+            "a TLS server: an implicit FTPS port (the TLS handshake comes first)",
+            format!("check it as implicit FTPS: `wharf check ftps://{host}:{port}`"),
+        ))
+    } else if first.starts_with(b"+OK") {
+        Some(("a mail server (POP3)", wrong_port))
+    } else if first.starts_with(b"* OK") {
+        Some(("a mail server (IMAP)", wrong_port))
+    } else if ftp_like && text.contains("SMTP") {
+        Some(("a mail server (SMTP)", wrong_port))
+    } else if ftp_like {
+        None
+    } else {
+        Some(("a service that does not speak FTP", wrong_port))
+    }
+}
+
+/// Looks at what the service on the control port says before it is asked anything (without
+/// taking it from the stream). An FTP reply, or nothing to tell: `None`, the banner step goes
+/// on as usual. Else (evidence, cause, advice): the first bytes shown and named — SSH, HTTP,
+/// mail, TLS. A service that says nothing within the timeout is sent one line (`HELP`), as a
+/// person at a telnet prompt would: a web server answers it with HTTP, a TLS server (an
+/// implicit FTPS port) with an alert; silence even then means a proxy or filter holding the
+/// connection.
+async fn not_ftp(
+    control: &TcpStream,
+    wait: Duration,
+    host: &str,
+    port: u16,
+) -> Option<(String, String, String)> {
+    let mut buf = [0u8; 256];
+    match timeout(wait, control.peek(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => None, // closed or reset: the banner step tells these apart
+        Ok(Ok(n)) => {
+            let first = buf.get(..n).unwrap_or_default();
+            let (what, advice) = name_service(first, host, port)?;
+            Some((
+                format!("received instead of an FTP welcome: \"{}\"", shown(first)),
+                format!("the port is answered by {what}, not by an FTP server"),
+                advice,
+            ))
+        }
+        Err(_) => {
+            // Silence: ask, once.
+            let _ = control.try_write(b"HELP\r\n");
+            let answer = timeout(Duration::from_secs(3).min(wait), control.peek(&mut buf))
+                .await
+                .map(|r| Some(r.unwrap_or(0)));
+            let secs = wait.as_secs();
+            match answer {
+                Ok(Some(n)) if n > 0 => {
+                    let first = buf.get(..n).unwrap_or_default();
+                    let (what, advice) = name_service(first, host, port).unwrap_or((
+                        "a service that waits for its client to speak first",
+                        format!("point the check at the FTP server's port, not {port}"),
+                    ));
+                    Some((
+                        format!(
+                            "no welcome message within {secs} s; after a HELP line it answered: \"{}\"",
+                            shown(first)
+                        ),
+                        format!("the port is answered by {what}, not by an FTP server"),
+                        advice,
+                    ))
+                }
+                Ok(_) => Some((
+                    format!("no welcome message within {secs} s; after a HELP line the connection was closed"),
+                    "the service on this port waits for its client to speak first and closed on an FTP line: not an FTP server (an implicit FTPS port closes like this too)".to_string(),
+                    format!("if it is implicit FTPS, check `wharf check ftps://{host}:{port}`; else point the check at the FTP server's port"),
+                )),
+                Err(_) => Some((
+                    format!("no welcome message within {secs} s, and no answer to a HELP line either (silence)"),
+                    "the port accepts connections but nothing speaks FTP on it: a proxy or filtering middlebox that holds connections, or a hung or overloaded server".to_string(),
+                    "check that the FTP server runs and listens on this port (from the server itself: telnet localhost PORT), and any proxy or firewall between".to_string(),
+                )),
+            }
+        }
+    }
 }
 
 /// Why a login failed, and what to do: credentials, limits, TLS, server errors, timeouts.

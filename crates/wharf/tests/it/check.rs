@@ -720,3 +720,93 @@ fn a_pasv_address_elsewhere_is_never_connected_to() {
         "set the server's public address with `--passive-address ADDR` (or `[passive] address` in the config)"
     );
 }
+
+/// A one-connection service for the check to meet: `greeting` sent at once (if any), and
+/// `answer` sent back to the first line it reads (if any).
+fn service(
+    greeting: &'static [u8],
+    answer: &'static [u8],
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let _ = w.write_all(greeting);
+        let mut line = String::new();
+        if BufReader::new(s).read_line(&mut line).unwrap_or(0) > 0 && !answer.is_empty() {
+            let _ = w.write_all(answer);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    (addr, t)
+}
+
+/// What is not FTP is shown and named: an SSH greeting, a web server (silent until asked, then
+/// HTTP), a mail server, and Wharf's own implicit FTPS port checked as plain FTP (a TLS alert,
+/// or a close, after the HELP line).
+#[test]
+fn services_that_are_not_ftp_are_named_with_what_they_sent() {
+    let cases: [(&[u8], &[u8], &str, &str); 3] = [
+        (
+            b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n",
+            b"",
+            "received instead of an FTP welcome: \"SSH-2.0-OpenSSH_9.2p1 Debian-2\\r\\n\"",
+            "an SSH server",
+        ),
+        (
+            b"",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+            "after a HELP line it answered: \"HTTP/1.1 400 Bad Request",
+            "a web server (HTTP)",
+        ),
+        (
+            b"220 mail.example.net ESMTP Postfix\r\n",
+            b"",
+            "ESMTP Postfix",
+            "a mail server (SMTP)",
+        ),
+    ];
+    for (greeting, answer, evidence, named) in cases {
+        let (addr, t) = service(greeting, answer);
+        let c = check_json(&addr.to_string(), &["--timeout", "2"]);
+        assert_eq!(c.code, 1, "{}", c.json);
+        let st = step(&c.json, "banner");
+        assert_eq!(st["verdict"], "fail", "{st}");
+        assert!(st["evidence"].as_str().unwrap().contains(evidence), "{st}");
+        assert!(st["cause"].as_str().unwrap().contains(named), "{st}");
+        t.join().unwrap();
+    }
+    // An implicit FTPS port checked as plain FTP.
+    let dir = tempfile::tempdir().unwrap();
+    let out = output_with_input(
+        Command::new(BIN)
+            .args(["cert", "localhost", "--out"])
+            .arg(dir.path()),
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success());
+    let s = crate::server()
+        .args(&[
+            "--tls-cert",
+            &dir.path().join("localhost.crt").to_string_lossy(),
+            "--tls-key",
+            &dir.path().join("localhost.key").to_string_lossy(),
+            "--listen-implicit",
+            "127.0.0.1:0",
+        ])
+        .start();
+    let implicit = s.implicit.expect("implicit listener");
+    let c = check_json(&implicit.to_string(), &["--timeout", "2"]);
+    let st = step(&c.json, "banner");
+    assert_eq!(st["verdict"], "fail", "{st}");
+    let advice = st["advice"].as_str().unwrap();
+    assert!(
+        advice.contains(&format!("wharf check ftps://127.0.0.1:{}", implicit.port())),
+        "{st}"
+    );
+    println!("implicit FTPS port checked as plain: {st}");
+}
