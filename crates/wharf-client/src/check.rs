@@ -30,7 +30,22 @@ pub struct CheckOptions {
     pub tls: Option<TlsSettings>,
     /// The user accepts certificates that do not verify (`--insecure`): a warning, not a failure.
     pub insecure: bool,
+    /// Told each step as it starts (with what it waits for) and as it ends: live output.
+    pub progress: Option<Progress>,
 }
+
+/// A step starting or ending, as the check runs.
+pub enum Event<'a> {
+    Start {
+        name: &'a str,
+        /// What the step waits for, and how long at most.
+        waiting: &'a str,
+    },
+    Done(&'a Step),
+}
+
+/// Where [`Event`]s go.
+pub type Progress = std::sync::Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 
 /// How a step went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +256,8 @@ pub struct Report {
 pub async fn check(opts: &CheckOptions) -> Report {
     let mut run = Run {
         steps: Vec::new(),
+        progress: opts.progress.clone(),
+        told: 0,
         target: if opts.host.contains(':') {
             format!("[{}]:{}", opts.host, opts.port)
         } else {
@@ -258,6 +275,16 @@ pub async fn check(opts: &CheckOptions) -> Report {
     let implicit = opts.tls.as_ref().is_some_and(|t| t.implicit);
 
     // 1. Resolve.
+    if opts.host.parse::<IpAddr>().is_err() {
+        run.start(
+            "resolve",
+            &format!(
+                "resolving {}, up to {} s",
+                opts.host,
+                opts.timeout.as_secs()
+            ),
+        );
+    }
     let started = Instant::now();
     let addrs: Vec<SocketAddr> = match opts.host.parse::<IpAddr>() {
         Ok(ip) => {
@@ -312,6 +339,10 @@ pub async fn check(opts: &CheckOptions) -> Report {
     // 2. TCP connect to the control port: refused, filtered and reset mean different things.
     let mut control = None;
     for addr in &addrs {
+        run.start(
+            "connect",
+            &format!("connecting to {addr}, up to {} s", opts.timeout.as_secs()),
+        );
         let started = Instant::now();
         match timeout(opts.timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
@@ -362,6 +393,13 @@ pub async fn check(opts: &CheckOptions) -> Report {
 
     // 3. The banner. On a plain port, first what the service sends before anything is asked:
     // something other than an FTP reply is shown and named.
+    run.start(
+        "banner",
+        &format!(
+            "waiting for the welcome message, up to {} s",
+            opts.timeout.as_secs()
+        ),
+    );
     let started = Instant::now();
     if !implicit {
         if let Some((evidence, cause, advice)) =
@@ -426,6 +464,13 @@ pub async fn check(opts: &CheckOptions) -> Report {
     // 3b. TLS: AUTH TLS (explicit) and what the handshake showed.
     let mut tls_failed = false;
     if let Some(settings) = &opts.tls {
+        run.start(
+            "tls",
+            &format!(
+                "AUTH TLS and the TLS handshake, up to {} s",
+                opts.timeout.as_secs()
+            ),
+        );
         let started = Instant::now();
         match client.secure().await {
             Ok(()) => {
@@ -452,6 +497,14 @@ pub async fn check(opts: &CheckOptions) -> Report {
 
     // 4. Login. A password is not sent to a server whose certificate did not verify: it may
     // not be the server meant (anonymous goes on, to check the rest).
+    run.start(
+        "login",
+        &format!(
+            "logging in as {}, up to {} s",
+            opts.user.as_deref().unwrap_or("anonymous"),
+            opts.timeout.as_secs()
+        ),
+    );
     let started = Instant::now();
     if tls_failed && !opts.insecure && opts.user.is_some() {
         run.step(
@@ -524,6 +577,14 @@ pub async fn check(opts: &CheckOptions) -> Report {
     let mut working = Vec::new();
     let ipv6 = client.peer_addr().is_ipv6();
     for method in DataMethod::ALL {
+        run.start(
+            method.name(),
+            &format!(
+                "a listing over {}: the data connection, up to {} s",
+                method.name(),
+                opts.timeout.as_secs()
+            ),
+        );
         let started = Instant::now();
         if ipv6 && matches!(method, DataMethod::Pasv | DataMethod::Port) {
             run.step(
@@ -1073,9 +1134,31 @@ fn connect_failure(e: &io::Error, addr: SocketAddr) -> (String, String) {
 struct Run {
     steps: Vec<Step>,
     target: String,
+    progress: Option<Progress>,
+    /// Steps already told to `progress`.
+    told: usize,
 }
 
 impl Run {
+    /// A step starts: the steps that ended before are told, then this one with what it waits
+    /// for.
+    fn start(&mut self, name: &str, waiting: &str) {
+        self.tell();
+        if let Some(p) = &self.progress {
+            p(&Event::Start { name, waiting });
+        }
+    }
+
+    /// Tells the steps that ended and were not told yet (their cause and advice included).
+    fn tell(&mut self) {
+        if let Some(p) = &self.progress {
+            for step in self.steps.get(self.told..).unwrap_or_default() {
+                p(&Event::Done(step));
+            }
+        }
+        self.told = self.steps.len();
+    }
+
     fn step(&mut self, name: &str, verdict: Verdict, evidence: String, started: Instant) {
         self.steps.push(Step {
             name: name.into(),
@@ -1095,7 +1178,13 @@ impl Run {
         }
     }
 
-    fn finish(self, software: Option<Software>, working: Vec<DataMethod>, exit_code: u8) -> Report {
+    fn finish(
+        mut self,
+        software: Option<Software>,
+        working: Vec<DataMethod>,
+        exit_code: u8,
+    ) -> Report {
+        self.tell();
         let names: Vec<&str> = working.iter().map(|m| m.name()).collect();
         let passive = working.iter().any(|m| m.is_passive());
         let active = working.iter().any(|m| !m.is_passive());

@@ -694,45 +694,72 @@ pub fn check(args: CheckArgs) -> ExitCode {
         log: args
             .log
             .then(|| Arc::new(|line: &LogLine| eprintln!("{line}")) as wharf_client::LogSink),
+        // Text: each step as it starts and ends; JSON: one object at the end, nothing before.
+        progress: (!args.json).then(|| {
+            Arc::new(|event: &wharf_client::check::Event<'_>| {
+                let text = match event {
+                    wharf_client::check::Event::Start { name, waiting } => {
+                        format!("[....] {name:<8} {waiting}\n")
+                    }
+                    wharf_client::check::Event::Done(step) => render_step(step),
+                };
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }) as wharf_client::check::Progress
+        }),
     };
     let runtime = match crate::start_runtime(Some(0)) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    if !args.json {
+        let target = if options.host.contains(':') {
+            format!("[{}]:{}", options.host, options.port)
+        } else {
+            format!("{}:{}", options.host, options.port)
+        };
+        println!("wharf check {target}");
+    }
     let report = runtime.block_on(wharf_client::check::check(&options));
     let mut out = std::io::stdout().lock();
     if args.json {
         let _ = writeln!(out, "{}", report.to_json());
     } else {
-        let _ = write!(out, "{}", render_report(&report));
+        // The steps were printed as they ran; what is left is the verdict.
+        let _ = write!(out, "{}", render_trailer(&report));
     }
     let _ = out.flush();
     ExitCode::from(report.exit_code)
 }
 
-fn render_report(report: &wharf_client::check::Report) -> String {
+/// One step as it ended: verdict, evidence, time, and the cause and fix of a failure.
+fn render_step(s: &wharf_client::check::Step) -> String {
     use wharf_client::check::Verdict;
-    let mut text = format!("wharf check {}\n", report.target);
-    for s in &report.steps {
-        let tag = match s.verdict {
-            Verdict::Ok => "[ OK ]",
-            Verdict::Warn => "[WARN]",
-            Verdict::Fail => "[FAIL]",
-            Verdict::Skipped => "[SKIP]",
-        };
-        text.push_str(&format!(
-            "{tag} {:<8} {} ({} ms)\n",
-            s.name,
-            clean(&s.evidence),
-            s.elapsed.as_millis()
-        ));
-        if let Some(cause) = &s.cause {
-            text.push_str(&format!("       cause: {}\n", clean(cause)));
-        }
-        if let Some(advice) = &s.advice {
-            text.push_str(&format!("       fix:   {}\n", clean(advice)));
-        }
+    let tag = match s.verdict {
+        Verdict::Ok => "[ OK ]",
+        Verdict::Warn => "[WARN]",
+        Verdict::Fail => "[FAIL]",
+        Verdict::Skipped => "[SKIP]",
+    };
+    let mut text = format!(
+        "{tag} {:<8} {} ({} ms)\n",
+        s.name,
+        clean(&s.evidence),
+        s.elapsed.as_millis()
+    );
+    if let Some(cause) = &s.cause {
+        text.push_str(&format!("       cause: {}\n", clean(cause)));
     }
+    if let Some(advice) = &s.advice {
+        text.push_str(&format!("       fix:   {}\n", clean(advice)));
+    }
+    text
+}
+
+/// After the steps: the server named and the summary.
+fn render_trailer(report: &wharf_client::check::Report) -> String {
+    let mut text = String::new();
     if let Some(sw) = report.software {
         // Unknown: the banner is what there is to go by, so it is shown.
         let banner = report

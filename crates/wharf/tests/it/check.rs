@@ -810,3 +810,62 @@ fn services_that_are_not_ftp_are_named_with_what_they_sent() {
     );
     println!("implicit FTPS port checked as plain: {st}");
 }
+
+/// Live output: each step is printed as it starts, with what it waits for, and as it ends — a
+/// person watching sees the wait for a silent server's welcome while it lasts.
+#[test]
+fn steps_are_printed_as_they_run() {
+    use std::io::{BufRead, BufReader};
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let holder = std::thread::spawn(move || {
+        let (s, _) = silent.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(8));
+        drop(s);
+    });
+    let mut child = Command::new(BIN)
+        .args(["check", "--timeout", "3"])
+        .arg(addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut waiting_seen_at = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("[....] banner") {
+            waiting_seen_at = Some(started.elapsed());
+            seen.push(line);
+            break;
+        }
+        seen.push(line);
+    }
+    let at = waiting_seen_at.unwrap_or_else(|| panic!("no live line: {seen:?}"));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "printed only at the end: {seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("[....] banner   waiting for the welcome message, up to 3 s")
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("[ OK ] connect")),
+        "{seen:?}"
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = child.wait();
+    assert!(
+        rest.iter().any(|l| l.starts_with("[FAIL] banner")),
+        "{rest:?}"
+    );
+    assert!(rest.iter().any(|l| l.starts_with("Summary: ")), "{rest:?}");
+    println!(
+        "the wait was shown after {:.0} ms: {seen:?}",
+        at.as_secs_f64() * 1000.0
+    );
+    holder.join().unwrap();
+}
