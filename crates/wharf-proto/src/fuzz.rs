@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use crate::command::{Command, HELP_VERBS, LineBuffer, LineEvent};
 use crate::reply::ReplyParser;
 use crate::server::{
-    Action, FsError, LoginResult, Opened, Outcome, Output, PassiveOpened, Permissions, Policy,
-    Session, StorageDone, TlsMode, TlsPolicy, TransferEnd, User,
+    Action, DataFailure, FsError, LoginResult, Opened, Outcome, Output, PassiveOpened, Permissions,
+    Policy, Session, StorageDone, TlsMode, TlsPolicy, TransferEnd, User,
 };
 use crate::time::UtcTime;
 use crate::{VPath, hostport};
@@ -221,6 +221,13 @@ fn outcome_for(action: &Action, pick: u8) -> Outcome {
             },
             4 => TransferEnd::Aborted,
             5 => TransferEnd::Commit(FsError::NoSpace),
+            6 if pick & 16 != 0 => TransferEnd::DataFailed(DataFailure::PassiveTimeout {
+                port: 50000,
+                secs: 60,
+            }),
+            6 => TransferEnd::DataFailed(DataFailure::ActiveRefused {
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 5000)),
+            }),
             _ => TransferEnd::Done {
                 bytes: u64::from(pick),
             },

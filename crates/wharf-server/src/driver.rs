@@ -15,8 +15,8 @@ use tracing::{debug, error, info, warn};
 use wharf_net::Stream;
 use wharf_net::copy::CopyError;
 use wharf_proto::server::{
-    Action, Body, DataChannel, LoginResult, Note, Opened, Outcome, Output, PassiveOpened, Session,
-    StorageDone, StorageOp, TransferEnd, TransferSpec, User,
+    Action, Body, DataChannel, DataFailure, LoginResult, Note, Opened, Outcome, Output,
+    PassiveOpened, Session, StorageDone, StorageOp, TransferEnd, TransferSpec, User,
 };
 use wharf_proto::{FileKind, LineBuffer, LineEvent, Reply, ReplyCode, VPath};
 
@@ -192,6 +192,8 @@ enum Early {
 /// client speaks first, and otherwise hands the connection back untouched when the transfer
 /// asks for it. Dropped (a new PASV, the listener expired, the session ended), the task stops.
 struct EarlyTls {
+    /// The listener's port (for the 425 when nobody comes).
+    port: u16,
     /// Signalled when the TCP connection is accepted (from the control peer's address).
     connected: Option<tokio::sync::oneshot::Receiver<()>>,
     /// The transfer wants the connection now.
@@ -210,6 +212,7 @@ impl EarlyTls {
         let (take_tx, mut take_rx) = tokio::sync::oneshot::channel::<()>();
         let allow_any = settings.passive.allow_foreign_peer;
         let limit = settings.limits.accept_timeout;
+        let port = listener.local_addr().map_or(0, |a| a.port());
         let task = tokio::spawn(async move {
             // No deadline here: the session closes an unused listener after the accept
             // timeout (dropping this task), and a transfer waits for it at most that long.
@@ -231,6 +234,7 @@ impl EarlyTls {
             Ok(Early::Tls(Box::new((handshake, tls))))
         });
         EarlyTls {
+            port,
             connected: Some(connected_rx),
             take: Some(take_tx),
             task,
@@ -977,6 +981,15 @@ impl Driver {
         Ok(stream)
     }
 
+    /// The port of the passive listener waiting for the client, if there is one.
+    fn passive_port(&self) -> Option<u16> {
+        match &self.passive {
+            Some(Passive::Listening(l)) => l.local_addr().ok().map(|a| a.port()),
+            Some(Passive::Arriving(early)) => Some(early.port),
+            None => None,
+        }
+    }
+
     /// The data connection of a transfer: accepted (passive) or made (active).
     async fn data_connection(&mut self, data: DataChannel) -> io::Result<Arrived> {
         let settings = &self.shared.settings;
@@ -1027,11 +1040,41 @@ impl Driver {
             freed: c.freed,
             committed: false,
         });
+        let passive_port = self.passive_port();
         let arrived = match self.data_connection(spec.data).await {
             Ok(s) => s,
             Err(e) => {
-                debug!(peer = %self.conn.peer, error = %e, "data connection failed");
-                return Ok(TransferEnd::NoConnection);
+                // Why, in the log with the advice and in the 425, so that any client's log
+                // shows where the data connection broke.
+                let limits = &self.shared.settings.limits;
+                let why = match (spec.data, e.kind()) {
+                    (DataChannel::Passive, io::ErrorKind::TimedOut) => {
+                        passive_port.map(|port| DataFailure::PassiveTimeout {
+                            port,
+                            secs: limits.accept_timeout.as_secs(),
+                        })
+                    }
+                    (DataChannel::Active(addr), io::ErrorKind::ConnectionRefused) => {
+                        Some(DataFailure::ActiveRefused { addr })
+                    }
+                    (DataChannel::Active(addr), io::ErrorKind::TimedOut) => {
+                        Some(DataFailure::ActiveTimeout {
+                            addr,
+                            secs: limits.connect_timeout.as_secs(),
+                        })
+                    }
+                    _ => None,
+                };
+                return Ok(match why {
+                    Some(why) => {
+                        warn!(session = self.conn.id, peer = %self.conn.peer, verb = spec.verb, error = %e, "data connection failed: {}", why.text());
+                        TransferEnd::DataFailed(why)
+                    }
+                    None => {
+                        warn!(session = self.conn.id, peer = %self.conn.peer, verb = spec.verb, error = %e, "data connection failed");
+                        TransferEnd::NoConnection
+                    }
+                });
             }
         };
         self.send_reply(&spec.preliminary).await?;

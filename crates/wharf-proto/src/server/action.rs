@@ -227,6 +227,9 @@ pub enum TransferEnd {
     /// No data connection: nobody connected to the passive port in time, or the active
     /// connection failed.
     NoConnection,
+    /// No data connection, and the driver knows why: the 425 says it, so that any client's
+    /// log shows where the data connection broke.
+    DataFailed(DataFailure),
     /// The driver could not set up TLS for the data connection.
     LocalSetup,
     TlsFailed,
@@ -251,6 +254,34 @@ pub enum TransferEnd {
     Aborted,
     /// The control connection is gone: nobody to reply to.
     ControlLost,
+}
+
+/// Why a data connection was not made, as the server saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFailure {
+    /// Nobody connected to the passive port within the accept timeout.
+    PassiveTimeout { port: u16, secs: u64 },
+    /// The client's active-mode address refused the connection.
+    ActiveRefused { addr: SocketAddr },
+    /// The client's active-mode address did not answer in time.
+    ActiveTimeout { addr: SocketAddr, secs: u64 },
+}
+
+impl DataFailure {
+    /// The 425 text: what happened and the likely cause.
+    pub fn text(self) -> String {
+        match self {
+            DataFailure::PassiveTimeout { port, secs } => format!(
+                "No data connection: nobody connected to port {port} within {secs} s (a firewall between you and the server may block the passive ports)."
+            ),
+            DataFailure::ActiveRefused { addr } => format!(
+                "No data connection: {addr} refused it (a firewall on your side, or NAT: use passive mode)."
+            ),
+            DataFailure::ActiveTimeout { addr, secs } => format!(
+                "No data connection: no answer from {addr} within {secs} s (a firewall or NAT on your side: use passive mode)."
+            ),
+        }
+    }
 }
 
 /// A storage failure, as the protocol sees it. The one mapping to replies is

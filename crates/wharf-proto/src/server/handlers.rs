@@ -826,6 +826,9 @@ impl Session {
 
     fn transfer_outcome(&mut self, running: Running, end: TransferEnd) {
         let (code, text) = match end {
+            TransferEnd::DataFailed(why) => {
+                return self.reply(ReplyCode::CANT_OPEN_DATA, why.text());
+            }
             TransferEnd::Done { .. } => (ReplyCode::CLOSING_DATA, "Transfer complete."),
             TransferEnd::NoConnection => (
                 ReplyCode::CANT_OPEN_DATA,

@@ -201,10 +201,33 @@ fn unused_passive_listener_expires_and_transfer_gets_425() {
         "listener still open"
     );
     assert_eq!(ftp.cmd("RETR f").code, 425);
-    // A PASV whose client never connects: the transfer command gets 425 within the timeout.
-    let _addr = ftp.pasv();
+    // A PASV whose client never connects: the transfer command gets 425 within the timeout,
+    // saying what the server saw, so that any client's log shows it.
+    let addr = ftp.pasv();
     let r = ftp.cmd("RETR f");
-    assert_eq!(r.code, 425, "{}", r.text);
+    assert_eq!(
+        r.text,
+        format!(
+            "425 No data connection: nobody connected to port {} within 1 s (a firewall between you and the server may block the passive ports).",
+            addr.port()
+        )
+    );
+    assert!(
+        s.log()
+            .contains("data connection failed: No data connection: nobody connected to port")
+    );
+    // Active mode to a port where nothing listens: refused, and said so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    assert_eq!(ftp.cmd(&format!("EPRT |1|127.0.0.1|{port}|")).code, 200);
+    let r = ftp.cmd("RETR f");
+    assert_eq!(
+        r.text,
+        format!(
+            "425 No data connection: 127.0.0.1:{port} refused it (a firewall on your side, or NAT: use passive mode)."
+        )
+    );
 }
 
 #[test]
