@@ -621,6 +621,20 @@ pub async fn check(opts: &CheckOptions) -> Report {
         }
         run.steps.push(step);
     }
+    // 7. Deeper: where the session is, binary mode, the listing parsed, a resumed download,
+    // and how fast the server answered.
+    if !working.is_empty() {
+        if !client.in_step() {
+            let peer = client.peer_addr();
+            client.close().await;
+            if let Ok(c) = reopen(peer, &options, &user, &password).await {
+                client = c;
+            }
+        }
+        if client.in_step() {
+            deeper(&mut run, &mut client, opts.timeout).await;
+        }
+    }
     if client.in_step() {
         client.quit().await;
     }
@@ -631,6 +645,170 @@ pub async fn check(opts: &CheckOptions) -> Report {
         0
     };
     run.finish(Some(software), working, exit)
+}
+
+/// A reply slower than this is worth a warning: clients time out, users give up.
+const SLOW: Duration = Duration::from_secs(2);
+
+/// PWD, TYPE I, the listing parsed and its entries named, and a download of a listed file
+/// resumed at byte 1 (REST): what a client does right after login, each a step.
+async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) {
+    let secs = wait.as_secs();
+    run.start("pwd", &format!("PWD, up to {secs} s"));
+    let started = Instant::now();
+    match client.pwd().await {
+        Ok(dir) => run.step(
+            "pwd",
+            Verdict::Ok,
+            format!("the login directory is {}", String::from_utf8_lossy(&dir)),
+            started,
+        ),
+        Err(e) => {
+            run.step("pwd", Verdict::Warn, e.to_string(), started);
+            if let Some(s) = run.steps.last_mut() {
+                s.cause = Some("the server does not say where the session is (PWD): clients that build paths from it go wrong".into());
+                s.advice = Some("check the server's log".into());
+            }
+        }
+    }
+    run.start("type", &format!("TYPE I, up to {secs} s"));
+    let started = Instant::now();
+    match client.command("TYPE", Some(b"I")).await {
+        Ok(r) if r.code.is_completion() => run.step(
+            "type",
+            Verdict::Ok,
+            format!("{} {}", r.code, r.text()),
+            started,
+        ),
+        Ok(r) => {
+            run.step(
+                "type",
+                Verdict::Warn,
+                format!("{} {}", r.code, r.text()),
+                started,
+            );
+            if let Some(s) = run.steps.last_mut() {
+                s.cause = Some(
+                    "the server refuses binary mode (TYPE I): files may arrive altered".into(),
+                );
+                s.advice = Some("check the server's transfer settings".into());
+            }
+        }
+        Err(e) => run.step("type", Verdict::Warn, e.to_string(), started),
+    }
+    run.start(
+        "list",
+        &format!("the listing of the login directory, parsed, up to {secs} s"),
+    );
+    let started = Instant::now();
+    let entries = match client.list(b"").await {
+        Ok(entries) => {
+            let shown: Vec<String> = entries
+                .iter()
+                .take(5)
+                .map(|e| {
+                    let name = String::from_utf8_lossy(&e.name).into_owned();
+                    match (e.kind, e.size) {
+                        (wharf_proto::FileKind::Dir, _) => format!("{name}/"),
+                        (_, Some(n)) => format!("{name} ({n} bytes)"),
+                        _ => name,
+                    }
+                })
+                .collect();
+            let evidence = match entries.len() {
+                0 => "an empty directory".to_string(),
+                n if n > 5 => format!("{n} entries: {}, …", shown.join(", ")),
+                n => format!("{n} entries: {}", shown.join(", ")),
+            };
+            run.step("list", Verdict::Ok, evidence, started);
+            entries
+        }
+        Err(e) => {
+            run.step("list", Verdict::Warn, e.to_string(), started);
+            if let Some(s) = run.steps.last_mut() {
+                s.cause = Some("the listing came, but could not be read as MLSD or LIST".into());
+                s.advice = Some("check the server's listing format settings".into());
+            }
+            Vec::new()
+        }
+    };
+    let file = entries
+        .iter()
+        .find(|e| e.kind == wharf_proto::FileKind::File && e.size.is_some_and(|n| n >= 2));
+    let started = Instant::now();
+    let Some(file) = file else {
+        run.step(
+            "resume",
+            Verdict::Skipped,
+            "no file of 2 bytes or more in the login directory to download".into(),
+            started,
+        );
+        return;
+    };
+    let name = String::from_utf8_lossy(&file.name).into_owned();
+    let size = file.size.unwrap_or(0);
+    run.start("resume", &format!("REST 1 and RETR {name}, up to {secs} s"));
+    let mut sink = tokio::io::sink();
+    match client
+        .retrieve(&file.name, 1, &mut sink, &crate::client::NoProgress)
+        .await
+    {
+        Ok(n) if n == size - 1 => run.step(
+            "resume",
+            Verdict::Ok,
+            format!("REST 1 + RETR {name}: {n} of {size} bytes (resumed downloads work)"),
+            started,
+        ),
+        Ok(n) => {
+            run.step(
+                "resume",
+                Verdict::Warn,
+                format!("REST 1 + RETR {name}: {n} bytes, expected {}", size - 1),
+                started,
+            );
+            if let Some(s) = run.steps.last_mut() {
+                s.cause = Some("the server does not honour REST: a resumed download restarts, and a client that trusts REST writes a corrupt file".into());
+                s.advice = Some("enable restart (REST STREAM) in the server".into());
+            }
+        }
+        Err(e) => {
+            run.step("resume", Verdict::Warn, e.to_string(), started);
+            if let Some(s) = run.steps.last_mut() {
+                s.cause = Some(
+                    "resuming a download (REST) fails: broken downloads must start over".into(),
+                );
+                s.advice = Some("enable restart (REST STREAM) in the server".into());
+            }
+        }
+    }
+}
+
+/// A warning step when any step that worked took longer than [`SLOW`].
+fn slow_steps(run: &mut Run) {
+    let slow: Vec<String> = run
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(s.verdict, Verdict::Ok | Verdict::Warn)
+                && s.elapsed > SLOW
+                && !matches!(s.name.as_str(), "resolve" | "connect")
+        })
+        .map(|s| format!("{} {:.1} s", s.name, s.elapsed.as_secs_f64()))
+        .collect();
+    if slow.is_empty() {
+        return;
+    }
+    run.steps.push(Step {
+        name: "speed".into(),
+        verdict: Verdict::Warn,
+        evidence: format!("slow: {}", slow.join(", ")),
+        elapsed: Duration::ZERO,
+        cause: Some(format!(
+            "the server took over {} s to answer: reverse DNS lookups of clients, a slow disk or user database, or an overloaded server; clients with short timeouts give up",
+            SLOW.as_secs()
+        )),
+        advice: Some("turn off reverse DNS lookups of clients (vsftpd reverse_lookup_enable=NO, ProFTPD UseReverseDNS off), and check the server's load and log".into()),
+    });
 }
 
 /// Days left under which a certificate gets a warning.
@@ -1184,6 +1362,7 @@ impl Run {
         working: Vec<DataMethod>,
         exit_code: u8,
     ) -> Report {
+        slow_steps(&mut self);
         self.tell();
         let names: Vec<&str> = working.iter().map(|m| m.name()).collect();
         let passive = working.iter().any(|m| m.is_passive());

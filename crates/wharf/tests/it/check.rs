@@ -74,7 +74,34 @@ fn healthy_servers_all_modes_work_and_are_named() {
         (peers::pyftpdlib(&PyOptions::default()), "pyftpdlib"),
         (peers::rclone_serve(), "rclone serve ftp"),
     ] {
+        peer.seed("sample.bin", &wharf_testkit::pattern(1000, 3));
         let c = check_json(&target(&peer), &user_args(&peer));
+        // The deeper steps: where the session is, binary mode, the listing parsed, and a
+        // download resumed at byte 1 (vsftpd's anonymous login directory holds pub/ only).
+        for s in ["pwd", "type", "list"] {
+            assert_eq!(step(&c.json, s)["verdict"], "ok", "{name} {s}: {}", c.json);
+        }
+        let resume = step(&c.json, "resume");
+        if name == "vsftpd" {
+            assert_eq!(resume["verdict"], "skipped", "{resume}");
+        } else {
+            assert_eq!(resume["verdict"], "ok", "{name}: {resume}");
+            assert!(
+                resume["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("RETR sample.bin: 999 of 1000 bytes"),
+                "{resume}"
+            );
+            assert!(
+                step(&c.json, "list")["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("sample.bin (1000 bytes)"),
+                "{name}: {}",
+                c.json
+            );
+        }
         let j = &c.json;
         assert_eq!(c.code, 0, "{name}: {j}");
         assert_eq!(j["exit_code"], 0);
@@ -868,4 +895,47 @@ fn steps_are_printed_as_they_run() {
         at.as_secs_f64() * 1000.0
     );
     holder.join().unwrap();
+}
+
+/// A server that answers slowly (its welcome after 2.5 s) gets a speed warning with the cause.
+#[test]
+fn a_slow_server_is_warned_about() {
+    let (addr, t) = {
+        use std::io::{BufRead, BufReader, Write};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let Ok((s, _)) = l.accept() else { return };
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            let mut w = s.try_clone().unwrap();
+            std::thread::sleep(Duration::from_millis(2500));
+            let _ = w.write_all(b"220 slow but here\r\n");
+            for line in BufReader::new(s).lines() {
+                let Ok(line) = line else { break };
+                let reply: &[u8] = if line.starts_with("USER") {
+                    b"331 go on\r\n"
+                } else if line.starts_with("PASS") {
+                    b"530 no\r\n"
+                } else {
+                    b"221 bye\r\n"
+                };
+                if w.write_all(reply).is_err() || line.starts_with("QUIT") {
+                    break;
+                }
+            }
+        });
+        (addr, t)
+    };
+    let c = check_json(&addr.to_string(), &["--timeout", "5"]);
+    let speed = step(&c.json, "speed");
+    assert_eq!(speed["verdict"], "warn", "{}", c.json);
+    assert!(
+        speed["evidence"].as_str().unwrap().contains("banner 2."),
+        "{speed}"
+    );
+    assert!(
+        speed["cause"].as_str().unwrap().contains("reverse DNS"),
+        "{speed}"
+    );
+    t.join().unwrap();
 }
