@@ -258,11 +258,7 @@ pub async fn check(opts: &CheckOptions) -> Report {
         steps: Vec::new(),
         progress: opts.progress.clone(),
         told: 0,
-        target: if opts.host.contains(':') {
-            format!("[{}]:{}", opts.host, opts.port)
-        } else {
-            format!("{}:{}", opts.host, opts.port)
-        },
+        target: target(&opts.host, opts.port),
     };
     let options = Options {
         timeout: opts.timeout,
@@ -663,13 +659,13 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) {
             format!("the login directory is {}", String::from_utf8_lossy(&dir)),
             started,
         ),
-        Err(e) => {
-            run.step("pwd", Verdict::Warn, e.to_string(), started);
-            if let Some(s) = run.steps.last_mut() {
-                s.cause = Some("the server does not say where the session is (PWD): clients that build paths from it go wrong".into());
-                s.advice = Some("check the server's log".into());
-            }
-        }
+        Err(e) => run.warn(
+            "pwd",
+            e.to_string(),
+            started,
+            "the server does not say where the session is (PWD): clients that build paths from it go wrong",
+            "check the server's log",
+        ),
     }
     run.start("type", &format!("TYPE I, up to {secs} s"));
     let started = Instant::now();
@@ -680,20 +676,13 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) {
             format!("{} {}", r.code, r.text()),
             started,
         ),
-        Ok(r) => {
-            run.step(
-                "type",
-                Verdict::Warn,
-                format!("{} {}", r.code, r.text()),
-                started,
-            );
-            if let Some(s) = run.steps.last_mut() {
-                s.cause = Some(
-                    "the server refuses binary mode (TYPE I): files may arrive altered".into(),
-                );
-                s.advice = Some("check the server's transfer settings".into());
-            }
-        }
+        Ok(r) => run.warn(
+            "type",
+            format!("{} {}", r.code, r.text()),
+            started,
+            "the server refuses binary mode (TYPE I): files may arrive altered",
+            "check the server's transfer settings",
+        ),
         Err(e) => run.step("type", Verdict::Warn, e.to_string(), started),
     }
     run.start(
@@ -724,11 +713,13 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) {
             entries
         }
         Err(e) => {
-            run.step("list", Verdict::Warn, e.to_string(), started);
-            if let Some(s) = run.steps.last_mut() {
-                s.cause = Some("the listing came, but could not be read as MLSD or LIST".into());
-                s.advice = Some("check the server's listing format settings".into());
-            }
+            run.warn(
+                "list",
+                e.to_string(),
+                started,
+                "the listing came, but could not be read as MLSD or LIST",
+                "check the server's listing format settings",
+            );
             Vec::new()
         }
     };
@@ -759,27 +750,20 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) {
             format!("REST 1 + RETR {name}: {n} of {size} bytes (resumed downloads work)"),
             started,
         ),
-        Ok(n) => {
-            run.step(
-                "resume",
-                Verdict::Warn,
-                format!("REST 1 + RETR {name}: {n} bytes, expected {}", size - 1),
-                started,
-            );
-            if let Some(s) = run.steps.last_mut() {
-                s.cause = Some("the server does not honour REST: a resumed download restarts, and a client that trusts REST writes a corrupt file".into());
-                s.advice = Some("enable restart (REST STREAM) in the server".into());
-            }
-        }
-        Err(e) => {
-            run.step("resume", Verdict::Warn, e.to_string(), started);
-            if let Some(s) = run.steps.last_mut() {
-                s.cause = Some(
-                    "resuming a download (REST) fails: broken downloads must start over".into(),
-                );
-                s.advice = Some("enable restart (REST STREAM) in the server".into());
-            }
-        }
+        Ok(n) => run.warn(
+            "resume",
+            format!("REST 1 + RETR {name}: {n} bytes, expected {}", size - 1),
+            started,
+            "the server does not honour REST: a resumed download restarts, and a client that trusts REST writes a corrupt file",
+            "enable restart (REST STREAM) in the server",
+        ),
+        Err(e) => run.warn(
+            "resume",
+            e.to_string(),
+            started,
+            "resuming a download (REST) fails: broken downloads must start over",
+            "enable restart (REST STREAM) in the server",
+        ),
     }
 }
 
@@ -925,6 +909,11 @@ async fn reopen(
     let mut c = Client::from_stream(stream, options.clone()).await?;
     c.login(user, password).await?;
     Ok(c)
+}
+
+/// `HOST:PORT` as the check names its target (an IPv6 address in brackets).
+pub fn target(host: &str, port: u16) -> String {
+    format!("{}:{port}", target_host(host))
 }
 
 /// The host as a URL spells it (an IPv6 address in brackets).
@@ -1349,7 +1338,24 @@ impl Run {
     }
 
     fn fail(&mut self, name: &str, evidence: String, started: Instant, cause: &str, advice: &str) {
-        self.step(name, Verdict::Fail, evidence, started);
+        self.judged(name, Verdict::Fail, evidence, started, cause, advice);
+    }
+
+    fn warn(&mut self, name: &str, evidence: String, started: Instant, cause: &str, advice: &str) {
+        self.judged(name, Verdict::Warn, evidence, started, cause, advice);
+    }
+
+    /// A step with its cause and advice.
+    fn judged(
+        &mut self,
+        name: &str,
+        verdict: Verdict,
+        evidence: String,
+        started: Instant,
+        cause: &str,
+        advice: &str,
+    ) {
+        self.step(name, verdict, evidence, started);
         if let Some(step) = self.steps.last_mut() {
             step.cause = Some(cause.into());
             step.advice = Some(advice.into());

@@ -71,10 +71,7 @@ impl Services {
             None => None,
         };
         Ok(Services {
-            auth: Arc::new(UserStore::new(
-                settings.users.clone(),
-                settings.anonymous.clone(),
-            )),
+            auth: user_store(settings),
             storage: Arc::new(LocalProvider::new()),
             tls,
             throttles: Arc::new(crate::users::UserRates::default()),
@@ -101,16 +98,21 @@ impl Services {
             (None, _) => None,
         };
         Ok(Services {
-            auth: Arc::new(UserStore::new(
-                settings.users.clone(),
-                settings.anonymous.clone(),
-            )),
+            auth: user_store(settings),
             storage: self.storage.clone(),
             tls,
             throttles: self.throttles.clone(),
             xferlog,
         })
     }
+}
+
+/// The built-in authenticator over the users of `settings`.
+fn user_store(settings: &Settings) -> Arc<dyn crate::auth::Authenticator> {
+    Arc::new(UserStore::new(
+        settings.users.clone(),
+        settings.anonymous.clone(),
+    ))
 }
 
 /// The transfer log of `settings`: `current` if it is the same file, else opened.

@@ -17,15 +17,8 @@ import sys
 import ftputil
 import ftputil.session
 
-
-class ReusingFTP_TLS(ftplib.FTP_TLS):
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            conn = self.context.wrap_socket(
-                conn, server_hostname=self.host, session=self.sock.session
-            )
-        return conn, size
+# The session-resuming FTP_TLS of the FTPS test client beside this script.
+from ftps_client import ReusingFTP_TLS
 
 
 def main():

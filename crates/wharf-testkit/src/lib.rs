@@ -439,14 +439,23 @@ impl Ftp {
     /// EPSV, `REST offset` when `offset` > 0 (right before the command: REST applies to the very
     /// next command only), then `command`; returns the data connection after its 150/125.
     fn start_transfer(&mut self, command: &str, offset: u64) -> TcpStream {
+        self.try_start_transfer(command, offset)
+            .unwrap_or_else(|r| panic!("{command}: {}", r.text))
+    }
+
+    /// [`Ftp::start_transfer`], with a final reply instead of 150/125 returned as the error.
+    fn try_start_transfer(&mut self, command: &str, offset: u64) -> Result<TcpStream, Reply> {
         let data = self.passive();
         if offset > 0 {
             let r = self.cmd(&format!("REST {offset}"));
             assert_eq!(r.code, 350, "{}", r.text);
         }
         let r = self.cmd(command);
-        assert!(r.code == 150 || r.code == 125, "{command}: {}", r.text);
-        data
+        if r.code == 150 || r.code == 125 {
+            Ok(data)
+        } else {
+            Err(r)
+        }
     }
 
     /// Runs a download command over passive mode; returns the data and the final reply.
@@ -473,15 +482,10 @@ impl Ftp {
     /// data connection the server closes early (a quota, a full disk) is not an error here:
     /// the final reply says what happened.
     pub fn upload_from(&mut self, command: &str, bytes: &[u8], offset: u64) -> Reply {
-        let mut data = self.passive();
-        if offset > 0 {
-            let r = self.cmd(&format!("REST {offset}"));
-            assert_eq!(r.code, 350, "{}", r.text);
-        }
-        let r = self.cmd(command);
-        if r.code != 150 && r.code != 125 {
-            return r;
-        }
+        let mut data = match self.try_start_transfer(command, offset) {
+            Ok(d) => d,
+            Err(refused) => return refused,
+        };
         let _ = data.write_all(bytes);
         drop(data);
         self.read_reply()
@@ -587,6 +591,10 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
         }
     }
 }
+
+/// `openssl passwd -6 -salt saltsalt pw`: a SHA-512 crypt hash of `pw`, quick to verify, for
+/// `[[user]]` entries in test configs.
+pub const PW_HASH: &str = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
 
 /// Whether the tests run as root (effective uid 0, from `/proc/self/status`).
 pub fn is_root() -> bool {

@@ -714,11 +714,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
         Err(code) => return code,
     };
     if !args.json {
-        let target = if options.host.contains(':') {
-            format!("[{}]:{}", options.host, options.port)
-        } else {
-            format!("{}:{}", options.host, options.port)
-        };
+        let target = wharf_client::check::target(&options.host, options.port);
         println!("wharf check {target}");
     }
     let report = runtime.block_on(wharf_client::check::check(&options));

@@ -467,14 +467,13 @@ async fn reload_on_hangup(
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reading the configuration again");
         let (src, cur) = (source.clone(), current.clone());
-        let built = tokio::task::spawn_blocking(move || src.rebuild(&cur)).await;
+        let built = tokio::task::spawn_blocking(move || src.rebuild(&cur))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
         match built {
-            Ok(Ok((settings, services))) => {
+            Ok((settings, services)) => {
                 current = services.clone();
                 let _ = reloads.send(wharf_server::Reload { settings, services });
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "SIGHUP: configuration not reloaded; the old one stays in use")
             }
             Err(e) => {
                 tracing::error!(error = %e, "SIGHUP: configuration not reloaded; the old one stays in use")

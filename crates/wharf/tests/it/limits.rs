@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use wharf_testkit::{Ftp, Server, pattern};
 
 use crate::server;
-
-/// `openssl passwd -6 -salt saltsalt pw`.
-const PW_HASH: &str = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
+use wharf_testkit::PW_HASH;
 
 fn alice(limits: &str) -> Server {
     server()

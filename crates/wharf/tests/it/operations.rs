@@ -10,6 +10,7 @@ use wharf_testkit::{Ftp, output_within, write_file};
 const LIMIT: Duration = Duration::from_secs(30);
 
 use crate::{BIN, server};
+use wharf_testkit::PW_HASH;
 
 #[test]
 fn per_ip_limit_gives_421_and_frees_on_close() {
@@ -361,9 +362,6 @@ fn embedded_default_serves_the_current_directory_read_only_to_anonymous() {
     let help = output_within(Command::new(BIN).args(["serve", "--help"]), LIMIT);
     assert!(String::from_utf8_lossy(&help.stdout).contains("127.0.0.1:2121"));
 }
-
-/// `openssl passwd -6 -salt saltsalt pw`: quick to verify.
-const PW_HASH: &str = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
 
 fn users_config(banner: &str, users: &[&str]) -> String {
     let mut toml = format!("banner = \"{banner}\"\n");
