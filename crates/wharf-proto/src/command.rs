@@ -37,6 +37,9 @@ pub enum Site {
         path: Vec<u8>,
     },
     Help,
+    /// What the server sees of this session (its address, the passive setup, TLS, the last
+    /// data connections that failed): a diagnosis from the server's end.
+    Diag,
     /// A SITE command the server does not know (answered 500 by the server).
     Unknown(Vec<u8>),
 }
@@ -390,6 +393,7 @@ fn parse_site(arg: &[u8]) -> Result<Site, ParseError> {
     let sub = parts.next().unwrap_or_default().to_ascii_uppercase();
     match sub.as_slice() {
         b"HELP" => Ok(Site::Help),
+        b"DIAG" => Ok(Site::Diag),
         b"CHMOD" => {
             let mode = parts.next().ok_or(ParseError::MissingArgument)?;
             let path = parts.next().ok_or(ParseError::MissingArgument)?;
@@ -600,6 +604,7 @@ mod tests {
             (b"NLST -a", Command::Nlst(None)),
             (b"NLST d", Command::Nlst(Some(b"d".to_vec()))),
             (b"SITE HELP", Command::Site(Site::Help)),
+            (b"SITE diag", Command::Site(Site::Diag)),
             (
                 b"SITE CHMOD 755 a b",
                 Command::Site(Site::Chmod {

@@ -211,6 +211,10 @@ fn outcome_for(action: &Action, pick: u8) -> Outcome {
                 announce: None,
             })
         }),
+        Action::Diagnose => Outcome::Diagnosis(vec![
+            "client-address: 127.0.0.1".into(),
+            "odd\r\n200 line".into(),
+        ]),
         Action::StartTls { .. } => Outcome::Tls(if pick % 3 == 0 { Err(()) } else { Ok(()) }),
         Action::Transfer(_) => Outcome::Transfer(match pick % 8 {
             0 => TransferEnd::Wire,

@@ -21,6 +21,7 @@
 
 pub mod ascii;
 pub mod command;
+pub mod diag;
 pub mod entry;
 #[doc(hidden)]
 pub mod fuzz;

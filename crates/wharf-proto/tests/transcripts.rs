@@ -168,6 +168,10 @@ impl World {
                 announce: None,
             })),
             Action::StartTls { .. } => Outcome::Tls(Ok(())),
+            Action::Diagnose => Outcome::Diagnosis(vec![
+                "client-address: 127.0.0.1".into(),
+                "last-data-failure: none".into(),
+            ]),
             Action::OpenRead { path, offset } => Outcome::Opened(self.info(path).and_then(|i| {
                 if i.kind != FileKind::File {
                     return Err(FsError::NotAFile);
@@ -278,6 +282,7 @@ fn summary(a: &Action) -> String {
         }
         Action::AbortTransfer => "AbortTransfer".into(),
         Action::Close => "Close".into(),
+        Action::Diagnose => "Diagnose".into(),
     }
 }
 

@@ -153,6 +153,10 @@ pub(crate) struct Driver {
     tls: Option<SessionTls>,
     /// The data connection of the last PASV/EPSV, while the session plans a passive transfer.
     passive: Option<Passive>,
+    /// A connection from another address that the passive listener refused.
+    intruder: channel::Intruder,
+    /// The passive listener as SITE DIAG sees it: waiting, then how it ended.
+    passive_seen: Option<crate::diag::Waiting>,
     /// What the last open action left for the transfer.
     held: Held,
     /// The byte limit of the upload opened last (quota, file size).
@@ -207,6 +211,7 @@ impl EarlyTls {
         tls: DataTls,
         peer: std::net::IpAddr,
         settings: &crate::config::Settings,
+        intruder: channel::Intruder,
     ) -> EarlyTls {
         let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
         let (take_tx, mut take_rx) = tokio::sync::oneshot::channel::<()>();
@@ -217,7 +222,7 @@ impl EarlyTls {
             // No deadline here: the session closes an unused listener after the accept
             // timeout (dropping this task), and a transfer waits for it at most that long.
             let far = Instant::now() + Duration::from_secs(366 * 86_400);
-            let tcp = channel::accept_passive(listener, peer, allow_any, far).await?;
+            let tcp = channel::accept_passive(listener, peer, allow_any, far, &intruder).await?;
             let _ = connected_tx.send(());
             // Whoever speaks first: the client (a TLS hello), or the transfer asking. A byte
             // that has arrived, not a readiness hint, decides (peek leaves it for rustls).
@@ -238,6 +243,14 @@ impl EarlyTls {
             connected: Some(connected_rx),
             take: Some(take_tx),
             task,
+        }
+    }
+
+    /// Whether the client's TCP connection came (without waiting).
+    fn has_connected(&mut self) -> bool {
+        match &mut self.connected {
+            Some(rx) => rx.try_recv().is_ok(),
+            None => true,
         }
     }
 
@@ -286,6 +299,7 @@ impl Drop for Driver {
         if let Some(tls) = &self.tls {
             tls.store.retire(&tls.owner);
         }
+        self.end_passive();
     }
 }
 
@@ -326,6 +340,8 @@ impl Driver {
             home: None,
             tls: None,
             passive: None,
+            intruder: channel::Intruder::default(),
+            passive_seen: None,
             held: Held::None,
             cap: None,
             shutdown,
@@ -446,7 +462,16 @@ impl Driver {
                 verb,
                 target,
                 reason,
-            } => warn!(%peer, %target, "refused {verb} to {reason}"),
+            } => {
+                warn!(%peer, %target, "refused {verb} to {reason}");
+                if target.ip().to_canonical() != peer.ip() {
+                    let failure = DataFailure::ActiveForeign {
+                        addr: target,
+                        seen: peer.ip(),
+                    };
+                    self.record(verb, failure);
+                }
+            }
             Note::PassiveExpired => debug!(%peer, "passive listener expired unused"),
             // Logged where the reason is known (see `login`).
             Note::LoginFailed { .. } => {}
@@ -463,6 +488,46 @@ impl Driver {
                 debug!(%peer, "data connection in clear refused: PROT P required")
             }
         }
+    }
+
+    /// Keeps a data connection's failure for SITE DIAG.
+    fn record(&self, verb: &'static str, failure: DataFailure) {
+        let user = self.session.user_name().unwrap_or("-");
+        let ip = self.conn.peer.ip();
+        self.live
+            .watch
+            .failed(ip, user, self.conn.id, verb, failure);
+    }
+
+    /// SITE DIAG: what the server sees of this session.
+    async fn diagnose(&mut self) -> Vec<String> {
+        let settings = &self.shared.settings;
+        let local = self.conn.local.ip();
+        let passive_address = match passive_announce(&settings.passive.address).await {
+            Some(ip) => (std::net::IpAddr::V4(ip), true),
+            None => (local, false),
+        };
+        let tls = self
+            .shared
+            .services
+            .tls
+            .as_ref()
+            .map_or("off", |t| t.mode.name());
+        let user = self.session.user_name().unwrap_or("-");
+        wharf_proto::diag::Diagnosis {
+            client_address: Some(self.conn.peer.ip()),
+            server_address: Some(local),
+            passive_address: Some(passive_address),
+            passive_ports: settings
+                .passive
+                .ports
+                .as_ref()
+                .map(|r| (*r.start(), *r.end())),
+            accept_timeout: Some(settings.limits.accept_timeout.as_secs()),
+            tls: Some(tls.to_string()),
+            data: self.live.watch.report(self.conn.peer.ip(), user),
+        }
+        .lines()
     }
 
     /// Performs one action and feeds its outcome back to the session. Each action's future is
@@ -512,7 +577,7 @@ impl Driver {
                 self.done(Outcome::Transfer(end))
             }),
             Action::ClosePassive => {
-                self.passive = None;
+                self.end_passive();
                 Box::pin(std::future::ready(Ok(())))
             }
             Action::DropOpened => {
@@ -527,6 +592,10 @@ impl Driver {
                 }
                 Box::pin(std::future::ready(Ok(())))
             }
+            Action::Diagnose => Box::pin(async move {
+                let lines = self.diagnose().await;
+                self.done(Outcome::Diagnosis(lines))
+            }),
             // A running transfer handles these itself; the serve loop ends on Close.
             Action::AbortTransfer | Action::Close => Box::pin(std::future::ready(Ok(()))),
         }
@@ -865,8 +934,40 @@ impl Driver {
 
     // ---- data connections ----
 
+    /// The passive listener closes without a transfer (a new PASV, ClosePassive, the end of the
+    /// session): whether the client had connected decides what SITE DIAG remembers.
+    fn end_passive(&mut self) {
+        let passive = self.passive.take();
+        let Some(seen) = self.passive_seen.take() else {
+            return;
+        };
+        let came = match passive {
+            Some(Passive::Listening(listener)) => {
+                // A connection waiting in the backlog: the client did connect.
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                matches!(listener.poll_accept(&mut cx), std::task::Poll::Ready(Ok(_)))
+            }
+            Some(Passive::Arriving(mut early)) => early.has_connected(),
+            None => false,
+        };
+        match (came, self.intruder.get()) {
+            (true, _) => seen.connected(),
+            (false, Some(from)) => {
+                let failure = DataFailure::PassiveForeign {
+                    port: seen.port(),
+                    from,
+                    secs: seen.age().as_secs(),
+                };
+                seen.failed(failure);
+            }
+            // Dropped unsettled: "nobody connected in the time it was open".
+            (false, None) => drop(seen),
+        }
+    }
+
     async fn open_passive(&mut self, pasv: bool, tls: bool) -> Result<PassiveOpened, ()> {
-        self.passive = None;
+        self.end_passive();
+        self.intruder = channel::Intruder::default();
         let shared = self.shared.clone();
         let announce = if pasv {
             passive_announce(&shared.settings.passive.address).await
@@ -878,6 +979,13 @@ impl Driver {
                 .and_then(|l| Ok((l.local_addr()?.port(), l)));
         match bound {
             Ok((port, listener)) => {
+                self.passive_seen = Some(self.live.watch.waiting(
+                    self.conn.peer.ip(),
+                    self.session.user_name().unwrap_or("-"),
+                    self.conn.id,
+                    if pasv { "PASV" } else { "EPSV" },
+                    port,
+                ));
                 let early = tls.then(|| self.acceptor().ok()).flatten();
                 self.passive = Some(match early {
                     Some(acceptor) => Passive::Arriving(EarlyTls::start(
@@ -885,6 +993,7 @@ impl Driver {
                         acceptor.data(),
                         self.conn.peer.ip(),
                         &shared.settings,
+                        self.intruder.clone(),
                     )),
                     None => Passive::Listening(listener),
                 });
@@ -1009,6 +1118,7 @@ impl Driver {
                     self.conn.peer.ip(),
                     settings.passive.allow_foreign_peer,
                     deadline,
+                    &self.intruder,
                 )
                 .await
                 .map(Arrived::Tcp)
@@ -1041,17 +1151,26 @@ impl Driver {
             committed: false,
         });
         let passive_port = self.passive_port();
-        let arrived = match self.data_connection(spec.data).await {
-            Ok(s) => s,
+        // SITE DIAG remembers how the wait ended.
+        let seen = self.passive_seen.take();
+        let arrived = self.data_connection(spec.data).await;
+        let arrived = match arrived {
+            Ok(s) => {
+                if let Some(seen) = seen {
+                    seen.connected();
+                }
+                s
+            }
             Err(e) => {
-                // Why, in the log with the advice and in the 425, so that any client's log
-                // shows where the data connection broke.
+                // Why, in the log with the advice, in the 425 (so that any client's log shows
+                // where the data connection broke), and for SITE DIAG.
                 let limits = &self.shared.settings.limits;
+                let secs = limits.accept_timeout.as_secs();
                 let why = match (spec.data, e.kind()) {
                     (DataChannel::Passive, io::ErrorKind::TimedOut) => {
-                        passive_port.map(|port| DataFailure::PassiveTimeout {
-                            port,
-                            secs: limits.accept_timeout.as_secs(),
+                        passive_port.map(|port| match self.intruder.get() {
+                            Some(from) => DataFailure::PassiveForeign { port, from, secs },
+                            None => DataFailure::PassiveTimeout { port, secs },
                         })
                     }
                     (DataChannel::Active(addr), io::ErrorKind::ConnectionRefused) => {
@@ -1068,6 +1187,10 @@ impl Driver {
                 return Ok(match why {
                     Some(why) => {
                         warn!(session = self.conn.id, peer = %self.conn.peer, verb = spec.verb, error = %e, "data connection failed: {}", why.text());
+                        match seen {
+                            Some(seen) => seen.failed(why),
+                            None => self.record(spec.verb, why),
+                        }
                         TransferEnd::DataFailed(why)
                     }
                     None => {

@@ -24,6 +24,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+mod diag;
 mod driver;
 pub mod guard;
 mod server;

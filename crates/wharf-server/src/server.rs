@@ -142,6 +142,8 @@ pub(crate) struct Live {
     pub(crate) guard: Arc<Guard>,
     /// Each user's sessions and uploads in progress: they outlive reloads too.
     pub(crate) seats: Arc<crate::users::Seats>,
+    /// Data connections that failed, for SITE DIAG: they outlive sessions and reloads.
+    pub(crate) watch: Arc<crate::diag::DataWatch>,
 }
 
 impl Live {
@@ -215,6 +217,7 @@ pub async fn run_reloadable(
         current: RwLock::new(shared.clone()),
         guard: Arc::new(Guard::new(shared.settings.limits.ban_policy(), slots)),
         seats: Arc::new(crate::users::Seats::default()),
+        watch: Arc::default(),
     });
     let reloader = {
         let (live, limiter) = (live.clone(), limiter.clone());

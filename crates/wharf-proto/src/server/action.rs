@@ -2,6 +2,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+pub use crate::diag::DataFailure;
+
 use crate::listing::{FactSet, FileInfo, PermFacts};
 use crate::path::VPath;
 use crate::reply::{Reply, ReplyCode};
@@ -53,6 +55,9 @@ pub enum Action {
     AbortTransfer,
     /// Close the control connection (after the replies before it). No outcome.
     Close,
+    /// Describe this session as the server sees it (SITE DIAG): one line per fact, each
+    /// `key: value`. Outcome: [`Outcome::Diagnosis`].
+    Diagnose,
 }
 
 impl Action {
@@ -183,6 +188,8 @@ pub enum Outcome {
     Tls(Result<(), ()>),
     Opened(Result<Opened, FsError>),
     Transfer(TransferEnd),
+    /// The lines of SITE DIAG's reply.
+    Diagnosis(Vec<String>),
 }
 
 /// A storage call that worked.
@@ -254,34 +261,6 @@ pub enum TransferEnd {
     Aborted,
     /// The control connection is gone: nobody to reply to.
     ControlLost,
-}
-
-/// Why a data connection was not made, as the server saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataFailure {
-    /// Nobody connected to the passive port within the accept timeout.
-    PassiveTimeout { port: u16, secs: u64 },
-    /// The client's active-mode address refused the connection.
-    ActiveRefused { addr: SocketAddr },
-    /// The client's active-mode address did not answer in time.
-    ActiveTimeout { addr: SocketAddr, secs: u64 },
-}
-
-impl DataFailure {
-    /// The 425 text: what happened and the likely cause.
-    pub fn text(self) -> String {
-        match self {
-            DataFailure::PassiveTimeout { port, secs } => format!(
-                "No data connection: nobody connected to port {port} within {secs} s (a firewall between you and the server may block the passive ports)."
-            ),
-            DataFailure::ActiveRefused { addr } => format!(
-                "No data connection: {addr} refused it (a firewall on your side, or NAT: use passive mode)."
-            ),
-            DataFailure::ActiveTimeout { addr, secs } => format!(
-                "No data connection: no answer from {addr} within {secs} s (a firewall or NAT on your side: use passive mode)."
-            ),
-        }
-    }
 }
 
 /// A storage failure, as the protocol sees it. The one mapping to replies is

@@ -55,7 +55,11 @@ pub(super) fn feat_reply(caps: Capabilities, tls: TlsMode, facts: FactSet) -> Re
 
 /// SITE HELP.
 pub(super) fn site_help(caps: Capabilities) -> Reply {
-    let list: &[u8] = if caps.chmod { b" CHMOD HELP" } else { b" HELP" };
+    let list: &[u8] = if caps.chmod {
+        b" CHMOD DIAG HELP"
+    } else {
+        b" DIAG HELP"
+    };
     Reply::multi(
         ReplyCode::HELP,
         vec![b"SITE commands:".to_vec(), list.to_vec(), b"End".to_vec()],

@@ -469,9 +469,21 @@ impl Session {
         };
         let refusal = if !self.policy.allow_foreign_active && addr.ip().to_canonical() != self.peer
         {
-            Some(("a foreign address", "the address must be your own"))
+            // Most often not an attack but a client behind NAT that sends its private address
+            // (a NAT without an FTP helper): the reply says so, for the client's log.
+            Some((
+                "a foreign address",
+                format!(
+                    "{} is not your address as this server sees it ({}): a NAT between you rewrites your address, so use passive mode",
+                    addr.ip(),
+                    self.peer
+                ),
+            ))
         } else if !self.policy.allow_low_active_ports && addr.port() < 1024 {
-            Some(("a privileged port", "port must be 1024 or above"))
+            Some((
+                "a privileged port",
+                "port must be 1024 or above".to_string(),
+            ))
         } else {
             None
         };
@@ -939,6 +951,7 @@ impl Session {
                     },
                 );
             }
+            Site::Diag => self.wait_for(Action::Diagnose, Step::Diagnose),
             Site::Unknown(_) => self.reply(ReplyCode::SYNTAX_ERROR, "Unknown SITE command."),
         }
     }
@@ -1171,10 +1184,30 @@ impl Session {
             (Step::Transfer(running), Outcome::Transfer(end)) => {
                 self.transfer_outcome(running, end)
             }
+            (Step::Diagnose, Outcome::Diagnosis(lines)) => self.send(diagnosis(lines)),
             (Step::Closed, _) => self.step = Step::Closed,
             (_, _) => self.send(FsError::Io.reply()),
         }
     }
+}
+
+/// SITE DIAG's reply: each fact on a line of its own, indented (a line of a multi-line reply
+/// must not look like a reply's last line), and nothing that would break the reply.
+fn diagnosis(lines: Vec<String>) -> Reply {
+    let mut out = Vec::with_capacity(lines.len() + 2);
+    out.push(b"Diagnosis of this session, as the server sees it:".to_vec());
+    for line in lines {
+        let clean: Vec<u8> = line
+            .bytes()
+            .map(|b| if b.is_ascii_control() { b' ' } else { b })
+            .collect();
+        let mut indented = Vec::with_capacity(clean.len() + 1);
+        indented.push(b' ');
+        indented.extend_from_slice(&clean);
+        out.push(indented);
+    }
+    out.push(b"End of diagnosis.".to_vec());
+    Reply::multi(ReplyCode::OK, out)
 }
 
 /// Success of a storage call is this reply.

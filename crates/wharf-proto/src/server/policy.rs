@@ -31,6 +31,15 @@ impl TlsMode {
             _ => None,
         }
     }
+
+    /// The name [`TlsMode::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::Off => "off",
+            TlsMode::Optional => "optional",
+            TlsMode::Required => "required",
+        }
+    }
 }
 
 /// The TLS rules.

@@ -103,6 +103,8 @@ pub(super) enum Step {
     Open(Box<Prepared>),
     /// A running transfer.
     Transfer(Running),
+    /// The driver's description of the session (SITE DIAG).
+    Diagnose,
     /// The connection is to be closed; nothing more happens.
     Closed,
 }

@@ -102,13 +102,30 @@ fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
     sock.listen(8)
 }
 
+/// The last address a passive listener refused (see [`accept_passive`]): when nobody else came,
+/// the 425 and SITE DIAG name it.
+#[derive(Clone, Default)]
+pub struct Intruder(std::sync::Arc<std::sync::Mutex<Option<IpAddr>>>);
+
+impl Intruder {
+    pub fn get(&self) -> Option<IpAddr> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, ip: IpAddr) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(ip);
+    }
+}
+
 /// Waits for the client's data connection. Connections from any address other than `peer` are
-/// closed at once (RFC 2577: no data connection theft) unless `allow_any`.
+/// closed at once (RFC 2577: no data connection theft) unless `allow_any`; the last is kept in
+/// `intruder`.
 pub async fn accept_passive(
     listener: TcpListener,
     peer: IpAddr,
     allow_any: bool,
     deadline: Instant,
+    intruder: &Intruder,
 ) -> io::Result<TcpStream> {
     loop {
         let (stream, from) = timeout_at(deadline, listener.accept())
@@ -119,6 +136,7 @@ pub async fn accept_passive(
             return Ok(stream);
         }
         tracing::warn!(%from, %peer, "refused passive data connection from a foreign address");
+        intruder.set(from.ip().to_canonical());
     }
 }
 

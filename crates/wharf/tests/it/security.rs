@@ -230,6 +230,82 @@ fn unused_passive_listener_expires_and_transfer_gets_425() {
     );
 }
 
+/// SITE DIAG on a later session of the same client tells what the server saw of the data
+/// connections that failed: a passive connection from another address, a PORT to another
+/// address, a passive listener nobody came to.
+#[test]
+fn site_diag_tells_what_the_server_saw() {
+    let s = server().config("[limits]\naccept_timeout = 1\n").start();
+    write_file(&s.path("f"), b"x");
+    let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
+    let stolen = ftp.pasv();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.connect(&stolen.into()).unwrap();
+    let r = ftp.cmd("RETR f");
+    assert_eq!(
+        r.text,
+        format!(
+            "425 No data connection: within 1 s only 127.0.0.2 connected to port {}, not your address (refused: a proxy or a second NAT address on your side; connect from the control connection's address).",
+            stolen.port()
+        )
+    );
+    let r = ftp.cmd("EPRT |1|127.0.0.2|40000|");
+    assert_eq!(
+        r.text,
+        "504 Illegal EPRT: 127.0.0.2 is not your address as this server sees it (127.0.0.1): a NAT between you rewrites your address, so use passive mode."
+    );
+    let unused = ftp.pasv();
+    drop(ftp);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut later = Ftp::login_to(s.addr, "anonymous", "x");
+    let r = later.cmd("SITE DIAG");
+    assert_eq!(r.code, 200, "{}", r.text);
+    let lines: Vec<&str> = r.text.lines().map(str::trim).collect();
+    for want in [
+        "client-address: 127.0.0.1",
+        "server-address: 127.0.0.1",
+        "passive-address: 127.0.0.1 (this connection's address)",
+        "passive-ports: any (the system's ephemeral ports)",
+        "accept-timeout: 1 s",
+        "tls: off",
+    ] {
+        assert!(lines.contains(&want), "{want}: {}", r.text);
+    }
+    let failures: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("data-failure: "))
+        .collect();
+    assert_eq!(failures.len(), 3, "{}", r.text);
+    assert!(
+        failures[0].starts_with(&format!(
+            "passive-unused port={} secs=0 ago=0 verb=PASV;",
+            unused.port()
+        )),
+        "{}",
+        r.text
+    );
+    assert!(
+        failures[1]
+            .starts_with("active-foreign addr=127.0.0.2:40000 seen=127.0.0.1 ago=0 verb=EPRT;"),
+        "{}",
+        r.text
+    );
+    assert!(
+        failures[2].starts_with(&format!(
+            "passive-foreign port={} from=127.0.0.2 secs=1 ago=",
+            stolen.port()
+        )),
+        "{}",
+        r.text
+    );
+    // Only what is past: SITE DIAG is not a data command, and it needs a login.
+    let mut stranger = Ftp::connect(s.addr);
+    assert_eq!(stranger.cmd("SITE DIAG").code, 530);
+}
+
 #[test]
 fn epsv_all_refuses_other_data_commands() {
     let s = server().start();
