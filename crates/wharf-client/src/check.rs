@@ -13,7 +13,7 @@ use tokio::time::timeout;
 use crate::client::{Client, DataMethod, Options, Probe, is_local_address};
 use crate::error::Error;
 use crate::log::LogSink;
-use crate::tls::TlsSettings;
+use crate::tls::{TlsSettings, TlsVersion};
 
 /// What to check, and how.
 #[derive(Clone)]
@@ -32,6 +32,9 @@ pub struct CheckOptions {
     pub insecure: bool,
     /// Told each step as it starts (with what it waits for) and as it ends: live output.
     pub progress: Option<Progress>,
+    /// Also upload, check, rename and delete a test file (and one with a non-ASCII name) in
+    /// the login directory (`--write`).
+    pub write: bool,
 }
 
 /// A step starting or ending, as the check runs.
@@ -214,6 +217,65 @@ impl Software {
         }
     }
 
+    /// How this server is made to accept TLS 1.2 (with ciphers current clients offer).
+    pub fn tls12_setting(self) -> &'static str {
+        match self {
+            Software::Vsftpd => {
+                "`ssl_ciphers=HIGH` and `ssl_tlsv1_2=YES` in vsftpd.conf (its default cipher, DES-CBC3-SHA, is one current clients refuse)"
+            }
+            Software::Proftpd => "`TLSProtocol TLSv1.2 TLSv1.3` and `TLSCipherSuite HIGH`",
+            Software::PureFtpd => "`--tlsciphersuite=HIGH`",
+            Software::FileZilla => "FTP over TLS settings → minimum allowed TLS version 1.2",
+            _ => "the server's TLS protocol and cipher settings (TLS 1.2 with ECDHE and AES-GCM)",
+        }
+    }
+
+    /// Where a user is allowed to upload, rename and delete, in the server's own terms.
+    pub fn write_setting(self) -> &'static str {
+        match self {
+            Software::Wharf => {
+                "`--write` for command-line users and anonymous, or the user's `permissions` in the config"
+            }
+            Software::Vsftpd => {
+                "`write_enable=YES` in vsftpd.conf (anonymous: also `anon_upload_enable=YES`, `anon_other_write_enable=YES`), and a directory the user may write"
+            }
+            Software::Proftpd => {
+                "a `<Limit WRITE>` that allows the user in the directory's `<Directory>` block, and a directory the user may write"
+            }
+            Software::PureFtpd => {
+                "a home directory the user may write (anonymous: without `--anonymouscantupload`)"
+            }
+            Software::FileZilla => "the user's file permissions: Write, Delete, Append",
+            Software::Pyftpdlib => "the user's `perm` string (`elradfmwMT` for everything)",
+            Software::Rclone => "`rclone serve ftp` without `--read-only`",
+            Software::Unftp => "a storage back end the server may write",
+            _ => "the user's write, rename and delete permissions on its login directory",
+        }
+    }
+
+    /// How this server is made to listen on IPv6 (`ipv6`) or IPv4 as well.
+    pub fn listen_setting(self, ipv6: bool) -> &'static str {
+        match (self, ipv6) {
+            (Software::Wharf, true) => "`--listen [::]:21` beside the IPv4 listener",
+            (Software::Wharf, false) => "`--listen 0.0.0.0:21` beside the IPv6 listener",
+            (Software::Vsftpd, _) => "`listen_ipv6=YES` (and `listen=NO`): one socket for both",
+            (Software::Proftpd, _) => "`UseIPv6 on` and no IPv4-only `DefaultAddress`",
+            (Software::PureFtpd, _) => "no `-4`/`-6` option",
+            _ => "the server's listen address settings",
+        }
+    }
+
+    /// How this server is told that names are UTF-8.
+    pub fn utf8_setting(self) -> &'static str {
+        match self {
+            Software::Vsftpd => "`utf8_filesystem=YES` in vsftpd.conf",
+            Software::Proftpd => "`UseUTF8 on` (mod_lang) in proftpd.conf",
+            Software::PureFtpd => "`--fscharset=UTF-8` (with `--clientcharset`)",
+            Software::FileZilla => "names are UTF-8 always; check the client's charset setting",
+            _ => "the server's file name encoding setting (UTF-8)",
+        }
+    }
+
     pub fn passive_range_setting(self) -> &'static str {
         match self {
             Software::Wharf => "`--passive-ports A-B` (or `[passive] ports`)",
@@ -260,6 +322,7 @@ pub async fn check(opts: &CheckOptions) -> Report {
         told: 0,
         target: target(&opts.host, opts.port),
     };
+    let begun = Instant::now();
     let options = Options {
         timeout: opts.timeout,
         mode: crate::client::DataMode::Auto,
@@ -334,7 +397,9 @@ pub async fn check(opts: &CheckOptions) -> Report {
 
     // 2. TCP connect to the control port: refused, filtered and reset mean different things.
     let mut control = None;
+    let mut tried = Vec::new();
     for addr in &addrs {
+        tried.push(*addr);
         run.start(
             "connect",
             &format!("connecting to {addr}, up to {} s", opts.timeout.as_secs()),
@@ -470,7 +535,7 @@ pub async fn check(opts: &CheckOptions) -> Report {
         let started = Instant::now();
         match client.secure().await {
             Ok(()) => {
-                let step = judge_tls(&client, settings, opts.insecure, started);
+                let step = judge_tls(&client, settings, opts.insecure, started, software);
                 tls_failed = step.verdict == Verdict::Fail;
                 run.steps.push(step);
             }
@@ -628,11 +693,66 @@ pub async fn check(opts: &CheckOptions) -> Report {
             }
         }
         if client.in_step() {
-            deeper(&mut run, &mut client, opts.timeout).await;
+            let entries = deeper(&mut run, &mut client, opts.timeout).await;
+            names(&mut run, &mut client, &entries, software, opts.timeout).await;
+            if opts.write {
+                write_round_trip(&mut run, &mut client, software, opts.timeout).await;
+            } else {
+                run.step(
+                    "write",
+                    Verdict::Skipped,
+                    "not tried: `--write` uploads, renames and deletes a test file".into(),
+                    Instant::now(),
+                );
+            }
         }
     }
+    // 7b. TLS in depth: the protocol versions the server accepts, and its session reuse rule
+    // for data connections.
+    if let (Some(settings), false) = (&opts.tls, tls_failed) {
+        let peer = client.peer_addr();
+        tls_versions(&mut run, peer, settings, &options, software).await;
+        if let Some(method) = working
+            .iter()
+            .copied()
+            .find(|m| m.is_passive())
+            .or(working.first().copied())
+        {
+            tls_reuse(&mut run, peer, &options, (&user, &password), method).await;
+        }
+    }
+    // 8. The server's end: Wharf says what it saw (SITE DIAG).
+    if software == Software::Wharf {
+        if !client.in_step() {
+            let peer = client.peer_addr();
+            client.close().await;
+            if let Ok(c) = reopen(peer, &options, &user, &password).await {
+                client = c;
+            }
+        }
+        if client.in_step() {
+            server_side(&mut run, &mut client, opts.timeout, begun).await;
+        }
+    }
+    let used = client.peer_addr();
     if client.in_step() {
         client.quit().await;
+    }
+    // 9. The other address family, when the name has both and the first worked: clients that
+    // prefer it (IPv6 first, most of them) must work too.
+    if let Some(other) = addrs
+        .iter()
+        .find(|a| a.is_ipv4() != used.is_ipv4() && !tried.contains(a))
+    {
+        other_family(
+            &mut run,
+            *other,
+            &opts.host,
+            &options,
+            (&user, &password),
+            software,
+        )
+        .await;
     }
 
     let exit = if working.is_empty() || tls_failed {
@@ -648,7 +768,7 @@ const SLOW: Duration = Duration::from_secs(2);
 
 /// PWD, TYPE I, the listing parsed and its entries named, and a download of a listed file
 /// resumed at byte 1 (REST): what a client does right after login, each a step.
-async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) {
+async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) -> Vec<crate::Entry> {
     let secs = wait.as_secs();
     run.start("pwd", &format!("PWD, up to {secs} s"));
     let started = Instant::now();
@@ -734,7 +854,7 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) {
             "no file of 2 bytes or more in the login directory to download".into(),
             started,
         );
-        return;
+        return entries;
     };
     let name = String::from_utf8_lossy(&file.name).into_owned();
     let size = file.size.unwrap_or(0);
@@ -765,6 +885,615 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) {
             "enable restart (REST STREAM) in the server",
         ),
     }
+    entries
+}
+
+/// Which TLS versions the server accepts: one handshake with each, on connections of their
+/// own. Clients without TLS 1.3 are still common (older Windows and Java versions), so a
+/// server with 1.3 only is a warning; one without 1.3 is told, not judged.
+async fn tls_versions(
+    run: &mut Run,
+    peer: SocketAddr,
+    settings: &TlsSettings,
+    options: &Options,
+    software: Software,
+) {
+    run.start(
+        "versions",
+        &format!(
+            "a TLS 1.3 and a TLS 1.2 handshake with {peer}, up to {} s each",
+            options.timeout.as_secs()
+        ),
+    );
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut accepted = Vec::new();
+    for version in [TlsVersion::Tls13, TlsVersion::Tls12] {
+        let result = match settings.only(version) {
+            Ok(only) => {
+                let options = Options {
+                    tls: Some(only),
+                    log: None,
+                    ..options.clone()
+                };
+                handshake_only(peer, &options).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(suite) => {
+                seen.push(format!("{}: accepted ({suite})", version.name()));
+                accepted.push(version);
+            }
+            Err(e) => seen.push(format!("{}: refused ({e})", version.name())),
+        }
+    }
+    let evidence = seen.join("; ");
+    match accepted[..] {
+        [TlsVersion::Tls13] => run.warn(
+            "versions",
+            evidence,
+            started,
+            "the server accepts TLS 1.3 only: clients without it (older Windows and Java versions, older FTP clients) cannot connect",
+            &format!("allow TLS 1.2 as well: {}", software.tls12_setting()),
+        ),
+        [] => run.warn(
+            "versions",
+            evidence,
+            started,
+            "neither a TLS 1.3 nor a TLS 1.2 handshake succeeded on a connection of its own, though the first one did: the server limits TLS connections per address, or is overloaded",
+            "check the server's log",
+        ),
+        _ => run.step("versions", Verdict::Ok, evidence, started),
+    }
+}
+
+/// Connects, and runs AUTH TLS and the handshake (or the implicit handshake): the cipher suite.
+async fn handshake_only(peer: SocketAddr, options: &Options) -> Result<String, Error> {
+    let stream = match timeout(options.timeout, TcpStream::connect(peer)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(Error::Connect { addr: peer, source }),
+        Err(_) => return Err(Error::Timeout(format!("connecting to {peer}"))),
+    };
+    let mut client = Client::from_stream(stream, options.clone()).await?;
+    client.secure().await?;
+    let suite = client
+        .tls_info()
+        .map_or_else(|| "?".to_string(), |(_, suite)| suite.clone());
+    client.quit().await;
+    Ok(suite)
+}
+
+/// Whether the server requires data connections to resume the control connection's TLS
+/// session (vsftpd's `require_ssl_reuse`, ProFTPD, FileZilla Server, Wharf), and whether ours,
+/// which do, are accepted: a listing resuming the session, then one with a new session.
+async fn tls_reuse(
+    run: &mut Run,
+    peer: SocketAddr,
+    options: &Options,
+    (user, password): (&str, &str),
+    method: DataMethod,
+) {
+    run.start(
+        "reuse",
+        &format!(
+            "a listing over {} resuming the TLS session, then one with a new session, up to {} s each",
+            method.name(),
+            options.timeout.as_secs()
+        ),
+    );
+    let started = Instant::now();
+    let mut client = match reopen(peer, options, user, password).await {
+        Ok(c) => c,
+        Err(e) => {
+            return run.step(
+                "reuse",
+                Verdict::Skipped,
+                format!("no new session: {e}"),
+                started,
+            );
+        }
+    };
+    let ours = client.probe_listing(method).await;
+    let ours_text = match (&ours.result, ours.data_tls_resumed) {
+        (Ok(_), Some(true)) => "a data connection resuming the control connection's session: accepted".to_string(),
+        (Ok(_), _) => "the server did not resume our session (each data connection a full handshake), and accepted it".to_string(),
+        (Err(e), _) => format!("a data connection resuming the control connection's session: {e}"),
+    };
+    if ours.result.is_err() {
+        client.close().await;
+        return run.warn(
+            "reuse",
+            ours_text,
+            started,
+            "the server refuses data connections that resume the control connection's TLS session, which is what clients do: a server-side session cache or ticket problem",
+            "check the server's log and its TLS session cache settings",
+        );
+    }
+    if !client.in_step() {
+        client.close().await;
+        match reopen(peer, options, user, password).await {
+            Ok(c) => client = c,
+            Err(e) => {
+                return run.step(
+                    "reuse",
+                    Verdict::Ok,
+                    format!("{ours_text}; no second session: {e}"),
+                    started,
+                );
+            }
+        }
+    }
+    client.forget_tls_sessions();
+    let fresh = client.probe_listing(method).await;
+    if client.in_step() {
+        client.quit().await;
+    }
+    let fresh_text = match &fresh.result {
+        Ok(_) => {
+            "one with a new TLS session: accepted too (the server does not require session reuse)"
+                .to_string()
+        }
+        Err(e) => {
+            format!("one with a new TLS session: refused (the server requires session reuse): {e}")
+        }
+    };
+    run.step(
+        "reuse",
+        Verdict::Ok,
+        format!("{ours_text}; {fresh_text}"),
+        started,
+    );
+}
+
+/// The same session over the other address family of the name: connect, login, and a listing
+/// over EPSV (the one passive command of both families).
+async fn other_family(
+    run: &mut Run,
+    addr: SocketAddr,
+    host: &str,
+    options: &Options,
+    (user, password): (&str, &str),
+    software: Software,
+) {
+    let (name, record) = if addr.is_ipv6() {
+        ("IPv6", "AAAA")
+    } else {
+        ("IPv4", "A")
+    };
+    run.start(
+        name,
+        &format!(
+            "{host} also has {}: connect, login and a listing over EPSV there, up to {} s each",
+            addr.ip(),
+            options.timeout.as_secs()
+        ),
+    );
+    let started = Instant::now();
+    let mut client = match reopen(addr, options, user, password).await {
+        Ok(c) => c,
+        Err(e) => {
+            return run.warn(
+                name,
+                format!("{addr}: {e}"),
+                started,
+                &format!(
+                    "{host} also resolves to {}, but FTP does not work there: clients that try that address first wait or fail",
+                    addr.ip()
+                ),
+                &format!(
+                    "make the server listen on {name} too ({}), or remove the {record} record of {host}",
+                    software.listen_setting(addr.is_ipv6())
+                ),
+            );
+        }
+    };
+    let probe = client.probe_listing(DataMethod::Epsv).await;
+    if client.in_step() {
+        client.quit().await;
+    }
+    match probe.result {
+        Ok(bytes) => run.step(
+            name,
+            Verdict::Ok,
+            format!("{addr}: connected, logged in, listing over EPSV received ({bytes} bytes)"),
+            started,
+        ),
+        Err(e) => run.warn(
+            name,
+            format!("{addr}: connected and logged in; EPSV listing: {e}"),
+            started,
+            &format!(
+                "over {name} the control connection works but the passive data connection does not: the firewall opens the passive ports for one family only"
+            ),
+            &format!(
+                "open the passive ports for {name} too (nftables `inet` rules, or ip6tables beside iptables), {}",
+                software.passive_range_setting()
+            ),
+        ),
+    }
+}
+
+/// A name for this check's test files, unlikely to meet a user's.
+fn test_name(extra: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("wharf-check-{secs}-{}{extra}.txt", std::process::id())
+}
+
+/// UTF-8 names: whether the server announces UTF8 and accepts `OPTS UTF8 ON`, and whether the
+/// names it lists are UTF-8. Without `UTF8` clients guess the encoding; a listed name that is
+/// not UTF-8 shows garbled in every modern client.
+async fn names(
+    run: &mut Run,
+    client: &mut Client,
+    entries: &[crate::Entry],
+    software: Software,
+    wait: Duration,
+) {
+    run.start(
+        "utf8",
+        &format!(
+            "OPTS UTF8 ON and the listed names, up to {} s",
+            wait.as_secs()
+        ),
+    );
+    let started = Instant::now();
+    let announced = client.features().utf8;
+    let opts = match client.command("OPTS", Some(b"UTF8 ON")).await {
+        Ok(r) => format!("{} {}", r.code, r.text()),
+        Err(e) => e.to_string(),
+    };
+    let not_utf8: Vec<&crate::Entry> = entries
+        .iter()
+        .filter(|e| std::str::from_utf8(&e.name).is_err())
+        .collect();
+    let non_ascii = entries
+        .iter()
+        .filter(|e| !e.name.is_ascii() && std::str::from_utf8(&e.name).is_ok())
+        .count();
+    let evidence = format!(
+        "FEAT {} UTF8; OPTS UTF8 ON: {opts}; listed names: {} non-ASCII UTF-8, {} not UTF-8",
+        if announced {
+            "announces"
+        } else {
+            "does not announce"
+        },
+        non_ascii,
+        not_utf8.len()
+    );
+    if let Some(first) = not_utf8.first() {
+        run.warn(
+            "utf8",
+            format!("{evidence} (first: \"{}\")", shown(&first.name)),
+            started,
+            "names on the server are not UTF-8 (a legacy encoding such as Latin-1): clients show them garbled and may fail to open them",
+            "rename the files to UTF-8 on the server (convmv -f latin1 -t utf8)",
+        );
+    } else if !announced && non_ascii > 0 {
+        run.warn(
+            "utf8",
+            evidence,
+            started,
+            "the server lists non-ASCII names but does not announce UTF8: some clients decode them in a local code page and show them garbled",
+            &format!("announce UTF-8 names: {}", software.utf8_setting()),
+        );
+    } else {
+        run.step("utf8", Verdict::Ok, evidence, started);
+    }
+}
+
+/// `--write`: an upload (SIZE of what arrived compared with what was sent), a rename and a
+/// delete of a test file, and the same for a name with non-ASCII characters, listed back byte
+/// for byte. Nothing is left behind when the server allows deleting.
+async fn write_round_trip(run: &mut Run, client: &mut Client, software: Software, wait: Duration) {
+    let secs = wait.as_secs();
+    // Every byte value, so that a server altering line ends or high bytes changes the size.
+    let body: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+    let sent = body.len() as u64;
+    let name = test_name("");
+    run.start(
+        "upload",
+        &format!("STOR {name} ({sent} bytes) and SIZE, up to {secs} s each"),
+    );
+    let started = Instant::now();
+    let mut input = &body[..];
+    let stored = client
+        .store(
+            name.as_bytes(),
+            crate::client::Store::Replace,
+            &mut input,
+            &crate::client::NoProgress,
+        )
+        .await;
+    if let Err(e) = stored {
+        let (cause, advice) = match e.reply_code().map(|c| c.0) {
+            Some(452 | 552) => (
+                "the server has no room for the upload (disk full or the user's quota)".to_string(),
+                "free space on the server, or raise the user's quota".to_string(),
+            ),
+            Some(550 | 553 | 532 | 450) => (
+                "the server refuses uploads for this user in its login directory".to_string(),
+                format!("allow uploads: {}", software.write_setting()),
+            ),
+            _ => (
+                "the upload failed".to_string(),
+                "check the server's log".to_string(),
+            ),
+        };
+        run.fail("upload", e.to_string(), started, &cause, &advice);
+        return;
+    }
+    match client.size(name.as_bytes()).await {
+        Ok(Some(n)) if n == sent => run.step(
+            "upload",
+            Verdict::Ok,
+            format!("STOR {name}: {sent} bytes sent; SIZE says {n}"),
+            started,
+        ),
+        Ok(Some(n)) => run.fail(
+            "upload",
+            format!("STOR {name}: {sent} bytes sent; SIZE says {n}"),
+            started,
+            "the file arrived altered or cut: the server converted it (ASCII mode) or the upload broke",
+            "check the server's log and its ASCII/binary settings",
+        ),
+        Ok(None) | Err(_) => run.step(
+            "upload",
+            Verdict::Ok,
+            format!("STOR {name}: {sent} bytes sent; SIZE not answered, size not compared"),
+            started,
+        ),
+    }
+    let renamed = test_name("-renamed");
+    run.start("rename", &format!("RNFR/RNTO to {renamed}, up to {secs} s"));
+    let started = Instant::now();
+    let left = match client.rename(name.as_bytes(), renamed.as_bytes()).await {
+        Ok(()) => {
+            run.step(
+                "rename",
+                Verdict::Ok,
+                format!("{name} → {renamed}"),
+                started,
+            );
+            renamed
+        }
+        Err(e) => {
+            run.warn(
+                "rename",
+                e.to_string(),
+                started,
+                "the user may upload but not rename: clients that upload to a temporary name and rename it when complete fail",
+                &format!("allow renaming: {}", software.write_setting()),
+            );
+            name
+        }
+    };
+    run.start("delete", &format!("DELE {left}, up to {secs} s"));
+    let started = Instant::now();
+    match client.delete(left.as_bytes()).await {
+        Ok(()) => run.step("delete", Verdict::Ok, format!("{left} deleted"), started),
+        Err(e) => run.warn(
+            "delete",
+            format!("{e}; the test file {left} is left on the server"),
+            started,
+            "the user may upload but not delete",
+            &format!(
+                "delete {left} by hand; allow deleting: {}",
+                software.write_setting()
+            ),
+        ),
+    }
+    // A non-ASCII name, sent as UTF-8 bytes, must come back in the listing as the same bytes.
+    let name = test_name("-ünïcødé-名前");
+    run.start(
+        "names",
+        &format!("STOR {name}, the listing, DELE, up to {secs} s each"),
+    );
+    let started = Instant::now();
+    let mut input = &b"UTF-8\n"[..];
+    if let Err(e) = client
+        .store(
+            name.as_bytes(),
+            crate::client::Store::Replace,
+            &mut input,
+            &crate::client::NoProgress,
+        )
+        .await
+    {
+        return run.warn(
+            "names",
+            e.to_string(),
+            started,
+            "a file with a non-ASCII name cannot be uploaded, while an ASCII one can: the server or its file system refuses UTF-8 names",
+            &format!("store names as UTF-8: {}", software.utf8_setting()),
+        );
+    }
+    let listed = client.list(b"").await;
+    let _ = client.delete(name.as_bytes()).await;
+    match listed {
+        Ok(entries) if entries.iter().any(|e| e.name == name.as_bytes()) => run.step(
+            "names",
+            Verdict::Ok,
+            format!("{name} uploaded, listed back byte for byte, deleted"),
+            started,
+        ),
+        Ok(entries) => {
+            let near: Vec<String> = entries
+                .iter()
+                .filter(|e| e.name.starts_with(b"wharf-check-"))
+                .map(|e| format!("\"{}\"", shown(&e.name)))
+                .collect();
+            run.warn(
+                "names",
+                format!(
+                    "{name} uploaded, but listed as {}",
+                    if near.is_empty() {
+                        "nothing like it".to_string()
+                    } else {
+                        near.join(", ")
+                    }
+                ),
+                started,
+                "the server changes non-ASCII names (recodes them to another charset): files uploaded with such names are shown and found under other names",
+                &format!("store names as UTF-8: {}", software.utf8_setting()),
+            );
+        }
+        Err(e) => run.step("names", Verdict::Warn, e.to_string(), started),
+    }
+}
+
+/// SITE DIAG: what the server saw of this client — its address after any NAT, and the data
+/// connections that failed at its end during this check — told beside what this side saw.
+async fn server_side(run: &mut Run, client: &mut Client, wait: Duration, begun: Instant) {
+    use wharf_proto::diag::{DataFailure, Diagnosis};
+    run.start(
+        "server",
+        &format!("SITE DIAG: what the server saw, up to {} s", wait.as_secs()),
+    );
+    let started = Instant::now();
+    let reply = match client.command("SITE", Some(b"DIAG")).await {
+        Ok(r) if r.code.0 == 200 => r,
+        Ok(r) => {
+            let evidence = format!("{} {}", r.code, r.text());
+            return run.step("server", Verdict::Skipped, evidence, started);
+        }
+        Err(e) => return run.step("server", Verdict::Skipped, e.to_string(), started),
+    };
+    let text: Vec<String> = reply
+        .lines
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    let diag = Diagnosis::parse(text.iter().map(String::as_str));
+    let local = client.local_addr().ip().to_canonical();
+    let range = diag.passive_ports.map(|(a, b)| format!("{a}-{b}"));
+    let (closed, open_it) = match &range {
+        Some(r) => (
+            format!("the range {r} is not open between you"),
+            format!(
+                "open TCP ports {r} in the firewall in front of the server (and in any firewall between), or use active mode"
+            ),
+        ),
+        None => (
+            "its passive ports are not open between you".to_string(),
+            "give the server a passive port range (Wharf: `--passive-ports A-B`) and open it in the firewall in front of the server, or use active mode".to_string(),
+        ),
+    };
+    let mut seen = Vec::new();
+    if let Some(ip) = diag.client_address {
+        seen.push(format!("it sees this client as {ip}"));
+    }
+    if let Some((ip, configured)) = diag.passive_address {
+        seen.push(format!(
+            "announces {ip} for PASV ({})",
+            if configured {
+                "configured"
+            } else {
+                "its own address"
+            }
+        ));
+    }
+    seen.push(match &range {
+        Some(r) => format!("passive ports {r}"),
+        None => "no passive port range (any port)".to_string(),
+    });
+    if let Some(tls) = &diag.tls {
+        seen.push(format!("TLS {tls}"));
+    }
+    // What this check caused: records no older than the check.
+    let window = begun.elapsed().as_secs() + 1;
+    let ours: Vec<_> = diag.data.iter().filter(|r| r.ago <= window).collect();
+    let mut findings: Vec<(String, String)> = Vec::new();
+    let nat = diag
+        .client_address
+        .filter(|seen| seen.to_canonical() != local);
+    if let Some(outside) = nat {
+        let active_failed = run
+            .steps
+            .iter()
+            .any(|s| matches!(s.name.as_str(), "EPRT" | "PORT") && s.verdict == Verdict::Fail);
+        let finding = format!(
+            "the server saw you as {outside} while your side says {local}: you are behind NAT"
+        );
+        if active_failed {
+            findings.push((
+                format!(
+                    "{finding}, so active mode (the server connecting back to you) does not reach you"
+                ),
+                "use passive mode; active mode needs a NAT with an FTP helper and a forwarded port range".into(),
+            ));
+        } else {
+            seen.push(finding);
+        }
+    }
+    for r in &ours {
+        let finding = match r.failure {
+            DataFailure::PassiveTimeout { port, secs }
+            | DataFailure::PassiveUnused { port, secs }
+            | DataFailure::PassiveWaiting { port, secs } => (
+                format!(
+                    "the server {} {secs} s on port {port} ({}) and no connection came: {closed}",
+                    if matches!(r.failure, DataFailure::PassiveWaiting { .. }) {
+                        "has been waiting"
+                    } else {
+                        "waited"
+                    },
+                    r.verb
+                ),
+                open_it.clone(),
+            ),
+            DataFailure::PassiveForeign { port, from, .. } => (
+                format!(
+                    "a data connection to port {port} came from {from}, not from the address of the control connection ({}): refused, against connection theft",
+                    diag.client_address.map_or_else(|| "?".into(), |ip| ip.to_string())
+                ),
+                "make data and control connections leave from one address (a NAT with paired address pooling, no proxy for data only)".into(),
+            ),
+            DataFailure::ActiveRefused { addr } => (
+                format!("the server's connection to {addr} was refused: this side refuses incoming connections"),
+                "use passive mode, or open that port in this machine's firewall".into(),
+            ),
+            DataFailure::ActiveTimeout { addr, secs } => (
+                format!("the server's connection to {addr} got no answer in {secs} s: a firewall or NAT on this side drops it"),
+                "use passive mode".into(),
+            ),
+            // Told already, as NAT.
+            DataFailure::ActiveForeign { addr, .. }
+                if nat.is_some() && addr.ip().to_canonical() == local =>
+            {
+                continue;
+            }
+            DataFailure::ActiveForeign { addr, seen } => (
+                format!(
+                    "the server refused active mode to {addr}: it sees you as {seen}, so a NAT rewrites your address"
+                ),
+                "use passive mode".into(),
+            ),
+        };
+        if !findings.iter().any(|(c, _)| *c == finding.0) {
+            findings.push(finding);
+        }
+    }
+    let evidence = seen.join("; ");
+    if findings.is_empty() {
+        return run.step("server", Verdict::Ok, evidence, started);
+    }
+    let (causes, advice): (Vec<String>, Vec<String>) = findings.into_iter().unzip();
+    let mut advice_once: Vec<String> = Vec::new();
+    for a in advice {
+        if !advice_once.iter().any(|told| told.contains(&a)) {
+            advice_once.push(a);
+        }
+    }
+    run.warn(
+        "server",
+        evidence,
+        started,
+        &causes.join("; "),
+        &advice_once.join("; "),
+    );
 }
 
 /// A warning step when any step that worked took longer than [`SLOW`].
@@ -799,7 +1528,13 @@ fn slow_steps(run: &mut Run) {
 const EXPIRY_WARNING_DAYS: i64 = 30;
 
 /// The TLS step: version, cipher suite, certificate subject and expiry, name match, trust.
-fn judge_tls(client: &Client, settings: &TlsSettings, insecure: bool, started: Instant) -> Step {
+fn judge_tls(
+    client: &Client,
+    settings: &TlsSettings,
+    insecure: bool,
+    started: Instant,
+    software: Software,
+) -> Step {
     let mut step = Step {
         name: "tls".into(),
         verdict: Verdict::Ok,
@@ -878,7 +1613,11 @@ fn judge_tls(client: &Client, settings: &TlsSettings, insecure: bool, started: I
                         "the certificate expires on {}",
                         crate::x509::date(c.not_after)
                     ),
-                    "renew the certificate (Wharf reloads it on SIGHUP)".to_string(),
+                    if software == Software::Wharf {
+                        "renew the certificate (Wharf reloads it on SIGHUP)".to_string()
+                    } else {
+                        "renew the certificate, and reload the server".to_string()
+                    },
                 )
             })
     };
@@ -1154,7 +1893,8 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
         }
         Err(e) => {
             step.verdict = Verdict::Fail;
-            step.evidence = if setup.is_empty() {
+            // A refused setup command is in the error already.
+            step.evidence = if setup.is_empty() || e.to_string().contains(&setup) {
                 e.to_string()
             } else {
                 format!("{setup}; {e}")
@@ -1409,11 +2149,19 @@ impl Run {
         // Warnings of the data modes (a PASV address that is not the server's) stay visible.
         let mut summary = summary;
         for step in self.steps.iter().filter(|s| {
-            s.verdict == Verdict::Warn
-                && matches!(s.name.as_str(), "EPSV" | "PASV" | "EPRT" | "PORT")
+            (s.verdict == Verdict::Warn
+                && matches!(
+                    s.name.as_str(),
+                    "EPSV" | "PASV" | "EPRT" | "PORT" | "server" | "IPv4" | "IPv6"
+                ))
+                || (s.verdict == Verdict::Fail && s.name == "upload")
         }) {
             if let Some(cause) = &step.cause {
-                summary.push_str(&format!("; warning ({}): {cause}", step.name));
+                match step.name.as_str() {
+                    "server" => summary.push_str(&format!("; the server's end: {cause}")),
+                    "upload" => summary.push_str(&format!("; the upload fails: {cause}")),
+                    name => summary.push_str(&format!("; warning ({name}): {cause}")),
+                }
             }
         }
         Report {

@@ -401,6 +401,15 @@ impl Client {
         Ok(())
     }
 
+    /// Forgets the TLS sessions of this session, so that the next data connection makes a new
+    /// one instead of resuming the control connection's: the troubleshooter's test of whether
+    /// the server requires reuse.
+    pub fn forget_tls_sessions(&mut self) {
+        if let (Some(settings), Some(_)) = (&self.options.tls, &self.tls_config) {
+            self.tls_config = Some(settings.session_config());
+        }
+    }
+
     /// Version and cipher suite of the control connection, once it is TLS.
     pub fn tls_info(&self) -> Option<&(String, String)> {
         self.tls_info.as_ref()
@@ -475,6 +484,11 @@ impl Client {
     /// The server's address (the control connection's peer).
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Our end of the control connection, as this machine sees it (before any NAT).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// The welcome (220) reply.

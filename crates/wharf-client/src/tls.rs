@@ -49,6 +49,22 @@ impl fmt::Debug for TlsSettings {
     }
 }
 
+/// A TLS protocol version (see [`TlsSettings::only`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLS 1.2",
+            TlsVersion::Tls13 => "TLS 1.3",
+        }
+    }
+}
+
 /// How a server certificate is checked.
 #[derive(Debug, Clone, Default)]
 pub enum Trust {
@@ -100,6 +116,28 @@ impl TlsSettings {
             config: Arc::new(config),
             name,
             recorder,
+        })
+    }
+
+    /// The same settings (trust, name, recorder) limited to one protocol version: for the
+    /// troubleshooter, to see which versions a server accepts.
+    pub fn only(&self, version: TlsVersion) -> Result<TlsSettings> {
+        let provider = self.recorder.provider.clone();
+        let versions: &[&'static rustls::SupportedProtocolVersion] = match version {
+            TlsVersion::Tls12 => &[&rustls::version::TLS12],
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .map_err(|e| Error::Usage(format!("TLS set-up: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(self.recorder.clone())
+            .with_no_client_auth();
+        Ok(TlsSettings {
+            implicit: self.implicit,
+            config: Arc::new(config),
+            name: self.name.clone(),
+            recorder: self.recorder.clone(),
         })
     }
 

@@ -618,6 +618,10 @@ pub struct CheckArgs {
     /// Also print the connection log to stderr
     #[arg(short = 'v', long = "log", visible_alias = "verbose")]
     log: bool,
+    /// Also upload a test file (and one with a non-ASCII name) to the login directory, check
+    /// its size, rename it and delete it
+    #[arg(long)]
+    write: bool,
     #[command(flatten)]
     tls: TlsFlags,
 }
@@ -686,6 +690,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
     let options = wharf_client::check::CheckOptions {
         tls,
         insecure: args.tls.insecure,
+        write: args.write,
         host,
         port,
         user,

@@ -78,7 +78,7 @@ fn healthy_servers_all_modes_work_and_are_named() {
         let c = check_json(&target(&peer), &user_args(&peer));
         // The deeper steps: where the session is, binary mode, the listing parsed, and a
         // download resumed at byte 1 (vsftpd's anonymous login directory holds pub/ only).
-        for s in ["pwd", "type", "list"] {
+        for s in ["pwd", "type", "list", "utf8"] {
             assert_eq!(step(&c.json, s)["verdict"], "ok", "{name} {s}: {}", c.json);
         }
         let resume = step(&c.json, "resume");
@@ -145,6 +145,77 @@ fn healthy_servers_all_modes_work_and_are_named() {
             "working: EPSV, PASV, EPRT, PORT; use passive mode (the default)"
         );
     }
+}
+
+/// `--write` against real servers: an upload whose size is checked, a rename, a delete, and a
+/// non-ASCII name listed back byte for byte; nothing is left behind. vsftpd's anonymous root
+/// is not writable: the upload fails and the fix is in vsftpd's terms.
+#[test]
+fn write_round_trip_on_real_servers() {
+    for (peer, name) in [
+        (peers::wharf(BIN, "127.0.0.1:0", None), "Wharf"),
+        (peers::proftpd(), "ProFTPD"),
+        (peers::pyftpdlib(&PyOptions::default()), "pyftpdlib"),
+        (peers::rclone_serve(), "rclone serve ftp"),
+    ] {
+        let mut args = user_args(&peer);
+        args.push("--write");
+        let c = check_json(&target(&peer), &args);
+        let j = &c.json;
+        assert_eq!(c.code, 0, "{name}: {j}");
+        assert_eq!(j["server"], name, "{j}");
+        for s in ["utf8", "upload", "rename", "delete", "names"] {
+            assert_eq!(step(j, s)["verdict"], "ok", "{name} {s}: {j}");
+        }
+        let upload = step(j, "upload")["evidence"].as_str().unwrap();
+        assert!(
+            upload.ends_with(": 102400 bytes sent; SIZE says 102400"),
+            "{name}: {upload}"
+        );
+        assert!(
+            step(j, "names")["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("-ünïcødé-名前.txt uploaded, listed back byte for byte, deleted"),
+            "{name}: {j}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&peer.data)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("wharf-check-"))
+            .collect();
+        assert!(left.is_empty(), "{name}: left {left:?}");
+    }
+    let peer = peers::vsftpd(&[]);
+    let c = check_json(&target(&peer), &["--write"]);
+    let j = &c.json;
+    assert_eq!(c.code, 0, "{j}");
+    let upload = step(j, "upload");
+    assert_eq!(upload["verdict"], "fail", "{upload}");
+    assert!(
+        upload["evidence"].as_str().unwrap().contains("553"),
+        "{upload}"
+    );
+    assert_eq!(
+        upload["cause"],
+        "the server refuses uploads for this user in its login directory"
+    );
+    assert!(
+        upload["advice"]
+            .as_str()
+            .unwrap()
+            .starts_with("allow uploads: `write_enable=YES` in vsftpd.conf"),
+        "{upload}"
+    );
+    assert!(
+        j["summary"].as_str().unwrap().ends_with(
+            "; the upload fails: the server refuses uploads for this user in its login directory"
+        ),
+        "{j}"
+    );
+    // Without --write nothing is written, and the step says how to ask for it.
+    let c = check_json(&target(&peer), &[]);
+    assert_eq!(step(&c.json, "write")["verdict"], "skipped");
 }
 
 #[test]
@@ -473,12 +544,35 @@ mod namespaces {
             assert!(advice.contains("`--passive-ports A-B`"), "{advice}");
         }
         assert_eq!(step(j, "EPRT")["verdict"], "ok");
+        // The server's end (SITE DIAG): its listeners waited and nobody came.
+        let server = step(j, "server");
+        assert_eq!(server["verdict"], "warn", "{server}");
         assert!(
-            j["summary"]
+            server["evidence"]
                 .as_str()
                 .unwrap()
-                .contains("only active mode works"),
-            "{j}"
+                .starts_with("it sees this client as 192.0.2.2; announces 192.0.2.1 for PASV (its own address); passive ports 50000-50009; TLS off"),
+            "{server}"
+        );
+        let cause = server["cause"].as_str().unwrap();
+        for verb in ["EPSV", "PASV"] {
+            assert!(
+                cause.contains(&format!(
+                    "({verb}) and no connection came: the range 50000-50009 is not open between you"
+                )),
+                "{cause}"
+            );
+        }
+        assert!(cause.starts_with("the server waited "), "{cause}");
+        assert_eq!(
+            server["advice"],
+            "open TCP ports 50000-50009 in the firewall in front of the server (and in any firewall between), or use active mode"
+        );
+        let summary = j["summary"].as_str().unwrap();
+        assert!(summary.contains("only active mode works"), "{j}");
+        assert!(
+            summary.contains("; the server's end: the server waited "),
+            "{summary}"
         );
     }
 
@@ -588,6 +682,187 @@ mod namespaces {
                 .unwrap()
                 .contains("--passive-address"),
             "{pasv}"
+        );
+    }
+
+    /// A client behind a NAT router without an FTP helper: its EPRT/PORT carry its private
+    /// address, which the server refuses and explains; SITE DIAG shows the address the server
+    /// sees, and the check says "behind NAT".
+    #[test]
+    fn g_client_behind_nat_in_active_mode_is_diagnosed_by_site_diag() {
+        let lab = Lab::behind_nat();
+        let server = serve(&lab, &[]);
+        let c = check_from_client(&lab, &[]);
+        let j = &c.json;
+        assert_eq!(c.code, 0, "{j}");
+        assert_eq!(
+            j["working_modes"],
+            serde_json::json!(["EPSV", "PASV"]),
+            "{j}"
+        );
+        for s in ["EPRT", "PORT"] {
+            let st = step(j, s);
+            assert_eq!(st["verdict"], "fail", "{st}");
+            assert!(
+                st["evidence"].as_str().unwrap().contains(
+                    "10.0.0.2 is not your address as this server sees it (192.0.2.2): a NAT between you rewrites your address, so use passive mode"
+                ),
+                "{st}"
+            );
+            assert!(
+                st["cause"]
+                    .as_str()
+                    .unwrap()
+                    .contains("refuses the data address this client sent (10.0.0.2)"),
+                "{st}"
+            );
+        }
+        let st = step(j, "server");
+        assert_eq!(st["verdict"], "warn", "{st}");
+        assert_eq!(
+            st["cause"],
+            "the server saw you as 192.0.2.2 while your side says 10.0.0.2: you are behind NAT, so active mode (the server connecting back to you) does not reach you"
+        );
+        assert_eq!(
+            st["advice"],
+            "use passive mode; active mode needs a NAT with an FTP helper and a forwarded port range"
+        );
+        assert!(
+            j["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("working: EPSV, PASV; use passive mode; the server's end: the server saw you as 192.0.2.2"),
+            "{j}"
+        );
+        assert!(
+            server.log().contains("refused EPRT to a foreign address"),
+            "{}",
+            server.log()
+        );
+        // Any client's log shows the server's explanation: wharf forced into active mode.
+        let mut cmd = lab.command(&lab.client, std::path::Path::new(BIN));
+        cmd.args(["ls", "--active", "-v", "--timeout", "3", "ftp://192.0.2.1/"]);
+        let out = output_with_input(&mut cmd, None, Duration::from_secs(60));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("Response: 504 Illegal EPRT: 10.0.0.2 is not your address as this server sees it (192.0.2.2)"),
+            "{text}"
+        );
+    }
+
+    /// Active mode into a client that drops incoming connections, the server giving up before
+    /// the check does: the 425 says what the server saw, and SITE DIAG says it again.
+    #[test]
+    fn h_active_mode_blocked_is_seen_from_both_ends() {
+        let lab = Lab::new();
+        let server = Server::builder(BIN)
+            .netns(&lab.server)
+            .listen(&format!("{SERVER_IP}:21"))
+            .config("[limits]\nconnect_timeout = 1\n")
+            .start();
+        lab.firewall(
+            &lab.client,
+            &format!("{INPUT}  ct state new drop\n }}\n}}\n"),
+        );
+        let c = check_from_client(&lab, &[]);
+        let j = &c.json;
+        assert_eq!(c.code, 0, "{j}");
+        for s in ["EPRT", "PORT"] {
+            let st = step(j, s);
+            assert_eq!(st["verdict"], "fail", "{st}");
+            assert!(
+                st["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("425 No data connection: no answer from 192.0.2.2:"),
+                "{st}"
+            );
+        }
+        let st = step(j, "server");
+        assert_eq!(st["verdict"], "warn", "{st}");
+        let cause = st["cause"].as_str().unwrap();
+        assert!(
+            cause.starts_with("the server's connection to 192.0.2.2:")
+                && cause.contains("got no answer in 1 s: a firewall or NAT on this side drops it"),
+            "{cause}"
+        );
+        assert_eq!(st["advice"], "use passive mode");
+        assert!(
+            server
+                .log()
+                .contains("data connection failed: No data connection: no answer from 192.0.2.2:"),
+            "{}",
+            server.log()
+        );
+    }
+
+    /// A name with an IPv6 and an IPv4 address: the check uses the first that works (IPv6,
+    /// by the default address selection), then tries the other family the same way. Here the
+    /// server's firewall drops the passive ports over IPv4 only.
+    #[test]
+    fn i_both_address_families_are_checked() {
+        use wharf_testkit::netns::SERVER_IP6;
+        let lab = Lab::new().with_ipv6();
+        lab.hosts(
+            &lab.client,
+            &format!("127.0.0.1 localhost\n{SERVER_IP} ftp.lab.test\n{SERVER_IP6} ftp.lab.test\n"),
+        );
+        let _server = Server::builder(BIN)
+            .netns(&lab.server)
+            .listen(&format!("{SERVER_IP}:21"))
+            .args(&[
+                "--listen",
+                &format!("[{SERVER_IP6}]:21"),
+                "--passive-ports",
+                "50000-50009",
+            ])
+            .start();
+        lab.firewall(
+            &lab.server,
+            &format!("{INPUT}  meta nfproto ipv4 tcp dport 50000-50009 drop\n }}\n}}\n"),
+        );
+        let mut cmd = lab.command(&lab.client, std::path::Path::new(BIN));
+        cmd.args(["check", "--json", "--timeout", "3", "ftp.lab.test"]);
+        let out = output_with_input(&mut cmd, None, Duration::from_secs(120));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{j}");
+        assert_eq!(
+            step(&j, "resolve")["evidence"],
+            format!("ftp.lab.test → {SERVER_IP6}, {SERVER_IP}"),
+            "{j}"
+        );
+        assert_eq!(
+            step(&j, "connect")["evidence"],
+            format!("connected to [{SERVER_IP6}]:21"),
+            "{j}"
+        );
+        assert_eq!(step(&j, "EPSV")["verdict"], "ok", "{j}");
+        let v4 = step(&j, "IPv4");
+        assert_eq!(v4["verdict"], "warn", "{v4}");
+        assert!(
+            v4["evidence"].as_str().unwrap().starts_with(&format!(
+                "{SERVER_IP}:21: connected and logged in; EPSV listing:"
+            )),
+            "{v4}"
+        );
+        assert!(
+            v4["cause"].as_str().unwrap().starts_with(
+                "over IPv4 the control connection works but the passive data connection does not"
+            ),
+            "{v4}"
+        );
+        assert!(
+            j["summary"]
+                .as_str()
+                .unwrap()
+                .contains("; warning (IPv4): over IPv4"),
+            "{j}"
         );
     }
 

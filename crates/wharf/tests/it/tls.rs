@@ -623,6 +623,121 @@ fn wharf_client_against_vsftpd_requiring_reuse() {
     assert_eq!(code, 1);
 }
 
+/// `wharf check --tls` against vsftpd, with and without `require_ssl_reuse`: the reuse step
+/// tells the two apart; a certificate that expires within 30 days is a warning; vsftpd's
+/// default cipher list leaves TLS 1.2 without a cipher current clients offer (1.3 only), which
+/// `ssl_ciphers=HIGH` fixes.
+#[test]
+fn check_tls_reuse_and_expiry_against_vsftpd() {
+    // vsftpd's default cipher list, then HIGH (an empty line is a comment to vsftpd).
+    for (require, ciphers) in [("YES", "#"), ("NO", "ssl_ciphers=HIGH")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "cert",
+            "localhost",
+            "--days",
+            "10",
+            "--out",
+            &dir.path().to_string_lossy(),
+        ]);
+        assert!(
+            output_within(&mut cmd, Duration::from_secs(30))
+                .status
+                .success()
+        );
+        let (cert, key) = (
+            dir.path().join("localhost.crt"),
+            dir.path().join("localhost.key"),
+        );
+        for f in [&cert, &key] {
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .unwrap();
+        }
+        let peer = peers::vsftpd(&[
+            "ssl_enable=YES",
+            "allow_anon_ssl=YES",
+            "force_anon_logins_ssl=YES",
+            "force_anon_data_ssl=YES",
+            &format!("require_ssl_reuse={require}"),
+            ciphers,
+            &format!("rsa_cert_file={}", cert.display()),
+            &format!("rsa_private_key_file={}", key.display()),
+        ]);
+        let ca = cert.to_string_lossy().into_owned();
+        let target = format!("localhost:{}", peer.addr.port());
+        let (code, out, err) = wharf(&["check", "--tls", "--ca-file", &ca, "--json", &target]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let step = |name: &str| {
+            report["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap_or_else(|| panic!("no {name} step: {out}"))
+                .clone()
+        };
+        assert_eq!(report["server"], "vsftpd");
+        let tls = step("tls");
+        assert_eq!(tls["verdict"], "warn", "{tls}");
+        assert!(
+            tls["cause"]
+                .as_str()
+                .unwrap()
+                .starts_with("the certificate expires on "),
+            "{tls}"
+        );
+        let versions = step("versions");
+        if require == "YES" {
+            assert_eq!(versions["verdict"], "warn", "{versions}");
+            assert!(
+                versions["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("TLS 1.2: refused"),
+                "{versions}"
+            );
+            assert!(
+                versions["advice"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("allow TLS 1.2 as well: `ssl_ciphers=HIGH`"),
+                "{versions}"
+            );
+        } else {
+            assert_eq!(versions["verdict"], "ok", "{versions}");
+            assert!(
+                versions["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("TLS 1.2: accepted"),
+                "{versions}"
+            );
+        }
+        let reuse = step("reuse")["evidence"].as_str().unwrap().to_string();
+        assert!(
+            reuse.starts_with(
+                "a data connection resuming the control connection's session: accepted; "
+            ),
+            "{reuse}"
+        );
+        if require == "YES" {
+            assert!(
+                reuse.contains(
+                    "one with a new TLS session: refused (the server requires session reuse)"
+                ),
+                "{reuse}"
+            );
+        } else {
+            assert!(
+                reuse.ends_with("one with a new TLS session: accepted too (the server does not require session reuse)"),
+                "{reuse}"
+            );
+        }
+    }
+}
+
 #[test]
 fn certificate_reloads_on_sighup_without_dropping_sessions() {
     let python = require_tool("python3");
@@ -737,6 +852,24 @@ fn check_tls_reports_certificate_and_data_modes() {
             "{out}"
         );
     }
+    // TLS in depth: both versions accepted, and Wharf requires data connections to resume
+    // the control connection's session, which ours do.
+    let versions = step("versions");
+    assert_eq!(versions["verdict"], "ok", "{out}");
+    let evidence = versions["evidence"].as_str().unwrap();
+    assert!(
+        evidence.starts_with("TLS 1.3: accepted (TLS13_")
+            && evidence.contains("; TLS 1.2: accepted (TLS_ECDHE_"),
+        "{evidence}"
+    );
+    let reuse = step("reuse");
+    assert_eq!(reuse["verdict"], "ok", "{out}");
+    assert!(
+        reuse["evidence"].as_str().unwrap().starts_with(
+            "a data connection resuming the control connection's session: accepted; one with a new TLS session: refused (the server requires session reuse): the server refused MLSD: 522 TLS session reuse required"
+        ),
+        "{reuse}"
+    );
     // Without the CA: the certificate is not trusted. The check says so and does not send the
     // password to a server that may not be the one meant...
     let logins = t.server.log().matches("login peer=").count();
