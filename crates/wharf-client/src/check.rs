@@ -1,7 +1,9 @@
 //! The troubleshooter behind `wharf check`: what an administrator does by hand with telnet and a
-//! client's log, in order — resolve, connect, banner, login, SYST, FEAT, then a listing over
-//! each data method — with a verdict, the evidence and, on failure, the likely cause and the
-//! change to make, named in the server's own configuration terms.
+//! client's log, in order — resolve, connect, banner, login, SYST, FEAT, a listing over each data
+//! method, then PWD, TYPE I, the listing parsed, a resumed download, the names (UTF-8), with
+//! `--write` an upload, rename and delete, the other address family, TLS versions and session
+//! reuse, and on Wharf what the server saw (SITE DIAG) — each with a verdict, the evidence and,
+//! on failure, the likely cause and the change to make, named in the server's own terms.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -1417,12 +1419,20 @@ async fn server_side(run: &mut Run, client: &mut Client, wait: Duration, begun: 
         let finding = format!(
             "the server saw you as {outside} while your side says {local}: you are behind NAT"
         );
+        let passive_works = run.steps.iter().any(|s| {
+            matches!(s.name.as_str(), "EPSV" | "PASV")
+                && matches!(s.verdict, Verdict::Ok | Verdict::Warn)
+        });
         if active_failed {
             findings.push((
                 format!(
                     "{finding}, so active mode (the server connecting back to you) does not reach you"
                 ),
-                "use passive mode; active mode needs a NAT with an FTP helper and a forwarded port range".into(),
+                if passive_works {
+                    "use passive mode; active mode needs a NAT with an FTP helper and a forwarded port range".into()
+                } else {
+                    "make passive mode work (see below): active mode through this NAT needs an FTP helper and a forwarded port range".into()
+                },
             ));
         } else {
             seen.push(finding);

@@ -463,13 +463,15 @@ impl Driver {
                 target,
                 reason,
             } => {
-                warn!(%peer, %target, "refused {verb} to {reason}");
                 if target.ip().to_canonical() != peer.ip() {
+                    warn!(session = self.conn.id, %peer, %target, "refused {verb} to {reason}: {} is not the client's address as seen here ({}): a client behind NAT without an FTP helper (it should use passive mode), or a bounce attempt", target.ip(), peer.ip());
                     let failure = DataFailure::ActiveForeign {
                         addr: target,
                         seen: peer.ip(),
                     };
                     self.record(verb, failure);
+                } else {
+                    warn!(session = self.conn.id, %peer, %target, "refused {verb} to {reason}");
                 }
             }
             Note::PassiveExpired => debug!(%peer, "passive listener expired unused"),

@@ -15,6 +15,7 @@ p.add_argument("--without", action="append", default=[], help="remove a command 
 p.add_argument("--masquerade", help="address announced in PASV replies")
 p.add_argument("--broken-passive", action="store_true", help="announce a port nobody listens on")
 p.add_argument("--max-per-ip", type=int, default=0)
+p.add_argument("--passive-port", type=int, help="the one passive port")
 a = p.parse_args()
 
 authorizer = DummyAuthorizer()
@@ -30,6 +31,8 @@ Handler.banner = "pyftpdlib ready."
 Handler.proto_cmds = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in set(a.without)}
 if a.masquerade:
     Handler.masquerade_address = a.masquerade
+if a.passive_port:
+    Handler.passive_ports = [a.passive_port]
 if a.broken_passive:
     # Port 1 on loopback: nothing listens there, so the client's connection is refused.
     def ftp_PASV(self, line):

@@ -307,6 +307,11 @@ pub fn rclone_serve() -> Peer {
 /// ProFTPD 1.3.8 (the Debian package), user `demo` from its own AuthUserFile (SHA-512 crypt),
 /// jailed in its home, both data modes, MLSD on.
 pub fn proftpd() -> Peer {
+    proftpd_with(&[])
+}
+
+/// [`proftpd`] with more lines in its configuration.
+pub fn proftpd_with(extra: &[&str]) -> Peer {
     let bin = require_file(Path::new("/usr/sbin/proftpd"), "proftpd");
     let dir = open_tempdir();
     let data = dir.path().join("home");
@@ -340,9 +345,10 @@ pub fn proftpd() -> Peer {
              DelayEngine off\nWtmpLog off\nUseReverseDNS off\nAuthPAM off\n\
              AuthOrder mod_auth_file.c\nAuthUserFile {}\nAuthGroupFile {}\n\
              RequireValidShell off\nDefaultRoot ~\nTransferLog none\nSystemLog {d}/system.log\n\
-             Umask 022\nMaxInstances 100\n<Directory />\n  AllowOverwrite on\n  AllowStoreRestart on\n</Directory>\n",
+             Umask 022\nMaxInstances 100\n<Directory />\n  AllowOverwrite on\n  AllowStoreRestart on\n</Directory>\n{}\n",
             passwd.display(),
-            group.display()
+            group.display(),
+            extra.join("\n")
         );
         std::fs::write(&conf, text).expect("proftpd.conf");
         let mut cmd = Command::new(&bin);
@@ -376,6 +382,8 @@ pub struct PyOptions {
     pub max_per_ip: u32,
     /// Listen on this address instead of 127.0.0.1 (`::1` for IPv6).
     pub host: Option<&'static str>,
+    /// The one passive port (its `passive_ports`).
+    pub passive_port: Option<u16>,
 }
 
 /// pyftpdlib (from PyPI), user `demo` with all permissions, as `options` bends it.
@@ -403,6 +411,9 @@ pub fn pyftpdlib(options: &PyOptions) -> Peer {
     }
     if options.broken_passive {
         cmd.arg("--broken-passive");
+    }
+    if let Some(port) = options.passive_port {
+        cmd.arg("--passive-port").arg(port.to_string());
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

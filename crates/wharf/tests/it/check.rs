@@ -44,6 +44,12 @@ fn check_json(target: &str, extra: &[&str]) -> Checked {
     }
 }
 
+/// Asserts that `field` of a step (or of the report) contains `part`.
+fn has(step: &Value, field: &str, part: &str) {
+    let text = step[field].as_str().unwrap_or_default();
+    assert!(text.contains(part), "{field} lacks {part:?}: {step}");
+}
+
 fn step<'a>(json: &'a Value, name: &str) -> &'a Value {
     json["steps"]
         .as_array()
@@ -86,13 +92,7 @@ fn healthy_servers_all_modes_work_and_are_named() {
             assert_eq!(resume["verdict"], "skipped", "{resume}");
         } else {
             assert_eq!(resume["verdict"], "ok", "{name}: {resume}");
-            assert!(
-                resume["evidence"]
-                    .as_str()
-                    .unwrap()
-                    .contains("RETR sample.bin: 999 of 1000 bytes"),
-                "{resume}"
-            );
+            has(resume, "evidence", "RETR sample.bin: 999 of 1000 bytes");
             assert!(
                 step(&c.json, "list")["evidence"]
                     .as_str()
@@ -192,10 +192,7 @@ fn write_round_trip_on_real_servers() {
     assert_eq!(c.code, 0, "{j}");
     let upload = step(j, "upload");
     assert_eq!(upload["verdict"], "fail", "{upload}");
-    assert!(
-        upload["evidence"].as_str().unwrap().contains("553"),
-        "{upload}"
-    );
+    has(upload, "evidence", "553");
     assert_eq!(
         upload["cause"],
         "the server refuses uploads for this user in its login directory"
@@ -265,13 +262,7 @@ fn refused_control_port_exits_3() {
     assert_eq!(c.code, 3, "{}", c.json);
     let st = step(&c.json, "connect");
     assert_eq!(st["verdict"], "fail");
-    assert!(
-        st["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("Connection refused"),
-        "{st}"
-    );
+    has(st, "evidence", "Connection refused");
     assert!(
         st["cause"]
             .as_str()
@@ -279,7 +270,7 @@ fn refused_control_port_exits_3() {
             .starts_with("refused: nothing listens on port"),
         "{st}"
     );
-    assert!(st["advice"].as_str().unwrap().contains("firewall"), "{st}");
+    has(st, "advice", "firewall");
     assert_eq!(c.json["working_modes"], serde_json::json!([]));
     assert!(c.json["server"].is_null());
 }
@@ -301,15 +292,9 @@ fn filtered_control_port_times_out_and_exits_3() {
     assert_eq!(c.code, 3, "{}", c.json);
     let st = step(&c.json, "connect");
     assert_eq!(st["verdict"], "fail");
-    assert!(
-        st["evidence"].as_str().unwrap().contains("timed out"),
-        "{st}"
-    );
-    assert!(st["cause"].as_str().unwrap().contains("dropped"), "{st}");
-    assert!(
-        st["advice"].as_str().unwrap().contains("another network"),
-        "{st}"
-    );
+    has(st, "evidence", "timed out");
+    has(st, "cause", "dropped");
+    has(st, "advice", "another network");
 }
 
 #[test]
@@ -332,10 +317,7 @@ fn wrong_pasv_address_is_flagged_in_the_servers_terms() {
         evidence.contains("the server's own address 127.0.0.1 worked"),
         "{evidence}"
     );
-    assert!(
-        pasv["cause"].as_str().unwrap().contains("NAT/masquerade"),
-        "{pasv}"
-    );
+    has(pasv, "cause", "NAT/masquerade");
     assert_eq!(
         pasv["advice"],
         "set the server's public address with `handler.masquerade_address = ADDR`"
@@ -357,24 +339,9 @@ fn unreachable_passive_ports_leave_active_mode() {
     for s in ["EPSV", "PASV"] {
         let st = step(j, s);
         assert_eq!(st["verdict"], "fail", "{st}");
-        assert!(
-            st["evidence"].as_str().unwrap().contains("127.0.0.1:1"),
-            "{st}"
-        );
-        assert!(
-            st["cause"]
-                .as_str()
-                .unwrap()
-                .contains("passive data connection to 127.0.0.1:1"),
-            "{st}"
-        );
-        assert!(
-            st["advice"]
-                .as_str()
-                .unwrap()
-                .contains("`handler.passive_ports = range(A, B)`"),
-            "{st}"
-        );
+        has(st, "evidence", "127.0.0.1:1");
+        has(st, "cause", "passive data connection to 127.0.0.1:1");
+        has(st, "advice", "`handler.passive_ports = range(A, B)`");
     }
     assert_eq!(
         j["summary"],
@@ -416,7 +383,7 @@ mod namespaces {
     use wharf_testkit::netns::{Lab, SERVER_IP};
     use wharf_testkit::{Server, output_with_input};
 
-    use super::{Checked, step};
+    use super::{Checked, has, step};
     use crate::BIN;
 
     fn serve(lab: &Lab, extra: &[&str]) -> Server {
@@ -459,24 +426,9 @@ mod namespaces {
         assert_eq!(c.code, 3, "{}", c.json);
         let st = step(&c.json, "connect");
         assert_eq!(st["verdict"], "fail");
-        assert!(
-            st["evidence"]
-                .as_str()
-                .unwrap()
-                .contains("timed out: filtered"),
-            "{st}"
-        );
-        assert!(
-            st["cause"]
-                .as_str()
-                .unwrap()
-                .contains("packets to port 21 are dropped"),
-            "{st}"
-        );
-        assert!(
-            st["advice"].as_str().unwrap().contains("open TCP port 21"),
-            "{st}"
-        );
+        has(st, "evidence", "timed out: filtered");
+        has(st, "cause", "packets to port 21 are dropped");
+        has(st, "advice", "open TCP port 21");
         assert_eq!(
             c.json["summary"],
             "192.0.2.1:21 cannot be reached: no FTP possible"
@@ -494,13 +446,7 @@ mod namespaces {
         let c = check_from_client(&lab, &[]);
         assert_eq!(c.code, 3, "{}", c.json);
         let st = step(&c.json, "connect");
-        assert!(
-            st["evidence"]
-                .as_str()
-                .unwrap()
-                .contains("Connection refused"),
-            "{st}"
-        );
+        has(st, "evidence", "Connection refused");
         assert!(
             st["cause"]
                 .as_str()
@@ -595,20 +541,8 @@ mod namespaces {
         for s in ["EPRT", "PORT"] {
             let st = step(j, s);
             assert_eq!(st["verdict"], "fail", "{st}");
-            assert!(
-                st["evidence"]
-                    .as_str()
-                    .unwrap()
-                    .contains("did not connect back"),
-                "{st}"
-            );
-            assert!(
-                st["cause"]
-                    .as_str()
-                    .unwrap()
-                    .contains("this client's firewall or NAT"),
-                "{st}"
-            );
+            has(st, "evidence", "did not connect back");
+            has(st, "cause", "this client's firewall or NAT");
             assert!(
                 st["advice"]
                     .as_str()
@@ -669,20 +603,8 @@ mod namespaces {
             ),
             "{evidence}"
         );
-        assert!(
-            pasv["cause"]
-                .as_str()
-                .unwrap()
-                .contains("10.1.2.3 (a private address)"),
-            "{pasv}"
-        );
-        assert!(
-            pasv["advice"]
-                .as_str()
-                .unwrap()
-                .contains("--passive-address"),
-            "{pasv}"
-        );
+        has(pasv, "cause", "10.1.2.3 (a private address)");
+        has(pasv, "advice", "--passive-address");
     }
 
     /// A client behind a NAT router without an FTP helper: its EPRT/PORT carry its private
@@ -703,18 +625,15 @@ mod namespaces {
         for s in ["EPRT", "PORT"] {
             let st = step(j, s);
             assert_eq!(st["verdict"], "fail", "{st}");
-            assert!(
-                st["evidence"].as_str().unwrap().contains(
-                    "10.0.0.2 is not your address as this server sees it (192.0.2.2): a NAT between you rewrites your address, so use passive mode"
-                ),
-                "{st}"
+            has(
+                st,
+                "evidence",
+                "10.0.0.2 is not your address as this server sees it (192.0.2.2): a NAT between you rewrites your address, so use passive mode",
             );
-            assert!(
-                st["cause"]
-                    .as_str()
-                    .unwrap()
-                    .contains("refuses the data address this client sent (10.0.0.2)"),
-                "{st}"
+            has(
+                st,
+                "cause",
+                "refuses the data address this client sent (10.0.0.2)",
             );
         }
         let st = step(j, "server");
@@ -735,7 +654,7 @@ mod namespaces {
             "{j}"
         );
         assert!(
-            server.log().contains("refused EPRT to a foreign address"),
+            server.log().contains("refused EPRT to a foreign address: 10.0.0.2 is not the client's address as seen here (192.0.2.2): a client behind NAT without an FTP helper"),
             "{}",
             server.log()
         );
@@ -775,12 +694,10 @@ mod namespaces {
         for s in ["EPRT", "PORT"] {
             let st = step(j, s);
             assert_eq!(st["verdict"], "fail", "{st}");
-            assert!(
-                st["evidence"]
-                    .as_str()
-                    .unwrap()
-                    .contains("425 No data connection: no answer from 192.0.2.2:"),
-                "{st}"
+            has(
+                st,
+                "evidence",
+                "425 No data connection: no answer from 192.0.2.2:",
             );
         }
         let st = step(j, "server");
@@ -857,13 +774,7 @@ mod namespaces {
             ),
             "{v4}"
         );
-        assert!(
-            j["summary"]
-                .as_str()
-                .unwrap()
-                .contains("; warning (IPv4): over IPv4"),
-            "{j}"
-        );
+        has(&j, "summary", "; warning (IPv4): over IPv4");
     }
 
     #[test]
@@ -898,14 +809,8 @@ fn no_banner_and_reset_are_told_apart() {
     assert_eq!(step(&c.json, "connect")["verdict"], "ok");
     let st = step(&c.json, "banner");
     assert_eq!(st["verdict"], "fail");
-    assert!(
-        st["evidence"].as_str().unwrap().contains("welcome message"),
-        "{st}"
-    );
-    assert!(
-        st["cause"].as_str().unwrap().contains("nothing speaks FTP"),
-        "{st}"
-    );
+    has(st, "evidence", "welcome message");
+    has(st, "cause", "nothing speaks FTP");
     assert_eq!(
         c.json["summary"],
         "the server does not get as far as a login"
@@ -982,45 +887,80 @@ fn an_unknown_server_is_shown_with_its_banner() {
 /// announced port, names the announced address's kind, and the warning reaches the summary.
 #[test]
 fn a_pasv_address_elsewhere_is_never_connected_to() {
-    let decoy = TcpListener::bind("127.0.0.2:0").unwrap();
-    let port = decoy.local_addr().unwrap().port();
-    let range = format!("{port}-{port}");
-    let s = crate::server()
-        .args(&[
-            "--user",
-            &format!("{}:{}", peers::USER, peers::PASSWORD),
-            "--passive-address",
-            "127.0.0.2",
-            "--passive-ports",
-            &range,
-        ])
-        .start();
-    let c = check_json(&s.addr.to_string(), &["--user", peers::USER]);
-    let j = &c.json;
-    decoy.set_nonblocking(true).unwrap();
-    assert!(
-        decoy.accept().is_err(),
-        "the check connected to 127.0.0.2: {j}"
-    );
-    let pasv = step(j, "PASV");
-    assert_eq!(pasv["verdict"], "warn", "{pasv}");
-    let evidence = pasv["evidence"].as_str().unwrap();
-    assert!(
-        evidence
-            .contains("announced 127.0.0.2, not 127.0.0.1 (a loopback address): not connected to"),
-        "{evidence}"
-    );
-    assert!(
-        j["summary"]
-            .as_str()
-            .unwrap()
-            .contains("warning (PASV): the server announces 127.0.0.2 (a loopback address)"),
-        "{j}"
-    );
-    assert_eq!(
-        pasv["advice"],
-        "set the server's public address with `--passive-address ADDR` (or `[passive] address` in the config)"
-    );
+    // Each server announces 127.0.0.2 with its one passive port, where a decoy listens and
+    // counts: the check must connect there never, and use the server's own address instead.
+    for make in ["Wharf", "vsftpd", "ProFTPD", "pyftpdlib"] {
+        // Two decoys on consecutive ports (ProFTPD's PassivePorts needs min < max).
+        let (decoys, port) = (0..50)
+            .find_map(|_| {
+                let first = TcpListener::bind("127.0.0.2:0").ok()?;
+                let port = first.local_addr().ok()?.port();
+                let second = TcpListener::bind(("127.0.0.2", port.checked_add(1)?)).ok()?;
+                Some(([first, second], port))
+            })
+            .expect("two consecutive free ports on 127.0.0.2");
+        let range = format!("{port}-{port}");
+        let peer = match make {
+            "Wharf" => peers::wharf(
+                BIN,
+                "127.0.0.1:0",
+                Some(&format!(
+                    "[passive]\naddress = \"127.0.0.2\"\nports = \"{range}\"\n"
+                )),
+            ),
+            "vsftpd" => peers::vsftpd(&[
+                "pasv_address=127.0.0.2",
+                &format!("pasv_min_port={port}"),
+                &format!("pasv_max_port={port}"),
+            ]),
+            "ProFTPD" => peers::proftpd_with(&[
+                "MasqueradeAddress 127.0.0.2",
+                &format!("PassivePorts {port} {}", port + 1),
+            ]),
+            _ => peers::pyftpdlib(&PyOptions {
+                masquerade: Some("127.0.0.2"),
+                passive_port: Some(port),
+                ..PyOptions::default()
+            }),
+        };
+        let c = check_json(&target(&peer), &user_args(&peer));
+        let j = &c.json;
+        for decoy in &decoys {
+            decoy.set_nonblocking(true).unwrap();
+            assert!(
+                decoy.accept().is_err(),
+                "{make}: the check connected to 127.0.0.2: {j}"
+            );
+        }
+        assert_eq!(j["server"], make, "{j}");
+        let pasv = step(j, "PASV");
+        assert_eq!(pasv["verdict"], "warn", "{make}: {pasv}");
+        let evidence = pasv["evidence"].as_str().unwrap();
+        assert!(
+            evidence.contains(
+                "announced 127.0.0.2, not 127.0.0.1 (a loopback address): not connected to"
+            ),
+            "{make}: {evidence}"
+        );
+        assert!(
+            j["summary"]
+                .as_str()
+                .unwrap()
+                .contains("warning (PASV): the server announces 127.0.0.2 (a loopback address)"),
+            "{make}: {j}"
+        );
+        let want = match make {
+            "Wharf" => "`--passive-address ADDR` (or `[passive] address` in the config)",
+            "vsftpd" => "`pasv_address=ADDR` in vsftpd.conf",
+            "ProFTPD" => "`MasqueradeAddress ADDR` in proftpd.conf",
+            _ => "`handler.masquerade_address = ADDR`",
+        };
+        assert_eq!(
+            pasv["advice"],
+            format!("set the server's public address with {want}"),
+            "{make}"
+        );
+    }
 }
 
 /// A one-connection service for the check to meet: `greeting` sent at once (if any), and
@@ -1204,13 +1144,7 @@ fn a_slow_server_is_warned_about() {
     let c = check_json(&addr.to_string(), &["--timeout", "5"]);
     let speed = step(&c.json, "speed");
     assert_eq!(speed["verdict"], "warn", "{}", c.json);
-    assert!(
-        speed["evidence"].as_str().unwrap().contains("banner 2."),
-        "{speed}"
-    );
-    assert!(
-        speed["cause"].as_str().unwrap().contains("reverse DNS"),
-        "{speed}"
-    );
+    has(speed, "evidence", "banner 2.");
+    has(speed, "cause", "reverse DNS");
     t.join().unwrap();
 }
