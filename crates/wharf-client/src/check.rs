@@ -600,6 +600,11 @@ pub async fn check(opts: &CheckOptions) -> Report {
         format!("logged in as {user}"),
         started,
     );
+    let account = Account {
+        options: &options,
+        user: &user,
+        password: &password,
+    };
 
     // 5. SYST, FEAT.
     let started = Instant::now();
@@ -658,24 +663,17 @@ pub async fn check(opts: &CheckOptions) -> Report {
             );
             continue;
         }
-        if !client.in_step() {
-            // The last probe left the session out of step: a fresh one for the next, to the
-            // same address, after closing the old one (per-IP limits count it).
-            let peer = client.peer_addr();
-            client.close().await;
-            match reopen(peer, &options, &user, &password).await {
-                Ok(c) => client = c,
-                Err(e) => {
-                    run.fail(
-                        method.name(),
-                        format!("could not open a new session: {e}"),
-                        started,
-                        "the server stopped accepting sessions",
-                        "check the server's connection limits",
-                    );
-                    continue;
-                }
-            }
+        // The last probe may have left the session out of step: a fresh one for the next, to
+        // the same address, after closing the old one (per-IP limits count it).
+        if let Err(e) = account.ready(&mut client).await {
+            run.fail(
+                method.name(),
+                format!("could not open a new session: {e}"),
+                started,
+                "the server stopped accepting sessions",
+                "check the server's connection limits",
+            );
+            continue;
         }
         let probe = client.probe_listing(method).await;
         let step = judge(&probe, software, client.peer_addr());
@@ -686,27 +684,20 @@ pub async fn check(opts: &CheckOptions) -> Report {
     }
     // 7. Deeper: where the session is, binary mode, the listing parsed, a resumed download,
     // and how fast the server answered.
-    if !working.is_empty() {
-        if !client.in_step() {
-            let peer = client.peer_addr();
-            client.close().await;
-            if let Ok(c) = reopen(peer, &options, &user, &password).await {
-                client = c;
-            }
-        }
-        if client.in_step() {
-            let entries = deeper(&mut run, &mut client, opts.timeout).await;
+    if !working.is_empty() && account.ready(&mut client).await.is_ok() {
+        let entries = deeper(&mut run, &mut client, opts.timeout).await;
+        if account.ready(&mut client).await.is_ok() {
             names(&mut run, &mut client, &entries, software, opts.timeout).await;
-            if opts.write {
-                write_round_trip(&mut run, &mut client, software, opts.timeout).await;
-            } else {
-                run.step(
-                    "write",
-                    Verdict::Skipped,
-                    "not tried: `--write` uploads, renames and deletes a test file".into(),
-                    Instant::now(),
-                );
-            }
+        }
+        if opts.write {
+            write_round_trip(&mut run, &mut client, &account, software).await;
+        } else {
+            run.step(
+                "write",
+                Verdict::Skipped,
+                "not tried: `--write` uploads, renames and deletes a test file".into(),
+                Instant::now(),
+            );
         }
     }
     // 7b. TLS in depth: the protocol versions the server accepts, and its session reuse rule
@@ -720,21 +711,12 @@ pub async fn check(opts: &CheckOptions) -> Report {
             .find(|m| m.is_passive())
             .or(working.first().copied())
         {
-            tls_reuse(&mut run, peer, &options, (&user, &password), method).await;
+            tls_reuse(&mut run, peer, &account, method).await;
         }
     }
     // 8. The server's end: Wharf says what it saw (SITE DIAG).
-    if software == Software::Wharf {
-        if !client.in_step() {
-            let peer = client.peer_addr();
-            client.close().await;
-            if let Ok(c) = reopen(peer, &options, &user, &password).await {
-                client = c;
-            }
-        }
-        if client.in_step() {
-            server_side(&mut run, &mut client, opts.timeout, begun).await;
-        }
+    if software == Software::Wharf && account.ready(&mut client).await.is_ok() {
+        server_side(&mut run, &mut client, opts.timeout, begun).await;
     }
     let used = client.peer_addr();
     if client.in_step() {
@@ -969,13 +951,8 @@ async fn handshake_only(peer: SocketAddr, options: &Options) -> Result<String, E
 /// Whether the server requires data connections to resume the control connection's TLS
 /// session (vsftpd's `require_ssl_reuse`, ProFTPD, FileZilla Server, Wharf), and whether ours,
 /// which do, are accepted: a listing resuming the session, then one with a new session.
-async fn tls_reuse(
-    run: &mut Run,
-    peer: SocketAddr,
-    options: &Options,
-    (user, password): (&str, &str),
-    method: DataMethod,
-) {
+async fn tls_reuse(run: &mut Run, peer: SocketAddr, account: &Account<'_>, method: DataMethod) {
+    let options = account.options;
     run.start(
         "reuse",
         &format!(
@@ -985,7 +962,7 @@ async fn tls_reuse(
         ),
     );
     let started = Instant::now();
-    let mut client = match reopen(peer, options, user, password).await {
+    let mut client = match reopen(peer, options, account.user, account.password).await {
         Ok(c) => c,
         Err(e) => {
             return run.step(
@@ -1012,19 +989,13 @@ async fn tls_reuse(
             "check the server's log and its TLS session cache settings",
         );
     }
-    if !client.in_step() {
-        client.close().await;
-        match reopen(peer, options, user, password).await {
-            Ok(c) => client = c,
-            Err(e) => {
-                return run.step(
-                    "reuse",
-                    Verdict::Ok,
-                    format!("{ours_text}; no second session: {e}"),
-                    started,
-                );
-            }
-        }
+    if let Err(e) = account.ready(&mut client).await {
+        return run.step(
+            "reuse",
+            Verdict::Ok,
+            format!("{ours_text}; no second session: {e}"),
+            started,
+        );
     }
     client.forget_tls_sessions();
     let fresh = client.probe_listing(method).await;
@@ -1116,12 +1087,46 @@ async fn other_family(
     }
 }
 
-/// A name for this check's test files, unlikely to meet a user's.
-fn test_name(extra: &str) -> String {
+/// The start of this check's test file names, unlikely to meet a user's.
+fn test_prefix() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    format!("wharf-check-{secs}-{}{extra}.txt", std::process::id())
+    format!("wharf-check-{secs}-{}", std::process::id())
+}
+
+/// Who the check logs in as: to open a fresh session when one is out of step.
+struct Account<'a> {
+    options: &'a Options,
+    user: &'a str,
+    password: &'a str,
+}
+
+impl Account<'_> {
+    /// Makes `client` usable: a session left out of step (a timeout, a broken transfer, a
+    /// reply still on its way) is closed and a new one opened to the same address, so that no
+    /// late reply is read as the answer to the next command.
+    async fn ready(&self, client: &mut Client) -> Result<(), Error> {
+        if client.in_step() {
+            return Ok(());
+        }
+        let peer = client.peer_addr();
+        client.close().await;
+        *client = reopen(peer, self.options, self.user, self.password).await?;
+        Ok(())
+    }
+
+    /// Deletes a test file after a failed step: what is left, said for the evidence.
+    async fn remove(&self, client: &mut Client, name: &str) -> String {
+        if let Err(e) = self.ready(client).await {
+            return format!("; {name} may be left on the server (no session to delete it: {e})");
+        }
+        match client.delete(name.as_bytes()).await {
+            Ok(()) => format!("; the partial {name} was deleted"),
+            Err(e) if e.reply_code().is_some_and(|c| c.0 == 550) => "; nothing was left".into(),
+            Err(e) => format!("; {name} may be left on the server: delete it by hand ({e})"),
+        }
+    }
 }
 
 /// UTF-8 names: whether the server announces UTF8 and accepts `OPTS UTF8 ON`, and whether the
@@ -1188,18 +1193,32 @@ async fn names(
 
 /// `--write`: an upload (SIZE of what arrived compared with what was sent), a rename and a
 /// delete of a test file, and the same for a name with non-ASCII characters, listed back byte
-/// for byte. Nothing is left behind when the server allows deleting.
-async fn write_round_trip(run: &mut Run, client: &mut Client, software: Software, wait: Duration) {
-    let secs = wait.as_secs();
+/// for byte. Nothing is left behind when the server allows deleting; what is, is named.
+async fn write_round_trip(
+    run: &mut Run,
+    client: &mut Client,
+    account: &Account<'_>,
+    software: Software,
+) {
+    let secs = account.options.timeout.as_secs();
+    let prefix = test_prefix();
     // Every byte value, so that a server altering line ends or high bytes changes the size.
     let body: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
     let sent = body.len() as u64;
-    let name = test_name("");
+    let name = format!("{prefix}.txt");
     run.start(
         "upload",
         &format!("STOR {name} ({sent} bytes) and SIZE, up to {secs} s each"),
     );
     let started = Instant::now();
+    if let Err(e) = account.ready(client).await {
+        return run.step(
+            "upload",
+            Verdict::Skipped,
+            format!("no session: {e}"),
+            started,
+        );
+    }
     let mut input = &body[..];
     let stored = client
         .store(
@@ -1224,7 +1243,8 @@ async fn write_round_trip(run: &mut Run, client: &mut Client, software: Software
                 "check the server's log".to_string(),
             ),
         };
-        run.fail("upload", e.to_string(), started, &cause, &advice);
+        let left = account.remove(client, &name).await;
+        run.fail("upload", format!("{e}{left}"), started, &cause, &advice);
         return;
     }
     match client.size(name.as_bytes()).await {
@@ -1248,10 +1268,14 @@ async fn write_round_trip(run: &mut Run, client: &mut Client, software: Software
             started,
         ),
     }
-    let renamed = test_name("-renamed");
+    let renamed = format!("{prefix}-renamed.txt");
     run.start("rename", &format!("RNFR/RNTO to {renamed}, up to {secs} s"));
     let started = Instant::now();
-    let left = match client.rename(name.as_bytes(), renamed.as_bytes()).await {
+    let renaming = match account.ready(client).await {
+        Ok(()) => client.rename(name.as_bytes(), renamed.as_bytes()).await,
+        Err(e) => Err(e),
+    };
+    let left = match renaming {
         Ok(()) => {
             run.step(
                 "rename",
@@ -1274,7 +1298,11 @@ async fn write_round_trip(run: &mut Run, client: &mut Client, software: Software
     };
     run.start("delete", &format!("DELE {left}, up to {secs} s"));
     let started = Instant::now();
-    match client.delete(left.as_bytes()).await {
+    let deleting = match account.ready(client).await {
+        Ok(()) => client.delete(left.as_bytes()).await,
+        Err(e) => Err(e),
+    };
+    match deleting {
         Ok(()) => run.step("delete", Verdict::Ok, format!("{left} deleted"), started),
         Err(e) => run.warn(
             "delete",
@@ -1288,12 +1316,20 @@ async fn write_round_trip(run: &mut Run, client: &mut Client, software: Software
         ),
     }
     // A non-ASCII name, sent as UTF-8 bytes, must come back in the listing as the same bytes.
-    let name = test_name("-ünïcødé-名前");
+    let name = format!("{prefix}-ünïcødé-名前.txt");
     run.start(
         "names",
         &format!("STOR {name}, the listing, DELE, up to {secs} s each"),
     );
     let started = Instant::now();
+    if let Err(e) = account.ready(client).await {
+        return run.step(
+            "names",
+            Verdict::Skipped,
+            format!("no session: {e}"),
+            started,
+        );
+    }
     let mut input = &b"UTF-8\n"[..];
     if let Err(e) = client
         .store(
@@ -1304,37 +1340,71 @@ async fn write_round_trip(run: &mut Run, client: &mut Client, software: Software
         )
         .await
     {
+        let left = account.remove(client, &name).await;
         return run.warn(
             "names",
-            e.to_string(),
+            format!("{e}{left}"),
             started,
             "a file with a non-ASCII name cannot be uploaded, while an ASCII one can: the server or its file system refuses UTF-8 names",
             &format!("store names as UTF-8: {}", software.utf8_setting()),
         );
     }
-    let listed = client.list(b"").await;
-    let _ = client.delete(name.as_bytes()).await;
+    let listed = match account.ready(client).await {
+        Ok(()) => client.list(b"").await,
+        Err(e) => Err(e),
+    };
+    // This run's files, under whatever names the server gave them.
+    let ours: Vec<Vec<u8>> = match &listed {
+        Ok(entries) => entries
+            .iter()
+            .filter(|e| {
+                e.name.starts_with(prefix.as_bytes())
+                    && e.name != format!("{prefix}.txt").as_bytes()
+                    && e.name != format!("{prefix}-renamed.txt").as_bytes()
+            })
+            .map(|e| e.name.clone())
+            .collect(),
+        Err(_) => vec![name.clone().into_bytes()],
+    };
+    let mut left = Vec::new();
+    for file in &ours {
+        let gone = match account.ready(client).await {
+            Ok(()) => client.delete(file).await.is_ok(),
+            Err(_) => false,
+        };
+        if !gone {
+            left.push(format!("\"{}\"", shown(file)));
+        }
+    }
+    let left = if left.is_empty() {
+        String::new()
+    } else {
+        format!("; left on the server (delete by hand): {}", left.join(", "))
+    };
     match listed {
-        Ok(entries) if entries.iter().any(|e| e.name == name.as_bytes()) => run.step(
-            "names",
-            Verdict::Ok,
-            format!("{name} uploaded, listed back byte for byte, deleted"),
-            started,
-        ),
-        Ok(entries) => {
-            let near: Vec<String> = entries
-                .iter()
-                .filter(|e| e.name.starts_with(b"wharf-check-"))
-                .map(|e| format!("\"{}\"", shown(&e.name)))
-                .collect();
+        Ok(_) if ours.iter().any(|n| *n == name.as_bytes()) => {
+            let verdict = if left.is_empty() {
+                Verdict::Ok
+            } else {
+                Verdict::Warn
+            };
+            run.step(
+                "names",
+                verdict,
+                format!("{name} uploaded, listed back byte for byte, deleted{left}"),
+                started,
+            );
+        }
+        Ok(_) => {
+            let seen: Vec<String> = ours.iter().map(|n| format!("\"{}\"", shown(n))).collect();
             run.warn(
                 "names",
                 format!(
-                    "{name} uploaded, but listed as {}",
-                    if near.is_empty() {
+                    "{name} uploaded, but listed as {}{left}",
+                    if seen.is_empty() {
                         "nothing like it".to_string()
                     } else {
-                        near.join(", ")
+                        seen.join(", ")
                     }
                 ),
                 started,
@@ -1342,7 +1412,7 @@ async fn write_round_trip(run: &mut Run, client: &mut Client, software: Software
                 &format!("store names as UTF-8: {}", software.utf8_setting()),
             );
         }
-        Err(e) => run.step("names", Verdict::Warn, e.to_string(), started),
+        Err(e) => run.step("names", Verdict::Warn, format!("{e}{left}"), started),
     }
 }
 
@@ -1406,7 +1476,15 @@ async fn server_side(run: &mut Run, client: &mut Client, wait: Duration, begun: 
     }
     // What this check caused: records no older than the check.
     let window = begun.elapsed().as_secs() + 1;
-    let ours: Vec<_> = diag.data.iter().filter(|r| r.ago <= window).collect();
+    let ours: Vec<_> = diag
+        .data
+        .iter()
+        .filter(|r| match r.failure {
+            // A wait in progress is "now": it is ours if it began during the check.
+            DataFailure::PassiveWaiting { secs, .. } => secs <= window,
+            _ => r.ago <= window,
+        })
+        .collect();
     let mut findings: Vec<(String, String)> = Vec::new();
     let nat = diag
         .client_address

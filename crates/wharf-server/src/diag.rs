@@ -27,6 +27,8 @@ type Key = (IpAddr, Box<str>);
 #[derive(Default)]
 pub(crate) struct DataWatch {
     clients: Mutex<HashMap<Key, VecDeque<Seen>>>,
+    /// When the table, full, was last swept of expired records (at most once a second).
+    swept: Mutex<Option<Instant>>,
 }
 
 struct Seen {
@@ -51,14 +53,30 @@ impl DataWatch {
 
     fn push(&self, key: Key, seen: Seen) {
         let now = seen.at;
+        let may_sweep = {
+            let mut last = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
         self.with(|clients| {
             if clients.len() >= CLIENTS && !clients.contains_key(&key) {
-                clients.retain(|_, list| {
-                    list.retain(|s| now.duration_since(s.at) < KEEP);
-                    !list.is_empty()
-                });
+                // Full: expired records go (a sweep at most once a second); if none has, one
+                // client's records make room. A flood of new addresses costs some knowledge,
+                // not memory or time.
+                if may_sweep {
+                    clients.retain(|_, list| {
+                        list.retain(|s| now.duration_since(s.at) < KEEP);
+                        !list.is_empty()
+                    });
+                }
                 if clients.len() >= CLIENTS {
-                    return;
+                    let victim = clients.keys().next().cloned();
+                    if let Some(victim) = victim {
+                        clients.remove(&victim);
+                    }
                 }
             }
             let list = clients.entry(key).or_default();
@@ -194,6 +212,8 @@ impl Waiting {
                 (Some(i), Some(f)) => {
                     if let Some(s) = list.get_mut(i) {
                         s.what = What::Failed(f);
+                        // "ago" counts from the failure, not from the PASV.
+                        s.at = Instant::now();
                     }
                 }
                 (Some(i), None) => {
@@ -224,6 +244,20 @@ impl Drop for Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_table_makes_room_for_a_new_client() {
+        let watch = DataWatch::default();
+        let failure = DataFailure::PassiveTimeout { port: 1, secs: 1 };
+        for n in 0..CLIENTS as u32 {
+            watch.failed(IpAddr::from(n.to_be_bytes()), "u", 1, "RETR", failure);
+        }
+        let newcomer: IpAddr = "2001:db8::9".parse().unwrap();
+        watch.failed(newcomer, "u", 2, "RETR", failure);
+        watch.failed(newcomer, "u", 3, "RETR", failure);
+        assert_eq!(watch.with(|c| c.len()), CLIENTS);
+        assert_eq!(watch.report(newcomer, "u").len(), 2);
+    }
 
     #[test]
     fn records_are_per_client_and_user_newest_first_and_bounded() {

@@ -15,8 +15,8 @@ use tracing::{debug, error, info, warn};
 use wharf_net::Stream;
 use wharf_net::copy::CopyError;
 use wharf_proto::server::{
-    Action, Body, DataChannel, DataFailure, LoginResult, Note, Opened, Outcome, Output,
-    PassiveOpened, Session, StorageDone, StorageOp, TransferEnd, TransferSpec, User,
+    Action, ActiveRefusal, Body, DataChannel, DataFailure, LoginResult, Note, Opened, Outcome,
+    Output, PassiveOpened, Session, StorageDone, StorageOp, TransferEnd, TransferSpec, User,
 };
 use wharf_proto::{FileKind, LineBuffer, LineEvent, Reply, ReplyCode, VPath};
 
@@ -461,18 +461,21 @@ impl Driver {
             Note::RefusedActive {
                 verb,
                 target,
+                reason: ActiveRefusal::ForeignAddress,
+            } => {
+                warn!(session = self.conn.id, %peer, %target, "refused {verb} to a foreign address: {} is not the client's address as seen here ({}): a client behind NAT without an FTP helper (it should use passive mode), or a bounce attempt", target.ip(), peer.ip());
+                let failure = DataFailure::ActiveForeign {
+                    addr: target,
+                    seen: peer.ip(),
+                };
+                self.record(verb, failure);
+            }
+            Note::RefusedActive {
+                verb,
+                target,
                 reason,
             } => {
-                if target.ip().to_canonical() != peer.ip() {
-                    warn!(session = self.conn.id, %peer, %target, "refused {verb} to {reason}: {} is not the client's address as seen here ({}): a client behind NAT without an FTP helper (it should use passive mode), or a bounce attempt", target.ip(), peer.ip());
-                    let failure = DataFailure::ActiveForeign {
-                        addr: target,
-                        seen: peer.ip(),
-                    };
-                    self.record(verb, failure);
-                } else {
-                    warn!(session = self.conn.id, %peer, %target, "refused {verb} to {reason}");
-                }
+                warn!(session = self.conn.id, %peer, %target, "refused {verb} to {}", reason.name())
             }
             Note::PassiveExpired => debug!(%peer, "passive listener expired unused"),
             // Logged where the reason is known (see `login`).
@@ -945,9 +948,21 @@ impl Driver {
         };
         let came = match passive {
             Some(Passive::Listening(listener)) => {
-                // A connection waiting in the backlog: the client did connect.
+                // A connection waiting in the backlog: the client connected, if it came from
+                // the client's address (another one would have been refused).
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                matches!(listener.poll_accept(&mut cx), std::task::Poll::Ready(Ok(_)))
+                match listener.poll_accept(&mut cx) {
+                    std::task::Poll::Ready(Ok((_, from))) => {
+                        let ip = from.ip().to_canonical();
+                        let own = ip == self.conn.peer.ip().to_canonical()
+                            || self.shared.settings.passive.allow_foreign_peer;
+                        if !own {
+                            self.intruder.set(ip);
+                        }
+                        own
+                    }
+                    _ => false,
+                }
             }
             Some(Passive::Arriving(mut early)) => early.has_connected(),
             None => false,
@@ -1196,6 +1211,11 @@ impl Driver {
                         TransferEnd::DataFailed(why)
                     }
                     None => {
+                        // Not "nobody came": the connection broke as it was made (its TLS
+                        // start, an accept error). The log says what; SITE DIAG keeps nothing.
+                        if let Some(seen) = seen {
+                            seen.connected();
+                        }
                         warn!(session = self.conn.id, peer = %self.conn.peer, verb = spec.verb, error = %e, "data connection failed");
                         TransferEnd::NoConnection
                     }

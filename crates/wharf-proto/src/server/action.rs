@@ -177,6 +177,24 @@ pub struct TransferSpec {
     pub require_close_notify: bool,
 }
 
+/// Why a PORT/EPRT was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveRefusal {
+    /// Not the control connection's peer address (a client behind NAT, or a bounce attempt).
+    ForeignAddress,
+    /// A port below 1024.
+    PrivilegedPort,
+}
+
+impl ActiveRefusal {
+    pub fn name(self) -> &'static str {
+        match self {
+            ActiveRefusal::ForeignAddress => "a foreign address",
+            ActiveRefusal::PrivilegedPort => "a privileged port",
+        }
+    }
+}
+
 /// Results of actions.
 #[derive(Debug)]
 pub enum Outcome {
@@ -330,11 +348,11 @@ impl FsError {
 pub enum Note {
     /// A command was parsed and is dispatched (for a debug log).
     Command { verb: &'static str },
-    /// PORT/EPRT refused: a foreign address or a privileged port (RFC 2577).
+    /// PORT/EPRT refused (RFC 2577).
     RefusedActive {
         verb: &'static str,
         target: SocketAddr,
-        reason: &'static str,
+        reason: ActiveRefusal,
     },
     /// A passive listener nobody used was closed after the accept timeout.
     PassiveExpired,

@@ -12,8 +12,8 @@ use crate::reply::{Reply, ReplyCode, quote_path};
 use crate::{ProtLevel, TransferType, UtcTime};
 
 use super::action::{
-    Action, Body, DataChannel, FsError, ListForm, Note, Opened, Outcome, PassiveOpened,
-    StorageDone, StorageOp, TransferEnd, TransferSpec, WriteMode,
+    Action, ActiveRefusal, Body, DataChannel, FsError, ListForm, Note, Opened, Outcome,
+    PassiveOpened, StorageDone, StorageOp, TransferEnd, TransferSpec, WriteMode,
 };
 use super::features;
 use super::policy::{Permissions, TlsMode};
@@ -472,7 +472,7 @@ impl Session {
             // Most often not an attack but a client behind NAT that sends its private address
             // (a NAT without an FTP helper): the reply says so, for the client's log.
             Some((
-                "a foreign address",
+                ActiveRefusal::ForeignAddress,
                 format!(
                     "{} is not your address as this server sees it ({}): a NAT between you rewrites your address, so use passive mode",
                     addr.ip(),
@@ -481,7 +481,7 @@ impl Session {
             ))
         } else if !self.policy.allow_low_active_ports && addr.port() < 1024 {
             Some((
-                "a privileged port",
+                ActiveRefusal::PrivilegedPort,
                 "port must be 1024 or above".to_string(),
             ))
         } else {

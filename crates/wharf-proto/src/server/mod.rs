@@ -77,8 +77,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use action::{
-    Action, Body, DataChannel, DataFailure, FsError, ListForm, Note, Opened, Outcome,
-    PassiveOpened, StorageDone, StorageOp, TransferEnd, TransferSpec, WriteMode,
+    Action, ActiveRefusal, Body, DataChannel, DataFailure, FsError, ListForm, Note, Opened,
+    Outcome, PassiveOpened, StorageDone, StorageOp, TransferEnd, TransferSpec, WriteMode,
 };
 pub use features::Capabilities;
 pub use policy::{Permissions, Policy, TlsMode, TlsPolicy};

@@ -112,7 +112,7 @@ impl Intruder {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set(&self, ip: IpAddr) {
+    pub fn set(&self, ip: IpAddr) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(ip);
     }
 }

@@ -256,6 +256,14 @@ fn site_diag_tells_what_the_server_saw() {
         r.text,
         "504 Illegal EPRT: 127.0.0.2 is not your address as this server sees it (127.0.0.1): a NAT between you rewrites your address, so use passive mode."
     );
+    // A connection from another address waiting in the listener's backlog when a new PASV
+    // closes it: refused, and remembered as such (not as "nobody came").
+    let queued = ftp.pasv();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.connect(&queued.into()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
     let unused = ftp.pasv();
     drop(ftp);
     std::thread::sleep(Duration::from_millis(300));
@@ -278,7 +286,7 @@ fn site_diag_tells_what_the_server_saw() {
         .iter()
         .filter_map(|l| l.strip_prefix("data-failure: "))
         .collect();
-    assert_eq!(failures.len(), 3, "{}", r.text);
+    assert_eq!(failures.len(), 4, "{}", r.text);
     assert!(
         failures[0].starts_with(&format!(
             "passive-unused port={} secs=0 ago=0 verb=PASV;",
@@ -288,13 +296,21 @@ fn site_diag_tells_what_the_server_saw() {
         r.text
     );
     assert!(
-        failures[1]
+        failures[1].starts_with(&format!(
+            "passive-foreign port={} from=127.0.0.2 secs=0 ago=0 verb=PASV;",
+            queued.port()
+        )),
+        "{}",
+        r.text
+    );
+    assert!(
+        failures[2]
             .starts_with("active-foreign addr=127.0.0.2:40000 seen=127.0.0.1 ago=0 verb=EPRT;"),
         "{}",
         r.text
     );
     assert!(
-        failures[2].starts_with(&format!(
+        failures[3].starts_with(&format!(
             "passive-foreign port={} from=127.0.0.2 secs=1 ago=",
             stolen.port()
         )),
