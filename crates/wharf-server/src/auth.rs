@@ -111,11 +111,24 @@ pub struct AnonymousAccess {
     pub limits: UserLimits,
 }
 
-/// The built-in user store.
+/// Users in a database, and what they get when their row leaves it open.
+#[derive(Debug, Clone)]
+pub struct DbUsers {
+    pub db: Arc<crate::userdb::UserDb>,
+    /// The home of users without one of their own (the server's root).
+    pub home: PathBuf,
+    /// The server's per-user limits, for the limits a row leaves empty.
+    pub defaults: UserLimits,
+}
+
+/// The built-in user store: the users of the file and the command line, anonymous, and the
+/// user database when there is one.
 #[derive(Debug)]
 pub struct UserStore {
     users: Arc<Vec<UserEntry>>,
     anonymous: Option<AnonymousAccess>,
+    /// Users in a database.
+    db: Option<DbUsers>,
     /// Verified against when the user is unknown, so that unknown and known users cost the same.
     dummy: Option<Arc<str>>,
     /// Password checks running at once: a crowd of logins cannot take all memory or CPU
@@ -296,14 +309,32 @@ pub fn hash_password(password: &[u8]) -> Result<String, String> {
 
 impl UserStore {
     pub fn new(users: Vec<UserEntry>, anonymous: Option<AnonymousAccess>) -> UserStore {
+        UserStore::with_db(users, anonymous, None)
+    }
+
+    /// With users in a database too.
+    pub fn with_db(
+        users: Vec<UserEntry>,
+        anonymous: Option<AnonymousAccess>,
+        db: Option<DbUsers>,
+    ) -> UserStore {
         // An unknown user's password is checked against a real user's hash (same scheme, same
-        // cost), so that both take the same time.
-        let dummy = users.first().map(|u| match &u.secret {
-            Secret::Hash(h) => Arc::from(h.as_str()),
-        });
+        // cost), so that both take the same time; with only database users, against a hash
+        // made now with the defaults new users get.
+        let dummy = users
+            .first()
+            .map(|u| match &u.secret {
+                Secret::Hash(h) => Arc::from(h.as_str()),
+            })
+            .or_else(|| {
+                db.as_ref()
+                    .and_then(|_| hash_password(b"unknown user").ok())
+                    .map(Arc::from)
+            });
         UserStore {
             users: Arc::new(users),
             anonymous,
+            db,
             dummy,
             slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -321,36 +352,11 @@ pub fn is_anonymous_name(user: &[u8]) -> bool {
     user.eq_ignore_ascii_case(b"anonymous") || user.eq_ignore_ascii_case(b"ftp")
 }
 
-impl UserStore {
-    /// The check itself, blocking (hash verification is CPU-bound).
-    fn check(
-        users: &[UserEntry],
-        dummy: Option<&str>,
-        user: &[u8],
-        password: &[u8],
-    ) -> Result<Account, Rejection> {
-        match users.iter().find(|u| u.name.as_bytes() == user) {
-            Some(entry) => {
-                let Secret::Hash(hash) = &entry.secret;
-                if !verify_hash(hash, password) {
-                    return Err(Rejection::WrongPassword);
-                }
-                Ok(Account {
-                    name: entry.name.clone(),
-                    home: entry.home.clone(),
-                    permissions: entry.permissions,
-                    anonymous: false,
-                    limits: entry.limits,
-                })
-            }
-            None => {
-                if let Some(dummy) = dummy {
-                    let _ = verify_hash(dummy, password);
-                }
-                Err(Rejection::UnknownUser)
-            }
-        }
-    }
+/// Where a login name was found, and so which hash its password is checked against.
+enum Found {
+    File(UserEntry),
+    Db(crate::userdb::DbUser),
+    Nowhere,
 }
 
 impl Authenticator for UserStore {
@@ -367,19 +373,68 @@ impl Authenticator for UserStore {
                     });
                 }
             }
+            // The file's users first, then the database; one hash is checked either way (an
+            // unknown name against the dummy), so that neither the place nor the existence of
+            // a user shows in the time a login takes.
+            let found = match self.users.iter().find(|u| u.name.as_bytes() == c.user) {
+                Some(entry) => Found::File(entry.clone()),
+                None => match (&self.db, std::str::from_utf8(&c.user)) {
+                    (Some(users), Ok(name)) => match users.db.find(name).await {
+                        Ok(Some(user)) => Found::Db(user),
+                        Ok(None) => Found::Nowhere,
+                        Err(e) => return Err(AuthError::Unavailable(e.to_string())),
+                    },
+                    _ => Found::Nowhere,
+                },
+            };
+            let hash: Option<Arc<str>> = match &found {
+                Found::File(e) => match &e.secret {
+                    Secret::Hash(h) => Some(Arc::from(h.as_str())),
+                },
+                Found::Db(u) => Some(Arc::from(u.password_hash.as_str())),
+                Found::Nowhere => self.dummy.clone(),
+            };
             let _slot = self.slots.acquire().await.ok();
-            let users = self.users.clone();
-            let dummy = self.dummy.clone();
-            let checked = tokio::task::spawn_blocking(move || {
-                UserStore::check(&users, dummy.as_deref(), &c.user, &c.password)
+            let password = c.password;
+            let matched = tokio::task::spawn_blocking(move || {
+                hash.is_some_and(|h| verify_hash(&h, &password))
             })
-            .await;
-            match checked {
-                Ok(Ok(account)) => Ok(account),
-                Ok(Err(why)) => Err(AuthError::Rejected(why)),
-                Err(e) => Err(AuthError::Unavailable(format!(
-                    "password check failed: {e}"
-                ))),
+            .await
+            .map_err(|e| AuthError::Unavailable(format!("password check failed: {e}")))?;
+            match found {
+                Found::Nowhere => Err(AuthError::Rejected(Rejection::UnknownUser)),
+                _ if !matched => Err(AuthError::Rejected(Rejection::WrongPassword)),
+                Found::File(entry) => Ok(Account {
+                    name: entry.name,
+                    home: entry.home,
+                    permissions: entry.permissions,
+                    anonymous: false,
+                    limits: entry.limits,
+                }),
+                Found::Db(user) if !user.enabled => Err(AuthError::Rejected(Rejection::Disabled)),
+                Found::Db(user) => {
+                    let Some(users) = &self.db else {
+                        return Err(AuthError::Unavailable("no user database".into()));
+                    };
+                    // The login time is written off the login's path.
+                    let (db, name) = (users.db.clone(), user.name.clone());
+                    tokio::spawn(async move { db.logged_in(&name).await });
+                    let (l, d) = (user.limits, users.defaults);
+                    Ok(Account {
+                        home: user.home.map_or_else(|| users.home.clone(), PathBuf::from),
+                        name: user.name,
+                        permissions: user.permissions,
+                        anonymous: false,
+                        limits: UserLimits {
+                            max_sessions: l.max_sessions.or(d.max_sessions),
+                            download_rate: l.download_rate.or(d.download_rate),
+                            upload_rate: l.upload_rate.or(d.upload_rate),
+                            quota_bytes: l.quota_bytes.or(d.quota_bytes),
+                            quota_files: l.quota_files.or(d.quota_files),
+                            max_file_size: l.max_file_size.or(d.max_file_size),
+                        },
+                    })
+                }
             }
         })
     }

@@ -276,6 +276,8 @@ pub struct Settings {
     /// `None`: TLS off.
     pub tls: Option<TlsSettings>,
     pub users: Vec<UserEntry>,
+    /// The user database's URL (`[users] db`, `--users-db`).
+    pub users_db: Option<String>,
     pub anonymous: Option<AnonymousAccess>,
     pub log: LogSettings,
     /// The user to run as once started as root.
@@ -307,10 +309,22 @@ pub struct FileConfig {
     pub limits: Limits,
     #[serde(default, rename = "user")]
     pub users: Vec<UserSection>,
+    /// The `[users]` table: the user database.
+    #[serde(default, rename = "users")]
+    pub users_table: UsersSection,
     #[serde(default)]
     pub tls: TlsSection,
     #[serde(default)]
     pub log: LogSection,
+}
+
+/// The `[users]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersSection {
+    /// `sqlite:PATH` (created when missing) or `postgres://USER@HOST/DB`: users beside those of
+    /// the file.
+    pub db: Option<String>,
 }
 
 /// The `[log]` table.
@@ -503,6 +517,8 @@ pub struct Overrides {
     pub log_format: Option<String>,
     pub run_as: Option<String>,
     pub allow_root: bool,
+    /// The user database's URL.
+    pub users_db: Option<String>,
 }
 
 /// The default control listener.
@@ -800,8 +816,18 @@ impl Settings {
                 limits: u.limits(i, defaults)?,
             });
         }
+        let (users_db, db_field) = match &cli.users_db {
+            Some(url) => (Some(url.clone()), "--users-db"),
+            None => (file.users_table.db.clone(), "users.db"),
+        };
+        if let Some(url) = &users_db {
+            crate::userdb::check_url(url).map_err(|e| ConfigError::new(db_field, e.to_string()))?;
+        }
         // Anonymous: on only when no user is given, unless asked for explicitly.
-        let anonymous_on = cli.anonymous || file.anonymous.unwrap_or(users.is_empty());
+        let anonymous_on = cli.anonymous
+            || file
+                .anonymous
+                .unwrap_or(users.is_empty() && users_db.is_none());
         let anonymous = anonymous_on.then(|| AnonymousAccess {
             home: root.clone(),
             permissions: Permissions::from_write_flag(write),
@@ -847,6 +873,7 @@ impl Settings {
                 .unwrap_or_else(|| "Wharf FTP server ready.".to_string()),
             tls,
             users,
+            users_db,
             anonymous,
             log,
             run_as: cli

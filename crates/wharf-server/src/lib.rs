@@ -32,6 +32,7 @@ pub mod services;
 pub mod storage;
 pub mod tls;
 pub mod transfer;
+pub mod userdb;
 pub mod users;
 pub mod xferlog;
 

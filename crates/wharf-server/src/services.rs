@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use wharf_net::copy::{Throttle, Unlimited};
 
-use crate::auth::{Account, Authenticator, UserStore};
+use crate::auth::{Account, Authenticator, DbUsers, UserStore};
 use crate::config::{ConfigError, Settings, TlsSettings};
 use crate::storage::{LocalProvider, StorageProvider};
 use crate::tls::Tls;
+use crate::userdb::UserDb;
 use crate::xferlog::XferLog;
 
 /// Paces the transfers of one user.
@@ -52,6 +53,8 @@ pub struct Services {
     pub throttles: Arc<dyn Throttles>,
     /// The transfer log (`[log] xferlog`).
     pub xferlog: Option<Arc<XferLog>>,
+    /// The user database (`[users] db`), also behind `auth`.
+    pub users_db: Option<Arc<UserDb>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -70,12 +73,14 @@ impl Services {
             Some(t) => Some(Arc::new(new_tls(t)?)),
             None => None,
         };
+        let users_db = open_users_db(settings, None)?;
         Ok(Services {
-            auth: user_store(settings),
+            auth: user_store(settings, users_db.as_ref()),
             storage: Arc::new(LocalProvider::new()),
             tls,
             throttles: Arc::new(crate::users::UserRates::default()),
             xferlog: open_xferlog(settings, None)?,
+            users_db,
         })
     }
 
@@ -97,22 +102,49 @@ impl Services {
             (Some(t), _) => Some(Arc::new(new_tls(t)?)),
             (None, _) => None,
         };
+        let users_db = open_users_db(settings, self.users_db.as_ref())?;
         Ok(Services {
-            auth: user_store(settings),
+            auth: user_store(settings, users_db.as_ref()),
             storage: self.storage.clone(),
             tls,
             throttles: self.throttles.clone(),
             xferlog,
+            users_db,
         })
     }
 }
 
-/// The built-in authenticator over the users of `settings`.
-fn user_store(settings: &Settings) -> Arc<dyn crate::auth::Authenticator> {
-    Arc::new(UserStore::new(
+/// The built-in authenticator over the users of `settings` and the user database.
+fn user_store(
+    settings: &Settings,
+    db: Option<&Arc<UserDb>>,
+) -> Arc<dyn crate::auth::Authenticator> {
+    Arc::new(UserStore::with_db(
         settings.users.clone(),
         settings.anonymous.clone(),
+        db.map(|db| DbUsers {
+            db: db.clone(),
+            home: settings.root.clone(),
+            defaults: settings.limits.user_defaults(),
+        }),
     ))
+}
+
+/// The user database of `settings`: `current` if it is the same URL (its connections stay),
+/// else a new one, not connected yet.
+fn open_users_db(
+    settings: &Settings,
+    current: Option<&Arc<UserDb>>,
+) -> Result<Option<Arc<UserDb>>, ConfigError> {
+    let Some(url) = &settings.users_db else {
+        return Ok(None);
+    };
+    if let Some(c) = current.filter(|c| c.url() == url) {
+        return Ok(Some(c.clone()));
+    }
+    UserDb::lazy(url, settings.limits.backend_timeout)
+        .map(Some)
+        .map_err(|e| ConfigError::new("users.db", e.to_string()))
 }
 
 /// The transfer log of `settings`: `current` if it is the same file, else opened.

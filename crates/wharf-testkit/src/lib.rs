@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub mod netns;
 pub mod peers;
+pub mod postgres;
 
 /// How long any single read in a test may block: a test never hangs.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);

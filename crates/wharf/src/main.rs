@@ -12,6 +12,7 @@ use wharf_server::config::{FileConfig, Overrides, Settings};
 mod bench_cli;
 mod client_cli;
 mod privilege;
+mod users_cli;
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +52,9 @@ enum Cmd {
     Bench(bench_cli::BenchArgs),
     /// Write a self-signed certificate and key for NAME (development only): NAME.crt, NAME.key
     Cert(CertArgs),
+    /// Manage the users in a user database (SQLite or PostgreSQL): add, list, show, passwd,
+    /// set, disable, enable, del, import
+    Users(users_cli::UsersArgs),
 }
 
 #[derive(clap::Args)]
@@ -123,6 +127,9 @@ struct ServeArgs {
     /// Started as root: stay root (not recommended)
     #[arg(long)]
     allow_root: bool,
+    /// Users in a database too: sqlite:PATH (created when missing) or postgres://USER@HOST/DB
+    #[arg(long, value_name = "URL")]
+    users_db: Option<String>,
 }
 
 /// Raises the soft limit on open files to the hard one: every session and every data
@@ -158,6 +165,7 @@ fn main() -> ExitCode {
             bench_cli::bench(a)
         }
         Cmd::Cert(a) => cert(a),
+        Cmd::Users(a) => users_cli::users(a),
     }
 }
 
@@ -217,6 +225,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         log_format: args.log_format.clone(),
         run_as: args.run_as.clone(),
         allow_root: args.allow_root,
+        users_db: args.users_db.clone(),
     };
     let settings = match Settings::build(file, overrides.clone()) {
         Ok(c) => c,
@@ -328,6 +337,21 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        // The user database: reached, and migrated, before the server says it serves (its
+        // file is made by the user the server runs as).
+        if let Some(db) = &services.users_db {
+            if let Err(e) = db.ready().await {
+                let field = if args.users_db.is_some() {
+                    "--users-db"
+                } else {
+                    "users.db"
+                };
+                return config_error(&wharf_server::ConfigError::new(
+                    field,
+                    format!("{}: {e}", db.shown()),
+                ));
+            }
+        }
         let root = &settings.root;
         let mut out = std::io::stdout().lock();
         let explicit = match settings.tls.as_ref().map(|t| t.mode) {
@@ -659,7 +683,7 @@ fn passwd() -> ExitCode {
     }
 }
 
-fn prompt_hidden(prompt: &str) -> Option<String> {
+pub(crate) fn prompt_hidden(prompt: &str) -> Option<String> {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     eprint!("{prompt}");
     let stdin = std::io::stdin();

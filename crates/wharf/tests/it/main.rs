@@ -16,6 +16,7 @@ mod operations;
 mod security;
 mod tls;
 mod transfers;
+mod userdb;
 
 use wharf_testkit::{Server, ServerBuilder};
 

@@ -1,0 +1,624 @@
+//! Users in a database: SQLite (the embedded default, one file) or PostgreSQL (one database for
+//! many `wharf serve` nodes), through one code path (sqlx's `Any` driver).
+//!
+//! The schema (`wharf_users`) and its migrations are below; `wharf_schema` records which
+//! migrations ran. Connections are made lazily: a server starts, and keeps running, while the
+//! database is away — its logins get 421 until it is back.
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+use crate::auth::{Permissions, UserLimits};
+
+/// The migrations, in order: each runs once per database, in a transaction. Only SQL that
+/// SQLite and PostgreSQL both read (TEXT, BIGINT; times are Unix seconds; booleans 0/1).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE IF NOT EXISTS wharf_users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        home TEXT,
+        permissions TEXT NOT NULL,
+        max_sessions BIGINT,
+        download_rate BIGINT,
+        upload_rate BIGINT,
+        quota_bytes BIGINT,
+        quota_files BIGINT,
+        max_file_size BIGINT,
+        enabled BIGINT NOT NULL DEFAULT 1,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        last_login BIGINT
+    )",
+)];
+
+/// A user row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbUser {
+    pub name: String,
+    pub password_hash: String,
+    /// `None`: the server's root.
+    pub home: Option<String>,
+    pub permissions: Permissions,
+    pub limits: UserLimits,
+    pub enabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login: Option<i64>,
+}
+
+/// Why a database call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached or answered with an error (logins get 421).
+    #[error("user database unavailable: {0}")]
+    Unavailable(String),
+    #[error("user `{0}` already exists")]
+    Exists(String),
+    #[error("no user `{0}`")]
+    NoSuchUser(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn unavailable(e: sqlx::Error) -> DbError {
+    DbError::Unavailable(e.to_string())
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A user database.
+pub struct UserDb {
+    /// Made on first use, inside the runtime (sqlx's pool needs one).
+    pool: tokio::sync::OnceCell<AnyPool>,
+    /// The URL as the driver reads it.
+    driver: String,
+    timeout: Duration,
+    kind: DbKind,
+    /// The URL without its password, for logs and errors.
+    shown: String,
+    /// The URL as given (to tell whether a reload names the same database).
+    url: String,
+    /// Set once the migrations ran on this pool.
+    migrated: tokio::sync::OnceCell<()>,
+}
+
+impl std::fmt::Debug for UserDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDb").field("url", &self.shown).finish()
+    }
+}
+
+/// `sqlite:PATH` (created when missing) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, as the
+/// driver reads it, with its kind.
+fn driver_url(url: &str) -> Result<(String, DbKind), DbError> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        if path.is_empty() {
+            return Err(DbError::Invalid(
+                "`sqlite:` needs a path: sqlite:/var/lib/wharf/users.db".into(),
+            ));
+        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        // rwc: read, write, and create the file when it does not exist yet.
+        return Ok((format!("sqlite://{path}{sep}mode=rwc"), DbKind::Sqlite));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((url.to_string(), DbKind::Postgres));
+    }
+    Err(DbError::Invalid(format!(
+        "`{}` is not a user database URL (sqlite:PATH or postgres://USER@HOST/DB)",
+        redact(url)
+    )))
+}
+
+/// Whether `url` names a user database this server can use (no connection made).
+pub fn check_url(url: &str) -> Result<(), DbError> {
+    driver_url(url).map(|_| ())
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((auth, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Permissions as stored: the config file's words, comma-separated.
+pub fn permissions_text(p: Permissions) -> String {
+    if p == Permissions::ALL {
+        return "all".into();
+    }
+    let mut words = Vec::new();
+    for (on, word) in [
+        (p.read, "read"),
+        (p.write, "write"),
+        (p.delete, "delete"),
+        (p.mkdir, "mkdir"),
+        (p.rename, "rename"),
+    ] {
+        if on {
+            words.push(word);
+        }
+    }
+    words.join(",")
+}
+
+/// Reads [`permissions_text`] (and `all`); an unknown word is an error.
+pub fn parse_permissions(text: &str) -> Result<Permissions, String> {
+    let mut p = Permissions::default();
+    for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match word {
+            "read" => p.read = true,
+            "write" => p.write = true,
+            "delete" => p.delete = true,
+            "mkdir" => p.mkdir = true,
+            "rename" => p.rename = true,
+            "all" => p = Permissions::ALL,
+            other => {
+                return Err(format!(
+                    "unknown permission `{other}` (read, write, delete, mkdir, rename, all)"
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// A limit as stored: `None`, or a value that fits a BIGINT.
+fn limit(v: Option<u64>) -> Option<i64> {
+    v.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn unlimit<T: TryFrom<i64>>(v: Option<i64>) -> Option<T> {
+    v.and_then(|n| T::try_from(n).ok())
+}
+
+fn from_row(row: &AnyRow) -> Result<DbUser, sqlx::Error> {
+    let permissions: String = row.try_get("permissions")?;
+    Ok(DbUser {
+        name: row.try_get("name")?,
+        password_hash: row.try_get("password_hash")?,
+        home: row.try_get("home")?,
+        // A word this version does not know gives no right, rather than a failed login.
+        permissions: parse_permissions(&permissions).unwrap_or_default(),
+        limits: UserLimits {
+            max_sessions: unlimit(row.try_get("max_sessions")?),
+            download_rate: unlimit(row.try_get("download_rate")?),
+            upload_rate: unlimit(row.try_get("upload_rate")?),
+            quota_bytes: unlimit(row.try_get("quota_bytes")?),
+            quota_files: unlimit(row.try_get("quota_files")?),
+            max_file_size: unlimit(row.try_get("max_file_size")?),
+        },
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        last_login: row.try_get("last_login")?,
+    })
+}
+
+const COLUMNS: &str = "name, password_hash, home, permissions, max_sessions, download_rate, \
+     upload_rate, quota_bytes, quota_files, max_file_size, enabled, created_at, updated_at, \
+     last_login";
+
+impl UserDb {
+    /// A database for `url`, not connected yet (no I/O here: the server makes it before it
+    /// runs, and the connection comes with the first use). `timeout` bounds each wait for a
+    /// connection.
+    pub fn lazy(url: &str, timeout: Duration) -> Result<Arc<UserDb>, DbError> {
+        let (driver, kind) = driver_url(url)?;
+        Ok(Arc::new(UserDb {
+            pool: tokio::sync::OnceCell::new(),
+            driver,
+            timeout,
+            kind,
+            shown: redact(url),
+            url: url.to_string(),
+            migrated: tokio::sync::OnceCell::new(),
+        }))
+    }
+
+    /// The connection pool (no connection is made until a query needs one).
+    async fn pool(&self) -> Result<&AnyPool, DbError> {
+        self.pool
+            .get_or_try_init(|| async {
+                static DRIVERS: Once = Once::new();
+                DRIVERS.call_once(sqlx::any::install_default_drivers);
+                let sqlite = self.kind == DbKind::Sqlite;
+                let mut options = AnyPoolOptions::new()
+                    .max_connections(if sqlite { 4 } else { 8 })
+                    .min_connections(0)
+                    // A database that cannot hand out a connection within a few seconds is
+                    // down for a client waiting at PASS (the pool keeps retrying until then).
+                    .acquire_timeout(self.timeout.min(Duration::from_secs(5)));
+                if sqlite {
+                    // Readers do not block the writer (`wharf users` while the server runs),
+                    // and a writer waits for another rather than failing at once.
+                    options = options.after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA journal_mode = WAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA busy_timeout = 5000")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    });
+                }
+                options
+                    .connect_lazy(&self.driver)
+                    .map_err(|e| DbError::Invalid(format!("{}: {e}", self.shown)))
+            })
+            .await
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL without a password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// Connects and runs the migrations that have not run yet (once per pool; a failure is
+    /// tried again on the next call).
+    pub async fn ready(&self) -> Result<(), DbError> {
+        self.migrated
+            .get_or_try_init(|| self.migrate())
+            .await
+            .map(|_| ())
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        let pool = self.pool().await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS wharf_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(pool)
+        .await
+        .map_err(unavailable)?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            if self.kind == DbKind::Postgres {
+                // Nodes starting at once migrate one after the other.
+                sqlx::query("SELECT pg_advisory_xact_lock(7302101)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM wharf_schema WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::query(*sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            sqlx::query("INSERT INTO wharf_schema (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            tracing::info!(db = %self.shown, version, "user database migrated");
+        }
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    pub async fn find(&self, name: &str) -> Result<Option<DbUser>, DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM wharf_users WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(from_row).transpose().map_err(unavailable)
+    }
+
+    pub async fn list(&self) -> Result<Vec<DbUser>, DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM wharf_users ORDER BY name"
+        )))
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(from_row)
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)
+    }
+
+    /// Adds a user; an existing name is [`DbError::Exists`].
+    pub async fn add(&self, user: &DbUser) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        check_name(&user.name)?;
+        crate::auth::check_hash(&user.password_hash).map_err(DbError::Invalid)?;
+        let t = now();
+        // COLUMNS is a constant: nothing from outside is in the SQL text.
+        let r = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO wharf_users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        )))
+        .bind(user.name.as_str())
+        .bind(user.password_hash.as_str())
+        .bind(user.home.clone())
+        .bind(permissions_text(user.permissions))
+        .bind(limit(user.limits.max_sessions.map(u64::from)))
+        .bind(limit(user.limits.download_rate))
+        .bind(limit(user.limits.upload_rate))
+        .bind(limit(user.limits.quota_bytes))
+        .bind(limit(user.limits.quota_files))
+        .bind(limit(user.limits.max_file_size))
+        .bind(i64::from(user.enabled))
+        .bind(t)
+        .bind(t)
+        .bind(None::<i64>)
+        .execute(pool)
+        .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(DbError::Exists(user.name.clone()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Replaces a user's settings (not its name, creation time or last login).
+    pub async fn update(&self, user: &DbUser) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        crate::auth::check_hash(&user.password_hash).map_err(DbError::Invalid)?;
+        let r = sqlx::query(
+            "UPDATE wharf_users SET password_hash = $1, home = $2, permissions = $3, \
+             max_sessions = $4, download_rate = $5, upload_rate = $6, quota_bytes = $7, \
+             quota_files = $8, max_file_size = $9, enabled = $10, updated_at = $11 WHERE name = $12",
+        )
+        .bind(user.password_hash.as_str())
+        .bind(user.home.clone())
+        .bind(permissions_text(user.permissions))
+        .bind(limit(user.limits.max_sessions.map(u64::from)))
+        .bind(limit(user.limits.download_rate))
+        .bind(limit(user.limits.upload_rate))
+        .bind(limit(user.limits.quota_bytes))
+        .bind(limit(user.limits.quota_files))
+        .bind(limit(user.limits.max_file_size))
+        .bind(i64::from(user.enabled))
+        .bind(now())
+        .bind(user.name.as_str())
+        .execute(pool)
+        .await
+        .map_err(unavailable)?;
+        if r.rows_affected() == 0 {
+            return Err(DbError::NoSuchUser(user.name.clone()));
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        let r = sqlx::query("DELETE FROM wharf_users WHERE name = $1")
+            .bind(name)
+            .execute(pool)
+            .await
+            .map_err(unavailable)?;
+        if r.rows_affected() == 0 {
+            return Err(DbError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Records a successful login (best effort: a failure is logged, the login stands).
+    pub async fn logged_in(&self, name: &str) {
+        let Ok(pool) = self.pool().await else {
+            return;
+        };
+        let r = sqlx::query("UPDATE wharf_users SET last_login = $1 WHERE name = $2")
+            .bind(now())
+            .bind(name)
+            .execute(pool)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(db = %self.shown, user = name, error = %e, "cannot record the login time");
+        }
+    }
+}
+
+/// A user name the server can take: non-empty, no spaces or control characters, not one of
+/// the anonymous names, at most 128 bytes.
+pub fn check_name(name: &str) -> Result<(), DbError> {
+    if name.is_empty()
+        || name.len() > 128
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(DbError::Invalid(format!(
+            "`{name}` is not a user name (1-128 characters, no spaces)"
+        )));
+    }
+    if crate::auth::is_anonymous_name(name.as_bytes()) {
+        return Err(DbError::Invalid(format!(
+            "`{name}` is the anonymous login, not a user"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            driver_url("sqlite:/tmp/u.db").unwrap(),
+            ("sqlite:///tmp/u.db?mode=rwc".into(), DbKind::Sqlite)
+        );
+        assert_eq!(
+            driver_url("sqlite:rel/u.db").unwrap().0,
+            "sqlite://rel/u.db?mode=rwc"
+        );
+        assert!(driver_url("sqlite:").is_err());
+        assert!(driver_url("mysql://x").is_err());
+        assert_eq!(
+            redact("postgres://wharf:s3cret@db:5432/ftp"),
+            "postgres://wharf:***@db:5432/ftp"
+        );
+        assert_eq!(redact("postgres://wharf@db/ftp"), "postgres://wharf@db/ftp");
+    }
+
+    #[test]
+    fn permissions_round_trip() {
+        for p in [
+            Permissions::ALL,
+            Permissions::READ_ONLY,
+            Permissions::default(),
+        ] {
+            assert_eq!(parse_permissions(&permissions_text(p)).unwrap(), p);
+        }
+        assert!(parse_permissions("read,fly").is_err());
+        assert_eq!(parse_permissions("all").unwrap(), Permissions::ALL);
+    }
+
+    fn sample(name: &str) -> DbUser {
+        DbUser {
+            name: name.into(),
+            password_hash: crate::auth::hash_password(b"pw").unwrap(),
+            home: Some("/srv/ftp/alice".into()),
+            permissions: Permissions::ALL,
+            limits: UserLimits {
+                max_sessions: Some(3),
+                download_rate: Some(1 << 20),
+                upload_rate: None,
+                quota_bytes: Some(u64::MAX),
+                quota_files: Some(1000),
+                max_file_size: None,
+            },
+            enabled: true,
+            created_at: 0,
+            updated_at: 0,
+            last_login: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_add_find_update_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new").join("users.db");
+        // A missing directory is an error (the file, not the directory, is created).
+        let db = UserDb::lazy(
+            &format!("sqlite:{}", path.display()),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(matches!(db.ready().await, Err(DbError::Unavailable(_))));
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        db.ready().await.unwrap();
+        assert!(path.exists());
+        let alice = sample("alice");
+        db.add(&alice).await.unwrap();
+        assert!(matches!(db.add(&alice).await, Err(DbError::Exists(_))));
+        let found = db.find("alice").await.unwrap().unwrap();
+        assert_eq!(found.limits.quota_bytes, Some(i64::MAX as u64));
+        assert_eq!(found.limits.max_sessions, Some(3));
+        assert_eq!(found.home.as_deref(), Some("/srv/ftp/alice"));
+        assert_eq!(found.permissions, Permissions::ALL);
+        assert!(found.enabled && found.last_login.is_none() && found.created_at > 0);
+        db.logged_in("alice").await;
+        assert!(
+            db.find("alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .last_login
+                .is_some()
+        );
+        let mut changed = found.clone();
+        changed.enabled = false;
+        changed.home = None;
+        db.update(&changed).await.unwrap();
+        let found = db.find("alice").await.unwrap().unwrap();
+        assert!(!found.enabled && found.home.is_none());
+        assert!(db.find("bob").await.unwrap().is_none());
+        assert!(matches!(
+            db.update(&sample("bob")).await,
+            Err(DbError::NoSuchUser(_))
+        ));
+        assert!(matches!(
+            db.add(&sample("anonymous")).await,
+            Err(DbError::Invalid(_))
+        ));
+        assert!(matches!(
+            db.add(&sample("a b")).await,
+            Err(DbError::Invalid(_))
+        ));
+        let mut bad = sample("carol");
+        bad.password_hash = "plain".into();
+        assert!(matches!(db.add(&bad).await, Err(DbError::Invalid(_))));
+        assert_eq!(db.list().await.unwrap().len(), 1);
+        db.delete("alice").await.unwrap();
+        assert!(matches!(
+            db.delete("alice").await,
+            Err(DbError::NoSuchUser(_))
+        ));
+        // Migrations run once: a second pool on the same file finds the schema.
+        let again = UserDb::lazy(
+            &format!("sqlite:{}", path.display()),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        again.ready().await.unwrap();
+        assert!(again.list().await.unwrap().is_empty());
+    }
+}

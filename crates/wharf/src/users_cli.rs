@@ -1,0 +1,445 @@
+//! `wharf users`: the user database (SQLite or PostgreSQL) from the command line. A password is
+//! never taken from the command line: it comes from stdin (`--password-stdin`, or a prompt on a
+//! terminal), or one is generated and printed once.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wharf_server::auth::{Permissions, UserLimits, hash_password};
+use wharf_server::userdb::{DbError, DbUser, UserDb, parse_permissions, permissions_text};
+
+#[derive(clap::Args)]
+pub struct UsersArgs {
+    /// The user database: sqlite:PATH (created when missing) or postgres://USER@HOST/DB
+    #[arg(long, value_name = "URL")]
+    db: String,
+    #[command(subcommand)]
+    command: UsersCmd,
+}
+
+#[derive(clap::Subcommand)]
+enum UsersCmd {
+    /// Add a user (the password from stdin with --password-stdin, else generated and printed once)
+    Add(AddArgs),
+    /// List the users
+    List {
+        /// One JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one user
+    Show { name: String },
+    /// Set a user's password (prompted on a terminal, else the first line of stdin)
+    Passwd { name: String },
+    /// Change a user's home, permissions or limits
+    Set(SetArgs),
+    /// Stop a user from logging in (its sessions keep running until they end)
+    Disable { name: String },
+    /// Let a disabled user log in again
+    Enable { name: String },
+    /// Delete a user (its files stay)
+    Del { name: String },
+    /// Add the [[user]] entries of a config file (with their password hashes); existing names
+    /// are left as they are
+    Import {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct AddArgs {
+    name: String,
+    /// Home directory (absolute; default: the server's root)
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Permissions: read,write,delete,mkdir,rename or all [default: read]
+    #[arg(long, value_name = "LIST")]
+    perm: Option<String>,
+    /// Read the password from the first line of stdin
+    #[arg(long)]
+    password_stdin: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(clap::Args)]
+struct SetArgs {
+    name: String,
+    /// Home directory (absolute); `-` for the server's root
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Permissions: read,write,delete,mkdir,rename or all
+    #[arg(long, value_name = "LIST")]
+    perm: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Per-user limits; `0` in `set` removes one (the server's default applies again).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Sessions at once
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<u32>,
+    /// Download rate, bytes per second (K, M, G suffixes)
+    #[arg(long, value_name = "RATE", value_parser = crate::bench_cli::parse_size)]
+    download_rate: Option<u64>,
+    /// Upload rate, bytes per second (K, M, G suffixes)
+    #[arg(long, value_name = "RATE", value_parser = crate::bench_cli::parse_size)]
+    upload_rate: Option<u64>,
+    /// Bytes the home may hold (K, M, G suffixes)
+    #[arg(long, value_name = "SIZE", value_parser = crate::bench_cli::parse_size)]
+    quota: Option<u64>,
+    /// Files the home may hold
+    #[arg(long, value_name = "N")]
+    quota_files: Option<u64>,
+    /// Largest file an upload may make (K, M, G suffixes)
+    #[arg(long, value_name = "SIZE", value_parser = crate::bench_cli::parse_size)]
+    max_file_size: Option<u64>,
+}
+
+impl LimitArgs {
+    /// Applies the limits given; `0` clears one.
+    fn apply(&self, limits: &mut UserLimits) {
+        fn set<T: Copy + PartialEq + Default>(slot: &mut Option<T>, given: Option<T>) {
+            if let Some(v) = given {
+                *slot = (v != T::default()).then_some(v);
+            }
+        }
+        set(&mut limits.max_sessions, self.max_sessions);
+        set(&mut limits.download_rate, self.download_rate);
+        set(&mut limits.upload_rate, self.upload_rate);
+        set(&mut limits.quota_bytes, self.quota);
+        set(&mut limits.quota_files, self.quota_files);
+        set(&mut limits.max_file_size, self.max_file_size);
+    }
+}
+
+/// A failure: its message, and the exit code (2 for what the user typed, 1 for the database).
+struct Failed(String, u8);
+
+impl From<DbError> for Failed {
+    fn from(e: DbError) -> Failed {
+        let code = match e {
+            DbError::Unavailable(_) => 1,
+            _ => 2,
+        };
+        Failed(e.to_string(), code)
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Failed {
+    Failed(msg.into(), 2)
+}
+
+pub fn users(args: UsersArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wharf: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failed(msg, code)) => {
+            eprintln!("wharf: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(args: UsersArgs) -> Result<(), Failed> {
+    let db = UserDb::lazy(&args.db, Duration::from_secs(10))?;
+    db.ready().await?;
+    match args.command {
+        UsersCmd::Add(a) => add(&db, a).await,
+        UsersCmd::List { json } => list(&db, json).await,
+        UsersCmd::Show { name } => {
+            let user = get(&db, &name).await?;
+            print!("{}", describe(&user));
+            Ok(())
+        }
+        UsersCmd::Passwd { name } => {
+            let mut user = get(&db, &name).await?;
+            let password = read_password(true)?;
+            user.password_hash = hash(&password)?;
+            db.update(&user).await?;
+            eprintln!("password of `{name}` changed");
+            Ok(())
+        }
+        UsersCmd::Set(a) => {
+            let mut user = get(&db, &a.name).await?;
+            if let Some(home) = &a.home {
+                user.home = if home.as_os_str() == "-" {
+                    None
+                } else {
+                    Some(absolute(home)?)
+                };
+            }
+            if let Some(perm) = &a.perm {
+                user.permissions = parse_permissions(perm).map_err(usage)?;
+            }
+            a.limits.apply(&mut user.limits);
+            db.update(&user).await?;
+            print!("{}", describe(&user));
+            Ok(())
+        }
+        UsersCmd::Disable { name } => set_enabled(&db, &name, false).await,
+        UsersCmd::Enable { name } => set_enabled(&db, &name, true).await,
+        UsersCmd::Del { name } => {
+            db.delete(&name).await?;
+            eprintln!("user `{name}` deleted (its files stay)");
+            Ok(())
+        }
+        UsersCmd::Import { config } => import(&db, &config).await,
+    }
+}
+
+async fn get(db: &Arc<UserDb>, name: &str) -> Result<DbUser, Failed> {
+    db.find(name)
+        .await?
+        .ok_or_else(|| Failed::from(DbError::NoSuchUser(name.to_string())))
+}
+
+async fn set_enabled(db: &Arc<UserDb>, name: &str, enabled: bool) -> Result<(), Failed> {
+    let mut user = get(db, name).await?;
+    user.enabled = enabled;
+    db.update(&user).await?;
+    eprintln!(
+        "user `{name}` {}",
+        if enabled { "enabled" } else { "disabled" }
+    );
+    Ok(())
+}
+
+fn absolute(home: &std::path::Path) -> Result<String, Failed> {
+    if !home.is_absolute() {
+        return Err(usage(format!(
+            "--home {}: give an absolute path (the server reads it, maybe on another machine)",
+            home.display()
+        )));
+    }
+    home.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| usage(format!("--home {}: not UTF-8", home.display())))
+}
+
+fn hash(password: &str) -> Result<String, Failed> {
+    hash_password(password.as_bytes()).map_err(|e| Failed(e, 1))
+}
+
+async fn add(db: &Arc<UserDb>, a: AddArgs) -> Result<(), Failed> {
+    let home = a.home.as_deref().map(absolute).transpose()?;
+    let permissions = match &a.perm {
+        Some(p) => parse_permissions(p).map_err(usage)?,
+        None => Permissions::READ_ONLY,
+    };
+    let (password, generated) = if a.password_stdin {
+        (read_password(false)?, false)
+    } else {
+        (generate_password()?, true)
+    };
+    let mut limits = UserLimits::default();
+    a.limits.apply(&mut limits);
+    let user = DbUser {
+        name: a.name.clone(),
+        password_hash: hash(&password)?,
+        home,
+        permissions,
+        limits,
+        enabled: true,
+        created_at: 0,
+        updated_at: 0,
+        last_login: None,
+    };
+    db.add(&user).await?;
+    if generated {
+        // Printed once, here; only its hash is kept.
+        println!("{password}");
+        eprintln!(
+            "user `{}` added; its password is above (shown only now)",
+            a.name
+        );
+    } else {
+        eprintln!("user `{}` added", a.name);
+    }
+    Ok(())
+}
+
+/// A password from stdin: on a terminal, prompted twice without echo (when `prompt`); else the
+/// first line.
+fn read_password(prompt: bool) -> Result<String, Failed> {
+    let stdin = std::io::stdin();
+    let password = if prompt && stdin.is_terminal() {
+        match (
+            crate::prompt_hidden("New password: "),
+            crate::prompt_hidden("Again: "),
+        ) {
+            (Some(a), Some(b)) if a == b => a,
+            (Some(_), Some(_)) => return Err(usage("passwords do not match")),
+            _ => return Err(usage("cannot read the password")),
+        }
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| usage(format!("cannot read the password from stdin: {e}")))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return Err(usage("empty password"));
+    }
+    Ok(password)
+}
+
+/// 20 letters and digits from the system's random source (about 119 bits).
+fn generate_password() -> Result<String, Failed> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut out = String::with_capacity(20);
+    while out.len() < 20 {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| Failed(format!("no random source: {e}"), 1))?;
+        // Rejection sampling: no letter more likely than another.
+        let limit = 256 - 256 % ALPHABET.len();
+        for b in bytes {
+            if usize::from(b) < limit && out.len() < 20 {
+                out.push(char::from(ALPHABET[usize::from(b) % ALPHABET.len()]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn when(t: Option<i64>) -> String {
+    match t {
+        Some(secs) if secs > 0 => {
+            let t = wharf_proto::UtcTime::from_unix(secs);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+                t.year, t.month, t.day, t.hour, t.minute, t.second
+            )
+        }
+        _ => "never".into(),
+    }
+}
+
+fn describe(u: &DbUser) -> String {
+    let l = &u.limits;
+    let opt = |v: Option<u64>| v.map_or_else(|| "default".to_string(), |n| n.to_string());
+    format!(
+        "name:          {}\nenabled:       {}\nhome:          {}\npermissions:   {}\nmax sessions:  {}\ndownload rate: {}\nupload rate:   {}\nquota:         {}\nquota files:   {}\nmax file size: {}\ncreated:       {}\nupdated:       {}\nlast login:    {}\n",
+        u.name,
+        if u.enabled { "yes" } else { "no" },
+        u.home.as_deref().unwrap_or("(the server's root)"),
+        permissions_text(u.permissions),
+        opt(l.max_sessions.map(u64::from)),
+        opt(l.download_rate),
+        opt(l.upload_rate),
+        opt(l.quota_bytes),
+        opt(l.quota_files),
+        opt(l.max_file_size),
+        when(Some(u.created_at)),
+        when(Some(u.updated_at)),
+        when(u.last_login),
+    )
+}
+
+fn json_user(u: &DbUser) -> String {
+    let s = wharf_client::check::json_str;
+    let n = |v: Option<u64>| v.map_or_else(|| "null".to_string(), |n| n.to_string());
+    let l = &u.limits;
+    format!(
+        "{{\"name\":{},\"enabled\":{},\"home\":{},\"permissions\":{},\"max_sessions\":{},\"download_rate\":{},\"upload_rate\":{},\"quota_bytes\":{},\"quota_files\":{},\"max_file_size\":{},\"created_at\":{},\"updated_at\":{},\"last_login\":{}}}",
+        s(&u.name),
+        u.enabled,
+        u.home.as_deref().map_or_else(|| "null".to_string(), s),
+        s(&permissions_text(u.permissions)),
+        n(l.max_sessions.map(u64::from)),
+        n(l.download_rate),
+        n(l.upload_rate),
+        n(l.quota_bytes),
+        n(l.quota_files),
+        n(l.max_file_size),
+        u.created_at,
+        u.updated_at,
+        u.last_login
+            .map_or_else(|| "null".to_string(), |t| t.to_string()),
+    )
+}
+
+async fn list(db: &Arc<UserDb>, json: bool) -> Result<(), Failed> {
+    let users = db.list().await?;
+    if json {
+        let items: Vec<String> = users.iter().map(json_user).collect();
+        println!("[{}]", items.join(","));
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<8} {:<28} {:<20} LAST LOGIN",
+        "NAME", "ENABLED", "HOME", "PERMISSIONS"
+    );
+    for u in &users {
+        println!(
+            "{:<24} {:<8} {:<28} {:<20} {}",
+            u.name,
+            if u.enabled { "yes" } else { "no" },
+            u.home.as_deref().unwrap_or("-"),
+            permissions_text(u.permissions),
+            when(u.last_login)
+        );
+    }
+    Ok(())
+}
+
+/// The `[[user]]` entries of a config file, checked as the server checks them.
+async fn import(db: &Arc<UserDb>, path: &std::path::Path) -> Result<(), Failed> {
+    let file = wharf_server::config::FileConfig::load(path).map_err(|e| usage(e.to_string()))?;
+    let entries = file.users.len();
+    let root = file.root.clone();
+    let settings = wharf_server::config::Settings::build(
+        file,
+        wharf_server::config::Overrides {
+            root,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    let (mut added, mut kept) = (0, 0);
+    for u in settings.users.iter().take(entries) {
+        let wharf_server::auth::Secret::Hash(hash) = &u.secret;
+        let home = (u.home != settings.root).then(|| u.home.to_string_lossy().into_owned());
+        let user = DbUser {
+            name: u.name.clone(),
+            password_hash: hash.clone(),
+            home,
+            permissions: u.permissions,
+            limits: u.limits,
+            enabled: true,
+            created_at: 0,
+            updated_at: 0,
+            last_login: None,
+        };
+        match db.add(&user).await {
+            Ok(()) => added += 1,
+            Err(DbError::Exists(_)) => {
+                eprintln!("`{}` exists already: left as it is", u.name);
+                kept += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    eprintln!(
+        "imported {added} users from {} ({kept} already there)",
+        path.display()
+    );
+    Ok(())
+}
