@@ -232,6 +232,7 @@ fn outcome_for(action: &Action, pick: u8) -> Outcome {
             6 => TransferEnd::DataFailed(DataFailure::ActiveRefused {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], 5000)),
             }),
+            7 if pick & 32 != 0 => TransferEnd::Kicked,
             _ => TransferEnd::Done {
                 bytes: u64::from(pick),
             },

@@ -278,6 +278,8 @@ pub struct Settings {
     pub users: Vec<UserEntry>,
     /// The user database's URL (`[users] db`, `--users-db`).
     pub users_db: Option<String>,
+    /// The admin listener (`[admin]`, `--admin`).
+    pub admin: Option<AdminSettings>,
     pub anonymous: Option<AnonymousAccess>,
     pub log: LogSettings,
     /// The user to run as once started as root.
@@ -313,6 +315,8 @@ pub struct FileConfig {
     #[serde(default, rename = "users")]
     pub users_table: UsersSection,
     #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
     pub tls: TlsSection,
     #[serde(default)]
     pub log: LogSection,
@@ -325,6 +329,24 @@ pub struct UsersSection {
     /// `sqlite:PATH` (created when missing) or `postgres://USER@HOST/DB`: users beside those of
     /// the file.
     pub db: Option<String>,
+}
+
+/// The `[admin]` table: the admin listener (HTTP: health, metrics, the API).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// ADDRESS:PORT; no listener without it.
+    pub listen: Option<String>,
+    /// The hash of the API token (`wharf passwd`); without it the server makes a token at
+    /// start and prints it once.
+    pub token_hash: Option<String>,
+}
+
+/// The admin listener, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub token_hash: Option<String>,
 }
 
 /// The `[log]` table.
@@ -519,6 +541,8 @@ pub struct Overrides {
     pub allow_root: bool,
     /// The user database's URL.
     pub users_db: Option<String>,
+    /// The admin listener, ADDRESS:PORT.
+    pub admin: Option<String>,
 }
 
 /// The default control listener.
@@ -823,6 +847,18 @@ impl Settings {
         if let Some(url) = &users_db {
             crate::userdb::check_url(url).map_err(|e| ConfigError::new(db_field, e.to_string()))?;
         }
+        let admin_listen = match (&cli.admin, &file.admin.listen) {
+            (Some(a), _) => Some(parse_listen("--admin", a)?),
+            (None, Some(a)) => Some(parse_listen("admin.listen", a)?),
+            (None, None) => None,
+        };
+        if let Some(h) = &file.admin.token_hash {
+            crate::auth::check_hash(h).map_err(|m| ConfigError::new("admin.token_hash", m))?;
+        }
+        let admin = admin_listen.map(|listen| AdminSettings {
+            listen,
+            token_hash: file.admin.token_hash.clone(),
+        });
         // Anonymous: on only when no user is given, unless asked for explicitly.
         let anonymous_on = cli.anonymous
             || file
@@ -874,6 +910,7 @@ impl Settings {
             tls,
             users,
             users_db,
+            admin,
             anonymous,
             log,
             run_as: cli

@@ -157,6 +157,10 @@ pub(crate) struct Driver {
     intruder: channel::Intruder,
     /// The passive listener as SITE DIAG sees it: waiting, then how it ended.
     passive_seen: Option<crate::diag::Waiting>,
+    /// The passive listener, counted for the metrics while it is open.
+    passive_count: Option<crate::monitor::PassiveCount>,
+    /// This session in the admin listener's table (removed when the driver goes).
+    entry: crate::monitor::SessionHandle,
     /// What the last open action left for the transfer.
     held: Held,
     /// The byte limit of the upload opened last (quota, file size).
@@ -320,6 +324,7 @@ impl Driver {
         socket2::SockRef::from(&stream).set_out_of_band_inline(true)?;
         stream.set_nodelay(true)?;
         let shared = live.current();
+        let entry = live.monitor.sessions.open(conn.id, conn.peer);
         let session = Session::new(
             shared.policy.clone(),
             conn.peer.ip(),
@@ -342,6 +347,8 @@ impl Driver {
             passive: None,
             intruder: channel::Intruder::default(),
             passive_seen: None,
+            passive_count: None,
+            entry,
             held: Held::None,
             cap: None,
             shutdown,
@@ -421,6 +428,7 @@ impl Driver {
             control,
             shutdown,
             session,
+            entry,
             ..
         } = self;
         // Without a deadline the timer is off; the far-off instant only fills the slot.
@@ -436,6 +444,8 @@ impl Driver {
             _ = sleep_until(wake), if deadline.is_some() => session.handle_timeout(now()),
             // Shutdown only ever turns on; a closed channel means the server is gone.
             _ = shutdown.changed(), if idle => session.handle_shutdown(),
+            // The administrator ends this session (the admin API).
+            _ = entry.entry.kicked() => session.handle_kick(),
         }
         Ok(true)
     }
@@ -450,6 +460,7 @@ impl Driver {
 
     /// Writes a reply, bounded like a stalled data connection.
     async fn send_reply(&mut self, reply: &Reply) -> io::Result<()> {
+        self.live.monitor.metrics.reply(reply.code.0);
         let limit = self.shared.settings.limits.data_timeout;
         self.control.send(reply, limit).await
     }
@@ -543,6 +554,19 @@ impl Driver {
         match action {
             Action::Login { user, password } => Box::pin(async move {
                 let r = self.login(user, password).await;
+                use crate::monitor::LoginCount;
+                let count = match &r {
+                    LoginResult::Ok(u) => {
+                        self.entry.entry.set_user(Some(&u.name));
+                        LoginCount::Ok
+                    }
+                    LoginResult::AddressRefused => LoginCount::Banned,
+                    LoginResult::Unavailable | LoginResult::HomeUnavailable => {
+                        LoginCount::Unavailable
+                    }
+                    _ => LoginCount::Rejected,
+                };
+                self.live.monitor.metrics.login(count);
                 self.done(Outcome::Login(r))
             }),
             Action::Storage(op) => Box::pin(async move {
@@ -592,6 +616,7 @@ impl Driver {
             }
             Action::Logout => {
                 self.home = None;
+                self.entry.entry.set_user(None);
                 if let Some(tls) = &self.tls {
                     tls.owner.logged_out();
                 }
@@ -942,6 +967,7 @@ impl Driver {
     /// The passive listener closes without a transfer (a new PASV, ClosePassive, the end of the
     /// session): whether the client had connected decides what SITE DIAG remembers.
     fn end_passive(&mut self) {
+        self.passive_count = None;
         let passive = self.passive.take();
         let Some(seen) = self.passive_seen.take() else {
             return;
@@ -996,6 +1022,7 @@ impl Driver {
                 .and_then(|l| Ok((l.local_addr()?.port(), l)));
         match bound {
             Ok((port, listener)) => {
+                self.passive_count = Some(self.live.monitor.metrics.passive_opened());
                 self.passive_seen = Some(self.live.watch.waiting(
                     self.conn.peer.ip(),
                     self.session.user_name().unwrap_or("-"),
@@ -1171,6 +1198,7 @@ impl Driver {
         // SITE DIAG remembers how the wait ended.
         let seen = self.passive_seen.take();
         let arrived = self.data_connection(spec.data).await;
+        self.passive_count = None;
         let arrived = match arrived {
             Ok(s) => {
                 if let Some(seen) = seen {
@@ -1244,14 +1272,30 @@ impl Driver {
             (Some(h), _) => h.throttles.download.clone(),
             (None, _) => Arc::new(wharf_net::copy::Unlimited),
         };
-        let progress = AtomicU64::new(0);
+        // The admin listener sees the transfer and its bytes while it runs.
+        let entry = self.entry.entry.clone();
+        let direction = match spec.body {
+            Body::Download => crate::monitor::Direction::Download,
+            Body::Upload => crate::monitor::Direction::Upload,
+            Body::Listing { .. } => crate::monitor::Direction::Listing,
+        };
+        entry.set_running(Some(crate::monitor::Running {
+            verb: spec.verb,
+            path: spec.path.as_ref().map_or_else(
+                || String::from_utf8_lossy(&spec.arg).into_owned(),
+                |p| p.to_string(),
+            ),
+            direction,
+            started: started.into_std(),
+        }));
+        let progress = &entry.bytes;
         let job = transfer::Job {
             body: &spec.body,
             ascii: spec.ascii,
             require_close_notify: spec.require_close_notify,
             stall: self.shared.settings.limits.data_timeout,
             throttle: throttle.as_ref(),
-            progress: &progress,
+            progress,
             cap,
         };
         // Boxed so that it can be dropped (closing the data connection) before the final reply.
@@ -1259,6 +1303,11 @@ impl Driver {
         let finished = loop {
             tokio::select! {
                 r = &mut work => break Some(r),
+                _ = entry.kicked() => {
+                    drop(work);
+                    self.log_transfer(&spec, progress, started, "ended by the administrator");
+                    return Ok(TransferEnd::Kicked);
+                }
                 ev = self.control.next_event() => match ev {
                     Ok(Some(ev)) => {
                         self.session.set_progress(progress.load(Ordering::Relaxed));
@@ -1269,7 +1318,7 @@ impl Driver {
                     }
                     Ok(None) | Err(_) => {
                         drop(work);
-                        self.log_transfer(&spec, &progress, started, "control connection lost");
+                        self.log_transfer(&spec, progress, started, "control connection lost");
                         return Ok(TransferEnd::ControlLost);
                     }
                 },
@@ -1292,7 +1341,7 @@ impl Driver {
                             TransferEnd::Done { bytes }
                         }
                         Err(e) => {
-                            self.log_transfer(&spec, &progress, started, "commit failed");
+                            self.log_transfer(&spec, progress, started, "commit failed");
                             return Ok(TransferEnd::Commit(e.kind()));
                         }
                     }
@@ -1309,7 +1358,7 @@ impl Driver {
                     u.discard();
                 }
                 drop(upload);
-                self.log_transfer(&spec, &progress, started, &e.to_string());
+                self.log_transfer(&spec, progress, started, &e.to_string());
                 return Ok(match e {
                     CopyError::Wire(_) => TransferEnd::Wire,
                     CopyError::Stalled => TransferEnd::Stalled,
@@ -1326,7 +1375,7 @@ impl Driver {
             TransferEnd::Aborted => "aborted",
             _ => "ok",
         };
-        self.log_transfer(&spec, &progress, started, result);
+        self.log_transfer(&spec, progress, started, result);
         Ok(end)
     }
 
@@ -1357,6 +1406,16 @@ impl Driver {
             |p| p.to_string(),
         );
         let bytes = progress.load(Ordering::Relaxed);
+        let direction = match spec.body {
+            Body::Download => crate::monitor::Direction::Download,
+            Body::Upload => crate::monitor::Direction::Upload,
+            Body::Listing { .. } => crate::monitor::Direction::Listing,
+        };
+        self.live
+            .monitor
+            .metrics
+            .transfer(direction, result == "ok", bytes);
+        self.entry.entry.set_running(None);
         let user = self.session.user_name().unwrap_or("-");
         if let (Some(xfer), Body::Download | Body::Upload) =
             (&self.shared.services.xferlog, &spec.body)

@@ -114,6 +114,32 @@ impl Guard {
             .count()
     }
 
+    /// The addresses banned now, with how long each ban has left, longest first.
+    pub fn bans(&self, now: Instant) -> Vec<(IpAddr, Duration)> {
+        let mut out: Vec<(IpAddr, Duration)> = self
+            .records()
+            .iter()
+            .filter_map(|(ip, r)| {
+                let until = r.banned_until.filter(|&u| u > now)?;
+                Some((*ip, until.duration_since(now)))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
+    }
+
+    /// Lifts the ban of `ip` and forgets its failures; `false` when it was not banned.
+    pub fn lift(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut records = self.records();
+        let banned = records
+            .get(&ip)
+            .is_some_and(|r| r.banned_until.is_some_and(|u| u > now));
+        if banned {
+            records.remove(&ip);
+        }
+        banned
+    }
+
     /// Whether `ip` failed a login within the ban window (its checks wait behind others').
     fn is_suspect(&self, ip: IpAddr, now: Instant) -> bool {
         let window = self.policy().window;

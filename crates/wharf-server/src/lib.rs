@@ -21,12 +21,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod conn;
 mod diag;
 mod driver;
 pub mod guard;
+pub mod monitor;
 mod server;
 pub mod services;
 pub mod storage;

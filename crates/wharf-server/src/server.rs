@@ -144,6 +144,8 @@ pub(crate) struct Live {
     pub(crate) seats: Arc<crate::users::Seats>,
     /// Data connections that failed, for SITE DIAG: they outlive sessions and reloads.
     pub(crate) watch: Arc<crate::diag::DataWatch>,
+    /// Counters and the table of sessions, for the admin listener.
+    pub(crate) monitor: Arc<crate::monitor::Monitor>,
 }
 
 impl Live {
@@ -190,7 +192,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let (_never, reloads) = mpsc::unbounded_channel();
-    run_reloadable(settings, services, listeners, implicit, shutdown, reloads).await;
+    run_reloadable(
+        settings, services, listeners, implicit, shutdown, reloads, None,
+    )
+    .await;
 }
 
 /// [`run`], taking new configurations from `reloads` while it runs: connections accepted after
@@ -204,6 +209,7 @@ pub async fn run_reloadable(
     implicit: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
     mut reloads: mpsc::UnboundedReceiver<Reload>,
+    admin: Option<crate::admin::AdminSetup>,
 ) {
     warn_about(&settings);
     let shared = Arc::new(Shared::new(settings, services));
@@ -218,6 +224,7 @@ pub async fn run_reloadable(
         guard: Arc::new(Guard::new(shared.settings.limits.ban_policy(), slots)),
         seats: Arc::new(crate::users::Seats::default()),
         watch: Arc::default(),
+        monitor: Arc::default(),
     });
     let reloader = {
         let (live, limiter) = (live.clone(), limiter.clone());
@@ -247,6 +254,8 @@ pub async fn run_reloadable(
         })
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let admin =
+        admin.map(|setup| tokio::spawn(crate::admin::serve(setup, live.clone(), stop_rx.clone())));
     // Every session holds a clone of `alive_tx`; when all are gone, `recv` returns None.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let mut acceptors = Vec::new();
@@ -278,6 +287,11 @@ pub async fn run_reloadable(
             secs = grace.as_secs(),
             "grace period over; closing remaining sessions"
         );
+    }
+    // The admin listener stopped taking requests with the others; open keep-alive
+    // connections go now.
+    if let Some(admin) = admin {
+        admin.abort();
     }
 }
 
@@ -339,6 +353,11 @@ fn start_session(stream: TcpStream, ctx: &AcceptCtx) {
             secs_left = until.saturating_duration_since(std::time::Instant::now()).as_secs(),
             "connection refused: address banned"
         );
+        // Counted with the logins a ban refuses: this connection came to log in.
+        ctx.live
+            .monitor
+            .metrics
+            .login(crate::monitor::LoginCount::Banned);
         if !ctx.implicit_tls {
             tokio::spawn(driver::refuse(
                 stream,

@@ -51,6 +51,29 @@ pub struct DbUser {
     pub last_login: Option<i64>,
 }
 
+impl DbUser {
+    /// The user as JSON (never its password hash): for `wharf users list --json` and the admin
+    /// API.
+    pub fn to_json(&self) -> serde_json::Value {
+        let l = &self.limits;
+        serde_json::json!({
+            "name": self.name,
+            "enabled": self.enabled,
+            "home": self.home,
+            "permissions": permissions_text(self.permissions),
+            "max_sessions": l.max_sessions,
+            "download_rate": l.download_rate,
+            "upload_rate": l.upload_rate,
+            "quota_bytes": l.quota_bytes,
+            "quota_files": l.quota_files,
+            "max_file_size": l.max_file_size,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "last_login": self.last_login,
+        })
+    }
+}
+
 /// Why a database call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -39,6 +39,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The implicit-TLS listener (`--listen-implicit`), when there is one.
     pub implicit: Option<SocketAddr>,
+    /// The admin listener (`--admin`), and the token the server made, when it made one.
+    pub admin: Option<(SocketAddr, Option<String>)>,
     /// The served directory (a temporary directory unless given).
     pub root: PathBuf,
     dir: tempfile::TempDir,
@@ -238,13 +240,24 @@ impl ServerBuilder {
         };
         let implicit = lines
             .iter()
-            .filter(|l| l.contains("ftps://"))
+            .filter(|l| l.starts_with("Wharf is serving") && l.contains("ftps://"))
             .find_map(addr_of);
         let line = lines
             .iter()
-            .find(|l| !l.contains("ftps://"))
+            .find(|l| l.starts_with("Wharf is serving") && !l.contains("ftps://"))
             .cloned()
             .unwrap_or_default();
+        // "Admin API on http://ADDR/ (token, shown only now: TOKEN)"
+        let admin = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("Admin API on http://"))
+            .and_then(|rest| {
+                let (addr, tail) = rest.split_once('/')?;
+                let token = tail
+                    .split_once("shown only now: ")
+                    .map(|(_, t)| t.trim().trim_end_matches(')').to_string());
+                Some((addr.parse().ok()?, token))
+            });
         let addr = addr_of(&line).unwrap_or_else(|| {
             let _ = child.kill();
             panic!(
@@ -256,6 +269,7 @@ impl ServerBuilder {
             child: Some(child),
             addr,
             implicit,
+            admin,
             root,
             dir,
             log,
@@ -445,7 +459,7 @@ impl Ftp {
     }
 
     /// [`Ftp::start_transfer`], with a final reply instead of 150/125 returned as the error.
-    fn try_start_transfer(&mut self, command: &str, offset: u64) -> Result<TcpStream, Reply> {
+    pub fn try_start_transfer(&mut self, command: &str, offset: u64) -> Result<TcpStream, Reply> {
         let data = self.passive();
         if offset > 0 {
             let r = self.cmd(&format!("REST {offset}"));

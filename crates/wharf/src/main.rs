@@ -130,6 +130,9 @@ struct ServeArgs {
     /// Users in a database too: sqlite:PATH (created when missing) or postgres://USER@HOST/DB
     #[arg(long, value_name = "URL")]
     users_db: Option<String>,
+    /// Admin listener (HTTP: /health, /metrics, /api/v1), ADDR:PORT
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin: Option<String>,
 }
 
 /// Raises the soft limit on open files to the hard one: every session and every data
@@ -226,6 +229,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         run_as: args.run_as.clone(),
         allow_root: args.allow_root,
         users_db: args.users_db.clone(),
+        admin: args.admin.clone(),
     };
     let settings = match Settings::build(file, overrides.clone()) {
         Ok(c) => c,
@@ -282,6 +286,20 @@ fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return bind_error(implicit_field, addr, &e),
         }
     }
+    let admin_std = match &settings.admin {
+        Some(a) => match wharf_server::bind_std(a.listen) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let field = if args.admin.is_some() {
+                    "--admin"
+                } else {
+                    "admin.listen"
+                };
+                return bind_error(field, &a.listen, &e);
+            }
+        },
+        None => None,
+    };
     match privilege::drop_root(&settings.run_as, settings.allow_root) {
         Ok(privilege::Outcome::Switched { user, uid, gid }) => {
             // The homes must be readable by the user the server now runs as.
@@ -352,6 +370,49 @@ fn serve(args: ServeArgs) -> ExitCode {
                 ));
             }
         }
+        // The admin listener, and its token: the configured hash, or one made now and shown
+        // once.
+        let (admin_reload_tx, admin_reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut admin_lines = Vec::new();
+        let admin = match admin_std {
+            None => None,
+            Some(std_listener) => {
+                let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("wharf: cannot use the admin listener: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                let configured = settings.admin.as_ref().and_then(|a| a.token_hash.clone());
+                let token_hash = match configured {
+                    Some(h) => {
+                        admin_lines.push(format!("Admin API on http://{addr}/ (token: the one whose hash is admin.token_hash)"));
+                        h
+                    }
+                    None => {
+                        let made = wharf_server::admin::generate_token(32)
+                            .and_then(|t| wharf_server::auth::hash_password(t.as_bytes()).map(|h| (t, h)));
+                        match made {
+                            Ok((token, hash)) => {
+                                admin_lines.push(format!("Admin API on http://{addr}/ (token, shown only now: {token})"));
+                                hash
+                            }
+                            Err(e) => {
+                                eprintln!("wharf: cannot make an admin token: {e}");
+                                return ExitCode::from(1);
+                            }
+                        }
+                    }
+                };
+                Some(wharf_server::admin::AdminSetup {
+                    listener,
+                    token_hash,
+                    reload: Some(admin_reload_tx),
+                })
+            }
+        };
         let root = &settings.root;
         let mut out = std::io::stdout().lock();
         let explicit = match settings.tls.as_ref().map(|t| t.mode) {
@@ -382,6 +443,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         } else {
             format!("curl ftp://{first}/")
         };
+        for line in &admin_lines {
+            let _ = writeln!(out, "{line}");
+        }
         let _ = writeln!(
             out,
             "Connect with an FTP client (e.g. `{example}`); stop with Ctrl-C."
@@ -415,6 +479,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         } = signals;
         tokio::spawn(reload_on_hangup(
             hangup,
+            admin_reload_rx,
             source,
             services.clone(),
             reload_tx,
@@ -427,6 +492,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             implicit,
             shutdown_signal(interrupt, terminate),
             reload_rx,
+            admin,
         )
         .await;
         ExitCode::SUCCESS
@@ -483,25 +549,44 @@ impl Signals {
 /// stays.
 async fn reload_on_hangup(
     mut hup: tokio::signal::unix::Signal,
+    mut asked: tokio::sync::mpsc::UnboundedReceiver<wharf_server::admin::ReloadRequest>,
     source: ConfigSource,
     mut current: Services,
     reloads: tokio::sync::mpsc::UnboundedSender<wharf_server::Reload>,
 ) {
     let source = Arc::new(source);
-    while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reading the configuration again");
+    loop {
+        // SIGHUP, or the admin API's POST /api/v1/reload (which wants the outcome).
+        let answer = tokio::select! {
+            s = hup.recv() => match s {
+                Some(()) => None,
+                None => return,
+            },
+            Some(tx) = asked.recv() => Some(tx),
+        };
+        let by = if answer.is_some() {
+            "admin API"
+        } else {
+            "SIGHUP"
+        };
+        tracing::info!("{by}: reading the configuration again");
         let (src, cur) = (source.clone(), current.clone());
         let built = tokio::task::spawn_blocking(move || src.rebuild(&cur))
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
-        match built {
+        let outcome = match built {
             Ok((settings, services)) => {
                 current = services.clone();
                 let _ = reloads.send(wharf_server::Reload { settings, services });
+                Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: configuration not reloaded; the old one stays in use")
+                tracing::error!(error = %e, "{by}: configuration not reloaded; the old one stays in use");
+                Err(e)
             }
+        };
+        if let Some(tx) = answer {
+            let _ = tx.send(outcome);
         }
     }
 }

@@ -301,22 +301,9 @@ fn read_password(prompt: bool) -> Result<String, Failed> {
     Ok(password)
 }
 
-/// 20 letters and digits from the system's random source (about 119 bits).
+/// 20 letters and digits from the system's random source (about 116 bits).
 fn generate_password() -> Result<String, Failed> {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut out = String::with_capacity(20);
-    while out.len() < 20 {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| Failed(format!("no random source: {e}"), 1))?;
-        // Rejection sampling: no letter more likely than another.
-        let limit = 256 - 256 % ALPHABET.len();
-        for b in bytes {
-            if usize::from(b) < limit && out.len() < 20 {
-                out.push(char::from(ALPHABET[usize::from(b) % ALPHABET.len()]));
-            }
-        }
-    }
-    Ok(out)
+    wharf_server::admin::generate_token(20).map_err(|e| Failed(e, 1))
 }
 
 fn when(t: Option<i64>) -> String {
@@ -353,34 +340,11 @@ fn describe(u: &DbUser) -> String {
     )
 }
 
-fn json_user(u: &DbUser) -> String {
-    let s = wharf_client::check::json_str;
-    let n = |v: Option<u64>| v.map_or_else(|| "null".to_string(), |n| n.to_string());
-    let l = &u.limits;
-    format!(
-        "{{\"name\":{},\"enabled\":{},\"home\":{},\"permissions\":{},\"max_sessions\":{},\"download_rate\":{},\"upload_rate\":{},\"quota_bytes\":{},\"quota_files\":{},\"max_file_size\":{},\"created_at\":{},\"updated_at\":{},\"last_login\":{}}}",
-        s(&u.name),
-        u.enabled,
-        u.home.as_deref().map_or_else(|| "null".to_string(), s),
-        s(&permissions_text(u.permissions)),
-        n(l.max_sessions.map(u64::from)),
-        n(l.download_rate),
-        n(l.upload_rate),
-        n(l.quota_bytes),
-        n(l.quota_files),
-        n(l.max_file_size),
-        u.created_at,
-        u.updated_at,
-        u.last_login
-            .map_or_else(|| "null".to_string(), |t| t.to_string()),
-    )
-}
-
 async fn list(db: &Arc<UserDb>, json: bool) -> Result<(), Failed> {
     let users = db.list().await?;
     if json {
-        let items: Vec<String> = users.iter().map(json_user).collect();
-        println!("[{}]", items.join(","));
+        let items: Vec<serde_json::Value> = users.iter().map(DbUser::to_json).collect();
+        println!("{}", serde_json::Value::Array(items));
         return Ok(());
     }
     println!(

@@ -279,6 +279,8 @@ pub enum TransferEnd {
     Aborted,
     /// The control connection is gone: nobody to reply to.
     ControlLost,
+    /// The administrator ended the session (421, then the connection is closed).
+    Kicked,
 }
 
 /// A storage failure, as the protocol sees it. The one mapping to replies is

@@ -898,6 +898,7 @@ impl Session {
                 (ReplyCode::CLOSING_DATA, "ABOR successful.")
             }
             TransferEnd::ControlLost => return self.close(),
+            TransferEnd::Kicked => return self.kicked(),
         };
         self.reply(code, text);
     }

@@ -254,6 +254,21 @@ impl Session {
         }
     }
 
+    /// The administrator ends this session, whatever it is doing: 421 and close.
+    pub fn handle_kick(&mut self) {
+        if !matches!(self.step, Step::Closed) {
+            self.kicked();
+        }
+    }
+
+    pub(super) fn kicked(&mut self) {
+        self.reply(
+            ReplyCode::SERVICE_UNAVAILABLE,
+            "Disconnected by the administrator.",
+        );
+        self.close();
+    }
+
     /// The server is shutting down: an idle session says so and closes. A busy one is left to
     /// finish (the driver asks again when it is idle).
     pub fn handle_shutdown(&mut self) {

@@ -217,8 +217,17 @@ fn two_nodes_share_users_in_postgresql_and_survive_its_restart() {
         Some("dave-pw\n"),
     );
     assert_eq!(code, 0, "{err}");
-    let one = serve(&url);
+    let one = Server::builder(BIN)
+        .args(&["--users-db", &url, "--admin", "127.0.0.1:0"])
+        .config("[limits]\nfailed_login_delay_ms = 0\n")
+        .start();
     let two = serve(&url);
+    let (code, body) = crate::admin::api(&one, "GET", "/health", None, None);
+    assert_eq!(
+        (code, crate::admin::json(&body)["users_db"].as_str()),
+        (200, Some("ok")),
+        "{body}"
+    );
     assert_eq!(login_code(&one, "dave", "dave-pw"), 230);
     assert_eq!(login_code(&two, "dave", "dave-pw"), 230);
     assert_eq!(login_code(&two, "dave", "wrong"), 530);
@@ -242,6 +251,10 @@ fn two_nodes_share_users_in_postgresql_and_survive_its_restart() {
         "{}",
         one.log()
     );
+    // The health check says so too: 503, with the database's error.
+    let (code, body) = crate::admin::api(&one, "GET", "/health", None, None);
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(crate::admin::json(&body)["status"], "unavailable");
 
     pg.start_again();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -256,4 +269,5 @@ fn two_nodes_share_users_in_postgresql_and_survive_its_restart() {
     }
     assert_eq!(codes.last(), Some(&230), "{codes:?}\n{}", two.log());
     assert_eq!(login_code(&one, "dave", "dave-pw"), 230);
+    assert_eq!(crate::admin::api(&one, "GET", "/health", None, None).0, 200);
 }

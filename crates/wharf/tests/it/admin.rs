@@ -1,0 +1,333 @@
+//! The admin listener, driven by curl: health and metrics without a token, the API with one —
+//! users created and changed (and seen by FTP logins at once), live sessions with their
+//! transfer, a session ended (the FTP client gets 421), bans listed and lifted, reload.
+
+use std::io::Read;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wharf_testkit::{Ftp, Server, output_with_input, write_file};
+
+use crate::BIN;
+
+/// `curl` to the admin listener: (HTTP status, body).
+pub(crate) fn api(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let (addr, _) = server.admin.clone().expect("admin listener");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-X", method, "-w", "\n%{http_code}"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    cmd.arg(format!("http://{addr}{path}"));
+    let out = output_with_input(&mut cmd, None, Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+pub(crate) fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn login_code(server: &Server, from: &str, user: &str, password: &str) -> u16 {
+    let mut ftp = Ftp::connect_from(from.parse().unwrap(), server.addr);
+    let r = ftp.cmd(&format!("USER {user}"));
+    if r.code != 331 {
+        return r.code;
+    }
+    ftp.cmd(&format!("PASS {password}")).code
+}
+
+#[test]
+fn admin_api_manages_users_sessions_and_bans() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("users.db").display());
+    let server = Server::builder(BIN)
+        .args(&["--users-db", &url, "--admin", "127.0.0.1:0"])
+        .config("[limits]\nfailed_login_delay_ms = 0\nban_after_failures = 2\nmax_login_failures = 100\n")
+        .start();
+    let token = server
+        .admin
+        .clone()
+        .and_then(|(_, t)| t)
+        .expect("a token made at start");
+    let t = Some(token.as_str());
+
+    // No token needed: health and metrics.
+    let (code, body) = api(&server, "GET", "/health", None, None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["status"], "ok");
+    assert_eq!(json(&body)["users_db"], "ok");
+    // The API without a token, or with a wrong one: 401, as JSON.
+    let (code, body) = api(&server, "GET", "/api/v1/users", None, None);
+    assert_eq!(code, 401);
+    assert!(
+        json(&body)["error"].as_str().unwrap().contains("Bearer"),
+        "{body}"
+    );
+    assert_eq!(
+        api(&server, "GET", "/api/v1/users", Some("wrong"), None).0,
+        401
+    );
+    assert_eq!(api(&server, "GET", "/api/v1/nothing", t, None).0, 404);
+
+    // A user made through the API logs in at once; its limits and rights are the API's.
+    let (code, body) = api(
+        &server,
+        "POST",
+        "/api/v1/users",
+        t,
+        Some(
+            r#"{"name":"mia","password":"mia-pw","permissions":"read,write","download_rate":200000}"#,
+        ),
+    );
+    assert_eq!(code, 201, "{body}");
+    let created = json(&body);
+    assert_eq!(created["name"], "mia");
+    assert_eq!(created["download_rate"], 200000);
+    assert!(created.get("password").is_none(), "{body}");
+    assert!(created.get("password_hash").is_none(), "{body}");
+    let (code, body) = api(
+        &server,
+        "POST",
+        "/api/v1/users",
+        t,
+        Some(r#"{"name":"mia","password":"x"}"#),
+    );
+    assert_eq!(code, 409, "{body}");
+    let (code, body) = api(
+        &server,
+        "POST",
+        "/api/v1/users",
+        t,
+        Some(r#"{"name":"ned","home":"relative"}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    // No password given: one is made and returned once.
+    let (code, body) = api(
+        &server,
+        "POST",
+        "/api/v1/users",
+        t,
+        Some(r#"{"name":"ned"}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    let ned_pw = json(&body)["password"].as_str().unwrap().to_string();
+    assert_eq!(login_code(&server, "127.0.0.1", "ned", &ned_pw), 230);
+    assert_eq!(login_code(&server, "127.0.0.1", "mia", "mia-pw"), 230);
+
+    // A running transfer shows in the sessions, then the administrator ends the session.
+    write_file(&server.path("big.bin"), &vec![7u8; 2_000_000]);
+    let mut ftp = Ftp::login_to(server.addr, "mia", "mia-pw");
+    let mut data = ftp.try_start_transfer("RETR big.bin", 0).expect("RETR");
+    let mut buf = [0u8; 65536];
+    let _ = data.read(&mut buf).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let session = loop {
+        let (code, body) = api(&server, "GET", "/api/v1/sessions", t, None);
+        assert_eq!(code, 200, "{body}");
+        let list = json(&body);
+        let found = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["user"] == "mia" && s["transfer"]["bytes"].as_u64().unwrap_or(0) > 0)
+            .cloned();
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no running transfer listed: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(session["transfer"]["path"], "/big.bin", "{session}");
+    assert_eq!(session["transfer"]["direction"], "download");
+    assert_eq!(session["transfer"]["verb"], "RETR");
+    assert!(
+        session["client"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let id = session["id"].as_u64().unwrap();
+    assert_eq!(
+        api(
+            &server,
+            "DELETE",
+            &format!("/api/v1/sessions/{id}"),
+            t,
+            None
+        )
+        .0,
+        204
+    );
+    let r = ftp.read_reply();
+    assert_eq!(r.text, "421 Disconnected by the administrator.");
+    assert!(ftp.is_closed());
+    assert_eq!(
+        api(
+            &server,
+            "DELETE",
+            &format!("/api/v1/sessions/{id}"),
+            t,
+            None
+        )
+        .0,
+        404
+    );
+
+    // Changes: disabled, then a new password.
+    let (code, body) = api(
+        &server,
+        "PATCH",
+        "/api/v1/users/mia",
+        t,
+        Some(r#"{"enabled":false}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["enabled"], false);
+    assert_eq!(login_code(&server, "127.0.0.1", "mia", "mia-pw"), 530);
+    let (code, _) = api(
+        &server,
+        "PATCH",
+        "/api/v1/users/mia",
+        t,
+        Some(r#"{"enabled":true,"password":"new-pw","download_rate":null}"#),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(login_code(&server, "127.0.0.1", "mia", "new-pw"), 230);
+    let (code, body) = api(&server, "GET", "/api/v1/users/mia", t, None);
+    assert_eq!(code, 200);
+    assert!(json(&body)["download_rate"].is_null(), "{body}");
+    assert!(json(&body)["last_login"].is_u64(), "{body}");
+    assert_eq!(api(&server, "GET", "/api/v1/users/nobody", t, None).0, 404);
+
+    // Bans: two failures from 127.0.0.2 ban it; listed, lifted, and it logs in again.
+    for _ in 0..2 {
+        assert_eq!(login_code(&server, "127.0.0.2", "mia", "bad"), 530);
+    }
+    // Banned: the connection is refused before a login.
+    let mut refused = Ftp::connect_from("127.0.0.2".parse().unwrap(), server.addr);
+    assert!(
+        refused.banner.text.starts_with("421 "),
+        "{}",
+        refused.banner.text
+    );
+    assert!(refused.is_closed());
+    let (code, body) = api(&server, "GET", "/api/v1/bans", t, None);
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)[0]["address"], "127.0.0.2", "{body}");
+    assert_eq!(
+        api(&server, "DELETE", "/api/v1/bans/127.0.0.2", t, None).0,
+        204
+    );
+    assert_eq!(
+        api(&server, "DELETE", "/api/v1/bans/127.0.0.2", t, None).0,
+        404
+    );
+    assert_eq!(
+        api(&server, "DELETE", "/api/v1/bans/not-an-ip", t, None).0,
+        400
+    );
+    assert_eq!(login_code(&server, "127.0.0.2", "mia", "new-pw"), 230);
+
+    // Reload, as SIGHUP does.
+    let (code, body) = api(&server, "POST", "/api/v1/reload", t, None);
+    assert_eq!(
+        (code, json(&body)["status"].as_str()),
+        (200, Some("reloaded")),
+        "{body}"
+    );
+    assert!(server.wait_log("configuration reloaded", 1));
+
+    // The counters saw it all.
+    let (_, text) = api(&server, "GET", "/metrics", None, None);
+    let value = |line: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line).map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or_else(|| panic!("no {line}: {text}"))
+    };
+    assert!(value("wharf_logins_total{result=\"ok\"}") >= 5, "{text}");
+    assert!(
+        value("wharf_logins_total{result=\"rejected\"}") >= 3,
+        "{text}"
+    );
+    assert!(
+        value("wharf_logins_total{result=\"banned\"}") >= 1,
+        "{text}"
+    );
+    assert!(value("wharf_replies_total{code=\"421\"}") >= 1, "{text}");
+    assert!(
+        value("wharf_transfers_total{direction=\"download\",result=\"failed\"}") >= 1,
+        "{text}"
+    );
+    assert!(
+        value("wharf_bytes_total{direction=\"download\"}") > 0,
+        "{text}"
+    );
+    assert_eq!(value("wharf_bans"), 0);
+    assert!(text.contains("# TYPE wharf_sessions gauge"), "{text}");
+
+    // Deleted: no more logins.
+    assert_eq!(api(&server, "DELETE", "/api/v1/users/ned", t, None).0, 204);
+    assert_eq!(login_code(&server, "127.0.0.1", "ned", &ned_pw), 530);
+}
+
+/// A configured token hash: no token printed, the one behind the hash works; without a user
+/// database the users API says so.
+#[test]
+fn a_configured_token_and_no_user_database() {
+    let hash = wharf_testkit::PW_HASH; // the hash of "pw"
+    let server = Server::builder(BIN)
+        .config(&format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_hash = \"{hash}\"\n"
+        ))
+        .start();
+    let (_, made) = server.admin.clone().expect("admin listener");
+    assert!(made.is_none());
+    let (code, body) = api(&server, "GET", "/health", None, None);
+    assert_eq!(
+        (code, json(&body)["users_db"].as_str()),
+        (200, Some("none"))
+    );
+    let (code, body) = api(&server, "GET", "/api/v1/users", Some("pw"), None);
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("no user database"),
+        "{body}"
+    );
+    assert_eq!(
+        api(&server, "GET", "/api/v1/sessions", Some("pw"), None).0,
+        200
+    );
+    // A bad hash in the config: refused at start.
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        cfg.path(),
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_hash = \"plain\"\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config", &cfg.path().to_string_lossy()]);
+    let out = output_with_input(&mut cmd, None, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("admin.token_hash"),
+        "{out:?}"
+    );
+}
