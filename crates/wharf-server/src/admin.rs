@@ -101,6 +101,9 @@ pub(crate) async fn serve(
             authorize,
         ));
     let app = Router::new()
+        .route("/", get(page))
+        .route("/app.js", get(script))
+        .route("/app.css", get(style))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
@@ -179,6 +182,44 @@ fn db(s: &Shared) -> Result<Arc<UserDb>, ApiError> {
             "no user database configured ([users] db or --users-db)".into(),
         )
     })
+}
+
+/// The admin page, all in the binary (no CDN): one HTML file, its script and its style. The
+/// page only talks to this listener's API; the policy says so to the browser.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page() -> Response {
+    asset(
+        "text/html; charset=utf-8",
+        include_str!("admin_page/index.html"),
+    )
+}
+
+async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("admin_page/app.js"),
+    )
+}
+
+async fn style() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("admin_page/app.css"),
+    )
 }
 
 async fn health(State(s): State<Shared>) -> Response {

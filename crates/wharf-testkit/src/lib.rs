@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod browser;
 pub mod netns;
 pub mod peers;
 pub mod postgres;

@@ -331,3 +331,73 @@ fn a_configured_token_and_no_user_database() {
         "{out:?}"
     );
 }
+
+/// The admin page in a real browser (headless Chromium): sign in with the token, add a user
+/// through the form; an FTP client logs in as that user, the session shows on the dashboard
+/// (updating by itself), the page disconnects it, and the FTP client gets 421.
+#[test]
+fn the_admin_page_in_chromium_adds_a_user_and_disconnects_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("users.db").display());
+    let server = Server::builder(BIN)
+        .args(&["--users-db", &url, "--admin", "127.0.0.1:0"])
+        .config("[limits]\nfailed_login_delay_ms = 0\n")
+        .start();
+    let (admin, token) = server.admin.clone().unwrap();
+    let token = token.unwrap();
+    let browser = wharf_testkit::browser::Browser::start();
+    browser.goto(&format!("http://{admin}/"));
+    // A wrong token is refused, and said so.
+    browser.type_into("#token", "not-the-token");
+    browser.click("#signin");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.text("#status").contains("refused") {
+        assert!(Instant::now() < deadline, "{}", browser.text("#status"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    browser.type_into("#token", &token);
+    browser.click("#signin");
+    browser.wait_for("#dashboard:not([hidden])");
+    // Add a user through the form.
+    browser.type_into("#add-name", "webuser");
+    browser.type_into("#add-password", "web-pw");
+    browser.type_into("#add-perm", "all");
+    browser.click("#add-user");
+    browser.wait_for("#users tr[data-name='webuser']");
+    assert!(browser.text("#status").contains("User webuser added."));
+    // The FTP client logs in as that user: its session appears on the dashboard by itself.
+    let mut ftp = Ftp::login_to(server.addr, "webuser", "web-pw");
+    let row = "#sessions tbody tr";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let rows = browser.find_all(row);
+        if !rows.is_empty() && browser.text(row).contains("webuser") {
+            break browser.text(&format!("{row} td:first-child"));
+        }
+        assert!(Instant::now() < deadline, "no session on the dashboard");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The page disconnects it: the client gets 421 and the row goes.
+    browser.click(&format!("button.disconnect[data-id='{id}']"));
+    let r = ftp.read_reply();
+    assert_eq!(r.text, "421 Disconnected by the administrator.");
+    browser.wait_gone(&format!("#sessions tr[data-id='{id}']"));
+    // The page is the binary's own, with a policy that keeps it to this listener.
+    let out = output_with_input(
+        Command::new("curl").args([
+            "-sS",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &format!("http://{admin}/"),
+        ]),
+        None,
+        Duration::from_secs(30),
+    );
+    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(
+        headers.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{headers}"
+    );
+}
