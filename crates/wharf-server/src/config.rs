@@ -280,6 +280,8 @@ pub struct Settings {
     pub users_db: Option<String>,
     /// The admin listener (`[admin]`, `--admin`).
     pub admin: Option<AdminSettings>,
+    /// The event hooks (`[[hook]]`).
+    pub hooks: Vec<crate::hooks::Hook>,
     pub anonymous: Option<AnonymousAccess>,
     pub log: LogSettings,
     /// The user to run as once started as root.
@@ -316,6 +318,9 @@ pub struct FileConfig {
     pub users_table: UsersSection,
     #[serde(default)]
     pub admin: AdminSection,
+    /// `[[hook]]` tables: commands or URLs run after events.
+    #[serde(default, rename = "hook")]
+    pub hooks: Vec<crate::hooks::HookSection>,
     #[serde(default)]
     pub tls: TlsSection,
     #[serde(default)]
@@ -859,6 +864,13 @@ impl Settings {
             listen,
             token_hash: file.admin.token_hash.clone(),
         });
+        let mut hooks = Vec::new();
+        for (i, h) in file.hooks.iter().enumerate() {
+            hooks.push(
+                h.check()
+                    .map_err(|(f, m)| ConfigError::new(format!("hook[{i}].{f}"), m))?,
+            );
+        }
         // Anonymous: on only when no user is given, unless asked for explicitly.
         let anonymous_on = cli.anonymous
             || file
@@ -911,6 +923,7 @@ impl Settings {
             users,
             users_db,
             admin,
+            hooks,
             anonymous,
             log,
             run_as: cli

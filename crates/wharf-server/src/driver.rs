@@ -498,11 +498,41 @@ impl Driver {
                     info!(session = self.conn.id, %peer, user, verb, path, code, "refused");
                 } else {
                     info!(session = self.conn.id, %peer, user, verb, path, code, "changed");
+                    use crate::hooks::EventKind;
+                    let kind = match verb {
+                        "DELE" | "RMD" => Some(EventKind::Delete),
+                        "MKD" => Some(EventKind::Mkdir),
+                        "RNTO" => Some(EventKind::Rename),
+                        _ => None,
+                    };
+                    if let Some(kind) = kind {
+                        self.emit(kind, user, Some(path), None);
+                    }
                 }
             }
             Note::ClearDataRefused => {
                 debug!(%peer, "data connection in clear refused: PROT P required")
             }
+        }
+    }
+
+    /// Hands an event to the hooks, if any want it (never waits).
+    fn emit(
+        &self,
+        kind: crate::hooks::EventKind,
+        user: &str,
+        path: Option<String>,
+        bytes: Option<u64>,
+    ) {
+        if let Some(hooks) = &self.shared.services.hooks {
+            hooks.emit(crate::hooks::Event {
+                kind,
+                user: user.to_string(),
+                client: self.conn.peer.ip(),
+                session: self.conn.id,
+                path,
+                bytes,
+            });
         }
     }
 
@@ -553,8 +583,15 @@ impl Driver {
     fn perform(&mut self, action: Action) -> ActionFuture<'_> {
         match action {
             Action::Login { user, password } => Box::pin(async move {
+                let name = String::from_utf8_lossy(&user).into_owned();
                 let r = self.login(user, password).await;
+                use crate::hooks::EventKind;
                 use crate::monitor::LoginCount;
+                match &r {
+                    LoginResult::Ok(u) => self.emit(EventKind::Login, &u.name, None, None),
+                    LoginResult::Rejected => self.emit(EventKind::LoginFailed, &name, None, None),
+                    _ => {}
+                }
                 let count = match &r {
                     LoginResult::Ok(u) => {
                         self.entry.entry.set_user(Some(&u.name));
@@ -1417,6 +1454,14 @@ impl Driver {
             .transfer(direction, result == "ok", bytes);
         self.entry.entry.set_running(None);
         let user = self.session.user_name().unwrap_or("-");
+        let kind = match spec.body {
+            Body::Download => Some(crate::hooks::EventKind::Download),
+            Body::Upload => Some(crate::hooks::EventKind::Upload),
+            Body::Listing { .. } => None,
+        };
+        if let (Some(kind), "ok") = (kind, result) {
+            self.emit(kind, user, Some(path.clone()), Some(bytes));
+        }
         if let (Some(xfer), Body::Download | Body::Upload) =
             (&self.shared.services.xferlog, &spec.body)
         {

@@ -28,6 +28,7 @@ pub mod conn;
 mod diag;
 mod driver;
 pub mod guard;
+pub mod hooks;
 pub mod monitor;
 mod server;
 pub mod services;

@@ -55,6 +55,8 @@ pub struct Services {
     pub xferlog: Option<Arc<XferLog>>,
     /// The user database (`[users] db`), also behind `auth`.
     pub users_db: Option<Arc<UserDb>>,
+    /// The event hooks (`[[hook]]`); `None` without any.
+    pub hooks: Option<Arc<crate::hooks::Hooks>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -81,6 +83,7 @@ impl Services {
             throttles: Arc::new(crate::users::UserRates::default()),
             xferlog: open_xferlog(settings, None)?,
             users_db,
+            hooks: hooks(settings),
         })
     }
 
@@ -110,6 +113,7 @@ impl Services {
             throttles: self.throttles.clone(),
             xferlog,
             users_db,
+            hooks: hooks(settings),
         })
     }
 }
@@ -128,6 +132,12 @@ fn user_store(
             defaults: settings.limits.user_defaults(),
         }),
     ))
+}
+
+/// The hooks of `settings` (a reload makes new ones: their queue and worker start with the
+/// first event; the old worker finishes what it was given).
+fn hooks(settings: &Settings) -> Option<Arc<crate::hooks::Hooks>> {
+    (!settings.hooks.is_empty()).then(|| Arc::new(crate::hooks::Hooks::new(settings.hooks.clone())))
 }
 
 /// The user database of `settings`: `current` if it is the same URL (its connections stay),

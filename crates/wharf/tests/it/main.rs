@@ -11,6 +11,7 @@ mod client;
 mod clients;
 mod commands;
 mod faults;
+mod hooks;
 mod interop;
 mod limits;
 mod operations;
