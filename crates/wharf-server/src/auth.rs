@@ -416,9 +416,15 @@ impl Authenticator for UserStore {
                     let Some(users) = &self.db else {
                         return Err(AuthError::Unavailable("no user database".into()));
                     };
-                    // The login time is written off the login's path.
-                    let (db, name) = (users.db.clone(), user.name.clone());
-                    tokio::spawn(async move { db.logged_in(&name).await });
+                    // The login time is written off the login's path, and at most once a
+                    // minute per user (a busy account's logins cost the database no write).
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    if user.last_login.is_none_or(|t| now - t >= 60) {
+                        let (db, name) = (users.db.clone(), user.name.clone());
+                        tokio::spawn(async move { db.logged_in(&name).await });
+                    }
                     let (l, d) = (user.limits, users.defaults);
                     Ok(Account {
                         home: user.home.map_or_else(|| users.home.clone(), PathBuf::from),
