@@ -1,6 +1,6 @@
 //! Event hooks (`[[hook]]`): after an upload, download, delete, mkdir, rename, login or failed
 //! login, a command runs (the event as JSON on its stdin and in `WHARF_*` environment
-//! variables) or a URL gets a POST of the JSON.
+//! variables) or a URL (http:// or https://, its certificate checked) gets a POST of the JSON.
 //!
 //! Off the session's path: an event goes into a bounded queue and the session goes on; one
 //! worker runs the hooks, each bounded by its timeout. A full queue drops the event (and says
@@ -91,7 +91,7 @@ pub struct HookSection {
     pub on: OneOrMany,
     /// A program and its arguments (no shell).
     pub command: Option<Vec<String>>,
-    /// `http://HOST:PORT/PATH`, POSTed the event's JSON.
+    /// `http://` or `https://HOST[:PORT]/PATH`, POSTed the event's JSON.
     pub url: Option<String>,
     /// Milliseconds a hook may take (default 10000); then it is stopped.
     pub timeout_ms: Option<u64>,
@@ -108,9 +108,12 @@ pub enum OneOrMany {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Command(Vec<String>),
-    /// host:port, and the path with its query.
+    /// A POST to `host:port` + `path` (with its query), over TLS for `https://` (the
+    /// certificate checked against the system's CAs, or `SSL_CERT_FILE`).
     Post {
-        authority: String,
+        tls: bool,
+        host: String,
+        port: u16,
         path: String,
     },
 }
@@ -144,25 +147,7 @@ impl HookSection {
         let action = match (&self.command, &self.url) {
             (Some(c), None) if !c.is_empty() && !c[0].is_empty() => Action::Command(c.clone()),
             (Some(_), None) => return Err(("command", "give the program to run".into())),
-            (None, Some(u)) => {
-                let rest = u.strip_prefix("http://").ok_or_else(|| {
-                    (
-                        "url",
-                        format!("`{u}`: only http:// URLs (to a local relay); for anything else use a command hook"),
-                    )
-                })?;
-                let (authority, path) = match rest.find('/') {
-                    Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
-                    None => (rest.to_string(), "/".to_string()),
-                };
-                if authority.is_empty() || authority.contains('@') {
-                    return Err((
-                        "url",
-                        format!("`{u}` has no host (and no credentials, please)"),
-                    ));
-                }
-                Action::Post { authority, path }
-            }
+            (None, Some(u)) => parse_url(u).map_err(|m| ("url", m))?,
             _ => return Err(("command", "give either `command` or `url`".into())),
         };
         let timeout = Duration::from_millis(self.timeout_ms.unwrap_or(10_000));
@@ -174,6 +159,114 @@ impl HookSection {
             action,
             timeout,
         })
+    }
+}
+
+/// `http://HOST[:PORT]/PATH` or `https://…` as a POST action.
+fn parse_url(u: &str) -> Result<Action, String> {
+    let (tls, rest) = if let Some(r) = u.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = u.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("`{u}`: give an http:// or https:// URL"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("`{u}` has no host (and no credentials, please)"));
+    }
+    let default = if tls { 443 } else { 80 };
+    // host, [v6], host:port, [v6]:port
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']')) => (
+            h,
+            p.parse()
+                .map_err(|_| format!("`{u}`: `{p}` is not a port"))?,
+        ),
+        _ => (authority, default),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if host.is_empty() {
+        return Err(format!("`{u}` has no host"));
+    }
+    Ok(Action::Post {
+        tls,
+        host,
+        port,
+        path,
+    })
+}
+
+type TlsClient = Result<std::sync::Arc<rustls::ClientConfig>, String>;
+
+/// The TLS client for https:// hooks: the system's CAs (or `SSL_CERT_FILE`), made once.
+fn tls_client() -> TlsClient {
+    static CONFIG: std::sync::OnceLock<TlsClient> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls_pki_types::CertificateDer;
+            use rustls_pki_types::pem::PemObject;
+            let path = std::env::var_os("SSL_CERT_FILE")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    [
+                        "/etc/ssl/certs/ca-certificates.crt",
+                        "/etc/pki/tls/certs/ca-bundle.crt",
+                        "/etc/ssl/ca-bundle.pem",
+                        "/etc/ssl/cert.pem",
+                    ]
+                    .iter()
+                    .map(std::path::PathBuf::from)
+                    .find(|p| p.is_file())
+                })
+                .ok_or("no CA bundle on this system (set SSL_CERT_FILE)")?;
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            roots.add_parsable_certificates(certs.flatten());
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            Ok(std::sync::Arc::new(config))
+        })
+        .clone()
+}
+
+/// Sends the POST on `s` and reads the status: a 2xx is success.
+async fn post<S>(mut s: S, host: &str, port: u16, path: &str, json: &str) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: wharf\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    s.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).await.map_err(|e| e.to_string())?;
+    let line = String::from_utf8_lossy(head.get(..n).unwrap_or_default());
+    let code: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP reply: {line:?}"))?;
+    if (200..300).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP {code}"))
     }
 }
 
@@ -228,7 +321,15 @@ async fn run(hooks: Arc<Vec<Hook>>, mut rx: mpsc::Receiver<Event>) {
             let r = tokio::time::timeout(hook.timeout, fire(hook, &event, &json)).await;
             let what = match &hook.action {
                 Action::Command(c) => c[0].clone(),
-                Action::Post { authority, path } => format!("http://{authority}{path}"),
+                Action::Post {
+                    tls,
+                    host,
+                    port,
+                    path,
+                } => format!(
+                    "{}://{host}:{port}{path}",
+                    if *tls { "https" } else { "http" }
+                ),
             };
             match r {
                 Ok(Ok(())) => {
@@ -277,30 +378,26 @@ async fn fire(hook: &Hook, event: &Event, json: &str) -> Result<(), String> {
                 Err(format!("exited with {status}"))
             }
         }
-        Action::Post { authority, path } => {
-            let mut s = tokio::net::TcpStream::connect(authority.as_str())
+        Action::Post {
+            tls,
+            host,
+            port,
+            path,
+        } => {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
                 .await
-                .map_err(|e| format!("connect {authority}: {e}"))?;
-            let request = format!(
-                "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: wharf\r\nConnection: close\r\n\r\n{json}",
-                json.len()
-            );
-            s.write_all(request.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut head = [0u8; 64];
-            let n = s.read(&mut head).await.map_err(|e| e.to_string())?;
-            let line = String::from_utf8_lossy(&head[..n]);
-            let code: u16 = line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| format!("not an HTTP reply: {line:?}"))?;
-            if (200..300).contains(&code) {
-                Ok(())
-            } else {
-                Err(format!("HTTP {code}"))
+                .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+            if !tls {
+                return post(tcp, host, *port, path, json).await;
             }
+            let name = rustls_pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| format!("{host}: {e}"))?;
+            let connector = tokio_rustls::TlsConnector::from(tls_client()?);
+            let stream = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS with {host}: {e}"))?;
+            post(stream, host, *port, path, json).await
         }
     }
 }
@@ -321,9 +418,29 @@ mod tests {
         assert_eq!(
             h.action,
             Action::Post {
-                authority: "127.0.0.1:9000".into(),
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 9000,
                 path: "/hook?x=1".into()
             }
+        );
+        let h = section("on = 'delete'\nurl = 'https://hooks.example.net'").unwrap();
+        assert_eq!(
+            h.action,
+            Action::Post {
+                tls: true,
+                host: "hooks.example.net".into(),
+                port: 443,
+                path: "/".into()
+            }
+        );
+        let h = section("on = 'delete'\nurl = 'http://[::1]:8080/x'").unwrap();
+        assert!(matches!(h.action, Action::Post { ref host, port: 8080, .. } if host == "::1"));
+        assert_eq!(
+            section("on = 'upload'\nurl = 'http://h:port/'")
+                .unwrap_err()
+                .0,
+            "url"
         );
         assert_eq!(section("on = 'fly'\ncommand = ['x']").unwrap_err().0, "on");
         assert_eq!(section("on = 'upload'").unwrap_err().0, "command");
@@ -332,7 +449,7 @@ mod tests {
             "command"
         );
         assert_eq!(
-            section("on = 'upload'\nurl = 'https://example.net/'")
+            section("on = 'upload'\nurl = 'ftp://example.net/'")
                 .unwrap_err()
                 .0,
             "url"

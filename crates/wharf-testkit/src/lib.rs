@@ -32,6 +32,8 @@ pub struct ServerBuilder {
     listen: String,
     /// Run inside this network namespace (`ip netns exec`, which keeps the PID).
     netns: Option<String>,
+    /// Environment variables for the server process.
+    env: Vec<(String, String)>,
 }
 
 /// A running `wharf serve`, killed (by its PID) when dropped.
@@ -57,6 +59,7 @@ impl Server {
             config: None,
             listen: "127.0.0.1:0".into(),
             netns: None,
+            env: Vec::new(),
         }
     }
 
@@ -166,6 +169,12 @@ impl ServerBuilder {
         self
     }
 
+    /// An environment variable for the server process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Run the server inside a network namespace (see [`netns::Lab`]).
     pub fn netns(mut self, ns: &str) -> Self {
         self.netns = Some(ns.to_string());
@@ -217,6 +226,7 @@ impl ServerBuilder {
         if is_root() && !self.args.iter().any(|a| a == "--run-as") {
             cmd.arg("--allow-root");
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

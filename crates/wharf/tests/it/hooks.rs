@@ -151,3 +151,98 @@ fn a_bad_hook_is_a_configuration_error() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("hook[0].on: unknown event `uplaod`"), "{err}");
 }
+
+/// An https:// hook: the event is POSTed over TLS to a receiver whose certificate the server
+/// trusts (here through SSL_CERT_FILE), and nothing is sent to one it does not.
+#[test]
+fn an_https_hook_posts_over_tls_with_the_certificate_checked() {
+    let python = wharf_testkit::require_tool("python3");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cert_cmd = std::process::Command::new(BIN);
+    cert_cmd.args(["cert", "localhost", "--out", &dir.path().to_string_lossy()]);
+    assert!(
+        wharf_testkit::output_within(&mut cert_cmd, Duration::from_secs(30))
+            .status
+            .success()
+    );
+    let (cert, key) = (
+        dir.path().join("localhost.crt"),
+        dir.path().join("localhost.key"),
+    );
+    let received = dir.path().join("received.jsonl");
+    let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(sys.argv[3], "ab") as f:
+            f.write(self.path.encode() + b" " + body + b"\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+    let mut receiver = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args([&cert, &key, &received])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(receiver.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let port = port.trim().to_string();
+    let config = format!(
+        "[[hook]]\non = 'login'\nurl = 'https://localhost:{port}/events'\n\
+         [[user]]\nname = 'alice'\npassword_hash = '{}'\n",
+        wharf_testkit::PW_HASH
+    );
+    let trusting = Server::builder(BIN)
+        .config(&config)
+        .env("SSL_CERT_FILE", &cert.to_string_lossy())
+        .start();
+    drop(Ftp::login_to(trusting.addr, "alice", "pw"));
+    let got = lines(&received, 1);
+    assert_eq!(got.len(), 1, "{}", trusting.log());
+    assert!(got[0].starts_with("/events {"), "{got:?}");
+    assert!(got[0].contains("\"event\":\"login\""), "{got:?}");
+    // Trusting another CA only: no POST, and the log says why.
+    let other = tempfile::tempdir().unwrap();
+    let mut other_cmd = std::process::Command::new(BIN);
+    other_cmd.args([
+        "cert",
+        "elsewhere.example",
+        "--out",
+        &other.path().to_string_lossy(),
+    ]);
+    assert!(
+        wharf_testkit::output_within(&mut other_cmd, Duration::from_secs(30))
+            .status
+            .success()
+    );
+    let doubting = Server::builder(BIN)
+        .config(&config)
+        .env(
+            "SSL_CERT_FILE",
+            &other.path().join("elsewhere.example.crt").to_string_lossy(),
+        )
+        .start();
+    drop(Ftp::login_to(doubting.addr, "alice", "pw"));
+    assert!(doubting.wait_log("hook failed", 1), "{}", doubting.log());
+    assert!(
+        doubting.log().contains("TLS with localhost"),
+        "{}",
+        doubting.log()
+    );
+    assert_eq!(lines(&received, 1).len(), 1);
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+}
