@@ -582,26 +582,8 @@ fn parse_listen(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 fn parse_permissions(field: &str, list: &[String]) -> Result<Permissions, ConfigError> {
-    let mut p = Permissions::default();
-    for item in list {
-        match item.as_str() {
-            "read" => p.read = true,
-            "write" => p.write = true,
-            "delete" => p.delete = true,
-            "mkdir" => p.mkdir = true,
-            "rename" => p.rename = true,
-            "all" => p = Permissions::ALL,
-            other => {
-                return Err(ConfigError::new(
-                    field,
-                    format!(
-                        "unknown permission `{other}` (read, write, delete, mkdir, rename, all)"
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(p)
+    // The same words as the user database's (one vocabulary).
+    crate::userdb::parse_permissions(&list.join(",")).map_err(|m| ConfigError::new(field, m))
 }
 
 fn check_dir(field: &str, dir: &Path) -> Result<PathBuf, ConfigError> {

@@ -350,6 +350,17 @@ impl Ftp {
         ftp
     }
 
+    /// The code of the reply to PASS (or to USER when that already decides), on a new
+    /// connection from `from`.
+    pub fn login_code(from: std::net::IpAddr, addr: SocketAddr, user: &str, pass: &str) -> u16 {
+        let mut ftp = Ftp::connect_from(from, addr);
+        let r = ftp.cmd(&format!("USER {user}"));
+        if r.code != 331 {
+            return r.code;
+        }
+        ftp.cmd(&format!("PASS {pass}")).code
+    }
+
     pub fn login(&mut self, user: &str, pass: &str) {
         let r = self.cmd(&format!("USER {user}"));
         assert_eq!(r.code, 331, "{}", r.text);

@@ -40,12 +40,7 @@ pub(crate) fn json(text: &str) -> Value {
 }
 
 fn login_code(server: &Server, from: &str, user: &str, password: &str) -> u16 {
-    let mut ftp = Ftp::connect_from(from.parse().unwrap(), server.addr);
-    let r = ftp.cmd(&format!("USER {user}"));
-    if r.code != 331 {
-        return r.code;
-    }
-    ftp.cmd(&format!("PASS {password}")).code
+    Ftp::login_code(from.parse().unwrap(), server.addr, user, password)
 }
 
 #[test]

@@ -31,12 +31,7 @@ fn serve(url: &str) -> Server {
 
 /// The code of the reply to PASS (or to USER when that already decides).
 fn login_code(server: &Server, user: &str, password: &str) -> u16 {
-    let mut ftp = Ftp::connect(server.addr);
-    let r = ftp.cmd(&format!("USER {user}"));
-    if r.code != 331 {
-        return r.code;
-    }
-    ftp.cmd(&format!("PASS {password}")).code
+    Ftp::login_code([127, 0, 0, 1].into(), server.addr, user, password)
 }
 
 #[test]
