@@ -26,6 +26,20 @@ pub struct UserLimits {
     pub max_file_size: Option<u64>,
 }
 
+impl UserLimits {
+    /// These limits, with `defaults` for those left open.
+    pub fn or(self, defaults: UserLimits) -> UserLimits {
+        UserLimits {
+            max_sessions: self.max_sessions.or(defaults.max_sessions),
+            download_rate: self.download_rate.or(defaults.download_rate),
+            upload_rate: self.upload_rate.or(defaults.upload_rate),
+            quota_bytes: self.quota_bytes.or(defaults.quota_bytes),
+            quota_files: self.quota_files.or(defaults.quota_files),
+            max_file_size: self.max_file_size.or(defaults.max_file_size),
+        }
+    }
+}
+
 /// A logged-in user: its name, its home (as the storage provider understands it: a directory
 /// for the local file system), its rights and its limits.
 #[derive(Debug, Clone)]
@@ -425,20 +439,12 @@ impl Authenticator for UserStore {
                         let (db, name) = (users.db.clone(), user.name.clone());
                         tokio::spawn(async move { db.logged_in(&name).await });
                     }
-                    let (l, d) = (user.limits, users.defaults);
                     Ok(Account {
                         home: user.home.map_or_else(|| users.home.clone(), PathBuf::from),
                         name: user.name,
                         permissions: user.permissions,
                         anonymous: false,
-                        limits: UserLimits {
-                            max_sessions: l.max_sessions.or(d.max_sessions),
-                            download_rate: l.download_rate.or(d.download_rate),
-                            upload_rate: l.upload_rate.or(d.upload_rate),
-                            quota_bytes: l.quota_bytes.or(d.quota_bytes),
-                            quota_files: l.quota_files.or(d.quota_files),
-                            max_file_size: l.max_file_size.or(d.max_file_size),
-                        },
+                        limits: user.limits.or(users.defaults),
                     })
                 }
             }

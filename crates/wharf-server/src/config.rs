@@ -462,14 +462,15 @@ impl UserSection {
                 ));
             }
         }
-        Ok(UserLimits {
-            max_sessions: self.max_sessions.or(defaults.max_sessions),
-            download_rate: self.download_rate.or(defaults.download_rate),
-            upload_rate: self.upload_rate.or(defaults.upload_rate),
-            quota_bytes: self.quota_bytes.or(defaults.quota_bytes),
-            quota_files: self.quota_files.or(defaults.quota_files),
-            max_file_size: self.max_file_size.or(defaults.max_file_size),
-        })
+        let own = UserLimits {
+            max_sessions: self.max_sessions,
+            download_rate: self.download_rate,
+            upload_rate: self.upload_rate,
+            quota_bytes: self.quota_bytes,
+            quota_files: self.quota_files,
+            max_file_size: self.max_file_size,
+        };
+        Ok(own.or(defaults))
     }
 }
 

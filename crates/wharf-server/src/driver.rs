@@ -1311,11 +1311,7 @@ impl Driver {
         };
         // The admin listener sees the transfer and its bytes while it runs.
         let entry = self.entry.entry.clone();
-        let direction = match spec.body {
-            Body::Download => crate::monitor::Direction::Download,
-            Body::Upload => crate::monitor::Direction::Upload,
-            Body::Listing { .. } => crate::monitor::Direction::Listing,
-        };
+        let direction = direction_of(&spec.body);
         entry.set_running(Some(crate::monitor::Running {
             verb: spec.verb,
             path: spec.path.as_ref().map_or_else(
@@ -1443,11 +1439,7 @@ impl Driver {
             |p| p.to_string(),
         );
         let bytes = progress.load(Ordering::Relaxed);
-        let direction = match spec.body {
-            Body::Download => crate::monitor::Direction::Download,
-            Body::Upload => crate::monitor::Direction::Upload,
-            Body::Listing { .. } => crate::monitor::Direction::Listing,
-        };
+        let direction = direction_of(&spec.body);
         self.live
             .monitor
             .metrics
@@ -1519,6 +1511,15 @@ async fn passive_announce(address: &PassiveAddress) -> Option<std::net::Ipv4Addr
                 None
             }
         },
+    }
+}
+
+/// What a transfer moves, as the counters and the session table name it.
+fn direction_of(body: &Body) -> crate::monitor::Direction {
+    match body {
+        Body::Download => crate::monitor::Direction::Download,
+        Body::Upload => crate::monitor::Direction::Upload,
+        Body::Listing { .. } => crate::monitor::Direction::Listing,
     }
 }
 

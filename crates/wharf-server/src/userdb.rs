@@ -404,31 +404,22 @@ impl UserDb {
 
     /// Adds a user; an existing name is [`DbError::Exists`].
     pub async fn add(&self, user: &DbUser) -> Result<(), DbError> {
-        self.ready().await?;
-        let pool = self.pool().await?;
+        // What is wrong with the input is said before the database is asked.
         check_name(&user.name)?;
         crate::auth::check_hash(&user.password_hash).map_err(DbError::Invalid)?;
+        self.ready().await?;
+        let pool = self.pool().await?;
         let t = now();
         // COLUMNS is a constant: nothing from outside is in the SQL text.
-        let r = sqlx::query(AssertSqlSafe(format!(
+        let q = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO wharf_users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        )))
-        .bind(user.name.as_str())
-        .bind(user.password_hash.as_str())
-        .bind(user.home.clone())
-        .bind(permissions_text(user.permissions))
-        .bind(limit(user.limits.max_sessions.map(u64::from)))
-        .bind(limit(user.limits.download_rate))
-        .bind(limit(user.limits.upload_rate))
-        .bind(limit(user.limits.quota_bytes))
-        .bind(limit(user.limits.quota_files))
-        .bind(limit(user.limits.max_file_size))
-        .bind(i64::from(user.enabled))
-        .bind(t)
-        .bind(t)
-        .bind(None::<i64>)
-        .execute(pool)
-        .await;
+        )));
+        let r = bind_settings(q.bind(user.name.clone()), user)
+            .bind(t)
+            .bind(t)
+            .bind(None::<i64>)
+            .execute(pool)
+            .await;
         match r {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -440,29 +431,20 @@ impl UserDb {
 
     /// Replaces a user's settings (not its name, creation time or last login).
     pub async fn update(&self, user: &DbUser) -> Result<(), DbError> {
+        crate::auth::check_hash(&user.password_hash).map_err(DbError::Invalid)?;
         self.ready().await?;
         let pool = self.pool().await?;
-        crate::auth::check_hash(&user.password_hash).map_err(DbError::Invalid)?;
-        let r = sqlx::query(
+        let q = sqlx::query(
             "UPDATE wharf_users SET password_hash = $1, home = $2, permissions = $3, \
              max_sessions = $4, download_rate = $5, upload_rate = $6, quota_bytes = $7, \
              quota_files = $8, max_file_size = $9, enabled = $10, updated_at = $11 WHERE name = $12",
-        )
-        .bind(user.password_hash.as_str())
-        .bind(user.home.clone())
-        .bind(permissions_text(user.permissions))
-        .bind(limit(user.limits.max_sessions.map(u64::from)))
-        .bind(limit(user.limits.download_rate))
-        .bind(limit(user.limits.upload_rate))
-        .bind(limit(user.limits.quota_bytes))
-        .bind(limit(user.limits.quota_files))
-        .bind(limit(user.limits.max_file_size))
-        .bind(i64::from(user.enabled))
-        .bind(now())
-        .bind(user.name.as_str())
-        .execute(pool)
-        .await
-        .map_err(unavailable)?;
+        );
+        let r = bind_settings(q, user)
+            .bind(now())
+            .bind(user.name.as_str())
+            .execute(pool)
+            .await
+            .map_err(unavailable)?;
         if r.rows_affected() == 0 {
             return Err(DbError::NoSuchUser(user.name.clone()));
         }
@@ -497,6 +479,23 @@ impl UserDb {
             tracing::warn!(db = %self.shown, user = name, error = %e, "cannot record the login time");
         }
     }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds a user's settings, in the order of [`COLUMNS`] after the name: password hash, home,
+/// permissions, the six limits, enabled.
+fn bind_settings<'q>(q: AnyQuery<'q>, user: &DbUser) -> AnyQuery<'q> {
+    q.bind(user.password_hash.clone())
+        .bind(user.home.clone())
+        .bind(permissions_text(user.permissions))
+        .bind(limit(user.limits.max_sessions.map(u64::from)))
+        .bind(limit(user.limits.download_rate))
+        .bind(limit(user.limits.upload_rate))
+        .bind(limit(user.limits.quota_bytes))
+        .bind(limit(user.limits.quota_files))
+        .bind(limit(user.limits.max_file_size))
+        .bind(i64::from(user.enabled))
 }
 
 /// A user name the server can take: non-empty, no spaces or control characters, not one of
