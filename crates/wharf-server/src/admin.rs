@@ -352,10 +352,18 @@ impl UserBody {
     }
 }
 
+/// A JSON body, or the API's JSON error (axum's own rejection is plain text).
+fn body(
+    body: Result<Json<UserBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<UserBody, ApiError> {
+    body.map(|Json(b)| b).map_err(|e| bad(e.body_text()))
+}
+
 async fn create_user(
     State(s): State<Shared>,
-    Json(body): Json<UserBody>,
+    sent: Result<Json<UserBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body(sent)?;
     let db = db(&s)?;
     let Some(name) = body.name.clone() else {
         return Err(bad("`name` is required"));
@@ -395,8 +403,9 @@ async fn create_user(
 async fn change_user(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    Json(body): Json<UserBody>,
+    sent: Result<Json<UserBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body(sent)?;
     if body.name.as_ref().is_some_and(|n| *n != name) {
         return Err(bad("a user cannot be renamed"));
     }

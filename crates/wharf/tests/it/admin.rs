@@ -108,6 +108,12 @@ fn admin_api_manages_users_sessions_and_bans() {
         Some(r#"{"name":"ned","home":"relative"}"#),
     );
     assert_eq!(code, 400, "{body}");
+    // A body that is not the API's JSON: 400, and the error as JSON too.
+    for bad in [r#"{"name":"x","fly":1}"#, "not json"] {
+        let (code, body) = api(&server, "POST", "/api/v1/users", t, Some(bad));
+        assert_eq!(code, 400, "{body}");
+        assert!(json(&body)["error"].is_string(), "{body}");
+    }
     // No password given: one is made and returned once.
     let (code, body) = api(
         &server,
