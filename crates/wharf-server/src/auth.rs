@@ -242,6 +242,25 @@ pub fn check_hash(hash: &str) -> Result<(), String> {
     }
 }
 
+/// Whether checking a password against `hash` is quick enough to do on the session's own
+/// thread: SHA-crypt at up to its default 5000 rounds (about 1 ms). Handing it to the blocking
+/// pool and back cost two thread wake-ups per login, which sequential logins waited for; Argon2
+/// and bcrypt (tens of milliseconds) still go there. The check holds one of the CPU-count
+/// slots either way, so hashing never takes every thread.
+pub fn is_quick(hash: &str) -> bool {
+    if HashScheme::of(hash) != Some(HashScheme::ShaCrypt) {
+        return false;
+    }
+    match hash.get(3..).and_then(|rest| rest.strip_prefix("rounds=")) {
+        None => true,
+        Some(rest) => rest
+            .split('$')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n <= 5000),
+    }
+}
+
 /// Checks `password` against a stored hash. Unknown schemes and malformed hashes never match.
 pub fn verify_hash(hash: &str, password: &[u8]) -> bool {
     match HashScheme::of(hash) {
@@ -410,11 +429,15 @@ impl Authenticator for UserStore {
             };
             let _slot = self.slots.acquire().await.ok();
             let password = c.password;
-            let matched = tokio::task::spawn_blocking(move || {
-                hash.is_some_and(|h| verify_hash(&h, &password))
-            })
-            .await
-            .map_err(|e| AuthError::Unavailable(format!("password check failed: {e}")))?;
+            let quick = hash.as_deref().is_some_and(is_quick);
+            let check = move || hash.is_some_and(|h| verify_hash(&h, &password));
+            let matched = if quick {
+                check()
+            } else {
+                tokio::task::spawn_blocking(check)
+                    .await
+                    .map_err(|e| AuthError::Unavailable(format!("password check failed: {e}")))?
+            };
             match found {
                 Found::Nowhere => Err(AuthError::Rejected(Rejection::UnknownUser)),
                 _ if !matched => Err(AuthError::Rejected(Rejection::WrongPassword)),
@@ -526,6 +549,20 @@ mod tests {
         ] {
             assert!(check_hash(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_default_sha_crypt_is_checked_on_the_session_thread() {
+        let six = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
+        assert!(is_quick(six));
+        assert!(is_quick("$5$rounds=5000$salt$x"));
+        assert!(is_quick("$6$rounds=1000$salt$x"));
+        assert!(!is_quick("$6$rounds=5001$salt$x"));
+        assert!(!is_quick("$6$rounds=656000$salt$x"));
+        assert!(!is_quick("$6$rounds=lots$salt$x"));
+        assert!(!is_quick(&hash_password(b"pw").unwrap()));
+        assert!(!is_quick(&bcrypt::hash("pw", 4).unwrap()));
+        assert!(!is_quick("plaintext"));
     }
 
     fn creds(user: &str, password: &str) -> Credentials {

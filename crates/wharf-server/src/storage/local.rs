@@ -696,6 +696,17 @@ impl WriteHandle for LocalUpload {
     fn discard(&mut self) {
         self.discard = true;
     }
+
+    /// Not for an append: splice(2) refuses a file opened with `O_APPEND`.
+    fn direct(&mut self) -> Option<super::DirectFile<'_>> {
+        match self.finish {
+            Finish::Append { .. } => None,
+            _ => Some(super::DirectFile {
+                file: &self.file,
+                written: &mut self.written,
+            }),
+        }
+    }
 }
 
 impl Drop for LocalUpload {

@@ -135,6 +135,19 @@ pub trait WriteHandle: AsyncWrite + Send + Unpin {
     /// The upload is refused (over quota or size): when dropped, it leaves nothing of itself —
     /// a new file goes, an append is cut back to the file's old length.
     fn discard(&mut self) {}
+    /// The local file the upload goes into, at the position the next byte belongs, for a
+    /// copy that moves bytes into it in the kernel (splice); `None` when there is none or its
+    /// writes must go through [`AsyncWrite`].
+    fn direct(&mut self) -> Option<DirectFile<'_>> {
+        None
+    }
+}
+
+/// See [`WriteHandle::direct`]: the file, and the upload's count of bytes written, which the
+/// one who writes to the file advances.
+pub struct DirectFile<'a> {
+    pub file: &'a std::fs::File,
+    pub written: &'a mut u64,
 }
 
 /// What a home holds, for quotas.
