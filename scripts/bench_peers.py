@@ -42,7 +42,29 @@ METRICS = {
     "cpu_retr": ("server CPU per GiB sent (RETR)", "CPU s/GiB", False, ("<=", 1.0)),
     "cpu_stor": ("server CPU per GiB received (STOR)", "CPU s/GiB", False, ("<=", 1.0)),
 }
-ERROR_METRICS = {"small500", "small2000", "login", "idle"}
+# Over explicit TLS (AUTH TLS, PROT P), `wharf bench` as the client; servers without TLS here
+# (pyftpdlib: no pyOpenSSL) have no figure.
+METRICS_TLS = {
+    "retr_tls": ("RETR 1 GiB over TLS, one client", "MB/s", True, (">=", 1.5)),
+    "stor_tls": ("STOR 1 GiB over TLS, one client", "MB/s", True, (">=", 1.5)),
+}
+# The same workloads driven by Python's ftplib (scripts/bench_ftplib.py).
+METRICS_PY = {
+    "retr_py": ("RETR 1 GiB, one client", "MB/s", True, (">=", 1.0)),
+    "stor_py": ("STOR 1 GiB, one client", "MB/s", True, (">=", 1.0)),
+    "login_py": ("connect + login + quit, sequential", "sessions/s", True, (">=", 1.5)),
+    "small500_py": ("500 clients at once (threads), login + 10 x RETR 10 KiB", "s", False, None),
+    "list_py": ("LIST of 10,000 files (median of 20)", "ms", False, ("<=", 1.0)),
+    "retr_tls_py": ("RETR 1 GiB over TLS, one client", "MB/s", True, (">=", 1.5)),
+    "stor_tls_py": ("STOR 1 GiB over TLS, one client", "MB/s", True, (">=", 1.5)),
+    "cpu_stor_py": ("server CPU per GiB received (STOR)", "CPU s/GiB", False, ("<=", 1.0)),
+}
+ALL_METRICS = {**METRICS, **METRICS_TLS, **METRICS_PY}
+# Headings of docs/BENCHMARKS.md's sections that other scripts write: kept when it is rewritten.
+KEPT_SECTIONS = ("## Logins with users in a database",)
+ERROR_METRICS = {"small500", "small2000", "login", "idle", "login_py", "small500_py"}
+# Servers whose TLS the bench sets up (the certificate in {WORK}/bench.crt).
+TLS_SERVERS = {"wharf", BASELINE, "vsftpd", "proftpd", "pure-ftpd"}
 
 
 def log(msg):
@@ -72,6 +94,7 @@ def free_port():
 
 def prepare_data(quick):
     log(f"preparing data on tmpfs in {DATA}")
+    os.makedirs(WORK, exist_ok=True)
     if os.path.isdir(DATA):
         shutil.rmtree(DATA)
     os.makedirs(f"{DATA}/up")
@@ -85,7 +108,6 @@ def prepare_data(quick):
     for i in range(10_000):
         open(f"{DATA}/list/file-{i:05d}.dat", "wb").close()
     warm_memory()
-    os.makedirs(WORK, exist_ok=True)
     # The system user vsftpd and Pure-FTPd log in as (through /etc/shadow), with the same hash.
     try:
         subprocess.run(["id", USER], check=True, capture_output=True)
@@ -93,6 +115,14 @@ def prepare_data(quick):
     except subprocess.CalledProcessError:
         run(["useradd", "-M", "-d", DATA, "-s", "/bin/bash", "-p", HASH, USER])
     run(["chown", "-R", f"{USER}:", DATA])
+    # One self-signed RSA certificate for every server's TLS.
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+         "-subj", "/CN=127.0.0.1", "-keyout", f"{WORK}/bench.key", "-out", f"{WORK}/bench.crt"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.chmod(f"{WORK}/bench.key", 0o600)
+    with open(f"{WORK}/bench.pem", "w") as f:
+        f.write(open(f"{WORK}/bench.key").read() + open(f"{WORK}/bench.crt").read())
+    os.chmod(f"{WORK}/bench.pem", 0o600)
     with open("/etc/pam.d/wharf-bench-vsftpd", "w") as f:
         f.write("auth required pam_unix.so\naccount required pam_unix.so\nsession required pam_permit.so\n")
 
@@ -216,6 +246,10 @@ listen = ["127.0.0.1:{port}"]
 [limits]
 max_sessions = 20000
 max_sessions_per_ip = 20000
+[tls]
+mode = "optional"
+cert = "{WORK}/bench.crt"
+key = "{WORK}/bench.key"
 [[user]]
 name = "{USER}"
 password_hash = "{HASH}"
@@ -259,6 +293,12 @@ max_clients=20000
 max_per_ip=0
 xferlog_enable=NO
 secure_chroot_dir=/var/run/vsftpd/empty
+ssl_enable=YES
+rsa_cert_file={WORK}/bench.crt
+rsa_private_key_file={WORK}/bench.key
+force_local_logins_ssl=NO
+force_local_data_ssl=NO
+ssl_ciphers=HIGH
 """)
     made.append(Server("vsftpd", "vsftpd 3.0.3",
                        [f"{peers}/vsftpd/usr/sbin/vsftpd", f"{WORK}/vsftpd.conf"], port))
@@ -300,6 +340,18 @@ RequireValidShell off
 DefaultRoot ~
 AllowOverwrite on
 Umask 022
+<IfModule mod_dso.c>
+  ModulePath /usr/lib/proftpd
+  LoadModule mod_tls.c
+</IfModule>
+<IfModule mod_tls.c>
+  TLSEngine on
+  TLSRequired off
+  TLSProtocol TLSv1.2 TLSv1.3
+  TLSRSACertificateFile {WORK}/bench.crt
+  TLSRSACertificateKeyFile {WORK}/bench.key
+  TLSLog {WORK}/proftpd.tls.log
+</IfModule>
 """)
     pv = subprocess.run(["proftpd", "-v"], capture_output=True, text=True).stdout.strip() or "ProFTPD"
     made.append(Server("proftpd", pv, ["proftpd", "-n", "-q", "-c", f"{WORK}/proftpd.conf"], port))
@@ -307,7 +359,8 @@ Umask 022
     port = free_port()
     made.append(Server("pure-ftpd", "Pure-FTPd 1.0.50",
                        [f"{peers}/pure-ftpd/usr/sbin/pure-ftpd", "-S", f"127.0.0.1,{port}",
-                        "-A", "-E", "-H", "-c", "20000", "-C", "20000", "-l", "unix", "-u", "1"], port))
+                        "-A", "-E", "-H", "-c", "20000", "-C", "20000", "-l", "unix", "-u", "1",
+                        "-Y", "1", "-2", f"{WORK}/bench.pem"], port))
     # pyftpdlib 2.0.1 with a crypt(3) authorizer.
     port = free_port()
     with open(f"{WORK}/pyftpd.py", "w") as f:
@@ -341,9 +394,12 @@ server.serve_forever()
     return made
 
 
-def bench(args, server, workload, path, *extra, timeout=600, on_line=None):
-    url = f"ftp://{USER}@127.0.0.1:{server.port if server else 1}/{path}"
+def bench(args, server, workload, path, *extra, timeout=600, on_line=None, tls=False):
+    scheme = "ftpes" if tls else "ftp"
+    url = f"{scheme}://{USER}@127.0.0.1:{server.port if server else 1}/{path}"
     cmd = [args.wharf, "bench", "-w", workload, url, "--json", "--passive", *extra]
+    if tls:
+        cmd.append("--insecure")
     env = dict(os.environ, WHARF_PASSWORD=PASSWORD)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     measured = None
@@ -362,6 +418,79 @@ def bench(args, server, workload, path, *extra, timeout=600, on_line=None):
         return json.loads(out), measured
     except json.JSONDecodeError:
         return {"errors": -1, "error_kinds": [{"error": (err or out).strip()[:200], "count": 1}]}, measured
+
+
+def bench_py(server, workload, path, *extra, timeout=600, tls=False):
+    """The same workload driven by Python's ftplib (scripts/bench_ftplib.py)."""
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_ftplib.py"),
+           workload, "--port", str(server.port), "--user", USER, "--password", PASSWORD,
+           "--path", path, *extra]
+    if tls:
+        cmd.append("--tls")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"errors": -1, "error_kinds": [{"error": "ftplib bench timed out", "count": 1}]}
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        return {"errors": -1, "error_kinds": [{"error": (proc.stderr or proc.stdout).strip()[-200:], "count": 1}]}
+
+
+def tls_round(args, srv, r, quick):
+    """RETR and STOR over explicit TLS, with each client."""
+    add = lambda k, v: r.setdefault(k, []).append(v)  # noqa: E731
+    why = lambda k, rep: [r.setdefault(k + "_why", set()).add(e["error"][:120])  # noqa: E731
+                          for e in rep.get("error_kinds", [])]
+    size = "64M" if quick else "1G"
+    rep, _ = bench(args, srv, "retr", "big.bin", "-n", "2", tls=True)
+    add("retr_tls", rep["megabytes_per_sec"]) if rep.get("ok") else why("retr_tls", rep)
+    clear_uploads()
+    rep, _ = bench(args, srv, "stor", "up/stor.bin", "-n", "1", "--size", size, tls=True)
+    add("stor_tls", rep["megabytes_per_sec"]) if rep.get("ok") else why("stor_tls", rep)
+    clear_uploads()
+    rep = bench_py(srv, "retr", "big.bin", "-n", "2", tls=True)
+    add("retr_tls_py", rep["megabytes_per_sec"]) if rep.get("ok") else why("retr_tls_py", rep)
+    rep = bench_py(srv, "stor", "up/stor.bin", "--size", str(64 << 20 if quick else 1 << 30), tls=True)
+    add("stor_tls_py", rep["megabytes_per_sec"]) if rep.get("ok") else why("stor_tls_py", rep)
+    clear_uploads()
+
+
+def ftplib_round(srv, r, quick):
+    """The plain workloads again, Python's ftplib the client."""
+    add = lambda k, v: r.setdefault(k, []).append(v)  # noqa: E731
+    errs = lambda k, rep: r.setdefault(k + "_errors", []).append(rep.get("errors", -1))  # noqa: E731
+    why = lambda k, rep: [r.setdefault(k + "_why", set()).add(e["error"][:120])  # noqa: E731
+                          for e in rep.get("error_kinds", [])]
+    rep = bench_py(srv, "retr", "big.bin", "-n", "3")
+    add("retr_py", rep["megabytes_per_sec"]) if rep.get("ok") else why("retr_py", rep)
+    c0, stored = srv.cpu_seconds(), 0
+    for _ in range(2):
+        clear_uploads()
+        rep = bench_py(srv, "stor", "up/stor.bin", "--size", str(64 << 20 if quick else 1 << 30))
+        if rep.get("ok"):
+            add("stor_py", rep["megabytes_per_sec"])
+            stored += rep["bytes"]
+        else:
+            why("stor_py", rep)
+    time.sleep(0.3)
+    if stored:
+        add("cpu_stor_py", (srv.cpu_seconds() - c0) / (stored / GIB))
+    clear_uploads()
+    rep = bench_py(srv, "login", "", "-n", "100" if quick else "300")
+    if rep.get("ok"):
+        add("login_py", rep["ops_per_sec"])
+    errs("login_py", rep)
+    why("login_py", rep)
+    rep = bench_py(srv, "list", "list/", "-n", "20")
+    add("list_py", rep["latency_ms"]["p50"]) if rep.get("ok") else why("list_py", rep)
+    time.sleep(1)
+    rep = bench_py(srv, "small", "small.bin", "-c", "50" if quick else "500", "-n", "10",
+                   "--timeout", "30", timeout=300)
+    if rep.get("errors", -1) >= 0 and "seconds" in rep:
+        add("small500_py", rep["seconds"])
+    errs("small500_py", rep)
+    why("small500_py", rep)
 
 
 def one_round(args, srv, results, quick):
@@ -426,6 +555,10 @@ def one_round(args, srv, results, quick):
             errs(key, rep)
             for e in rep.get("error_kinds", []):
                 r.setdefault(key + "_why", set()).add(e["error"][:120])
+
+        if srv.name in TLS_SERVERS:
+            tls_round(args, srv, r, quick)
+        ftplib_round(srv, r, quick)
     finally:
         srv.stop()
 
@@ -468,7 +601,8 @@ def against_baseline(results, quick):
     """Wharf against the build before the change, per workload: (key, label, unit, ratio), the
     ratio of the medians oriented as in the chart (throughput: new ÷ before; times, memory and
     CPU: before ÷ new), so above 1.0 the new build is better."""
-    rows = [(key, label, unit, higher) for key, (label, unit, higher, _) in METRICS.items()]
+    rows = [(key, label + (" (ftplib)" if key.endswith("_py") else ""), unit, higher)
+            for key, (label, unit, higher, _) in ALL_METRICS.items()]
     rows.append(("idle_many", f"memory per idle session, {many_idle(quick):,} at once (PSS)", "KiB", False))
     out = []
     for key, label, unit, higher in rows:
@@ -481,25 +615,12 @@ def against_baseline(results, quick):
     return out
 
 
-def write_report(args, names, results, loopback, extra, started, rounds):
-    md = []
-    md.append("# Benchmarks\n")
-    md.append(f"Written by `scripts/bench-peers` on {time.strftime('%Y-%m-%d', time.gmtime(started))}: "
-              f"{rounds} rounds, the servers interleaved in each round (the order rotates), "
-              f"`wharf bench` as the client for every server, over loopback (127.0.0.1), "
-              f"data on tmpfs, the same user `{USER}` with the same SHA-512 crypt (`$6$`, 5000 "
-              f"rounds) password hash everywhere. Machine: {os.cpu_count()} CPUs, "
-              f"{platform.system()} {platform.release()}. Each cell is the median with min–max "
-              f"over the rounds.\n")
-    lb = summarize(loopback)
-    if lb:
-        md.append(f"**Loopback limit** (same client, same read loop, plain TCP from a sender "
-                  f"writing from memory): **{lb[0]:,.0f} MB/s** (min–max {lb[1]:,.0f}–{lb[2]:,.0f}).\n")
-    head = "| workload | unit | " + " | ".join(names) + " | best peer | Wharf ÷ best peer | target |"
-    md.append(head)
+def table(md, names, results, metrics, ratios):
+    """One table of `metrics`: each server's cells, the best peer, Wharf's ratio to it and
+    the target; the ratios go into `ratios`."""
+    md.append("| workload | unit | " + " | ".join(names) + " | best peer | Wharf ÷ best peer | target |")
     md.append("|" + "---|" * (len(names) + 5))
-    ratios = {}
-    for key, (label, unit, higher, target) in METRICS.items():
+    for key, (label, unit, higher, target) in metrics.items():
         cells = [cell(results, n, key, unit) for n in names]
         # Peers are the other servers: not Wharf, nor Wharf's own build before the change.
         peer_medians = [(summarize(results.get(n, {}).get(key, []))[0], n) for n in names
@@ -519,6 +640,36 @@ def write_report(args, names, results, loopback, extra, started, rounds):
             tgt = f"{op} {factor}× {'met' if met else 'MISSED'}"
         md.append(f"| {label} | {unit} | " + " | ".join(cells) +
                   f" | {best[1] if best else '—'} | {'—' if ratio is None else f'{ratio:.2f}×'} | {tgt} |")
+
+
+def write_report(args, names, results, loopback, extra, started, rounds):
+    md = []
+    md.append("# Benchmarks\n")
+    md.append(f"Written by `scripts/bench-peers` on {time.strftime('%Y-%m-%d', time.gmtime(started))}: "
+              f"{rounds} round{'s' if rounds != 1 else ''}, the servers interleaved in each round (the order rotates), "
+              f"two clients for every server — `wharf bench` and Python's ftplib — over "
+              f"loopback (127.0.0.1), "
+              f"data on tmpfs, the same user `{USER}` with the same SHA-512 crypt (`$6$`, 5000 "
+              f"rounds) password hash everywhere. Machine: {os.cpu_count()} CPUs, "
+              f"{platform.system()} {platform.release()}. Each cell is the median with min–max "
+              f"over the rounds.\n")
+    lb = summarize(loopback)
+    if lb:
+        md.append(f"**Loopback limit** (same client, same read loop, plain TCP from a sender "
+                  f"writing from memory): **{lb[0]:,.0f} MB/s** (min–max {lb[1]:,.0f}–{lb[2]:,.0f}).\n")
+    ratios = {}
+    md.append("### `wharf bench` as the client\n")
+    table(md, names, results, METRICS, ratios)
+    md.append("\n### Over TLS, `wharf bench` as the client\n")
+    md.append("Explicit TLS (AUTH TLS, PROT P; the data connections resume the control "
+              "connection's session), the same self-signed RSA 2048 certificate for every "
+              "server; pyftpdlib has no TLS here (no pyOpenSSL).\n")
+    table(md, names, results, METRICS_TLS, ratios)
+    md.append("\n### Python's ftplib as the client\n")
+    md.append("The same workloads driven by `scripts/bench_ftplib.py` (Python's ftplib, passive "
+              "mode, 1 MiB reads and writes; the 500 clients are threads), so that no figure "
+              "depends on Wharf's own client; TLS rows as above.\n")
+    table(md, names, results, METRICS_PY, ratios)
     if lb and results.get("wharf", {}).get("retr"):
         share = summarize(results["wharf"]["retr"])[0] / lb[0]
         md.append(f"\nWharf's RETR median is **{share:.0%}** of the loopback limit measured in the "
@@ -544,7 +695,7 @@ def write_report(args, names, results, loopback, extra, started, rounds):
     md.append("\nErrors per workload are summed over the rounds (`err`). Why clients failed, where "
               "they did:\n")
     for n in names:
-        for key in ("small500", "small2000"):
+        for key in ALL_METRICS:
             why = results.get(n, {}).get(key + "_why")
             if why:
                 md.append(f"- {n}, {key}: " + "; ".join(sorted(why))[:400])
@@ -558,8 +709,19 @@ def write_report(args, names, results, loopback, extra, started, rounds):
               f"`{BASELINE}`). Ratios from one machine; loopback runs client and "
               "server on the same 2 cores, so every figure includes the client's cost.\n")
     os.makedirs("docs", exist_ok=True)
+    # Sections other scripts wrote (scripts/bench-userdb's) stay, after this run's.
+    kept = ""
+    try:
+        with open("docs/BENCHMARKS.md") as f:
+            old = f.read()
+        at = min((old.find(h) for h in KEPT_SECTIONS if h in old), default=-1)
+        kept = old[at:] if at >= 0 else ""
+    except OSError:
+        pass
     with open("docs/BENCHMARKS.md", "w") as f:
         f.write("\n".join(md) + "\n")
+        if kept:
+            f.write("\n" + kept)
     write_svg(names, results)
     return ratios
 

@@ -324,7 +324,7 @@ async fn download(mut stream: Stream, h: ReadHandle, job: &Job<'_>) -> Result<u6
             send_file(tcp, &file, job).await?
         }
         (ReadBody::File(file), _) => {
-            let mut file = tokio::fs::File::from_std(file);
+            let mut file = CachedFile::new(file);
             copy::send(&mut file, &mut stream, &opts, job.throttle, &mut count).await?
         }
         (ReadBody::Stream(mut r), _) => {
@@ -333,6 +333,116 @@ async fn download(mut stream: Stream, h: ReadHandle, job: &Job<'_>) -> Result<u6
     };
     finish_sending(stream, job.stall).await?;
     Ok(total)
+}
+
+/// A local file read by the copy loop (a download over TLS, or in ASCII): a read that the page
+/// cache answers at once (preadv2 with RWF_NOWAIT) is done on the session's thread, and only one
+/// that would wait for the disk goes to the blocking pool. tokio's `File` sends every read
+/// there, two thread wake-ups per chunk. Reads use and advance the file's offset (set by REST).
+struct CachedFile {
+    file: Arc<std::fs::File>,
+    /// A read in the blocking pool.
+    pending: Option<tokio::task::JoinHandle<io::Result<Vec<u8>>>>,
+    /// What the pool read, from `at` on, not yet handed out.
+    ready: Vec<u8>,
+    at: usize,
+    /// The file system refused RWF_NOWAIT: every read goes to the pool.
+    pool_only: bool,
+    /// The file is in memory (tmpfs, ramfs), which has no RWF_NOWAIT and never waits for a
+    /// disk: every read is done here.
+    in_memory: bool,
+}
+
+impl CachedFile {
+    fn new(file: std::fs::File) -> CachedFile {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        const RAMFS_MAGIC: i64 = 0x8584_58f6;
+        // f_type's integer type differs between architectures.
+        #[allow(clippy::unnecessary_cast)]
+        let in_memory = rustix::fs::fstatfs(&file)
+            .is_ok_and(|s| matches!(s.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC));
+        CachedFile {
+            file: Arc::new(file),
+            pending: None,
+            ready: Vec::new(),
+            at: 0,
+            pool_only: false,
+            in_memory,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for CachedFile {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use rustix::io::{Errno, ReadWriteFlags};
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if this.at < this.ready.len() {
+                let n = buf.remaining().min(this.ready.len() - this.at);
+                buf.put_slice(&this.ready[this.at..this.at + n]);
+                this.at += n;
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(read) = this.pending.as_mut() {
+                let done = std::task::ready!(std::pin::Pin::new(read).poll(cx));
+                this.pending = None;
+                match done {
+                    Ok(Ok(bytes)) if bytes.is_empty() => return Poll::Ready(Ok(())),
+                    Ok(Ok(bytes)) => {
+                        this.ready = bytes;
+                        this.at = 0;
+                        continue;
+                    }
+                    Ok(Err(e)) => return Poll::Ready(Err(e)),
+                    Err(e) => return Poll::Ready(Err(io::Error::other(e))),
+                }
+            }
+            if this.in_memory {
+                let into = buf.initialize_unfilled();
+                match rustix::io::read(&*this.file, into) {
+                    Ok(n) => {
+                        buf.advance(n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            if !this.pool_only {
+                let into = buf.initialize_unfilled();
+                // Offset u64::MAX: the file's own offset, used and advanced.
+                let r = rustix::io::preadv2(
+                    &*this.file,
+                    &mut [std::io::IoSliceMut::new(into)],
+                    u64::MAX,
+                    ReadWriteFlags::NOWAIT,
+                );
+                match r {
+                    Ok(n) => {
+                        buf.advance(n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(Errno::INTR) => continue,
+                    // Not in the page cache: the pool waits for the disk.
+                    Err(Errno::AGAIN) => {}
+                    Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => this.pool_only = true,
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            let (file, want) = (this.file.clone(), buf.remaining().max(1));
+            this.pending = Some(tokio::task::spawn_blocking(move || {
+                let mut bytes = vec![0u8; want];
+                let n = std::io::Read::read(&mut &*file, &mut bytes)?;
+                bytes.truncate(n);
+                Ok(bytes)
+            }));
+        }
+    }
 }
 
 /// Receives into the upload until the client closes the data connection. Over TLS the end is
@@ -822,6 +932,38 @@ mod tests {
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 + i / 977) as u8).collect()
+    }
+
+    /// A download's file read from its offset (REST) to its end, from the page cache, through
+    /// the blocking pool and as a file in memory alike.
+    #[tokio::test]
+    async fn a_cached_file_reads_from_its_offset_either_way() {
+        use std::io::Seek;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data = pattern(3 << 20 | 5);
+        std::fs::write(&path, &data).unwrap();
+        for (pool_only, in_memory) in [(false, false), (true, false), (false, true)] {
+            let mut file = std::fs::File::open(&path).unwrap();
+            file.seek(std::io::SeekFrom::Start(1000)).unwrap();
+            let mut cached = CachedFile::new(file);
+            cached.pool_only = pool_only;
+            cached.in_memory = in_memory;
+            let mut got = Vec::new();
+            let mut chunk = vec![0u8; 100_000];
+            loop {
+                let n = cached.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&chunk[..n]);
+            }
+            assert!(
+                got == data[1000..],
+                "pool_only {pool_only}: {} bytes",
+                got.len()
+            );
+        }
     }
 
     /// Spliced into a file: byte-exact, counted once.
