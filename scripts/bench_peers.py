@@ -61,7 +61,7 @@ METRICS_PY = {
 }
 ALL_METRICS = {**METRICS, **METRICS_TLS, **METRICS_PY}
 # Headings of docs/BENCHMARKS.md's sections that other scripts write: kept when it is rewritten.
-KEPT_SECTIONS = ("## Logins with users in a database",)
+KEPT_SECTIONS = ("## Reading the 2026-12-02 run", "## Logins with users in a database")
 ERROR_METRICS = {"small500", "small2000", "login", "idle", "login_py", "small500_py"}
 # Servers whose TLS the bench sets up (the certificate in {WORK}/bench.crt).
 TLS_SERVERS = {"wharf", BASELINE, "vsftpd", "proftpd", "pure-ftpd"}
@@ -704,7 +704,7 @@ def write_report(args, names, results, loopback, extra, started, rounds):
     md.append("How to read the chart: for each workload the best server is 1.0 and the others are "
               "scaled to it (throughput ÷ best throughput; for times, memory and CPU: best ÷ "
               "theirs), so longer is better everywhere.\n")
-    md.append("Reproduce with `sudo scripts/bench-peers` (about 15 minutes; `--rounds N`, "
+    md.append("Reproduce with `sudo scripts/bench-peers` (about 40 minutes; `--rounds N`, "
               "`--quick` for a smoke run, `--baseline PATH` to add an older `wharf` binary as "
               f"`{BASELINE}`). Ratios from one machine; loopback runs client and "
               "server on the same 2 cores, so every figure includes the client's cost.\n")

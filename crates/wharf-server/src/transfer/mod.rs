@@ -355,12 +355,11 @@ struct CachedFile {
 
 impl CachedFile {
     fn new(file: std::fs::File) -> CachedFile {
-        const TMPFS_MAGIC: i64 = 0x0102_1994;
-        const RAMFS_MAGIC: i64 = 0x8584_58f6;
-        // f_type's integer type differs between architectures.
-        #[allow(clippy::unnecessary_cast)]
+        const TMPFS_MAGIC: u32 = 0x0102_1994;
+        const RAMFS_MAGIC: u32 = 0x8584_58f6;
+        // f_type's integer type differs between architectures; the magic numbers are 32 bits.
         let in_memory = rustix::fs::fstatfs(&file)
-            .is_ok_and(|s| matches!(s.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC));
+            .is_ok_and(|s| matches!(s.f_type as u32, TMPFS_MAGIC | RAMFS_MAGIC));
         CachedFile {
             file: Arc::new(file),
             pending: None,
@@ -423,6 +422,9 @@ impl tokio::io::AsyncRead for CachedFile {
                     ReadWriteFlags::NOWAIT,
                 );
                 match r {
+                    // 0 is not trusted as the end: Linux 5.9 and 5.10 can answer 0 to a
+                    // RWF_NOWAIT read before it; the pool's plain read says for sure.
+                    Ok(0) => {}
                     Ok(n) => {
                         buf.advance(n);
                         return Poll::Ready(Ok(()));
@@ -430,7 +432,10 @@ impl tokio::io::AsyncRead for CachedFile {
                     Err(Errno::INTR) => continue,
                     // Not in the page cache: the pool waits for the disk.
                     Err(Errno::AGAIN) => {}
-                    Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => this.pool_only = true,
+                    // No RWF_NOWAIT here (or preadv2 filtered by a seccomp policy).
+                    Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL | Errno::PERM) => {
+                        this.pool_only = true
+                    }
                     Err(e) => return Poll::Ready(Err(e.into())),
                 }
             }
@@ -593,6 +598,9 @@ enum Spliced {
 /// the default 64 KiB is kept if it is refused).
 const PIPE_SIZE: usize = 1 << 20;
 
+/// A smaller pipe than this is not worth splicing through.
+const MIN_PIPE: usize = 256 * 1024;
+
 /// Receives a plain upload with splice(2): socket to pipe (the received pages are moved, not
 /// copied), pipe to file (copied into the page cache once). A read and a write copy every byte
 /// twice. Nothing waits between the two halves, so the pipe is empty at every await: dropping
@@ -612,8 +620,17 @@ async fn splice_upload(
             Err(_) => return Ok(Spliced::Partly(0)),
         };
     let _ = rustix::pipe::fcntl_setpipe_size(&into_pipe, PIPE_SIZE);
+    // A user past its pipe allowance (many uploads at once) gets a pipe of a page or two:
+    // a splice per few KiB costs more than the copy loop's 512 KiB reads.
+    if rustix::pipe::fcntl_getpipe_size(&into_pipe).is_ok_and(|n| n < MIN_PIPE) {
+        return Ok(Spliced::Partly(0));
+    }
     let mut total = 0u64;
     loop {
+        // The socket may never run dry (a disk slower than the network): the budget makes
+        // this task yield now and then, so that the session still reads its control
+        // connection (ABOR, STAT) and the worker's other tasks run. The pipe is empty here.
+        tokio::task::coop::consume_budget().await;
         match timeout(job.stall, tcp.readable()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(CopyError::Wire(e)),
@@ -631,9 +648,17 @@ async fn splice_upload(
             .map_err(io::Error::from)
         });
         let n = match got {
-            Ok(0) => return Ok(Spliced::All(total)),
+            // The end, or urgent data (splice stops at the mark, answering 0 after a FIN and
+            // EAGAIN before): if bytes are still there, the copy loop reads them.
+            Ok(0) if !unread(tcp) => return Ok(Spliced::All(total)),
+            Ok(0) => return Ok(Spliced::Partly(total)),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if unread(tcp) {
+                    return Ok(Spliced::Partly(total));
+                }
+                continue;
+            }
             Err(e) => return Err(CopyError::Wire(e)),
         };
         if let Some(cap) = cap {
@@ -662,7 +687,9 @@ async fn splice_upload(
         // pipe holds is written the ordinary way, and the caller goes on with the copy loop.
         let unspliceable = matches!(outcome, Err(rustix::io::Errno::INVAL)) && moved == 0;
         let outcome = if unspliceable {
-            drain_pipe(&from_pipe, to.file, n).map(|()| moved = n)
+            let (written, r) = drain_pipe(&from_pipe, to.file, n);
+            moved = written;
+            r
         } else {
             outcome
         };
@@ -680,27 +707,43 @@ async fn splice_upload(
     }
 }
 
-/// Moves `n` bytes from the pipe to the file with read(2) and write(2).
+/// Moves `n` bytes from the pipe to the file with read(2) and write(2): the bytes written to
+/// the file, and how it ended.
 fn drain_pipe(
     pipe: &rustix::fd::OwnedFd,
     file: &std::fs::File,
     n: usize,
-) -> Result<(), rustix::io::Errno> {
+) -> (usize, Result<(), rustix::io::Errno>) {
+    use rustix::io::Errno;
     let mut buf = vec![0u8; n];
     let mut got = 0;
     while got < n {
         match rustix::io::read(pipe, &mut buf[got..]) {
-            Ok(0) => return Err(rustix::io::Errno::IO),
+            Ok(0) => return (0, Err(Errno::IO)),
             Ok(k) => got += k,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e),
+            Err(Errno::INTR) => {}
+            Err(e) => return (0, Err(e)),
         }
     }
-    let mut out: &std::fs::File = file;
-    std::io::Write::write_all(&mut out, &buf).map_err(|e| {
-        e.raw_os_error()
-            .map_or(rustix::io::Errno::IO, rustix::io::Errno::from_raw_os_error)
-    })
+    let mut written = 0;
+    while written < n {
+        match rustix::io::write(file, &buf[written..]) {
+            Ok(0) => return (written, Err(Errno::IO)),
+            Ok(k) => written += k,
+            Err(Errno::INTR) => {}
+            Err(e) => return (written, Err(e)),
+        }
+    }
+    (written, Ok(()))
+}
+
+/// Whether the socket holds bytes a plain read would return (a peek; the socket does not
+/// block).
+fn unread(tcp: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    socket2::SockRef::from(tcp)
+        .peek(&mut byte)
+        .is_ok_and(|n| n > 0)
 }
 
 /// Bytes one sendfile(2) call may move; it returns sooner when the socket buffer is full.
@@ -903,12 +946,29 @@ mod tests {
         data: Vec<u8>,
         cap: Option<Cap>,
     ) -> (Result<u64, CopyError>, u64, u64) {
+        upload_with_urgent(file, data, None, cap).await
+    }
+
+    /// As [`upload_into`], with one byte of urgent data (MSG_OOB) sent after the first `at`
+    /// bytes.
+    async fn upload_with_urgent(
+        file: std::fs::File,
+        data: Vec<u8>,
+        urgent_at: Option<usize>,
+        cap: Option<Cap>,
+    ) -> (Result<u64, CopyError>, u64, u64) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sender = tokio::spawn(async move {
             let mut c = TcpStream::connect(addr).await.unwrap();
+            let at = urgent_at.unwrap_or(data.len());
             // The server may stop reading (a cap): the sender's errors are not the test's.
-            let _ = c.write_all(&data).await;
+            let _ = c.write_all(&data[..at]).await;
+            if urgent_at.is_some() {
+                c.writable().await.unwrap();
+                socket2::SockRef::from(&c).send_out_of_band(b"!").unwrap();
+            }
+            let _ = c.write_all(&data[at..]).await;
             let _ = c.shutdown().await;
         });
         let (server, _) = listener.accept().await.unwrap();
@@ -977,6 +1037,20 @@ mod tests {
         assert_eq!(r.unwrap(), data.len() as u64);
         assert_eq!((n, progress), (data.len() as u64, data.len() as u64));
         assert!(std::fs::read(&path).unwrap() == data);
+    }
+
+    /// Urgent data stops a splice at its mark: the rest of the upload still lands (the urgent
+    /// byte itself is not data, as for a plain read).
+    #[tokio::test]
+    async fn urgent_data_in_an_upload_loses_nothing_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("up");
+        let data = pattern(2 << 20);
+        let file = std::fs::File::create(&path).unwrap();
+        let (r, _, _) = upload_with_urgent(file, data.clone(), Some(300_000), None).await;
+        assert_eq!(r.unwrap(), data.len() as u64);
+        let got = std::fs::read(&path).unwrap();
+        assert!(got == data, "{} of {} bytes", got.len(), data.len());
     }
 
     /// A file splice(2) refuses (one opened for appending, here): the bytes already in the
