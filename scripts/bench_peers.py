@@ -437,66 +437,86 @@ def bench_py(server, workload, path, *extra, timeout=600, tls=False):
         return {"errors": -1, "error_kinds": [{"error": (proc.stderr or proc.stdout).strip()[-200:], "count": 1}]}
 
 
+class Record:
+    """One server's results: figures, error counts and why clients failed, by workload."""
+
+    def __init__(self, r):
+        self.r = r
+
+    def add(self, key, value):
+        self.r.setdefault(key, []).append(value)
+
+    def errs(self, key, rep):
+        self.r.setdefault(key + "_errors", []).append(rep.get("errors", -1))
+
+    def why(self, key, rep):
+        for e in rep.get("error_kinds", []):
+            self.r.setdefault(key + "_why", set()).add(e["error"][:120])
+
+    def rate(self, key, rep):
+        """A throughput figure if the run went well, else why not."""
+        if rep.get("ok"):
+            self.add(key, rep["megabytes_per_sec"])
+        else:
+            self.why(key, rep)
+
+
 def tls_round(args, srv, r, quick):
     """RETR and STOR over explicit TLS, with each client."""
-    add = lambda k, v: r.setdefault(k, []).append(v)  # noqa: E731
-    why = lambda k, rep: [r.setdefault(k + "_why", set()).add(e["error"][:120])  # noqa: E731
-                          for e in rep.get("error_kinds", [])]
+    rec = Record(r)
     size = "64M" if quick else "1G"
     rep, _ = bench(args, srv, "retr", "big.bin", "-n", "2", tls=True)
-    add("retr_tls", rep["megabytes_per_sec"]) if rep.get("ok") else why("retr_tls", rep)
+    rec.rate("retr_tls", rep)
     clear_uploads()
     rep, _ = bench(args, srv, "stor", "up/stor.bin", "-n", "1", "--size", size, tls=True)
-    add("stor_tls", rep["megabytes_per_sec"]) if rep.get("ok") else why("stor_tls", rep)
+    rec.rate("stor_tls", rep)
     clear_uploads()
-    rep = bench_py(srv, "retr", "big.bin", "-n", "2", tls=True)
-    add("retr_tls_py", rep["megabytes_per_sec"]) if rep.get("ok") else why("retr_tls_py", rep)
-    rep = bench_py(srv, "stor", "up/stor.bin", "--size", str(64 << 20 if quick else 1 << 30), tls=True)
-    add("stor_tls_py", rep["megabytes_per_sec"]) if rep.get("ok") else why("stor_tls_py", rep)
+    rec.rate("retr_tls_py", bench_py(srv, "retr", "big.bin", "-n", "2", tls=True))
+    rec.rate("stor_tls_py", bench_py(srv, "stor", "up/stor.bin", "--size",
+                                     str(64 << 20 if quick else 1 << 30), tls=True))
     clear_uploads()
 
 
 def ftplib_round(srv, r, quick):
     """The plain workloads again, Python's ftplib the client."""
-    add = lambda k, v: r.setdefault(k, []).append(v)  # noqa: E731
-    errs = lambda k, rep: r.setdefault(k + "_errors", []).append(rep.get("errors", -1))  # noqa: E731
-    why = lambda k, rep: [r.setdefault(k + "_why", set()).add(e["error"][:120])  # noqa: E731
-                          for e in rep.get("error_kinds", [])]
-    rep = bench_py(srv, "retr", "big.bin", "-n", "3")
-    add("retr_py", rep["megabytes_per_sec"]) if rep.get("ok") else why("retr_py", rep)
+    rec = Record(r)
+    rec.rate("retr_py", bench_py(srv, "retr", "big.bin", "-n", "3"))
     c0, stored = srv.cpu_seconds(), 0
     for _ in range(2):
         clear_uploads()
         rep = bench_py(srv, "stor", "up/stor.bin", "--size", str(64 << 20 if quick else 1 << 30))
         if rep.get("ok"):
-            add("stor_py", rep["megabytes_per_sec"])
+            rec.add("stor_py", rep["megabytes_per_sec"])
             stored += rep["bytes"]
         else:
-            why("stor_py", rep)
+            rec.why("stor_py", rep)
     time.sleep(0.3)
     if stored:
-        add("cpu_stor_py", (srv.cpu_seconds() - c0) / (stored / GIB))
+        rec.add("cpu_stor_py", (srv.cpu_seconds() - c0) / (stored / GIB))
     clear_uploads()
     rep = bench_py(srv, "login", "", "-n", "100" if quick else "300")
     if rep.get("ok"):
-        add("login_py", rep["ops_per_sec"])
-    errs("login_py", rep)
-    why("login_py", rep)
+        rec.add("login_py", rep["ops_per_sec"])
+    rec.errs("login_py", rep)
+    rec.why("login_py", rep)
     rep = bench_py(srv, "list", "list/", "-n", "20")
-    add("list_py", rep["latency_ms"]["p50"]) if rep.get("ok") else why("list_py", rep)
+    if rep.get("ok"):
+        rec.add("list_py", rep["latency_ms"]["p50"])
+    else:
+        rec.why("list_py", rep)
     time.sleep(1)
     rep = bench_py(srv, "small", "small.bin", "-c", "50" if quick else "500", "-n", "10",
                    "--timeout", "30", timeout=300)
     if rep.get("errors", -1) >= 0 and "seconds" in rep:
-        add("small500_py", rep["seconds"])
-    errs("small500_py", rep)
-    why("small500_py", rep)
+        rec.add("small500_py", rep["seconds"])
+    rec.errs("small500_py", rep)
+    rec.why("small500_py", rep)
 
 
 def one_round(args, srv, results, quick):
     r = results.setdefault(srv.name, {})
-    add = lambda k, v: r.setdefault(k, []).append(v)  # noqa: E731
-    errs = lambda k, rep: r.setdefault(k + "_errors", []).append(rep.get("errors", -1))  # noqa: E731
+    rec = Record(r)
+    add, errs = rec.add, rec.errs
     srv.start()
     try:
         time.sleep(0.5)
@@ -553,8 +573,7 @@ def one_round(args, srv, results, quick):
             if "seconds" in rep:
                 add(key, rep["seconds"])
             errs(key, rep)
-            for e in rep.get("error_kinds", []):
-                r.setdefault(key + "_why", set()).add(e["error"][:120])
+            rec.why(key, rep)
 
         if srv.name in TLS_SERVERS:
             tls_round(args, srv, r, quick)

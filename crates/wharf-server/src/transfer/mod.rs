@@ -613,7 +613,6 @@ async fn splice_upload(
     cap: Option<&Cap>,
 ) -> Result<Spliced, CopyError> {
     use rustix::pipe::{PipeFlags, SpliceFlags, splice};
-    let local = |e: rustix::io::Errno| CopyError::Local(io::Error::from(e));
     let (from_pipe, into_pipe) =
         match rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK) {
             Ok(p) => p,
@@ -664,47 +663,46 @@ async fn splice_upload(
         if let Some(cap) = cap {
             cap.claim(total, n as u64).map_err(CopyError::Local)?;
         }
-        let mut moved = 0;
-        let outcome = loop {
-            if moved == n {
-                break Ok(());
-            }
-            match splice(
-                &from_pipe,
-                None,
-                to.file,
-                None,
-                n - moved,
-                SpliceFlags::MOVE,
-            ) {
-                Ok(0) => break Err(rustix::io::Errno::IO),
-                Ok(k) => moved += k,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => break Err(e),
-            }
-        };
+        let (mut moved, mut outcome) = pipe_to_file(&from_pipe, to.file, n);
         // A file system that takes no splice (EINVAL before anything was written): what the
         // pipe holds is written the ordinary way, and the caller goes on with the copy loop.
         let unspliceable = matches!(outcome, Err(rustix::io::Errno::INVAL)) && moved == 0;
-        let outcome = if unspliceable {
-            let (written, r) = drain_pipe(&from_pipe, to.file, n);
-            moved = written;
-            r
-        } else {
-            outcome
-        };
+        if unspliceable {
+            (moved, outcome) = drain_pipe(&from_pipe, to.file, n);
+        }
         *to.written += moved as u64;
         total += moved as u64;
         job.progress.fetch_add(moved as u64, Ordering::Relaxed);
         if let Some(cap) = cap {
             cap.settle(n as u64, moved as u64);
         }
-        outcome.map_err(local)?;
+        outcome.map_err(|e| CopyError::Local(e.into()))?;
         if unspliceable {
             return Ok(Spliced::Partly(total));
         }
         copy::pace(job.throttle, n as u64).await;
     }
+}
+
+/// Moves `n` bytes from the pipe to the file with splice(2): the bytes moved, and how it
+/// ended.
+fn pipe_to_file(
+    pipe: &rustix::fd::OwnedFd,
+    file: &std::fs::File,
+    n: usize,
+) -> (usize, Result<(), rustix::io::Errno>) {
+    use rustix::io::Errno;
+    use rustix::pipe::{SpliceFlags, splice};
+    let mut moved = 0;
+    while moved < n {
+        match splice(pipe, None, file, None, n - moved, SpliceFlags::MOVE) {
+            Ok(0) => return (moved, Err(Errno::IO)),
+            Ok(k) => moved += k,
+            Err(Errno::INTR) => {}
+            Err(e) => return (moved, Err(e)),
+        }
+    }
+    (moved, Ok(()))
 }
 
 /// Moves `n` bytes from the pipe to the file with read(2) and write(2): the bytes written to
