@@ -332,6 +332,7 @@ pub async fn check(opts: &CheckOptions) -> Report {
         tls: opts.tls.clone(),
         // A checker connects only where the user pointed it, whatever a server announces.
         trust_pasv_address: false,
+        throttle: None,
     };
     let implicit = opts.tls.as_ref().is_some_and(|t| t.implicit);
 

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::log::{LogLine, LogSink};
 use crate::tls::{self, TlsSettings};
 use wharf_net::Stream;
-use wharf_net::copy::{self, CopyError, CopyOptions, Unlimited};
+use wharf_net::copy::{self, CopyError, CopyOptions, Throttle, Unlimited};
 
 /// How data connections are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +43,9 @@ pub struct Options {
     /// Connect to a PASV address that differs from the server's own (off: the server's own
     /// address is used with the announced port, and nothing else is ever connected to).
     pub trust_pasv_address: bool,
+    /// Paces every data connection of the sessions that share it (`--limit-rate`); `None` is
+    /// no limit.
+    pub throttle: Option<std::sync::Arc<dyn Throttle>>,
 }
 
 impl Default for Options {
@@ -53,6 +56,7 @@ impl Default for Options {
             log: None,
             tls: None,
             trust_pasv_address: false,
+            throttle: None,
         }
     }
 }
@@ -125,6 +129,9 @@ pub trait Progress: Send + Sync {
     fn set_total(&self, _total: u64) {}
     /// `bytes` more are done.
     fn advance(&self, bytes: u64);
+    /// `bytes` were already there before this run (a resumed file): they count toward the
+    /// total but not toward the rate or the time left.
+    fn resumed(&self, _bytes: u64) {}
 }
 
 /// A [`Progress`] that ignores everything.
@@ -170,6 +177,8 @@ pub struct Client {
     eprt_refused: bool,
     /// PASV announces an address we cannot reach: use the control connection's instead.
     pasv_use_peer: bool,
+    /// MFMT is not a command here (500/502): setting times goes straight to MDTM.
+    mfmt_refused: bool,
     /// In automatic mode, passive failed and active worked: go straight to active from now on.
     passive_failed: bool,
     /// The FEAT reply, as the server sent it.
@@ -287,6 +296,7 @@ impl Client {
             epsv_refused: false,
             eprt_refused: false,
             pasv_use_peer: false,
+            mfmt_refused: false,
             passive_failed: false,
             broken: false,
             feat_reply: None,
@@ -721,6 +731,82 @@ impl Client {
         }
     }
 
+    /// The facts of one path (MLST, RFC 3659 §7), `None` when the server does not offer MLST or
+    /// refuses it for this path (no such file: 550).
+    pub async fn mlst(&mut self, path: &[u8]) -> Result<Option<Entry>> {
+        if !self.features.mlst {
+            return Ok(None);
+        }
+        let reply = self.command("MLST", Some(path)).await?;
+        if reply.code == ReplyCode::SERVICE_UNAVAILABLE {
+            return Err(refused("MLST", Some(path), reply));
+        }
+        if !reply.code.is_completion() {
+            return Ok(None);
+        }
+        // 250-Listing / " facts; name" / 250 End: the entry is the line starting with a space.
+        Ok(reply.lines.iter().find_map(|line| {
+            match entry::parse_mlsx_line(line.strip_prefix(b" ")?)? {
+                MlsxLine::Entry(mut e) => {
+                    // MLST gives the path as asked: its last component is the name.
+                    if let Some(i) = e.name.iter().rposition(|&b| b == b'/') {
+                        e.name.drain(..=i);
+                    }
+                    Some(e)
+                }
+                MlsxLine::SelfOrParent => None,
+            }
+        }))
+    }
+
+    /// The modification time of a file (MDTM, RFC 3659 §3), seconds since the epoch (UTC);
+    /// `None` when the server cannot tell.
+    pub async fn mdtm(&mut self, path: &[u8]) -> Result<Option<i64>> {
+        let reply = self.command("MDTM", Some(path)).await?;
+        match reply.code {
+            ReplyCode::FILE_STATUS => {
+                let text = reply.lines.last().cloned().unwrap_or_default();
+                let text = String::from_utf8_lossy(&text);
+                Ok(wharf_proto::UtcTime::parse_timeval(text.trim().as_bytes())
+                    .map(wharf_proto::UtcTime::to_unix))
+            }
+            ReplyCode::SERVICE_UNAVAILABLE => Err(refused("MDTM", Some(path), reply)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Sets the modification time of a file: MFMT (the draft every current server follows),
+    /// else the two-argument MDTM that vsftpd takes. False when the server does neither.
+    pub async fn set_mtime(&mut self, path: &[u8], unix: i64) -> Result<bool> {
+        let stamp = wharf_proto::UtcTime::from_unix(unix).to_timeval();
+        let mut arg = stamp.clone().into_bytes();
+        arg.push(b' ');
+        arg.extend_from_slice(path);
+        for verb in ["MFMT", "MDTM"] {
+            if verb == "MFMT" && self.mfmt_refused {
+                continue;
+            }
+            let reply = self.command(verb, Some(&arg)).await?;
+            if reply.code == ReplyCode::SERVICE_UNAVAILABLE {
+                return Err(refused(verb, Some(&arg), reply));
+            }
+            // MFMT answers 213; vsftpd's MDTM answers 213 too, others 200 or 253.
+            if reply.code.is_completion() {
+                return Ok(true);
+            }
+            if verb == "MFMT" {
+                self.mfmt_refused = matches!(
+                    reply.code,
+                    ReplyCode::SYNTAX_ERROR | ReplyCode::NOT_IMPLEMENTED
+                );
+                if !self.mfmt_refused {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Lists a directory (empty `path`: the current one): MLSD where FEAT offers MLST, else
     /// LIST parsed in Unix or DOS form. `.` and `..` are left out.
     pub async fn list(&mut self, path: &[u8]) -> Result<Vec<Entry>> {
@@ -813,6 +899,82 @@ impl Client {
         self.finish_transfer("RETR", Some(path)).await?;
         self.log_transfer(n, started);
         Ok(n)
+    }
+
+    /// Downloads `len` bytes of `path` from byte `offset` on (REST + RETR) into `out`, then
+    /// closes the data connection and waits for the server's reply to the cut-short transfer
+    /// (426 or 226 both end it). Binary only. Returns the bytes written (`len` unless the file
+    /// ended first).
+    pub async fn retrieve_range<W: AsyncWrite + Unpin>(
+        &mut self,
+        path: &[u8],
+        offset: u64,
+        len: u64,
+        out: &mut W,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        if self.ascii {
+            return Err(Error::Usage(
+                "a byte range cannot be fetched in ASCII mode".into(),
+            ));
+        }
+        self.ensure_type().await?;
+        let rest = (offset > 0).then_some(offset);
+        let Some(mut data) = self.open_data("RETR", Some(path), rest).await? else {
+            return Err(Error::Protocol(
+                "RETR completed without a data connection".into(),
+            ));
+        };
+        let mut buf = vec![0u8; BUF_SIZE];
+        let mut got = 0u64;
+        let copied: Result<()> = async {
+            while got < len {
+                let want = usize::try_from(len - got)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                let chunk = buf.get_mut(..want).unwrap_or_default();
+                let n = self.data_io(data.read(chunk)).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                copy::pace(self.throttle(), n as u64).await;
+                out.write_all(buf.get(..n).unwrap_or_default())
+                    .await
+                    .map_err(Error::local)?;
+                got += n as u64;
+                progress.advance(n as u64);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = copied {
+            data.set_zero_linger();
+            drop(data);
+            return Err(self.after_broken_transfer(e, "RETR", Some(path)).await);
+        }
+        out.flush().await.map_err(Error::local)?;
+        if got < len {
+            // The file ended before the range did: an ordinary end of transfer.
+            drop(data);
+            self.finish_transfer("RETR", Some(path)).await?;
+            return Ok(got);
+        }
+        // The range is complete: cut the data connection. The server's reply to that (426,
+        // 451 or, if it had sent everything already, 226) ends the transfer.
+        data.set_zero_linger();
+        drop(data);
+        let wait = self.options.timeout.min(Duration::from_secs(10));
+        loop {
+            match timeout(wait, self.read_reply("RETR (range complete)")).await {
+                Ok(Ok(reply)) if reply.code.is_preliminary() => continue,
+                Ok(Ok(_)) => break,
+                Ok(Err(_)) | Err(_) => {
+                    self.broken = true;
+                    break;
+                }
+            }
+        }
+        Ok(got)
     }
 
     /// Uploads everything `input` yields to `path`, as `how` says.
@@ -914,7 +1076,7 @@ impl Client {
             data,
             out,
             &self.copy_options(),
-            &Unlimited,
+            self.throttle(),
             &mut |wire, _| progress.advance(wire),
         )
         .await;
@@ -931,11 +1093,18 @@ impl Client {
             input,
             data,
             &self.copy_options(),
-            &Unlimited,
+            self.throttle(),
             &mut |_, local| progress.advance(local),
         )
         .await;
         r.map_err(|e| self.copy_error(e))
+    }
+
+    fn throttle(&self) -> &dyn Throttle {
+        match &self.options.throttle {
+            Some(t) => &**t,
+            None => &Unlimited,
+        }
     }
 
     fn copy_options(&self) -> CopyOptions {

@@ -85,86 +85,123 @@ pub enum Outcome {
     AlreadyComplete,
 }
 
-/// Downloads `remote` to `local`. Without `resume` the data goes to a temporary file beside
-/// `local` that replaces it only when the transfer completed, so a broken download never
-/// leaves a truncated file under the real name. With `resume` it appends to `local` from its
-/// current size (REST + RETR).
+/// Downloads `remote` to `local` through `NAME.part` beside it, which replaces `local` only
+/// when the transfer completed: a broken download never leaves a truncated file under the real
+/// name. A transfer that breaks (or is interrupted) keeps the `.part` file, which
+/// [`Resume::Partial`] and [`Resume::Any`] continue from its size (REST + RETR);
+/// [`Resume::Any`] also appends to a shorter `local` when there is no `.part` (a file another
+/// program left). [`Resume::Fresh`] starts any old `.part` afresh.
 pub async fn download_file(
     client: &mut Client,
     remote: &[u8],
     local: &Path,
     size_hint: Option<u64>,
-    resume: bool,
+    how: Resume,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
+    let resume = how != Resume::Fresh;
     let at = |e: Error| e.at(local);
-    if resume {
-        let have = match std::fs::metadata(local) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(at(Error::local(e))),
-        };
-        let size = match size_hint {
-            Some(s) => Some(s),
-            None => client.size(remote).await?,
-        };
-        let local_exists = have > 0 || local.exists();
-        if let Some(size) = size {
-            if have == size && local_exists {
-                client.log_status(format!(
-                    "{}: already complete ({size} bytes)",
-                    local.display()
-                ));
-                progress.advance(have);
-                return Ok(Outcome::AlreadyComplete);
-            }
-            if have > size {
-                return Err(Error::Usage(format!(
-                    "{}: the local file ({have} bytes) is larger than the remote one ({size} bytes); not resuming",
-                    local.display()
-                )));
-            }
+    let part = part_path(local);
+    let len_of = |p: &Path| match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_file() => Ok(Some(m.len())),
+        Ok(_) => Err(Error::Usage(format!(
+            "{}: exists and is not a regular file",
+            p.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::local(e).at(p)),
+    };
+    // Where the bytes go, and how many are there already.
+    let (target, have) = if resume {
+        match (len_of(&part)?, len_of(local)?) {
+            (Some(n), _) => (part.as_path(), n),
+            (None, Some(n)) if how == Resume::Any => (local, n),
+            (None, _) => (part.as_path(), 0),
         }
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(local)
-            .await
-            .map_err(|e| at(Error::local(e)))?;
-        progress.advance(have);
+    } else {
+        (part.as_path(), 0)
+    };
+    let size = match size_hint {
+        Some(s) => Some(s),
+        None if resume => client.size(remote).await?,
+        None => None,
+    };
+    if resume && let Some(size) = size {
+        if have == size && len_of(target)?.is_some() {
+            client.log_status(format!(
+                "{}: already complete ({size} bytes)",
+                local.display()
+            ));
+            if target != local {
+                std::fs::rename(target, local).map_err(|e| at(Error::local(e)))?;
+            }
+            progress.resumed(have);
+            return Ok(Outcome::AlreadyComplete);
+        }
+        if have > size {
+            return Err(Error::Usage(format!(
+                "{}: the local file ({have} bytes) is larger than the remote one ({size} bytes); not resuming",
+                target.display()
+            )));
+        }
+    }
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true);
+    if have > 0 {
+        options.append(true);
+    } else {
+        options.truncate(true);
+    }
+    // Never write through a symbolic link planted where the file goes.
+    options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    let mut file = options
+        .open(target)
+        .await
+        .map_err(|e| Error::local(e).at(local))?;
+    progress.resumed(have);
+    let result = async {
         let n = client
             .retrieve(remote, have, &mut file, progress)
             .await
             .map_err(at)?;
         file.sync_all().await.map_err(|e| at(Error::local(e)))?;
         check_size(client, remote, have + n, size)?;
-        return Ok(Outcome::Transferred(n));
-    }
-    let temp = temp_path(local);
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .await
-        .map_err(|e| Error::local(e).at(&temp))?;
-    let result = async {
-        let n = client
-            .retrieve(remote, 0, &mut file, progress)
-            .await
-            .map_err(at)?;
-        file.sync_all().await.map_err(|e| at(Error::local(e)))?;
-        drop(file);
-        check_size(client, remote, n, size_hint)?;
-        tokio::fs::rename(&temp, local)
-            .await
-            .map_err(|e| at(Error::local(e)))?;
+        if target != local {
+            tokio::fs::rename(target, local)
+                .await
+                .map_err(|e| at(Error::local(e)))?;
+        }
         Ok(n)
     }
     .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&temp).await;
+    drop(file);
+    if result.is_err() && target == part && len_of(&part).ok().flatten() == Some(0) {
+        // Nothing came (a refusal, no such file): no partial file to keep.
+        let _ = std::fs::remove_file(&part);
     }
     result.map(Outcome::Transferred)
+}
+
+/// What a download does with what is already on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Start from byte 0.
+    Fresh,
+    /// Continue a `.part` file left by a broken download; else start from byte 0.
+    Partial,
+    /// Continue a `.part` file, else a shorter local file (`get -c`).
+    Any,
+}
+
+/// `NAME.part` beside `local`: where a download goes until it is complete, kept when it breaks
+/// so that `-c` continues it.
+pub fn part_path(local: &Path) -> PathBuf {
+    let mut name = local.file_name().map_or_else(
+        || OsStr::new("download").to_os_string(),
+        OsStr::to_os_string,
+    );
+    name.push(".part");
+    local.with_file_name(name)
 }
 
 /// A binary download of known size must have exactly that size: a data connection cut short
@@ -205,7 +242,7 @@ pub async fn upload_file(
                 "{}: already complete on the server ({len} bytes)",
                 String::from_utf8_lossy(remote)
             ));
-            progress.advance(len);
+            progress.resumed(len);
             return Ok(Outcome::AlreadyComplete);
         }
         if have > len {
@@ -218,7 +255,7 @@ pub async fn upload_file(
             file.seek(io::SeekFrom::Start(have))
                 .await
                 .map_err(|e| at(Error::local(e)))?;
-            progress.advance(have);
+            progress.resumed(have);
             how = if client.features().rest_stream {
                 Store::Resume(have)
             } else {
@@ -240,6 +277,42 @@ pub struct TreeOptions {
     pub parallel: usize,
     /// Resume files that are partly there instead of transferring them again.
     pub resume: bool,
+    /// Further tries of a file whose transfer broke (network, timeout, a transient 4xx), each
+    /// on a new session after a pause (1, 2, 4 … 30 s) and resumed from where it stopped. With
+    /// 0, a file whose session broke still gets one more try at once.
+    pub retries: u32,
+    /// `upload_tree`: follow symbolic links that lead out of the tree (else they are skipped
+    /// with a warning).
+    pub follow_links: bool,
+    /// Downloads continue `.part` files left by an earlier run (mirror).
+    pub mirror: bool,
+}
+
+impl Default for TreeOptions {
+    fn default() -> TreeOptions {
+        TreeOptions {
+            parallel: 2,
+            resume: false,
+            retries: 0,
+            follow_links: false,
+            mirror: false,
+        }
+    }
+}
+
+/// Whether another try may succeed where `e` failed: the network or a timeout, or a reply that
+/// says the failure is transient (421, 425, 426, 450, 451). A refusal (5xx), a local error or
+/// a usage error will fail again.
+pub fn is_transient(e: &Error) -> bool {
+    match e.reply_code() {
+        Some(code) => matches!(code.0, 421 | 425 | 426 | 450 | 451),
+        None => e.kind() == crate::error::ErrorKind::Network,
+    }
+}
+
+/// The pause before try number `attempt` (1-based) of a broken transfer: 1, 2, 4 … 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs((1u64 << attempt.saturating_sub(1).min(5)).min(30))
 }
 
 /// What a recursive copy did.
@@ -322,8 +395,10 @@ pub async fn download_tree(
                             remote: rpath,
                             local: lpath,
                             size: entry.size,
+                            mtime: None,
                         },
                         attempts: 0,
+                        retries: 0,
                     });
                 }
                 FileKind::Symlink | FileKind::Other => {
@@ -335,6 +410,41 @@ pub async fn download_tree(
     }
     progress.set_total(total);
     run_pool(client, connector, jobs, options, progress, report).await
+}
+
+/// Downloads a list of files (`remote`, `local`, size if known) over up to `options.parallel`
+/// sessions: what `get` of a pattern does.
+pub async fn download_files(
+    client: Client,
+    connector: &Connector,
+    files: Vec<(Vec<u8>, PathBuf, Option<u64>)>,
+    options: TreeOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<TreeReport> {
+    let total = files.iter().map(|f| f.2.unwrap_or(0)).sum();
+    let jobs = files
+        .into_iter()
+        .map(|(remote, local, size)| Job {
+            kind: JobKind::Download {
+                remote,
+                local,
+                size,
+                mtime: None,
+            },
+            attempts: 0,
+            retries: 0,
+        })
+        .collect();
+    progress.set_total(total);
+    run_pool(
+        client,
+        connector,
+        jobs,
+        options,
+        progress,
+        TreeReport::default(),
+    )
+    .await
 }
 
 /// Deepest directory level a recursive copy descends to.
@@ -356,6 +466,7 @@ pub async fn upload_tree(
     if !remote.is_empty() {
         ensure_remote_dir(&mut client, remote).await?;
     }
+    let root = std::fs::canonicalize(local).map_err(|e| Error::local(e).at(local))?;
     let mut dirs = vec![(local.to_path_buf(), remote.to_vec())];
     while let Some((ldir, rdir)) = dirs.pop() {
         let read = std::fs::read_dir(&ldir).and_then(|d| d.collect::<io::Result<Vec<_>>>());
@@ -388,6 +499,20 @@ pub async fn upload_tree(
                 }
             };
             let file_type = meta.file_type();
+            if file_type.is_symlink() && !options.follow_links {
+                let inside = std::fs::canonicalize(&lpath).is_ok_and(|t| t.starts_with(&root));
+                if !inside {
+                    client.log_status(format!(
+                        "Skipping {}: a symbolic link leading out of the tree",
+                        lpath.display()
+                    ));
+                    report.skipped.push(format!(
+                        "{}: a symbolic link leading out of the tree (--follow-links uploads what it points to)",
+                        lpath.display()
+                    ));
+                    continue;
+                }
+            }
             if file_type.is_dir() {
                 match ensure_remote_dir(&mut client, &rpath).await {
                     Ok(()) => dirs.push((lpath, rpath)),
@@ -408,8 +533,10 @@ pub async fn upload_tree(
                     kind: JobKind::Upload {
                         local: lpath,
                         remote: rpath,
+                        mtime: None,
                     },
                     attempts: 0,
+                    retries: 0,
                 });
             } else {
                 client.log_status(format!("Skipping {}: not a regular file", lpath.display()));
@@ -423,8 +550,51 @@ pub async fn upload_tree(
     run_pool(client, connector, jobs, options, progress, report).await
 }
 
+/// Sets a local file's modification time (seconds since the epoch); a failure is only logged
+/// by the next comparison, which sees the file as changed.
+pub fn set_local_mtime(path: &Path, unix: i64) {
+    let Some(time) = u64::try_from(unix)
+        .ok()
+        .and_then(|s| std::time::UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+    else {
+        return;
+    };
+    if let Ok(f) = std::fs::File::options().write(true).open(path) {
+        let _ = f.set_modified(time);
+    }
+}
+
+/// MKD of each missing directory along `path` (`mkdir -p`): a component that exists already
+/// is passed.
+pub async fn mkdir_p(client: &mut Client, path: &[u8]) -> Result<()> {
+    let mut prefix = Vec::new();
+    if path.starts_with(b"/") {
+        prefix.push(b'/');
+    }
+    for component in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        if !prefix.is_empty() && !prefix.ends_with(b"/") {
+            prefix.push(b'/');
+        }
+        prefix.extend_from_slice(component);
+        if component == b"." || component == b".." {
+            continue;
+        }
+        ensure_remote_dir(client, &prefix).await?;
+    }
+    Ok(())
+}
+
+/// The directory part of a remote path (`a/b/c` → `a/b`; `c` → empty, the login directory).
+pub fn remote_parent(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => b"/",
+        Some(i) => path.get(..i).unwrap_or_default(),
+        None => b"",
+    }
+}
+
 /// MKD, and when that is refused, whether the directory is there already.
-async fn ensure_remote_dir(client: &mut Client, path: &[u8]) -> Result<()> {
+pub(crate) async fn ensure_remote_dir(client: &mut Client, path: &[u8]) -> Result<()> {
     match client.mkdir(path).await {
         Ok(()) => Ok(()),
         Err(e) if client.in_step() => {
@@ -438,21 +608,27 @@ async fn ensure_remote_dir(client: &mut Client, path: &[u8]) -> Result<()> {
     }
 }
 
-struct Job {
-    kind: JobKind,
-    /// Tries so far that broke the session (a file gets a second try on a fresh one).
-    attempts: u32,
+pub(crate) struct Job {
+    pub(crate) kind: JobKind,
+    /// Sessions this job could not get.
+    pub(crate) attempts: u32,
+    /// Tries of the transfer itself that failed and were given another.
+    pub(crate) retries: u32,
 }
 
-enum JobKind {
+pub(crate) enum JobKind {
     Download {
         remote: Vec<u8>,
         local: PathBuf,
         size: Option<u64>,
+        /// Set as the local file's modification time once it is complete (mirror).
+        mtime: Option<i64>,
     },
     Upload {
         local: PathBuf,
         remote: Vec<u8>,
+        /// Set on the server's file once it is complete (MFMT; mirror).
+        mtime: Option<i64>,
     },
 }
 
@@ -509,7 +685,7 @@ const SESSION_TRIES: u32 = 4;
 /// further session away (421, or ProFTPD's 530 "maximum number of clients") is not an error:
 /// the copy goes on with the sessions it has, and a worker that loses its session waits
 /// (1, 2, 4 s) before it asks for another.
-async fn run_pool(
+pub(crate) async fn run_pool(
     first: Client,
     connector: &Connector,
     jobs: VecDeque<Job>,
@@ -549,7 +725,7 @@ async fn run_pool(
         let connector = connector.clone();
         let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
-            worker(client, &pool, &connector, options.resume, &*progress).await;
+            worker(client, &pool, &connector, options, &*progress).await;
         }));
     }
     for task in tasks {
@@ -583,7 +759,7 @@ async fn worker(
     first: Client,
     pool: &Pool,
     connector: &Connector,
-    resume: bool,
+    options: TreeOptions,
     progress: &dyn Progress,
 ) {
     let mut client = Some(first);
@@ -620,14 +796,43 @@ async fn worker(
                 }
             },
         };
+        // A file tried before continues from where that try stopped.
+        let how = if options.resume {
+            Resume::Any
+        } else if job.retries > 0 || options.mirror {
+            Resume::Partial
+        } else {
+            Resume::Fresh
+        };
         let result = match &job.kind {
             JobKind::Download {
                 remote,
                 local,
                 size,
-            } => download_file(session, remote, local, *size, resume, progress).await,
-            JobKind::Upload { local, remote } => {
-                upload_file(session, local, remote, resume, progress).await
+                mtime,
+            } => {
+                let r = download_file(session, remote, local, *size, how, progress).await;
+                if let (Ok(_), Some(t)) = (&r, mtime) {
+                    set_local_mtime(local, *t);
+                }
+                r
+            }
+            JobKind::Upload {
+                local,
+                remote,
+                mtime,
+            } => {
+                let resume = options.resume || job.retries > 0;
+                let r = upload_file(session, local, remote, resume, progress).await;
+                if let (Ok(_), Some(t)) = (&r, mtime) {
+                    if !matches!(session.set_mtime(remote, *t).await, Ok(true)) {
+                        session.log_status(format!(
+                            "{}: the server keeps no modification time (no MFMT)",
+                            String::from_utf8_lossy(remote)
+                        ));
+                    }
+                }
+                r
             }
         };
         let in_step = session.in_step();
@@ -640,16 +845,35 @@ async fn worker(
             Err(e) => {
                 if !in_step {
                     client = None;
-                    // A broken session gets the file one more try on a fresh session.
-                    if job.attempts == 0 && e.kind() != crate::error::ErrorKind::Local {
-                        connector.log_status(format!(
-                            "{}: {e}; trying again on a new session",
-                            job.name()
-                        ));
-                        job.attempts += 1;
-                        pool.push(job);
-                        continue;
+                }
+                // A broken session gets the file one more try on a fresh session; --retry N
+                // gives N tries after a pause, for any transient failure.
+                let again = if options.retries > 0 {
+                    is_transient(&e) && job.retries < options.retries
+                } else {
+                    !in_step && job.retries == 0 && e.kind() != crate::error::ErrorKind::Local
+                };
+                if again {
+                    job.retries += 1;
+                    let wait = if options.retries > 0 {
+                        backoff(job.retries)
+                    } else {
+                        Duration::ZERO
+                    };
+                    connector.log_status(format!(
+                        "{}: {e}; trying again in {} s (try {} of {})",
+                        job.name(),
+                        wait.as_secs(),
+                        job.retries + 1,
+                        options.retries.max(1) + 1
+                    ));
+                    if let Some(c) = client.take() {
+                        // A new session for the new try: this one may be what broke.
+                        c.quit().await;
                     }
+                    tokio::time::sleep(wait).await;
+                    pool.push(job);
+                    continue;
                 }
                 let name = job.name();
                 pool.record(|r| r.failures.push((name, e)));
@@ -676,17 +900,6 @@ pub fn join_remote(dir: &[u8], name: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(name);
     out
-}
-
-/// `.NAME.wharf-XXXXXXXX.part` beside `local`.
-fn temp_path(local: &Path) -> PathBuf {
-    let mut random = [0u8; 4];
-    let _ = getrandom::fill(&mut random);
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let name = local
-        .file_name()
-        .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
-    local.with_file_name(format!(".{name}.wharf-{hex}.part"))
 }
 
 fn plural(n: usize, word: &str) -> String {

@@ -7,7 +7,8 @@
 //! each chunk goes on.
 
 use std::io;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
@@ -52,6 +53,37 @@ pub struct Unlimited;
 impl Throttle for Unlimited {
     fn delay(&self, _bytes: u64) -> Duration {
         Duration::ZERO
+    }
+}
+
+/// A rate limit of `rate` bytes per second shared by whoever holds it: each call reserves its
+/// bytes on a virtual clock and waits until the clock catches up; up to a quarter second of
+/// unused time is credited (a short burst after a pause).
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: u64,
+    next: Mutex<Option<Instant>>,
+}
+
+impl RateLimit {
+    pub fn new(rate: u64) -> RateLimit {
+        RateLimit {
+            rate: rate.max(1),
+            next: Mutex::new(None),
+        }
+    }
+}
+
+impl Throttle for RateLimit {
+    fn delay(&self, bytes: u64) -> Duration {
+        let now = Instant::now();
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let credit = now.checked_sub(Duration::from_millis(250)).unwrap_or(now);
+        let start = next.map_or(credit, |n| n.max(credit));
+        let cost = Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+        let end = start + cost;
+        *next = Some(end);
+        end.saturating_duration_since(now)
     }
 }
 
@@ -189,6 +221,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_limit_paces_its_holders_together() {
+        let r = RateLimit::new(1000);
+        // The first quarter second is credit; then 1,000 bytes a second.
+        let mut total = Duration::ZERO;
+        for _ in 0..10 {
+            total = r.delay(500);
+        }
+        // 5,000 bytes at 1,000/s: about 5 s from the credit point, 4.75 s from now.
+        assert!(
+            total > Duration::from_millis(4500) && total <= Duration::from_secs(5),
+            "{total:?}"
+        );
+    }
 
     #[tokio::test]
     async fn ascii_both_ways_and_progress() {

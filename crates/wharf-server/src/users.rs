@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
 
-use wharf_net::copy::{Throttle, Unlimited};
+use wharf_net::copy::{RateLimit, Throttle, Unlimited};
 
 use crate::auth::Account;
 use crate::services::{AccountThrottles, Throttles};
@@ -81,37 +80,6 @@ impl Drop for Seat {
     }
 }
 
-/// A rate limit of `rate` bytes per second shared by whoever holds it: each call reserves its
-/// bytes on a virtual clock and waits until the clock catches up; up to a quarter second of
-/// unused time is credited (a short burst after a pause).
-#[derive(Debug)]
-pub struct RateLimit {
-    rate: u64,
-    next: Mutex<Option<Instant>>,
-}
-
-impl RateLimit {
-    pub fn new(rate: u64) -> RateLimit {
-        RateLimit {
-            rate: rate.max(1),
-            next: Mutex::new(None),
-        }
-    }
-}
-
-impl Throttle for RateLimit {
-    fn delay(&self, bytes: u64) -> Duration {
-        let now = Instant::now();
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        let credit = now.checked_sub(Duration::from_millis(250)).unwrap_or(now);
-        let start = next.map_or(credit, |n| n.max(credit));
-        let cost = Duration::from_secs_f64(bytes as f64 / self.rate as f64);
-        let end = start + cost;
-        *next = Some(end);
-        end.saturating_duration_since(now)
-    }
-}
-
 /// Per-user rate limits: one [`RateLimit`] per user, direction and rate, shared by all of the
 /// user's sessions (a reload that changes a rate starts a new bucket for new logins).
 #[derive(Default)]
@@ -163,20 +131,5 @@ mod tests {
         assert_eq!(seats.count("alice"), 1);
         assert!(seats.take("alice", Some(2)).is_some());
         drop(b);
-    }
-
-    #[test]
-    fn a_rate_limit_paces_its_holders_together() {
-        let r = RateLimit::new(1000);
-        // The first quarter second is credit; then 1,000 bytes a second.
-        let mut total = Duration::ZERO;
-        for _ in 0..10 {
-            total = r.delay(500);
-        }
-        // 5,000 bytes at 1,000/s: about 5 s from the credit point, 4.75 s from now.
-        assert!(
-            total > Duration::from_millis(4500) && total <= Duration::from_secs(5),
-            "{total:?}"
-        );
     }
 }

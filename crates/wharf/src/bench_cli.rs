@@ -114,7 +114,7 @@ pub fn bench(args: BenchArgs) -> ExitCode {
 async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
     let url = FtpUrl::parse(&args.url)?;
     check_target(&url.host, url.port, args.allow_remote).await?;
-    let password = password_for(&url, &args.common)?;
+    let password = password_for(&url, args.common.password_stdin)?;
     let (user, password) = match (&url.user, password) {
         (None, _) => ("anonymous".to_string(), "bench@wharf".to_string()),
         (Some(u), p) => (u.clone(), p.unwrap_or_default()),
@@ -152,6 +152,7 @@ async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
         log,
         tls: args.common.tls.settings(&url, false)?,
         trust_pasv_address: args.common.trust_pasv_address,
+        throttle: None,
     };
     let notify: bench::Notify = Arc::new(|text: &str| {
         let mut err = std::io::stderr().lock();

@@ -1,22 +1,24 @@
-//! The client commands: `wharf ls/get/put/rm/mkdir/rmdir/mv`, over `wharf-client`.
+//! The client commands: `wharf ls/get/put/rm/mkdir/rmdir/mv/mirror/shell`, over `wharf-client`.
 //! Exit codes (DESIGN §1): 0 success, 1 the server refused (the reply is printed), 2 usage,
-//! 3 network or connection failure. A local file error is 1.
+//! 3 network or connection failure, 130 interrupted (Ctrl-C). A local file error is 1.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wharf_client::tree::{self, Connector, TreeOptions, TreeReport};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use wharf_client::mirror::{self, Direction, MirrorOptions};
+use wharf_client::tree::{self, Connector, Resume, TreeOptions, TreeReport};
 use wharf_client::url::redact;
 use wharf_client::{
     Client, DataMode, Entry, Error, ErrorKind, FileKind, FtpUrl, LogLine, Options, Progress,
 };
+use wharf_proto::glob;
 
 /// Flags every client command takes.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Common {
     /// Passive mode only (EPSV, then PASV)
     #[arg(long, conflicts_with = "active")]
@@ -27,19 +29,56 @@ pub struct Common {
     /// Print the connection log (Status/Command/Response lines) to stderr
     #[arg(short = 'v', long = "log", visible_alias = "verbose")]
     pub log: bool,
+    /// No result lines (errors and warnings are still printed)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Seconds to wait for a connection, for each reply and for data to move
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
-    /// Read the password from the first line of stdin (else WHARF_PASSWORD, else a prompt)
+    /// Read the password from the first line of stdin (else WHARF_PASSWORD, else ~/.netrc,
+    /// else a prompt)
     #[arg(long)]
     pub password_stdin: bool,
+    /// Read logins and passwords from this file instead of ~/.netrc
+    #[arg(long, value_name = "FILE")]
+    pub netrc_file: Option<PathBuf>,
+    /// Limit the whole command to RATE bytes a second, all sessions together (500k, 2M, 1G;
+    /// k = 1024)
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub limit_rate: Option<u64>,
     /// Connect to the address a PASV reply announces even when it is not the server's own
     /// (by default the server's own address is used: a server cannot steer the client elsewhere)
     #[arg(long)]
     pub trust_pasv_address: bool,
     #[command(flatten)]
     pub tls: TlsFlags,
+}
+
+/// `500k`, `2M`, `1.5G`, `100000` (k, M, G are powers of 1024, as curl reads them).
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return Err(format!("{text:?}: the unit must be k, M or G")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate (like 500k or 2M)"))?;
+    let rate = value * scale as f64;
+    if !(1.0..=1e13).contains(&rate) {
+        return Err(format!(
+            "{text:?}: the rate must be at least 1 byte a second"
+        ));
+    }
+    Ok(rate as u64)
 }
 
 /// FTPS flags, shared by the client commands and `wharf check`.
@@ -87,18 +126,22 @@ impl TlsFlags {
 
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
-    /// ftp://[user@]host[:port]/path
+    /// ftp://[user@]host[:port]/path (a directory, a file, or a pattern like /logs/*.gz)
     url: String,
     /// Long form: type, size, modification time (UTC), name
     #[arg(short = 'l')]
     long: bool,
+    /// One JSON array: an object per entry with the MLSD facts (type, size, modify, perm, …)
+    #[arg(long, conflicts_with = "long")]
+    json: bool,
     #[command(flatten)]
     common: Common,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct TransferFlags {
-    /// Resume: continue a partial file from its size (REST; APPE for uploads where needed)
+    /// Resume: continue a partial file (NAME.part, or a shorter NAME) from its size (REST;
+    /// APPE for uploads where needed)
     #[arg(short = 'c', long = "continue")]
     resume: bool,
     /// Copy a directory tree
@@ -107,10 +150,16 @@ pub struct TransferFlags {
     /// Transfer in ASCII mode (TYPE A: line endings converted)
     #[arg(long, conflicts_with = "resume")]
     ascii: bool,
-    /// Sessions used at once for a tree (-r); fewer when the server limits connections
+    /// Sessions used at once for a tree (-r) or several files; fewer when the server limits
+    /// connections
     #[arg(long, value_name = "N", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: u16,
+    /// When a transfer breaks (network, timeout, 421/425/426/450/451), reconnect and resume it
+    /// with REST, up to N times, waiting 1, 2, 4 … 30 s between tries
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    retry: u32,
 }
 
 impl TransferFlags {
@@ -118,16 +167,23 @@ impl TransferFlags {
         TreeOptions {
             parallel: usize::from(self.parallel),
             resume: self.resume,
+            retries: self.retry,
+            ..TreeOptions::default()
         }
     }
 }
 
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
-    /// ftp://[user@]host[:port]/path
+    /// ftp://[user@]host[:port]/path; a pattern in the last part (quoted: 'ftp://h/logs/*.gz')
+    /// gets every file it matches
     url: String,
     /// Local file or directory (default: the remote name in the current directory; - for stdout)
     local: Option<PathBuf>,
+    /// Download one file over N sessions at once, each a byte range
+    #[arg(long, value_name = "N", conflicts_with_all = ["recursive", "ascii", "resume"],
+          value_parser = clap::value_parser!(u16).range(1..=32))]
+    segments: Option<u16>,
     #[command(flatten)]
     flags: TransferFlags,
     #[command(flatten)]
@@ -136,10 +192,16 @@ pub struct GetArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct PutArgs {
-    /// Local file (or directory with -r)
+    /// Local file (or directory with -r; - for stdin)
     local: PathBuf,
     /// ftp://[user@]host[:port]/path (ending in / : into that directory)
     url: String,
+    /// Create the remote directories the path names that are missing (MKD each)
+    #[arg(long)]
+    create_dirs: bool,
+    /// With -r: upload what symbolic links leading out of the tree point to (skipped otherwise)
+    #[arg(long)]
+    follow_links: bool,
     #[command(flatten)]
     flags: TransferFlags,
     #[command(flatten)]
@@ -148,8 +210,13 @@ pub struct PutArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct PathArgs {
-    /// ftp://[user@]host[:port]/path
-    url: String,
+    /// ftp://[user@]host[:port]/path, one or more (rm: a pattern in the last part deletes every
+    /// file it matches)
+    #[arg(required = true)]
+    urls: Vec<String>,
+    /// mkdir: create missing parent directories too, and do not fail when it exists
+    #[arg(short = 'p', long)]
+    parents: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -165,6 +232,39 @@ pub struct MvArgs {
     common: Common,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct MirrorArgs {
+    /// Source: an ftp:// URL of a directory or a local directory
+    src: String,
+    /// Destination: a local directory or an ftp:// URL of a directory (the other kind than SRC)
+    dst: String,
+    /// Delete what DST has and SRC lacks
+    #[arg(long)]
+    delete: bool,
+    /// Print what would be done, and do nothing
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Only files matching GLOB (name, or path with /); repeatable
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave out files and directories matching GLOB (name, or path with /); repeatable
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Upload what symbolic links leading out of the tree point to (skipped otherwise)
+    #[arg(long)]
+    follow_links: bool,
+    /// Sessions used at once; fewer when the server limits connections
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: u16,
+    /// Reconnect and resume a broken transfer up to N times (see get --retry)
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    retry: u32,
+    #[command(flatten)]
+    common: Common,
+}
+
 /// What the client was asked to do.
 #[derive(Debug)]
 pub enum Request {
@@ -175,17 +275,64 @@ pub enum Request {
     Mkdir(PathArgs),
     Rmdir(PathArgs),
     Mv(MvArgs),
+    Mirror(MirrorArgs),
 }
 
-/// Runs a client command and turns its result into the exit code.
+/// Partial downloads that an interruption leaves: each is named in the message that tells the
+/// user how to resume.
+static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn note_partial(path: PathBuf) {
+    if let Ok(mut p) = PARTIALS.lock() {
+        p.push(path);
+    }
+}
+
+/// Runs a client command and turns its result into the exit code. Ctrl-C stops it; partial
+/// downloads are kept, and the user is told how to resume them.
 pub fn run(request: Request) -> ExitCode {
     let runtime = match crate::start_runtime(Some(2)) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(dispatch(request)) {
-        Ok(code) => code,
-        Err(e) => fail(&e),
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = dispatch(request) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    match outcome {
+        Some(Ok(code)) => code,
+        Some(Err(e)) => {
+            let code = fail(&e);
+            hint_partials();
+            code
+        }
+        None => {
+            eprintln!();
+            eprintln!("wharf: interrupted");
+            hint_partials();
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Names the partial files on disk, with how to continue them.
+fn hint_partials() {
+    let kept: Vec<PathBuf> = PARTIALS
+        .lock()
+        .map(|p| p.iter().filter(|p| p.exists()).cloned().collect())
+        .unwrap_or_default();
+    match kept.as_slice() {
+        [] => {}
+        [one] => eprintln!(
+            "wharf: the partial file {} is kept: run again with -c to resume",
+            one.display()
+        ),
+        many => eprintln!(
+            "wharf: {} partial files (NAME.part) are kept: run again with -c to resume",
+            many.len()
+        ),
     }
 }
 
@@ -194,10 +341,11 @@ async fn dispatch(request: Request) -> Result<ExitCode, Error> {
         Request::Ls(a) => ls(a).await,
         Request::Get(a) => get(a).await,
         Request::Put(a) => put(a).await,
-        Request::Rm(a) => path_op(a, |c, p| Box::pin(async move { c.delete(&p).await })).await,
-        Request::Mkdir(a) => path_op(a, |c, p| Box::pin(async move { c.mkdir(&p).await })).await,
-        Request::Rmdir(a) => path_op(a, |c, p| Box::pin(async move { c.rmdir(&p).await })).await,
+        Request::Rm(a) => paths(a, PathOp::Rm).await,
+        Request::Mkdir(a) => paths(a, PathOp::Mkdir).await,
+        Request::Rmdir(a) => paths(a, PathOp::Rmdir).await,
         Request::Mv(a) => mv(a).await,
+        Request::Mirror(a) => mirror_cmd(a).await,
     }
 }
 
@@ -211,7 +359,7 @@ fn exit_code(kind: ErrorKind) -> u8 {
 
 /// Text from the server (names, reply text) with control characters shown as `?`, so that it
 /// cannot drive the user's terminal.
-fn clean(s: &str) -> String {
+pub fn clean(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
@@ -222,24 +370,21 @@ pub fn fail(e: &Error) -> ExitCode {
     ExitCode::from(exit_code(e.kind()))
 }
 
-/// The session set-up shared by all commands: URL, password, options, log and progress bar.
-struct Setup {
-    url: FtpUrl,
-    connector: Connector,
-    bar: Option<ProgressBar>,
+/// The session set-up shared by all commands: URL, password, options, log and progress.
+pub struct Setup {
+    pub url: FtpUrl,
+    pub connector: Connector,
+    pub bar: Bar,
+    pub quiet: bool,
 }
 
-fn setup(url: &str, common: &Common, want_bar: bool) -> Result<Setup, Error> {
-    let url = FtpUrl::parse(url)?;
-    let password = password_for(&url, common)?;
+pub fn setup(url: &str, common: &Common, want_bar: bool) -> Result<Setup, Error> {
+    let mut url = FtpUrl::parse(url)?;
+    let password = credentials(&mut url, common)?;
     let show_bar = want_bar && std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
-    let bar = show_bar.then(|| {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(bar_style(false));
-        bar
-    });
+    let bar = Bar::new(show_bar);
     let log = common.log.then(|| {
-        let bar = bar.clone();
+        let bar = bar.bar.clone();
         Arc::new(move |line: &LogLine| match &bar {
             Some(b) => b.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
@@ -255,36 +400,88 @@ fn setup(url: &str, common: &Common, want_bar: bool) -> Result<Setup, Error> {
         log,
         tls: common.tls.settings(&url, false)?,
         trust_pasv_address: common.trust_pasv_address,
+        throttle: common
+            .limit_rate
+            .map(|r| Arc::new(wharf_client::RateLimit::new(r)) as Arc<dyn wharf_client::Throttle>),
     };
     let connector = Connector::new(&url, password, options);
     Ok(Setup {
         url,
         connector,
         bar,
+        quiet: common.quiet,
     })
 }
 
-fn bar_style(known_total: bool) -> ProgressStyle {
-    let template = if known_total {
-        "{bytes:>10}/{total_bytes:<10} [{bar:30}] {binary_bytes_per_sec:>12} ETA {eta}"
-    } else {
-        "{bytes:>10} {binary_bytes_per_sec:>12} {elapsed}"
+/// The password for the URL's user, from the URL, `--password-stdin`, `WHARF_PASSWORD`, the
+/// netrc file or a prompt, in that order. A URL without a user takes the netrc file's login for
+/// its host when there is one (as curl and lftp do), else it is anonymous.
+fn credentials(url: &mut FtpUrl, common: &Common) -> Result<Option<String>, Error> {
+    if url.password.is_some() {
+        return Ok(url.password.clone());
+    }
+    let explicit = common.password_stdin || std::env::var_os("WHARF_PASSWORD").is_some();
+    if !(explicit && url.user.is_some()) {
+        if let Some(found) = netrc(url, common.netrc_file.as_deref())? {
+            if url.user.is_none() {
+                url.user = found.login.clone();
+            }
+            if url.user.is_some() && found.password.is_some() {
+                return Ok(found.password);
+            }
+        }
+    }
+    password_for(url, common.password_stdin)
+}
+
+/// The netrc entry for the URL's host (and user, when it names one). The file is `--netrc-file`
+/// or `~/.netrc`; a missing `~/.netrc` is no error, a missing `--netrc-file` is. A file others
+/// can read gets a warning.
+fn netrc(
+    url: &FtpUrl,
+    file: Option<&Path>,
+) -> Result<Option<wharf_client::netrc::Credentials>, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let (path, must_exist) = match file {
+        Some(p) => (p.to_path_buf(), true),
+        None => match std::env::var_os("HOME") {
+            Some(home) => (PathBuf::from(home).join(".netrc"), false),
+            None => return Ok(None),
+        },
     };
-    ProgressStyle::with_template(template)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::local(e).at(&path)),
+    };
+    if let Ok(meta) = std::fs::metadata(&path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o044 != 0 {
+            eprintln!(
+                "wharf: warning: {} is readable by others (mode {:o}): its passwords are not secret; chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    Ok(wharf_client::netrc::lookup(
+        &text,
+        &url.host,
+        url.user.as_deref(),
+    ))
 }
 
 /// The password: the URL's, else `--password-stdin`, else `WHARF_PASSWORD`, else a prompt
 /// on a terminal. None for anonymous logins.
-pub fn password_for(url: &FtpUrl, common: &Common) -> Result<Option<String>, Error> {
+pub fn password_for(url: &FtpUrl, password_stdin: bool) -> Result<Option<String>, Error> {
     let Some(user) = &url.user else {
         return Ok(None);
     };
     if let Some(p) = &url.password {
         return Ok(Some(p.clone()));
     }
-    if common.password_stdin {
+    if password_stdin {
         let mut line = String::new();
         std::io::stdin()
             .lock()
@@ -304,32 +501,223 @@ pub fn password_for(url: &FtpUrl, common: &Common) -> Result<Option<String>, Err
     Ok(None)
 }
 
-/// Progress into an indicatif bar (or nowhere).
-struct Bar(Option<ProgressBar>);
+/// What this run moved: the rate, the time left and the result lines come from these bytes
+/// only (not from what a resumed file already had), timed from when data first flowed.
+#[derive(Debug, Default)]
+struct Moved {
+    bytes: u64,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Moved {
+    fn secs(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(a), Some(b)) => (b - a).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
+    fn rate(&self) -> Option<f64> {
+        let secs = self.first?.elapsed().as_secs_f64();
+        (secs > 0.2 && self.bytes > 0).then(|| self.bytes as f64 / secs)
+    }
+}
+
+/// Progress: an indicatif bar on a terminal, and always the count behind the result lines.
+#[derive(Clone)]
+pub struct Bar {
+    bar: Option<ProgressBar>,
+    moved: Arc<Mutex<Moved>>,
+}
+
+impl Bar {
+    fn new(show: bool) -> Bar {
+        let moved = Arc::new(Mutex::new(Moved::default()));
+        let bar = show.then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(bar_style(false, &moved));
+            bar
+        });
+        Bar { bar, moved }
+    }
+
+    pub fn moved(&self) -> (u64, f64) {
+        self.moved
+            .lock()
+            .map(|m| (m.bytes, m.secs()))
+            .unwrap_or_default()
+    }
+
+    /// Starts counting afresh (the next file of a list, say).
+    pub fn reset(&self) {
+        if let Ok(mut m) = self.moved.lock() {
+            *m = Moved::default();
+        }
+        if let Some(b) = &self.bar {
+            b.set_position(0);
+            b.set_length(0);
+            b.reset();
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+
+    /// Writes a line above the bar (or just to stderr).
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+fn bar_style(known_total: bool, moved: &Arc<Mutex<Moved>>) -> ProgressStyle {
+    let template = if known_total {
+        "{bytes:>10}/{total_bytes:<10} [{bar:30}] {rate:>12} ETA {left}"
+    } else {
+        "{bytes:>10} {rate:>12} {elapsed}"
+    };
+    let (for_rate, for_left) = (moved.clone(), moved.clone());
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let rate = for_rate.lock().ok().and_then(|m| m.rate());
+                let _ = match rate {
+                    Some(r) => write!(w, "{}", wharf_client::client::format_rate(r)),
+                    None => write!(w, "-"),
+                };
+            },
+        )
+        .with_key(
+            "left",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let rate = for_left.lock().ok().and_then(|m| m.rate());
+                let left = s.len().map(|l| l.saturating_sub(s.pos()));
+                let _ = match (rate, left) {
+                    (Some(r), Some(left)) => write!(w, "{}", format_secs(left as f64 / r)),
+                    _ => write!(w, "-"),
+                };
+            },
+        )
+        .progress_chars("=> ")
+}
+
+/// `7s`, `3m05s`, `2h10m`.
+fn format_secs(secs: f64) -> String {
+    let s = secs.round().max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// `1.2 MB`, decimal units as transfer sizes are given next to rates.
+fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
 
 impl Progress for Bar {
     fn set_total(&self, total: u64) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.set_length(total);
-            b.set_style(bar_style(true));
+            b.set_style(bar_style(true, &self.moved));
         }
     }
 
     fn advance(&self, bytes: u64) {
-        if let Some(b) = &self.0 {
+        if let Ok(mut m) = self.moved.lock() {
+            let now = Instant::now();
+            m.first.get_or_insert(now);
+            m.last = Some(now);
+            m.bytes += bytes;
+        }
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+
+    fn resumed(&self, bytes: u64) {
+        if let Some(b) = &self.bar {
             b.inc(bytes);
         }
     }
 }
 
+/// `name: 5.0 MB in 1.2 s (4.2 MB/s)`: what this run moved for one file.
+pub fn result_line(s: &Setup, name: &str, total: Option<u64>) {
+    if s.quiet {
+        return;
+    }
+    let (bytes, secs) = s.bar.moved();
+    let mut line = format!("{}: {}", clean(name), format_size(bytes));
+    if let Some(total) = total.filter(|&t| t != bytes) {
+        line.push_str(&format!(" (of {})", format_size(total)));
+    }
+    line.push_str(&format!(" in {secs:.1} s"));
+    if secs > 0.0 {
+        line.push_str(&format!(
+            " ({})",
+            wharf_client::client::format_rate(bytes as f64 / secs)
+        ));
+    }
+    s.bar.println(&line);
+}
+
 async fn ls(args: LsArgs) -> Result<ExitCode, Error> {
     let s = setup(&args.url, &args.common, false)?;
     let mut client = s.connector.open().await?;
-    let entries = client.list(s.url.path_trimmed()).await?;
+    let path = s.url.path_trimmed().to_vec();
+    let (dir, pattern) = split_pattern(&path);
+    let entries: Vec<(Entry, Option<serde_json::Value>)> = match pattern {
+        Some(p) => list_json(&mut client, dir, args.json)
+            .await?
+            .into_iter()
+            .filter(|(e, _)| glob::matches(p, &e.name))
+            .collect(),
+        None => match list_json(&mut client, &path, args.json).await {
+            Ok(entries) => entries,
+            // A file: MLST tells its facts; without MLST, LIST of a file gives its line.
+            Err(e) if e.reply_code().is_some() && client.in_step() => {
+                match file_entry(&mut client, &path, args.json).await? {
+                    Some(one) => vec![one],
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        },
+    };
     client.quit().await;
     let terminal = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
-    for e in &entries {
+    if args.json {
+        let all: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(e, facts)| facts.clone().unwrap_or_else(|| entry_json(e)))
+            .collect();
+        let _ = writeln!(out, "{}", serde_json::Value::Array(all));
+        let _ = out.flush();
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (e, _) in &entries {
         let mut line = if args.long {
             long_line(e)
         } else {
@@ -354,8 +742,147 @@ async fn ls(args: LsArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `dir/pat*` → (`dir`, Some(`pat*`)) when the last component is a pattern.
+pub fn split_pattern(path: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let (dir, last) = match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (
+            path.get(..i).unwrap_or_default(),
+            path.get(i + 1..).unwrap_or_default(),
+        ),
+        None => (&b""[..], path),
+    };
+    if glob::is_pattern(last) {
+        let dir = if dir.is_empty() && path.starts_with(b"/") {
+            &b"/"[..]
+        } else {
+            dir
+        };
+        (dir, Some(last))
+    } else {
+        (path, None)
+    }
+}
+
+/// A listing, each entry with its MLSD facts as JSON when `json` and the server has MLSD.
+async fn list_json(
+    client: &mut Client,
+    path: &[u8],
+    json: bool,
+) -> Result<Vec<(Entry, Option<serde_json::Value>)>, Error> {
+    if json && client.features().mlst {
+        let raw = client.listing("MLSD", path).await?;
+        return Ok(raw
+            .split(|&b| b == b'\n')
+            .filter_map(|line| {
+                let facts = facts_json(line)?;
+                match wharf_proto::entry::parse_mlsx_line(line)? {
+                    wharf_proto::entry::MlsxLine::Entry(e) => Some((e, Some(facts))),
+                    wharf_proto::entry::MlsxLine::SelfOrParent => None,
+                }
+            })
+            .collect());
+    }
+    Ok(client
+        .list(path)
+        .await?
+        .into_iter()
+        .map(|e| (e, None))
+        .collect())
+}
+
+/// One file's entry: MLST where offered, else LIST of the path when it gives exactly one line
+/// naming it.
+async fn file_entry(
+    client: &mut Client,
+    path: &[u8],
+    json: bool,
+) -> Result<Option<(Entry, Option<serde_json::Value>)>, Error> {
+    if client.features().mlst {
+        let reply = client.command("MLST", Some(path)).await?;
+        if !reply.code.is_completion() {
+            return Ok(None);
+        }
+        return Ok(reply.lines.iter().find_map(|line| {
+            let line = line.strip_prefix(b" ")?;
+            let mut facts = json.then(|| facts_json(line)).flatten();
+            match wharf_proto::entry::parse_mlsx_line(line)? {
+                wharf_proto::entry::MlsxLine::Entry(mut e) => {
+                    // MLST names the path as asked: the entry is its last component.
+                    if let Some(i) = e.name.iter().rposition(|&b| b == b'/') {
+                        e.name.drain(..=i);
+                    }
+                    if let Some(serde_json::Value::Object(o)) = &mut facts {
+                        o.insert(
+                            "name".into(),
+                            String::from_utf8_lossy(&e.name).into_owned().into(),
+                        );
+                    }
+                    Some((e, facts))
+                }
+                wharf_proto::entry::MlsxLine::SelfOrParent => None,
+            }
+        }));
+    }
+    Ok(None)
+}
+
+/// `{"name": …, "type": "file", "size": "12", "modify": "2026…"}`: an MLSx line's facts, names
+/// in lower case, values as sent.
+fn facts_json(line: &[u8]) -> Option<serde_json::Value> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let space = line.iter().position(|&b| b == b' ')?;
+    let (facts, name) = (line.get(..space)?, line.get(space + 1..)?);
+    let mut object = serde_json::Map::new();
+    object.insert(
+        "name".into(),
+        String::from_utf8_lossy(name).into_owned().into(),
+    );
+    for fact in facts.split(|&b| b == b';').filter(|f| !f.is_empty()) {
+        let text = String::from_utf8_lossy(fact);
+        let (key, value) = text.split_once('=')?;
+        let value: serde_json::Value = match value.parse::<u64>() {
+            Ok(n) if key.eq_ignore_ascii_case("size") => n.into(),
+            _ => value.to_string().into(),
+        };
+        object.insert(key.to_ascii_lowercase(), value);
+    }
+    Some(serde_json::Value::Object(object))
+}
+
+/// The facts a LIST line gives, in the MLSD names.
+fn entry_json(e: &Entry) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    object.insert(
+        "name".into(),
+        String::from_utf8_lossy(&e.name).into_owned().into(),
+    );
+    let kind = match e.kind {
+        FileKind::Dir => "dir",
+        FileKind::File => "file",
+        FileKind::Symlink => "OS.unix=symlink",
+        FileKind::Other => "other",
+    };
+    object.insert("type".into(), kind.into());
+    if let Some(size) = e.size {
+        object.insert("size".into(), size.into());
+    }
+    if let Some(t) = e.mtime {
+        object.insert(
+            "modify".into(),
+            wharf_proto::UtcTime::from_unix(t).to_timeval().into(),
+        );
+    }
+    if let Some(target) = &e.link_target {
+        object.insert(
+            "target".into(),
+            String::from_utf8_lossy(target).into_owned().into(),
+        );
+    }
+    serde_json::Value::Object(object)
+}
+
 /// `d         4096  2026-11-24 13:49  name`; a symlink shows `-> target` when LIST told it.
-fn long_line(e: &Entry) -> Vec<u8> {
+pub fn long_line(e: &Entry) -> Vec<u8> {
     let kind = match e.kind {
         FileKind::Dir => 'd',
         FileKind::File => '-',
@@ -383,7 +910,7 @@ fn long_line(e: &Entry) -> Vec<u8> {
     line
 }
 
-fn local_name(name: &[u8]) -> Result<PathBuf, Error> {
+pub fn local_name(name: &[u8]) -> Result<PathBuf, Error> {
     use std::os::unix::ffi::OsStrExt;
     if !tree::is_safe_name(name) {
         return Err(Error::Usage(format!(
@@ -394,12 +921,47 @@ fn local_name(name: &[u8]) -> Result<PathBuf, Error> {
     Ok(PathBuf::from(std::ffi::OsStr::from_bytes(name)))
 }
 
+/// Runs `attempt` once, and again up to `retries` times after a transient failure (a pause of
+/// 1, 2, 4 … 30 s first); each later try gets `true` (resume).
+async fn with_retries<T, F, Fut>(
+    s: &Setup,
+    retries: u32,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, Error>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut tries = 0u32;
+    loop {
+        match attempt(tries > 0).await {
+            Err(e) if tries < retries && tree::is_transient(&e) => {
+                tries += 1;
+                let wait = tree::backoff(tries);
+                s.bar.println(&format!(
+                    "wharf: {}: {}; trying again in {} s (try {} of {})",
+                    clean(what),
+                    clean(&e.to_string()),
+                    wait.as_secs(),
+                    tries + 1,
+                    retries + 1
+                ));
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn get(args: GetArgs) -> Result<ExitCode, Error> {
     let to_stdout = args.local.as_deref() == Some(Path::new("-"));
     let mut s = setup(&args.url, &args.common, !to_stdout)?;
     s.connector.ascii = args.flags.ascii;
     let remote = s.url.path_trimmed().to_vec();
-    let progress = Bar(s.bar.clone());
+    if let (_, Some(_)) = split_pattern(&remote) {
+        return get_matching(&s, &args, &remote).await;
+    }
     if args.flags.recursive {
         if to_stdout {
             return Err(Error::Usage("-r cannot write to stdout".into()));
@@ -409,6 +971,7 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
             (None, Some(name)) => local_name(name)?,
             (None, None) => PathBuf::from("."),
         };
+        note_partial(local.clone());
         let client = s.connector.open().await?;
         let options = args.flags.tree_options();
         let report = tree::download_tree(
@@ -417,11 +980,11 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
             &remote,
             &local,
             options,
-            Arc::new(progress),
+            Arc::new(s.bar.clone()),
         )
         .await?;
-        finish_bar(&s.bar);
-        return Ok(tree_exit(&report));
+        s.bar.finish();
+        return Ok(tree_exit(&s, &report));
     }
     if remote.is_empty() || s.url.trailing_slash {
         return Err(Error::Usage(format!(
@@ -429,48 +992,236 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
             redact(&args.url)
         )));
     }
-    let mut client = s.connector.open().await?;
-    if to_stdout {
-        let mut stdout = tokio::io::stdout();
-        client
-            .retrieve(&remote, 0, &mut stdout, &wharf_client::NoProgress)
-            .await?;
-        client.quit().await;
-        return Ok(ExitCode::SUCCESS);
-    }
     let name = s
         .url
         .file_name()
-        .ok_or_else(|| Error::Usage("the URL names no file".into()))?;
+        .ok_or_else(|| Error::Usage("the URL names no file".into()))?
+        .to_vec();
+    let shown = String::from_utf8_lossy(&name).into_owned();
+    if to_stdout {
+        let retries = args.flags.retry;
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        with_retries(&s, retries, &shown, |_| {
+            let (s, remote, written) = (&s, &remote, written.clone());
+            async move {
+                let mut client = s.connector.open().await?;
+                // What stdout has already had cannot be taken back: a retry resumes after it.
+                let from = written.load(std::sync::atomic::Ordering::Relaxed);
+                let mut out = Counted {
+                    inner: tokio::io::stdout(),
+                    count: written,
+                };
+                client.retrieve(remote, from, &mut out, &s.bar).await?;
+                client.quit().await;
+                Ok(())
+            }
+        })
+        .await?;
+        result_line(&s, &shown, None);
+        return Ok(ExitCode::SUCCESS);
+    }
     let local = match &args.local {
-        None => local_name(name)?,
-        Some(l) if l.is_dir() => l.join(local_name(name)?),
+        None => local_name(&name)?,
+        Some(l) if l.is_dir() => l.join(local_name(&name)?),
         Some(l) => l.clone(),
     };
-    if s.bar.is_some() {
-        if let Some(size) = client.size(&remote).await? {
-            progress.set_total(size);
+    if let Some(parent) = local.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(Error::Local {
+                path: local.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no such directory: {}", parent.display()),
+                ),
+            });
         }
     }
-    tree::download_file(
-        &mut client,
-        &remote,
-        &local,
-        None,
-        args.flags.resume,
-        &progress,
+    note_partial(tree::part_path(&local));
+    let mut client = s.connector.open().await?;
+    // The size: for the bar, the result line, and to check that all of it came.
+    let size = if args.flags.ascii {
+        None
+    } else {
+        client.size(&remote).await?
+    };
+    if let Some(size) = size {
+        s.bar.set_total(size);
+    }
+    if let (Some(n), Some(size)) = (args.segments, size) {
+        if client.features().rest_stream {
+            let report = wharf_client::segments::download(
+                client,
+                &s.connector,
+                &remote,
+                &local,
+                wharf_client::segments::Plan {
+                    size,
+                    segments: usize::from(n),
+                    retries: args.flags.retry,
+                },
+                Arc::new(s.bar.clone()),
+            )
+            .await?;
+            s.bar.finish();
+            result_line(&s, &shown, Some(size));
+            if !s.quiet {
+                eprintln!(
+                    "{}: {} ranges over {} sessions",
+                    clean(&shown),
+                    report.segments,
+                    report.sessions
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        s.bar
+            .println("wharf: the server offers no REST STREAM: downloading over one session");
+    } else if args.segments.is_some() {
+        s.bar.println(
+            "wharf: the server does not tell the size (SIZE): downloading over one session",
+        );
+    }
+    let first_how = if args.flags.resume {
+        Resume::Any
+    } else {
+        Resume::Fresh
+    };
+    let mut first = Some(client);
+    with_retries(&s, args.flags.retry, &shown, |again| {
+        let session = first.take();
+        let (s, remote, local) = (&s, &remote, &local);
+        async move {
+            let mut client = match session {
+                Some(c) => c,
+                None => s.connector.open().await?,
+            };
+            let how = if again && first_how == Resume::Fresh {
+                Resume::Partial
+            } else {
+                first_how
+            };
+            tree::download_file(&mut client, remote, local, size, how, &s.bar).await?;
+            client.quit().await;
+            Ok(())
+        }
+    })
+    .await?;
+    s.bar.finish();
+    result_line(&s, &local.display().to_string(), size);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A writer that counts what it passed on, into a counter that outlives it.
+struct Counted<W> {
+    inner: W,
+    count: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &polled {
+            this.count
+                .fetch_add(*n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// `get 'ftp://h/dir/*.log' [DIR]`: every file the pattern matches, into DIR (default: here).
+async fn get_matching(s: &Setup, args: &GetArgs, remote: &[u8]) -> Result<ExitCode, Error> {
+    let (dir, Some(pattern)) = split_pattern(remote) else {
+        return Err(Error::Usage("no pattern".into()));
+    };
+    let target = match &args.local {
+        Some(p) if p == Path::new("-") => {
+            return Err(Error::Usage("a pattern cannot be written to stdout".into()));
+        }
+        Some(p) => p.clone(),
+        None => PathBuf::from("."),
+    };
+    if !target.is_dir() {
+        return Err(Error::Usage(format!(
+            "{}: a pattern needs a local directory to download into",
+            target.display()
+        )));
+    }
+    let mut client = s.connector.open().await?;
+    let files: Vec<(Vec<u8>, PathBuf, Option<u64>)> = client
+        .list(dir)
+        .await?
+        .into_iter()
+        .filter(|e| e.kind == FileKind::File && glob::matches(pattern, &e.name))
+        .filter(|e| tree::is_safe_name(&e.name))
+        .map(|e| {
+            use std::os::unix::ffi::OsStrExt;
+            let local = target.join(std::ffi::OsStr::from_bytes(&e.name));
+            (tree::join_remote(dir, &e.name), local, e.size)
+        })
+        .collect();
+    if files.is_empty() {
+        client.quit().await;
+        return Err(Error::Usage(format!(
+            "no file matches {}",
+            String::from_utf8_lossy(remote)
+        )));
+    }
+    note_partial(target.clone());
+    let report = tree::download_files(
+        client,
+        &s.connector,
+        files,
+        args.flags.tree_options(),
+        Arc::new(s.bar.clone()),
     )
     .await?;
-    finish_bar(&s.bar);
-    client.quit().await;
-    Ok(ExitCode::SUCCESS)
+    s.bar.finish();
+    Ok(tree_exit(s, &report))
 }
 
 async fn put(args: PutArgs) -> Result<ExitCode, Error> {
     use std::os::unix::ffi::OsStrExt;
-    let mut s = setup(&args.url, &args.common, true)?;
+    let from_stdin = args.local == Path::new("-");
+    let mut s = setup(&args.url, &args.common, !from_stdin)?;
     s.connector.ascii = args.flags.ascii;
-    let progress = Bar(s.bar.clone());
+    if from_stdin {
+        if s.url.trailing_slash || s.url.path_trimmed().is_empty() || args.flags.recursive {
+            return Err(Error::Usage(
+                "put - reads stdin into one file: the URL must name that file".into(),
+            ));
+        }
+        let remote = s.url.path_trimmed().to_vec();
+        let mut client = s.connector.open().await?;
+        if args.create_dirs {
+            tree::mkdir_p(&mut client, tree::remote_parent(&remote)).await?;
+        }
+        let mut stdin = tokio::io::stdin();
+        client
+            .store(&remote, wharf_client::Store::Replace, &mut stdin, &s.bar)
+            .await?;
+        client.quit().await;
+        result_line(&s, &String::from_utf8_lossy(&remote), None);
+        return Ok(ExitCode::SUCCESS);
+    }
     let meta = std::fs::metadata(&args.local).map_err(|source| Error::Local {
         path: args.local.clone(),
         source,
@@ -482,19 +1233,23 @@ async fn put(args: PutArgs) -> Result<ExitCode, Error> {
                 args.local.display()
             )));
         }
-        let client = s.connector.open().await?;
-        let options = args.flags.tree_options();
+        let mut client = s.connector.open().await?;
+        if args.create_dirs {
+            tree::mkdir_p(&mut client, tree::remote_parent(s.url.path_trimmed())).await?;
+        }
+        let mut options = args.flags.tree_options();
+        options.follow_links = args.follow_links;
         let report = tree::upload_tree(
             client,
             &s.connector,
             &args.local,
             s.url.path_trimmed(),
             options,
-            Arc::new(progress),
+            Arc::new(s.bar.clone()),
         )
         .await?;
-        finish_bar(&s.bar);
-        return Ok(tree_exit(&report));
+        s.bar.finish();
+        return Ok(tree_exit(&s, &report));
     }
     if meta.is_dir() {
         return Err(Error::Usage(format!(
@@ -512,36 +1267,127 @@ async fn put(args: PutArgs) -> Result<ExitCode, Error> {
         s.url.path_trimmed().to_vec()
     };
     let mut client = s.connector.open().await?;
-    progress.set_total(meta.len());
-    tree::upload_file(
-        &mut client,
-        &args.local,
-        &remote,
-        args.flags.resume,
-        &progress,
-    )
+    if args.create_dirs {
+        tree::mkdir_p(&mut client, tree::remote_parent(&remote)).await?;
+    }
+    s.bar.set_total(meta.len());
+    let shown = args.local.display().to_string();
+    let mut first = Some(client);
+    with_retries(&s, args.flags.retry, &shown, |again| {
+        let session = first.take();
+        let (s, remote, local) = (&s, &remote, &args.local);
+        let resume = args.flags.resume || again;
+        async move {
+            let mut client = match session {
+                Some(c) => c,
+                None => s.connector.open().await?,
+            };
+            tree::upload_file(&mut client, local, remote, resume, &s.bar).await?;
+            client.quit().await;
+            Ok(())
+        }
+    })
     .await?;
-    finish_bar(&s.bar);
-    client.quit().await;
+    s.bar.finish();
+    result_line(&s, &shown, Some(meta.len()));
     Ok(ExitCode::SUCCESS)
 }
 
-type OpFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>>;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathOp {
+    Rm,
+    Mkdir,
+    Rmdir,
+}
 
-async fn path_op(
-    args: PathArgs,
-    op: impl for<'a> FnOnce(&'a mut Client, Vec<u8>) -> OpFuture<'a>,
-) -> Result<ExitCode, Error> {
-    let s = setup(&args.url, &args.common, false)?;
-    let path = s.url.path_trimmed().to_vec();
-    if path.is_empty() {
-        return Err(Error::Usage(format!("{} names no path", redact(&args.url))));
+/// rm, mkdir, rmdir of one or more URLs (one session per server, in order); rm of a pattern
+/// deletes each file it matches. Every path is tried; the first failure gives the exit code.
+async fn paths(args: PathArgs, op: PathOp) -> Result<ExitCode, Error> {
+    if args.parents && op != PathOp::Mkdir {
+        return Err(Error::Usage("-p is for mkdir".into()));
     }
-    let mut client = s.connector.open().await?;
-    op(&mut client, path).await?;
-    client.quit().await;
-    Ok(ExitCode::SUCCESS)
+    let mut session: Option<(String, Client)> = None;
+    let mut first_failure: Option<ErrorKind> = None;
+    for text in &args.urls {
+        let result = async {
+            let s = setup(text, &args.common, false)?;
+            let path = s.url.path_trimmed().to_vec();
+            if path.is_empty() {
+                return Err(Error::Usage(format!("{} names no path", redact(text))));
+            }
+            let key = format!(
+                "{:?}|{}|{}|{:?}",
+                s.url.security, s.url.host, s.url.port, s.url.user
+            );
+            let client = match session.take() {
+                Some((k, c)) if k == key && c.in_step() => c,
+                other => {
+                    if let Some((_, c)) = other {
+                        c.quit().await;
+                    }
+                    s.connector.open().await?
+                }
+            };
+            let (client, result) = apply(client, op, &path, args.parents).await;
+            session = Some((key, client));
+            result
+        }
+        .await;
+        if let Err(e) = result {
+            eprintln!("wharf: {}", clean(&e.to_string()));
+            first_failure.get_or_insert(e.kind());
+        }
+    }
+    if let Some((_, c)) = session {
+        c.quit().await;
+    }
+    Ok(match first_failure {
+        None => ExitCode::SUCCESS,
+        Some(kind) => ExitCode::from(exit_code(kind)),
+    })
+}
+
+async fn apply(
+    mut client: Client,
+    op: PathOp,
+    path: &[u8],
+    parents: bool,
+) -> (Client, Result<(), Error>) {
+    let result = async {
+        match op {
+            PathOp::Rm => {
+                if let (dir, Some(pattern)) = split_pattern(path) {
+                    let matched: Vec<Vec<u8>> = client
+                        .list(dir)
+                        .await?
+                        .into_iter()
+                        .filter(|e| e.kind != FileKind::Dir && glob::matches(pattern, &e.name))
+                        .map(|e| tree::join_remote(dir, &e.name))
+                        .collect();
+                    if matched.is_empty() {
+                        return Err(Error::Usage(format!(
+                            "no file matches {}",
+                            String::from_utf8_lossy(path)
+                        )));
+                    }
+                    let mut failed = None;
+                    for p in matched {
+                        if let Err(e) = client.delete(&p).await {
+                            eprintln!("wharf: {}", clean(&e.to_string()));
+                            failed.get_or_insert(e);
+                        }
+                    }
+                    return failed.map_or(Ok(()), Err);
+                }
+                client.delete(path).await
+            }
+            PathOp::Mkdir if parents => tree::mkdir_p(&mut client, path).await,
+            PathOp::Mkdir => client.mkdir(path).await,
+            PathOp::Rmdir => client.rmdir(path).await,
+        }
+    }
+    .await;
+    (client, result)
 }
 
 async fn mv(args: MvArgs) -> Result<ExitCode, Error> {
@@ -570,30 +1416,149 @@ async fn mv(args: MvArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn finish_bar(bar: &Option<ProgressBar>) {
-    if let Some(b) = bar {
-        b.finish_and_clear();
+async fn mirror_cmd(args: MirrorArgs) -> Result<ExitCode, Error> {
+    let (url, local, direction) = match (args.src.contains("://"), args.dst.contains("://")) {
+        (true, false) => (&args.src, PathBuf::from(&args.dst), Direction::Download),
+        (false, true) => (&args.dst, PathBuf::from(&args.src), Direction::Upload),
+        _ => {
+            return Err(Error::Usage(
+                "mirror needs one ftp:// URL and one local directory".into(),
+            ));
+        }
+    };
+    if direction == Direction::Upload && !local.is_dir() {
+        return Err(Error::Usage(format!(
+            "{}: not a directory",
+            local.display()
+        )));
+    }
+    let s = setup(url, &args.common, !args.dry_run)?;
+    let options = MirrorOptions {
+        delete: args.delete,
+        dry_run: args.dry_run,
+        include: args.include.iter().map(|g| g.as_bytes().to_vec()).collect(),
+        exclude: args.exclude.iter().map(|g| g.as_bytes().to_vec()).collect(),
+        tree: TreeOptions {
+            parallel: usize::from(args.parallel),
+            retries: args.retry,
+            follow_links: args.follow_links,
+            ..TreeOptions::default()
+        },
+    };
+    if direction == Direction::Download {
+        note_partial(local.clone());
+    }
+    let client = s.connector.open().await?;
+    let started = Instant::now();
+    let report = mirror::mirror(
+        client,
+        &s.connector,
+        direction,
+        s.url.path_trimmed(),
+        &local,
+        &options,
+        Arc::new(s.bar.clone()),
+    )
+    .await?;
+    s.bar.finish();
+    if args.dry_run {
+        let mut out = std::io::stdout().lock();
+        for line in &report.plan {
+            let _ = writeln!(out, "{}", clean(line));
+        }
+    }
+    let t = &report.transfers;
+    for skipped in &t.skipped {
+        eprintln!("wharf: warning: skipped {}", clean(skipped));
+    }
+    for (name, e) in &t.failures {
+        eprintln!("wharf: {}: {}", clean(name), clean(&e.to_string()));
+    }
+    let (verb, files) = if args.dry_run {
+        (
+            "would transfer",
+            report
+                .plan
+                .iter()
+                .filter(|l| l.starts_with("get ") || l.starts_with("put "))
+                .count() as u64,
+        )
+    } else {
+        ("transferred", t.files)
+    };
+    let summary = format!(
+        "mirror: {verb} {files} files ({}), {} up to date, {} already complete, {} directories made, {} deleted, {} failed, in {:.1} s",
+        format_size(t.bytes),
+        report.up_to_date,
+        t.already_complete,
+        report.dirs_made,
+        report.deleted,
+        t.failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !s.quiet || !t.failures.is_empty() {
+        eprintln!("{summary}");
+    }
+    Ok(match t.failures.first() {
+        None => ExitCode::SUCCESS,
+        Some((_, e)) => ExitCode::from(exit_code(e.kind())),
+    })
+}
+
+/// Prints what a tree copy left out or failed and its result line, and gives the exit code:
+/// the first failure's.
+fn tree_exit(s: &Setup, report: &TreeReport) -> ExitCode {
+    print_tree_report(s, report);
+    match report.failures.first() {
+        None => ExitCode::SUCCESS,
+        Some((_, e)) => ExitCode::from(exit_code(e.kind())),
     }
 }
 
-/// Prints what a tree copy left out or failed, and gives the exit code: the first failure's.
-fn tree_exit(report: &TreeReport) -> ExitCode {
+/// What a tree copy left out or failed, and its result line (files, bytes, time, rate).
+pub fn print_tree_report(s: &Setup, report: &TreeReport) {
     for skipped in &report.skipped {
-        eprintln!("wharf: skipped {}", clean(skipped));
+        eprintln!("wharf: warning: skipped {}", clean(skipped));
     }
     for (name, e) in &report.failures {
         eprintln!("wharf: {}: {}", clean(name), clean(&e.to_string()));
     }
-    match report.failures.first() {
-        None => ExitCode::SUCCESS,
-        Some((_, e)) => {
-            eprintln!(
-                "wharf: {} of {} files failed",
-                report.failures.len(),
-                report.failures.len() as u64 + report.files + report.already_complete
-            );
-            ExitCode::from(exit_code(e.kind()))
+    if !s.quiet {
+        let (_, secs) = s.bar.moved();
+        let mut line = format!(
+            "{} ({}) in {secs:.1} s",
+            plural(report.files, "file"),
+            format_size(report.bytes)
+        );
+        if secs > 0.0 {
+            line.push_str(&format!(
+                " ({})",
+                wharf_client::client::format_rate(report.bytes as f64 / secs)
+            ));
         }
+        if report.already_complete > 0 {
+            line.push_str(&format!(", {} already complete", report.already_complete));
+        }
+        if !report.skipped.is_empty() {
+            line.push_str(&format!(", {} skipped", report.skipped.len()));
+        }
+        line.push_str(&format!(", {} sessions", report.sessions));
+        eprintln!("{line}");
+    }
+    if !report.failures.is_empty() {
+        eprintln!(
+            "wharf: {} of {} files failed",
+            report.failures.len(),
+            report.failures.len() as u64 + report.files + report.already_complete
+        );
+    }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }
 
@@ -658,15 +1623,6 @@ pub fn check(args: CheckArgs) -> ExitCode {
         None => None,
         Some(_) if target.password.is_some() => target.password.clone(),
         Some(u) => {
-            let common = Common {
-                passive: false,
-                active: false,
-                log: false,
-                timeout: args.timeout,
-                password_stdin: args.password_stdin,
-                trust_pasv_address: false,
-                tls: TlsFlags::default(),
-            };
             let url = FtpUrl {
                 user: Some(u.clone()),
                 password: None,
@@ -676,7 +1632,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
                 trailing_slash: true,
                 security: target.security,
             };
-            match password_for(&url, &common) {
+            match password_for(&url, args.password_stdin) {
                 Ok(p) => p,
                 Err(e) => return fail(&e),
             }

@@ -12,6 +12,7 @@ use wharf_server::config::{FileConfig, Overrides, Settings};
 mod bench_cli;
 mod client_cli;
 mod privilege;
+mod shell;
 mod users_cli;
 
 #[derive(Parser)]
@@ -37,14 +38,18 @@ enum Cmd {
     Get(client_cli::GetArgs),
     /// Upload a file, or a tree with -r
     Put(client_cli::PutArgs),
-    /// Delete a file
+    /// Delete files (several URLs, or a pattern: 'ftp://h/dir/*.log')
     Rm(client_cli::PathArgs),
-    /// Create a directory
+    /// Create directories (-p: with their parents)
     Mkdir(client_cli::PathArgs),
-    /// Remove an empty directory
+    /// Remove empty directories
     Rmdir(client_cli::PathArgs),
     /// Rename or move a file or directory on the server
     Mv(client_cli::MvArgs),
+    /// Bring a local directory to a remote one, or the other way round (by size and time)
+    Mirror(client_cli::MirrorArgs),
+    /// An interactive session: ls, cd, get, put, mget, mput, rm, mkdir, mv, lcd, lls, …
+    Shell(shell::ShellArgs),
     /// Diagnose an FTP server: reachability, banner, login, and which data modes work, and why
     Check(client_cli::CheckArgs),
     /// Load an FTP server (ours or any): retr, stor, login, small, idle, list; throughput,
@@ -162,6 +167,8 @@ fn main() -> ExitCode {
         Cmd::Mkdir(a) => client_cli::run(client_cli::Request::Mkdir(a)),
         Cmd::Rmdir(a) => client_cli::run(client_cli::Request::Rmdir(a)),
         Cmd::Mv(a) => client_cli::run(client_cli::Request::Mv(a)),
+        Cmd::Mirror(a) => client_cli::run(client_cli::Request::Mirror(a)),
+        Cmd::Shell(a) => shell::run(a),
         Cmd::Check(a) => client_cli::check(a),
         Cmd::Bench(a) => {
             raise_open_file_limit();

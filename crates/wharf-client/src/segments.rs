@@ -1,0 +1,282 @@
+//! One large file over several sessions at once (`get --segments N`): each session fetches one
+//! byte range (REST + RETR, the data connection closed at the range's end), written in place
+//! into `NAME.part` at its offset; the file replaces `NAME` once every range is complete and
+//! its size is the server's.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncSeekExt, AsyncWrite};
+
+use crate::client::{Client, Progress};
+use crate::error::{Error, Result};
+use crate::tree::{self, Connector};
+
+/// Smallest range worth a session of its own.
+const MIN_SEGMENT: u64 = 1024 * 1024;
+
+/// What a segmented download did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentReport {
+    pub bytes: u64,
+    /// Ranges the file was cut into.
+    pub segments: usize,
+    /// Sessions that worked at once (fewer than asked when the server limits connections).
+    pub sessions: usize,
+}
+
+/// A byte range still to fetch.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    offset: u64,
+    len: u64,
+    /// Tries that failed and were given another.
+    retries: u32,
+}
+
+/// How to cut a download.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// The file's size (SIZE).
+    pub size: u64,
+    /// Ranges (and sessions) wanted; fewer for a file under 1 MiB a range.
+    pub segments: usize,
+    /// Further tries of a range whose transfer broke.
+    pub retries: u32,
+}
+
+/// Downloads `remote`, `plan.size` bytes, to `local` over up to `plan.segments` sessions
+/// (`first` and more from `connector`). A range whose transfer breaks is tried again from
+/// where it stopped, `plan.retries` times, on a new session. A download that fails leaves no
+/// `.part` (its holes would make `-c` wrong).
+pub async fn download(
+    first: Client,
+    connector: &Connector,
+    remote: &[u8],
+    local: &Path,
+    plan: Plan,
+    progress: Arc<dyn Progress>,
+) -> Result<SegmentReport> {
+    let Plan {
+        size,
+        segments,
+        retries,
+    } = plan;
+    let count = segments.clamp(
+        1,
+        usize::try_from(size / MIN_SEGMENT)
+            .unwrap_or(usize::MAX)
+            .max(1),
+    );
+    let count64 = count as u64;
+    let mut ranges = VecDeque::new();
+    for i in 0..count64 {
+        let offset = size / count64 * i;
+        let end = if i + 1 == count64 {
+            size
+        } else {
+            size / count64 * (i + 1)
+        };
+        ranges.push_back(Range {
+            offset,
+            len: end - offset,
+            retries: 0,
+        });
+    }
+    let part = tree::part_path(local);
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&part)
+            .map_err(|e| Error::local(e).at(local))?
+    };
+    file.set_len(size).map_err(|e| Error::local(e).at(local))?;
+    let mut clients = vec![first];
+    while clients.len() < count {
+        match connector.open().await {
+            Ok(c) => clients.push(c),
+            Err(e) => {
+                connector.options.log(crate::LogLine::Status(format!(
+                    "Could not open session {} ({e}); going on with {}",
+                    clients.len() + 1,
+                    clients.len()
+                )));
+                break;
+            }
+        }
+    }
+    let sessions = clients.len();
+    let queue = Arc::new(Mutex::new(ranges));
+    let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+    let mut tasks = Vec::new();
+    for client in clients {
+        // Its own open file (not a dup): each task seeks its own offset.
+        let handle = std::fs::File::options()
+            .write(true)
+            .open(&part)
+            .map_err(|e| Error::local(e).at(local))?;
+        let (queue, failure, progress) = (queue.clone(), failure.clone(), progress.clone());
+        let (connector, remote) = (connector.clone(), remote.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let result = worker(
+                client, &connector, &remote, handle, &queue, retries, &*progress,
+            )
+            .await;
+            if let Err(e) = result {
+                if let Ok(mut f) = failure.lock() {
+                    f.get_or_insert(e);
+                }
+                // The others stop at their next range.
+                if let Ok(mut q) = queue.lock() {
+                    q.clear();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        if let Err(e) = task.await {
+            let _ = std::fs::remove_file(&part);
+            return Err(Error::Protocol(format!("a segment task failed: {e}")));
+        }
+    }
+    let failed = failure.lock().ok().and_then(|mut f| f.take());
+    let checked = match failed {
+        Some(e) => Err(e),
+        None => file
+            .sync_all()
+            .and_then(|()| file.metadata())
+            .map_err(|e| Error::local(e).at(local))
+            .and_then(|m| {
+                if m.len() == size {
+                    Ok(())
+                } else {
+                    Err(Error::Protocol(format!(
+                        "{}: assembled {} bytes, but the file has {size}",
+                        local.display(),
+                        m.len()
+                    )))
+                }
+            }),
+    };
+    drop(file);
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&part);
+        return Err(e);
+    }
+    std::fs::rename(&part, local).map_err(|e| Error::local(e).at(local))?;
+    Ok(SegmentReport {
+        bytes: size,
+        segments: count,
+        sessions,
+    })
+}
+
+/// Takes ranges from the queue until it is empty; a range that breaks goes back with what is
+/// left of it.
+async fn worker(
+    first: Client,
+    connector: &Connector,
+    remote: &[u8],
+    file: std::fs::File,
+    queue: &Mutex<VecDeque<Range>>,
+    retries: u32,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut client = Some(first);
+    let mut file = tokio::fs::File::from_std(file);
+    while let Some(range) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+        let session = match client.as_mut() {
+            Some(c) => c,
+            None => client.insert(connector.open().await?),
+        };
+        file.seek(io::SeekFrom::Start(range.offset))
+            .await
+            .map_err(Error::local)?;
+        let mut out = Counting {
+            inner: &mut file,
+            written: 0,
+        };
+        let result = session
+            .retrieve_range(remote, range.offset, range.len, &mut out, progress)
+            .await;
+        let written = out.written;
+        match result {
+            Ok(n) if n == range.len => {}
+            Ok(n) => {
+                return Err(Error::Protocol(format!(
+                    "{}: the file ended {} bytes into a range of {}: it changed on the server",
+                    String::from_utf8_lossy(remote),
+                    n,
+                    range.len
+                )));
+            }
+            Err(e) if tree::is_transient(&e) && range.retries < retries => {
+                let next = Range {
+                    offset: range.offset + written,
+                    len: range.len - written.min(range.len),
+                    retries: range.retries + 1,
+                };
+                let wait = tree::backoff(next.retries);
+                session.log_status(format!(
+                    "Range at {}: {e}; trying again from {} in {} s",
+                    range.offset,
+                    next.offset,
+                    wait.as_secs()
+                ));
+                if let Some(c) = client.take() {
+                    c.quit().await;
+                }
+                tokio::time::sleep(wait).await;
+                if let Ok(mut q) = queue.lock() {
+                    q.push_back(next);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        if !session.in_step() {
+            client = None;
+        }
+    }
+    if let Some(c) = client {
+        c.quit().await;
+    }
+    Ok(())
+}
+
+/// A writer that counts what went through it (to know where a broken range stopped).
+struct Counting<'a, W> {
+    inner: &'a mut W,
+    written: u64,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<'_, W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut *this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            this.written += *n as u64;
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+}

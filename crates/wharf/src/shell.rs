@@ -1,0 +1,693 @@
+//! `wharf shell URL`: an interactive session on one connection, with line editing, history and
+//! completion of remote names (rustyline). A session the server dropped (idle timeout, a
+//! restart) is opened again, in the same directory, and the command runs again.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::Validator;
+use rustyline::{Context, Helper};
+use wharf_client::tree::{self, Resume, TreeOptions};
+use wharf_client::{Client, Error, FileKind, LogLine};
+use wharf_proto::glob;
+
+use crate::client_cli::{self, Common};
+
+#[derive(clap::Args, Debug)]
+pub struct ShellArgs {
+    /// ftp://[user@]host[:port]/[directory to start in]
+    url: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+const HELP: &str = "\
+commands (paths are remote unless the command starts with l; quote names with spaces):
+  ls [-l] [PATH|PATTERN]   list            cd PATH       change directory
+  pwd                      where you are   lcd PATH      change local directory
+  lls [PATH]               list locally    lpwd          local directory
+  get [-c] [-r] REMOTE [LOCAL]            put [-c] [-r] LOCAL [REMOTE]
+  mget PATTERN...          get matching    mput PATTERN...  put matching local files
+  rm PATH|PATTERN...       delete files    mkdir [-p] PATH...  rmdir PATH...
+  mv FROM TO               rename          log [on|off]  the connection log
+  help                     this text       quit          (also exit, bye, Ctrl-D)";
+
+/// Remote names of the current directory, for completion.
+#[derive(Clone, Default)]
+struct Names(Arc<Mutex<Vec<(String, bool)>>>);
+
+struct ShellHelper {
+    names: Names,
+}
+
+impl Completer for ShellHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = line.get(..pos).unwrap_or(line);
+        let start = before.rfind(' ').map_or(0, |i| i + 1);
+        let word = before.get(start..).unwrap_or_default();
+        // The first word is a command; local commands complete nothing here.
+        let first = before.split_whitespace().next().unwrap_or_default();
+        if start == 0 || ["lcd", "lls", "put", "mput"].contains(&first) {
+            return Ok((start, Vec::new()));
+        }
+        let names = self.names.0.lock().map(|n| n.clone()).unwrap_or_default();
+        let found = names
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(word))
+            .map(|(n, dir)| Pair {
+                replacement: if dir { format!("{n}/") } else { n.clone() },
+                display: n,
+            })
+            .collect();
+        Ok((start, found))
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ShellHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        _default: bool,
+    ) -> Cow<'b, str> {
+        Cow::Borrowed(prompt)
+    }
+}
+
+impl Validator for ShellHelper {}
+
+impl Helper for ShellHelper {}
+
+/// The live state of a shell.
+struct Shell {
+    setup: client_cli::Setup,
+    client: Option<Client>,
+    /// The remote directory, to come back to after a reconnect.
+    cwd: Vec<u8>,
+    names: Names,
+    log_on: Arc<AtomicBool>,
+}
+
+pub fn run(args: ShellArgs) -> ExitCode {
+    let runtime = match crate::start_runtime(Some(2)) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let log_on = Arc::new(AtomicBool::new(args.common.log));
+    let mut common = args.common.clone();
+    // The log is always wired; `log on|off` decides what shows.
+    common.log = true;
+    let mut setup = match client_cli::setup(&args.url, &common, true) {
+        Ok(s) => s,
+        Err(e) => return client_cli::fail(&e),
+    };
+    let shown = log_on.clone();
+    setup.connector.options.log = Some(Arc::new(move |line: &LogLine| {
+        if shown.load(Ordering::Relaxed) {
+            eprintln!("{line}");
+        }
+    }));
+    let names = Names::default();
+    let mut shell = Shell {
+        setup,
+        client: None,
+        cwd: Vec::new(),
+        names: names.clone(),
+        log_on,
+    };
+    let start = shell.setup.url.path_trimmed().to_vec();
+    let opened = runtime.block_on(async {
+        shell.connect().await?;
+        if !start.is_empty() {
+            shell.session().await?.cwd(&start).await?;
+        }
+        shell.refresh().await
+    });
+    if let Err(e) = opened {
+        return client_cli::fail(&e);
+    }
+    let mut editor =
+        match rustyline::Editor::<ShellHelper, rustyline::history::DefaultHistory>::new() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("wharf: cannot start the line editor: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    editor.set_helper(Some(ShellHelper { names }));
+    let history = history_path();
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    let mut status = ExitCode::SUCCESS;
+    loop {
+        let prompt = format!(
+            "wharf:{}> ",
+            client_cli::clean(&String::from_utf8_lossy(&shell.cwd))
+        );
+        let line = match editor.readline(&prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("wharf: {e}");
+                status = ExitCode::from(2);
+                break;
+            }
+        };
+        let words = match split_words(&line) {
+            Ok(w) => w,
+            Err(why) => {
+                eprintln!("wharf: {why}");
+                continue;
+            }
+        };
+        let Some((command, rest)) = words.split_first() else {
+            continue;
+        };
+        let _ = editor.add_history_entry(line.as_str());
+        if matches!(command.as_str(), "quit" | "exit" | "bye") {
+            break;
+        }
+        let outcome = runtime.block_on(async {
+            tokio::select! {
+                r = shell.run_command(command, rest) => Some(r),
+                _ = tokio::signal::ctrl_c() => None,
+            }
+        });
+        match outcome {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                shell.setup.bar.finish();
+                eprintln!("wharf: {}", client_cli::clean(&e.to_string()));
+            }
+            None => {
+                shell.setup.bar.finish();
+                eprintln!("\nwharf: interrupted (a partial download is kept: get -c resumes it)");
+                // The session is out of step after an interrupted command.
+                shell.client = None;
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+    if let Some(h) = &history {
+        if let Some(dir) = h.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.save_history(h);
+    }
+    if let Some(c) = shell.client.take() {
+        runtime.block_on(c.quit());
+    }
+    status
+}
+
+/// `$XDG_STATE_HOME/wharf/history`, else `~/.local/state/wharf/history`.
+fn history_path() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(state.join("wharf").join("history"))
+}
+
+/// Words as a shell splits them: white space between, `'…'` and `"…"` quote, `\` escapes.
+fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if let Some(w) = word.take() {
+                    words.push(w);
+                }
+            }
+            '\'' | '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some(q) if q == c => break,
+                        Some('\\') if c == '"' => w.extend(chars.next()),
+                        Some(other) => w.push(other),
+                        None => return Err(format!("missing closing {c}")),
+                    }
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+impl Shell {
+    async fn connect(&mut self) -> Result<(), Error> {
+        let mut client = self.setup.connector.open().await?;
+        if !self.cwd.is_empty() {
+            client.cwd(&self.cwd).await?;
+        }
+        self.cwd = client.pwd().await.unwrap_or_default();
+        self.client = Some(client);
+        Ok(())
+    }
+
+    /// The session, opened again (in the same directory) when the last one broke.
+    async fn session(&mut self) -> Result<&mut Client, Error> {
+        if self.client.as_ref().is_none_or(|c| !c.in_step()) {
+            if self.client.take().is_some() {
+                eprintln!("wharf: the connection was lost; reconnecting");
+            }
+            self.connect().await?;
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| Error::Protocol("no session".into()))
+    }
+
+    /// Lists the current directory again, for completion.
+    async fn refresh(&mut self) -> Result<(), Error> {
+        let entries = self.session().await?.list(b"").await?;
+        let names = entries
+            .into_iter()
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(&e.name).into_owned(),
+                    e.kind == FileKind::Dir,
+                )
+            })
+            .collect();
+        if let Ok(mut n) = self.names.0.lock() {
+            *n = names;
+        }
+        Ok(())
+    }
+
+    /// Runs a command; when the connection turns out to have dropped before it did anything,
+    /// reconnects and runs it once more.
+    async fn run_command(&mut self, command: &str, args: &[String]) -> Result<(), Error> {
+        match self.command(command, args).await {
+            Err(e) if lost(&e) && self.client.as_ref().is_none_or(|c| !c.in_step()) => {
+                self.client = None;
+                eprintln!("wharf: the connection was lost ({e}); reconnecting");
+                self.connect().await?;
+                self.command(command, args).await
+            }
+            other => other,
+        }
+    }
+
+    async fn command(&mut self, command: &str, args: &[String]) -> Result<(), Error> {
+        let (flags, words): (Vec<&String>, Vec<&String>) =
+            args.iter().partition(|a| a.starts_with('-') && a.len() > 1);
+        let has = |f: &str| flags.iter().any(|a| a.as_str() == f);
+        let arg = |i: usize| words.get(i).map(|w| w.as_bytes().to_vec());
+        match command {
+            "help" | "?" => println!("{HELP}"),
+            "log" => {
+                let on = match words.first().map(|w| w.as_str()) {
+                    Some("on") => true,
+                    Some("off") => false,
+                    _ => !self.log_on.load(Ordering::Relaxed),
+                };
+                self.log_on.store(on, Ordering::Relaxed);
+                println!("connection log {}", if on { "on" } else { "off" });
+            }
+            "pwd" => {
+                let dir = self.session().await?.pwd().await?;
+                self.cwd = dir;
+                println!("{}", client_cli::clean(&String::from_utf8_lossy(&self.cwd)));
+            }
+            "cd" => {
+                let to = arg(0).unwrap_or_else(|| b"/".to_vec());
+                let session = self.session().await?;
+                session.cwd(&to).await?;
+                self.cwd = session.pwd().await?;
+                self.refresh().await?;
+            }
+            "ls" | "dir" => {
+                let path = arg(0).unwrap_or_default();
+                let (dir, pattern) = client_cli::split_pattern(&path);
+                let session = self.session().await?;
+                let entries = match session.list(dir).await {
+                    Ok(e) => e,
+                    Err(e) if e.reply_code().is_some() && session.in_step() => {
+                        match session.mlst(dir).await? {
+                            Some(one) => vec![one],
+                            None => return Err(e),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut out = std::io::stdout().lock();
+                for e in entries
+                    .iter()
+                    .filter(|e| pattern.is_none_or(|p| glob::matches(p, &e.name)))
+                {
+                    let line = if has("-l") {
+                        client_cli::long_line(e)
+                    } else {
+                        let mut l = e.name.clone();
+                        l.push(b'\n');
+                        l
+                    };
+                    let text = client_cli::clean(String::from_utf8_lossy(&line).trim_end());
+                    let _ = writeln!(out, "{text}");
+                }
+            }
+            "get" => {
+                let remote = arg(0).ok_or_else(|| usage("get REMOTE [LOCAL]"))?;
+                let local = match words.get(1) {
+                    Some(l) => PathBuf::from(l),
+                    None => PathBuf::from(std::ffi::OsStr::from_bytes(last_component(&remote))),
+                };
+                let local = if local.is_dir() {
+                    local.join(std::ffi::OsStr::from_bytes(last_component(&remote)))
+                } else {
+                    local
+                };
+                if has("-r") {
+                    self.get_tree(&remote, &local, has("-c")).await?;
+                } else {
+                    let how = if has("-c") {
+                        Resume::Any
+                    } else {
+                        Resume::Fresh
+                    };
+                    self.get_one(&remote, &local, how).await?;
+                }
+            }
+            "mget" => {
+                if words.is_empty() {
+                    return Err(usage("mget PATTERN..."));
+                }
+                for pattern in &words {
+                    let pattern = pattern.as_bytes();
+                    let (dir, pat) = client_cli::split_pattern(pattern);
+                    let names: Vec<Vec<u8>> = match pat {
+                        Some(p) => self
+                            .session()
+                            .await?
+                            .list(dir)
+                            .await?
+                            .into_iter()
+                            .filter(|e| e.kind == FileKind::File && glob::matches(p, &e.name))
+                            .map(|e| tree::join_remote(dir, &e.name))
+                            .collect(),
+                        None => vec![pattern.to_vec()],
+                    };
+                    for remote in names {
+                        let local = client_cli::local_name(last_component(&remote))?;
+                        let how = if has("-c") {
+                            Resume::Any
+                        } else {
+                            Resume::Fresh
+                        };
+                        if let Err(e) = self.get_one(&remote, &local, how).await {
+                            if lost(&e) {
+                                return Err(e);
+                            }
+                            eprintln!("wharf: {}", client_cli::clean(&e.to_string()));
+                        }
+                    }
+                }
+            }
+            "put" => {
+                let local = words
+                    .first()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| usage("put LOCAL [REMOTE]"))?;
+                let remote = match arg(1) {
+                    Some(r) => r,
+                    None => local
+                        .file_name()
+                        .map(|n| n.as_bytes().to_vec())
+                        .ok_or_else(|| usage("put LOCAL [REMOTE]"))?,
+                };
+                if has("-r") {
+                    self.put_tree(&local, &remote).await?;
+                } else {
+                    self.put_one(&local, &remote, has("-c")).await?;
+                }
+                self.refresh().await?;
+            }
+            "mput" => {
+                if words.is_empty() {
+                    return Err(usage("mput PATTERN..."));
+                }
+                for pattern in &words {
+                    for local in local_matches(pattern)? {
+                        let Some(name) = local.file_name().map(|n| n.as_bytes().to_vec()) else {
+                            continue;
+                        };
+                        if let Err(e) = self.put_one(&local, &name, has("-c")).await {
+                            if lost(&e) {
+                                return Err(e);
+                            }
+                            eprintln!("wharf: {}", client_cli::clean(&e.to_string()));
+                        }
+                    }
+                }
+                self.refresh().await?;
+            }
+            "rm" | "delete" => {
+                if words.is_empty() {
+                    return Err(usage("rm PATH|PATTERN..."));
+                }
+                for word in &words {
+                    let path = word.as_bytes();
+                    let (dir, pat) = client_cli::split_pattern(path);
+                    let targets: Vec<Vec<u8>> = match pat {
+                        Some(p) => self
+                            .session()
+                            .await?
+                            .list(dir)
+                            .await?
+                            .into_iter()
+                            .filter(|e| e.kind != FileKind::Dir && glob::matches(p, &e.name))
+                            .map(|e| tree::join_remote(dir, &e.name))
+                            .collect(),
+                        None => vec![path.to_vec()],
+                    };
+                    for t in targets {
+                        self.session().await?.delete(&t).await?;
+                    }
+                }
+                self.refresh().await?;
+            }
+            "mkdir" => {
+                if words.is_empty() {
+                    return Err(usage("mkdir [-p] PATH..."));
+                }
+                for word in &words {
+                    let session = self.session().await?;
+                    if has("-p") {
+                        tree::mkdir_p(session, word.as_bytes()).await?;
+                    } else {
+                        session.mkdir(word.as_bytes()).await?;
+                    }
+                }
+                self.refresh().await?;
+            }
+            "rmdir" => {
+                for word in &words {
+                    self.session().await?.rmdir(word.as_bytes()).await?;
+                }
+                self.refresh().await?;
+            }
+            "mv" | "rename" => {
+                let (Some(from), Some(to)) = (arg(0), arg(1)) else {
+                    return Err(usage("mv FROM TO"));
+                };
+                self.session().await?.rename(&from, &to).await?;
+                self.refresh().await?;
+            }
+            "lcd" => {
+                let to = words
+                    .first()
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from("/"));
+                std::env::set_current_dir(&to).map_err(|e| Error::local(e).at(&to))?;
+                println!("local directory: {}", cwd_display());
+            }
+            "lpwd" => println!("{}", cwd_display()),
+            "lls" => {
+                let dir = words
+                    .first()
+                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
+                let mut names: Vec<(String, bool)> = std::fs::read_dir(&dir)
+                    .map_err(|e| Error::local(e).at(&dir))?
+                    .filter_map(Result::ok)
+                    .map(|e| {
+                        (
+                            e.file_name().to_string_lossy().into_owned(),
+                            e.path().is_dir(),
+                        )
+                    })
+                    .collect();
+                names.sort();
+                for (n, d) in names {
+                    println!("{}{}", client_cli::clean(&n), if d { "/" } else { "" });
+                }
+            }
+            other => {
+                return Err(Error::Usage(format!(
+                    "unknown command {other:?}: `help` lists them"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_one(&mut self, remote: &[u8], local: &Path, how: Resume) -> Result<(), Error> {
+        let bar = self.setup.bar.clone();
+        bar.reset();
+        let session = self.session().await?;
+        let size = session.size(remote).await?;
+        if let Some(size) = size {
+            wharf_client::Progress::set_total(&bar, size);
+        }
+        tree::download_file(session, remote, local, size, how, &bar).await?;
+        bar.finish();
+        client_cli::result_line(&self.setup, &local.display().to_string(), size);
+        Ok(())
+    }
+
+    async fn put_one(&mut self, local: &Path, remote: &[u8], resume: bool) -> Result<(), Error> {
+        let bar = self.setup.bar.clone();
+        bar.reset();
+        let len = std::fs::metadata(local)
+            .map_err(|e| Error::local(e).at(local))?
+            .len();
+        wharf_client::Progress::set_total(&bar, len);
+        let session = self.session().await?;
+        tree::upload_file(session, local, remote, resume, &bar).await?;
+        bar.finish();
+        client_cli::result_line(&self.setup, &local.display().to_string(), Some(len));
+        Ok(())
+    }
+
+    /// A remote path made absolute against the current directory (a tree copy runs on new
+    /// sessions, which start in the login directory).
+    fn absolute(&self, path: &[u8]) -> Vec<u8> {
+        if path.starts_with(b"/") {
+            path.to_vec()
+        } else {
+            tree::join_remote(&self.cwd, path)
+        }
+    }
+
+    async fn get_tree(&mut self, remote: &[u8], local: &Path, resume: bool) -> Result<(), Error> {
+        let bar = self.setup.bar.clone();
+        bar.reset();
+        let first = self.setup.connector.open().await?;
+        let options = TreeOptions {
+            resume,
+            ..TreeOptions::default()
+        };
+        let report = tree::download_tree(
+            first,
+            &self.setup.connector,
+            &self.absolute(remote),
+            local,
+            options,
+            Arc::new(bar.clone()),
+        )
+        .await?;
+        bar.finish();
+        client_cli::print_tree_report(&self.setup, &report);
+        Ok(())
+    }
+
+    async fn put_tree(&mut self, local: &Path, remote: &[u8]) -> Result<(), Error> {
+        let bar = self.setup.bar.clone();
+        bar.reset();
+        let first = self.setup.connector.open().await?;
+        let report = tree::upload_tree(
+            first,
+            &self.setup.connector,
+            local,
+            &self.absolute(remote),
+            TreeOptions::default(),
+            Arc::new(bar.clone()),
+        )
+        .await?;
+        bar.finish();
+        client_cli::print_tree_report(&self.setup, &report);
+        Ok(())
+    }
+}
+
+/// The connection is gone (the server closed it, a reset, 421): worth a reconnect.
+fn lost(e: &Error) -> bool {
+    matches!(e, Error::Closed | Error::Network(_)) || e.reply_code().is_some_and(|c| c.0 == 421)
+}
+
+fn usage(text: &str) -> Error {
+    Error::Usage(format!("usage: {text}"))
+}
+
+fn last_component(path: &[u8]) -> &[u8] {
+    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+    trimmed.rsplit(|&b| b == b'/').next().unwrap_or(trimmed)
+}
+
+fn cwd_display() -> String {
+    std::env::current_dir().map_or_else(|_| "?".into(), |d| d.display().to_string())
+}
+
+/// Local files matching a pattern in its last component (or the path itself).
+fn local_matches(pattern: &str) -> Result<Vec<PathBuf>, Error> {
+    let path = Path::new(pattern);
+    let name = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+    if !glob::is_pattern(name) {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::local(e).at(dir))?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file() && glob::matches(name, e.file_name().as_bytes()))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words() {
+        assert_eq!(
+            split_words(r#"get "a b" c\ d 'e"f'"#).unwrap(),
+            ["get", "a b", "c d", "e\"f"]
+        );
+        assert!(split_words("get 'open").is_err());
+        assert_eq!(last_component(b"a/b/"), b"b");
+    }
+}
