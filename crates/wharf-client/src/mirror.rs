@@ -304,11 +304,17 @@ async fn list_remote(
         };
         let entries = match client.list(&path).await {
             Ok(e) => e,
+            // A destination that is not there yet (550, or pyftpdlib's 501) is empty: the
+            // upload creates it.
             Err(e)
                 if rel.is_empty()
                     && direction == Direction::Upload
-                    && e.reply_code().is_some_and(|c| c.0 == 550 || c.0 == 450) =>
+                    && e.reply_code().is_some()
+                    && client.in_step() =>
             {
+                if client.is_dir(&path).await? {
+                    return Err(e);
+                }
                 return Ok(items);
             }
             Err(e) => return Err(e),

@@ -154,9 +154,16 @@ pub fn run(args: ShellArgs) -> ExitCode {
             }
         };
     editor.set_helper(Some(ShellHelper { names }));
+    // History is kept by hand (rustyline's file history would bring two more crates): the
+    // last 1,000 lines, one a line.
     let history = history_path();
-    if let Some(h) = &history {
-        let _ = editor.load_history(h);
+    let mut lines: Vec<String> = history
+        .as_ref()
+        .and_then(|h| std::fs::read_to_string(h).ok())
+        .map(|t| t.lines().map(String::from).collect())
+        .unwrap_or_default();
+    for line in &lines {
+        let _ = editor.add_history_entry(line.as_str());
     }
     let mut status = ExitCode::SUCCESS;
     loop {
@@ -185,6 +192,7 @@ pub fn run(args: ShellArgs) -> ExitCode {
             continue;
         };
         let _ = editor.add_history_entry(line.as_str());
+        lines.push(line.clone());
         if matches!(command.as_str(), "quit" | "exit" | "bye") {
             break;
         }
@@ -213,7 +221,10 @@ pub fn run(args: ShellArgs) -> ExitCode {
         if let Some(dir) = h.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let _ = editor.save_history(h);
+        let keep = lines.len().saturating_sub(1000);
+        let mut text = lines.get(keep..).unwrap_or_default().join("\n");
+        text.push('\n');
+        let _ = std::fs::write(h, text);
     }
     if let Some(c) = shell.client.take() {
         runtime.block_on(c.quit());

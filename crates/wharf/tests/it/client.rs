@@ -14,28 +14,28 @@ use wharf_testkit::{assert_same_tree, make_tree, output_with_input, pattern, wri
 use crate::BIN;
 
 /// What one `wharf` client run did.
-struct Run {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn ok(&self, what: &str) -> &Run {
+    pub(crate) fn ok(&self, what: &str) -> &Run {
         assert_eq!(self.code, 0, "{what} failed:\n{}", self.stderr);
         self
     }
 
-    fn log_has(&self, line: &str) -> bool {
+    pub(crate) fn log_has(&self, line: &str) -> bool {
         self.stderr.lines().any(|l| l == line)
     }
 
-    fn log_starts(&self, prefix: &str) -> bool {
+    pub(crate) fn log_starts(&self, prefix: &str) -> bool {
         self.stderr.lines().any(|l| l.starts_with(prefix))
     }
 }
 
-fn wharf_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Run {
+pub(crate) fn wharf_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Run {
     let mut cmd = Command::new(BIN);
     // A short timeout: pyftpdlib now and then loses a tiny active-mode upload when two sessions
     // run at once (its log shows `completed=0`); the client's retry on a fresh session recovers,
@@ -56,7 +56,7 @@ fn wharf_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Run {
     }
 }
 
-fn wharf(dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn wharf(dir: &Path, args: &[&str]) -> Run {
     wharf_in(dir, args, None)
 }
 

@@ -15,6 +15,7 @@ mod hooks;
 mod interop;
 mod limits;
 mod operations;
+mod power;
 mod security;
 mod tls;
 mod transfers;
