@@ -695,8 +695,9 @@ async fn ls(args: LsArgs) -> Result<ExitCode, Error> {
             .collect(),
         None => match list_json(&mut client, &path, args.json).await {
             Ok(entries) => entries,
-            // A file: MLST tells its facts; without MLST, LIST of a file gives its line.
-            Err(e) if e.reply_code().is_some() && client.in_step() => {
+            // Not a directory: a file's facts come from MLST (without MLST, LIST of a file
+            // gave its line already).
+            Err(e) if names_no_directory(&e, &path) && client.in_step() => {
                 match file_entry(&mut client, &path, args.json).await? {
                     Some(one) => vec![one],
                     None => return Err(e),
@@ -740,6 +741,15 @@ async fn ls(args: LsArgs) -> Result<ExitCode, Error> {
     }
     let _ = out.flush();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a listing failed because `path` is no directory (550, 501 or 450 to MLSD of a
+/// file), rather than because of the data connection or the session.
+pub fn names_no_directory(e: &Error, path: &[u8]) -> bool {
+    !path.is_empty()
+        && !e.is_data_connection_failure()
+        && e.reply_code()
+            .is_some_and(|c| matches!(c.0, 450 | 501 | 550))
 }
 
 /// `dir/pat*` → (`dir`, Some(`pat*`)) when the last component is a pattern.
@@ -817,7 +827,7 @@ async fn file_entry(
                             String::from_utf8_lossy(&e.name).into_owned().into(),
                         );
                     }
-                    Some((e, facts))
+                    (e.kind != FileKind::Dir).then_some((e, facts))
                 }
                 wharf_proto::entry::MlsxLine::SelfOrParent => None,
             }
@@ -1542,7 +1552,7 @@ pub fn print_tree_report(s: &Setup, report: &TreeReport) {
         if !report.skipped.is_empty() {
             line.push_str(&format!(", {} skipped", report.skipped.len()));
         }
-        line.push_str(&format!(", {} sessions", report.sessions));
+        line.push_str(&format!(", {}", plural(report.sessions as u64, "session")));
         eprintln!("{line}");
     }
     if !report.failures.is_empty() {

@@ -361,8 +361,8 @@ impl Shell {
                 let session = self.session().await?;
                 let entries = match session.list(dir).await {
                     Ok(e) => e,
-                    Err(e) if e.reply_code().is_some() && session.in_step() => {
-                        match session.mlst(dir).await? {
+                    Err(e) if client_cli::names_no_directory(&e, dir) && session.in_step() => {
+                        match session.mlst(dir).await?.filter(|e| e.kind != FileKind::Dir) {
                             Some(one) => vec![one],
                             None => return Err(e),
                         }

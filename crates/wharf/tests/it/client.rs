@@ -327,9 +327,17 @@ fn connection_log_line_by_line() {
         .unwrap_or_else(|| panic!("no success line:\n{}", r.stderr));
     assert!(done.ends_with("B/s)"), "{done}");
     assert!(!r.stderr.contains(peers::PASSWORD), "password in the log");
-    // Without -v: no log at all, and no progress bar when not on a terminal.
+    // Without -v: no log, and no progress bar when not on a terminal: the result line only,
+    // and with -q not even that.
     let r = wharf(w, &["get", &peer.url("f.bin"), "quiet.bin"]);
     r.ok("get quiet");
+    assert!(
+        r.stderr.starts_with("quiet.bin: 5.0 kB in ") && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
+    let r = wharf(w, &["get", "-q", &peer.url("f.bin"), "quiet.bin"]);
+    r.ok("get -q");
     assert_eq!(r.stderr, "");
 }
 
@@ -762,7 +770,7 @@ fn hostile_listing_names_never_escape_the_target() {
     assert_eq!(entries.len(), 1);
     assert!(
         r.stderr
-            .contains("wharf: skipped dir/../escape.txt: unsafe name"),
+            .contains("wharf: warning: skipped dir/../escape.txt: unsafe name"),
         "{}",
         r.stderr
     );
