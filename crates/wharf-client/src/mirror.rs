@@ -94,7 +94,8 @@ pub async fn mirror(
             None => true,
             Some(s) => s.dir != item.dir,
         };
-        let under_doomed = doomed.last().is_some_and(|d| is_under(rel, d));
+        // Sorted order puts `a.txt` between `a` and `a/b`: look at every doomed directory.
+        let under_doomed = doomed.iter().any(|d| is_under(rel, d));
         if lacks && !under_doomed {
             doomed.push(rel);
         }
@@ -131,8 +132,8 @@ pub async fn mirror(
             }
             Direction::Upload => {
                 let sub: Vec<(&Vec<u8>, &Item)> = dst
-                    .range(rel.clone()..)
-                    .take_while(|(r, _)| is_under(r, rel) || *r == rel)
+                    .iter()
+                    .filter(|(r, _)| *r == rel || is_under(r, rel))
                     .collect();
                 delete_remote(&mut client, &sub, &remote_path).await
             }

@@ -278,13 +278,18 @@ pub enum Request {
     Mirror(MirrorArgs),
 }
 
-/// Partial downloads that an interruption leaves: each is named in the message that tells the
-/// user how to resume.
-static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Where partial downloads of this command go (a `.part` file, or a directory of them), and
+/// how to resume them: named in the message after an interruption or a failure.
+static PARTIALS: Mutex<Vec<(PathBuf, &'static str)>> = Mutex::new(Vec::new());
 
-fn note_partial(path: PathBuf) {
+/// How `get` resumes.
+const RESUME_GET: &str = "run again with -c to resume";
+/// How `mirror` resumes.
+const RESUME_MIRROR: &str = "run the mirror again to resume";
+
+fn note_partial(path: PathBuf, how: &'static str) {
     if let Ok(mut p) = PARTIALS.lock() {
-        p.push(path);
+        p.push((path, how));
     }
 }
 
@@ -319,20 +324,19 @@ pub fn run(request: Request) -> ExitCode {
 
 /// Names the partial files on disk, with how to continue them.
 fn hint_partials() {
-    let kept: Vec<PathBuf> = PARTIALS
+    let kept: Vec<(PathBuf, &str)> = PARTIALS
         .lock()
-        .map(|p| p.iter().filter(|p| p.exists()).cloned().collect())
+        .map(|p| p.iter().filter(|(p, _)| p.exists()).cloned().collect())
         .unwrap_or_default();
-    match kept.as_slice() {
-        [] => {}
-        [one] => eprintln!(
-            "wharf: the partial file {} is kept: run again with -c to resume",
-            one.display()
-        ),
-        many => eprintln!(
-            "wharf: {} partial files (NAME.part) are kept: run again with -c to resume",
-            many.len()
-        ),
+    for (path, how) in kept {
+        if path.is_dir() {
+            eprintln!(
+                "wharf: partial files (NAME.part) under {} are kept: {how}",
+                path.display()
+            );
+        } else {
+            eprintln!("wharf: the partial file {} is kept: {how}", path.display());
+        }
     }
 }
 
@@ -981,7 +985,7 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
             (None, Some(name)) => local_name(name)?,
             (None, None) => PathBuf::from("."),
         };
-        note_partial(local.clone());
+        note_partial(local.clone(), RESUME_GET);
         let client = s.connector.open().await?;
         let options = args.flags.tree_options();
         let report = tree::download_tree(
@@ -1046,7 +1050,7 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
             });
         }
     }
-    note_partial(tree::part_path(&local));
+    note_partial(tree::part_path(&local), RESUME_GET);
     let mut client = s.connector.open().await?;
     // The size: for the bar, the result line, and to check that all of it came.
     let size = if args.flags.ascii {
@@ -1076,10 +1080,10 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
             result_line(&s, &shown, Some(size));
             if !s.quiet {
                 eprintln!(
-                    "{}: {} ranges over {} sessions",
+                    "{}: {} over {}",
                     clean(&shown),
-                    report.segments,
-                    report.sessions
+                    plural(report.segments as u64, "range"),
+                    plural(report.sessions as u64, "session")
                 );
             }
             return Ok(ExitCode::SUCCESS);
@@ -1195,7 +1199,7 @@ async fn get_matching(s: &Setup, args: &GetArgs, remote: &[u8]) -> Result<ExitCo
             String::from_utf8_lossy(remote)
         )));
     }
-    note_partial(target.clone());
+    note_partial(target.clone(), RESUME_GET);
     let report = tree::download_files(
         client,
         &s.connector,
@@ -1456,7 +1460,7 @@ async fn mirror_cmd(args: MirrorArgs) -> Result<ExitCode, Error> {
         },
     };
     if direction == Direction::Download {
-        note_partial(local.clone());
+        note_partial(local.clone(), RESUME_MIRROR);
     }
     let client = s.connector.open().await?;
     let started = Instant::now();

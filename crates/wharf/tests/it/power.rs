@@ -34,6 +34,10 @@ fn mirror_both_ways(peer: &Peer) {
     let src = w.join("src");
     make_tree(&src);
     write_file(&src.join("docs/old.txt"), b"to be deleted\n");
+    // `gone.txt` sorts between `gone` and `gone/x.txt`: a deletion of the directory must not
+    // lose track of its contents.
+    write_file(&src.join("gone/x.txt"), b"x\n");
+    write_file(&src.join("gone.txt"), b"g\n");
     // Times a minute and more in the past, so that kept times are told from "just written".
     for f in [
         "a.bin",
@@ -69,6 +73,8 @@ fn mirror_both_ways(peer: &Peer) {
     write_file(&src.join("a.bin"), &pattern(300_001, 5));
     write_file(&src.join("new.txt"), b"new\n");
     std::fs::remove_file(src.join("docs/old.txt")).unwrap();
+    std::fs::remove_dir_all(src.join("gone")).unwrap();
+    std::fs::remove_file(src.join("gone.txt")).unwrap();
     let r = up(&["--delete", "--dry-run"]);
     r.ok(&format!("{name}: dry run"));
     let plan = String::from_utf8_lossy(&r.stdout);
@@ -116,9 +122,16 @@ fn mirror_both_ways(peer: &Peer) {
         skew <= Duration::from_secs(1),
         "{name}: times not kept: {skew:?}"
     );
+    // New on the server, then gone from it: the download deletes them locally.
+    peer.seed("mirrored/late/y.txt", b"y\n");
+    peer.seed("mirrored/late.txt", b"l\n");
+    down(&[]).ok(&format!("{name}: mirror down of new files"));
+    assert_eq!(std::fs::read(w.join("back/late/y.txt")).unwrap(), b"y\n");
+    std::fs::remove_dir_all(peer.path("mirrored/late")).unwrap();
+    std::fs::remove_file(peer.path("mirrored/late.txt")).unwrap();
     std::fs::remove_file(peer.path("mirrored/docs/readme.txt")).unwrap();
     down(&["--delete"]).ok(&format!("{name}: mirror down --delete"));
-    assert!(!w.join("back/docs/readme.txt").exists());
+    assert!(!w.join("back/docs/readme.txt").exists() && !w.join("back/late").exists());
     assert_same_tree(&peer.path("mirrored"), &w.join("back"));
 }
 
