@@ -179,6 +179,12 @@ pub struct Client {
     pasv_use_peer: bool,
     /// MFMT is not a command here (500/502): setting times goes straight to MDTM.
     mfmt_refused: bool,
+    /// Replies read other than 421 (which says a command was not carried out): a caller that
+    /// lost the session tells from it whether the server did anything.
+    replies: u64,
+    /// The last transfer command got its 1xx: data may have moved (an upload that broke after
+    /// this changed the server's file; one that broke before did not).
+    data_started: bool,
     /// In automatic mode, passive failed and active worked: go straight to active from now on.
     passive_failed: bool,
     /// The FEAT reply, as the server sent it.
@@ -297,6 +303,8 @@ impl Client {
             eprt_refused: false,
             pasv_use_peer: false,
             mfmt_refused: false,
+            replies: 0,
+            data_started: false,
             passive_failed: false,
             broken: false,
             feat_reply: None,
@@ -332,6 +340,16 @@ impl Client {
     /// connection, a transfer whose final reply never came): open a new session instead.
     pub fn in_step(&self) -> bool {
         !self.broken
+    }
+
+    /// Replies the server has sent so far, not counting 421 (a command it did not carry out).
+    pub fn replies(&self) -> u64 {
+        self.replies
+    }
+
+    /// Whether the last transfer got as far as the server's 1xx (so data may have moved).
+    pub fn data_started(&self) -> bool {
+        self.data_started
     }
 
     /// AUTH TLS and the handshake, when the options ask for explicit TLS and the control
@@ -952,7 +970,13 @@ impl Client {
             drop(data);
             return Err(self.after_broken_transfer(e, "RETR", Some(path)).await);
         }
-        out.flush().await.map_err(Error::local)?;
+        if let Err(e) = out.flush().await {
+            data.set_zero_linger();
+            drop(data);
+            return Err(self
+                .after_broken_transfer(Error::local(e), "RETR", Some(path))
+                .await);
+        }
         if got < len {
             // The file ended before the range did: an ordinary end of transfer.
             drop(data);
@@ -964,14 +988,15 @@ impl Client {
         data.set_zero_linger();
         drop(data);
         let wait = self.options.timeout.min(Duration::from_secs(10));
-        loop {
+        self.broken = true;
+        for _ in 0..10 {
             match timeout(wait, self.read_reply("RETR (range complete)")).await {
                 Ok(Ok(reply)) if reply.code.is_preliminary() => continue,
-                Ok(Ok(_)) => break,
-                Ok(Err(_)) | Err(_) => {
-                    self.broken = true;
+                Ok(Ok(_)) => {
+                    self.broken = false;
                     break;
                 }
+                Ok(Err(_)) | Err(_) => break,
             }
         }
         Ok(got)
@@ -1475,8 +1500,10 @@ impl Client {
                 return Err(refused("REST", Some(offset.as_bytes()), reply));
             }
         }
+        self.data_started = false;
         let reply = self.command(verb, arg).await?;
         if reply.code.is_preliminary() {
+            self.data_started = true;
             Ok(true)
         } else if reply.code.is_completion() {
             Ok(false)
@@ -1513,7 +1540,7 @@ impl Client {
         match &result {
             Ok(reply) if reply.code == ReplyCode::SERVICE_UNAVAILABLE => self.broken = true,
             Err(_) => self.broken = true,
-            Ok(_) => {}
+            Ok(_) => self.replies += 1,
         }
         result
     }

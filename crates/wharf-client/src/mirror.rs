@@ -1,6 +1,6 @@
 //! `wharf mirror SRC DST`: brings a local directory to a remote one or the other way round, by
 //! size and modification time. Files that differ are transferred (several sessions at once,
-//! `.part` files of an earlier run continued), times are kept (set locally after a download;
+//! `.wharf-part` files of an earlier run continued), times are kept (set locally after a download;
 //! MFMT, or vsftpd's two-argument MDTM, after an upload), `delete` removes what the source lacks,
 //! and `dry_run` only makes the plan. Filters: a file is taken when it matches an include
 //! pattern (or there are none) and no exclude pattern; a directory that matches an exclude
@@ -52,7 +52,8 @@ pub struct MirrorReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Item {
     dir: bool,
-    size: u64,
+    /// `None` when the server did not say (an MLSD line without `size`).
+    size: Option<u64>,
     mtime: Option<i64>,
 }
 
@@ -154,8 +155,26 @@ pub async fn mirror(
     }
     let mut jobs = VecDeque::new();
     let mut total = 0u64;
+    // Local directories that are symbolic links: never written through (they may lead out of
+    // the tree), nor anything under them.
+    let mut blocked: Vec<&Vec<u8>> = Vec::new();
     for (rel, item) in src {
+        if blocked.iter().any(|b| is_under(rel, b)) {
+            continue;
+        }
         let there = dst.get(rel).filter(|d| d.dir == item.dir);
+        let link =
+            std::fs::symlink_metadata(local_path(rel)).is_ok_and(|m| m.file_type().is_symlink());
+        if direction == Direction::Download && item.dir && link {
+            report.transfers.failures.push((
+                shown(rel),
+                Error::Usage(
+                    "a symbolic link is where the server has a directory: left alone".into(),
+                ),
+            ));
+            blocked.push(rel);
+            continue;
+        }
         if item.dir {
             if there.is_some() {
                 continue;
@@ -205,16 +224,16 @@ pub async fn mirror(
             mtime = client.mdtm(&remote_path(rel)).await?.or(mtime);
         }
         report.plan.push(match direction {
-            Direction::Download => format!("get {} ({} bytes)", shown(rel), item.size),
-            Direction::Upload => format!("put {} ({} bytes)", shown(rel), item.size),
+            Direction::Download => format!("get {} ({})", shown(rel), bytes(item.size)),
+            Direction::Upload => format!("put {} ({})", shown(rel), bytes(item.size)),
         });
-        total = total.saturating_add(item.size);
+        total = total.saturating_add(item.size.unwrap_or(0));
         jobs.push_back(Job {
             kind: match direction {
                 Direction::Download => JobKind::Download {
                     remote: remote_path(rel),
                     local: local_path(rel),
-                    size: Some(item.size),
+                    size: item.size,
                     mtime,
                 },
                 Direction::Upload => JobKind::Upload {
@@ -225,6 +244,7 @@ pub async fn mirror(
             },
             attempts: 0,
             retries: 0,
+            started: false,
         });
     }
     if options.dry_run || jobs.is_empty() {
@@ -240,6 +260,11 @@ pub async fn mirror(
     transfers.failures.sort_by(|a, b| a.0.cmp(&b.0));
     report.transfers = transfers;
     Ok(report)
+}
+
+/// `12 bytes`, or `size unknown`.
+fn bytes(size: Option<u64>) -> String {
+    size.map_or_else(|| "size unknown".into(), |s| format!("{s} bytes"))
 }
 
 /// `rel` is inside the directory `dir` (both relative paths).
@@ -321,7 +346,8 @@ async fn list_remote(
             Err(e) => return Err(e),
         };
         for entry in entries {
-            if !tree::is_safe_name(&entry.name) {
+            // Unsafe names never; a name like a partial download's would be taken for one.
+            if !tree::is_safe_name(&entry.name) || tree::is_part_name(&entry.name) {
                 continue;
             }
             let child = tree::join_remote(&rel, &entry.name);
@@ -340,7 +366,7 @@ async fn list_remote(
                 child,
                 Item {
                     dir,
-                    size: entry.size.unwrap_or(0),
+                    size: entry.size,
                     mtime: entry.mtime,
                 },
             );
@@ -351,7 +377,7 @@ async fn list_remote(
 
 /// The local tree under `root`, by relative path: directories and regular files (a symbolic
 /// link to a file inside the tree counts as that file; others are skipped, with a note), and
-/// not the `.part` files of downloads in progress.
+/// not the `.wharf-part` files of downloads in progress.
 fn list_local(
     root: &Path,
     options: &MirrorOptions,
@@ -367,7 +393,7 @@ fn list_local(
             let entry = entry.map_err(|e| Error::local(e).at(&dir))?;
             let name = entry.file_name();
             let name = name.as_bytes();
-            let partial = direction == Direction::Download && name.ends_with(b".part");
+            let partial = direction == Direction::Download && tree::is_part_name(name);
             if partial || name.iter().any(|&b| b == b'\r' || b == b'\n') {
                 continue;
             }
@@ -408,7 +434,7 @@ fn list_local(
                 child,
                 Item {
                     dir,
-                    size: if dir { 0 } else { meta.len() },
+                    size: (!dir).then_some(meta.len()),
                     mtime,
                 },
             );

@@ -1,7 +1,8 @@
 //! One large file over several sessions at once (`get --segments N`): each session fetches one
 //! byte range (REST + RETR, the data connection closed at the range's end), written in place
-//! into `NAME.part` at its offset; the file replaces `NAME` once every range is complete and
-//! its size is the server's.
+//! into `NAME.wharf-segments` at its offset; the file replaces `NAME` once every range is
+//! complete and its size is the server's. That file has holes until then, so it is never
+//! the partial file that `-c` continues: it is removed when the download fails or is stopped.
 
 use std::collections::VecDeque;
 use std::io;
@@ -51,8 +52,8 @@ pub struct Plan {
 
 /// Downloads `remote`, `plan.size` bytes, to `local` over up to `plan.segments` sessions
 /// (`first` and more from `connector`). A range whose transfer breaks is tried again from
-/// where it stopped, `plan.retries` times, on a new session. A download that fails leaves no
-/// `.part` (its holes would make `-c` wrong).
+/// where it stopped, `plan.retries` times, on a new session. A download that fails or is
+/// dropped (Ctrl-C) leaves nothing behind.
 pub async fn download(
     first: Client,
     connector: &Connector,
@@ -87,7 +88,12 @@ pub async fn download(
             retries: 0,
         });
     }
-    let part = tree::part_path(local);
+    let part = {
+        let mut name = local.file_name().unwrap_or_default().to_os_string();
+        name.push(".wharf-segments");
+        local.with_file_name(name)
+    };
+    let mut guard = RemoveOnDrop(Some(part.clone()));
     let file = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::File::options()
@@ -116,7 +122,8 @@ pub async fn download(
     let sessions = clients.len();
     let queue = Arc::new(Mutex::new(ranges));
     let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
-    let mut tasks = Vec::new();
+    // Dropped (Ctrl-C, a caller giving up): the tasks stop with it.
+    let mut tasks = AbortOnDrop(Vec::new());
     for client in clients {
         // Its own open file (not a dup): each task seeks its own offset.
         let handle = std::fs::File::options()
@@ -125,7 +132,7 @@ pub async fn download(
             .map_err(|e| Error::local(e).at(local))?;
         let (queue, failure, progress) = (queue.clone(), failure.clone(), progress.clone());
         let (connector, remote) = (connector.clone(), remote.to_vec());
-        tasks.push(tokio::spawn(async move {
+        tasks.0.push(tokio::spawn(async move {
             let result = worker(
                 client, &connector, &remote, handle, &queue, retries, &*progress,
             )
@@ -141,9 +148,8 @@ pub async fn download(
             }
         }));
     }
-    for task in tasks {
+    for task in tasks.0.iter_mut() {
         if let Err(e) = task.await {
-            let _ = std::fs::remove_file(&part);
             return Err(Error::Protocol(format!("a segment task failed: {e}")));
         }
     }
@@ -167,11 +173,9 @@ pub async fn download(
             }),
     };
     drop(file);
-    if let Err(e) = checked {
-        let _ = std::fs::remove_file(&part);
-        return Err(e);
-    }
+    checked?;
     std::fs::rename(&part, local).map_err(|e| Error::local(e).at(local))?;
+    guard.0 = None;
     Ok(SegmentReport {
         bytes: size,
         segments: count,
@@ -250,6 +254,28 @@ async fn worker(
         c.quit().await;
     }
     Ok(())
+}
+
+/// Aborts its tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Removes a file when dropped (a failed or interrupted download), unless disarmed.
+struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// A writer that counts what went through it (to know where a broken range stopped).

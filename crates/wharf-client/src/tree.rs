@@ -85,9 +85,9 @@ pub enum Outcome {
     AlreadyComplete,
 }
 
-/// Downloads `remote` to `local` through `NAME.part` beside it, which replaces `local` only
-/// when the transfer completed: a broken download never leaves a truncated file under the real
-/// name. A transfer that breaks (or is interrupted) keeps the `.part` file, which
+/// Downloads `remote` to `local` through `NAME.wharf-part` beside it, which replaces `local`
+/// only when the transfer completed: a broken download never leaves a truncated file under the
+/// real name. A transfer that breaks (or is interrupted) keeps the partial file, which
 /// [`Resume::Partial`] and [`Resume::Any`] continue from its size (REST + RETR);
 /// [`Resume::Any`] also appends to a shorter `local` when there is no `.part` (a file another
 /// program left). [`Resume::Fresh`] starts any old `.part` afresh.
@@ -193,15 +193,39 @@ pub enum Resume {
     Any,
 }
 
-/// `NAME.part` beside `local`: where a download goes until it is complete, kept when it breaks
-/// so that `-c` continues it.
+/// What a partial download's name ends with: not a plain `.part`, which files of their own
+/// are often called (a server's uploads in progress, say).
+pub const PART_SUFFIX: &str = ".wharf-part";
+
+/// `NAME.wharf-part` beside `local`: where a download goes until it is complete, kept when it
+/// breaks so that `-c` continues it.
 pub fn part_path(local: &Path) -> PathBuf {
     let mut name = local.file_name().map_or_else(
         || OsStr::new("download").to_os_string(),
         OsStr::to_os_string,
     );
-    name.push(".part");
+    name.push(PART_SUFFIX);
     local.with_file_name(name)
+}
+
+/// Whether a name is one [`part_path`] makes: a remote file of that name is not downloaded
+/// beside the partial file it would be mistaken for.
+pub fn is_part_name(name: &[u8]) -> bool {
+    name.ends_with(PART_SUFFIX.as_bytes())
+}
+
+/// A [`Progress`] for a further try of a transfer: what the file already has was counted by
+/// the try that wrote it, so `resumed` is not passed on.
+pub struct Retrying<'a>(pub &'a dyn Progress);
+
+impl Progress for Retrying<'_> {
+    fn set_total(&self, total: u64) {
+        self.0.set_total(total);
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.0.advance(bytes);
+    }
 }
 
 /// A binary download of known size must have exactly that size: a data connection cut short
@@ -365,6 +389,12 @@ pub async fn download_tree(
                 report.skipped.push(format!("{shown}: unsafe name"));
                 continue;
             }
+            if is_part_name(&entry.name) {
+                report.skipped.push(format!(
+                    "{shown}: named like a partial download ({PART_SUFFIX})"
+                ));
+                continue;
+            }
             let lpath = ldir.join(OsStr::from_bytes(&entry.name));
             if !seen.insert(lpath.clone()) {
                 report.skipped.push(format!("{shown}: listed twice"));
@@ -399,6 +429,7 @@ pub async fn download_tree(
                         },
                         attempts: 0,
                         retries: 0,
+                        started: false,
                     });
                 }
                 FileKind::Symlink | FileKind::Other => {
@@ -433,6 +464,7 @@ pub async fn download_files(
             },
             attempts: 0,
             retries: 0,
+            started: false,
         })
         .collect();
     progress.set_total(total);
@@ -537,6 +569,7 @@ pub async fn upload_tree(
                     },
                     attempts: 0,
                     retries: 0,
+                    started: false,
                 });
             } else {
                 client.log_status(format!("Skipping {}: not a regular file", lpath.display()));
@@ -614,6 +647,8 @@ pub(crate) struct Job {
     pub(crate) attempts: u32,
     /// Tries of the transfer itself that failed and were given another.
     pub(crate) retries: u32,
+    /// A try got as far as the server's 1xx: the server's file holds this run's bytes.
+    pub(crate) started: bool,
 }
 
 pub(crate) enum JobKind {
@@ -804,6 +839,8 @@ async fn worker(
         } else {
             Resume::Fresh
         };
+        let retrying = Retrying(progress);
+        let progress: &dyn Progress = if job.retries > 0 { &retrying } else { progress };
         let result = match &job.kind {
             JobKind::Download {
                 remote,
@@ -822,7 +859,9 @@ async fn worker(
                 remote,
                 mtime,
             } => {
-                let resume = options.resume || job.retries > 0;
+                // A try that broke before the server said 150 left its file as it was: the
+                // next one replaces it rather than resume what may be an older file.
+                let resume = options.resume || job.started;
                 let r = upload_file(session, local, remote, resume, progress).await;
                 if let (Ok(_), Some(t)) = (&r, mtime) {
                     if !matches!(session.set_mtime(remote, *t).await, Ok(true)) {
@@ -836,6 +875,7 @@ async fn worker(
             }
         };
         let in_step = session.in_step();
+        job.started |= session.data_started();
         match result {
             Ok(Outcome::Transferred(n)) => pool.record(|r| {
                 r.files += 1;

@@ -150,8 +150,15 @@ pub struct TransferFlags {
     /// Transfer in ASCII mode (TYPE A: line endings converted)
     #[arg(long, conflicts_with = "resume")]
     ascii: bool,
-    /// Sessions used at once for a tree (-r) or several files; fewer when the server limits
-    /// connections
+    #[command(flatten)]
+    pool: PoolFlags,
+}
+
+/// How many sessions work at once, and how often a broken transfer is tried again.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PoolFlags {
+    /// Sessions used at once for a tree (-r), several files or a mirror; fewer when the server
+    /// limits connections
     #[arg(long, value_name = "N", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: u16,
@@ -162,13 +169,21 @@ pub struct TransferFlags {
     retry: u32,
 }
 
-impl TransferFlags {
+impl PoolFlags {
     fn tree_options(&self) -> TreeOptions {
         TreeOptions {
             parallel: usize::from(self.parallel),
-            resume: self.resume,
             retries: self.retry,
             ..TreeOptions::default()
+        }
+    }
+}
+
+impl TransferFlags {
+    fn tree_options(&self) -> TreeOptions {
+        TreeOptions {
+            resume: self.resume,
+            ..self.pool.tree_options()
         }
     }
 }
@@ -253,14 +268,8 @@ pub struct MirrorArgs {
     /// Upload what symbolic links leading out of the tree point to (skipped otherwise)
     #[arg(long)]
     follow_links: bool,
-    /// Sessions used at once; fewer when the server limits connections
-    #[arg(long, value_name = "N", default_value_t = 2,
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    parallel: u16,
-    /// Reconnect and resume a broken transfer up to N times (see get --retry)
-    #[arg(long, value_name = "N", default_value_t = 0,
-          value_parser = clap::value_parser!(u32).range(0..=100))]
-    retry: u32,
+    #[command(flatten)]
+    pool: PoolFlags,
     #[command(flatten)]
     common: Common,
 }
@@ -424,13 +433,15 @@ fn credentials(url: &mut FtpUrl, common: &Common) -> Result<Option<String>, Erro
     if url.password.is_some() {
         return Ok(url.password.clone());
     }
+    // A password given on purpose (stdin, WHARF_PASSWORD) wins over the netrc's; the netrc
+    // still gives the login when the URL has none.
     let explicit = common.password_stdin || std::env::var_os("WHARF_PASSWORD").is_some();
     if !(explicit && url.user.is_some()) {
         if let Some(found) = netrc(url, common.netrc_file.as_deref())? {
             if url.user.is_none() {
                 url.user = found.login.clone();
             }
-            if url.user.is_some() && found.password.is_some() {
+            if !explicit && url.user.is_some() && found.password.is_some() {
                 return Ok(found.password);
             }
         }
@@ -756,6 +767,40 @@ pub fn names_no_directory(e: &Error, path: &[u8]) -> bool {
             .is_some_and(|c| matches!(c.0, 450 | 501 | 550))
 }
 
+/// What a pattern in the last component of `path` matches: each entry of that kind (files,
+/// or anything but directories) with its path; `None` when `path` has no pattern. Matching
+/// nothing is an error that names the pattern.
+pub async fn expand(
+    client: &mut Client,
+    path: &[u8],
+    files_only: bool,
+) -> Result<Option<Vec<(Vec<u8>, Entry)>>, Error> {
+    let (dir, Some(pattern)) = split_pattern(path) else {
+        return Ok(None);
+    };
+    let matched: Vec<(Vec<u8>, Entry)> = client
+        .list(dir)
+        .await?
+        .into_iter()
+        .filter(|e| {
+            let kind = if files_only {
+                e.kind == FileKind::File
+            } else {
+                e.kind != FileKind::Dir
+            };
+            kind && tree::is_safe_name(&e.name) && glob::matches(pattern, &e.name)
+        })
+        .map(|e| (tree::join_remote(dir, &e.name), e))
+        .collect();
+    if matched.is_empty() {
+        return Err(Error::Usage(format!(
+            "no file matches {}",
+            String::from_utf8_lossy(path)
+        )));
+    }
+    Ok(Some(matched))
+}
+
 /// `dir/pat*` → (`dir`, Some(`pat*`)) when the last component is a pattern.
 pub fn split_pattern(path: &[u8]) -> (&[u8], Option<&[u8]>) {
     let (dir, last) = match path.iter().rposition(|&b| b == b'/') {
@@ -1013,7 +1058,7 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
         .to_vec();
     let shown = String::from_utf8_lossy(&name).into_owned();
     if to_stdout {
-        let retries = args.flags.retry;
+        let retries = args.flags.pool.retry;
         let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
         with_retries(&s, retries, &shown, |_| {
             let (s, remote, written) = (&s, &remote, written.clone());
@@ -1071,7 +1116,7 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
                 wharf_client::segments::Plan {
                     size,
                     segments: usize::from(n),
-                    retries: args.flags.retry,
+                    retries: args.flags.pool.retry,
                 },
                 Arc::new(s.bar.clone()),
             )
@@ -1101,7 +1146,7 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
         Resume::Fresh
     };
     let mut first = Some(client);
-    with_retries(&s, args.flags.retry, &shown, |again| {
+    with_retries(&s, args.flags.pool.retry, &shown, |again| {
         let session = first.take();
         let (s, remote, local) = (&s, &remote, &local);
         async move {
@@ -1114,7 +1159,10 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
             } else {
                 first_how
             };
-            tree::download_file(&mut client, remote, local, size, how, &s.bar).await?;
+            // A further try: what the file has was counted by the try that wrote it.
+            let retrying = tree::Retrying(&s.bar);
+            let progress: &dyn Progress = if again { &retrying } else { &s.bar };
+            tree::download_file(&mut client, remote, local, size, how, progress).await?;
             client.quit().await;
             Ok(())
         }
@@ -1163,9 +1211,6 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<W> {
 
 /// `get 'ftp://h/dir/*.log' [DIR]`: every file the pattern matches, into DIR (default: here).
 async fn get_matching(s: &Setup, args: &GetArgs, remote: &[u8]) -> Result<ExitCode, Error> {
-    let (dir, Some(pattern)) = split_pattern(remote) else {
-        return Err(Error::Usage("no pattern".into()));
-    };
     let target = match &args.local {
         Some(p) if p == Path::new("-") => {
             return Err(Error::Usage("a pattern cannot be written to stdout".into()));
@@ -1180,25 +1225,16 @@ async fn get_matching(s: &Setup, args: &GetArgs, remote: &[u8]) -> Result<ExitCo
         )));
     }
     let mut client = s.connector.open().await?;
-    let files: Vec<(Vec<u8>, PathBuf, Option<u64>)> = client
-        .list(dir)
+    let files: Vec<(Vec<u8>, PathBuf, Option<u64>)> = expand(&mut client, remote, true)
         .await?
+        .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.kind == FileKind::File && glob::matches(pattern, &e.name))
-        .filter(|e| tree::is_safe_name(&e.name))
-        .map(|e| {
+        .map(|(path, e)| {
             use std::os::unix::ffi::OsStrExt;
             let local = target.join(std::ffi::OsStr::from_bytes(&e.name));
-            (tree::join_remote(dir, &e.name), local, e.size)
+            (path, local, e.size)
         })
         .collect();
-    if files.is_empty() {
-        client.quit().await;
-        return Err(Error::Usage(format!(
-            "no file matches {}",
-            String::from_utf8_lossy(remote)
-        )));
-    }
     note_partial(target.clone(), RESUME_GET);
     let report = tree::download_files(
         client,
@@ -1287,16 +1323,26 @@ async fn put(args: PutArgs) -> Result<ExitCode, Error> {
     s.bar.set_total(meta.len());
     let shown = args.local.display().to_string();
     let mut first = Some(client);
-    with_retries(&s, args.flags.retry, &shown, |again| {
+    // Whether a broken try got as far as the server's 150: only then does the server's file
+    // hold this run's bytes, to be resumed; else it is replaced.
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    with_retries(&s, args.flags.pool.retry, &shown, |again| {
         let session = first.take();
         let (s, remote, local) = (&s, &remote, &args.local);
-        let resume = args.flags.resume || again;
+        let started = started.clone();
+        let resume = args.flags.resume || started.load(std::sync::atomic::Ordering::Relaxed);
         async move {
             let mut client = match session {
                 Some(c) => c,
                 None => s.connector.open().await?,
             };
-            tree::upload_file(&mut client, local, remote, resume, &s.bar).await?;
+            let retrying = tree::Retrying(&s.bar);
+            let progress: &dyn Progress = if again { &retrying } else { &s.bar };
+            let result = tree::upload_file(&mut client, local, remote, resume, progress).await;
+            if client.data_started() {
+                started.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            result?;
             client.quit().await;
             Ok(())
         }
@@ -1321,17 +1367,23 @@ async fn paths(args: PathArgs, op: PathOp) -> Result<ExitCode, Error> {
         return Err(Error::Usage("-p is for mkdir".into()));
     }
     let mut session: Option<(String, Client)> = None;
+    // One set-up (password, netrc, TLS) per server and user, however many paths name it.
+    let mut connectors: std::collections::HashMap<String, Connector> = Default::default();
     let mut first_failure: Option<ErrorKind> = None;
     for text in &args.urls {
         let result = async {
-            let s = setup(text, &args.common, false)?;
-            let path = s.url.path_trimmed().to_vec();
+            let url = FtpUrl::parse(text)?;
+            let path = url.path_trimmed().to_vec();
             if path.is_empty() {
                 return Err(Error::Usage(format!("{} names no path", redact(text))));
             }
             let key = format!(
-                "{:?}|{}|{}|{:?}",
-                s.url.security, s.url.host, s.url.port, s.url.user
+                "{:?}|{}|{}|{:?}|{}",
+                url.security,
+                url.host,
+                url.port,
+                url.user,
+                url.password.is_some()
             );
             let client = match session.take() {
                 Some((k, c)) if k == key && c.in_step() => c,
@@ -1339,7 +1391,15 @@ async fn paths(args: PathArgs, op: PathOp) -> Result<ExitCode, Error> {
                     if let Some((_, c)) = other {
                         c.quit().await;
                     }
-                    s.connector.open().await?
+                    let connector = match connectors.get(&key) {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c = setup(text, &args.common, false)?.connector;
+                            connectors.insert(key.clone(), c.clone());
+                            c
+                        }
+                    };
+                    connector.open().await?
                 }
             };
             let (client, result) = apply(client, op, &path, args.parents).await;
@@ -1370,22 +1430,9 @@ async fn apply(
     let result = async {
         match op {
             PathOp::Rm => {
-                if let (dir, Some(pattern)) = split_pattern(path) {
-                    let matched: Vec<Vec<u8>> = client
-                        .list(dir)
-                        .await?
-                        .into_iter()
-                        .filter(|e| e.kind != FileKind::Dir && glob::matches(pattern, &e.name))
-                        .map(|e| tree::join_remote(dir, &e.name))
-                        .collect();
-                    if matched.is_empty() {
-                        return Err(Error::Usage(format!(
-                            "no file matches {}",
-                            String::from_utf8_lossy(path)
-                        )));
-                    }
+                if let Some(matched) = expand(&mut client, path, false).await? {
                     let mut failed = None;
-                    for p in matched {
+                    for (p, _) in matched {
                         if let Err(e) = client.delete(&p).await {
                             eprintln!("wharf: {}", clean(&e.to_string()));
                             failed.get_or_insert(e);
@@ -1453,10 +1500,8 @@ async fn mirror_cmd(args: MirrorArgs) -> Result<ExitCode, Error> {
         include: args.include.iter().map(|g| g.as_bytes().to_vec()).collect(),
         exclude: args.exclude.iter().map(|g| g.as_bytes().to_vec()).collect(),
         tree: TreeOptions {
-            parallel: usize::from(args.parallel),
-            retries: args.retry,
             follow_links: args.follow_links,
-            ..TreeOptions::default()
+            ..args.pool.tree_options()
         },
     };
     if direction == Direction::Download {

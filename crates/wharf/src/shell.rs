@@ -69,7 +69,8 @@ impl Completer for ShellHelper {
         let names = self.names.0.lock().map(|n| n.clone()).unwrap_or_default();
         let found = names
             .into_iter()
-            .filter(|(n, _)| n.starts_with(word))
+            // A name with control characters is never put on the user's line.
+            .filter(|(n, _)| n.starts_with(word) && !n.chars().any(char::is_control))
             .map(|(n, dir)| Pair {
                 replacement: if dir { format!("{n}/") } else { n.clone() },
                 display: n,
@@ -275,7 +276,17 @@ impl Shell {
     async fn connect(&mut self) -> Result<(), Error> {
         let mut client = self.setup.connector.open().await?;
         if !self.cwd.is_empty() {
-            client.cwd(&self.cwd).await?;
+            if let Err(e) = client.cwd(&self.cwd).await {
+                if !client.in_step() {
+                    return Err(e);
+                }
+                // Gone while we were away: the login directory it is.
+                eprintln!(
+                    "wharf: cannot go back to {} ({}): in the login directory",
+                    client_cli::clean(&String::from_utf8_lossy(&self.cwd)),
+                    client_cli::clean(&e.to_string())
+                );
+            }
         }
         self.cwd = client.pwd().await.unwrap_or_default();
         self.client = Some(client);
@@ -313,13 +324,27 @@ impl Shell {
         Ok(())
     }
 
-    /// Runs a command; when the connection turns out to have dropped before it did anything,
-    /// reconnects and runs it once more.
+    /// Runs a command; when the connection turns out to have dropped before the server did
+    /// anything for it (no reply but 421 came), reconnects and runs it once more. One that
+    /// was partly done is not run again: the next command reconnects.
     async fn run_command(&mut self, command: &str, args: &[String]) -> Result<(), Error> {
+        let before = self
+            .client
+            .as_ref()
+            .filter(|c| c.in_step())
+            .map(Client::replies);
         match self.command(command, args).await {
             Err(e) if lost(&e) && self.client.as_ref().is_none_or(|c| !c.in_step()) => {
+                let untouched =
+                    before.is_some() && self.client.as_ref().map(Client::replies) == before;
                 self.client = None;
-                eprintln!("wharf: the connection was lost ({e}); reconnecting");
+                if !untouched {
+                    return Err(e);
+                }
+                eprintln!(
+                    "wharf: the connection was lost ({}); reconnecting",
+                    client_cli::clean(&e.to_string())
+                );
                 self.connect().await?;
                 self.command(command, args).await
             }
@@ -413,19 +438,11 @@ impl Shell {
                 }
                 for pattern in &words {
                     let pattern = pattern.as_bytes();
-                    let (dir, pat) = client_cli::split_pattern(pattern);
-                    let names: Vec<Vec<u8>> = match pat {
-                        Some(p) => self
-                            .session()
-                            .await?
-                            .list(dir)
-                            .await?
-                            .into_iter()
-                            .filter(|e| e.kind == FileKind::File && glob::matches(p, &e.name))
-                            .map(|e| tree::join_remote(dir, &e.name))
-                            .collect(),
-                        None => vec![pattern.to_vec()],
-                    };
+                    let names: Vec<Vec<u8>> =
+                        match client_cli::expand(self.session().await?, pattern, true).await? {
+                            Some(matched) => matched.into_iter().map(|(p, _)| p).collect(),
+                            None => vec![pattern.to_vec()],
+                        };
                     for remote in names {
                         let local = client_cli::local_name(last_component(&remote))?;
                         let how = if has("-c") {
@@ -486,19 +503,11 @@ impl Shell {
                 }
                 for word in &words {
                     let path = word.as_bytes();
-                    let (dir, pat) = client_cli::split_pattern(path);
-                    let targets: Vec<Vec<u8>> = match pat {
-                        Some(p) => self
-                            .session()
-                            .await?
-                            .list(dir)
-                            .await?
-                            .into_iter()
-                            .filter(|e| e.kind != FileKind::Dir && glob::matches(p, &e.name))
-                            .map(|e| tree::join_remote(dir, &e.name))
-                            .collect(),
-                        None => vec![path.to_vec()],
-                    };
+                    let targets: Vec<Vec<u8>> =
+                        match client_cli::expand(self.session().await?, path, false).await? {
+                            Some(matched) => matched.into_iter().map(|(p, _)| p).collect(),
+                            None => vec![path.to_vec()],
+                        };
                     for t in targets {
                         self.session().await?.delete(&t).await?;
                     }

@@ -215,7 +215,7 @@ fn exercise(peer: &Peer, mode: &str) {
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .ends_with(".part")
+                .ends_with("part")
         })
         .count();
     assert_eq!(temps, 0, "{}: temporary file left", ctx("missing file"));

@@ -38,6 +38,8 @@ fn mirror_both_ways(peer: &Peer) {
     // lose track of its contents.
     write_file(&src.join("gone/x.txt"), b"x\n");
     write_file(&src.join("gone.txt"), b"g\n");
+    // A file of the user's own named like a partial download of another (`a.bin.part`).
+    write_file(&src.join("a.bin.part"), b"mine\n");
     // Times a minute and more in the past, so that kept times are told from "just written".
     for f in [
         "a.bin",
@@ -71,6 +73,8 @@ fn mirror_both_ways(peer: &Peer) {
 
     // A change, a new file and a deletion; a dry run first changes nothing.
     write_file(&src.join("a.bin"), &pattern(300_001, 5));
+    // Same size, other bytes and time: the time tells.
+    write_file(&src.join("docs/readme.txt"), b"HELLO\nWORLD\n");
     write_file(&src.join("new.txt"), b"new\n");
     std::fs::remove_file(src.join("docs/old.txt")).unwrap();
     std::fs::remove_dir_all(src.join("gone")).unwrap();
@@ -81,7 +85,10 @@ fn mirror_both_ways(peer: &Peer) {
     for line in [
         "put a.bin (300001 bytes)",
         "put new.txt (4 bytes)",
+        "put docs/readme.txt (12 bytes)",
         "delete docs/old.txt",
+        "delete gone",
+        "delete gone.txt",
     ] {
         assert!(
             plan.lines().any(|l| l == line),
@@ -290,17 +297,19 @@ fn retry_finishes_transfers_whose_data_connection_was_killed() {
     assert!(r.code == 1 || r.code == 3, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("the partial file big.bin.part is kept: run again with -c to resume"),
+            .contains("the partial file big.bin.wharf-part is kept: run again with -c to resume"),
         "{}",
         r.stderr
     );
-    let kept = std::fs::metadata(w.join("big.bin.part")).unwrap().len();
+    let kept = std::fs::metadata(w.join("big.bin.wharf-part"))
+        .unwrap()
+        .len();
     assert!(kept > 0 && kept < body.len() as u64, "{kept}");
     let r = wharf(w, &["get", "-c", "-v", &peer.url("big.bin")]);
     r.ok("get -c after a failure");
     assert!(r.log_has(&format!("Command: REST {kept}")), "{}", r.stderr);
     assert!(std::fs::read(w.join("big.bin")).unwrap() == body);
-    assert!(!w.join("big.bin.part").exists());
+    assert!(!w.join("big.bin.wharf-part").exists());
     // The result line counts what this run moved, not what was there.
     let moved = format_mb(body.len() as u64 - kept);
     assert!(
@@ -377,6 +386,37 @@ fn segments_download_one_file_over_four_sessions() {
         .count();
     let logins = log.lines().filter(|l| l.contains(" login ")).count();
     assert_eq!((retrs, logins), (4, 4), "{log}");
+    // Stopped (Ctrl-C), a segmented download leaves nothing that -c would take for a partial
+    // file: its file has holes until every range is in.
+    let child = spawn(
+        work.path(),
+        &[
+            "get",
+            "--segments",
+            "4",
+            "--limit-rate",
+            "2M",
+            &peer.url("seg.bin"),
+            "cut.bin",
+        ],
+    );
+    let holes = work.path().join("cut.bin.wharf-segments");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !holes.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    interrupt(&child);
+    let r = finish(child);
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("cut.bin"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    wharf(work.path(), &["get", "-c", &peer.url("seg.bin"), "cut.bin"]).ok("get -c after");
+    assert!(std::fs::read(work.path().join("cut.bin")).unwrap() == body);
     // ProFTPD too, byte-exact.
     let proftpd = peers::proftpd();
     proftpd.seed("seg.bin", &body);
@@ -545,6 +585,28 @@ fn netrc_gives_the_login_and_warns_when_others_can_read_it() {
         err.contains(&format!("Command: USER {}", peers::USER)),
         "{err}"
     );
+    // A password given on purpose wins over the netrc's; the netrc still gives the login.
+    let wrong = w.join("wrong-netrc");
+    std::fs::write(
+        &wrong,
+        format!("machine {host} login {} password not-it\n", peers::USER),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new(BIN)
+        .args(["get", "--netrc-file", wrong.to_str().unwrap(), &url, "-"])
+        .current_dir(w)
+        .env("HOME", w)
+        .env("WHARF_PASSWORD", peers::PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice()),
+        (Some(0), &b"netrc\n"[..]),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A missing --netrc-file is an error that names it.
     let (code, _, err) = run(&["get", "--netrc-file", "/nonexistent/netrc", &url, "-"], w);
     assert_eq!(code, Some(1), "{err}");
@@ -604,7 +666,7 @@ fn honest_screens() {
     let r = wharf(w, &["get", &peer.url("f.bin"), "no/such/dir/f.bin"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
-        r.stderr.contains("no/such/dir/f.bin") && !r.stderr.contains(".part"),
+        r.stderr.contains("no/such/dir/f.bin") && !r.stderr.contains("part"),
         "{}",
         r.stderr
     );
@@ -612,23 +674,19 @@ fn honest_screens() {
     // Ctrl-C keeps the partial file and says how to resume; -c continues it.
     std::fs::remove_file(w.join("f.bin")).unwrap();
     let child = spawn(w, &["get", "--limit-rate", "500k", &peer.url("f.bin")]);
-    let part = w.join("f.bin.part");
+    let part = w.join("f.bin.wharf-part");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::metadata(&part).map_or(0, |m| m.len()) == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::INT,
-    )
-    .unwrap();
+    interrupt(&child);
     let r = finish(child);
     assert_eq!(r.code, 130, "{}", r.stderr);
     assert!(
         r.stderr.contains("interrupted")
             && r.stderr
-                .contains("the partial file f.bin.part is kept: run again with -c to resume"),
+                .contains("the partial file f.bin.wharf-part is kept: run again with -c to resume"),
         "{}",
         r.stderr
     );
@@ -638,6 +696,12 @@ fn honest_screens() {
     r.ok("get -c");
     assert!(r.log_has(&format!("Command: REST {kept}")), "{}", r.stderr);
     assert!(std::fs::read(w.join("f.bin")).unwrap() == body);
+}
+
+/// Ctrl-C, as a terminal sends it: SIGINT to the child.
+fn interrupt(child: &std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
 }
 
 /// Writes `lines` to a child's stdin one at a time, `pause` apart.
