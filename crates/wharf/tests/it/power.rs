@@ -320,6 +320,39 @@ fn retry_finishes_transfers_whose_data_connection_was_killed() {
     );
 }
 
+#[test]
+fn retry_finishes_a_download_from_vsftpd_whose_data_connection_was_killed() {
+    let (first, last) = (41_600u16, 41_620u16);
+    let peer = peers::vsftpd(&[
+        &format!("pasv_min_port={first}"),
+        &format!("pasv_max_port={last}"),
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let body = pattern(5_000_000, 12);
+    peer.seed("v.bin", &body);
+    let child = spawn(
+        work.path(),
+        &[
+            "get",
+            "-v",
+            "--passive",
+            "--limit-rate",
+            "1M",
+            "--retry",
+            "2",
+            &peer.url("v.bin"),
+        ],
+    );
+    kill_when_flowing(first, last);
+    let r = finish(child);
+    r.ok("get --retry from vsftpd");
+    assert!(
+        std::fs::read(work.path().join("v.bin")).unwrap() == body,
+        "bytes differ"
+    );
+    assert!(r.log_starts("Command: REST "), "{}", r.stderr);
+}
+
 /// `1.2 MB`, as the client writes sizes.
 fn format_mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
@@ -343,6 +376,35 @@ fn limit_rate_paces_the_whole_command() {
     assert!(
         took >= Duration::from_secs(4) && took <= Duration::from_secs(7),
         "took {took:?}"
+    );
+    // The limit is the whole command's: four sessions of a tree share it.
+    for i in 0..4 {
+        peer.seed(&format!("four/{i}.bin"), &body[..1_250_000]);
+    }
+    let started = Instant::now();
+    let r = wharf(
+        work.path(),
+        &[
+            "get",
+            "-r",
+            "--parallel",
+            "4",
+            "--limit-rate",
+            "1M",
+            &peer.url("four"),
+            "four",
+        ],
+    );
+    r.ok("get -r --limit-rate");
+    let took = started.elapsed();
+    assert!(
+        r.stderr.contains("4 files (5.0 MB)") && r.stderr.contains("4 sessions"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        took >= Duration::from_secs(4) && took <= Duration::from_secs(7),
+        "four sessions took {took:?}"
     );
     assert!(parse_error(&[
         "get",
@@ -742,7 +804,8 @@ fn shell_on_a_pseudo_terminal_reconnects_after_a_drop() {
         &[
             ("cd dir", 400),
             ("pwd", 400),
-            ("get remote.txt", 400),
+            // Tab completes the remote name.
+            ("get rem\t", 400),
             ("put local.txt", 400),
             ("mkdir -p a/b", 400),
             ("ls", 3000),
