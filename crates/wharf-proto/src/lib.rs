@@ -29,6 +29,7 @@ pub mod glob;
 pub mod hostport;
 pub mod listing;
 pub mod path;
+pub mod proxy;
 pub mod reply;
 pub mod server;
 pub mod time;

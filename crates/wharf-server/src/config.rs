@@ -267,6 +267,9 @@ pub struct Settings {
     /// The served directory (canonical): the home of every user without one of its own.
     pub root: PathBuf,
     pub listen: Vec<SocketAddr>,
+    /// For each of `listen`, in order: `Some` when connections there start with a PROXY
+    /// protocol header, accepted only from these networks.
+    pub listen_proxy: Vec<Option<ProxyFrom>>,
     /// Implicit-TLS listeners (TLS from the first byte; port 990 in production).
     pub listen_implicit: Vec<SocketAddr>,
     pub passive: PassiveSettings,
@@ -296,6 +299,9 @@ pub struct Settings {
 pub struct FileConfig {
     pub root: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
+    /// `[[listener]]` tables: control listeners with settings of their own (PROXY protocol).
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerSection>,
     pub anonymous: Option<bool>,
     /// Write access for anonymous (and command-line users).
     pub write: Option<bool>,
@@ -404,6 +410,84 @@ pub struct TlsSection {
     pub require_session_reuse: Option<bool>,
     /// Uploads must end with a TLS close_notify to be complete (default on).
     pub require_close_notify: Option<bool>,
+}
+
+/// A `[[listener]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    /// ADDRESS:PORT.
+    pub address: String,
+    /// Connections start with a PROXY protocol header (v1 or v2): a load balancer in front.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Where headers may come from: `CIDR` networks (`10.0.0.0/8`, `::1/128`, or a bare address).
+    /// Required with `proxy_protocol`.
+    #[serde(default)]
+    pub proxy_from: Vec<String>,
+}
+
+/// The networks a PROXY protocol header is taken from. A connection from anywhere else, or one
+/// from there without a header, is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyFrom(pub Vec<Cidr>);
+
+impl ProxyFrom {
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// An IP network: an address and how many leading bits count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub bits: u8,
+}
+
+impl Cidr {
+    /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (all its bits).
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&b| b <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr {
+            addr: addr.to_canonical(),
+            bits,
+        })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let bits = u32::from(self.bits);
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -710,14 +794,44 @@ impl Settings {
             ),
             None => None,
         };
-        let listen = if !cli.listen.is_empty() {
+        let mut listen = if !cli.listen.is_empty() {
             cli.listen
                 .iter()
                 .map(|l| parse_listen("--listen", l))
                 .collect::<Result<Vec<_>, _>>()?
+        } else if let Some(l) = file_listen {
+            l
+        } else if file.listeners.is_empty() {
+            vec![parse_listen("listen", DEFAULT_LISTEN)?]
         } else {
-            file_listen.unwrap_or(vec![parse_listen("listen", DEFAULT_LISTEN)?])
+            Vec::new()
         };
+        let mut listen_proxy = vec![None; listen.len()];
+        for (i, l) in file.listeners.iter().enumerate() {
+            let field = |name: &str| format!("listener[{}].{name}", i + 1);
+            listen.push(parse_listen(&field("address"), &l.address)?);
+            let from = l
+                .proxy_from
+                .iter()
+                .map(|c| Cidr::parse(c).map_err(|m| ConfigError::new(field("proxy_from"), m)))
+                .collect::<Result<Vec<_>, _>>()?;
+            listen_proxy.push(match (l.proxy_protocol, from.is_empty()) {
+                (true, true) => {
+                    return Err(ConfigError::new(
+                        field("proxy_from"),
+                        "proxy_protocol needs the load balancers' networks (proxy_from = [\"10.0.0.0/8\"]): a header from anyone else would let them pick their address",
+                    ));
+                }
+                (true, false) => Some(ProxyFrom(from)),
+                (false, true) => None,
+                (false, false) => {
+                    return Err(ConfigError::new(
+                        field("proxy_from"),
+                        "proxy_from without proxy_protocol = true",
+                    ));
+                }
+            });
+        }
 
         let file_ports = match &file.passive.ports {
             Some(r) => Some(parse_port_range(r).map_err(|m| ConfigError::new("passive.ports", m))?),
@@ -888,6 +1002,7 @@ impl Settings {
         Ok(Settings {
             root,
             listen,
+            listen_proxy,
             listen_implicit,
             passive: PassiveSettings {
                 ports: passive_ports,
@@ -1029,6 +1144,25 @@ mod line_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cidr_networks() {
+        let c = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(c.contains("10.1.200.3".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let one = Cidr::parse("127.0.0.3").unwrap();
+        assert!(one.contains("::ffff:127.0.0.3".parse().unwrap()));
+        assert!(!one.contains("127.0.0.4".parse().unwrap()));
+        let any = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(any.contains("192.0.2.1".parse().unwrap()));
+        let six = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(six.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!six.contains("2001:db9::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "::/129", "nonsense", "10.0.0.0/x", ""] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn unknown_field_is_named() {

@@ -2,7 +2,7 @@
 //! everything else (limits, logs, the PORT/EPRT and passive peer checks). Nothing else asks the
 //! socket for its peer.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// How a connection reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,30 @@ pub struct ConnInfo {
     /// Our end: the address passive listeners bind to and active connections leave from.
     pub local: SocketAddr,
     pub via: Via,
+}
+
+/// Where a session's passive data connections may come from: the client, and behind a load
+/// balancer the balancer too (it relays the passive ports from its own address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataPeers {
+    pub client: IpAddr,
+    pub proxy: Option<IpAddr>,
+}
+
+impl DataPeers {
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip == self.client || Some(ip) == self.proxy
+    }
+}
+
+impl std::fmt::Display for DataPeers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.proxy {
+            Some(p) => write!(f, "{} (via {p})", self.client),
+            None => write!(f, "{}", self.client),
+        }
+    }
 }
 
 /// The next session number.
@@ -55,6 +79,17 @@ impl ConnInfo {
             local: canonical(server),
             via: Via::Proxy {
                 proxy: canonical(proxy),
+            },
+        }
+    }
+
+    /// Who may make this session's passive data connections.
+    pub fn data_peers(&self) -> DataPeers {
+        DataPeers {
+            client: self.peer.ip(),
+            proxy: match self.via {
+                Via::Direct => None,
+                Via::Proxy { proxy } => Some(proxy.ip()),
             },
         }
     }

@@ -213,7 +213,7 @@ impl EarlyTls {
     fn start(
         listener: TcpListener,
         tls: DataTls,
-        peer: std::net::IpAddr,
+        peer: crate::conn::DataPeers,
         settings: &crate::config::Settings,
         intruder: channel::Intruder,
     ) -> EarlyTls {
@@ -368,7 +368,14 @@ impl Driver {
     ) -> impl std::future::Future<Output = ()> + Send {
         async move {
             let started = Instant::now();
-            info!(session = self.conn.id, peer = %self.conn.peer, "session opened");
+            match self.conn.via {
+                crate::conn::Via::Direct => {
+                    info!(session = self.conn.id, peer = %self.conn.peer, "session opened");
+                }
+                crate::conn::Via::Proxy { proxy } => {
+                    info!(session = self.conn.id, peer = %self.conn.peer, via = %proxy, "session opened");
+                }
+            }
             if let Err(e) = self.serve().await {
                 debug!(session = self.conn.id, peer = %self.conn.peer, error = %e, "control connection error");
             }
@@ -1017,7 +1024,7 @@ impl Driver {
                 match listener.poll_accept(&mut cx) {
                     std::task::Poll::Ready(Ok((_, from))) => {
                         let ip = from.ip().to_canonical();
-                        let own = ip == self.conn.peer.ip().to_canonical()
+                        let own = self.conn.data_peers().allows(ip)
                             || self.shared.settings.passive.allow_foreign_peer;
                         if !own {
                             self.intruder.set(ip);
@@ -1072,7 +1079,7 @@ impl Driver {
                     Some(acceptor) => Passive::Arriving(EarlyTls::start(
                         listener,
                         acceptor.data(),
-                        self.conn.peer.ip(),
+                        self.conn.data_peers(),
                         &shared.settings,
                         self.intruder.clone(),
                     )),
@@ -1196,7 +1203,7 @@ impl Driver {
                 let deadline = Instant::now() + limit;
                 channel::accept_passive(
                     listener,
-                    self.conn.peer.ip(),
+                    self.conn.data_peers(),
                     settings.passive.allow_foreign_peer,
                     deadline,
                     &self.intruder,

@@ -259,17 +259,20 @@ pub async fn run_reloadable(
     // Every session holds a clone of `alive_tx`; when all are gone, `recv` returns None.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let mut acceptors = Vec::new();
+    let proxies = shared.settings.listen_proxy.clone();
     let tagged = listeners
         .into_iter()
-        .map(|l| (l, false))
-        .chain(implicit.into_iter().map(|l| (l, true)));
-    for (listener, implicit_tls) in tagged {
+        .enumerate()
+        .map(|(i, l)| (l, false, proxies.get(i).cloned().flatten()))
+        .chain(implicit.into_iter().map(|l| (l, true, None)));
+    for (listener, implicit_tls, proxy) in tagged {
         let ctx = AcceptCtx {
             live: live.clone(),
             limiter: limiter.clone(),
             stop: stop_rx.clone(),
             alive: alive_tx.clone(),
             implicit_tls,
+            proxy: proxy.map(Arc::new),
         };
         acceptors.push(tokio::spawn(accept_loop(listener, ctx)));
     }
@@ -295,13 +298,19 @@ pub async fn run_reloadable(
     }
 }
 
+#[derive(Clone)]
 struct AcceptCtx {
     live: Arc<Live>,
     limiter: Arc<Limiter>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
     implicit_tls: bool,
+    /// Connections here start with a PROXY protocol header from these networks.
+    proxy: Option<Arc<crate::config::ProxyFrom>>,
 }
+
+/// How long a load balancer has to send its PROXY header (it sends it at once).
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a session holds while it runs, released when it ends: its place in the limits, and
 /// the sender graceful shutdown waits on.
@@ -330,19 +339,87 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
                 continue;
             }
         };
-        start_session(stream, &ctx);
+        // Who it is from is decided here, once; everything after reads it from `conn`.
+        match &ctx.proxy {
+            None => match ConnInfo::of(&stream) {
+                Ok(conn) => start_session(stream, conn, &ctx),
+                Err(e) => warn!(error = %e, "accepted connection without addresses"),
+            },
+            Some(from) => {
+                // The header is read off the accept loop: a slow proxy holds up nobody else.
+                let (ctx, from) = (ctx.clone(), from.clone());
+                tokio::spawn(async move {
+                    if let Some((stream, conn)) = read_proxy_header(stream, &from).await {
+                        start_session(stream, conn, &ctx);
+                    }
+                });
+            }
+        }
     }
 }
 
-fn start_session(stream: TcpStream, ctx: &AcceptCtx) {
-    // Who it is from is decided here, once; everything after reads it from `conn`.
-    let conn = match ConnInfo::of(&stream) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "accepted connection without addresses");
-            return;
+/// The PROXY step of a listener behind a load balancer: the connection must come from one of
+/// `from` and start with a v1 or v2 header, which names the client. Anything else is closed
+/// (logged): a header from elsewhere would let anyone pick the address that bans, limits and
+/// the PORT checks go by.
+async fn read_proxy_header(
+    mut stream: TcpStream,
+    from: &crate::config::ProxyFrom,
+) -> Option<(TcpStream, ConnInfo)> {
+    use tokio::io::AsyncReadExt;
+    use wharf_proto::proxy::{self, Header, Parsed};
+    let (relay, local) = match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(p), Ok(l)) => (p, l),
+        _ => return None,
+    };
+    if !from.allows(relay.ip()) {
+        warn!(peer = %relay, "connection refused: not from a load balancer allowed to send PROXY headers (proxy_from)");
+        return None;
+    }
+    let mut buf = Vec::with_capacity(64);
+    let read = tokio::time::timeout(PROXY_HEADER_TIMEOUT, async {
+        loop {
+            match proxy::parse(&buf) {
+                Ok(Parsed::Done { header, len }) if len == buf.len() => return Ok(header),
+                Ok(Parsed::Done { .. }) => return Err("header and more in one read".to_string()),
+                Ok(Parsed::Need(n)) => {
+                    // Exactly up to what the header needs: the session's bytes stay unread.
+                    let start = buf.len();
+                    buf.resize(n, 0);
+                    let got = stream
+                        .read(buf.get_mut(start..).unwrap_or_default())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if got == 0 {
+                        return Err("closed before the header was complete".to_string());
+                    }
+                    buf.truncate(start + got);
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    let header = match read {
+        Ok(Ok(h)) => h,
+        Ok(Err(why)) => {
+            warn!(peer = %relay, reason = %why, "connection refused: no valid PROXY header");
+            return None;
+        }
+        Err(_) => {
+            warn!(peer = %relay, secs = PROXY_HEADER_TIMEOUT.as_secs(), "connection refused: no PROXY header in time");
+            return None;
         }
     };
+    let conn = match header {
+        // A health check: the balancer speaks for itself.
+        Header::Local => ConnInfo::direct(relay, local),
+        Header::Proxied { source, .. } => ConnInfo::proxied(source, local, relay),
+    };
+    Some((stream, conn))
+}
+
+fn start_session(stream: TcpStream, conn: ConnInfo, ctx: &AcceptCtx) {
     if let Some(until) = ctx
         .live
         .guard

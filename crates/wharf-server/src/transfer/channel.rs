@@ -122,7 +122,7 @@ impl Intruder {
 /// `intruder`.
 pub async fn accept_passive(
     listener: TcpListener,
-    peer: IpAddr,
+    peer: crate::conn::DataPeers,
     allow_any: bool,
     deadline: Instant,
     intruder: &Intruder,
@@ -131,7 +131,7 @@ pub async fn accept_passive(
         let (stream, from) = timeout_at(deadline, listener.accept())
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no data connection in time"))??;
-        if allow_any || from.ip().to_canonical() == peer {
+        if allow_any || peer.allows(from.ip()) {
             let _ = stream.set_nodelay(true);
             return Ok(stream);
         }

@@ -16,6 +16,7 @@ mod interop;
 mod limits;
 mod operations;
 mod power;
+mod proxy;
 mod security;
 mod tls;
 mod transfers;
