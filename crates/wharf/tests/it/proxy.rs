@@ -151,3 +151,219 @@ fn proxy_protocol_needs_proxy_from() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listener[1].proxy_from"), "{err}");
 }
+
+/// A port free on `ip` just now.
+fn free_port_on(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// HAProxy in the foreground (`-db`), stopped by its PID when dropped.
+struct Haproxy {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Haproxy {
+    fn start(config: &str, wait_for: u16) -> Haproxy {
+        let bin = wharf_testkit::require_tool("haproxy");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut h = Haproxy { child, _dir: dir };
+        // Listening is seen in the socket table, without a connection that would count.
+        for _ in 0..100 {
+            let out = std::process::Command::new("ss")
+                .args(["-Hltn", &format!("sport = :{wait_for}")])
+                .output()
+                .unwrap();
+            if !out.stdout.is_empty() {
+                return h;
+            }
+            if let Ok(Some(status)) = h.child.try_wait() {
+                panic!("haproxy exited: {status}\n{config}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = h.child.kill();
+        panic!("haproxy is not listening on {wait_for}");
+    }
+}
+
+/// Sessions a node's log shows opened.
+fn sessions(server: &Server) -> usize {
+    server.log().matches("session opened").count()
+}
+
+#[test]
+fn two_nodes_behind_haproxy_serve_curl_lftp_ftplib_and_resume_on_the_survivor() {
+    use wharf_testkit::peers::{PASSWORD, USER};
+    // Nodes on 127.0.0.2 and 127.0.0.4, HAProxy on 127.0.0.1 relaying from 127.0.0.3: the
+    // nodes must see the clients' 127.0.0.1 through PROXY v2, not the balancer's address.
+    let front = free_port_on("127.0.0.1");
+    let node = |ip: &str, ports: &str, root: Option<&std::path::Path>| {
+        let port = free_port_on(ip);
+        let config = format!(
+            "[[listener]]\naddress = \"{ip}:{port}\"\nproxy_protocol = true\nproxy_from = [\"127.0.0.3\"]\n\
+             [passive]\nports = \"{ports}\"\naddress = \"127.0.0.1\"\n"
+        );
+        let b = Server::builder(BIN)
+            .args(&["--user", &format!("{USER}:{PASSWORD}"), "-w"])
+            .config(&config);
+        let s = match root {
+            Some(r) => b.start_on(r),
+            None => b.start(),
+        };
+        (s, port)
+    };
+    let (mut n1, p1) = node("127.0.0.2", "41700-41709", None);
+    // The same directory: what shared storage will be.
+    let (mut n2, p2) = node("127.0.0.4", "41710-41719", Some(&n1.root.clone()));
+    let config = format!(
+        "global\n  maxconn 200\n\
+         defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n  retries 2\n  option redispatch 1\n\
+         frontend ftp\n  bind 127.0.0.1:{front}\n  default_backend nodes\n\
+         backend nodes\n  balance roundrobin\n\
+           server n1 127.0.0.2:{p1} send-proxy-v2 source 127.0.0.3\n\
+           server n2 127.0.0.4:{p2} send-proxy-v2 source 127.0.0.3\n\
+         frontend pasv1\n  bind 127.0.0.1:41700-41709\n  default_backend pasv1\n\
+         backend pasv1\n  server n1 127.0.0.2 source 127.0.0.3\n\
+         frontend pasv2\n  bind 127.0.0.1:41710-41719\n  default_backend pasv2\n\
+         backend pasv2\n  server n2 127.0.0.4 source 127.0.0.3\n"
+    );
+    let _haproxy = Haproxy::start(&config, front);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let body = wharf_testkit::pattern(1_000_000, 21);
+    wharf_testkit::write_file(&w.join("up.bin"), &body);
+    let url = |rel: &str| format!("ftp://{USER}:{PASSWORD}@127.0.0.1:{front}/{rel}");
+
+    // curl uploads (node 1), lftp downloads (node 2), Python's ftplib lists and downloads
+    // (node 1 again): passive mode through the balancer each time.
+    let run = |cmd: &mut std::process::Command, what: &str| {
+        let out = wharf_testkit::output_within(cmd, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    run(
+        std::process::Command::new("curl")
+            .args(["-sS", "--ftp-pasv", "-T"])
+            .arg(w.join("up.bin"))
+            .arg(url("up.bin")),
+        "curl upload",
+    );
+    run(
+        std::process::Command::new("lftp")
+            .args(["-c", &format!(
+                "set ftp:passive-mode on; set net:max-retries 1; open -u {USER},{PASSWORD} -p {front} 127.0.0.1; get up.bin -o lftp.bin"
+            )])
+            .current_dir(w),
+        "lftp download",
+    );
+    assert!(
+        std::fs::read(w.join("lftp.bin")).unwrap() == body,
+        "lftp: bytes differ"
+    );
+    let script = format!(
+        "import ftplib\nf = ftplib.FTP()\nf.connect('127.0.0.1', {front}, timeout=20)\nf.login('{USER}', '{PASSWORD}')\n\
+         assert 'up.bin' in f.nlst(), f.nlst()\nwith open('py.bin', 'wb') as out:\n    f.retrbinary('RETR up.bin', out.write)\nf.quit()\n"
+    );
+    run(
+        std::process::Command::new("python3")
+            .args(["-c", &script])
+            .current_dir(w),
+        "ftplib",
+    );
+    assert!(
+        std::fs::read(w.join("py.bin")).unwrap() == body,
+        "ftplib: bytes differ"
+    );
+    // Upload on one node, download on the other; both saw the client, through the balancer.
+    let (l1, l2) = (n1.log(), n2.log());
+    assert!(
+        l1.contains("verb=\"STOR\"") && l2.contains("verb=\"RETR\""),
+        "{l1}\n{l2}"
+    );
+    for log in [&l1, &l2] {
+        assert!(
+            log.contains("peer=127.0.0.1:") && log.contains("via=127.0.0.3:"),
+            "{log}"
+        );
+        assert!(!log.contains("foreign"), "{log}");
+    }
+
+    // A download at 1 MB/s, larger than what socket and balancer buffers hold; the node
+    // serving it dies; `get -c` through the balancer finishes
+    // on the other one.
+    let big = wharf_testkit::pattern(16_000_000, 22);
+    wharf_testkit::write_file(&n1.root.join("big.bin"), &big);
+    let before = (sessions(&n1), sessions(&n2));
+    let child = std::process::Command::new(BIN)
+        .args(["get", "--passive", "--limit-rate", "1M", &url("big.bin")])
+        .current_dir(w)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let on_first = sessions(&n1) > before.0;
+    assert!(
+        on_first || sessions(&n2) > before.1,
+        "no node took the download"
+    );
+    if on_first {
+        n1.kill()
+    } else {
+        n2.kill()
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the download survived its node");
+    let kept = std::fs::metadata(w.join("big.bin.wharf-part"))
+        .unwrap()
+        .len();
+    assert!(kept > 0 && kept < big.len() as u64, "{kept}");
+    let out = wharf_testkit::output_within(
+        std::process::Command::new(BIN)
+            .args([
+                "get",
+                "-c",
+                "-v",
+                "--passive",
+                "--retry",
+                "3",
+                &url("big.bin"),
+            ])
+            .current_dir(w),
+        Duration::from_secs(60),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains(&format!("Command: REST {kept}")), "{log}");
+    assert!(
+        std::fs::read(w.join("big.bin")).unwrap() == big,
+        "get -c: bytes differ"
+    );
+}
