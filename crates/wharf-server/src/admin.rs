@@ -495,7 +495,19 @@ async fn lift_ban(State(s): State<Shared>, Path(ip): Path<String>) -> Result<Sta
     let ip: IpAddr = ip
         .parse()
         .map_err(|_| bad(format!("`{ip}` is not an IP address")))?;
-    if s.live.guard.lift(ip.to_canonical(), Instant::now()) {
+    let ip = ip.to_canonical();
+    let here = s.live.guard.lift(ip, Instant::now());
+    // On every node: the shared list loses it too (the others drop it at their next look).
+    let shared = match s.live.current().services.users_db.clone() {
+        Some(db) => db.lift_ban(ip).await.map_err(|e| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("user database: {e}"),
+            )
+        })?,
+        None => false,
+    };
+    if here || shared {
         tracing::info!(%ip, "ban lifted through the admin API");
         Ok(StatusCode::NO_CONTENT)
     } else {

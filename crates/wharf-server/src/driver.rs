@@ -734,6 +734,9 @@ impl Driver {
                 if let Failure::Banned(time) = self.live.guard.failed(ip, std::time::Instant::now())
                 {
                     warn!(session = self.conn.id, peer = %self.conn.peer, secs = time.as_secs(), "address banned after failed logins");
+                    if let Some(db) = self.shared.services.users_db.clone() {
+                        crate::server::share_ban(db, self.live.guard.clone(), ip, time);
+                    }
                 }
                 return LoginResult::Rejected;
             }

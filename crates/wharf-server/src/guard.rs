@@ -57,6 +57,9 @@ struct Record {
     /// Bans so far, and when the last one started: repeats within a day double the time.
     bans: u32,
     last_ban: Option<Instant>,
+    /// When the shared ban list (the user database) last showed this ban, or this node last
+    /// wrote it there: a ban the list no longer shows after that was lifted on another node.
+    shared_seen: Option<Instant>,
 }
 
 /// Bans and the fair queue of one server.
@@ -138,6 +141,36 @@ impl Guard {
             records.remove(&ip);
         }
         banned
+    }
+
+    /// Takes in the bans of the shared list (every node's), fetched starting at `fetched_at`:
+    /// each is in force here until its end (or a longer ban of this node's). A ban this node had
+    /// from the list, or wrote to it, before `fetched_at` and that the list no longer shows was
+    /// lifted elsewhere: it is lifted here too.
+    pub fn import_bans(&self, bans: &[(IpAddr, Instant)], fetched_at: Instant) {
+        let mut records = self.records();
+        for (ip, until) in bans {
+            let r = records.entry(ip.to_canonical()).or_default();
+            if r.banned_until.is_none_or(|u| u < *until) {
+                r.banned_until = Some(*until);
+            }
+            r.shared_seen = Some(fetched_at);
+        }
+        let listed: std::collections::HashSet<IpAddr> =
+            bans.iter().map(|(ip, _)| ip.to_canonical()).collect();
+        records.retain(|ip, r| {
+            let lifted = r.banned_until.is_some_and(|u| u > fetched_at)
+                && r.shared_seen.is_some_and(|t| t < fetched_at)
+                && !listed.contains(ip);
+            !lifted
+        });
+    }
+
+    /// This node's ban of `ip` is in the shared list now.
+    pub fn mark_shared(&self, ip: IpAddr, at: Instant) {
+        if let Some(r) = self.records().get_mut(&ip.to_canonical()) {
+            r.shared_seen = Some(at);
+        }
     }
 
     /// Whether `ip` failed a login within the ban window (its checks wait behind others').
@@ -366,6 +399,38 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn shared_bans_come_in_and_lifts_elsewhere_go_out() {
+        let g = Guard::new(BanPolicy::default(), 1);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let t0 = Instant::now();
+        g.import_bans(&[(a, t0 + Duration::from_secs(60))], t0);
+        assert!(g.banned(a, t0).is_some());
+        // This node's own ban, written to the list after the next fetch began: kept although
+        // that fetch does not show it.
+        let policy = BanPolicy {
+            after_failures: 1,
+            ..BanPolicy::default()
+        };
+        g.set_policy(policy);
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(matches!(g.failed(b, t1), Failure::Banned(_)));
+        g.mark_shared(b, t1 + Duration::from_millis(20));
+        g.import_bans(
+            &[(a, t0 + Duration::from_secs(60))],
+            t1 + Duration::from_millis(10),
+        );
+        assert!(
+            g.banned(b, t1).is_some(),
+            "a ban written after the fetch began is kept"
+        );
+        // Later fetches without a: lifted on another node, lifted here.
+        let t2 = t1 + Duration::from_secs(2);
+        g.import_bans(&[(b, t2 + Duration::from_secs(60))], t2);
+        assert!(g.banned(a, t2).is_none());
+        assert!(g.banned(b, t2).is_some());
     }
 
     #[test]

@@ -226,6 +226,7 @@ pub async fn run_reloadable(
         watch: Arc::default(),
         monitor: Arc::default(),
     });
+    let ban_sync = tokio::spawn(import_shared_bans(live.clone()));
     let reloader = {
         let (live, limiter) = (live.clone(), limiter.clone());
         tokio::spawn(async move {
@@ -279,6 +280,7 @@ pub async fn run_reloadable(
     drop(alive_tx);
     shutdown.await;
     reloader.abort();
+    ban_sync.abort();
     info!("shutting down: no new connections; running transfers may finish");
     let _ = stop_tx.send(true);
     for a in acceptors {
@@ -295,6 +297,73 @@ pub async fn run_reloadable(
     // connections go now.
     if let Some(admin) = admin {
         admin.abort();
+    }
+}
+
+/// How often a node reads the bans every node recorded in the user database.
+pub const BAN_SYNC: Duration = Duration::from_secs(2);
+
+/// This node's name in the shared ban list: host name and process.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
+}
+
+/// Records a ban this node made in the user database, for the other nodes (off the session's
+/// path; a database that is away only delays the others: this node's ban holds).
+pub(crate) fn share_ban(
+    db: Arc<crate::userdb::UserDb>,
+    guard: Arc<Guard>,
+    ip: IpAddr,
+    time: Duration,
+) {
+    tokio::spawn(async move {
+        let until = crate::transfer::unix_now()
+            .saturating_add(i64::try_from(time.as_secs()).unwrap_or(i64::MAX));
+        match tokio::time::timeout(BAN_SYNC * 5, db.record_ban(ip, until, &node_name())).await {
+            Ok(Ok(())) => guard.mark_shared(ip, std::time::Instant::now()),
+            Ok(Err(e)) => warn!(%ip, error = %e, "cannot record the ban in the user database"),
+            Err(_) => warn!(%ip, "cannot record the ban in the user database: no answer in time"),
+        }
+    });
+}
+
+/// Every [`BAN_SYNC`], takes in the bans all nodes recorded in the user database (when there
+/// is one): an address banned on one node is refused on all, and a ban lifted on one is
+/// lifted on all.
+async fn import_shared_bans(live: Arc<Live>) {
+    let mut tick = tokio::time::interval(BAN_SYNC);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let Some(db) = live.current().services.users_db.clone() else {
+            continue;
+        };
+        let fetched_at = std::time::Instant::now();
+        let now = crate::transfer::unix_now();
+        match tokio::time::timeout(BAN_SYNC * 5, db.active_bans()).await {
+            Ok(Ok(list)) => {
+                let bans: Vec<(IpAddr, std::time::Instant)> = list
+                    .into_iter()
+                    .map(|(ip, until)| {
+                        let left = u64::try_from(until.saturating_sub(now)).unwrap_or(0);
+                        (ip, fetched_at + Duration::from_secs(left))
+                    })
+                    .collect();
+                live.guard.import_bans(&bans, fetched_at);
+                failing = false;
+            }
+            Ok(Err(e)) if !failing => {
+                warn!(error = %e, "cannot read the shared bans from the user database");
+                failing = true;
+            }
+            Err(_) if !failing => {
+                warn!("cannot read the shared bans from the user database: no answer in time");
+                failing = true;
+            }
+            _ => {}
+        }
     }
 }
 

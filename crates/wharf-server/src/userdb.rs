@@ -15,9 +15,10 @@ use crate::auth::{Permissions, UserLimits};
 
 /// The migrations, in order: each runs once per database, in a transaction. Only SQL that
 /// SQLite and PostgreSQL both read (TEXT, BIGINT; times are Unix seconds; booleans 0/1).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS wharf_users (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS wharf_users (
         name TEXT PRIMARY KEY,
         password_hash TEXT NOT NULL,
         home TEXT,
@@ -33,7 +34,18 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         updated_at BIGINT NOT NULL,
         last_login BIGINT
     )",
-)];
+    ),
+    // Bans, shared by every node on this database: an address banned on one is refused on all.
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS wharf_bans (
+        address TEXT PRIMARY KEY,
+        banned_until BIGINT NOT NULL,
+        node TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    )",
+    ),
+];
 
 /// A user row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,6 +475,71 @@ impl UserDb {
             return Err(DbError::NoSuchUser(name.to_string()));
         }
         Ok(())
+    }
+
+    /// Records a ban of `ip` until `until` (Unix seconds), made by `node`: a longer ban already
+    /// there stays.
+    pub async fn record_ban(
+        &self,
+        ip: std::net::IpAddr,
+        until: i64,
+        node: &str,
+    ) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query(
+            "INSERT INTO wharf_bans (address, banned_until, node, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (address) DO UPDATE SET banned_until = excluded.banned_until,
+                 node = excluded.node, created_at = excluded.created_at
+             WHERE wharf_bans.banned_until < excluded.banned_until",
+        )
+        .bind(ip.to_string())
+        .bind(until)
+        .bind(node.to_string())
+        .bind(now())
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    /// The bans in force (until later than now), with their end in Unix seconds; expired rows
+    /// are removed on the way.
+    pub async fn active_bans(&self) -> Result<Vec<(std::net::IpAddr, i64)>, DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        let now = now();
+        sqlx::query("DELETE FROM wharf_bans WHERE banned_until <= $1")
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(unavailable)?;
+        let rows = sqlx::query("SELECT address, banned_until FROM wharf_bans")
+            .fetch_all(pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let address: String = row.try_get(0).ok()?;
+                let until: i64 = row.try_get(1).ok()?;
+                Some((address.parse().ok()?, until))
+            })
+            .filter(|(_, until)| *until > now)
+            .collect())
+    }
+
+    /// Lifts the ban of `ip` on every node (they drop it at their next look); whether there
+    /// was one.
+    pub async fn lift_ban(&self, ip: std::net::IpAddr) -> Result<bool, DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query("DELETE FROM wharf_bans WHERE address = $1")
+            .bind(ip.to_string())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+            .map_err(unavailable)
     }
 
     /// Records a successful login (best effort: a failure is logged, the login stands).

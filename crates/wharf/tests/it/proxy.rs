@@ -367,3 +367,69 @@ fn two_nodes_behind_haproxy_serve_curl_lftp_ftplib_and_resume_on_the_survivor() 
         "get -c: bytes differ"
     );
 }
+
+#[test]
+fn a_ban_behind_proxy_on_one_node_is_refused_on_all_and_lifted_on_all() {
+    let pg = wharf_testkit::postgres::Postgres::start();
+    let url = pg.url();
+    let node = || {
+        let port = free_port();
+        let proxied: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let config = format!(
+            "[[listener]]\naddress = \"{proxied}\"\nproxy_protocol = true\nproxy_from = [\"127.0.0.1\"]\n\
+             [limits]\nfailed_login_delay_ms = 0\nban_after_failures = 2\nmax_login_failures = 100\n"
+        );
+        let s = Server::builder(BIN)
+            .args(&["--users-db", &url, "--admin", "127.0.0.1:0"])
+            .config(&config)
+            .start();
+        (s, proxied)
+    };
+    let ((one, a1), (two, a2)) = (node(), node());
+    let bad: SocketAddr = "192.0.2.60:1000".parse().unwrap();
+    let good: SocketAddr = "192.0.2.61:1000".parse().unwrap();
+    for _ in 0..2 {
+        let mut ftp = through(a1, v1_header(bad, a1).as_bytes());
+        let _ = ftp.cmd("USER nobody-here");
+        assert_eq!(ftp.cmd("PASS wrong").code, 530);
+    }
+    assert!(
+        one.wait_log("address banned after failed logins", 1),
+        "{}",
+        one.log()
+    );
+    // Node two learns it from the database within a few of its 2 s looks.
+    let refused_on_two =
+        |who: SocketAddr| through(a2, v1_header(who, a2).as_bytes()).banner.code == 421;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !refused_on_two(bad) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        refused_on_two(bad),
+        "node two never refused the banned client:\n{}",
+        two.log()
+    );
+    assert!(!refused_on_two(good), "another client was refused too");
+    assert!(two.wait_log("connection refused: address banned peer=192.0.2.60", 1));
+    // Lifted through node two's admin API: node one lets the client in again.
+    let token = two.admin.clone().and_then(|(_, t)| t).unwrap();
+    let (code, body) = crate::admin::api(
+        &two,
+        "DELETE",
+        "/api/v1/bans/192.0.2.60",
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 204, "{body}");
+    let back_on_one = || through(a1, v1_header(bad, a1).as_bytes()).banner.code == 220;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !back_on_one() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        back_on_one(),
+        "node one kept the lifted ban:\n{}",
+        one.log()
+    );
+}
