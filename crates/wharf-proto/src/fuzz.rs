@@ -49,6 +49,20 @@ pub fn hostport(data: &[u8]) {
     let _ = hostport::parse_epsv_reply(data);
 }
 
+/// The PROXY protocol header, as a load balancer (or anyone allowed to pretend to be one)
+/// sends it: every prefix, as the reader sees it grow. A complete header's length is never
+/// beyond the bytes given; what more is asked for is always more than there is.
+pub fn proxy(data: &[u8]) {
+    for end in 0..=data.len().min(crate::proxy::V2_MAX + 1) {
+        let prefix = data.get(..end).unwrap_or_default();
+        match crate::proxy::parse(prefix) {
+            Ok(crate::proxy::Parsed::Done { len, .. }) => assert!(len <= prefix.len()),
+            Ok(crate::proxy::Parsed::Need(n)) => assert!(n > prefix.len()),
+            Err(_) => {}
+        }
+    }
+}
+
 /// The client's listing parsers (LIST lines of every server style, MLSD facts), line by line,
 /// and what else reads paths and times from a peer.
 pub fn list(data: &[u8]) {

@@ -56,11 +56,13 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, ProxyError> {
     if !may_be_v1 && !may_be_v2 {
         return Err(ProxyError::NotProxy);
     }
-    if may_be_v2 {
-        return parse_v2(buf);
-    }
+    // The shortest header of either version is longer than 6 bytes: asking for 6 never reads
+    // into what follows (`PROXY UNKNOWN\r\n` is 15).
     if buf.len() < V1_PREFIX.len() {
         return Ok(Parsed::Need(V1_PREFIX.len()));
+    }
+    if may_be_v2 {
+        return parse_v2(buf);
     }
     parse_v1(buf)
 }
@@ -309,7 +311,17 @@ mod tests {
     #[test]
     fn partial_headers_ask_for_exactly_what_is_missing() {
         let v2 = v2_header(addr("192.0.2.7:1"), addr("10.0.0.1:21"));
-        assert_eq!(parse(&v2[..5]), Ok(Parsed::Need(16)));
+        assert_eq!(parse(&v2[..5]), Ok(Parsed::Need(6)));
+        assert_eq!(parse(&v2[..6]), Ok(Parsed::Need(16)));
+        assert_eq!(parse(b""), Ok(Parsed::Need(6)));
+        // The shortest header followed by a byte: its length, not more.
+        assert_eq!(
+            parse(b"PROXY UNKNOWN\r\nX"),
+            Ok(Parsed::Done {
+                header: Header::Local,
+                len: 15
+            })
+        );
         assert_eq!(parse(&v2[..16]), Ok(Parsed::Need(v2.len())));
         assert_eq!(parse(b"PRO"), Ok(Parsed::Need(6)));
         assert_eq!(parse(b"PROXY TCP4 1"), Ok(Parsed::Need(13)));

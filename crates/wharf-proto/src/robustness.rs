@@ -78,6 +78,17 @@ fn parsers_never_panic() {
         crate::fuzz::reply(&input);
         crate::fuzz::hostport(&input);
         crate::fuzz::list(&input);
+        crate::fuzz::proxy(&input);
+    }
+    // Headers that start right, then go wrong anywhere.
+    for _ in 0..5_000 {
+        let mut input = if g.next() % 2 == 0 {
+            crate::proxy::V2_SIGNATURE.to_vec()
+        } else {
+            b"PROXY ".to_vec()
+        };
+        input.extend(g.bytes(120));
+        crate::fuzz::proxy(&input);
     }
 }
 

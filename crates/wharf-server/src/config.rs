@@ -453,11 +453,11 @@ impl Cidr {
             Some((a, b)) => (a, Some(b)),
             None => (text, None),
         };
-        let addr: std::net::IpAddr = addr
+        let written: std::net::IpAddr = addr
             .trim()
             .parse()
             .map_err(|_| format!("{text:?} is not an address or CIDR network"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let max: u8 = if written.is_ipv4() { 32 } else { 128 };
         let bits = match bits {
             None => max,
             Some(b) => b
@@ -467,10 +467,16 @@ impl Cidr {
                 .filter(|&b| b <= max)
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
         };
-        Ok(Cidr {
-            addr: addr.to_canonical(),
-            bits,
-        })
+        let addr = written.to_canonical();
+        // An IPv4-mapped IPv6 network (::ffff:10.0.0.0/104) is the IPv4 network it maps.
+        let bits = if written.is_ipv6() && addr.is_ipv4() {
+            bits.checked_sub(96).ok_or_else(|| {
+                format!("{text:?}: an IPv4-mapped network needs a prefix of 96 bits or more")
+            })?
+        } else {
+            bits
+        };
+        Ok(Cidr { addr, bits })
     }
 
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
@@ -478,11 +484,17 @@ impl Cidr {
         let bits = u32::from(self.bits);
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                let Some(shift) = 32u32.checked_sub(bits) else {
+                    return false;
+                };
+                let mask = u32::MAX.checked_shl(shift).unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                let Some(shift) = 128u32.checked_sub(bits) else {
+                    return false;
+                };
+                let mask = u128::MAX.checked_shl(shift).unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -809,7 +821,16 @@ impl Settings {
         let mut listen_proxy = vec![None; listen.len()];
         for (i, l) in file.listeners.iter().enumerate() {
             let field = |name: &str| format!("listener[{}].{name}", i + 1);
-            listen.push(parse_listen(&field("address"), &l.address)?);
+            let addr = parse_listen(&field("address"), &l.address)?;
+            if listen.contains(&addr) {
+                return Err(ConfigError::new(
+                    field("address"),
+                    format!(
+                        "{addr} is already a listener (listen, --listen or another [[listener]])"
+                    ),
+                ));
+            }
+            listen.push(addr);
             let from = l
                 .proxy_from
                 .iter()
@@ -1159,7 +1180,22 @@ mod tests {
         let six = Cidr::parse("2001:db8::/32").unwrap();
         assert!(six.contains("2001:db8:ffff::1".parse().unwrap()));
         assert!(!six.contains("2001:db9::1".parse().unwrap()));
-        for bad in ["10.0.0.0/33", "::/129", "nonsense", "10.0.0.0/x", ""] {
+        // IPv4-mapped forms are the IPv4 networks they map, never "everything".
+        let mapped = Cidr::parse("::ffff:10.0.0.1").unwrap();
+        assert!(mapped.contains("10.0.0.1".parse().unwrap()));
+        assert!(!mapped.contains("10.0.0.2".parse().unwrap()));
+        assert!(!mapped.contains("192.0.2.1".parse().unwrap()));
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains("10.9.9.9".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "nonsense",
+            "10.0.0.0/x",
+            "",
+            "::ffff:10.0.0.0/64",
+        ] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
     }

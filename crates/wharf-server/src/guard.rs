@@ -232,6 +232,9 @@ impl Guard {
             .min(Duration::from_secs(7 * 86_400));
         r.banned_until = Some(now + time);
         r.last_ban = Some(now);
+        // A new ban: not in the shared list until this node writes it there (an earlier ban's
+        // mark would let the next look lift this one).
+        r.shared_seen = None;
         Failure::Banned(time)
     }
 
@@ -431,6 +434,12 @@ mod tests {
         g.import_bans(&[(b, t2 + Duration::from_secs(60))], t2);
         assert!(g.banned(a, t2).is_none());
         assert!(g.banned(b, t2).is_some());
+        // Banned again after its shared ban ended, before (or without) the write: the list
+        // not showing it yet does not lift it.
+        let t3 = t2 + Duration::from_secs(3600);
+        assert!(matches!(g.failed(b, t3), Failure::Banned(_)));
+        g.import_bans(&[], t3 + Duration::from_secs(1));
+        assert!(g.banned(b, t3 + Duration::from_secs(1)).is_some());
     }
 
     #[test]

@@ -179,6 +179,13 @@ fn warn_about(settings: &Settings) {
     if settings.passive.allow_foreign_peer {
         warn!("passive.allow_foreign_peer is on: any host may take a passive data connection");
     }
+    if settings.listen_proxy.iter().any(Option::is_some)
+        && settings.passive.address == crate::config::PassiveAddress::Local
+    {
+        warn!(
+            "a [[listener]] takes PROXY headers but [passive] address is not set: PASV replies name this node's own address, which clients behind the balancer may not reach"
+        );
+    }
 }
 
 /// Serves on `listeners` (and on `implicit`, TLS from the first byte) until `shutdown`
@@ -235,8 +242,11 @@ pub async fn run_reloadable(
                 let s = &r.settings;
                 if s.listen != old.settings.listen
                     || s.listen_implicit != old.settings.listen_implicit
+                    || s.listen_proxy != old.settings.listen_proxy
                 {
-                    warn!("reload: listen addresses changed; they apply at the next restart");
+                    warn!(
+                        "reload: listeners changed (addresses, proxy_protocol or proxy_from); they apply at the next restart"
+                    );
                 }
                 warn_about(s);
                 live.guard.set_policy(s.limits.ban_policy());
@@ -419,12 +429,22 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
                 let (ctx, from) = (ctx.clone(), from.clone());
                 tokio::spawn(async move {
                     if let Some((stream, conn)) = read_proxy_header(stream, &from).await {
-                        start_session(stream, conn, &ctx);
+                        // Shutting down meanwhile: no new session.
+                        if !*ctx.stop.borrow() {
+                            start_session(stream, conn, &ctx);
+                        }
                     }
                 });
             }
         }
     }
+}
+
+/// True at most once a second: for log lines anyone can cause.
+fn rarely() -> bool {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = crate::transfer::unix_now().max(0) as u64;
+    LAST.swap(now, Ordering::Relaxed) != now
 }
 
 /// The PROXY step of a listener behind a load balancer: the connection must come from one of
@@ -442,7 +462,10 @@ async fn read_proxy_header(
         _ => return None,
     };
     if !from.allows(relay.ip()) {
-        warn!(peer = %relay, "connection refused: not from a load balancer allowed to send PROXY headers (proxy_from)");
+        // Anyone can knock: at most one line a second.
+        if rarely() {
+            warn!(peer = %relay, "connection refused: not from a load balancer allowed to send PROXY headers (proxy_from)");
+        }
         return None;
     }
     let mut buf = Vec::with_capacity(64);
