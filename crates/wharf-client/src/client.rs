@@ -752,6 +752,12 @@ impl Client {
     /// The facts of one path (MLST, RFC 3659 §7), `None` when the server does not offer MLST or
     /// refuses it for this path (no such file: 550).
     pub async fn mlst(&mut self, path: &[u8]) -> Result<Option<Entry>> {
+        Ok(self.mlst_line(path).await?.as_deref().and_then(mlst_entry))
+    }
+
+    /// MLST's facts line for `path` (`type=file;size=12; name`), as sent; `None` as for
+    /// [`Client::mlst`].
+    pub async fn mlst_line(&mut self, path: &[u8]) -> Result<Option<Vec<u8>>> {
         if !self.features.mlst {
             return Ok(None);
         }
@@ -763,18 +769,10 @@ impl Client {
             return Ok(None);
         }
         // 250-Listing / " facts; name" / 250 End: the entry is the line starting with a space.
-        Ok(reply.lines.iter().find_map(|line| {
-            match entry::parse_mlsx_line(line.strip_prefix(b" ")?)? {
-                MlsxLine::Entry(mut e) => {
-                    // MLST gives the path as asked: its last component is the name.
-                    if let Some(i) = e.name.iter().rposition(|&b| b == b'/') {
-                        e.name.drain(..=i);
-                    }
-                    Some(e)
-                }
-                MlsxLine::SelfOrParent => None,
-            }
-        }))
+        Ok(reply
+            .lines
+            .iter()
+            .find_map(|line| line.strip_prefix(b" ").map(<[u8]>::to_vec)))
     }
 
     /// The modification time of a file (MDTM, RFC 3659 §3), seconds since the epoch (UTC);
@@ -1707,6 +1705,20 @@ fn refused(verb: &str, arg: Option<&[u8]>, reply: Reply) -> Error {
     Error::Refused {
         command: describe(verb, arg),
         reply,
+    }
+}
+
+/// The entry of an MLST facts line. MLST gives the path as asked: its last component is the
+/// name.
+pub fn mlst_entry(line: &[u8]) -> Option<Entry> {
+    match entry::parse_mlsx_line(line)? {
+        MlsxLine::Entry(mut e) => {
+            if let Some(i) = e.name.iter().rposition(|&b| b == b'/') {
+                e.name.drain(..=i);
+            }
+            Some(e)
+        }
+        MlsxLine::SelfOrParent => None,
     }
 }
 

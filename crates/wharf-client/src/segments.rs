@@ -7,11 +7,9 @@
 use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncSeekExt, AsyncWrite};
+use tokio::io::AsyncSeekExt;
 
 use crate::client::{Client, Progress};
 use crate::error::{Error, Result};
@@ -204,10 +202,7 @@ async fn worker(
         file.seek(io::SeekFrom::Start(range.offset))
             .await
             .map_err(Error::local)?;
-        let mut out = Counting {
-            inner: &mut file,
-            written: 0,
-        };
+        let mut out = tree::Counting::new(&mut file);
         let result = session
             .retrieve_range(remote, range.offset, range.len, &mut out, progress)
             .await;
@@ -275,34 +270,5 @@ impl Drop for RemoveOnDrop {
         if let Some(p) = self.0.take() {
             let _ = std::fs::remove_file(p);
         }
-    }
-}
-
-/// A writer that counts what went through it (to know where a broken range stopped).
-struct Counting<'a, W> {
-    inner: &'a mut W,
-    written: u64,
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<'_, W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut *this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &polled {
-            this.written += *n as u64;
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
     }
 }

@@ -193,6 +193,48 @@ pub enum Resume {
     Any,
 }
 
+/// A writer that counts what went through it: where a broken transfer stopped, so that the
+/// next try resumes there.
+pub struct Counting<W> {
+    pub inner: W,
+    pub written: u64,
+}
+
+impl<W> Counting<W> {
+    pub fn new(inner: W) -> Counting<W> {
+        Counting { inner, written: 0 }
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &polled {
+            this.written += *n as u64;
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// What a partial download's name ends with: not a plain `.part`, which files of their own
 /// are often called (a server's uploads in progress, say).
 pub const PART_SUFFIX: &str = ".wharf-part";
@@ -742,7 +784,7 @@ pub(crate) async fn run_pool(
                 connector.log_status(format!(
                     "Could not open session {} ({e}): {why}; going on with {}",
                     clients.len() + 1,
-                    plural(clients.len(), "session")
+                    plural(clients.len() as u64, "session")
                 ));
                 break;
             }
@@ -942,7 +984,8 @@ pub fn join_remote(dir: &[u8], name: &[u8]) -> Vec<u8> {
     out
 }
 
-fn plural(n: usize, word: &str) -> String {
+/// `1 session`, `2 sessions`.
+pub fn plural(n: u64, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use wharf_client::mirror::{self, Direction, MirrorOptions};
-use wharf_client::tree::{self, Connector, Resume, TreeOptions, TreeReport};
+use wharf_client::tree::{self, Connector, Resume, TreeOptions, TreeReport, plural};
 use wharf_client::url::redact;
 use wharf_client::{
     Client, DataMode, Entry, Error, ErrorKind, FileKind, FtpUrl, LogLine, Options, Progress,
@@ -849,40 +849,29 @@ async fn list_json(
         .collect())
 }
 
-/// One file's entry: MLST where offered, else LIST of the path when it gives exactly one line
-/// naming it.
+/// One file's entry, from MLST (`None` without MLST: LIST of a file gave its line already, or
+/// it is no file).
 async fn file_entry(
     client: &mut Client,
     path: &[u8],
     json: bool,
 ) -> Result<Option<(Entry, Option<serde_json::Value>)>, Error> {
-    if client.features().mlst {
-        let reply = client.command("MLST", Some(path)).await?;
-        if !reply.code.is_completion() {
-            return Ok(None);
-        }
-        return Ok(reply.lines.iter().find_map(|line| {
-            let line = line.strip_prefix(b" ")?;
-            let mut facts = json.then(|| facts_json(line)).flatten();
-            match wharf_proto::entry::parse_mlsx_line(line)? {
-                wharf_proto::entry::MlsxLine::Entry(mut e) => {
-                    // MLST names the path as asked: the entry is its last component.
-                    if let Some(i) = e.name.iter().rposition(|&b| b == b'/') {
-                        e.name.drain(..=i);
-                    }
-                    if let Some(serde_json::Value::Object(o)) = &mut facts {
-                        o.insert(
-                            "name".into(),
-                            String::from_utf8_lossy(&e.name).into_owned().into(),
-                        );
-                    }
-                    (e.kind != FileKind::Dir).then_some((e, facts))
-                }
-                wharf_proto::entry::MlsxLine::SelfOrParent => None,
-            }
-        }));
+    let Some(line) = client.mlst_line(path).await? else {
+        return Ok(None);
+    };
+    let Some(e) = wharf_client::client::mlst_entry(&line).filter(|e| e.kind != FileKind::Dir)
+    else {
+        return Ok(None);
+    };
+    let mut facts = json.then(|| facts_json(&line)).flatten();
+    if let Some(serde_json::Value::Object(o)) = &mut facts {
+        // The name, not the path MLST was asked for.
+        o.insert(
+            "name".into(),
+            String::from_utf8_lossy(&e.name).into_owned().into(),
+        );
     }
-    Ok(None)
+    Ok(Some((e, facts)))
 }
 
 /// `{"name": …, "type": "file", "size": "12", "modify": "2026…"}`: an MLSx line's facts, names
@@ -1066,11 +1055,10 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
                 let mut client = s.connector.open().await?;
                 // What stdout has already had cannot be taken back: a retry resumes after it.
                 let from = written.load(std::sync::atomic::Ordering::Relaxed);
-                let mut out = Counted {
-                    inner: tokio::io::stdout(),
-                    count: written,
-                };
-                client.retrieve(remote, from, &mut out, &s.bar).await?;
+                let mut out = tree::Counting::new(tokio::io::stdout());
+                let result = client.retrieve(remote, from, &mut out, &s.bar).await;
+                written.fetch_add(out.written, std::sync::atomic::Ordering::Relaxed);
+                result?;
                 client.quit().await;
                 Ok(())
             }
@@ -1171,42 +1159,6 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
     s.bar.finish();
     result_line(&s, &local.display().to_string(), size);
     Ok(ExitCode::SUCCESS)
-}
-
-/// A writer that counts what it passed on, into a counter that outlives it.
-struct Counted<W> {
-    inner: W,
-    count: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<W> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        let polled = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = &polled {
-            this.count
-                .fetch_add(*n as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// `get 'ftp://h/dir/*.log' [DIR]`: every file the pattern matches, into DIR (default: here).
@@ -1610,14 +1562,6 @@ pub fn print_tree_report(s: &Setup, report: &TreeReport) {
             report.failures.len(),
             report.failures.len() as u64 + report.files + report.already_complete
         );
-    }
-}
-
-fn plural(n: u64, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
     }
 }
 

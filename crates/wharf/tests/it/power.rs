@@ -196,6 +196,14 @@ fn finish(child: std::process::Child) -> Run {
     }
 }
 
+/// A client run whose data connection the server loses once data flows: started in the
+/// background, the connection killed, the run waited for.
+fn broken_once(dir: &Path, args: &[&str], (first, last): (u16, u16)) -> Run {
+    let child = spawn(dir, args);
+    kill_when_flowing(first, last);
+    finish(child)
+}
+
 /// Kills the data connection once a transfer is under way: waits until `ss` shows one.
 fn kill_when_flowing(first: u16, last: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -219,7 +227,7 @@ fn retry_finishes_transfers_whose_data_connection_was_killed() {
     peer.seed("big.bin", &body);
 
     // Download at 1 MB/s, its data connection killed after a moment; --retry resumes it.
-    let child = spawn(
+    let r = broken_once(
         w,
         &[
             "get",
@@ -231,9 +239,8 @@ fn retry_finishes_transfers_whose_data_connection_was_killed() {
             "3",
             &peer.url("big.bin"),
         ],
+        (first, last),
     );
-    kill_when_flowing(first, last);
-    let r = finish(child);
     r.ok("get --retry");
     assert!(
         std::fs::read(w.join("big.bin")).unwrap() == body,
@@ -252,7 +259,7 @@ fn retry_finishes_transfers_whose_data_connection_was_killed() {
 
     // Upload the same way.
     write_file(&w.join("up.bin"), &body);
-    let child = spawn(
+    let r = broken_once(
         w,
         &[
             "put",
@@ -265,9 +272,8 @@ fn retry_finishes_transfers_whose_data_connection_was_killed() {
             "up.bin",
             &peer.url("up.bin"),
         ],
+        (first, last),
     );
-    kill_when_flowing(first, last);
-    let r = finish(child);
     r.ok("put --retry");
     assert!(
         std::fs::read(peer.path("up.bin")).unwrap() == body,
@@ -281,7 +287,7 @@ fn retry_finishes_transfers_whose_data_connection_was_killed() {
 
     // Without --retry the download fails, and keeps its partial file with the way to resume.
     std::fs::remove_file(w.join("big.bin")).unwrap();
-    let child = spawn(
+    let r = broken_once(
         w,
         &[
             "get",
@@ -290,9 +296,8 @@ fn retry_finishes_transfers_whose_data_connection_was_killed() {
             "1M",
             &peer.url("big.bin"),
         ],
+        (first, last),
     );
-    kill_when_flowing(first, last);
-    let r = finish(child);
     // 426 from the server (exit 1) or the reset seen first (exit 3).
     assert!(r.code == 1 || r.code == 3, "{}", r.stderr);
     assert!(
@@ -330,7 +335,7 @@ fn retry_finishes_a_download_from_vsftpd_whose_data_connection_was_killed() {
     let work = tempfile::tempdir().unwrap();
     let body = pattern(5_000_000, 12);
     peer.seed("v.bin", &body);
-    let child = spawn(
+    let r = broken_once(
         work.path(),
         &[
             "get",
@@ -342,9 +347,8 @@ fn retry_finishes_a_download_from_vsftpd_whose_data_connection_was_killed() {
             "2",
             &peer.url("v.bin"),
         ],
+        (first, last),
     );
-    kill_when_flowing(first, last);
-    let r = finish(child);
     r.ok("get --retry from vsftpd");
     assert!(
         std::fs::read(work.path().join("v.bin")).unwrap() == body,

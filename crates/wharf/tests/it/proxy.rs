@@ -14,11 +14,7 @@ use crate::BIN;
 
 /// A port free on 127.0.0.1 just now (the listener is closed before the server binds it).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port_on("127.0.0.1")
 }
 
 /// A writable anonymous server with a plain listener and one behind a balancer at `from`.
