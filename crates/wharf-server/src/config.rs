@@ -287,6 +287,10 @@ pub struct Settings {
     pub hooks: Vec<crate::hooks::Hook>,
     pub anonymous: Option<AnonymousAccess>,
     pub log: LogSettings,
+    /// Where files are: `None` on the local file system (under `root` and the users' homes),
+    /// or in an S3-compatible bucket (`[storage] backend = "s3"`), where `root` and the homes
+    /// name key prefixes.
+    pub storage: Option<crate::storage::S3Settings>,
     /// The user to run as once started as root.
     pub run_as: String,
     /// Stay root instead.
@@ -331,6 +335,108 @@ pub struct FileConfig {
     pub tls: TlsSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+}
+
+/// The `[storage]` table: where files are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// `local` (the default) or `s3`.
+    pub backend: Option<String>,
+    /// S3: `http(s)://HOST:PORT` of an S3-compatible store (none: AWS, by region).
+    pub endpoint: Option<String>,
+    /// S3: the region (default `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    /// S3: the key prefix all homes lie under.
+    pub prefix: Option<String>,
+    /// S3: credentials; without them, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` from
+    /// the environment.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl StorageSection {
+    /// The S3 settings, `None` for the local file system.
+    fn check(&self) -> Result<Option<crate::storage::S3Settings>, ConfigError> {
+        match self.backend.as_deref().unwrap_or("local") {
+            "local" => {
+                let s3_only = [
+                    ("storage.endpoint", self.endpoint.is_some()),
+                    ("storage.region", self.region.is_some()),
+                    ("storage.bucket", self.bucket.is_some()),
+                    ("storage.prefix", self.prefix.is_some()),
+                    ("storage.access_key_id", self.access_key_id.is_some()),
+                    (
+                        "storage.secret_access_key",
+                        self.secret_access_key.is_some(),
+                    ),
+                ];
+                match s3_only.iter().find(|(_, set)| *set) {
+                    Some((field, _)) => Err(ConfigError::new(
+                        *field,
+                        "is for backend = \"s3\" only (the backend is the local file system)",
+                    )),
+                    None => Ok(None),
+                }
+            }
+            "s3" => {
+                let bucket = self
+                    .bucket
+                    .clone()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::new("storage.bucket", "backend = \"s3\" needs a bucket")
+                    })?;
+                if let Some(e) = &self.endpoint
+                    && !(e.starts_with("http://") || e.starts_with("https://"))
+                {
+                    return Err(ConfigError::new(
+                        "storage.endpoint",
+                        format!("`{e}` is not an http:// or https:// URL"),
+                    ));
+                }
+                let prefix = self.prefix.as_deref().unwrap_or("").trim_matches('/');
+                if prefix.split('/').any(|part| {
+                    matches!(part, "." | "..") || (part.is_empty() && !prefix.is_empty())
+                }) {
+                    return Err(ConfigError::new(
+                        "storage.prefix",
+                        format!("`{prefix}` has an empty, `.` or `..` part"),
+                    ));
+                }
+                if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+                    return Err(ConfigError::new(
+                        if self.access_key_id.is_some() {
+                            "storage.secret_access_key"
+                        } else {
+                            "storage.access_key_id"
+                        },
+                        "access_key_id and secret_access_key go together",
+                    ));
+                }
+                let region = self
+                    .region
+                    .clone()
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .unwrap_or_else(|| "us-east-1".to_string());
+                Ok(Some(crate::storage::S3Settings {
+                    endpoint: self.endpoint.clone(),
+                    region,
+                    bucket,
+                    prefix: prefix.to_string(),
+                    access_key_id: self.access_key_id.clone(),
+                    secret_access_key: self.secret_access_key.clone(),
+                }))
+            }
+            other => Err(ConfigError::new(
+                "storage.backend",
+                format!("`{other}` is not local or s3"),
+            )),
+        }
+    }
 }
 
 /// The `[users]` table.
@@ -789,7 +895,13 @@ impl Settings {
             (None, Some(r)) => ("root", r.clone()),
             (None, None) => ("--root", PathBuf::from(".")),
         };
-        let root = check_dir(root_field, &root)?;
+        // On S3 the root and the homes are key prefixes, not directories of this machine.
+        let storage = file.storage.check()?;
+        let root = match &storage {
+            None => check_dir(root_field, &root)?,
+            Some(_) if file.root.is_none() && cli.root.is_none() => PathBuf::from("/"),
+            Some(_) => root,
+        };
 
         // The file's fields are checked even where a flag overrides them: a bad file is an error.
         let file_listen = match &file.listen {
@@ -948,6 +1060,7 @@ impl Settings {
                 ));
             }
             let home = match &u.home {
+                Some(h) if storage.is_some() => h.clone(),
                 Some(h) => check_dir(&field("home"), h)?,
                 None => root.clone(),
             };
@@ -1045,6 +1158,7 @@ impl Settings {
             hooks,
             anonymous,
             log,
+            storage,
             run_as: cli
                 .run_as
                 .clone()

@@ -248,6 +248,11 @@ pub async fn run_reloadable(
                         "reload: listeners changed (addresses, proxy_protocol or proxy_from); they apply at the next restart"
                     );
                 }
+                if s.storage != old.settings.storage
+                    || (s.storage.is_some() && s.root != old.settings.root)
+                {
+                    warn!("reload: [storage] or root changed; it applies at the next restart");
+                }
                 warn_about(s);
                 live.guard.set_policy(s.limits.ban_policy());
                 limiter

@@ -7,7 +7,7 @@ use wharf_net::copy::{Throttle, Unlimited};
 
 use crate::auth::{Account, Authenticator, DbUsers, UserStore};
 use crate::config::{ConfigError, Settings, TlsSettings};
-use crate::storage::{LocalProvider, StorageProvider};
+use crate::storage::{LocalProvider, S3Provider, StorageProvider};
 use crate::tls::Tls;
 use crate::userdb::UserDb;
 use crate::xferlog::XferLog;
@@ -78,7 +78,7 @@ impl Services {
         let users_db = open_users_db(settings, None)?;
         Ok(Services {
             auth: user_store(settings, users_db.as_ref()),
-            storage: Arc::new(LocalProvider::new()),
+            storage: storage_provider(settings)?,
             tls,
             throttles: Arc::new(crate::users::UserRates::default()),
             xferlog: open_xferlog(settings, None)?,
@@ -116,6 +116,17 @@ impl Services {
             hooks: hooks(settings),
         })
     }
+}
+
+/// The local file system, or the S3 bucket of `[storage]`.
+fn storage_provider(settings: &Settings) -> Result<Arc<dyn StorageProvider>, ConfigError> {
+    Ok(match &settings.storage {
+        None => Arc::new(LocalProvider::new()),
+        Some(s3) => Arc::new(
+            S3Provider::new(s3.clone(), settings.root.clone())
+                .map_err(|m| ConfigError::new("storage", m))?,
+        ),
+    })
 }
 
 /// The built-in authenticator over the users of `settings` and the user database.

@@ -20,6 +20,7 @@ pub mod browser;
 pub mod netns;
 pub mod peers;
 pub mod postgres;
+pub mod seaweed;
 
 /// How long any single read in a test may block: a test never hangs.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -245,8 +246,9 @@ impl ServerBuilder {
             lines.push(line);
         }
         let addr_of = |line: &String| -> Option<SocketAddr> {
-            line.split("://")
-                .nth(1)
+            // The last URL: the served place may be one too (s3://BUCKET/).
+            line.rsplit("://")
+                .next()
                 .and_then(|rest| rest.trim().trim_end_matches('/').parse().ok())
         };
         let implicit = lines

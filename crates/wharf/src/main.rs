@@ -420,7 +420,25 @@ fn serve(args: ServeArgs) -> ExitCode {
                 })
             }
         };
-        let root = &settings.root;
+        let root = match &settings.storage {
+            None => settings.root.display().to_string(),
+            Some(s3) => {
+                // Said at start, not at the first login: a bucket that does not answer.
+                let probe = match wharf_server::storage::S3Provider::new(s3.clone(), settings.root.clone()) {
+                    Ok(p) => p.probe().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = probe {
+                    eprintln!("wharf: warning: the bucket `{}` does not answer: {e}", s3.bucket);
+                }
+                let mut url = format!("s3://{}/", s3.bucket);
+                if !s3.prefix.is_empty() {
+                    url.push_str(&s3.prefix);
+                    url.push('/');
+                }
+                url
+            }
+        };
         let mut out = std::io::stdout().lock();
         let explicit = match settings.tls.as_ref().map(|t| t.mode) {
             Some(wharf_server::tls::TlsMode::Required) => "ftpes",
@@ -431,13 +449,13 @@ fn serve(args: ServeArgs) -> ExitCode {
                 let _ = writeln!(
                     out,
                     "Wharf is serving {} on {explicit}://{addr}/",
-                    root.display()
+                    root
                 );
             }
         }
         for l in &implicit {
             if let Ok(addr) = l.local_addr() {
-                let _ = writeln!(out, "Wharf is serving {} on ftps://{addr}/", root.display());
+                let _ = writeln!(out, "Wharf is serving {root} on ftps://{addr}/");
             }
         }
         let first = listeners
@@ -464,6 +482,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         homes.extend(settings.users.iter().map(|u| u.home.clone()));
         homes.sort();
         homes.dedup();
+        if settings.storage.is_some() {
+            // In a bucket an unfinished upload is never an object: nothing to sweep.
+            homes.clear();
+        }
         tokio::task::spawn_blocking(move || {
             let (removed, seen) = wharf_server::storage::sweep_stale_uploads(&homes, 10_000_000);
             tracing::info!(

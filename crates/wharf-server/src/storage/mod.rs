@@ -1,7 +1,8 @@
 //! Storage: the async, handle-based [`Storage`] trait a session's driver talks to, the
 //! [`StorageProvider`] that opens a user's home, and two backends: [`LocalFs`] (the local file
 //! system, jailed with `openat2`) and [`MemFs`] (in memory: for tests, and the proof that the
-//! seam holds).
+//! seam holds), and [`S3Provider`] (an S3-compatible object store, for several nodes on one
+//! bucket).
 //!
 //! A backend implements the calls it can and says what it cannot in [`Capabilities`]: FEAT and
 //! the replies follow them. Errors are [`StorageError`]s; [`StorageError::kind`] is how the
@@ -9,6 +10,7 @@
 
 mod local;
 mod mem;
+mod s3;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +23,7 @@ use wharf_proto::{FileInfo, VPath};
 pub(crate) use local::random_hex;
 pub use local::{HomeCache, LocalFs, LocalProvider, LocalUpload, TEMP_PREFIX, sweep_stale_uploads};
 pub use mem::{MemFs, MemProvider};
+pub use s3::{DIR_MARKER, S3Fs, S3Provider, S3Settings, UPLOAD_CONCURRENCY, UPLOAD_PART};
 pub use wharf_proto::server::{Capabilities, WriteMode};
 
 use crate::auth::Account;

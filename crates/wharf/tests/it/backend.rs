@@ -1,13 +1,15 @@
 //! The storage backends the command and transfer tests run against: the local file system
-//! (the real `wharf serve` binary, files on disk) and MemFs (the same server in this process,
-//! files in memory). Each test gets a [`Served`] and reaches its files through it, so the same
-//! assertions hold on both.
+//! (the real `wharf serve` binary, files on disk), MemFs (the same server in this process,
+//! files in memory) and S3 (`wharf serve` on a bucket of its own in SeaweedFS). Each test gets
+//! a [`Served`] and reaches its files through it — on S3 with curl, straight to the store — so
+//! the same assertions hold on all three, and where S3 differs by design the test says so.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wharf_server::config::{FileConfig, Overrides, Settings};
 use wharf_server::{Authenticator, MemFs, MemProvider, Services};
+use wharf_testkit::seaweed::{Bucket, Seaweed};
 use wharf_testkit::{Server, write_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,10 +18,12 @@ pub enum Backend {
     Local,
     /// The server in this process, on [`MemFs`].
     Mem,
+    /// `wharf serve` on an S3 bucket (SeaweedFS).
+    S3,
 }
 
-/// Runs each named test `fn name(b: Backend)` once per backend, as `local::name` and
-/// `mem::name`.
+/// Runs each named test `fn name(b: Backend)` once per backend, as `local::name`,
+/// `mem::name` and `s3::name`.
 #[macro_export]
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -28,6 +32,9 @@ macro_rules! both {
         }
         mod mem {
             $( #[test] fn $name() { super::$name($crate::backend::Backend::Mem) } )*
+        }
+        mod s3 {
+            $( #[test] fn $name() { super::$name($crate::backend::Backend::S3) } )*
         }
     };
 }
@@ -105,6 +112,26 @@ impl Setup {
                 }
             }
             Backend::Mem => self.start_in_memory(),
+            Backend::S3 => {
+                let bucket = Seaweed::shared().bucket();
+                let config = format!(
+                    "{}\n{}",
+                    self.config.as_deref().unwrap_or(""),
+                    bucket.storage_toml("")
+                );
+                let server = crate::server()
+                    .args(&self.args.iter().map(String::as_str).collect::<Vec<_>>())
+                    .config(&config)
+                    .listen(&self.listen)
+                    .start();
+                Served {
+                    addr: server.addr,
+                    kind: Kind::S3 {
+                        _server: server,
+                        bucket,
+                    },
+                }
+            }
         }
     }
 
@@ -185,6 +212,11 @@ impl Setup {
 
 enum Kind {
     Local(Server),
+    S3 {
+        /// Kept running while the test runs.
+        _server: Server,
+        bucket: Bucket<'static>,
+    },
     Mem {
         fs: MemFs,
         /// Dropped with the server: it shuts down.
@@ -205,6 +237,7 @@ impl Served {
         match &self.kind {
             Kind::Local(s) => write_file(&s.path(rel), data),
             Kind::Mem { fs, .. } => fs.put(rel, data),
+            Kind::S3 { bucket, .. } => bucket.put(rel, data),
         }
     }
 
@@ -212,6 +245,9 @@ impl Served {
         match &self.kind {
             Kind::Local(s) => std::fs::create_dir(s.path(rel)).unwrap(),
             Kind::Mem { fs, .. } => fs.mkdir_all(rel),
+            Kind::S3 { bucket, .. } => {
+                bucket.put(&format!("{rel}/{}", wharf_server::storage::DIR_MARKER), b"")
+            }
         }
     }
 
@@ -226,6 +262,12 @@ impl Served {
             Kind::Mem { fs, .. } => fs
                 .get(rel)
                 .unwrap_or_else(|| panic!("{} is missing", String::from_utf8_lossy(rel))),
+            Kind::S3 { bucket, .. } => {
+                let key = std::str::from_utf8(rel).expect("S3 keys are UTF-8");
+                bucket
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{key} is missing"))
+            }
         }
     }
 
@@ -233,6 +275,7 @@ impl Served {
         match &self.kind {
             Kind::Local(s) => s.path(rel).exists(),
             Kind::Mem { fs, .. } => fs.exists(rel),
+            Kind::S3 { bucket, .. } => bucket.get(rel).is_some() || self.is_dir(rel),
         }
     }
 
@@ -240,6 +283,7 @@ impl Served {
         match &self.kind {
             Kind::Local(s) => s.path(rel).is_dir(),
             Kind::Mem { fs, .. } => fs.is_dir(rel),
+            Kind::S3 { bucket, .. } => !bucket.keys(&format!("{rel}/")).is_empty(),
         }
     }
 
@@ -251,6 +295,7 @@ impl Served {
                 std::fs::metadata(s.path(rel)).unwrap().permissions().mode() & 0o7777
             }
             Kind::Mem { fs, .. } => fs.info(rel).unwrap().mode,
+            Kind::S3 { .. } => panic!("objects have no permission bits"),
         }
     }
 
@@ -266,6 +311,16 @@ impl Served {
                 .into_iter()
                 .map(|n| String::from_utf8_lossy(&n).into_owned())
                 .collect(),
+            // The first part of every key; a directory once.
+            Kind::S3 { bucket, .. } => {
+                let mut v: Vec<String> = bucket
+                    .keys("")
+                    .iter()
+                    .filter_map(|k| k.split('/').next().map(str::to_string))
+                    .collect();
+                v.dedup();
+                v
+            }
         };
         v.sort();
         v

@@ -101,7 +101,13 @@ fn help_stat_host_site_help(b: Backend) {
     );
     let site = ftp.cmd("SITE HELP");
     assert_eq!(site.code, 214);
-    assert!(site.text.contains("CHMOD"));
+    // Objects have no permission bits: on S3, SITE CHMOD is not offered.
+    assert_eq!(
+        site.text.contains("CHMOD"),
+        b != Backend::S3,
+        "{}",
+        site.text
+    );
     assert_eq!(ftp.cmd("SITE FROB").code, 500);
 }
 
@@ -144,8 +150,12 @@ fn size_mdtm_mfmt_chmod_dele_rename(b: Backend) {
         "MDTM in UTC"
     );
     assert_eq!(ftp.cmd("MFMT 20201302030405 f.txt").code, 501);
-    assert_eq!(ftp.cmd("SITE CHMOD 600 f.txt").code, 200);
-    assert_eq!(s.mode("f.txt") & 0o777, 0o600);
+    if b == Backend::S3 {
+        assert_eq!(ftp.cmd("SITE CHMOD 600 f.txt").code, 502);
+    } else {
+        assert_eq!(ftp.cmd("SITE CHMOD 600 f.txt").code, 200);
+        assert_eq!(s.mode("f.txt") & 0o777, 0o600);
+    }
     assert_eq!(ftp.cmd("RNFR f.txt").code, 350);
     assert_eq!(ftp.cmd("RNTO g.txt").code, 250);
     assert!(s.exists("g.txt") && !s.exists("f.txt"));
@@ -174,7 +184,13 @@ fn read_only_refuses_writes(b: Backend) {
         "SITE CHMOD 777 f.txt",
         "MFMT 20200101000000 f.txt",
     ] {
-        assert_eq!(ftp.cmd(cmd).code, 550, "{cmd}");
+        // What the storage cannot do at all is 502 before it is a matter of permission.
+        let code = if b == Backend::S3 && cmd.starts_with("SITE CHMOD") {
+            502
+        } else {
+            550
+        };
+        assert_eq!(ftp.cmd(cmd).code, code, "{cmd}");
     }
     let _data = ftp.passive();
     assert_eq!(ftp.cmd("STOR new").code, 550);
@@ -301,7 +317,8 @@ fn site_chmod_refuses_special_bits(b: Backend) {
     s.put("x", b"x");
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     assert_eq!(ftp.cmd("SITE CHMOD 4755 x").code, 501);
-    assert_eq!(ftp.cmd("SITE CHMOD 755 x").code, 200);
+    let code = if b == Backend::S3 { 502 } else { 200 };
+    assert_eq!(ftp.cmd("SITE CHMOD 755 x").code, code);
 }
 
 /// `mget f00*.dat` in BSD ftp, inetutils and Windows ftp sends `NLST f00*.dat`: patterns in

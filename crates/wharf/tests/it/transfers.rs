@@ -116,6 +116,14 @@ fn broken_new_upload_stays_for_resume(b: Backend) {
         .unwrap();
     drop(data);
     assert_eq!(ftp.read_reply().code, 426);
+    if b == Backend::S3 {
+        // An object appears only when its upload completed: nothing to resume, start again.
+        assert!(!s.exists("new.bin"), "a broken upload left an object");
+        assert_eq!(ftp.cmd("SIZE new.bin").code, 550);
+        assert_eq!(ftp.upload("STOR new.bin", b"whole").code, 226);
+        assert_eq!(s.read("new.bin"), b"whole");
+        return;
+    }
     assert_eq!(s.read("new.bin"), b"first half");
     assert_eq!(ftp.cmd("SIZE new.bin").text, "213 10");
     assert_eq!(
@@ -287,6 +295,20 @@ fn names_are_bytes_end_to_end(b: Backend) {
     let s = writable_on(b);
     let mut ftp = Ftp::login_to(s.addr, "anonymous", "x");
     let name: &[u8] = b"caf\xe9-\xff.bin"; // Latin-1, not UTF-8
+    if b == Backend::S3 {
+        // Keys are UTF-8: such a name is refused before a byte moves, and UTF-8 names with
+        // spaces, `#`, `%` and `+` go through as they are.
+        let _data = ftp.passive();
+        let mut cmd = b"STOR ".to_vec();
+        cmd.extend_from_slice(name);
+        assert_eq!(ftp.cmd_bytes(&cmd).code, 553);
+        let utf8 = "café über #1 %20+x.bin";
+        assert_eq!(ftp.upload(&format!("STOR {utf8}"), b"utf8").code, 226);
+        assert_eq!(s.read(utf8), b"utf8");
+        let (list, _) = ftp.download("NLST");
+        assert_eq!(list, format!("{utf8}\r\n").into_bytes());
+        return;
+    }
     let mut data = ftp.passive();
     let mut cmd = b"STOR ".to_vec();
     cmd.extend_from_slice(name);
