@@ -25,7 +25,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures_core::Stream;
+use futures_util::{Stream, StreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::buffered::BufWriter;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
@@ -53,6 +53,8 @@ pub const UPLOAD_PART: usize = 8 << 20;
 pub const UPLOAD_CONCURRENCY: usize = 3;
 /// Keys asked for in one listing request.
 const LIST_PAGE: usize = 1000;
+/// Subdirectories of a listing page checked at once (see [`S3Entries::next_page`]).
+const PREFIX_CHECKS: usize = 16;
 
 /// Where the objects are: the `[storage]` table with `backend = "s3"`.
 #[derive(Clone, PartialEq, Eq)]
@@ -261,6 +263,23 @@ fn name_of(path: &VPath) -> String {
     String::from_utf8_lossy(path.file_name().unwrap_or(b"/")).into_owned()
 }
 
+/// The first `max` keys under `prefix` (no delimiter: everything beneath).
+async fn first_keys(
+    store: &AmazonS3,
+    prefix: &str,
+    max: usize,
+) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
+    let opts = PaginatedListOptions {
+        max_keys: Some(max),
+        ..PaginatedListOptions::default()
+    };
+    let page = store
+        .list_paginated(Some(prefix), opts)
+        .await
+        .map_err(store_error)?;
+    Ok(page.result.objects)
+}
+
 /// What a HEAD tells.
 struct Head {
     size: u64,
@@ -324,22 +343,12 @@ impl S3Fs {
         }
     }
 
-    /// One page of the keys under `prefix` (no delimiter: everything beneath).
     async fn first_keys(
         &self,
         prefix: &str,
         max: usize,
     ) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
-        let opts = PaginatedListOptions {
-            max_keys: Some(max),
-            ..PaginatedListOptions::default()
-        };
-        let page = self
-            .store
-            .list_paginated(Some(prefix), opts)
-            .await
-            .map_err(store_error)?;
-        Ok(page.result.objects)
+        first_keys(&self.store, prefix, max).await
     }
 
     /// Whether a directory exists, and its time (its marker's, or the first object's beneath).
@@ -763,12 +772,30 @@ impl S3Entries {
                 (!rest.is_empty() && !rest.contains('/') && rest != DIR_MARKER)
                     .then(|| rest.to_string())
             };
-            let mut batch: Vec<FileInfo> = page
+            // A common prefix is a directory only while some key lies under it: stores built
+            // on a file system (SeaweedFS) keep listing a folder after its last object went.
+            let dirs: Vec<(String, String)> = page
                 .result
                 .common_prefixes
                 .iter()
-                .filter_map(|p| name(p).map(|n| dir_info(&n, crate::transfer::unix_now())))
+                .filter_map(|p| name(p).map(|n| (n, format!("{}/", p.as_ref()))))
                 .collect();
+            let store = &self.store;
+            let checked: Vec<Result<Option<FileInfo>, StorageError>> =
+                futures_util::stream::iter(dirs)
+                    .map(|(n, prefix)| async move {
+                        let first = first_keys(store, &prefix, 1).await?;
+                        Ok(first
+                            .first()
+                            .map(|m| dir_info(&n, m.last_modified.timestamp())))
+                    })
+                    .buffered(PREFIX_CHECKS)
+                    .collect()
+                    .await;
+            let mut batch = Vec::new();
+            for dir in checked {
+                batch.extend(dir?);
+            }
             batch.extend(page.result.objects.iter().filter_map(|m| {
                 name(&m.location).map(|n| file_info(&n, m.size, m.last_modified.timestamp()))
             }));

@@ -17,6 +17,7 @@ mod limits;
 mod operations;
 mod power;
 mod proxy;
+mod s3;
 mod security;
 mod tls;
 mod transfers;

@@ -219,7 +219,30 @@ fn sessions(server: &Server) -> usize {
 
 #[test]
 fn two_nodes_behind_haproxy_serve_curl_lftp_ftplib_and_resume_on_the_survivor() {
+    two_nodes_behind_haproxy(None, 41700);
+}
+
+/// The same on files in S3 (SeaweedFS), each node on the bucket by itself: an upload through
+/// one node is listed and downloaded through the other.
+#[test]
+fn two_nodes_on_one_bucket_behind_haproxy() {
+    let store = wharf_testkit::seaweed::Seaweed::shared();
+    let bucket = store.bucket();
+    two_nodes_behind_haproxy(Some(&bucket), 41720);
+    // The files are objects under the prefix, and nothing else is left in the bucket.
+    assert_eq!(bucket.keys(""), vec!["site/big.bin", "site/up.bin"]);
+    assert!(bucket.unfinished_uploads("").is_empty());
+}
+
+/// Two nodes on one storage (a shared directory, or the bucket `s3` with the prefix `site`),
+/// passive ranges from `pasv`, 20 ports.
+fn two_nodes_behind_haproxy(s3: Option<&wharf_testkit::seaweed::Bucket>, pasv: u16) {
     use wharf_testkit::peers::{PASSWORD, USER};
+    let storage = s3.map(|b| b.storage_toml("site")).unwrap_or_default();
+    let (r1, r2) = (
+        format!("{}-{}", pasv, pasv + 9),
+        format!("{}-{}", pasv + 10, pasv + 19),
+    );
     // Nodes on 127.0.0.2 and 127.0.0.4, HAProxy on 127.0.0.1 relaying from 127.0.0.3: the
     // nodes must see the clients' 127.0.0.1 through PROXY v2, not the balancer's address.
     let front = free_port_on("127.0.0.1");
@@ -227,7 +250,7 @@ fn two_nodes_behind_haproxy_serve_curl_lftp_ftplib_and_resume_on_the_survivor() 
         let port = free_port_on(ip);
         let config = format!(
             "[[listener]]\naddress = \"{ip}:{port}\"\nproxy_protocol = true\nproxy_from = [\"127.0.0.3\"]\n\
-             [passive]\nports = \"{ports}\"\naddress = \"127.0.0.1\"\n"
+             [passive]\nports = \"{ports}\"\naddress = \"127.0.0.1\"\n{storage}"
         );
         let b = Server::builder(BIN)
             .args(&["--user", &format!("{USER}:{PASSWORD}"), "-w"])
@@ -238,9 +261,9 @@ fn two_nodes_behind_haproxy_serve_curl_lftp_ftplib_and_resume_on_the_survivor() 
         };
         (s, port)
     };
-    let (mut n1, p1) = node("127.0.0.2", "41700-41709", None);
-    // The same directory: what shared storage will be.
-    let (mut n2, p2) = node("127.0.0.4", "41710-41719", Some(&n1.root.clone()));
+    let (mut n1, p1) = node("127.0.0.2", &r1, None);
+    // The same directory (or the same bucket).
+    let (mut n2, p2) = node("127.0.0.4", &r2, Some(&n1.root.clone()));
     let config = format!(
         "global\n  maxconn 200\n\
          defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n  retries 2\n  option redispatch 1\n\
@@ -248,9 +271,9 @@ fn two_nodes_behind_haproxy_serve_curl_lftp_ftplib_and_resume_on_the_survivor() 
          backend nodes\n  balance roundrobin\n\
            server n1 127.0.0.2:{p1} send-proxy-v2 source 127.0.0.3\n\
            server n2 127.0.0.4:{p2} send-proxy-v2 source 127.0.0.3\n\
-         frontend pasv1\n  bind 127.0.0.1:41700-41709\n  default_backend pasv1\n\
+         frontend pasv1\n  bind 127.0.0.1:{r1}\n  default_backend pasv1\n\
          backend pasv1\n  server n1 127.0.0.2 source 127.0.0.3\n\
-         frontend pasv2\n  bind 127.0.0.1:41710-41719\n  default_backend pasv2\n\
+         frontend pasv2\n  bind 127.0.0.1:{r2}\n  default_backend pasv2\n\
          backend pasv2\n  server n2 127.0.0.4 source 127.0.0.3\n"
     );
     let _haproxy = Haproxy::start(&config, front);
@@ -323,7 +346,10 @@ fn two_nodes_behind_haproxy_serve_curl_lftp_ftplib_and_resume_on_the_survivor() 
     // serving it dies; `get -c` through the balancer finishes
     // on the other one.
     let big = wharf_testkit::pattern(16_000_000, 22);
-    wharf_testkit::write_file(&n1.root.join("big.bin"), &big);
+    match s3 {
+        Some(bucket) => bucket.put("site/big.bin", &big),
+        None => wharf_testkit::write_file(&n1.root.join("big.bin"), &big),
+    }
     let before = (sessions(&n1), sessions(&n2));
     let child = std::process::Command::new(BIN)
         .args(["get", "--passive", "--limit-rate", "1M", &url("big.bin")])
