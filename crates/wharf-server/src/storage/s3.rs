@@ -27,14 +27,13 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::buffered::BufWriter;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{
-    Attribute, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload,
-    RetryConfig,
+    Attribute, ClientOptions, GetOptions, GetRange, GetResult, MultipartUpload, ObjectStore,
+    ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wharf_proto::{FileInfo, FileKind, VPath};
 
 use super::{
@@ -93,7 +92,8 @@ impl S3Settings {
             // A download to a slow client may take hours: no limit on a whole request, but on
             // connecting, and on a request that sends nothing for a while.
             .with_timeout_disabled()
-            .with_connect_timeout(Duration::from_secs(5));
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_read_timeout(Duration::from_secs(60));
         if self
             .endpoint
             .as_deref()
@@ -109,11 +109,19 @@ impl S3Settings {
             retry_timeout: Duration::from_secs(20),
             ..RetryConfig::default()
         };
-        let mut b = AmazonS3Builder::from_env()
+        // Keys in the config are the whole story; without them, the environment's (and with
+        // them its session token, endpoint, …).
+        let base = if self.access_key_id.is_some() {
+            AmazonS3Builder::new()
+        } else {
+            AmazonS3Builder::from_env()
+        };
+        let mut b = base
             .with_region(&self.region)
             .with_bucket_name(&self.bucket)
             .with_client_options(options)
-            .with_retry(retry);
+            .with_retry(retry)
+            .with_unsigned_payload(true);
         if let Some(e) = &self.endpoint {
             b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
         }
@@ -228,9 +236,18 @@ fn store_error(e: object_store::Error) -> StorageError {
     use object_store::Error as E;
     match e {
         E::NotFound { .. } => StorageError::NotFound,
-        E::AlreadyExists { .. } | E::Precondition { .. } => StorageError::AlreadyExists,
+        E::AlreadyExists { .. } => StorageError::AlreadyExists,
+        // The object changed between the HEAD and the GET (its ETag).
+        E::Precondition { .. } => {
+            StorageError::Unavailable("the file changed while it was opened".into())
+        }
         E::InvalidPath { .. } => StorageError::InvalidName,
         E::NotSupported { .. } | E::NotImplemented { .. } => StorageError::Unsupported,
+        // The node's own credentials: not the user's doing, and not transient either.
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+            tracing::error!(error = %e, "the store refused this node's credentials");
+            StorageError::PermissionDenied
+        }
         other => StorageError::Unavailable(other.to_string()),
     }
 }
@@ -279,6 +296,10 @@ async fn first_keys(
         .map_err(store_error)?;
     Ok(page.result.objects)
 }
+
+/// The largest object S3 copies in one request (CopyObject): renames and MFMT of larger ones
+/// are refused.
+pub const MAX_COPY: u64 = 5 << 30;
 
 /// What a HEAD tells.
 struct Head {
@@ -412,8 +433,8 @@ impl S3Fs {
         }
     }
 
-    /// Every key beneath a directory.
-    async fn all_keys(&self, dir_key: &str) -> Result<Vec<String>, StorageError> {
+    /// Every object beneath a directory.
+    async fn all_keys(&self, dir_key: &str) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
         let prefix = Self::dir_prefix(dir_key);
         let mut keys = Vec::new();
         let mut token = None;
@@ -428,12 +449,7 @@ impl S3Fs {
                 .list_paginated(Some(&prefix), opts)
                 .await
                 .map_err(store_error)?;
-            keys.extend(
-                page.result
-                    .objects
-                    .into_iter()
-                    .map(|m| m.location.as_ref().to_string()),
-            );
+            keys.extend(page.result.objects);
             match page.page_token {
                 Some(t) => token = Some(t),
                 None => return Ok(keys),
@@ -451,7 +467,11 @@ impl S3Fs {
             return Err(StorageError::PermissionDenied);
         }
         let (fk, tk) = (self.key(from)?, self.key(to)?);
-        let from_file = self.head(&fk).await?.is_some();
+        let from_head = self.head(&fk).await?;
+        if from_head.as_ref().is_some_and(|h| h.size > MAX_COPY) {
+            return Err(StorageError::Unsupported);
+        }
+        let from_file = from_head.is_some();
         if !from_file && self.dir_time(&fk).await?.is_none() {
             return Err(StorageError::NotFound);
         }
@@ -489,30 +509,40 @@ impl S3Fs {
                 .map_err(store_error)?;
             return self.delete_key(&fk).await;
         }
-        // A directory: each object beneath, copied then deleted.
+        // A directory: each object beneath, copied then deleted; none too large to copy,
+        // checked before the first moves.
         let from_prefix = Self::dir_prefix(&fk);
         let to_prefix = Self::dir_prefix(&tk);
-        for key in self.all_keys(&fk).await? {
+        let all = self.all_keys(&fk).await?;
+        if all.iter().any(|m| m.size > MAX_COPY) {
+            return Err(StorageError::Unsupported);
+        }
+        for meta in all {
+            let key = meta.location.as_ref();
             let Some(rest) = key.strip_prefix(&from_prefix) else {
                 continue;
             };
             let new_key = format!("{to_prefix}{rest}");
             self.store
-                .copy(&Self::object(&key)?, &Self::object(&new_key)?)
+                .copy(&meta.location, &Self::object(&new_key)?)
                 .await
                 .map_err(store_error)?;
-            self.delete_key(&key).await?;
+            self.delete_key(key).await?;
         }
         Ok(())
     }
 
     async fn set_mtime_now(&self, path: &VPath, unix_secs: i64) -> Result<(), StorageError> {
         let key = self.key(path)?;
-        if self.head(&key).await?.is_none() {
-            return Err(match self.dir_time(&key).await? {
-                Some(_) => StorageError::Unsupported,
-                None => StorageError::NotFound,
-            });
+        match self.head(&key).await? {
+            Some(h) if h.size > MAX_COPY => return Err(StorageError::Unsupported),
+            Some(_) => {}
+            None => {
+                return Err(match self.dir_time(&key).await? {
+                    Some(_) => StorageError::Unsupported,
+                    None => StorageError::NotFound,
+                });
+            }
         }
         // A copy onto itself that replaces the metadata: the only way S3 changes it. The
         // headers go with every request of a client, so this copy gets a client of its own.
@@ -558,81 +588,214 @@ impl S3Fs {
             (WriteMode::Append, None) => 0,
         };
         let object = Self::object(&key)?;
-        let store: Arc<dyn ObjectStore> = self.store.clone();
-        let writer = BufWriter::with_capacity(store, object.clone(), UPLOAD_PART)
-            .with_max_concurrency(UPLOAD_CONCURRENCY);
-        let state = if keep == 0 {
-            State::Writing(Box::new(writer))
-        } else {
+        let prefill = (keep > 0).then(|| {
             // The old bytes go in first, once the upload runs (not while the client waits
-            // for its 150 reply).
-            let e_tag = existing.and_then(|h| h.e_tag);
-            let source = self.store.clone();
-            State::Prefill(Box::pin(prefill(source, object, e_tag, keep, writer)))
-        };
+            // for its 150 reply); the ETag makes sure they are the bytes the size was of.
+            let opts = GetOptions {
+                range: Some(GetRange::Bounded(0..keep)),
+                if_match: existing.and_then(|h| h.e_tag),
+                ..GetOptions::default()
+            };
+            let (store, object) = (self.store.clone(), object.clone());
+            Prefill::Opening(Box::pin(async move {
+                store.get_opts(&object, opts).await.map_err(store_error)
+            }))
+        });
         Ok(Box::new(S3Upload {
-            state,
-            discarded: false,
+            store: self.store.clone(),
+            object,
+            prefill,
+            up: Up::Small(Vec::new()),
+            written: 0,
         }))
     }
 }
 
-/// Copies the first `keep` bytes of the object into the upload that replaces it.
-async fn prefill(
-    store: Arc<AmazonS3>,
-    object: Path,
-    e_tag: Option<String>,
-    keep: u64,
-    mut writer: BufWriter,
-) -> Result<Box<BufWriter>, StorageError> {
-    let opts = GetOptions {
-        range: Some(GetRange::Bounded(0..keep)),
-        if_match: e_tag,
-        ..GetOptions::default()
-    };
-    let result = store.get_opts(&object, opts).await.map_err(store_error)?;
-    let mut reader = StreamReader::new(result.into_stream());
-    let copied = tokio::io::copy(&mut reader, &mut writer).await?;
-    if copied != keep {
-        let _ = writer.abort().await;
-        return Err(StorageError::Unavailable(format!(
-            "the stored file changed while it was resumed ({copied} of {keep} bytes)"
-        )));
-    }
-    Ok(Box::new(writer))
+/// The most parts S3 takes in one upload: with [`UPLOAD_PART`], the largest file.
+const MAX_PARTS: u64 = 10_000;
+
+/// Where an upload's bytes are.
+enum Up {
+    /// Less than one part so far: kept here, and written in one PUT when committed.
+    Small(Vec<u8>),
+    /// The multipart upload is being created; the first part waits for it.
+    Creating(
+        BoxFuture<'static, object_store::Result<Box<dyn MultipartUpload>>>,
+        Vec<u8>,
+    ),
+    /// Parts go up, at most [`UPLOAD_CONCURRENCY`] at once.
+    Multi(WriteMultipart),
+    /// Failed, or handed to [`WriteHandle::commit`].
+    Ended,
 }
 
-type Prefilling =
-    Pin<Box<dyn std::future::Future<Output = Result<Box<BufWriter>, StorageError>> + Send>>;
-
-enum State {
-    Prefill(Prefilling),
-    Writing(Box<BufWriter>),
-    /// Committed, failed or aborted.
-    Done,
+/// The old object's first bytes, copied in before the client's (REST+STOR, APPE).
+enum Prefill {
+    Opening(BoxFuture<'static, Result<GetResult, StorageError>>),
+    Copying {
+        stream: Pin<Box<dyn Stream<Item = object_store::Result<Bytes>> + Send>>,
+        /// Bytes still to take from the stream.
+        left: u64,
+        /// Taken from the stream, not yet in the upload.
+        chunk: Bytes,
+    },
 }
 
 /// An upload into an object.
 struct S3Upload {
-    state: State,
-    discarded: bool,
+    store: Arc<AmazonS3>,
+    object: Path,
+    prefill: Option<Prefill>,
+    up: Up,
+    /// Bytes in the upload so far.
+    written: u64,
+}
+
+fn ended() -> std::io::Error {
+    std::io::Error::other("the upload has ended")
+}
+
+/// Aborts a multipart upload in the background (from `Drop` and after a failure): its parts go.
+fn abort_in_background(up: Up) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    match up {
+        Up::Multi(w) => {
+            rt.spawn(async move {
+                if let Err(e) = w.abort().await {
+                    tracing::warn!(error = %e, "aborting an unfinished upload failed");
+                }
+            });
+        }
+        Up::Creating(fut, _) => {
+            rt.spawn(async move {
+                if let Ok(mut upload) = fut.await
+                    && let Err(e) = upload.abort().await
+                {
+                    tracing::warn!(error = %e, "aborting an unfinished upload failed");
+                }
+            });
+        }
+        Up::Small(_) | Up::Ended => {}
+    }
 }
 
 impl S3Upload {
-    /// The writer, once the old bytes are in.
-    fn poll_writer(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<&mut BufWriter>> {
-        if let State::Prefill(fut) = &mut self.state {
-            match ready!(fut.as_mut().poll(cx)) {
-                Ok(w) => self.state = State::Writing(w),
-                Err(e) => {
-                    self.state = State::Done;
-                    return Poll::Ready(Err(std::io::Error::other(e)));
+    fn fail(&mut self, e: std::io::Error) -> Poll<std::io::Result<usize>> {
+        abort_in_background(std::mem::replace(&mut self.up, Up::Ended));
+        Poll::Ready(Err(e))
+    }
+
+    /// Takes some of `buf` into the upload.
+    fn poll_push(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.written.saturating_add(buf.len() as u64) > UPLOAD_PART as u64 * MAX_PARTS {
+            return self.fail(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "larger than the store takes in one upload",
+            ));
+        }
+        loop {
+            match &mut self.up {
+                Up::Small(v) if v.len() + buf.len() < UPLOAD_PART => {
+                    v.extend_from_slice(buf);
+                    self.written += buf.len() as u64;
+                    return Poll::Ready(Ok(buf.len()));
                 }
+                Up::Small(v) => {
+                    let pending = std::mem::take(v);
+                    let (store, object) = (self.store.clone(), self.object.clone());
+                    let create = Box::pin(async move { store.put_multipart(&object).await });
+                    self.up = Up::Creating(create, pending);
+                }
+                Up::Creating(create, pending) => match ready!(create.as_mut().poll(cx)) {
+                    Ok(upload) => {
+                        let mut w = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART);
+                        w.write(pending);
+                        self.up = Up::Multi(w);
+                    }
+                    Err(e) => {
+                        self.up = Up::Ended;
+                        return Poll::Ready(Err(std::io::Error::other(e)));
+                    }
+                },
+                Up::Multi(w) => {
+                    if let Err(e) = ready!(w.poll_for_capacity(cx, UPLOAD_CONCURRENCY)) {
+                        return self.fail(std::io::Error::other(e));
+                    }
+                    w.write(buf);
+                    self.written += buf.len() as u64;
+                    return Poll::Ready(Ok(buf.len()));
+                }
+                Up::Ended => return Poll::Ready(Err(ended())),
             }
         }
-        match &mut self.state {
-            State::Writing(w) => Poll::Ready(Ok(w)),
-            _ => Poll::Ready(Err(std::io::Error::other("the upload has ended"))),
+    }
+
+    /// Copies the old bytes in, before anything of the client's.
+    fn poll_prefill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            match &mut self.prefill {
+                None => return Poll::Ready(Ok(())),
+                Some(Prefill::Opening(get)) => match ready!(get.as_mut().poll(cx)) {
+                    Ok(result) => {
+                        let left = result.range.end.saturating_sub(result.range.start);
+                        self.prefill = Some(Prefill::Copying {
+                            stream: result.into_stream(),
+                            left,
+                            chunk: Bytes::new(),
+                        });
+                    }
+                    Err(e) => {
+                        self.prefill = None;
+                        self.up = Up::Ended;
+                        return Poll::Ready(Err(std::io::Error::other(e)));
+                    }
+                },
+                Some(Prefill::Copying { chunk, .. }) if !chunk.is_empty() => {
+                    let mut data = std::mem::take(chunk);
+                    let pushed = self.poll_push(cx, &data);
+                    let n = match pushed {
+                        Poll::Ready(Ok(n)) => n,
+                        Poll::Ready(Err(e)) => {
+                            self.prefill = None;
+                            return Poll::Ready(Err(e));
+                        }
+                        Poll::Pending => 0,
+                    };
+                    data.advance(n);
+                    if let Some(Prefill::Copying { chunk, .. }) = &mut self.prefill {
+                        *chunk = data;
+                    }
+                    if pushed.is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Some(Prefill::Copying { left: 0, .. }) => self.prefill = None,
+                Some(Prefill::Copying {
+                    stream,
+                    left,
+                    chunk,
+                }) => match ready!(stream.as_mut().poll_next(cx)) {
+                    Some(Ok(mut b)) => {
+                        b.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+                        *left -= b.len() as u64;
+                        *chunk = b;
+                    }
+                    Some(Err(e)) => {
+                        self.prefill = None;
+                        return self.fail(std::io::Error::other(e)).map_ok(drop);
+                    }
+                    None => {
+                        self.prefill = None;
+                        return self
+                            .fail(std::io::Error::other(
+                                "the stored file changed while it was resumed",
+                            ))
+                            .map_ok(drop);
+                    }
+                },
+            }
         }
     }
 }
@@ -644,17 +807,15 @@ impl AsyncWrite for S3Upload {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let w = ready!(this.poll_writer(cx))?;
-        Pin::new(w).poll_write(cx, buf)
+        ready!(this.poll_prefill(cx))?;
+        this.poll_push(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let w = ready!(this.poll_writer(cx))?;
-        Pin::new(w).poll_flush(cx)
+    /// The bytes are on their way to the store; only [`WriteHandle::commit`] lands them.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    /// Shutting down is committing; see [`WriteHandle::commit`].
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
@@ -663,25 +824,29 @@ impl AsyncWrite for S3Upload {
 impl WriteHandle for S3Upload {
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
         Box::pin(async move {
-            std::future::poll_fn(|cx| self.poll_writer(cx).map_ok(drop)).await?;
-            let state = std::mem::replace(&mut self.state, State::Done);
-            let State::Writing(mut w) = state else {
-                return Err(StorageError::Io(std::io::Error::other(
-                    "the upload has ended",
-                )));
+            std::future::poll_fn(|cx| self.poll_prefill(cx)).await?;
+            let (store, object) = (self.store.clone(), self.object.clone());
+            // Only now does the object appear: in one PUT when small, else by completing
+            // the multipart upload (which aborts it when it fails).
+            let w = match std::mem::replace(&mut self.up, Up::Ended) {
+                Up::Small(v) => {
+                    return store
+                        .put(&object, PutPayload::from(v))
+                        .await
+                        .map(drop)
+                        .map_err(store_error);
+                }
+                Up::Creating(create, pending) => {
+                    let upload = create.await.map_err(store_error)?;
+                    let mut w = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART);
+                    w.write(&pending);
+                    w
+                }
+                Up::Multi(w) => w,
+                Up::Ended => return Err(StorageError::Io(ended())),
             };
-            // Completes the multipart upload (or writes the object in one request when it
-            // was small): only now does the object appear.
-            if let Err(e) = w.shutdown().await {
-                let _ = w.abort().await;
-                return Err(StorageError::Io(e));
-            }
-            Ok(())
+            w.finish().await.map(drop).map_err(store_error)
         })
-    }
-
-    fn discard(&mut self) {
-        self.discarded = true;
     }
 }
 
@@ -689,25 +854,17 @@ impl Drop for S3Upload {
     /// An upload that was not committed is aborted: its parts go, no object appears, and an
     /// object it was to replace stays as it was.
     fn drop(&mut self) {
-        let state = std::mem::replace(&mut self.state, State::Done);
-        let mut writer = match state {
-            State::Writing(w) => w,
-            State::Prefill(_) | State::Done => return,
-        };
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = writer.abort().await {
-                    tracing::warn!(error = %e, "aborting an unfinished upload failed");
-                }
-            });
-        }
+        abort_in_background(std::mem::replace(&mut self.up, Up::Ended));
     }
 }
 
-/// An object's bytes as an [`AsyncRead`].
+/// An object's bytes as an [`AsyncRead`]. A read takes every chunk the body has ready, up to
+/// the caller's buffer: one write to the client for many small chunks of the HTTP body.
 struct StreamReader {
     stream: Pin<Box<dyn Stream<Item = object_store::Result<Bytes>> + Send>>,
     chunk: Bytes,
+    /// An error that came after bytes a read returned: the next read's.
+    error: Option<std::io::Error>,
 }
 
 impl StreamReader {
@@ -715,6 +872,7 @@ impl StreamReader {
         StreamReader {
             stream,
             chunk: Bytes::new(),
+            error: None,
         }
     }
 }
@@ -726,17 +884,30 @@ impl AsyncRead for StreamReader {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if let Some(e) = this.error.take() {
+            return Poll::Ready(Err(e));
+        }
+        let mut copied = false;
         loop {
             if !this.chunk.is_empty() {
                 let n = this.chunk.len().min(buf.remaining());
                 buf.put_slice(this.chunk.get(..n).unwrap_or_default());
                 this.chunk.advance(n);
-                return Poll::Ready(Ok(()));
+                copied |= n > 0;
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
             }
-            match ready!(this.stream.as_mut().poll_next(cx)) {
-                Some(Ok(b)) => this.chunk = b,
-                Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
-                None => return Poll::Ready(Ok(())),
+            match this.stream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => this.chunk = b,
+                Poll::Ready(Some(Err(e))) if copied => {
+                    this.error = Some(std::io::Error::other(e));
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending if copied => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
@@ -957,5 +1128,19 @@ impl Storage for S3Fs {
         _mode: u32,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(std::future::ready(Err(StorageError::Unsupported)))
+    }
+
+    /// Every object of the home, listed (for quotas: a request per 1,000 objects).
+    fn usage(&self) -> BoxFuture<'_, Result<super::Usage, StorageError>> {
+        Box::pin(async move {
+            let mut usage = super::Usage::default();
+            for m in self.all_keys(&self.home).await? {
+                if m.location.filename() != Some(DIR_MARKER) {
+                    usage.files += 1;
+                    usage.bytes += m.size;
+                }
+            }
+            Ok(usage)
+        })
     }
 }
