@@ -690,10 +690,10 @@ impl S3Upload {
     /// Takes some of `buf` into the upload.
     fn poll_push(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         if self.written.saturating_add(buf.len() as u64) > UPLOAD_PART as u64 * MAX_PARTS {
-            return self.fail(std::io::Error::new(
-                std::io::ErrorKind::FileTooLarge,
-                "larger than the store takes in one upload",
-            ));
+            // Larger than the store takes in one upload: 552, as a file size limit is.
+            return self.fail(std::io::Error::other(crate::transfer::CapExceeded {
+                quota: false,
+            }));
         }
         loop {
             match &mut self.up {
