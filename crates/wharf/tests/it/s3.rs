@@ -15,11 +15,13 @@ use crate::BIN;
 const HASH: &str = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
 
 /// A node on `bucket` with homes under `homes`: alice's home is `/alice` (the key prefix
-/// `homes/alice`), bob's is the root (`homes`).
+/// `homes/alice`), bob's is the root (`homes`), carol's `/carol` with a quota.
 fn node(bucket: &Bucket) -> Server {
     let config = format!(
         "[[user]]\nname = \"alice\"\npassword_hash = \"{HASH}\"\nhome = \"/alice\"\npermissions = [\"all\"]\n\
-         [[user]]\nname = \"bob\"\npassword_hash = \"{HASH}\"\npermissions = [\"read\"]\n{}",
+         [[user]]\nname = \"bob\"\npassword_hash = \"{HASH}\"\npermissions = [\"read\"]\n\
+         [[user]]\nname = \"carol\"\npassword_hash = \"{HASH}\"\nhome = \"/carol\"\npermissions = [\"all\"]\n\
+         quota_bytes = 1000\nquota_files = 2\n{}",
         bucket.storage_toml("homes")
     );
     Server::builder(BIN).config(&config).start()
@@ -160,6 +162,36 @@ fn directories_renames_appends_and_times_are_objects_under_the_home() {
     assert_eq!(bob.cmd("CWD alice/docs").code, 550);
     assert_eq!(bob.cmd("DELE alice/log.txt").code, 550);
     assert!(bucket.unfinished_uploads("").is_empty());
+}
+
+/// Quotas count the objects of the home (a listing), markers aside.
+#[test]
+fn quotas_count_the_objects_of_the_home() {
+    let store = Seaweed::shared();
+    let bucket = store.bucket();
+    let server = node(&bucket);
+    bucket.put("homes/alice/big.bin", &[0; 5000]); // someone else's: not carol's
+    let mut ftp = Ftp::login_to(server.addr, "carol", "pw");
+    assert_eq!(ftp.cmd("MKD d").code, 257);
+    assert_eq!(ftp.upload("STOR d/a.bin", &[1; 600]).code, 226);
+    let r = ftp.upload("STOR b.bin", &[2; 600]);
+    assert_eq!(r.text, "552 Quota exceeded; upload removed.");
+    assert_eq!(bucket.get("homes/carol/b.bin"), None);
+    assert_eq!(ftp.upload("STOR c.bin", &[3; 300]).code, 226);
+    // Two files: a third is refused before a byte moves; a replacement is not.
+    let _data = ftp.passive();
+    let r = ftp.cmd("STOR e.bin");
+    assert_eq!(r.code, 552, "{}", r.text);
+    drop(_data);
+    assert_eq!(ftp.upload("STOR c.bin", &[4; 350]).code, 226);
+    assert_eq!(
+        bucket.keys("homes/carol/"),
+        vec![
+            "homes/carol/c.bin",
+            "homes/carol/d/.wharf-dir",
+            "homes/carol/d/a.bin"
+        ]
+    );
 }
 
 #[test]
