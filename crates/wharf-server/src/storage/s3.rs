@@ -597,9 +597,10 @@ impl S3Fs {
                 ..GetOptions::default()
             };
             let (store, object) = (self.store.clone(), object.clone());
-            Prefill::Opening(Box::pin(async move {
-                store.get_opts(&object, opts).await.map_err(store_error)
-            }))
+            Prefill::Opening(
+                Box::pin(async move { store.get_opts(&object, opts).await.map_err(store_error) }),
+                keep,
+            )
         });
         Ok(Box::new(S3Upload {
             store: self.store.clone(),
@@ -631,7 +632,8 @@ enum Up {
 
 /// The old object's first bytes, copied in before the client's (REST+STOR, APPE).
 enum Prefill {
-    Opening(BoxFuture<'static, Result<GetResult, StorageError>>),
+    /// The GET, and how many bytes it must give.
+    Opening(BoxFuture<'static, Result<GetResult, StorageError>>, u64),
     Copying {
         stream: Pin<Box<dyn Stream<Item = object_store::Result<Bytes>> + Send>>,
         /// Bytes still to take from the stream.
@@ -737,7 +739,16 @@ impl S3Upload {
         loop {
             match &mut self.prefill {
                 None => return Poll::Ready(Ok(())),
-                Some(Prefill::Opening(get)) => match ready!(get.as_mut().poll(cx)) {
+                Some(Prefill::Opening(get, keep)) => match ready!(get.as_mut().poll(cx)) {
+                    Ok(result) if result.range != (0..*keep) => {
+                        // Shorter than its HEAD said (a store without ETags): the client's
+                        // bytes would land at the wrong offset.
+                        self.prefill = None;
+                        self.up = Up::Ended;
+                        return Poll::Ready(Err(std::io::Error::other(
+                            "the stored file changed while it was resumed",
+                        )));
+                    }
                     Ok(result) => {
                         let left = result.range.end.saturating_sub(result.range.start);
                         self.prefill = Some(Prefill::Copying {
@@ -811,9 +822,11 @@ impl AsyncWrite for S3Upload {
         this.poll_push(cx, buf)
     }
 
-    /// The bytes are on their way to the store; only [`WriteHandle::commit`] lands them.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// The old bytes of a resume are in (the copy loop flushes at the end of the data, so
+    /// an empty REST+STOR or APPE copies them then, and not in the commit, which has a time
+    /// limit); the rest is on its way to the store, and only [`WriteHandle::commit`] lands it.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().poll_prefill(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -826,26 +839,36 @@ impl WriteHandle for S3Upload {
         Box::pin(async move {
             std::future::poll_fn(|cx| self.poll_prefill(cx)).await?;
             let (store, object) = (self.store.clone(), self.object.clone());
+            let up = std::mem::replace(&mut self.up, Up::Ended);
             // Only now does the object appear: in one PUT when small, else by completing
-            // the multipart upload (which aborts it when it fails).
-            let w = match std::mem::replace(&mut self.up, Up::Ended) {
-                Up::Small(v) => {
-                    return store
-                        .put(&object, PutPayload::from(v))
-                        .await
-                        .map(drop)
-                        .map_err(store_error);
-                }
-                Up::Creating(create, pending) => {
-                    let upload = create.await.map_err(store_error)?;
-                    let mut w = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART);
-                    w.write(&pending);
-                    w
-                }
-                Up::Multi(w) => w,
-                Up::Ended => return Err(StorageError::Io(ended())),
-            };
-            w.finish().await.map(drop).map_err(store_error)
+            // the multipart upload (which aborts it when it fails). In a task of its own: a
+            // commit the driver gives up waiting for still ends one way or the other, and
+            // never leaves parts behind.
+            let landing = tokio::spawn(async move {
+                let w = match up {
+                    Up::Small(v) => {
+                        return store.put(&object, PutPayload::from(v)).await.map(drop);
+                    }
+                    Up::Creating(create, pending) => {
+                        let upload = create.await?;
+                        let mut w = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART);
+                        w.write(&pending);
+                        w
+                    }
+                    Up::Multi(w) => w,
+                    Up::Ended => {
+                        return Err(object_store::Error::Generic {
+                            store: "wharf",
+                            source: Box::new(ended()),
+                        });
+                    }
+                };
+                w.finish().await.map(drop)
+            });
+            match landing.await {
+                Ok(r) => r.map_err(store_error),
+                Err(e) => Err(StorageError::Io(std::io::Error::other(e))),
+            }
         })
     }
 }

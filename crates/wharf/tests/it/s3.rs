@@ -194,6 +194,42 @@ fn quotas_count_the_objects_of_the_home() {
     );
 }
 
+/// Resumes across part boundaries (the old bytes copied in while the upload is created and
+/// its parts go up), and empty uploads.
+#[test]
+fn large_resumes_and_empty_uploads_are_byte_exact() {
+    let store = Seaweed::shared();
+    let bucket = store.bucket();
+    let server = node(&bucket);
+    let mut ftp = Ftp::login_to(server.addr, "alice", "pw");
+    let old = pattern(20 << 20, 3);
+    assert_eq!(ftp.upload("STOR r.bin", &old).code, 226);
+    assert!(bucket.get("homes/alice/r.bin").unwrap() == old);
+    // REST 12 MiB + STOR of 10 MiB: 12 MiB of the old object, then the new bytes.
+    let new = pattern(10 << 20, 4);
+    assert_eq!(ftp.upload_from("STOR r.bin", &new, 12 << 20).code, 226);
+    let want = [&old[..12 << 20], &new[..]].concat();
+    assert!(
+        bucket.get("homes/alice/r.bin").unwrap() == want,
+        "REST+STOR"
+    );
+    // APPE of nothing, and REST at the end with nothing: the object as it was.
+    assert_eq!(ftp.upload("APPE r.bin", b"").code, 226);
+    assert_eq!(
+        ftp.upload_from("STOR r.bin", b"", want.len() as u64).code,
+        226
+    );
+    assert!(
+        bucket.get("homes/alice/r.bin").unwrap() == want,
+        "empty resume"
+    );
+    // An empty file is an empty object.
+    assert_eq!(ftp.upload("STOR empty", b"").code, 226);
+    assert_eq!(bucket.get("homes/alice/empty").unwrap(), b"");
+    assert_eq!(ftp.cmd("SIZE empty").text, "213 0");
+    assert!(bucket.unfinished_uploads("").is_empty());
+}
+
 #[test]
 fn an_interrupted_upload_leaves_no_object_and_no_parts() {
     let store = Seaweed::shared();
@@ -211,8 +247,11 @@ fn an_interrupted_upload_leaves_no_object_and_no_parts() {
         let mut data = ftp.passive();
         assert_eq!(ftp.cmd(&format!("STOR {name}")).code, 150);
         data.write_all(&big[..18 << 20]).unwrap();
-        // The first parts go up while the rest waits in socket buffers.
-        std::thread::sleep(Duration::from_millis(500));
+        // The multipart upload has begun: the store lists it.
+        eventually("a multipart upload began", || {
+            !bucket.unfinished_uploads("homes/alice/").is_empty()
+        });
+        std::thread::sleep(Duration::from_millis(300));
         if how == "reset" {
             socket2::SockRef::from(&data)
                 .set_linger(Some(Duration::ZERO))
