@@ -1,13 +1,12 @@
 //! SeaweedFS (`weed mini`, from `scripts/install-peers`: `target/peers/seaweedfs/bin/weed`): a
 //! real S3-compatible store on loopback ports of its own, its data in a temporary directory.
-//! [`Seaweed::start`] gives a store the test owns (stopped when dropped); [`Seaweed::shared`]
-//! one store for the whole test process, stopped by a watchdog when the process ends. Each
-//! test takes a [`Bucket`] of its own, and reads and writes it with curl (`--aws-sigv4`), not
-//! through Wharf.
+//! [`Seaweed::shared`] is one store for the whole test process, stopped by a watchdog when the
+//! process ends. Each test takes a [`Bucket`] of its own, and reads and writes it with curl
+//! (`--aws-sigv4`), not through Wharf.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,10 +23,8 @@ pub struct Seaweed {
     pub s3_port: u16,
     /// Every port it listens on.
     pub ports: Vec<u16>,
-    child: Option<Child>,
-    /// The data directory (removed by the watchdog for a shared store).
+    /// The data directory (removed by the watchdog).
     dir: PathBuf,
-    owned_dir: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -82,33 +79,6 @@ static SHARED: OnceLock<Seaweed> = OnceLock::new();
 static BUCKETS: AtomicUsize = AtomicUsize::new(0);
 
 impl Seaweed {
-    /// A store of this test's own; panics with its log when it does not come up.
-    pub fn start() -> Seaweed {
-        let weed = installed("seaweedfs/bin/weed");
-        let owned = tempfile::tempdir().expect("tempdir");
-        let dir = owned.path().to_path_buf();
-        write_identity(&dir);
-        let ports: Vec<u16> = (0..10).map(|_| free_port()).collect();
-        let log = std::fs::File::create(dir.join("weed.log")).expect("log");
-        let child = Command::new(weed)
-            .args(weed_args(&dir, &ports))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start weed mini");
-        let s = Seaweed {
-            endpoint: format!("http://127.0.0.1:{}", ports[0]),
-            s3_port: ports[0],
-            ports,
-            child: Some(child),
-            dir,
-            owned_dir: Some(owned),
-        };
-        s.wait_ready();
-        s
-    }
-
     /// One store for every test of this process. A watchdog shell stops it (and removes its
     /// data) when this process has gone.
     pub fn shared() -> &'static Seaweed {
@@ -145,9 +115,7 @@ impl Seaweed {
                 endpoint: format!("http://127.0.0.1:{}", ports[0]),
                 s3_port: ports[0],
                 ports,
-                child: None,
                 dir,
-                owned_dir: None,
             };
             s.wait_ready();
             s
@@ -218,31 +186,6 @@ impl Seaweed {
             self.log()
         );
         Bucket { store: self, name }
-    }
-
-    /// Stops it (SIGTERM, then SIGKILL after 10 s).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Seaweed {
-    fn drop(&mut self) {
-        self.stop();
-        drop(self.owned_dir.take());
     }
 }
 
