@@ -184,12 +184,13 @@ impl Haproxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
+        let log = dir.path().join("haproxy.log");
         let child = std::process::Command::new(bin)
             .args(["-db", "-f"])
             .arg(&path)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let mut h = Haproxy { child, _dir: dir };
@@ -203,7 +204,8 @@ impl Haproxy {
                 return h;
             }
             if let Ok(Some(status)) = h.child.try_wait() {
-                panic!("haproxy exited: {status}\n{config}");
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("haproxy exited: {status}\n{said}\n{config}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -219,7 +221,7 @@ fn sessions(server: &Server) -> usize {
 
 #[test]
 fn two_nodes_behind_haproxy_serve_curl_lftp_ftplib_and_resume_on_the_survivor() {
-    two_nodes_behind_haproxy(None, 41700);
+    two_nodes_behind_haproxy(None, 28700);
 }
 
 /// The same on files in S3 (SeaweedFS), each node on the bucket by itself: an upload through
@@ -228,14 +230,15 @@ fn two_nodes_behind_haproxy_serve_curl_lftp_ftplib_and_resume_on_the_survivor() 
 fn two_nodes_on_one_bucket_behind_haproxy() {
     let store = wharf_testkit::seaweed::Seaweed::shared();
     let bucket = store.bucket();
-    two_nodes_behind_haproxy(Some(&bucket), 41720);
+    two_nodes_behind_haproxy(Some(&bucket), 28720);
     // The files are objects under the prefix, and nothing else is left in the bucket.
     assert_eq!(bucket.keys(""), vec!["site/big.bin", "site/up.bin"]);
     assert!(bucket.unfinished_uploads("").is_empty());
 }
 
 /// Two nodes on one storage (a shared directory, or the bucket `s3` with the prefix `site`),
-/// passive ranges from `pasv`, 20 ports.
+/// passive ranges from `pasv`, 20 ports: below 32768, where the kernel never picks a port for
+/// another test's connection or `bind(0)` (HAProxy binds them all).
 fn two_nodes_behind_haproxy(s3: Option<&wharf_testkit::seaweed::Bucket>, pasv: u16) {
     use wharf_testkit::peers::{PASSWORD, USER};
     let storage = s3.map(|b| b.storage_toml("site")).unwrap_or_default();
