@@ -20,9 +20,6 @@ pub const SECRET_KEY: &str = "wharf-test-secret";
 pub struct Seaweed {
     /// `http://127.0.0.1:PORT`, the S3 API.
     pub endpoint: String,
-    pub s3_port: u16,
-    /// Every port it listens on.
-    pub ports: Vec<u16>,
     /// The data directory (removed by the watchdog).
     dir: PathBuf,
 }
@@ -113,8 +110,6 @@ impl Seaweed {
             drop(child);
             let s = Seaweed {
                 endpoint: format!("http://127.0.0.1:{}", ports[0]),
-                s3_port: ports[0],
-                ports,
                 dir,
             };
             s.wait_ready();

@@ -420,17 +420,13 @@ fn serve(args: ServeArgs) -> ExitCode {
                 })
             }
         };
+        // Said at start, not at the first login: storage that does not answer.
+        if let Err(e) = services.storage.check().await {
+            eprintln!("wharf: warning: {e}");
+        }
         let root = match &settings.storage {
             None => settings.root.display().to_string(),
             Some(s3) => {
-                // Said at start, not at the first login: a bucket that does not answer.
-                let probe = match wharf_server::storage::S3Provider::new(s3.clone(), settings.root.clone()) {
-                    Ok(p) => p.probe().await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = probe {
-                    eprintln!("wharf: warning: the bucket `{}` does not answer: {e}", s3.bucket);
-                }
                 let mut url = format!("s3://{}/", s3.bucket);
                 if !s3.prefix.is_empty() {
                     url.push_str(&s3.prefix);

@@ -216,6 +216,10 @@ pub trait Storage: Send + Sync + 'static {
 pub trait StorageProvider: Send + Sync + 'static {
     /// What this backend can do.
     fn capabilities(&self) -> Capabilities;
+    /// Whether the backend answers now (said at start; the server starts anyway).
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// The home of a logged-in user (`account.home`, as this backend understands it).
     fn open_home<'a>(
         &'a self,

@@ -183,22 +183,19 @@ impl S3Provider {
         }
         Ok(key)
     }
-
-    /// One listing request: whether the bucket answers with these credentials.
-    pub async fn probe(&self) -> Result<(), String> {
-        let opts = PaginatedListOptions {
-            max_keys: Some(1),
-            ..PaginatedListOptions::default()
-        };
-        self.store
-            .list_paginated(None, opts)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
 }
 
 impl StorageProvider for S3Provider {
+    /// One listing request: whether the bucket answers with these credentials.
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            first_keys(&self.store, "", 1)
+                .await
+                .map(drop)
+                .map_err(|e| format!("the bucket `{}` does not answer: {e}", self.settings.bucket))
+        })
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             set_mtime: true,
@@ -301,6 +298,17 @@ async fn first_keys(
 /// are refused.
 pub const MAX_COPY: u64 = 5 << 30;
 
+/// What a directory's prefix holds.
+#[derive(Debug, PartialEq, Eq)]
+enum DirContents {
+    /// No key: no directory.
+    Nothing,
+    /// Only its marker: an empty directory.
+    Marker,
+    /// Files or directories.
+    More,
+}
+
 /// What a HEAD tells.
 struct Head {
     size: u64,
@@ -364,20 +372,12 @@ impl S3Fs {
         }
     }
 
-    async fn first_keys(
-        &self,
-        prefix: &str,
-        max: usize,
-    ) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
-        first_keys(&self.store, prefix, max).await
-    }
-
     /// Whether a directory exists, and its time (its marker's, or the first object's beneath).
     async fn dir_time(&self, key: &str) -> Result<Option<i64>, StorageError> {
         if key == self.home {
             return Ok(Some(crate::transfer::unix_now()));
         }
-        let first = self.first_keys(&Self::dir_prefix(key), 1).await?;
+        let first = first_keys(&self.store, &Self::dir_prefix(key), 1).await?;
         Ok(first.first().map(|m| m.last_modified.timestamp()))
     }
 
@@ -387,6 +387,28 @@ impl S3Fs {
         }
         match self.dir_time(key).await? {
             Some(t) => Ok(dir_info(&name_of(path), t)),
+            None => Err(StorageError::NotFound),
+        }
+    }
+
+    /// What lies under a directory's prefix.
+    async fn dir_contents(&self, key: &str) -> Result<DirContents, StorageError> {
+        let inside = first_keys(&self.store, &Self::dir_prefix(key), 2).await?;
+        let marker = format!("{key}/{DIR_MARKER}");
+        Ok(if inside.is_empty() {
+            DirContents::Nothing
+        } else if inside.iter().all(|m| m.location.as_ref() == marker) {
+            DirContents::Marker
+        } else {
+            DirContents::More
+        })
+    }
+
+    /// The HEAD of a file; `if_dir` when the path is a directory, else `NotFound`.
+    async fn file_head(&self, key: &str, if_dir: StorageError) -> Result<Head, StorageError> {
+        match self.head(key).await? {
+            Some(h) => Ok(h),
+            None if self.dir_time(key).await?.is_some() => Err(if_dir),
             None => Err(StorageError::NotFound),
         }
     }
@@ -487,12 +509,8 @@ impl S3Fs {
         if (to_file || to_dir) && !replace {
             return Err(StorageError::AlreadyExists);
         }
-        if to_dir {
-            let inside = self.first_keys(&Self::dir_prefix(&tk), 2).await?;
-            let marker = format!("{tk}/{DIR_MARKER}");
-            if inside.iter().any(|m| m.location.as_ref() != marker) {
-                return Err(StorageError::NotEmpty);
-            }
+        if to_dir && self.dir_contents(&tk).await? == DirContents::More {
+            return Err(StorageError::NotEmpty);
         }
         if to_file != from_file && (to_file || to_dir) {
             return Err(if from_file {
@@ -534,15 +552,8 @@ impl S3Fs {
 
     async fn set_mtime_now(&self, path: &VPath, unix_secs: i64) -> Result<(), StorageError> {
         let key = self.key(path)?;
-        match self.head(&key).await? {
-            Some(h) if h.size > MAX_COPY => return Err(StorageError::Unsupported),
-            Some(_) => {}
-            None => {
-                return Err(match self.dir_time(&key).await? {
-                    Some(_) => StorageError::Unsupported,
-                    None => StorageError::NotFound,
-                });
-            }
+        if self.file_head(&key, StorageError::Unsupported).await?.size > MAX_COPY {
+            return Err(StorageError::Unsupported);
         }
         // A copy onto itself that replaces the metadata: the only way S3 changes it. The
         // headers go with every request of a client, so this copy gets a client of its own.
@@ -1042,12 +1053,7 @@ impl Storage for S3Fs {
     ) -> BoxFuture<'a, Result<ReadHandle, StorageError>> {
         Box::pin(async move {
             let key = self.key(path)?;
-            let Some(head) = self.head(&key).await? else {
-                return Err(match self.dir_time(&key).await? {
-                    Some(_) => StorageError::NotAFile,
-                    None => StorageError::NotFound,
-                });
-            };
+            let head = self.file_head(&key, StorageError::NotAFile).await?;
             if offset > head.size {
                 return Err(StorageError::BadOffset);
             }
@@ -1101,28 +1107,20 @@ impl Storage for S3Fs {
             if self.head(&key).await?.is_some() {
                 return Err(StorageError::NotADirectory);
             }
-            let inside = self.first_keys(&Self::dir_prefix(&key), 2).await?;
-            let marker = format!("{key}/{DIR_MARKER}");
-            if inside.is_empty() {
-                return Err(StorageError::NotFound);
-            }
-            if inside.iter().any(|m| m.location.as_ref() != marker) {
-                return Err(StorageError::NotEmpty);
+            match self.dir_contents(&key).await? {
+                DirContents::Nothing => return Err(StorageError::NotFound),
+                DirContents::More => return Err(StorageError::NotEmpty),
+                DirContents::Marker => {}
             }
             self.keep_parent(path).await?;
-            self.delete_key(&marker).await
+            self.delete_key(&format!("{key}/{DIR_MARKER}")).await
         })
     }
 
     fn delete<'a>(&'a self, path: &'a VPath) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             let key = self.key(path)?;
-            if self.head(&key).await?.is_none() {
-                return Err(match self.dir_time(&key).await? {
-                    Some(_) => StorageError::NotAFile,
-                    None => StorageError::NotFound,
-                });
-            }
+            self.file_head(&key, StorageError::NotAFile).await?;
             self.keep_parent(path).await?;
             self.delete_key(&key).await
         })
