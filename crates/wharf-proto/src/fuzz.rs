@@ -10,7 +10,7 @@ use crate::command::{Command, HELP_VERBS, LineBuffer, LineEvent};
 use crate::reply::ReplyParser;
 use crate::server::{
     Action, DataFailure, FsError, LoginResult, Opened, Outcome, Output, PassiveOpened, Permissions,
-    Policy, Session, StorageDone, TlsMode, TlsPolicy, TransferEnd, User,
+    Policy, Session, StorageDone, TlsMode, TlsPolicy, TransferEnd, Undone, User,
 };
 use crate::time::UtcTime;
 use crate::{VPath, hostport};
@@ -236,6 +236,11 @@ fn outcome_for(action: &Action, pick: u8) -> Outcome {
             2 => TransferEnd::NotResumed,
             3 => TransferEnd::Exceeded {
                 quota: pick & 8 != 0,
+                undone: match pick % 3 {
+                    0 => Undone::Removed,
+                    1 => Undone::CutBack(u64::from(pick)),
+                    _ => Undone::Unchanged,
+                },
             },
             4 => TransferEnd::Aborted,
             5 => TransferEnd::Commit(FsError::NoSpace),

@@ -223,6 +223,15 @@ pub enum PassiveAddress {
 }
 
 impl PassiveAddress {
+    /// As the admin wrote it.
+    pub fn shown(&self) -> String {
+        match self {
+            PassiveAddress::Local => "the control connection's local address".to_string(),
+            PassiveAddress::Fixed(ip) => ip.to_string(),
+            PassiveAddress::Resolve(name) => name.clone(),
+        }
+    }
+
     fn parse(text: Option<&str>) -> Result<PassiveAddress, String> {
         match text.map(str::trim) {
             None => Ok(PassiveAddress::Local),
@@ -243,6 +252,8 @@ pub struct PassiveSettings {
     pub address: PassiveAddress,
     /// Accept passive data connections from any address (off: only the control peer's).
     pub allow_foreign_peer: bool,
+    /// Passive listeners one client address may hold open at once.
+    pub max_per_address: u32,
 }
 
 /// FTPS: where the certificate is and what is required. The certificate itself is loaded into
@@ -291,6 +302,8 @@ pub struct Settings {
     /// or in an S3-compatible bucket (`[storage] backend = "s3"`), where `root` and the homes
     /// name key prefixes.
     pub storage: Option<crate::storage::S3Settings>,
+    /// The config file, if any (one of the server's own files).
+    pub config_file: Option<PathBuf>,
     /// The user to run as once started as root.
     pub run_as: String,
     /// Stay root instead.
@@ -301,6 +314,9 @@ pub struct Settings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The file this was read from (set by [`FileConfig::load`]): one of the server's own files.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
     pub root: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
     /// `[[listener]]` tables: control listeners with settings of their own (PROXY protocol).
@@ -627,6 +643,9 @@ pub struct PassiveSection {
     pub address: Option<String>,
     /// Accept passive data connections from any address (off: only the control peer's).
     pub allow_foreign_peer: Option<bool>,
+    /// Passive listeners one client address may hold open at once (default: a third of the
+    /// range, at least 1), so that one address cannot take the whole range.
+    pub max_per_address: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -694,7 +713,9 @@ impl FileConfig {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
         })?;
-        FileConfig::parse(&text)
+        let mut file = FileConfig::parse(&text)?;
+        file.source = Some(path.to_path_buf());
+        Ok(file)
     }
 
     /// Parses config text; the error names the offending key.
@@ -769,6 +790,17 @@ pub struct Overrides {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
 
 /// Parses `A-B` into a port range.
+/// The default cap of passive listeners per client address: a third of the range (of the
+/// kernel's ephemeral range without one), at least 1 — a 10-port range serves at least four
+/// addresses at once.
+fn default_passive_per_address(range: Option<&RangeInclusive<u16>>) -> u32 {
+    let ports = match range {
+        Some(r) => u32::from(*r.end()) - u32::from(*r.start()) + 1,
+        None => 28_232, // Linux's default 32768-60999
+    };
+    (ports / 3).max(1)
+}
+
 pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     let (a, b) = text
         .split_once('-')
@@ -783,6 +815,11 @@ pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
         .map_err(|_| format!("`{b}` is not a port number"))?;
     if a == 0 || a > b {
         return Err(format!("`{text}` is empty or starts at 0"));
+    }
+    if a < 1024 {
+        return Err(format!(
+            "`{text}` includes ports below 1024: they belong to other services, and the server cannot listen on them once it runs as an unprivileged user (every PASV would fail); use ports above 1023, such as 50000-50100"
+        ));
     }
     Ok(a..=b)
 }
@@ -988,6 +1025,16 @@ impl Settings {
             }
             None => file_ports,
         };
+        let max_per_address = match file.passive.max_per_address {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "passive.max_per_address",
+                    "must be at least 1",
+                ));
+            }
+            Some(n) => n,
+            None => default_passive_per_address(passive_ports.as_ref()),
+        };
         let (address_field, address) = match (&cli.passive_address, &file.passive.address) {
             (Some(a), _) => ("--passive-address", Some(a.as_str())),
             (None, a) => ("passive.address", a.as_deref()),
@@ -1154,6 +1201,7 @@ impl Settings {
                 ports: passive_ports,
                 address: passive_address,
                 allow_foreign_peer: file.passive.allow_foreign_peer.unwrap_or(false),
+                max_per_address,
             },
             active: ActiveSettings {
                 source_port: cli.active_source_port.or(file.active.source_port),
@@ -1171,6 +1219,7 @@ impl Settings {
             anonymous,
             log,
             storage,
+            config_file: file.source.clone(),
             run_as: cli
                 .run_as
                 .clone()
@@ -1178,6 +1227,37 @@ impl Settings {
                 .unwrap_or_else(|| "nobody".to_string()),
             allow_root: cli.allow_root || file.allow_root.unwrap_or(false),
         })
+    }
+}
+
+impl Settings {
+    /// The files the server itself uses, which no command may reach
+    /// ([`crate::own_files::OwnFiles`]).
+    pub fn own_files(&self) -> Vec<crate::own_files::OwnFile> {
+        use crate::own_files::{OwnFile, sqlite_files};
+        let mut out = Vec::new();
+        if let Some(p) = &self.config_file {
+            out.push(OwnFile::new(p, "the config file"));
+        }
+        if let Some(db) = self.sqlite_path() {
+            out.extend(sqlite_files(&db));
+        }
+        if let Some(t) = &self.tls {
+            out.push(OwnFile::new(&t.cert, "the TLS certificate"));
+            out.push(OwnFile::new(&t.key, "the TLS private key"));
+        }
+        if let Some(x) = &self.log.xferlog {
+            out.push(OwnFile::new(x, "the transfer log"));
+        }
+        out
+    }
+
+    /// The SQLite user database's file, if the user database is one.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let path = self.users_db.as_deref()?.strip_prefix("sqlite:")?;
+        let path = path.trim_start_matches("//");
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        (!path.is_empty()).then(|| PathBuf::from(path))
     }
 }
 
@@ -1421,6 +1501,13 @@ mod tests {
         assert!(parse_port_range("5").is_err());
         assert!(parse_port_range("0-5").is_err());
         assert!(parse_port_range("7-5").is_err());
+        assert!(
+            parse_port_range("1-1024")
+                .unwrap_err()
+                .contains("below 1024")
+        );
+        assert!(parse_port_range("1023-2000").is_err());
+        assert_eq!(parse_port_range("1024-1030"), Ok(1024..=1030));
         assert!(parse_port_range("1-70000").is_err());
     }
 }

@@ -1397,9 +1397,10 @@ impl Driver {
                     CopyError::Local(err) => transfer::cap_exceeded(err),
                     _ => None,
                 };
-                if let (Some(_), Some(u)) = (exceeded, upload.as_mut()) {
-                    u.discard();
-                }
+                let undone = match (exceeded, upload.as_mut()) {
+                    (Some(_), Some(u)) => u.discard(),
+                    _ => storage::Undone::Unchanged,
+                };
                 drop(upload);
                 self.log_transfer(&spec, progress, started, &e.to_string());
                 return Ok(match e {
@@ -1408,6 +1409,7 @@ impl Driver {
                     CopyError::Truncated => TransferEnd::Truncated,
                     CopyError::Local(_) if exceeded.is_some() => TransferEnd::Exceeded {
                         quota: exceeded == Some(true),
+                        undone,
                     },
                     CopyError::Local(e) if storage::is_no_space(&e) => TransferEnd::NoSpace,
                     CopyError::Local(_) => TransferEnd::Local,

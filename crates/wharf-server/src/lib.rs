@@ -30,6 +30,7 @@ mod driver;
 pub mod guard;
 pub mod hooks;
 pub mod monitor;
+pub mod own_files;
 mod server;
 pub mod services;
 pub mod storage;

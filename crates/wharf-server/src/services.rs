@@ -7,6 +7,7 @@ use wharf_net::copy::{Throttle, Unlimited};
 
 use crate::auth::{Account, Authenticator, DbUsers, UserStore};
 use crate::config::{ConfigError, Settings, TlsSettings};
+use crate::own_files::OwnFiles;
 use crate::storage::{LocalProvider, S3Provider, StorageProvider};
 use crate::tls::Tls;
 use crate::userdb::UserDb;
@@ -57,6 +58,9 @@ pub struct Services {
     pub users_db: Option<Arc<UserDb>>,
     /// The event hooks (`[[hook]]`); `None` without any.
     pub hooks: Option<Arc<crate::hooks::Hooks>>,
+    /// The server's own files, which the local storage never serves (kept across reloads,
+    /// their list replaced).
+    pub own_files: Arc<OwnFiles>,
 }
 
 impl std::fmt::Debug for Services {
@@ -76,14 +80,18 @@ impl Services {
             None => None,
         };
         let users_db = open_users_db(settings, None)?;
+        let xferlog = open_xferlog(settings, None)?;
+        // After the files it opens itself are there: their inodes are known from the start.
+        let own_files = Arc::new(OwnFiles::new(settings.own_files()));
         Ok(Services {
             auth: user_store(settings, users_db.as_ref()),
-            storage: storage_provider(settings)?,
+            storage: storage_provider(settings, &own_files)?,
             tls,
             throttles: Arc::new(crate::users::UserRates::default()),
-            xferlog: open_xferlog(settings, None)?,
+            xferlog,
             users_db,
             hooks: hooks(settings),
+            own_files,
         })
     }
 
@@ -106,6 +114,7 @@ impl Services {
             (None, _) => None,
         };
         let users_db = open_users_db(settings, self.users_db.as_ref())?;
+        self.own_files.set(settings.own_files());
         Ok(Services {
             auth: user_store(settings, users_db.as_ref()),
             storage: self.storage.clone(),
@@ -114,14 +123,18 @@ impl Services {
             xferlog,
             users_db,
             hooks: hooks(settings),
+            own_files: self.own_files.clone(),
         })
     }
 }
 
 /// The local file system, or the S3 bucket of `[storage]`.
-fn storage_provider(settings: &Settings) -> Result<Arc<dyn StorageProvider>, ConfigError> {
+fn storage_provider(
+    settings: &Settings,
+    own_files: &Arc<OwnFiles>,
+) -> Result<Arc<dyn StorageProvider>, ConfigError> {
     Ok(match &settings.storage {
-        None => Arc::new(LocalProvider::new()),
+        None => Arc::new(LocalProvider::guarding(own_files.clone())),
         Some(s3) => Arc::new(
             S3Provider::new(s3.clone(), settings.root.clone())
                 .map_err(|m| ConfigError::new("storage", m))?,

@@ -324,6 +324,13 @@ impl UserDb {
         self.kind
     }
 
+    /// Closes the connections (SQLite then checkpoints and removes its `-wal` and `-shm`).
+    pub async fn close(&self) {
+        if let Some(pool) = self.pool.get() {
+            pool.close().await;
+        }
+    }
+
     /// Connects and runs the migrations that have not run yet (once per pool; a failure is
     /// tried again on the next call).
     pub async fn ready(&self) -> Result<(), DbError> {

@@ -35,11 +35,17 @@ pub struct ServerBuilder {
     netns: Option<String>,
     /// Environment variables for the server process.
     env: Vec<(String, String)>,
+    /// Run as this user from the start (`setpriv`), as an admin who is not root would.
+    user: Option<String>,
+    /// The server's working directory (relative paths in its flags are taken from there).
+    cwd: Option<PathBuf>,
 }
 
 /// A running `wharf serve`, killed (by its PID) when dropped.
 pub struct Server {
     child: Option<Child>,
+    /// What the server printed at start, up to its "Connect with …" line (included).
+    pub banner: String,
     pub addr: SocketAddr,
     /// The implicit-TLS listener (`--listen-implicit`), when there is one.
     pub implicit: Option<SocketAddr>,
@@ -61,6 +67,8 @@ impl Server {
             listen: "127.0.0.1:0".into(),
             netns: None,
             env: Vec::new(),
+            user: None,
+            cwd: None,
         }
     }
 
@@ -176,6 +184,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Start the server as `user` (not root from its first instruction: `setpriv`, which
+    /// needs the tests to run as root).
+    pub fn as_user(mut self, user: &str) -> Self {
+        self.user = Some(user.to_string());
+        self
+    }
+
+    /// Start the server in `dir` (relative paths of its flags are taken from there).
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+
     /// Run the server inside a network namespace (see [`netns::Lab`]).
     pub fn netns(mut self, ns: &str) -> Self {
         self.netns = Some(ns.to_string());
@@ -210,8 +231,25 @@ impl ServerBuilder {
                 c.args(["netns", "exec", ns]).arg(&self.bin);
                 c
             }
-            None => Command::new(&self.bin),
+            None => match &self.user {
+                Some(user) => {
+                    let (uid, gid) = user_ids(user).expect("the user is in /etc/passwd");
+                    let mut c = Command::new("setpriv");
+                    c.args([
+                        &format!("--reuid={uid}"),
+                        &format!("--regid={gid}"),
+                        "--clear-groups",
+                        "--",
+                    ])
+                    .arg(&self.bin);
+                    c
+                }
+                None => Command::new(&self.bin),
+            },
         };
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         cmd.arg("serve")
             .arg("--root")
             .arg(&root)
@@ -224,7 +262,7 @@ impl ServerBuilder {
         }
         // Tests run as root in CI: the servers they start stay root (their temporary roots are
         // root's own); the switch to `run_as` has a test of its own.
-        if is_root() && !self.args.iter().any(|a| a == "--run-as") {
+        if is_root() && self.user.is_none() && !self.args.iter().any(|a| a == "--run-as") {
             cmd.arg("--allow-root");
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -240,10 +278,11 @@ impl ServerBuilder {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line.starts_with("Connect") {
+            let end = reader.read_line(&mut line).unwrap_or(0) == 0 || line.starts_with("Connect");
+            lines.push(line);
+            if end {
                 break;
             }
-            lines.push(line);
         }
         let addr_of = |line: &String| -> Option<SocketAddr> {
             // The last URL: the served place may be one too (s3://BUCKET/).
@@ -279,6 +318,7 @@ impl ServerBuilder {
             )
         });
         Server {
+            banner: lines.concat(),
             child: Some(child),
             addr,
             implicit,
@@ -636,6 +676,17 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
 pub const PW_HASH: &str = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
 
 /// Whether the tests run as root (effective uid 0, from `/proc/self/status`).
+/// A user's uid and gid, from `/etc/passwd`.
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let (user, _, uid, gid) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        (user == name).then_some(())?;
+        Some((uid.parse().ok()?, gid.parse().ok()?))
+    })
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -13,6 +13,7 @@ mod bench_cli;
 mod client_cli;
 mod privilege;
 mod shell;
+mod startup;
 mod users_cli;
 
 #[derive(Parser)]
@@ -66,9 +67,13 @@ enum Cmd {
 struct CertArgs {
     /// Host name (or IP address) the certificate is for
     name: String,
-    /// Directory to write NAME.crt and NAME.key into
+    /// Directory to write NAME.crt and NAME.key into (made when missing; keep it outside what
+    /// the server serves)
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
+    /// Run as root: the user the key is given to (the server's run_as), readable by it only
+    #[arg(long, value_name = "USER", default_value = "nobody")]
+    owner: String,
     /// More names or addresses the certificate is valid for (repeatable; localhost gets
     /// 127.0.0.1 and ::1 without asking)
     #[arg(long = "alt", value_name = "NAME")]
@@ -307,7 +312,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         None => None,
     };
-    match privilege::drop_root(&settings.run_as, settings.allow_root) {
+    let outcome = privilege::drop_root(&settings.run_as, settings.allow_root);
+    match outcome {
         Ok(privilege::Outcome::Switched { user, uid, gid }) => {
             // The homes must be readable by the user the server now runs as.
             let mut homes = vec![("root", settings.root.clone())];
@@ -335,6 +341,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
         Ok(privilege::Outcome::NotRoot) => {}
         Err(e) => return config_error(&e),
+    }
+    // From here on the process is the user it serves as: what it checks, it checks as that user.
+    let user = startup::current_user();
+    if let Err(e) = startup::check_database(&settings, &user) {
+        return config_error(&e);
+    }
+    for w in startup::warnings(&settings, &services.own_files, &user) {
+        eprintln!("wharf: warning: {w}");
     }
     let runtime = match start_runtime(None) {
         Ok(rt) => rt,
@@ -376,6 +390,8 @@ fn serve(args: ServeArgs) -> ExitCode {
                     format!("{}: {e}", db.shown()),
                 ));
             }
+            // Its -wal and -shm exist now: known by their inodes too.
+            services.own_files.refresh();
         }
         // The admin listener, and its token: the configured hash, or one made now and shown
         // once.
@@ -459,12 +475,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let example = if explicit == "ftpes" {
-            format!("curl --ssl-reqd ftp://{first}/")
-        } else {
-            format!("curl ftp://{first}/")
-        };
-        for line in &admin_lines {
+        let example = startup::example(&settings, &first);
+        for line in admin_lines.iter().chain(&startup::summary(&settings)) {
             let _ = writeln!(out, "{line}");
         }
         let _ = writeln!(
@@ -686,6 +698,15 @@ fn cert(args: CertArgs) -> ExitCode {
             }
         })
         .collect::<String>();
+    if !args.out.exists() {
+        let made = std::fs::create_dir_all(&args.out)
+            .map_err(|e| format!("{}: {e}", args.out.display()))
+            .and_then(|()| privilege::make_private(&args.out, &args.owner));
+        if let Err(e) = made {
+            eprintln!("wharf: cannot make the directory {e}");
+            return ExitCode::from(1);
+        }
+    }
     let cert_path = args.out.join(format!("{safe}.crt"));
     let key_path = args.out.join(format!("{safe}.key"));
     if let Err(e) = std::fs::write(&cert_path, cert.pem()) {
@@ -694,6 +715,11 @@ fn cert(args: CertArgs) -> ExitCode {
     }
     if let Err(e) = write_private(&key_path, key.serialize_pem().as_bytes()) {
         eprintln!("wharf: cannot write {}: {e}", key_path.display());
+        return ExitCode::from(1);
+    }
+    // As root, the key goes to the user the server will read it as (a reload reads it then).
+    if let Err(e) = privilege::make_private(&key_path, &args.owner) {
+        eprintln!("wharf: cannot hand the key over: {e}");
         return ExitCode::from(1);
     }
     println!("{}", cert_path.display());

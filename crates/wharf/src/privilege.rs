@@ -17,6 +17,39 @@ pub enum Outcome {
     },
 }
 
+/// The name of the user with `uid`, from `/etc/passwd`.
+pub fn name_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let (user, _, id) = (f.next()?, f.next()?, f.next()?);
+        (id.parse::<u32>().ok()? == uid).then(|| user.to_string())
+    })
+}
+
+/// Makes `path` private to `owner` when this process is root (a file the server will use as
+/// that user: its key, its database); otherwise it stays the caller's. Mode 0600 for a file,
+/// 0700 for a directory, either way.
+pub fn make_private(path: &std::path::Path, owner: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if rustix::process::geteuid().is_root() {
+        let (uid, gid) = lookup(owner).ok_or_else(|| {
+            format!("no user `{owner}` in /etc/passwd (name the server's run_as user with --owner)")
+        })?;
+        rustix::fs::chown(
+            path,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// A user's uid and gid from `/etc/passwd`.
 fn lookup(name: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;

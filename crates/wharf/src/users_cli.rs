@@ -16,6 +16,10 @@ pub struct UsersArgs {
     /// The user database: sqlite:PATH (created when missing) or postgres://USER@HOST/DB
     #[arg(long, value_name = "URL")]
     db: String,
+    /// Run as root, a SQLite database made now is given to this user (the server's run_as),
+    /// readable by it only, with the directory it is made in
+    #[arg(long, value_name = "USER", default_value = "nobody")]
+    owner: String,
     #[command(subcommand)]
     command: UsersCmd,
 }
@@ -132,6 +136,13 @@ impl From<DbError> for Failed {
     }
 }
 
+impl Failed {
+    /// A failure of this machine (a file, a directory): exit code 1.
+    fn from_text(msg: impl Into<String>) -> Failed {
+        Failed(msg.into(), 1)
+    }
+}
+
 fn usage(msg: impl Into<String>) -> Failed {
     Failed(msg.into(), 2)
 }
@@ -158,8 +169,75 @@ pub fn users(args: UsersArgs) -> ExitCode {
 
 async fn run(args: UsersArgs) -> Result<(), Failed> {
     let db = UserDb::lazy(&args.db, Duration::from_secs(10))?;
+    let sqlite = sqlite_path(&args.db);
+    // A database made now is the server's file: private, and the user's it runs as.
+    let made = match &sqlite {
+        Some(path) if !path.exists() => Some(prepare_dir(path, &args.owner)?),
+        _ => None,
+    };
     db.ready().await?;
-    match args.command {
+    let result = command(&db, args.command).await;
+    db.close().await;
+    if let (Some(path), Some(made_dir)) = (&sqlite, made) {
+        let mut files = vec![path.clone()];
+        if let Some(dir) = made_dir {
+            files.push(dir);
+        }
+        for f in files {
+            crate::privilege::make_private(&f, &args.owner).map_err(Failed::from_text)?;
+        }
+        warn_unwritable(path, &args.owner);
+    }
+    result
+}
+
+/// The file of a `sqlite:PATH` URL.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+/// Makes the directory of a new database when it is missing; `Some(dir)` when it was made.
+fn prepare_dir(db: &std::path::Path, owner: &str) -> Result<Option<PathBuf>, Failed> {
+    let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    if dir.exists() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failed::from_text(format!("cannot make {}: {e}", dir.display())))?;
+    crate::privilege::make_private(dir, owner).map_err(Failed::from_text)?;
+    Ok(Some(dir.to_path_buf()))
+}
+
+/// As root: says when the server, running as `owner`, could not write the database's
+/// directory (SQLite writes its -wal beside the file).
+fn warn_unwritable(db: &std::path::Path, owner: &str) {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let owned = std::fs::metadata(dir).is_ok_and(|m| {
+        crate::privilege::name_of(m.uid()).as_deref() == Some(owner) || m.mode() & 0o002 != 0
+    });
+    if !owned {
+        eprintln!(
+            "wharf: warning: {} is given to `{owner}`, but its directory {} is not: the server, running as `{owner}`, cannot write beside it (SQLite's -wal). Put the database in a directory of its own (e.g. sqlite:/var/lib/wharf/users.db, made for `{owner}` when missing)",
+            db.display(),
+            dir.display()
+        );
+    }
+}
+
+async fn command(db: &Arc<UserDb>, command: UsersCmd) -> Result<(), Failed> {
+    let db = db.clone();
+    match command {
         UsersCmd::Add(a) => add(&db, a).await,
         UsersCmd::List { json } => list(&db, json).await,
         UsersCmd::Show { name } => {

@@ -267,9 +267,11 @@ pub enum TransferEnd {
     /// A TLS upload ended without close_notify.
     Truncated,
     NoSpace,
-    /// The upload went over the user's quota (`true`) or file size limit: it was removed.
+    /// The upload went over the user's quota (`true`) or file size limit; `undone` says what
+    /// became of the file.
     Exceeded {
         quota: bool,
+        undone: Undone,
     },
     /// Reading or writing the local file failed.
     Local,
@@ -371,4 +373,27 @@ pub enum Note {
         path: Option<VPath>,
         code: u16,
     },
+}
+
+/// What a refused upload (over quota or size) left of its file: always the file as it was
+/// before the command, said in the 552.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undone {
+    /// The upload created the file: it is gone.
+    Removed,
+    /// A resumed or appended file: cut back to its earlier length.
+    CutBack(u64),
+    /// Nothing was changed (a replacement, or a backend that stores only at the end).
+    Unchanged,
+}
+
+impl Undone {
+    /// The second half of the 552's text.
+    pub fn said(self) -> String {
+        match self {
+            Undone::Removed => "the new file was removed".to_string(),
+            Undone::CutBack(n) => format!("the file was cut back to its earlier {n} bytes"),
+            Undone::Unchanged => "the file is as it was before".to_string(),
+        }
+    }
 }

@@ -877,14 +877,15 @@ impl Session {
                 ReplyCode::INSUFFICIENT_STORAGE,
                 "Insufficient storage space.",
             ),
-            TransferEnd::Exceeded { quota: true } => (
-                ReplyCode::EXCEEDED_STORAGE,
-                "Quota exceeded; upload removed.",
-            ),
-            TransferEnd::Exceeded { quota: false } => (
-                ReplyCode::EXCEEDED_STORAGE,
-                "File too large; upload removed.",
-            ),
+            TransferEnd::Exceeded { quota, undone } => {
+                let limit = if quota {
+                    "Quota exceeded"
+                } else {
+                    "File too large"
+                };
+                let text = format!("{limit}; {}.", undone.said());
+                return self.reply(ReplyCode::EXCEEDED_STORAGE, &text);
+            }
             TransferEnd::Commit(e) => return self.send(e.reply()),
             TransferEnd::Aborted if running.flooded => {
                 self.reply(

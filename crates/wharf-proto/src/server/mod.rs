@@ -78,7 +78,7 @@ use std::time::Instant;
 
 pub use action::{
     Action, ActiveRefusal, Body, DataChannel, DataFailure, FsError, ListForm, Note, Opened,
-    Outcome, PassiveOpened, StorageDone, StorageOp, TransferEnd, TransferSpec, WriteMode,
+    Outcome, PassiveOpened, StorageDone, StorageOp, TransferEnd, TransferSpec, Undone, WriteMode,
 };
 pub use features::Capabilities;
 pub use policy::{Permissions, Policy, TlsMode, TlsPolicy};

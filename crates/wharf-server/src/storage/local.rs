@@ -27,9 +27,10 @@ use wharf_proto::{FileInfo, FileKind, VPath};
 
 use super::{
     BoxFuture, Capabilities, EntryStream, ReadBody, ReadHandle, Storage, StorageError,
-    StorageProvider, WriteHandle, WriteMode, blocking,
+    StorageProvider, Undone, WriteHandle, WriteMode, blocking,
 };
 use crate::auth::Account;
+use crate::own_files::OwnFiles;
 
 /// Prefix of the temporary names an overwriting upload may use beside its target: hidden from
 /// listings, unreachable by any command (a path with such a component is "not found"), and
@@ -76,6 +77,8 @@ const USAGE_WALK_MAX: usize = 1_000_000;
 #[derive(Debug)]
 struct Jail {
     root: OwnedFd,
+    /// The server's own files: refused and hidden wherever they lie in the home.
+    own: Arc<OwnFiles>,
 }
 
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
@@ -104,12 +107,48 @@ impl Jail {
             flags | OFlags::CLOEXEC | OFlags::NOCTTY
         };
         let mut tries = 0;
-        loop {
+        let fd = loop {
             match rustix::fs::openat2(&self.root, os(&rel), flags, mode, BENEATH) {
                 Err(Errno::AGAIN) if tries < 8 => tries += 1,
-                r => return Ok(r?),
+                r => break r?,
+            }
+        };
+        if !self.own.is_empty() {
+            if self.own.is_own(&rustix::fs::fstat(&fd)?) {
+                return Err(StorageError::PermissionDenied);
+            }
+            // By its name too: a file the server made a moment ago (SQLite's -wal) is its own
+            // before its inode is read again.
+            if let Some(name) = path.file_name()
+                && self.own.has_name(name)
+            {
+                let dir = self.open_beneath(
+                    &path.parent(),
+                    OFlags::PATH | OFlags::DIRECTORY,
+                    Mode::empty(),
+                )?;
+                if self.own.is_own_name(&rustix::fs::fstat(&dir)?, name) {
+                    return Err(StorageError::PermissionDenied);
+                }
             }
         }
+        Ok(fd)
+    }
+
+    /// Refuses `name` in `dir` when it is one of the server's own files: by its name there, or
+    /// as the file it is (a hard link, or a symlink to it).
+    fn refuse_own(&self, dir: &OwnedFd, name: &[u8]) -> Result<(), StorageError> {
+        if self.own.is_empty() {
+            return Ok(());
+        }
+        let own = self.own.is_own_name(&rustix::fs::fstat(dir)?, name)
+            || [AtFlags::SYMLINK_NOFOLLOW, AtFlags::empty()]
+                .into_iter()
+                .any(|f| rustix::fs::statat(dir, os(name), f).is_ok_and(|st| self.own.is_own(&st)));
+        if own {
+            return Err(StorageError::PermissionDenied);
+        }
+        Ok(())
     }
 
     /// The parent directory of `path` (as an `O_PATH` descriptor) and the last component.
@@ -126,6 +165,7 @@ impl Jail {
             OFlags::PATH | OFlags::DIRECTORY,
             Mode::empty(),
         )?;
+        self.refuse_own(&dir, &name)?;
         Ok((dir, name))
     }
 
@@ -200,6 +240,10 @@ impl Jail {
     ) -> Result<Option<Vec<FileInfo>>, StorageError> {
         let mut out = Vec::new();
         let mut any = false;
+        let dir_st = match self.own.is_empty() {
+            true => None,
+            false => Some(rustix::fs::fstat(dir_fd)?),
+        };
         for entry in reader.by_ref() {
             any = true;
             let entry = entry?;
@@ -211,6 +255,11 @@ impl Jail {
                 Ok(st) => st,
                 Err(_) => continue, // removed meanwhile
             };
+            if let Some(d) = &dir_st
+                && (self.own.is_own(&st) || self.own.is_own_name(d, name))
+            {
+                continue;
+            }
             let mut info = info_from_stat(name.to_vec(), &st);
             if info.kind == FileKind::Symlink {
                 let Ok(child) = dir_path.join(name) else {
@@ -265,6 +314,7 @@ impl Jail {
         mode: WriteMode,
         raced: bool,
     ) -> Result<LocalUpload, StorageError> {
+        // (Every mode: an append may create the file.)
         let (dir, name) = self.parent_of(path)?;
         let file_mode = Mode::from_raw_mode(0o644);
         match mode {
@@ -299,11 +349,15 @@ impl Jail {
                     self.open_beneath(path, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty())?;
                 ensure_regular(&fd)?;
                 let st = rustix::fs::fstat(&fd)?;
-                if offset > u64::try_from(st.st_size).unwrap_or(0) {
+                let orig = u64::try_from(st.st_size).unwrap_or(0);
+                if offset > orig {
                     return Err(StorageError::BadOffset);
                 }
                 rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(offset))?;
-                Ok(LocalUpload::new(File::from(fd), Finish::Resume { offset }))
+                Ok(LocalUpload::new(
+                    File::from(fd),
+                    Finish::Resume { offset, orig },
+                ))
             }
             WriteMode::Replace => {
                 match rustix::fs::statat(&dir, os(&name), AtFlags::SYMLINK_NOFOLLOW) {
@@ -427,13 +481,18 @@ pub struct LocalFs {
 impl LocalFs {
     /// Opens `root` as the jail. The directory must exist.
     pub fn new(root: &Path) -> std::io::Result<LocalFs> {
+        LocalFs::guarding(root, Arc::default())
+    }
+
+    /// Opens `root` as the jail, never reaching the server's own files `own`.
+    pub fn guarding(root: &Path, own: Arc<OwnFiles>) -> std::io::Result<LocalFs> {
         let fd = rustix::fs::open(
             root,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         Ok(LocalFs {
-            jail: Arc::new(Jail { root: fd }),
+            jail: Arc::new(Jail { root: fd, own }),
         })
     }
 
@@ -610,9 +669,10 @@ enum Finish {
     /// breaks before a byte arrived (the data connection never came, its TLS was refused) the
     /// empty file goes again.
     Created { dir: OwnedFd, name: Vec<u8> },
-    /// REST n + STOR: written in place from `offset`; the file is cut to what was sent only when
-    /// the upload completes, so a failed resume destroys nothing beyond what it overwrote.
-    Resume { offset: u64 },
+    /// REST n + STOR into a file of `orig` bytes: written in place from `offset`; the file is
+    /// cut to what was sent only when the upload completes, so a failed resume destroys nothing
+    /// beyond what it overwrote (a refused one is cut back to `orig`).
+    Resume { offset: u64, orig: u64 },
     /// Written to a new file in `dir` — unnamed (`O_TMPFILE`, `tmp` is `None`) or, where the
     /// file system has no unnamed files, under a temporary name — that takes `name`'s place on
     /// commit; an unnamed one vanishes by itself otherwise, a named one is removed.
@@ -639,7 +699,7 @@ impl LocalUpload {
     fn finish(mut self) -> Result<(), StorageError> {
         match std::mem::replace(&mut self.finish, Finish::InPlace) {
             Finish::InPlace | Finish::Created { .. } | Finish::Append { .. } => Ok(()),
-            Finish::Resume { offset } => {
+            Finish::Resume { offset, .. } => {
                 Ok(self.file.set_len(offset.saturating_add(self.written))?)
             }
             Finish::Replace { dir, tmp, name } => {
@@ -693,8 +753,13 @@ impl WriteHandle for LocalUpload {
         Box::pin(blocking(move || self.finish()))
     }
 
-    fn discard(&mut self) {
+    fn discard(&mut self) -> Undone {
         self.discard = true;
+        match self.finish {
+            Finish::Created { .. } => Undone::Removed,
+            Finish::Append { orig } | Finish::Resume { orig, .. } => Undone::CutBack(orig),
+            Finish::InPlace | Finish::Replace { .. } => Undone::Unchanged,
+        }
     }
 
     /// Not for an append: splice(2) refuses a file opened with `O_APPEND`.
@@ -733,7 +798,7 @@ impl Drop for LocalUpload {
                     let _ = rustix::fs::unlinkat(dir, os(name), AtFlags::empty());
                 }
             }
-            Finish::Append { orig } if self.discard => {
+            Finish::Append { orig } | Finish::Resume { orig, .. } if self.discard => {
                 let _ = self.file.set_len(*orig);
             }
             _ => {}
@@ -747,6 +812,7 @@ impl Drop for LocalUpload {
 #[derive(Debug, Default)]
 pub struct HomeCache {
     open: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<LocalFs>>>,
+    own: Arc<OwnFiles>,
 }
 
 impl HomeCache {
@@ -762,7 +828,7 @@ impl HomeCache {
         if let Some(fs) = self.get(home) {
             return Ok(fs);
         }
-        let fs = Arc::new(LocalFs::new(home)?);
+        let fs = Arc::new(LocalFs::guarding(home, self.own.clone())?);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         // Forget homes nobody uses any more before adding one.
         open.retain(|_, w| w.strong_count() > 0);
@@ -780,6 +846,16 @@ pub struct LocalProvider {
 impl LocalProvider {
     pub fn new() -> LocalProvider {
         LocalProvider::default()
+    }
+
+    /// Homes in which the server's own files `own` are refused and hidden.
+    pub fn guarding(own: Arc<OwnFiles>) -> LocalProvider {
+        LocalProvider {
+            homes: Arc::new(HomeCache {
+                own,
+                ..HomeCache::default()
+            }),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use wharf_proto::{FileInfo, FileKind, VPath};
 
 use super::{
     BoxFuture, Capabilities, EntryStream, ReadBody, ReadHandle, Storage, StorageError,
-    StorageProvider, WriteHandle, WriteMode,
+    StorageProvider, Undone, WriteHandle, WriteMode,
 };
 use crate::auth::Account;
 
@@ -558,12 +558,15 @@ impl WriteHandle for MemUpload {
     }
 
     /// Nothing of the upload lands; a file it created goes.
-    fn discard(&mut self) {
+    fn discard(&mut self) -> Undone {
         if self.done {
-            return;
+            return Undone::Unchanged;
         }
         self.done = true;
-        if self.created {
+        if !self.created {
+            return Undone::Unchanged;
+        }
+        {
             let mut tree = self.fs.lock();
             if tree
                 .get(&self.key)
@@ -572,6 +575,7 @@ impl WriteHandle for MemUpload {
                 tree.remove(&self.key);
             }
         }
+        Undone::Removed
     }
 }
 

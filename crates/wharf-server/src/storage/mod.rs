@@ -24,7 +24,7 @@ pub(crate) use local::random_hex;
 pub use local::{HomeCache, LocalFs, LocalProvider, LocalUpload, TEMP_PREFIX, sweep_stale_uploads};
 pub use mem::{MemFs, MemProvider};
 pub use s3::{DIR_MARKER, S3Fs, S3Provider, S3Settings, UPLOAD_CONCURRENCY, UPLOAD_PART};
-pub use wharf_proto::server::{Capabilities, WriteMode};
+pub use wharf_proto::server::{Capabilities, Undone, WriteMode};
 
 use crate::auth::Account;
 
@@ -135,9 +135,10 @@ pub enum ReadBody {
 /// can resume).
 pub trait WriteHandle: AsyncWrite + Send + Unpin {
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>>;
-    /// The upload is refused (over quota or size): when dropped, it leaves nothing of itself —
-    /// a new file goes, an append is cut back to the file's old length.
-    fn discard(&mut self) {}
+    /// The upload is refused (over quota or size): when dropped, it leaves the file as it was
+    /// before — a new file goes, a resumed or appended one is cut back to its old length, a
+    /// replaced one stays — and says which.
+    fn discard(&mut self) -> Undone;
     /// The local file the upload goes into, at the position the next byte belongs, for a
     /// copy that moves bytes into it in the kernel (splice); `None` when there is none or its
     /// writes must go through [`AsyncWrite`].

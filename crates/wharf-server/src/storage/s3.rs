@@ -38,7 +38,7 @@ use wharf_proto::{FileInfo, FileKind, VPath};
 
 use super::{
     BoxFuture, Capabilities, EntryStream, ReadBody, ReadHandle, Storage, StorageError,
-    StorageProvider, WriteHandle, WriteMode,
+    StorageProvider, Undone, WriteHandle, WriteMode,
 };
 use crate::auth::Account;
 
@@ -846,6 +846,13 @@ impl AsyncWrite for S3Upload {
 }
 
 impl WriteHandle for S3Upload {
+    /// An upload is an object only once committed: a refused one leaves the object (or its
+    /// absence) as it was.
+    fn discard(&mut self) -> Undone {
+        abort_in_background(std::mem::replace(&mut self.up, Up::Ended));
+        Undone::Unchanged
+    }
+
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
         Box::pin(async move {
             std::future::poll_fn(|cx| self.poll_prefill(cx)).await?;

@@ -929,6 +929,9 @@ mod tests {
         fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), crate::storage::StorageError>> {
             Box::pin(async { Ok(()) })
         }
+        fn discard(&mut self) -> crate::storage::Undone {
+            crate::storage::Undone::Unchanged
+        }
         fn direct(&mut self) -> Option<crate::storage::DirectFile<'_>> {
             Some(crate::storage::DirectFile {
                 file: &self.file,

@@ -92,7 +92,7 @@ fn quota_and_file_size_hold_while_uploads_run() {
     assert_eq!(a.upload("STOR a.bin", &pattern(600_000, 1)).code, 226);
     // Over the quota: 552, and nothing of it stays.
     let r = a.upload("STOR b.bin", &pattern(600_000, 2));
-    assert_eq!(r.text, "552 Quota exceeded; upload removed.");
+    assert_eq!(r.text, "552 Quota exceeded; the new file was removed.");
     assert!(!s.path("b.bin").exists());
     // Two sessions at once with 400 kB of room and 300 kB each: not both.
     let results: Vec<_> = ["c.bin", "d.bin"]
@@ -130,7 +130,7 @@ fn quota_and_file_size_hold_while_uploads_run() {
     assert_eq!(r.code, 226, "{}", r.text);
     // Too large: removed, and a file it would have replaced stays as it was.
     let r = a.upload("STOR a.bin", &pattern(800_000, 5));
-    assert_eq!(r.text, "552 File too large; upload removed.");
+    assert_eq!(r.text, "552 File too large; the file is as it was before.");
     assert!(std::fs::read(s.path("a.bin")).unwrap() == new_a);
     // APPE past the size limit: cut back to what the file held.
     let r = a.upload("APPE a.bin", &pattern(60_000, 6));
@@ -140,7 +140,7 @@ fn quota_and_file_size_hold_while_uploads_run() {
     let before: Vec<_> = std::fs::read_dir(&s.root).unwrap().collect();
     let r = a.upload("STOU", &pattern(800_000, 7));
     assert!(
-        r.code == 552 && r.text.ends_with("upload removed."),
+        r.code == 552 && r.text.ends_with("the new file was removed."),
         "{}",
         r.text
     );
@@ -160,6 +160,46 @@ fn quota_and_file_size_hold_while_uploads_run() {
     assert!(!s.path("h.txt").exists());
 }
 
+/// A resume (REST+STOR) or an append that crosses the quota is cut back to the file's earlier
+/// length, and the 552 says so (it used to stop at the quota, the file grown to it).
+#[test]
+fn resumes_and_appends_past_the_quota_are_cut_back() {
+    let s = alice(
+        "quota_bytes = 400000
+",
+    );
+    let mut a = Ftp::login_to(s.addr, "alice", "pw");
+    let first = pattern(371_000, 1);
+    assert_eq!(a.upload("STOR big.bin", &first).code, 226);
+    // `wharf put -c`'s path: SIZE, then REST + STOR of the rest; 100 kB more is over.
+    assert_eq!(a.cmd("SIZE big.bin").text, "213 371000");
+    let r = a.upload_from("STOR big.bin", &pattern(100_000, 2), 371_000);
+    assert_eq!(
+        r.text,
+        "552 Quota exceeded; the file was cut back to its earlier 371000 bytes."
+    );
+    assert!(std::fs::read(s.path("big.bin")).unwrap() == first);
+    // The same from further back: what was there before stays the length.
+    let r = a.upload_from("STOR big.bin", &pattern(100_000, 3), 340_000);
+    assert_eq!(r.code, 552, "{}", r.text);
+    assert_eq!(std::fs::metadata(s.path("big.bin")).unwrap().len(), 371_000);
+    // APPE likewise.
+    let r = a.upload("APPE big.bin", &pattern(50_000, 4));
+    assert_eq!(
+        r.text,
+        "552 Quota exceeded; the file was cut back to its earlier 371000 bytes."
+    );
+    assert_eq!(std::fs::metadata(s.path("big.bin")).unwrap().len(), 371_000);
+    // Within the quota, both go through.
+    assert_eq!(a.upload("APPE big.bin", &pattern(10_000, 5)).code, 226);
+    assert_eq!(std::fs::metadata(s.path("big.bin")).unwrap().len(), 381_000);
+    // And a fresh STOU past the quota leaves no file.
+    let before = std::fs::read_dir(&s.root).unwrap().count();
+    let r = a.upload("STOU", &pattern(50_000, 6));
+    assert!(r.text.ends_with("the new file was removed."), "{}", r.text);
+    assert_eq!(std::fs::read_dir(&s.root).unwrap().count(), before);
+}
+
 /// An upload that opened with the quota's room still sees what another session's upload
 /// stored meanwhile: two sessions cannot store twice the quota one after the other.
 #[test]
@@ -177,7 +217,7 @@ fn quota_counts_uploads_that_landed_meanwhile() {
     let _ = slow.write_all(&rest);
     drop(slow);
     let r = b.read_reply();
-    assert_eq!(r.text, "552 Quota exceeded; upload removed.");
+    assert_eq!(r.text, "552 Quota exceeded; the new file was removed.");
     assert!(!s.path("slow.bin").exists());
     assert_eq!(
         std::fs::metadata(s.path("fast.bin")).unwrap().len(),

@@ -15,6 +15,7 @@ mod hooks;
 mod interop;
 mod limits;
 mod operations;
+mod own_files;
 mod power;
 mod proxy;
 mod s3;

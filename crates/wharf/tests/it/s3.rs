@@ -175,7 +175,7 @@ fn quotas_count_the_objects_of_the_home() {
     assert_eq!(ftp.cmd("MKD d").code, 257);
     assert_eq!(ftp.upload("STOR d/a.bin", &[1; 600]).code, 226);
     let r = ftp.upload("STOR b.bin", &[2; 600]);
-    assert_eq!(r.text, "552 Quota exceeded; upload removed.");
+    assert_eq!(r.text, "552 Quota exceeded; the file is as it was before.");
     assert_eq!(bucket.get("homes/carol/b.bin"), None);
     assert_eq!(ftp.upload("STOR c.bin", &[3; 300]).code, 226);
     // Two files: a third is refused before a byte moves; a replacement is not.
@@ -184,6 +184,18 @@ fn quotas_count_the_objects_of_the_home() {
     assert_eq!(r.code, 552, "{}", r.text);
     drop(_data);
     assert_eq!(ftp.upload("STOR c.bin", &[4; 350]).code, 226);
+    // 950 of 1000 bytes used: a resume (REST+STOR) or an append past the quota leaves the
+    // object as it was.
+    let r = ftp.upload_from("STOR c.bin", &[5; 200], 350);
+    assert_eq!(r.text, "552 Quota exceeded; the file is as it was before.");
+    assert_eq!(bucket.get("homes/carol/c.bin").unwrap(), vec![4; 350]);
+    let r = ftp.upload("APPE c.bin", &[6; 200]);
+    assert_eq!(r.text, "552 Quota exceeded; the file is as it was before.");
+    assert_eq!(bucket.get("homes/carol/c.bin").unwrap(), vec![4; 350]);
+    // Within the quota, both still work.
+    assert_eq!(ftp.upload("APPE c.bin", &[6; 20]).code, 226);
+    assert_eq!(bucket.get("homes/carol/c.bin").unwrap().len(), 370);
+    assert!(bucket.unfinished_uploads("").is_empty());
     assert_eq!(
         bucket.keys("homes/carol/"),
         vec![

@@ -1,0 +1,211 @@
+//! What `wharf serve` checks at start as the user it runs as (after the switch away from root),
+//! and what it tells the admin: the server's own files where a client could have reached them,
+//! a user database that user cannot write, homes of write-enabled users it cannot write, and
+//! the summary of what is served.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use wharf_server::ConfigError;
+use wharf_server::config::Settings;
+use wharf_server::own_files::OwnFiles;
+
+/// The name of the user this process runs as now.
+pub fn current_user() -> String {
+    let uid = rustix::process::geteuid().as_raw();
+    crate::privilege::name_of(uid).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// Whether this process may do `access` on `path` (its effective ids).
+fn may(path: &Path, access: rustix::fs::Access) -> bool {
+    rustix::fs::access(path, access).is_ok()
+}
+
+/// The checks that stop the start (exit code 2): a SQLite user database, or the directory it
+/// lives in, that `user` (this process) cannot write — SQLite writes its `-wal`/`-journal`
+/// beside the file, so the directory must be writable too.
+pub fn check_database(settings: &Settings, user: &str) -> Result<(), ConfigError> {
+    let Some(db) = settings.sqlite_path() else {
+        return Ok(());
+    };
+    let dir = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    use rustix::fs::Access;
+    let file_ok = !db.exists() || may(&db, Access::READ_OK | Access::WRITE_OK);
+    let dir_ok = may(&dir, Access::WRITE_OK | Access::EXEC_OK);
+    if file_ok && dir_ok {
+        return Ok(());
+    }
+    let what = match (file_ok, dir_ok) {
+        (false, true) => format!("`{}`", db.display()),
+        (true, false) => format!("its directory `{}`", dir.display()),
+        _ => format!("`{}` and its directory", db.display()),
+    };
+    Err(ConfigError::new(
+        "users.db",
+        format!(
+            "the user database cannot be written by `{user}`, the user the server runs as: {what} (SQLite writes its -wal and -journal files beside the database). Fix: `chown {user} {} {}` (a directory of its own, such as /var/lib/wharf, is best), or set run_as to the database's owner",
+            dir.display(),
+            db.display()
+        ),
+    ))
+}
+
+/// Warnings said at start: the server's own files inside a served directory, its key or
+/// database readable by others, homes of write-enabled users that `user` cannot write.
+pub fn warnings(settings: &Settings, own: &OwnFiles, user: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if settings.storage.is_none() {
+        let mut roots: Vec<PathBuf> = std::iter::once(&settings.root)
+            .chain(settings.users.iter().map(|u| &u.home))
+            .filter_map(|r| std::fs::canonicalize(r).ok())
+            .collect();
+        roots.sort();
+        roots.dedup();
+        for (f, root) in own.inside(&roots) {
+            out.push(format!(
+                "`{}` ({}) lies inside the served directory `{}`: no command reaches it and no listing shows it, but keep the server's files outside what it serves (e.g. in /etc/wharf or /var/lib/wharf)",
+                f.path.display(),
+                f.what,
+                root.display()
+            ));
+        }
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let private = settings
+        .tls
+        .iter()
+        .map(|t| (t.key.clone(), "the TLS private key"))
+        .chain(settings.sqlite_path().map(|p| (p, "the user database")));
+    for (path, what) in private {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.mode() & 0o077 != 0 {
+            out.push(format!(
+                "`{}` ({what}) can be read by other users of this machine (mode {:o}): `chmod 600 {}`",
+                path.display(),
+                meta.mode() & 0o777,
+                path.display()
+            ));
+        } else if meta.uid() != me && me != 0 {
+            out.push(format!(
+                "`{}` ({what}) belongs to another user than `{user}`, the user the server runs as: `chown {user} {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    if settings.storage.is_none() {
+        let mut homes: Vec<(String, PathBuf)> = settings
+            .users
+            .iter()
+            .filter(|u| u.permissions.write || u.permissions.mkdir)
+            .map(|u| (format!("user `{}`", u.name), u.home.clone()))
+            .collect();
+        if let Some(a) = settings
+            .anonymous
+            .as_ref()
+            .filter(|a| a.permissions.write || a.permissions.mkdir)
+        {
+            homes.push(("anonymous".to_string(), a.home.clone()));
+        }
+        for (who, home) in homes {
+            if !may(
+                &home,
+                rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+            ) {
+                out.push(format!(
+                    "{who} may upload, but `{}` cannot be written by `{user}`, the user the server runs as: every upload there will fail with 550 (`chown {user} {}`, or give `{user}` write access)",
+                    home.display(),
+                    home.display()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// What is served, said once at start after the listeners: whether anyone may write, the
+/// passive range, where users come from.
+pub fn summary(settings: &Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    let writers: Vec<&str> = settings
+        .users
+        .iter()
+        .filter(|u| u.permissions.write)
+        .map(|u| u.name.as_str())
+        .chain(
+            settings
+                .anonymous
+                .iter()
+                .filter(|a| a.permissions.write)
+                .map(|_| "anonymous"),
+        )
+        .collect();
+    out.push(match (writers.is_empty(), settings.users_db.is_some()) {
+        (true, false) => "Access: read-only".to_string(),
+        (true, true) => {
+            "Access: read-only for the config's users; database users as their rows say".to_string()
+        }
+        (false, _) => format!("Access: uploads allowed for {}", writers.join(", ")),
+    });
+    let mut sources = Vec::new();
+    if settings.anonymous.is_some() {
+        sources.push("anonymous".to_string());
+    }
+    if !settings.users.is_empty() {
+        sources.push(format!(
+            "{} from the command line and config file",
+            settings.users.len()
+        ));
+    }
+    if let Some(db) = &settings.users_db {
+        sources.push(format!(
+            "the user database {}",
+            wharf_server::userdb::redact(db)
+        ));
+    }
+    out.push(format!(
+        "Users: {}",
+        if sources.is_empty() {
+            "none (nobody can log in)".to_string()
+        } else {
+            sources.join("; ")
+        }
+    ));
+    let passive = match &settings.passive.ports {
+        Some(r) => format!("ports {}-{}", r.start(), r.end()),
+        None => "ports the kernel's ephemeral range offers".to_string(),
+    };
+    let announced = match &settings.passive.address {
+        wharf_server::config::PassiveAddress::Local => String::new(),
+        other => format!(", announced as {}", other.shown()),
+    };
+    out.push(format!(
+        "Passive mode: {passive}{announced}, at most {} open per client address",
+        settings.passive.max_per_address
+    ));
+    out
+}
+
+/// The client command shown at start: a user when anonymous is off, and under required TLS
+/// the certificate to trust (never a hint to skip the check).
+pub fn example(settings: &Settings, first: &str) -> String {
+    let mut cmd = String::from("curl");
+    if let Some(t) = settings
+        .tls
+        .as_ref()
+        .filter(|t| t.mode == wharf_server::tls::TlsMode::Required)
+    {
+        cmd.push_str(&format!(" --ssl-reqd --cacert {}", t.cert.display()));
+    }
+    if settings.anonymous.is_none() {
+        let user = settings.users.first().map_or("USER", |u| u.name.as_str());
+        cmd.push_str(&format!(" -u {user}"));
+    }
+    cmd.push_str(&format!(" ftp://{first}/"));
+    cmd
+}
