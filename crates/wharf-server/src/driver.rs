@@ -1064,12 +1064,25 @@ impl Driver {
         } else {
             None
         };
+        // One address's share of the range (clients behind one NAT share it; nothing here
+        // touches another session's listener).
+        let ip = self.conn.peer.ip().to_canonical();
+        let user = self.session.user_name().unwrap_or("-").to_string();
+        let cap = shared.settings.passive.max_per_address;
+        let metrics = &self.live.monitor.metrics;
+        let seat = match metrics.passive_seat(ip, cap) {
+            Ok(seat) => seat,
+            Err(held) => {
+                warn!(session = self.conn.id, user, client = %ip, held, cap, "no passive port: this client address holds as many passive listeners as it may (passive.max_per_address)");
+                return Err(());
+            }
+        };
         let bound =
             channel::bind_passive(self.conn.local.ip(), shared.settings.passive.ports.as_ref())
                 .and_then(|l| Ok((l.local_addr()?.port(), l)));
         match bound {
             Ok((port, listener)) => {
-                self.passive_count = Some(self.live.monitor.metrics.passive_opened());
+                self.passive_count = Some(seat);
                 self.passive_seen = Some(self.live.watch.waiting(
                     self.conn.peer.ip(),
                     self.session.user_name().unwrap_or("-"),
@@ -1091,7 +1104,10 @@ impl Driver {
                 Ok(PassiveOpened { port, announce })
             }
             Err(e) => {
-                warn!(error = %e, "cannot open passive listener");
+                if e.kind() == io::ErrorKind::AddrInUse {
+                    metrics.passive_refused(crate::monitor::PassiveRefusal::RangeFull);
+                }
+                warn!(session = self.conn.id, user, client = %ip, error = %e, "no passive port: cannot open a passive listener");
                 Err(())
             }
         }

@@ -2,7 +2,7 @@
 //! (who, from where, since when, the transfer running now) with a way to end one.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -36,6 +36,12 @@ pub struct Metrics {
     /// Replies by code, 100 to 599.
     replies: Box<[AtomicU64]>,
     passive: AtomicI64,
+    /// Open passive listeners by client address (for the per-address cap).
+    passive_by_address: Mutex<HashMap<IpAddr, u32>>,
+    /// PASV/EPSV refused: the address at its cap, the range used up.
+    passive_refused: [AtomicU64; 2],
+    /// Admin API requests with a wrong or missing token.
+    admin_refused: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -46,6 +52,9 @@ impl Default for Metrics {
             bytes: Default::default(),
             replies: (100..600).map(|_| AtomicU64::new(0)).collect(),
             passive: AtomicI64::new(0),
+            passive_by_address: Mutex::default(),
+            passive_refused: Default::default(),
+            admin_refused: AtomicU64::new(0),
         }
     }
 }
@@ -70,10 +79,37 @@ impl Metrics {
         }
     }
 
-    /// A passive listener opened; it counts until the returned guard goes.
-    pub fn passive_opened(self: &Arc<Self>) -> PassiveCount {
+    /// A passive listener for a client at `ip`, which may hold at most `cap` at once: a seat
+    /// that counts until the returned guard goes, or `Err(held)` when the address holds its
+    /// cap already (counted as refused).
+    pub fn passive_seat(self: &Arc<Self>, ip: IpAddr, cap: u32) -> Result<PassiveCount, u32> {
+        let ip = ip.to_canonical();
+        {
+            let mut by = self
+                .passive_by_address
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let held = by.entry(ip).or_default();
+            if *held >= cap {
+                let held = *held;
+                drop(by);
+                self.passive_refused(PassiveRefusal::AddressCap);
+                return Err(held);
+            }
+            *held += 1;
+        }
         self.passive.fetch_add(1, Ordering::Relaxed);
-        PassiveCount(self.clone())
+        Ok(PassiveCount(self.clone(), ip))
+    }
+
+    /// A PASV/EPSV that found no passive port.
+    pub fn passive_refused(&self, why: PassiveRefusal) {
+        self.passive_refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An admin request with a wrong or missing token.
+    pub fn admin_refused(&self) {
+        self.admin_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text format.
@@ -160,6 +196,30 @@ impl Metrics {
             )],
         );
         section(
+            "wharf_passive_refused_total",
+            "counter",
+            "PASV/EPSV answered 425: the client address at its cap of passive listeners, or the range used up.",
+            PASSIVE_REFUSALS
+                .iter()
+                .zip(&self.passive_refused)
+                .map(|(why, n)| {
+                    format!(
+                        "wharf_passive_refused_total{{reason=\"{why}\"}} {}",
+                        n.load(Ordering::Relaxed)
+                    )
+                })
+                .collect(),
+        );
+        section(
+            "wharf_admin_auth_failures_total",
+            "counter",
+            "Admin API requests refused for a wrong or missing token.",
+            vec![format!(
+                "wharf_admin_auth_failures_total {}",
+                self.admin_refused.load(Ordering::Relaxed)
+            )],
+        );
+        section(
             "wharf_bans",
             "gauge",
             "Addresses banned now.",
@@ -169,12 +229,32 @@ impl Metrics {
     }
 }
 
-/// One open passive listener, counted while it lives.
-pub struct PassiveCount(Arc<Metrics>);
+/// Why a PASV/EPSV got no port.
+#[derive(Debug, Clone, Copy)]
+pub enum PassiveRefusal {
+    AddressCap = 0,
+    RangeFull = 1,
+}
+
+const PASSIVE_REFUSALS: [&str; 2] = ["address_cap", "range_full"];
+
+/// One open passive listener of a client address, counted while it lives.
+pub struct PassiveCount(Arc<Metrics>, IpAddr);
 
 impl Drop for PassiveCount {
     fn drop(&mut self) {
         self.0.passive.fetch_sub(1, Ordering::Relaxed);
+        let mut by = self
+            .0
+            .passive_by_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = by.get_mut(&self.1) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                by.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -328,7 +408,17 @@ mod tests {
         m.reply(226);
         m.reply(99);
         m.reply(700);
-        let p = m.passive_opened();
+        let p = m.passive_seat("127.0.0.1".parse().unwrap(), 2).unwrap();
+        let q = m
+            .passive_seat("::ffff:127.0.0.1".parse().unwrap(), 2)
+            .unwrap();
+        // The same address, mapped or not: at its cap of 2.
+        assert_eq!(
+            m.passive_seat("127.0.0.1".parse().unwrap(), 2).err(),
+            Some(2)
+        );
+        assert!(m.passive_seat("127.0.0.2".parse().unwrap(), 2).is_ok());
+        drop(q);
         let text = m.render(3, 1);
         for line in [
             "wharf_sessions 3",
@@ -339,6 +429,8 @@ mod tests {
             "wharf_bytes_total{direction=\"upload\"} 10",
             "wharf_replies_total{code=\"226\"} 2",
             "wharf_passive_ports_in_use 1",
+            "wharf_passive_refused_total{reason=\"address_cap\"} 1",
+            "wharf_passive_refused_total{reason=\"range_full\"} 0",
             "wharf_bans 1",
             "# TYPE wharf_logins_total counter",
         ] {

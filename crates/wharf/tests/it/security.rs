@@ -422,3 +422,46 @@ fn passive_address_name_is_resolved() {
     assert_eq!(got, b"via name");
     assert_eq!(ftp.read_reply().code, 226);
 }
+
+/// A crowd of sessions from one address cannot take a 10-port passive range from everyone
+/// else: the address gets its share (a third of the range by default), its further PASV/EPSV
+/// get 425, the warning names session, user and address, `/metrics` counts the refusals, and
+/// another address still gets a port and downloads through it.
+#[test]
+fn one_address_cannot_take_the_passive_range() {
+    let s = server()
+        .args(&["--passive-ports", "28900-28909", "--admin", "127.0.0.1:0"])
+        .start();
+    std::fs::write(s.path("f.txt"), b"still served").unwrap();
+    let crowd: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut flood: Vec<Ftp> = (0..20)
+        .map(|_| {
+            let mut f = Ftp::connect_from(crowd, s.addr);
+            f.login("anonymous", "x");
+            f
+        })
+        .collect();
+    let codes: Vec<u16> = flood.iter_mut().map(|f| f.cmd("PASV").code).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 227).count(), 3, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 425).count(), 17, "{codes:?}");
+    // A session's second PASV replaces its own listener: still within the share.
+    let first = codes.iter().position(|c| *c == 227).unwrap();
+    assert_eq!(flood[first].cmd("PASV").code, 227);
+    // Everyone else: a port, and the data through it.
+    let mut other = Ftp::login_to(s.addr, "anonymous", "x");
+    let (data, r) = other.download("RETR f.txt");
+    assert_eq!((data.as_slice(), r.code), (&b"still served"[..], 226));
+    let log = s.log();
+    assert!(
+        log.contains("as many passive listeners as it may")
+            && log.contains("client=127.0.0.2")
+            && log.contains("anonymous")
+            && log.contains("session="),
+        "{log}"
+    );
+    let (_, metrics) = crate::admin::api(&s, "GET", "/metrics", None, None);
+    assert!(
+        metrics.contains("wharf_passive_refused_total{reason=\"address_cap\"} 17"),
+        "{metrics}"
+    );
+}
