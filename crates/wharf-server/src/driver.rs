@@ -1094,7 +1094,9 @@ impl Driver {
                 self.passive = Some(match early {
                     Some(acceptor) => Passive::Arriving(EarlyTls::start(
                         listener,
-                        acceptor.data(),
+                        // The client speaks first, before its command: a download, most
+                        // likely (curl, aioftp), which takes one TLS 1.3 ticket.
+                        acceptor.data(1),
                         self.conn.data_peers(),
                         &shared.settings,
                         self.intruder.clone(),
@@ -1157,13 +1159,14 @@ impl Driver {
         &mut self,
         tcp: TcpStream,
         require_resumed: bool,
+        upload: bool,
     ) -> Result<Stream, TransferEnd> {
         let acceptor = self.acceptor().map_err(|e| {
             warn!(error = %e, "no TLS for the data connection");
             TransferEnd::LocalSetup
         })?;
         let limit = self.shared.settings.limits.accept_timeout;
-        let tls = acceptor.data();
+        let tls = acceptor.data(usize::from(!upload));
         let handshake = match tokio::time::timeout(limit, tls.acceptor.accept(tcp)).await {
             Ok(r) => r.map_err(Some),
             Err(_) => Err(None),
@@ -1316,7 +1319,10 @@ impl Driver {
         self.send_reply(&spec.preliminary).await?;
         let protected = match (arrived, spec.protect) {
             (Arrived::Tcp(tcp), false) => Ok(Stream::Plain(tcp)),
-            (Arrived::Tcp(tcp), true) => self.protect(tcp, spec.require_resumed).await,
+            (Arrived::Tcp(tcp), true) => {
+                let upload = matches!(spec.body, Body::Upload);
+                self.protect(tcp, spec.require_resumed, upload).await
+            }
             (Arrived::Tls(early), true) => {
                 let (handshake, tls) = *early;
                 let limit = self.shared.settings.limits.accept_timeout;

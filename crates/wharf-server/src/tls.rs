@@ -13,21 +13,28 @@
 //! `require_ssl_reuse` only asks OpenSSL "was it resumed?", so under TLS 1.3 any session of the
 //! server passes there; ProFTPD ties TLS 1.3 tickets to one FTP session (its "ticket appdata").
 //!
-//! How: sessions are stateful (no ticket key): every TLS 1.2 session ID and TLS 1.3 ticket is an
-//! entry of one server-wide store, recorded with the [`Owner`] (address, and user once logged
+//! How: sessions are stateful (no ticket key): every TLS 1.2 session ID, TLS 1.2 ticket and TLS
+//! 1.3 ticket is an entry of one server-wide store — a ticket is 32 random bytes naming the
+//! entry, never session state sealed under a key, which would lose whose it is — recorded with the [`Owner`] (address, and user once logged
 //! in) of the control session that issued it. Each control session reaches the store through
 //! its own view, which returns an entry only to a session with the same owner; the user is
 //! compared when the data connection resumes, so tickets issued before the login (AUTH TLS comes
-//! before USER) count for the user who then logged in. A data connection's own view admits any
+//! before USER) count for the user who then logged in. (Go's TLS 1.2 client resumes only with
+//! tickets, never with a session ID: rclone needs the TLS 1.2 tickets.) A data connection's own
+//! view admits any
 //! entry of the same address and notes whose it was; after the handshake the owner is compared,
 //! and a sibling control session still logging in (rclone's data connection may resume a ticket
 //! of a sibling that has just sent AUTH TLS) is waited for until it is logged in or gone. Entries may be used more than once
-//! (curl and Python resume every data connection from the one session saved after login). Each
-//! control session keeps at most a few entries (its oldest go first, never another's); when the
-//! store is full, entries of sessions that have ended go first. Sessions of a shared account
-//! (anonymous) are their own connection's alone. The control connection sends four TLS 1.3
-//! tickets; data connections send none unless the client asks (RFC 9149), since an upload client
-//! never reads them and closing a socket with unread data resets it.
+//! (Python resumes every data connection from the one session saved after login). Each control
+//! session keeps at most a few entries (the least recently used go first, never another's, so
+//! the session a client resumes again and again stays); when the store is full, entries of
+//! sessions that have ended go first. Sessions of a shared account (anonymous) are their own
+//! connection's alone. The control connection sends four TLS 1.3 tickets and, under TLS 1.2,
+//! one ticket. A data connection issues one TLS 1.3 ticket for a download or listing — curl's
+//! OpenSSL uses a TLS 1.3 session once, then needs the new one — and none for an upload whose
+//! direction is known (its client never reads them, and closing a socket with unread data
+//! resets it); it never renews a TLS 1.2 ticket (OpenSSL drops the old session on a renewal and
+//! curl keeps no new one).
 
 use std::fmt;
 use std::io;
@@ -41,7 +48,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -140,12 +147,13 @@ impl Tls {
     /// server has read it (seen with lftp in active mode).
     pub(crate) fn session_acceptors(&self, owner: Arc<Owner>) -> io::Result<SessionTls> {
         let mut control = (*self.base).clone();
-        control.session_storage = Arc::new(OwnedView {
+        let view = Arc::new(OwnedView {
             store: self.sessions.clone(),
             owner: owner.clone(),
         });
-        let mut data = control.clone();
-        data.send_tls13_tickets = 0;
+        control.session_storage = view.clone();
+        control.ticketer = view;
+        let mut data = (*self.base).clone();
         data.max_tls13_tickets = 4;
         Ok(SessionTls {
             control: TlsAcceptor::from(Arc::new(control)),
@@ -235,8 +243,31 @@ impl Owner {
 }
 
 /// Entries one control session keeps (with its data connections'): four tickets at the
-/// handshake, one per data connection that asks. Its oldest go first: no other session's.
+/// handshake, one per download. The least recently used go first: no other session's.
 const PER_SESSION: usize = 8;
+
+/// The length of a ticket: random bytes that name an entry of the store.
+const TICKET_LEN: usize = 32;
+
+/// The lifetime a ticket announces (the hint rustls gives for its own stateful tickets).
+const TICKET_LIFETIME: u32 = 24 * 60 * 60;
+
+/// A fresh ticket name.
+fn new_ticket() -> Option<Vec<u8>> {
+    let mut id = vec![0; TICKET_LEN];
+    getrandom::fill(&mut id).ok()?;
+    Some(id)
+}
+
+/// `key` was just resumed: it becomes `issuer`'s most recently used entry.
+fn touch(issuer: &Owner, key: &[u8]) {
+    let mut keys = issuer.keys();
+    if let Some(i) = keys.iter().position(|k| k == key)
+        && let Some(k) = keys.remove(i)
+    {
+        keys.push_back(k);
+    }
+}
 
 /// Entries the server-wide store keeps at most (a few hundred bytes each). When it is full,
 /// entries of control sessions that have ended go first; entries of live sessions are never
@@ -304,7 +335,11 @@ impl StoresServerSessions for OwnedView {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         let inner = self.store.lock();
         let (value, owner) = inner.entries.get(key)?;
-        owner.same_as(&self.owner).then(|| value.clone())
+        if !owner.same_as(&self.owner) {
+            return None;
+        }
+        touch(owner, key);
+        Some(value.clone())
     }
 
     /// Not single-use: clients resume every data connection from the session they saved.
@@ -314,6 +349,52 @@ impl StoresServerSessions for OwnedView {
 
     fn can_cache(&self) -> bool {
         true
+    }
+}
+
+/// The control connection's tickets (TLS 1.2 and 1.3): a ticket is the name of a store entry,
+/// recorded with its owner like a session ID.
+impl ProducesTickets for OwnedView {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        TICKET_LIFETIME
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let id = new_ticket()?;
+        self.put(id.clone(), plain.to_vec()).then_some(id)
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        self.get(ticket)
+    }
+}
+
+/// A data connection's tickets: it resumes the tickets of its control session (and of
+/// siblings, see [`DataView`]) but neither announces nor renews TLS 1.2 tickets (disabled,
+/// rustls still looks an offered ticket up here and sends no new one); its TLS 1.3 tickets are
+/// store entries made through [`DataView`]'s `put`.
+#[derive(Debug)]
+struct ResumeOnly(Arc<DataView>);
+
+impl ProducesTickets for ResumeOnly {
+    fn enabled(&self) -> bool {
+        false
+    }
+
+    fn lifetime(&self) -> u32 {
+        TICKET_LIFETIME
+    }
+
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(ticket)
     }
 }
 
@@ -329,8 +410,9 @@ pub(crate) struct SessionTls {
 }
 
 impl SessionTls {
-    /// The acceptor of one data connection.
-    pub(crate) fn data(&self) -> DataTls {
+    /// The acceptor of one data connection, which sends `tickets` TLS 1.3 tickets (one for a
+    /// download, none for an upload: see the module documentation).
+    pub(crate) fn data(&self, tickets: usize) -> DataTls {
         let view = Arc::new(DataView {
             own: OwnedView {
                 store: self.store.clone(),
@@ -340,6 +422,8 @@ impl SessionTls {
         });
         let mut config = (*self.data).clone();
         config.session_storage = view.clone();
+        config.ticketer = Arc::new(ResumeOnly(view.clone()));
+        config.send_tls13_tickets = tickets;
         DataTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             view,
@@ -406,6 +490,7 @@ impl StoresServerSessions for DataView {
         if !candidate {
             return None;
         }
+        touch(issuer, key);
         *self.resumed.lock().unwrap_or_else(|p| p.into_inner()) = Some(issuer.clone());
         Some(value.clone())
     }
@@ -463,6 +548,39 @@ impl ResolvesServerCert for CertStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ticket names an entry of the store (no session state in it), and is resumed only by
+    /// its owner (the same address and user); one resumed again and again outlives newer ones.
+    #[test]
+    fn tickets_are_names_of_owner_bound_entries() {
+        let store = Arc::new(SessionStore::default());
+        let as_user = |ip: &str, user: &str| {
+            let v = view(&store, ip);
+            v.owner.logged_in(user, false);
+            v
+        };
+        let alice = as_user("192.0.2.1", "alice");
+        let ticket = alice.encrypt(b"session state").unwrap();
+        assert_eq!(ticket.len(), TICKET_LEN);
+        assert!(!ticket.windows(7).any(|w| w == b"session"));
+        assert_eq!(
+            alice.decrypt(&ticket).as_deref(),
+            Some(&b"session state"[..])
+        );
+        let sibling = as_user("192.0.2.1", "alice");
+        assert!(sibling.decrypt(&ticket).is_some());
+        assert!(as_user("192.0.2.1", "bob").decrypt(&ticket).is_none());
+        assert!(as_user("192.0.2.9", "alice").decrypt(&ticket).is_none());
+        assert!(alice.decrypt(b"forged").is_none());
+        for i in 0..100u8 {
+            assert!(alice.put(vec![i], vec![i]));
+            assert!(
+                alice.decrypt(&ticket).is_some(),
+                "gone after {i} newer entries"
+            );
+        }
+        assert_eq!(alice.owner.keys().len(), PER_SESSION);
+    }
 
     fn view(store: &Arc<SessionStore>, ip: &str) -> OwnedView {
         OwnedView {

@@ -25,6 +25,9 @@ Modes:
              does): PASV, connect, handshake, then RETR a.txt. Prints "EARLY <150> <226> <data>".
   clearlate  PROT P, PASV, then PROT C and a listing over that passive port in clear. Prints
              "CLEARLATE <150> <226> <names>".
+  many       one control connection, FTPS_COUNT (default 200) RETR a.txt in a row, each data
+             connection resuming the control session. Prints "MANY <ok> of <count>", and the
+             first failure's reply.
 """
 
 import ftplib
@@ -187,6 +190,18 @@ def main():
         third = login(SessionOfFTP_TLS, host, port, ctx, other, other_pw)
         third.session = first.sock.session
         print("FOREIGN", reply_of(third, lambda: third.retrbinary("RETR a.txt", io.BytesIO().write)))
+    elif mode == "many":
+        count = int(os.environ.get("FTPS_COUNT", "200"))
+        f = login(ReusingFTP_TLS, host, port, ctx, user, password)
+        ok = 0
+        for _ in range(count):
+            out = io.BytesIO()
+            r = reply_of(f, lambda: f.retrbinary("RETR a.txt", out.write))
+            if not (r.startswith("226") and out.getvalue()):
+                print("FAILED", r)
+                break
+            ok += 1
+        print("MANY %d of %d" % (ok, count))
     elif mode == "early":
         f = login(ReusingFTP_TLS, host, port, ctx, user, password)
         f.voidcmd("TYPE I")

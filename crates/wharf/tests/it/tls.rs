@@ -908,3 +908,64 @@ fn check_tls_reports_certificate_and_data_modes() {
     assert!(out.contains("[FAIL] tls"), "{out}");
     assert!(out.contains("--tls-cert"), "{out}");
 }
+
+/// Many data connections from one control session all resume, with `require_session_reuse`:
+/// curl (OpenSSL uses a TLS 1.3 session once, then needs a ticket from the data connection it
+/// resumed; it used to get every second file refused with 522 and open a new control
+/// connection) with 20 and 200 files over one control connection, TLS 1.3 and 1.2; and
+/// Python's ftplib with 200 RETRs in a row, resuming the control session each time.
+#[test]
+fn many_data_connections_in_a_row_all_resume() {
+    let curl = require_tool("curl");
+    let t = tls_server("required", &[]);
+    let addr = t.server.addr;
+    let dir = tempfile::tempdir().unwrap();
+    // (curl 7.88 itself waits up to a second between some transfers, against vsftpd too: the
+    // 200 take a while.)
+    for (max, count) in [("1.3", 20), ("1.2", 20), ("1.3", 200)] {
+        let mut cmd = Command::new(&curl);
+        cmd.args(["-sS", "--ssl-reqd", "-u", "demo:secret", "--cacert"])
+            .arg(&t.cert)
+            .args(["--tls-max", max]);
+        if max == "1.3" {
+            cmd.arg("--tlsv1.3");
+        }
+        for i in 0..count {
+            cmd.arg(format!("ftp://{addr}/a.txt"))
+                .arg("-o")
+                .arg(dir.path().join(format!("{max}-{i}.txt")));
+        }
+        let before = t.server.log().matches(" login").count();
+        let out = output_within(&mut cmd, Duration::from_secs(400));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for i in 0..count {
+            let got = std::fs::read(dir.path().join(format!("{max}-{i}.txt")));
+            assert_eq!(
+                got.ok().as_deref(),
+                Some(&b"hello over TLS\n"[..]),
+                "TLS {max}: file {i} of {count}"
+            );
+        }
+        // One control connection did it all.
+        let logins = t.server.log().matches(" login").count() - before;
+        assert_eq!(logins, 1, "TLS {max}, {count} files: {logins} logins");
+    }
+    assert!(
+        !t.server.log().contains("did not resume"),
+        "{}",
+        t.server.log()
+    );
+    let port = addr.port().to_string();
+    let ca = t.cert.to_string_lossy().into_owned();
+    for tls12 in [false, true] {
+        let out = python_with(&["many", "127.0.0.1", &port, &ca, "demo", "secret"], tls12);
+        assert!(
+            out.contains("MANY 200 of 200"),
+            "TLS 1.2 only: {tls12}\n{out}"
+        );
+    }
+}
