@@ -261,6 +261,12 @@ impl Session {
                 "TLS required: use AUTH TLS before USER.",
             );
         }
+        // A name no account can have (control bytes — NUL, CR, LF —, an empty or overlong one)
+        // goes no further: no user store, hook or log line sees it.
+        if !plausible_user_name(&name) {
+            self.set_login(Login::Fresh);
+            return self.reply(ReplyCode::PARAMETER_SYNTAX_ERROR, "Invalid user name.");
+        }
         // The same reply for every name, known or not (RFC 2577).
         self.set_login(Login::NeedPassword(name));
         self.drop_data_plan();
@@ -1215,4 +1221,13 @@ fn diagnosis(lines: Vec<String>) -> Reply {
 /// Success of a storage call is this reply.
 fn done(code: ReplyCode, text: &'static str) -> Then {
     Then::Done { code, text }
+}
+
+/// The longest user name taken (bytes): longer than any directory's or panel's names.
+pub const MAX_USER_NAME: usize = 256;
+
+/// Whether `name` could be an account's: 1 to [`MAX_USER_NAME`] bytes, none of them a control
+/// byte (below 0x20, or DEL).
+pub fn plausible_user_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.len() <= MAX_USER_NAME && !name.iter().any(|&b| b < 0x20 || b == 0x7f)
 }

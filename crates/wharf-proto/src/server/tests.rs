@@ -309,3 +309,31 @@ fn leaving_a_login_tells_the_driver() {
     line(&mut s, "USER a", now);
     assert_eq!(drain(&mut s), ["331"], "nobody was logged in");
 }
+
+/// A user name with control bytes (NUL, CR, LF, ESC, DEL), or longer than any account's, is
+/// answered 501 and goes no further: the following PASS has no name to check.
+#[test]
+fn user_names_with_control_bytes_or_too_long_are_refused() {
+    let (mut s, now) = session(Policy::default());
+    let long = "a".repeat(handlers::MAX_USER_NAME + 1);
+    for name in [
+        &b"ad\0min"[..],
+        b"admin\r",
+        b"ad\nmin",
+        b"\x1b[31mroot",
+        b"root\x7f",
+        long.as_bytes(),
+    ] {
+        let mut cmd = b"USER ".to_vec();
+        cmd.extend_from_slice(name);
+        s.handle_line(LineEvent::Line(cmd), now);
+        assert_eq!(drain(&mut s), ["501"], "{name:?}");
+        line(&mut s, "PASS pw", now);
+        assert_eq!(drain(&mut s), ["503"], "no login follows {name:?}");
+    }
+    let fine = "a".repeat(handlers::MAX_USER_NAME);
+    line(&mut s, &format!("USER {fine}"), now);
+    assert_eq!(drain(&mut s), ["331"]);
+    line(&mut s, "USER alice@example.net", now);
+    assert_eq!(drain(&mut s), ["331"]);
+}
