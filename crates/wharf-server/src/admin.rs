@@ -1,16 +1,24 @@
 //! The admin listener: HTTP on its own address, for operators and control panels.
 //!
 //! - `GET /health` and `GET /metrics` need no token (load balancers and Prometheus).
-//! - `/api/v1/…` needs `Authorization: Bearer TOKEN`: users (in the user database), sessions
-//!   (list, end), bans (list, lift), reload. Errors are JSON: `{"error": "…"}`.
+//! - `/api/v1/…` needs `Authorization: Bearer TOKEN` (never a cookie or a query string; no CORS
+//!   answers): users (in the user database), sessions (list, end), bans (list, lift), reload.
+//!   Errors are JSON: `{"error": "…"}`.
+//!
+//! Every act that changes something is an audit line naming the admin's address. Wrong tokens
+//! are counted (`/metrics`), logged at most once a second, and an address that keeps sending
+//! them is refused for a while before any hash is computed. A state-changing request that a
+//! browser marks as coming from another site (`Sec-Fetch-Site`, `Origin`) is refused. Every
+//! answer carries nosniff, no-referrer and no framing; API answers are never cached.
 //!
 //! See `docs/ADMIN-API.md`.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -33,6 +41,8 @@ pub struct AdminSetup {
     pub token_hash: String,
     /// Where `POST /api/v1/reload` goes; `None`: reloads are not offered.
     pub reload: Option<mpsc::UnboundedSender<ReloadRequest>>,
+    /// HTTPS; `None`: plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 struct AdminState {
@@ -43,6 +53,92 @@ struct AdminState {
     /// Token checks one at a time: guessing costs a hash each, and cannot take every CPU.
     checks: tokio::sync::Semaphore,
     reload: Option<mpsc::UnboundedSender<ReloadRequest>>,
+    /// Wrong tokens by address, and when the last line about them was logged.
+    strikes: Mutex<Strikes>,
+}
+
+/// Wrong tokens an address may send within [`STRIKE_WINDOW`] before it is refused.
+const MAX_STRIKES: u32 = 10;
+const STRIKE_WINDOW: Duration = Duration::from_secs(60);
+/// How long an address that sent too many wrong tokens is refused.
+const STRIKE_OUT: Duration = Duration::from_secs(300);
+/// Addresses remembered at most (the oldest go).
+const STRIKE_ADDRESSES: usize = 10_000;
+
+#[derive(Default)]
+struct Strikes {
+    by: HashMap<IpAddr, Strike>,
+    /// When a line about wrong tokens was last logged, and how many were not since.
+    logged: Option<Instant>,
+    unlogged: u64,
+}
+
+struct Strike {
+    count: u32,
+    since: Instant,
+    refused_until: Option<Instant>,
+}
+
+impl Strikes {
+    /// Whether `ip` is refused now.
+    fn refused(&mut self, ip: IpAddr, now: Instant) -> bool {
+        match self.by.get(&ip).and_then(|s| s.refused_until) {
+            Some(until) if until > now => true,
+            Some(_) => {
+                self.by.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A wrong token from `ip`: whether it is to be logged now (at most once a second), with
+    /// how many went unlogged before it, and whether the address is refused from now on.
+    fn strike(&mut self, ip: IpAddr, now: Instant) -> (Option<u64>, bool) {
+        if self.by.len() >= STRIKE_ADDRESSES && !self.by.contains_key(&ip) {
+            let oldest = self
+                .by
+                .iter()
+                .min_by_key(|(_, s)| s.since)
+                .map(|(ip, _)| *ip);
+            if let Some(old) = oldest {
+                self.by.remove(&old);
+            }
+        }
+        let s = self.by.entry(ip).or_insert(Strike {
+            count: 0,
+            since: now,
+            refused_until: None,
+        });
+        if now.duration_since(s.since) > STRIKE_WINDOW {
+            *s = Strike {
+                count: 0,
+                since: now,
+                refused_until: None,
+            };
+        }
+        s.count += 1;
+        let out = s.count >= MAX_STRIKES;
+        if out {
+            s.refused_until = Some(now + STRIKE_OUT);
+        }
+        let log = match self.logged {
+            Some(t) if now.duration_since(t) < Duration::from_secs(1) && !out => {
+                self.unlogged += 1;
+                None
+            }
+            _ => {
+                self.logged = Some(now);
+                Some(std::mem::take(&mut self.unlogged))
+            }
+        };
+        (log, out)
+    }
+}
+
+/// An audit line for an act through the admin listener: who (the address), what, on what.
+fn audit(admin: SocketAddr, act: &str, on: &str) {
+    tracing::info!(admin = %admin, act, on, "admin act");
 }
 
 type Shared = Arc<AdminState>;
@@ -84,6 +180,7 @@ pub(crate) async fn serve(
         verified: Mutex::new(None),
         checks: tokio::sync::Semaphore::new(1),
         reload: setup.reload,
+        strikes: Mutex::default(),
     });
     let api = Router::new()
         .route("/users", get(list_users).post(create_user))
@@ -99,7 +196,8 @@ pub(crate) async fn serve(
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
-        ));
+        ))
+        .route_layer(axum::middleware::from_fn(same_site_only));
     let app = Router::new()
         .route("/", get(page))
         .route("/app.js", get(script))
@@ -108,26 +206,196 @@ pub(crate) async fn serve(
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .layer(axum::middleware::from_fn(harden))
         .with_state(state);
     let addr = setup.listener.local_addr().ok();
-    tracing::info!(addr = ?addr, "admin listener serving");
-    let r = axum::serve(setup.listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let r = match setup.tls {
+        None => {
+            tracing::info!(addr = ?addr, "admin listener serving (HTTP)");
+            axum::serve(setup.listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        Some(acceptor) => {
+            tracing::info!(addr = ?addr, "admin listener serving (HTTPS)");
+            let listener = HttpsListener::start(setup.listener, acceptor);
+            axum::serve(axum::serve::ListenerExt::tap_io(listener, |_| {}), app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    };
     if let Err(e) = r {
         tracing::warn!(error = %e, "admin listener stopped");
     }
 }
 
-/// `Authorization: Bearer TOKEN`, checked against the token's hash; 401 otherwise.
+/// The admin listener over TLS: connections are accepted, and their handshakes run, by a task
+/// of their own (a slow handshake holds up nobody), and handed over once established.
+struct HttpsListener {
+    ready: mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    local: std::io::Result<SocketAddr>,
+    _accepting: tokio::task::JoinHandle<()>,
+}
+
+impl HttpsListener {
+    fn start(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        let local = listener.local_addr();
+        let (tx, ready) = mpsc::channel(64);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                    match handshake.await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "admin TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "admin TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        HttpsListener {
+            ready,
+            local,
+            _accepting: accepting,
+        }
+    }
+}
+
+impl Drop for HttpsListener {
+    fn drop(&mut self) {
+        self._accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for HttpsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accepting task is gone (never, while this lives): wait for the shutdown.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match &self.local {
+            Ok(a) => Ok(*a),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
+/// The headers a security review expects on every answer: no sniffing, no referrer, no
+/// framing (the page's own policy says the rest), and API answers never cached.
+async fn harden(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    if api {
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    resp
+}
+
+/// A state-changing API request that a browser says comes from another site is refused
+/// (defense in depth: the token is never sent by a browser on its own).
+async fn same_site_only(headers: HeaderMap, req: Request, next: Next) -> Response {
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !safe && cross_site(&headers) {
+        return ApiError(StatusCode::FORBIDDEN, "cross-site request refused".into())
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether the browser's headers say the request comes from another site than this listener.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return true;
+    }
+    match text("origin") {
+        None => false,
+        Some(origin) => {
+            let host = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            host.is_none_or(|h| Some(h) != text("host"))
+        }
+    }
+}
+
+/// `Authorization: Bearer TOKEN`, checked against the token's hash; 401 otherwise, 429 for an
+/// address that sent too many wrong ones.
 async fn authorize(
     State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     req: Request,
     next: Next,
 ) -> Response {
+    let ip = peer.ip().to_canonical();
+    let refused = s
+        .strikes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .refused(ip, Instant::now());
+    if refused {
+        s.live.monitor.metrics.admin_refused();
+        return ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong tokens from this address; try again later".into(),
+        )
+        .into_response();
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -135,6 +403,7 @@ async fn authorize(
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
+        s.live.monitor.metrics.admin_refused();
         return ApiError(
             StatusCode::UNAUTHORIZED,
             "missing Authorization: Bearer TOKEN".into(),
@@ -142,6 +411,18 @@ async fn authorize(
         .into_response();
     };
     if !token_ok(&s, token).await {
+        s.live.monitor.metrics.admin_refused();
+        let (log, out) = s
+            .strikes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .strike(ip, Instant::now());
+        if let Some(unlogged) = log {
+            tracing::warn!(admin = %peer, unlogged, "admin API: wrong token");
+        }
+        if out {
+            tracing::warn!(admin = %peer, minutes = STRIKE_OUT.as_secs() / 60, "admin API: {MAX_STRIKES} wrong tokens within a minute; this address is refused for a while");
+        }
         return ApiError(StatusCode::UNAUTHORIZED, "invalid token".into()).into_response();
     }
     next.run(req).await
@@ -311,6 +592,31 @@ mod double_option {
 }
 
 impl UserBody {
+    /// What a change does, as the audit lines name it.
+    fn acts(&self) -> Vec<&'static str> {
+        let mut acts = Vec::new();
+        match self.enabled {
+            Some(false) => acts.push("user disable"),
+            Some(true) => acts.push("user enable"),
+            None => {}
+        }
+        if self.password.is_some() {
+            acts.push("user password");
+        }
+        let other = self.home.is_some()
+            || self.permissions.is_some()
+            || self.max_sessions.is_some()
+            || self.download_rate.is_some()
+            || self.upload_rate.is_some()
+            || self.quota_bytes.is_some()
+            || self.quota_files.is_some()
+            || self.max_file_size.is_some();
+        if other || acts.is_empty() {
+            acts.push("user change");
+        }
+        acts
+    }
+
     /// Applies the body to `user`; returns the password set, if any.
     fn apply(self, user: &mut DbUser) -> Result<(), ApiError> {
         if let Some(home) = self.home {
@@ -361,6 +667,7 @@ fn body(
 
 async fn create_user(
     State(s): State<Shared>,
+    ConnectInfo(admin): ConnectInfo<SocketAddr>,
     sent: Result<Json<UserBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = body(sent)?;
@@ -392,20 +699,22 @@ async fn create_user(
     }
     body.apply(&mut user)?;
     db.add(&user).await?;
+    audit(admin, "user add", &user.name);
     let mut out = db.find(&user.name).await?.unwrap_or(user).to_json();
     if let (Some(pw), Some(obj)) = (generated, out.as_object_mut()) {
         obj.insert("password".into(), Value::String(pw));
     }
-    tracing::info!(user = %out["name"], "user created through the admin API");
     Ok((StatusCode::CREATED, Json(out)))
 }
 
 async fn change_user(
     State(s): State<Shared>,
+    ConnectInfo(admin): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     sent: Result<Json<UserBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body(sent)?;
+    let acts = body.acts();
     if body.name.as_ref().is_some_and(|n| *n != name) {
         return Err(bad("a user cannot be renamed"));
     }
@@ -416,16 +725,20 @@ async fn change_user(
         .ok_or_else(|| DbError::NoSuchUser(name.clone()))?;
     body.apply(&mut user)?;
     db.update(&user).await?;
+    for act in acts {
+        audit(admin, act, &name);
+    }
     let user = db.find(&name).await?.unwrap_or(user);
     Ok(Json(user.to_json()))
 }
 
 async fn delete_user(
     State(s): State<Shared>,
+    ConnectInfo(admin): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     db(&s)?.delete(&name).await?;
-    tracing::info!(user = %name, "user deleted through the admin API");
+    audit(admin, "user delete", &name);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -471,9 +784,31 @@ async fn list_sessions(State(s): State<Shared>) -> Json<Value> {
     Json(Value::Array(list))
 }
 
-async fn end_session(State(s): State<Shared>, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
+async fn end_session(
+    State(s): State<Shared>,
+    ConnectInfo(admin): ConnectInfo<SocketAddr>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    let who = s
+        .live
+        .monitor
+        .sessions
+        .list()
+        .iter()
+        .find(|e| e.id == id)
+        .map(|e| {
+            format!(
+                "session {id} ({} from {})",
+                e.user().unwrap_or_else(|| "-".into()),
+                e.peer
+            )
+        });
     if s.live.monitor.sessions.kick(id) {
-        tracing::info!(session = id, "session ended through the admin API");
+        audit(
+            admin,
+            "session kick",
+            &who.unwrap_or_else(|| format!("session {id}")),
+        );
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}")))
@@ -491,7 +826,11 @@ async fn list_bans(State(s): State<Shared>) -> Json<Value> {
     Json(Value::Array(list))
 }
 
-async fn lift_ban(State(s): State<Shared>, Path(ip): Path<String>) -> Result<StatusCode, ApiError> {
+async fn lift_ban(
+    State(s): State<Shared>,
+    ConnectInfo(admin): ConnectInfo<SocketAddr>,
+    Path(ip): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let ip: IpAddr = ip
         .parse()
         .map_err(|_| bad(format!("`{ip}` is not an IP address")))?;
@@ -508,7 +847,7 @@ async fn lift_ban(State(s): State<Shared>, Path(ip): Path<String>) -> Result<Sta
         None => false,
     };
     if here || shared {
-        tracing::info!(%ip, "ban lifted through the admin API");
+        audit(admin, "ban lift", &ip.to_string());
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError(
@@ -518,7 +857,10 @@ async fn lift_ban(State(s): State<Shared>, Path(ip): Path<String>) -> Result<Sta
     }
 }
 
-async fn reload(State(s): State<Shared>) -> Result<Json<Value>, ApiError> {
+async fn reload(
+    State(s): State<Shared>,
+    ConnectInfo(admin): ConnectInfo<SocketAddr>,
+) -> Result<Json<Value>, ApiError> {
     let Some(tx) = &s.reload else {
         return Err(ApiError(
             StatusCode::NOT_IMPLEMENTED,
@@ -532,7 +874,13 @@ async fn reload(State(s): State<Shared>) -> Result<Json<Value>, ApiError> {
             "the server is stopping".into(),
         )
     })?;
-    match answer.await {
+    let answer = answer.await;
+    let result = match &answer {
+        Ok(Ok(())) => "the configuration (reloaded)",
+        _ => "the configuration (not reloaded)",
+    };
+    audit(admin, "reload", result);
+    match answer {
         Ok(Ok(())) => Ok(Json(json!({"status": "reloaded"}))),
         Ok(Err(e)) => Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, e)),
         Err(_) => Err(ApiError(

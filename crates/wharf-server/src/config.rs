@@ -483,8 +483,15 @@ pub struct AdminSection {
     /// ADDRESS:PORT; no listener without it.
     pub listen: Option<String>,
     /// The hash of the API token (`wharf passwd`); without it the server makes a token at
-    /// start and prints it once.
+    /// start and prints it once (on a loopback listener only).
     pub token_hash: Option<String>,
+    /// HTTPS with this certificate and key (PEM). Without them, a listener on a non-loopback
+    /// address uses the server's own (`[tls]`), or refuses to start.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Plain HTTP on a non-loopback address (a trusted management network): allowed only when
+    /// set, and warned about at every start.
+    pub plain_http: Option<bool>,
 }
 
 /// The admin listener, checked.
@@ -492,6 +499,10 @@ pub struct AdminSection {
 pub struct AdminSettings {
     pub listen: SocketAddr,
     pub token_hash: Option<String>,
+    /// HTTPS: the certificate and key; `None`: plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP although the address is not loopback (`plain_http = true`).
+    pub plain_on_network: bool,
 }
 
 /// The `[log]` table.
@@ -1142,6 +1153,7 @@ impl Settings {
         if let Some(url) = &users_db {
             crate::userdb::check_url(url).map_err(|e| ConfigError::new(db_field, e.to_string()))?;
         }
+        let (tls, listen_implicit) = build_tls(&file.tls, &cli)?;
         let admin_listen = match (&cli.admin, &file.admin.listen) {
             (Some(a), _) => Some(parse_listen("--admin", a)?),
             (None, Some(a)) => Some(parse_listen("admin.listen", a)?),
@@ -1150,10 +1162,10 @@ impl Settings {
         if let Some(h) = &file.admin.token_hash {
             crate::auth::check_hash(h).map_err(|m| ConfigError::new("admin.token_hash", m))?;
         }
-        let admin = admin_listen.map(|listen| AdminSettings {
-            listen,
-            token_hash: file.admin.token_hash.clone(),
-        });
+        let admin = match admin_listen {
+            Some(listen) => Some(admin_settings(&file.admin, listen, tls.as_ref())?),
+            None => None,
+        };
         let mut hooks = Vec::new();
         for (i, h) in file.hooks.iter().enumerate() {
             hooks.push(
@@ -1171,8 +1183,6 @@ impl Settings {
             permissions: Permissions::from_write_flag(write),
             limits: defaults,
         });
-
-        let (tls, listen_implicit) = build_tls(&file.tls, &cli)?;
 
         let parse_format = |field: &str, text: &Option<String>| -> Result<_, ConfigError> {
             text.as_deref()
@@ -1259,6 +1269,57 @@ impl Settings {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         (!path.is_empty()).then(|| PathBuf::from(path))
     }
+}
+
+/// The admin listener's settings. Off loopback it needs a configured token hash (a token made
+/// at start is printed where anyone reading the logs sees it) and HTTPS — its own certificate,
+/// else the server's — unless `plain_http` says the network is trusted.
+fn admin_settings(
+    section: &AdminSection,
+    listen: SocketAddr,
+    server_tls: Option<&TlsSettings>,
+) -> Result<AdminSettings, ConfigError> {
+    let own = match (&section.cert, &section.key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        (Some(_), None) => return Err(ConfigError::new("admin.key", "admin.cert needs admin.key")),
+        (None, Some(_)) => {
+            return Err(ConfigError::new("admin.cert", "admin.key needs admin.cert"));
+        }
+    };
+    let loopback = listen.ip().to_canonical().is_loopback();
+    let plain_http = section.plain_http.unwrap_or(false);
+    if loopback {
+        return Ok(AdminSettings {
+            listen,
+            token_hash: section.token_hash.clone(),
+            tls: own,
+            plain_on_network: false,
+        });
+    }
+    if section.token_hash.is_none() {
+        return Err(ConfigError::new(
+            "admin.token_hash",
+            format!(
+                "the admin listener {listen} is not on loopback: set the hash of its token (make one with `wharf passwd`), a token shown at start is not enough there"
+            ),
+        ));
+    }
+    let tls = own.or_else(|| server_tls.map(|t| (t.cert.clone(), t.key.clone())));
+    if tls.is_none() && !plain_http {
+        return Err(ConfigError::new(
+            "admin.listen",
+            format!(
+                "the admin listener {listen} is not on loopback and has no certificate: give admin.cert and admin.key (or the server's [tls]), set plain_http = true for a trusted management network, or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    Ok(AdminSettings {
+        listen,
+        token_hash: section.token_hash.clone(),
+        plain_on_network: tls.is_none(),
+        tls,
+    })
 }
 
 /// The TLS part of the configuration: certificate and key (both or neither), the mode
@@ -1419,6 +1480,45 @@ mod tests {
         assert_eq!(e.field, "limits.idle_timeout");
         let e = FileConfig::parse("anonymous = 3\n").unwrap_err();
         assert_eq!(e.field, "anonymous");
+    }
+
+    /// Off loopback the admin listener needs a configured token hash and HTTPS (its own
+    /// certificate or the server's), unless plain HTTP is asked for by name.
+    #[test]
+    fn admin_off_loopback_needs_a_token_hash_and_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_string_lossy().to_string();
+        let hash = "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/";
+        let build = |admin: &str| {
+            Settings::build(
+                FileConfig::parse(&format!("root = '{root}'\n[admin]\n{admin}")).unwrap(),
+                Overrides::default(),
+            )
+            .map(|s| s.admin.unwrap())
+        };
+        let e = build("listen = '0.0.0.0:8021'\n").unwrap_err();
+        assert_eq!(e.field, "admin.token_hash");
+        let e = build(&format!("listen = '[::]:8021'\ntoken_hash = '{hash}'\n")).unwrap_err();
+        assert_eq!(e.field, "admin.listen");
+        assert!(e.to_string().contains("plain_http = true"), "{e}");
+        let a = build(&format!(
+            "listen = '0.0.0.0:8021'\ntoken_hash = '{hash}'\nplain_http = true\n"
+        ))
+        .unwrap();
+        assert!(a.plain_on_network && a.tls.is_none());
+        let a = build(&format!(
+            "listen = '10.0.0.1:8021'\ntoken_hash = '{hash}'\ncert = 'a.crt'\nkey = 'a.key'\n"
+        ))
+        .unwrap();
+        assert_eq!(a.tls, Some(("a.crt".into(), "a.key".into())));
+        assert!(!a.plain_on_network);
+        // Loopback: as before, a token made at start is fine, and plain HTTP.
+        let a = build("listen = '127.0.0.1:8021'\n").unwrap();
+        assert!(a.tls.is_none() && !a.plain_on_network && a.token_hash.is_none());
+        let a = build("listen = '[::ffff:127.0.0.1]:8021'\n").unwrap();
+        assert!(!a.plain_on_network);
+        let e = build("listen = '127.0.0.1:8021'\ncert = 'a.crt'\n").unwrap_err();
+        assert_eq!(e.field, "admin.key");
     }
 
     #[test]

@@ -504,6 +504,23 @@ impl StoresServerSessions for DataView {
     }
 }
 
+/// An HTTPS acceptor (HTTP/1.1) with the certificate and key in PEM: the admin listener's.
+pub fn https_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    let certs = Arc::new(CertStore {
+        cert_path: cert.to_path_buf(),
+        key_path: key.to_path_buf(),
+        current: RwLock::new(Arc::new(load_key_pair(cert, key)?)),
+    });
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let chain = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("{}: {e}", cert.display()))?

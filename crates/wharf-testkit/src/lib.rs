@@ -302,7 +302,10 @@ impl ServerBuilder {
         // "Admin API on http://ADDR/ (token, shown only now: TOKEN)"
         let admin = lines
             .iter()
-            .find_map(|l| l.strip_prefix("Admin API on http://"))
+            .find_map(|l| {
+                l.strip_prefix("Admin API on http://")
+                    .or_else(|| l.strip_prefix("Admin API on https://"))
+            })
             .and_then(|rest| {
                 let (addr, tail) = rest.split_once('/')?;
                 let token = tail

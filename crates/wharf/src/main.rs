@@ -298,6 +298,20 @@ fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return bind_error(implicit_field, addr, &e),
         }
     }
+    // The admin listener's certificate, read now (it may be readable by root only).
+    let admin_tls = match settings.admin.as_ref().and_then(|a| a.tls.as_ref()) {
+        Some((cert, key)) => match wharf_server::tls::https_acceptor(cert, key) {
+            Ok(a) => Some(a),
+            Err(e) => return config_error(&wharf_server::ConfigError::new("admin.cert", e)),
+        },
+        None => None,
+    };
+    if let Some(a) = settings.admin.as_ref().filter(|a| a.plain_on_network) {
+        eprintln!(
+            "wharf: warning: the admin listener {} is plain HTTP on a network address (plain_http = true): its token and every answer cross that network in clear",
+            a.listen
+        );
+    }
     let admin_std = match &settings.admin {
         Some(a) => match wharf_server::bind_std(a.listen) {
             Ok(l) => Some(l),
@@ -408,10 +422,11 @@ fn serve(args: ServeArgs) -> ExitCode {
                     }
                 };
                 let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                let scheme = if admin_tls.is_some() { "https" } else { "http" };
                 let configured = settings.admin.as_ref().and_then(|a| a.token_hash.clone());
                 let token_hash = match configured {
                     Some(h) => {
-                        admin_lines.push(format!("Admin API on http://{addr}/ (token: the one whose hash is admin.token_hash)"));
+                        admin_lines.push(format!("Admin API on {scheme}://{addr}/ (token: the one whose hash is admin.token_hash)"));
                         h
                     }
                     None => {
@@ -419,7 +434,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                             .and_then(|t| wharf_server::auth::hash_password(t.as_bytes()).map(|h| (t, h)));
                         match made {
                             Ok((token, hash)) => {
-                                admin_lines.push(format!("Admin API on http://{addr}/ (token, shown only now: {token})"));
+                                admin_lines.push(format!("Admin API on {scheme}://{addr}/ (token, shown only now: {token})"));
                                 hash
                             }
                             Err(e) => {
@@ -433,6 +448,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                     listener,
                     token_hash,
                     reload: Some(admin_reload_tx),
+                    tls: admin_tls,
                 })
             }
         };

@@ -383,6 +383,19 @@ fn the_admin_page_in_chromium_adds_a_user_and_disconnects_its_session() {
     let r = ftp.read_reply();
     assert_eq!(r.text, "421 Disconnected by the administrator.");
     browser.wait_gone(&format!("#sessions tr[data-id='{id}']"));
+    // Each act the page did is an audit line with the admin's address; the wrong token is logged.
+    let log = server.log();
+    for line in [
+        "act=\"user add\" on=\"webuser\"",
+        &format!("act=\"session kick\" on=\"session {id} (webuser from"),
+        "admin API: wrong token",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(line) && l.contains("admin=127.0.0.1:")),
+            "{line}\n{log}"
+        );
+    }
     // The page is the binary's own, with a policy that keeps it to this listener.
     let out = output_with_input(
         Command::new("curl").args([
@@ -401,4 +414,251 @@ fn the_admin_page_in_chromium_adds_a_user_and_disconnects_its_session() {
         headers.contains("content-security-policy: default-src 'none'; script-src 'self'"),
         "{headers}"
     );
+}
+
+/// curl with the admin token from `from`, with extra headers; the status and the headers.
+fn curl_from(server: &Server, from: &str, args: &[&str], path: &str) -> (u16, String) {
+    let (addr, _) = server.admin.clone().expect("admin listener");
+    let out = output_with_input(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+                "-w",
+                "%{http_code}",
+                "--interface",
+                from,
+            ])
+            .args(args)
+            .arg(format!("http://{addr}{path}")),
+        None,
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    (code, text.to_ascii_lowercase())
+}
+
+/// Every admin act through the API is an audit line naming the admin's address; wrong tokens
+/// are logged at a bounded rate, counted, and an address that keeps sending them is refused
+/// (another is not); a state-changing request marked cross-site is refused even with the
+/// token; the answers carry the headers a review expects.
+#[test]
+fn admin_acts_are_audited_and_the_token_is_guarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("users.db").display());
+    let server = Server::builder(BIN)
+        .args(&["--users-db", &url, "--admin", "127.0.0.1:0"])
+        .config("[limits]\nfailed_login_delay_ms = 0\nban_after_failures = 2\nmax_login_failures = 100\n")
+        .start();
+    let token = server.admin.clone().and_then(|(_, t)| t).unwrap();
+    let t = Some(token.as_str());
+    let created = api(
+        &server,
+        "POST",
+        "/api/v1/users",
+        t,
+        Some(r#"{"name":"ann","password":"pw"}"#),
+    );
+    assert_eq!(created.0, 201, "{}", created.1);
+    for body in [
+        r#"{"enabled":false}"#,
+        r#"{"enabled":true}"#,
+        r#"{"password":"new-pw"}"#,
+        r#"{"quota_bytes":1000}"#,
+    ] {
+        assert_eq!(
+            api(&server, "PATCH", "/api/v1/users/ann", t, Some(body)).0,
+            200,
+            "{body}"
+        );
+    }
+    let mut ftp = Ftp::login_to(server.addr, "ann", "new-pw");
+    let (_, sessions) = api(&server, "GET", "/api/v1/sessions", t, None);
+    let id = json(&sessions)[0]["id"].as_u64().unwrap();
+    assert_eq!(
+        api(
+            &server,
+            "DELETE",
+            &format!("/api/v1/sessions/{id}"),
+            t,
+            None
+        )
+        .0,
+        204
+    );
+    assert_eq!(ftp.read_reply().code, 421);
+    for _ in 0..2 {
+        assert_eq!(login_code(&server, "127.0.0.3", "ann", "wrong"), 530);
+    }
+    assert_eq!(
+        api(&server, "DELETE", "/api/v1/bans/127.0.0.3", t, None).0,
+        204
+    );
+    assert_eq!(api(&server, "POST", "/api/v1/reload", t, None).0, 200);
+    assert_eq!(api(&server, "DELETE", "/api/v1/users/ann", t, None).0, 204);
+    let log = server.log();
+    for (act, on) in [
+        ("user add", "ann"),
+        ("user disable", "ann"),
+        ("user enable", "ann"),
+        ("user password", "ann"),
+        ("user change", "ann"),
+        ("session kick", "session"),
+        ("ban lift", "127.0.0.3"),
+        ("reload", "the configuration (reloaded)"),
+        ("user delete", "ann"),
+    ] {
+        let needle = format!("act=\"{act}\" on=\"{on}");
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&needle) && l.contains("admin=127.0.0.1:")),
+            "{needle}\n{log}"
+        );
+    }
+
+    // Cross-site, even with the token: refused; the page's own origin is not.
+    let bearer = format!("Authorization: Bearer {token}");
+    let (admin, _) = server.admin.clone().unwrap();
+    for header in [
+        "Origin: http://evil.example",
+        "Sec-Fetch-Site: cross-site",
+        "Origin: null",
+    ] {
+        let (code, _) = curl_from(
+            &server,
+            "127.0.0.1",
+            &["-X", "POST", "-H", &bearer, "-H", header],
+            "/api/v1/reload",
+        );
+        assert_eq!(code, 403, "{header}");
+    }
+    let own = format!("Origin: http://{admin}");
+    let (code, _) = curl_from(
+        &server,
+        "127.0.0.1",
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &bearer,
+            "-H",
+            &own,
+            "-H",
+            "Sec-Fetch-Site: same-origin",
+        ],
+        "/api/v1/reload",
+    );
+    assert_eq!(code, 200);
+    // The token from a query string or a cookie is no token.
+    let (code, _) = curl_from(
+        &server,
+        "127.0.0.1",
+        &["-H", &format!("Cookie: token={token}")],
+        &format!("/api/v1/users?token={token}"),
+    );
+    assert_eq!(code, 401);
+
+    // Headers: no sniffing, no referrer, no framing; API answers never cached; no CORS.
+    let (_, page) = curl_from(&server, "127.0.0.1", &[], "/");
+    let (_, answer) = curl_from(
+        &server,
+        "127.0.0.1",
+        &["-H", &bearer, "-H", "Origin: http://evil.example"],
+        "/api/v1/users",
+    );
+    for h in [&page, &answer] {
+        for want in [
+            "x-content-type-options: nosniff",
+            "referrer-policy: no-referrer",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(h.contains(want), "{want}\n{h}");
+        }
+        assert!(!h.contains("access-control-"), "{h}");
+    }
+    assert!(answer.contains("cache-control: no-store"), "{answer}");
+
+    // Wrong tokens from 127.0.0.2: 401 each, then refused for a while (429), the right token
+    // too; 127.0.0.1 is not; the log has a bounded number of lines; /metrics counts them.
+    let before = server.log().matches("admin API: wrong token").count();
+    let mut codes = Vec::new();
+    for i in 0..12 {
+        let wrong = format!("Authorization: Bearer wrong-{i}");
+        codes.push(curl_from(&server, "127.0.0.2", &["-H", &wrong], "/api/v1/users").0);
+    }
+    assert_eq!(&codes[..9], &[401; 9], "{codes:?}");
+    assert_eq!(&codes[10..], &[429, 429], "{codes:?}");
+    assert_eq!(
+        curl_from(&server, "127.0.0.2", &["-H", &bearer], "/api/v1/users").0,
+        429
+    );
+    assert_eq!(
+        curl_from(&server, "127.0.0.1", &["-H", &bearer], "/api/v1/users").0,
+        200
+    );
+    let lines = server.log().matches("admin API: wrong token").count() - before;
+    assert!(
+        (1..=4).contains(&lines),
+        "{lines} lines for 10 wrong tokens"
+    );
+    assert!(server.log().contains("this address is refused for a while"));
+    let (_, metrics) = api(&server, "GET", "/metrics", None, None);
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wharf_admin_auth_failures_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 13, "{metrics}");
+}
+
+/// The admin listener over HTTPS with a certificate of its own (`[admin] cert`/`key`): curl
+/// trusts it with `--cacert`; plain HTTP to it gets no answer.
+#[test]
+fn the_admin_listener_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::make_cert(dir.path(), "localhost");
+    let server = Server::builder(BIN)
+        .config(&format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ))
+        .start();
+    assert!(
+        server.banner.contains("Admin API on https://"),
+        "{}",
+        server.banner
+    );
+    let (addr, token) = server.admin.clone().unwrap();
+    let token = token.unwrap();
+    let out = output_with_input(
+        Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&cert)
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!("https://localhost:{}/api/v1/sessions", addr.port()))
+            .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())]),
+        None,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "[]",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = output_with_input(
+        Command::new("curl").args(["-sS", "-m", "5", &format!("http://{addr}/health")]),
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
 }
