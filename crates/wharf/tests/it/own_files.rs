@@ -312,3 +312,109 @@ fn nlst(ftp: &mut Ftp) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The other halves of README's flows: `wharf cert` as root gives the key to the server's user
+/// (readable by it only), and `wharf users` as a normal user makes a private database in a
+/// private directory; that user's server serves neither. A write-enabled user whose home the
+/// server's user cannot write is warned about at start.
+#[test]
+fn readme_flows_the_other_way_round() {
+    require_root();
+    let dir = dir_of(NOBODY, 0o755);
+    let d = dir.path();
+    std::fs::create_dir(d.join("files")).unwrap();
+    std::fs::write(d.join("files/public.txt"), b"public").unwrap();
+    // As root: the key is nobody's, 0600.
+    let out = output_within(
+        Command::new(BIN)
+            .args(["cert", "localhost", "--out"])
+            .arg(d.join("tls")),
+        LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = std::fs::metadata(d.join("tls/localhost.key")).unwrap();
+    assert_eq!((key.mode() & 0o777, key.uid()), (0o600, NOBODY));
+    let tls_dir = std::fs::metadata(d.join("tls")).unwrap();
+    assert_eq!((tls_dir.mode() & 0o777, tls_dir.uid()), (0o700, NOBODY));
+    // As nobody: the database and its new directory are private.
+    let out = output_with_input(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                BIN,
+            ])
+            .args([
+                "users",
+                "--db",
+                "sqlite:state/users.db",
+                "add",
+                "bob",
+                "--perm",
+                "all",
+            ])
+            .args(["--password-stdin"])
+            .current_dir(d),
+        Some(b"pw\n"),
+        LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (path, mode) in [("state", 0o700), ("state/users.db", 0o600)] {
+        let m = std::fs::metadata(d.join(path)).unwrap();
+        assert_eq!((m.mode() & 0o777, m.uid()), (mode, NOBODY), "{path}");
+    }
+    // Served as nobody, with the database (careless: served root is the whole directory).
+    std::fs::create_dir(d.join("ro")).unwrap();
+    std::fs::write(d.join("public.txt"), b"public").unwrap();
+    std::fs::write(
+        d.join("wharf.toml"),
+        format!(
+            "[[user]]\nname = \"dave\"\npassword_hash = \"{}\"\nhome = \"{}\"\npermissions = [\"all\"]\n",
+            wharf_testkit::PW_HASH,
+            d.join("ro").display()
+        ),
+    )
+    .unwrap();
+    let s = server()
+        .as_user("nobody")
+        .current_dir(d)
+        .args(&[
+            "--config",
+            "wharf.toml",
+            "--users-db",
+            "sqlite:state/users.db",
+        ])
+        .args(&[
+            "--tls-cert",
+            "tls/localhost.crt",
+            "--tls-key",
+            "tls/localhost.key",
+        ])
+        .args(&["--tls", "optional"])
+        .start_on(d);
+    let log = s.log();
+    assert!(
+        log.contains("user `dave` may upload")
+            && log.contains("/ro` cannot be written by `nobody`"),
+        "{log}"
+    );
+    let mut ftp = Ftp::login_to(s.addr, "bob", "pw");
+    for name in [
+        "state/users.db",
+        "tls/localhost.key",
+        "tls/localhost.crt",
+        "wharf.toml",
+    ] {
+        refused_everywhere(&mut ftp, name);
+    }
+}
