@@ -357,10 +357,9 @@ async fn same_site_only(headers: HeaderMap, req: Request, next: Next) -> Respons
 /// Whether the browser's headers say the request comes from another site than this listener.
 fn cross_site(headers: &HeaderMap) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = text("sec-fetch-site")
-        && !matches!(site, "same-origin" | "none")
-    {
-        return true;
+    // The browser's own word comes first (a proxy in front may rewrite Host).
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
     }
     match text("origin") {
         None => false,
@@ -383,19 +382,6 @@ async fn authorize(
     next: Next,
 ) -> Response {
     let ip = peer.ip().to_canonical();
-    let refused = s
-        .strikes
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .refused(ip, Instant::now());
-    if refused {
-        s.live.monitor.metrics.admin_refused();
-        return ApiError(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many wrong tokens from this address; try again later".into(),
-        )
-        .into_response();
-    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -410,7 +396,16 @@ async fn authorize(
         )
         .into_response();
     };
-    if !token_ok(&s, token).await {
+    let verdict = check_token(&s, token, ip).await;
+    if verdict == Verdict::Refused {
+        s.live.monitor.metrics.admin_refused();
+        return ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong tokens from this address; try again later".into(),
+        )
+        .into_response();
+    }
+    if verdict == Verdict::Wrong {
         s.live.monitor.metrics.admin_refused();
         let (log, out) = s
             .strikes
@@ -428,7 +423,18 @@ async fn authorize(
     next.run(req).await
 }
 
-async fn token_ok(s: &Shared, token: &str) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    Wrong,
+    /// The address sent too many wrong tokens: no hash is computed for it.
+    Refused,
+}
+
+/// The token against the hash. A token that verified before passes at once (an admin behind
+/// the same address as a guesser is not locked out); otherwise a refused address gets no
+/// hash computed, also when its requests queued for the check in a burst.
+async fn check_token(s: &Shared, token: &str, ip: IpAddr) -> Verdict {
     let known = s
         .verified
         .lock()
@@ -436,11 +442,23 @@ async fn token_ok(s: &Shared, token: &str) -> bool {
         .as_deref()
         .is_some_and(|v| constant_eq(v.as_bytes(), token.as_bytes()));
     if known {
-        return true;
+        return Verdict::Ok;
+    }
+    let refused = || {
+        s.strikes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refused(ip, Instant::now())
+    };
+    if refused() {
+        return Verdict::Refused;
     }
     let Ok(_slot) = s.checks.acquire().await else {
-        return false;
+        return Verdict::Wrong;
     };
+    if refused() {
+        return Verdict::Refused;
+    }
     let (hash, candidate) = (s.token_hash.clone(), token.to_string());
     let ok =
         tokio::task::spawn_blocking(move || crate::auth::verify_hash(&hash, candidate.as_bytes()))
@@ -448,8 +466,9 @@ async fn token_ok(s: &Shared, token: &str) -> bool {
             .unwrap_or(false);
     if ok {
         *s.verified.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.to_string());
+        return Verdict::Ok;
     }
-    ok
+    Verdict::Wrong
 }
 
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {

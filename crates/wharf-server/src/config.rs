@@ -1259,6 +1259,10 @@ impl Settings {
         if let Some(x) = &self.log.xferlog {
             out.push(OwnFile::new(x, "the transfer log"));
         }
+        if let Some((cert, key)) = self.admin.as_ref().and_then(|a| a.tls.as_ref()) {
+            out.push(OwnFile::new(cert, "the admin listener's certificate"));
+            out.push(OwnFile::new(key, "the admin listener's private key"));
+        }
         out
     }
 

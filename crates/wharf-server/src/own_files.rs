@@ -53,6 +53,9 @@ struct Known {
     names: HashSet<(u64, u64, Vec<u8>)>,
     /// The names alone: a path whose last part is none of them needs no look at its directory.
     bare_names: HashSet<Vec<u8>>,
+    /// (device, inode) of every directory on the way to one of the files: renaming or removing
+    /// one would take the file out of its known place (and let another take it).
+    dirs: HashSet<(u64, u64)>,
     read_at: Option<Instant>,
 }
 
@@ -79,6 +82,17 @@ impl Known {
                     let name = name.as_bytes().to_vec();
                     known.bare_names.insert(name.clone());
                     known.names.insert((st.st_dev, st.st_ino, name));
+                }
+                let mut up = std::fs::canonicalize(&path).ok().or_else(|| {
+                    std::fs::canonicalize(parent(&path)?)
+                        .ok()
+                        .map(|d| d.join("x"))
+                });
+                while let Some(dir) = up.as_deref().and_then(Path::parent) {
+                    if let Ok(st) = rustix::fs::stat(dir) {
+                        known.dirs.insert((st.st_dev, st.st_ino));
+                    }
+                    up = Some(dir.to_path_buf());
                 }
             }
         }
@@ -146,6 +160,12 @@ impl OwnFiles {
     pub fn is_own(&self, st: &rustix::fs::Stat) -> bool {
         let known = self.known(true);
         !known.files.is_empty() && known.inodes.contains(&(st.st_dev, st.st_ino))
+    }
+
+    /// Whether `st` is a directory on the way to one of the server's files.
+    pub fn is_own_dir(&self, st: &rustix::fs::Stat) -> bool {
+        let known = self.known(true);
+        !known.files.is_empty() && known.dirs.contains(&(st.st_dev, st.st_ino))
     }
 
     /// Whether one of the server's files has this name (in whatever directory): only then is

@@ -31,21 +31,30 @@ pub fn name_of(uid: u32) -> Option<String> {
 /// that user: its key, its database); otherwise it stays the caller's. Mode 0600 for a file,
 /// 0700 for a directory, either way.
 pub fn make_private(path: &std::path::Path, owner: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mode = if meta.is_dir() { 0o700 } else { 0o600 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    use rustix::fs::{Mode, OFlags};
+    let fail = |e: rustix::io::Errno| format!("{}: {e}", path.display());
+    // Through a descriptor, never following a symbolic link: as root, a link planted where
+    // the file goes must not hand another file over.
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail)?;
+    let st = rustix::fs::fstat(&fd).map_err(fail)?;
+    let dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    let mode = if dir { 0o700 } else { 0o600 };
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(fail)?;
     if rustix::process::geteuid().is_root() {
         let (uid, gid) = lookup(owner).ok_or_else(|| {
             format!("no user `{owner}` in /etc/passwd (name the server's run_as user with --owner)")
         })?;
-        rustix::fs::chown(
-            path,
+        rustix::fs::fchown(
+            &fd,
             Some(rustix::process::Uid::from_raw(uid)),
             Some(rustix::process::Gid::from_raw(gid)),
         )
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(fail)?;
     }
     Ok(())
 }

@@ -383,6 +383,9 @@ pub enum Undone {
     Removed,
     /// A resumed or appended file: cut back to its earlier length.
     CutBack(u64),
+    /// A file resumed from before its end: cut back to its earlier length `len`, the bytes from
+    /// `from` on as the client sent them.
+    Rewritten { from: u64, len: u64 },
     /// Nothing was changed (a replacement, or a backend that stores only at the end).
     Unchanged,
 }
@@ -393,6 +396,9 @@ impl Undone {
         match self {
             Undone::Removed => "the new file was removed".to_string(),
             Undone::CutBack(n) => format!("the file was cut back to its earlier {n} bytes"),
+            Undone::Rewritten { from, len } => format!(
+                "the file was cut back to its earlier {len} bytes (from byte {from} on as this upload sent them)"
+            ),
             Undone::Unchanged => "the file is as it was before".to_string(),
         }
     }

@@ -265,6 +265,7 @@ impl Session {
         // goes no further: no user store, hook or log line sees it.
         if !plausible_user_name(&name) {
             self.set_login(Login::Fresh);
+            self.drop_data_plan();
             return self.reply(ReplyCode::PARAMETER_SYNTAX_ERROR, "Invalid user name.");
         }
         // The same reply for every name, known or not (RFC 2577).

@@ -135,8 +135,9 @@ impl Jail {
         Ok(fd)
     }
 
-    /// Refuses `name` in `dir` when it is one of the server's own files: by its name there, or
-    /// as the file it is (a hard link, or a symlink to it).
+    /// Refuses `name` in `dir` when it is one of the server's own files — by its name there, or
+    /// as the file it is (a hard link, or a symlink to it) — or a directory on the way to one
+    /// (renamed or removed, it would take the file out of its known place).
     fn refuse_own(&self, dir: &OwnedFd, name: &[u8]) -> Result<(), StorageError> {
         if self.own.is_empty() {
             return Ok(());
@@ -144,7 +145,10 @@ impl Jail {
         let own = self.own.is_own_name(&rustix::fs::fstat(dir)?, name)
             || [AtFlags::SYMLINK_NOFOLLOW, AtFlags::empty()]
                 .into_iter()
-                .any(|f| rustix::fs::statat(dir, os(name), f).is_ok_and(|st| self.own.is_own(&st)));
+                .any(|f| {
+                    rustix::fs::statat(dir, os(name), f)
+                        .is_ok_and(|st| self.own.is_own(&st) || self.own.is_own_dir(&st))
+                });
         if own {
             return Err(StorageError::PermissionDenied);
         }
@@ -335,10 +339,22 @@ impl Jail {
                 ))
             }
             WriteMode::Append => {
+                // A new name is created here, never through a symlink (a dangling one could
+                // name a file the server is about to make); it goes again if refused.
+                if let Err(Errno::NOENT) =
+                    rustix::fs::statat(&dir, os(&name), AtFlags::SYMLINK_NOFOLLOW)
+                {
+                    return match self.open_write(path, WriteMode::CreateNew) {
+                        Err(StorageError::AlreadyExists) if !raced => {
+                            self.open_write_once(path, mode, true)
+                        }
+                        r => r,
+                    };
+                }
                 let fd = self.open_beneath(
                     path,
-                    OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NONBLOCK,
-                    file_mode,
+                    OFlags::WRONLY | OFlags::APPEND | OFlags::NONBLOCK,
+                    Mode::empty(),
                 )?;
                 ensure_regular(&fd)?;
                 let orig = u64::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
@@ -757,7 +773,12 @@ impl WriteHandle for LocalUpload {
         self.discard = true;
         match self.finish {
             Finish::Created { .. } => Undone::Removed,
-            Finish::Append { orig } | Finish::Resume { orig, .. } => Undone::CutBack(orig),
+            Finish::Append { orig } => Undone::CutBack(orig),
+            Finish::Resume { offset, orig } if offset < orig => Undone::Rewritten {
+                from: offset,
+                len: orig,
+            },
+            Finish::Resume { orig, .. } => Undone::CutBack(orig),
             Finish::InPlace | Finish::Replace { .. } => Undone::Unchanged,
         }
     }

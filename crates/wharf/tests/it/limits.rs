@@ -181,7 +181,10 @@ fn resumes_and_appends_past_the_quota_are_cut_back() {
     assert!(std::fs::read(s.path("big.bin")).unwrap() == first);
     // The same from further back: what was there before stays the length.
     let r = a.upload_from("STOR big.bin", &pattern(100_000, 3), 340_000);
-    assert_eq!(r.code, 552, "{}", r.text);
+    assert_eq!(
+        r.text,
+        "552 Quota exceeded; the file was cut back to its earlier 371000 bytes (from byte 340000 on as this upload sent them)."
+    );
     assert_eq!(std::fs::metadata(s.path("big.bin")).unwrap().len(), 371_000);
     // APPE likewise.
     let r = a.upload("APPE big.bin", &pattern(50_000, 4));
@@ -193,6 +196,10 @@ fn resumes_and_appends_past_the_quota_are_cut_back() {
     // Within the quota, both go through.
     assert_eq!(a.upload("APPE big.bin", &pattern(10_000, 5)).code, 226);
     assert_eq!(std::fs::metadata(s.path("big.bin")).unwrap().len(), 381_000);
+    // APPE of a new name past the quota: no file is left.
+    let r = a.upload("APPE fresh.bin", &pattern(50_000, 7));
+    assert_eq!(r.text, "552 Quota exceeded; the new file was removed.");
+    assert!(!s.path("fresh.bin").exists());
     // And a fresh STOU past the quota leaves no file.
     let before = std::fs::read_dir(&s.root).unwrap().count();
     let r = a.upload("STOU", &pattern(50_000, 6));

@@ -417,4 +417,15 @@ fn readme_flows_the_other_way_round() {
     ] {
         refused_everywhere(&mut ftp, name);
     }
+    // The directories on the way to them stay where they are: a renamed `state` would take
+    // the database out of its known place, and another `state` could be put in.
+    for dir in ["state", "tls"] {
+        let _ = ftp.cmd(&format!("RNFR {dir}"));
+        assert_eq!(ftp.cmd("RNTO moved").code, 550, "{dir}");
+        assert_eq!(ftp.cmd(&format!("RMD {dir}")).code, 550, "{dir}");
+        assert!(d.join(dir).is_dir() && !d.join("moved").exists());
+    }
+    assert_eq!(ftp.cmd("MKD other").code, 257);
+    assert_eq!(ftp.cmd("RNFR other").code, 350);
+    assert_eq!(ftp.cmd("RNTO state").code, 550);
 }
