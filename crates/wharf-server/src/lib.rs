@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod config_keys;
 pub mod conn;
 mod diag;
 mod driver;

@@ -317,6 +317,14 @@ impl SessionEntry {
     }
 }
 
+/// Sessions open in this process, whichever server they belong to (systemd's `STATUS=`).
+static OPEN: AtomicU64 = AtomicU64::new(0);
+
+/// The sessions open in this process now.
+pub fn open_sessions() -> u64 {
+    OPEN.load(Ordering::Relaxed)
+}
+
 /// The live sessions.
 #[derive(Default)]
 pub struct Sessions {
@@ -341,6 +349,7 @@ impl Sessions {
             kicked: AtomicBool::new(false),
         });
         self.map().insert(id, entry.clone());
+        OPEN.fetch_add(1, Ordering::Relaxed);
         SessionHandle {
             table: self.clone(),
             entry,
@@ -383,6 +392,7 @@ pub struct SessionHandle {
 impl Drop for SessionHandle {
     fn drop(&mut self) {
         self.table.map().remove(&self.entry.id);
+        OPEN.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

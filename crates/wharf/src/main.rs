@@ -11,9 +11,11 @@ use wharf_server::config::{FileConfig, Overrides, Settings};
 
 mod bench_cli;
 mod client_cli;
+mod generate;
 mod privilege;
 mod shell;
 mod startup;
+mod systemd;
 mod users_cli;
 
 #[derive(Parser)]
@@ -61,6 +63,10 @@ enum Cmd {
     /// Manage the users in a user database (SQLite or PostgreSQL): add, list, show, passwd,
     /// set, disable, enable, del, import
     Users(users_cli::UsersArgs),
+    /// Write the manual pages (wharf(1), one per subcommand, wharf.toml(5)) or the shell
+    /// completions (bash, zsh, fish) into a directory: what the package ships
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 #[derive(clap::Args)]
@@ -143,6 +149,10 @@ struct ServeArgs {
     /// Admin listener (HTTP: /health, /metrics, /api/v1), ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT")]
     admin: Option<String>,
+    /// Check the configuration and the start-up rules without binding a port (as run_as), print
+    /// what would be served, and exit: 0, or 2 with the error
+    #[arg(long)]
+    check: bool,
 }
 
 /// Raises the soft limit on open files to the hard one: every session and every data
@@ -181,6 +191,7 @@ fn main() -> ExitCode {
         }
         Cmd::Cert(a) => cert(a),
         Cmd::Users(a) => users_cli::users(a),
+        Cmd::Generate(a) => generate::run(a, <Cli as clap::CommandFactory>::command()),
     }
 }
 
@@ -192,6 +203,10 @@ fn init_log(level: tracing::Level, format: wharf_server::config::LogFormat) {
         .with_max_level(level)
         .with_writer(std::io::stderr);
     match format {
+        // The journal stamps each line itself.
+        wharf_server::config::LogFormat::Text if systemd::stderr_is_journal() => {
+            builder.with_ansi(false).without_time().init()
+        }
         wharf_server::config::LogFormat::Text => {
             builder.with_ansi(std::io::stderr().is_terminal()).init()
         }
@@ -243,16 +258,38 @@ fn serve(args: ServeArgs) -> ExitCode {
         users_db: args.users_db.clone(),
         admin: args.admin.clone(),
     };
-    let settings = match Settings::build(file, overrides.clone()) {
+    let mut settings = match Settings::build(file, overrides.clone()) {
         Ok(c) => c,
         Err(e) => return config_error(&e),
     };
+    // Sockets handed over by systemd (socket activation) take the place of the configured
+    // listeners; the process then never needs root.
+    let activated = if args.check {
+        None
+    } else {
+        match systemd::activated() {
+            Ok(a) => a,
+            Err(e) => return config_error(&wharf_server::ConfigError::new("LISTEN_FDS", e)),
+        }
+    };
+    let fixed_listen = activated.as_ref().map(|a| {
+        let addrs = |v: &Vec<std::net::TcpListener>| -> Vec<std::net::SocketAddr> {
+            v.iter().filter_map(|l| l.local_addr().ok()).collect()
+        };
+        (addrs(&a.ftp), addrs(&a.ftps))
+    });
+    if let Some(fixed) = &fixed_listen {
+        fixed.apply(&mut settings);
+    }
     let services = match Services::new(&settings) {
         Ok(s) => s,
         Err(e) => return config_error(&e),
     };
     // The format is known now; a reload does not change it (nor the level).
     init_log(args.log_level, settings.log.format);
+    if args.check {
+        return startup::check_only(&settings, &services, |e| config_error(e));
+    }
     // Binding: a port in use or a privileged one is a configuration error too (exit code 2).
     let bind_error = |field: &str, addr: &std::net::SocketAddr, e: &std::io::Error| -> ExitCode {
         let hint = match e.kind() {
@@ -284,18 +321,22 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     // The listeners, while the process may still bind privileged ports; then the switch away
     // from root, while the process has one thread (so that it holds for all).
-    let mut std_listeners = Vec::new();
-    for addr in &settings.listen {
-        match wharf_server::bind_std(*addr) {
-            Ok(l) => std_listeners.push(l),
-            Err(e) => return bind_error(listen_field, addr, &e),
+    let (mut std_listeners, mut std_implicit) = match activated {
+        Some(a) => (a.ftp, a.ftps),
+        None => (Vec::new(), Vec::new()),
+    };
+    if fixed_listen.is_none() {
+        for addr in &settings.listen {
+            match wharf_server::bind_std(*addr) {
+                Ok(l) => std_listeners.push(l),
+                Err(e) => return bind_error(listen_field, addr, &e),
+            }
         }
-    }
-    let mut std_implicit = Vec::new();
-    for addr in &settings.listen_implicit {
-        match wharf_server::bind_std(*addr) {
-            Ok(l) => std_implicit.push(l),
-            Err(e) => return bind_error(implicit_field, addr, &e),
+        for addr in &settings.listen_implicit {
+            match wharf_server::bind_std(*addr) {
+                Ok(l) => std_implicit.push(l),
+                Err(e) => return bind_error(implicit_field, addr, &e),
+            }
         }
     }
     // The admin listener's certificate, read now (it may be readable by root only).
@@ -329,19 +370,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     let outcome = privilege::drop_root(&settings.run_as, settings.allow_root);
     match outcome {
         Ok(privilege::Outcome::Switched { user, uid, gid }) => {
-            // The homes must be readable by the user the server now runs as.
-            let mut homes = vec![("root", settings.root.clone())];
-            homes.extend(settings.users.iter().map(|u| ("user", u.home.clone())));
-            for (what, home) in homes {
-                if let Err(e) = std::fs::read_dir(&home) {
-                    return config_error(&wharf_server::ConfigError::new(
-                        "run_as",
-                        format!(
-                            "`{}` ({what} home) cannot be read as `{user}`: {e} (give `{user}` read and search rights on it and the directories above, set run_as to a user who can, or allow_root)",
-                            home.display()
-                        ),
-                    ));
-                }
+            if let Err(e) = startup::check_homes(&settings, &user) {
+                return config_error(&e);
             }
             tracing::info!(
                 user,
@@ -522,6 +552,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         let source = ConfigSource {
             path: args.config.clone(),
             overrides,
+            fixed_listen,
         };
         let Signals {
             hangup,
@@ -530,20 +561,34 @@ fn serve(args: ServeArgs) -> ExitCode {
             interrupt,
             terminate,
         } = signals;
+        let notify = systemd::Notify::from_env().map(Arc::new);
         tokio::spawn(reload_on_hangup(
             hangup,
             admin_reload_rx,
             source,
             services.clone(),
             reload_tx,
+            notify.clone(),
         ));
         tokio::spawn(log_user_signals(user1, user2));
+        // Listening, as the user it serves as, its database ready: systemd may send clients.
+        if let Some(n) = &notify {
+            n.ready();
+            tokio::spawn(n.clone().keep_telling());
+        }
+        let stopping = notify.clone();
+        let shutdown = async move {
+            shutdown_signal(interrupt, terminate).await;
+            if let Some(n) = stopping {
+                n.stopping();
+            }
+        };
         wharf_server::run_reloadable(
             settings,
             services,
             listeners,
             implicit,
-            shutdown_signal(interrupt, terminate),
+            shutdown,
             reload_rx,
             admin,
         )
@@ -556,6 +601,24 @@ fn serve(args: ServeArgs) -> ExitCode {
 struct ConfigSource {
     path: Option<std::path::PathBuf>,
     overrides: Overrides,
+    /// The sockets systemd handed over, which a reload keeps whatever the file says.
+    fixed_listen: Option<FixedListen>,
+}
+
+/// The addresses of the sockets of socket activation: control, implicit TLS.
+type FixedListen = (Vec<std::net::SocketAddr>, Vec<std::net::SocketAddr>);
+
+trait ApplyListen {
+    /// The settings' listeners become these sockets (no PROXY protocol on them).
+    fn apply(&self, settings: &mut Settings);
+}
+
+impl ApplyListen for FixedListen {
+    fn apply(&self, settings: &mut Settings) {
+        settings.listen = self.0.clone();
+        settings.listen_proxy = vec![None; self.0.len()];
+        settings.listen_implicit = self.1.clone();
+    }
 }
 
 impl ConfigSource {
@@ -567,7 +630,11 @@ impl ConfigSource {
             }
             None => FileConfig::default(),
         };
-        let settings = Settings::build(file, self.overrides.clone()).map_err(|e| e.to_string())?;
+        let mut settings =
+            Settings::build(file, self.overrides.clone()).map_err(|e| e.to_string())?;
+        if let Some(fixed) = &self.fixed_listen {
+            fixed.apply(&mut settings);
+        }
         let services = current.reloaded(&settings).map_err(|e| e.to_string())?;
         Ok((settings, services))
     }
@@ -606,6 +673,7 @@ async fn reload_on_hangup(
     source: ConfigSource,
     mut current: Services,
     reloads: tokio::sync::mpsc::UnboundedSender<wharf_server::Reload>,
+    notify: Option<Arc<systemd::Notify>>,
 ) {
     let source = Arc::new(source);
     loop {
@@ -623,6 +691,9 @@ async fn reload_on_hangup(
             "SIGHUP"
         };
         tracing::info!("{by}: reading the configuration again");
+        if let Some(n) = &notify {
+            n.reloading();
+        }
         let (src, cur) = (source.clone(), current.clone());
         let built = tokio::task::spawn_blocking(move || src.rebuild(&cur))
             .await
@@ -638,6 +709,9 @@ async fn reload_on_hangup(
                 Err(e)
             }
         };
+        if let Some(n) = &notify {
+            n.ready();
+        }
         if let Some(tx) = answer {
             let _ = tx.send(outcome);
         }
@@ -750,11 +824,14 @@ fn cert(args: CertArgs) -> ExitCode {
 /// Writes a file readable by its owner only.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // Never through a symbolic link planted where the key goes (`--out /tmp` as root).
+    let nofollow = i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
+        .custom_flags(nofollow)
         .open(path)?;
     // An existing file keeps its mode on open: make it private before the key goes in.
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;

@@ -209,3 +209,123 @@ pub fn example(settings: &Settings, first: &str) -> String {
     cmd.push_str(&format!(" ftp://{first}/"));
     cmd
 }
+
+/// The homes must be readable by `user`, the user the server runs as.
+pub fn check_homes(settings: &Settings, user: &str) -> Result<(), ConfigError> {
+    if settings.storage.is_some() {
+        return Ok(());
+    }
+    let mut homes = vec![("root", settings.root.clone())];
+    homes.extend(settings.users.iter().map(|u| ("user", u.home.clone())));
+    for (what, home) in homes {
+        if let Err(e) = std::fs::read_dir(&home) {
+            return Err(ConfigError::new(
+                "run_as",
+                format!(
+                    "`{}` ({what} home) cannot be read as `{user}`: {e} (give `{user}` read and search rights on it and the directories above, set run_as to a user who can, or allow_root)",
+                    home.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `wharf serve --check`: the start-up checks that bind no port, as the user the server runs
+/// as, then what would be served; exit code 0, or 2 with the error (`fail`).
+pub fn check_only(
+    settings: &Settings,
+    services: &wharf_server::Services,
+    fail: impl Fn(&ConfigError) -> std::process::ExitCode,
+) -> std::process::ExitCode {
+    let user = match crate::privilege::drop_root(&settings.run_as, settings.allow_root) {
+        Ok(crate::privilege::Outcome::Switched { user, .. }) => user,
+        Ok(_) => current_user(),
+        Err(e) => return fail(&e),
+    };
+    let checked = check_homes(settings, &user).and_then(|()| check_database(settings, &user));
+    if let Err(e) = checked {
+        return fail(&e);
+    }
+    for w in warnings(settings, &services.own_files, &user) {
+        eprintln!("wharf: warning: {w}");
+    }
+    for line in describe(settings, &user) {
+        println!("{line}");
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// What a server with `settings` serves, one line a fact (for `--check`).
+fn describe(settings: &Settings, user: &str) -> Vec<String> {
+    let mut out = vec![format!(
+        "Configuration OK ({})",
+        settings
+            .config_file
+            .as_ref()
+            .map_or("command line only".to_string(), |p| p.display().to_string())
+    )];
+    let explicit = match settings.tls.as_ref().map(|t| t.mode) {
+        Some(wharf_server::tls::TlsMode::Required) => "explicit TLS required",
+        Some(wharf_server::tls::TlsMode::Optional) => "explicit TLS optional",
+        _ => "plain",
+    };
+    for (addr, proxy) in settings.listen.iter().zip(&settings.listen_proxy) {
+        let via = if proxy.is_some() {
+            ", PROXY protocol"
+        } else {
+            ""
+        };
+        out.push(format!("Listener: {addr} ({explicit}{via})"));
+    }
+    for addr in &settings.listen_implicit {
+        out.push(format!("Listener: {addr} (implicit TLS)"));
+    }
+    out.push("(under socket activation, the sockets systemd hands over take the listeners' place: `ftp` and `ftps`)".into());
+    match &settings.storage {
+        None => out.push(format!(
+            "Root: {} (local file system)",
+            settings.root.display()
+        )),
+        Some(s3) => out.push(format!(
+            "Root: s3://{}/{} (S3 at {})",
+            s3.bucket,
+            s3.prefix,
+            s3.endpoint.as_deref().unwrap_or("AWS")
+        )),
+    }
+    for u in &settings.users {
+        out.push(format!(
+            "User: {} (config), home {}, {}",
+            u.name,
+            u.home.display(),
+            wharf_server::userdb::permissions_text(u.permissions)
+        ));
+    }
+    out.extend(summary(settings));
+    if let Some(t) = &settings.tls {
+        out.push(format!(
+            "TLS: {:?}, certificate {}, key {}",
+            t.mode,
+            t.cert.display(),
+            t.key.display()
+        ));
+    } else {
+        out.push("TLS: off".into());
+    }
+    match &settings.admin {
+        None => out.push("Admin listener: none".into()),
+        Some(a) => out.push(format!(
+            "Admin listener: {}://{}/ (token: {})",
+            if a.tls.is_some() { "https" } else { "http" },
+            a.listen,
+            if a.token_hash.is_some() {
+                "configured"
+            } else {
+                "made at start"
+            }
+        )),
+    }
+    out.push(format!("Runs as: {user}"));
+    out
+}
