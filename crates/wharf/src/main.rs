@@ -78,8 +78,9 @@ struct CertArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
     /// Run as root: the user the key is given to (the server's run_as), readable by it only
-    #[arg(long, value_name = "USER", default_value = "nobody")]
-    owner: String,
+    /// [default: the owner of DIR when not root, else nobody]
+    #[arg(long, value_name = "USER")]
+    owner: Option<String>,
     /// More names or addresses the certificate is valid for (repeatable; localhost gets
     /// 127.0.0.1 and ::1 without asking)
     #[arg(long = "alt", value_name = "NAME")]
@@ -788,10 +789,20 @@ fn cert(args: CertArgs) -> ExitCode {
             }
         })
         .collect::<String>();
+    let parent = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let owner = if args.out.exists() {
+        privilege::owner_for(&args.out, args.owner.as_deref())
+    } else {
+        privilege::owner_for(parent, args.owner.as_deref())
+    };
     if !args.out.exists() {
         let made = std::fs::create_dir_all(&args.out)
             .map_err(|e| format!("{}: {e}", args.out.display()))
-            .and_then(|()| privilege::make_private(&args.out, &args.owner));
+            .and_then(|()| privilege::make_private(&args.out, &owner));
         if let Err(e) = made {
             eprintln!("wharf: cannot make the directory {e}");
             return ExitCode::from(1);
@@ -808,7 +819,7 @@ fn cert(args: CertArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     // As root, the key goes to the user the server will read it as (a reload reads it then).
-    if let Err(e) = privilege::make_private(&key_path, &args.owner) {
+    if let Err(e) = privilege::make_private(&key_path, &owner) {
         eprintln!("wharf: cannot hand the key over: {e}");
         return ExitCode::from(1);
     }

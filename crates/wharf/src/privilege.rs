@@ -59,6 +59,21 @@ pub fn make_private(path: &std::path::Path, owner: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Who a file the server will use is given to, when made as root: `asked` (`--owner`), else
+/// the owner of the directory it goes into when that is not root (a package's `wharf`, owner
+/// of /var/lib/wharf), else `nobody` (the default `run_as`).
+pub fn owner_for(dir: &std::path::Path, asked: Option<&str>) -> String {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(a) = asked {
+        return a.to_string();
+    }
+    std::fs::metadata(dir)
+        .ok()
+        .filter(|m| m.uid() != 0)
+        .and_then(|m| name_of(m.uid()))
+        .unwrap_or_else(|| "nobody".to_string())
+}
+
 /// A user's uid and gid from `/etc/passwd`.
 fn lookup(name: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;

@@ -17,9 +17,10 @@ pub struct UsersArgs {
     #[arg(long, value_name = "URL")]
     db: String,
     /// Run as root, a SQLite database made now is given to this user (the server's run_as),
-    /// readable by it only, with the directory it is made in
-    #[arg(long, value_name = "USER", default_value = "nobody")]
-    owner: String,
+    /// readable by it only, with the directory it is made in [default: the owner of that
+    /// directory when not root, else nobody]
+    #[arg(long, value_name = "USER")]
+    owner: Option<String>,
     #[command(subcommand)]
     command: UsersCmd,
 }
@@ -170,9 +171,19 @@ pub fn users(args: UsersArgs) -> ExitCode {
 async fn run(args: UsersArgs) -> Result<(), Failed> {
     let db = UserDb::lazy(&args.db, Duration::from_secs(10))?;
     let sqlite = sqlite_path(&args.db);
+    let owner = {
+        let dir = sqlite
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        // The nearest directory that exists decides (a missing one is made for that owner).
+        let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+        crate::privilege::owner_for(existing, args.owner.as_deref())
+    };
     // A database made now is the server's file: private, and the user's it runs as.
     let made = match &sqlite {
-        Some(path) if !path.exists() => Some(prepare_dir(path, &args.owner)?),
+        Some(path) if !path.exists() => Some(prepare_dir(path, &owner)?),
         _ => None,
     };
     db.ready().await?;
@@ -184,9 +195,9 @@ async fn run(args: UsersArgs) -> Result<(), Failed> {
             files.push(dir);
         }
         for f in files {
-            crate::privilege::make_private(&f, &args.owner).map_err(Failed::from_text)?;
+            crate::privilege::make_private(&f, &owner).map_err(Failed::from_text)?;
         }
-        warn_unwritable(path, &args.owner);
+        warn_unwritable(path, &owner);
     }
     result
 }
