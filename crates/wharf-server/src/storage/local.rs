@@ -201,6 +201,11 @@ impl Jail {
                 else {
                     continue;
                 };
+                // The server's own files (a transfer log growing with everyone's transfers) are
+                // not the user's to pay for.
+                if !self.own.is_empty() && self.own.is_own(&st) {
+                    continue;
+                }
                 match rustix::fs::FileType::from_raw_mode(st.st_mode) {
                     rustix::fs::FileType::RegularFile => {
                         usage.files += 1;
