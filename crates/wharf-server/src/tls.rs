@@ -128,14 +128,7 @@ impl Tls {
     /// Reads the certificate and key files again; sessions keep running, new handshakes use the
     /// new pair. On error the old pair stays in use.
     pub fn reload(&self) -> Result<(), String> {
-        let fresh = load_key_pair(&self.certs.cert_path, &self.certs.key_path)?;
-        let mut guard = self
-            .certs
-            .current
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        *guard = Arc::new(fresh);
-        Ok(())
+        self.certs.reload()
     }
 
     /// The configurations of one control session, for the client `owner`: TLS sessions it
@@ -504,8 +497,21 @@ impl StoresServerSessions for DataView {
     }
 }
 
+/// The admin listener's HTTPS: the acceptor, and its certificate store (read again on reload).
+pub struct HttpsTls {
+    pub acceptor: TlsAcceptor,
+    certs: Arc<CertStore>,
+}
+
+impl HttpsTls {
+    /// Reads the certificate and key again (a renewal); on error the old pair stays.
+    pub fn reload(&self) -> Result<(), String> {
+        self.certs.reload()
+    }
+}
+
 /// An HTTPS acceptor (HTTP/1.1) with the certificate and key in PEM: the admin listener's.
-pub fn https_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+pub fn https_acceptor(cert: &Path, key: &Path) -> Result<HttpsTls, String> {
     let certs = Arc::new(CertStore {
         cert_path: cert.to_path_buf(),
         key_path: key.to_path_buf(),
@@ -516,9 +522,12 @@ pub fn https_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up: {e}"))?
         .with_no_client_auth()
-        .with_cert_resolver(certs);
+        .with_cert_resolver(certs.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(HttpsTls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        certs,
+    })
 }
 
 fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
@@ -541,6 +550,15 @@ struct CertStore {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    /// Reads the files again; new handshakes use the new pair, running sessions go on.
+    fn reload(&self) -> Result<(), String> {
+        let fresh = load_key_pair(&self.cert_path, &self.key_path)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(())
+    }
 }
 
 impl fmt::Debug for CertStore {

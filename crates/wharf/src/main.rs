@@ -343,7 +343,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     // The admin listener's certificate, read now (it may be readable by root only).
     let admin_tls = match settings.admin.as_ref().and_then(|a| a.tls.as_ref()) {
         Some((cert, key)) => match wharf_server::tls::https_acceptor(cert, key) {
-            Ok(a) => Some(a),
+            Ok(a) => Some(Arc::new(a)),
             Err(e) => return config_error(&wharf_server::ConfigError::new("admin.cert", e)),
         },
         None => None,
@@ -479,7 +479,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                     listener,
                     token_hash,
                     reload: Some(admin_reload_tx),
-                    tls: admin_tls,
+                    tls: admin_tls.as_ref().map(|t| t.acceptor.clone()),
                 })
             }
         };
@@ -570,6 +570,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             services.clone(),
             reload_tx,
             notify.clone(),
+            admin_tls.clone(),
         ));
         tokio::spawn(log_user_signals(user1, user2));
         // Listening, as the user it serves as, its database ready: systemd may send clients.
@@ -675,6 +676,7 @@ async fn reload_on_hangup(
     mut current: Services,
     reloads: tokio::sync::mpsc::UnboundedSender<wharf_server::Reload>,
     notify: Option<Arc<systemd::Notify>>,
+    admin_tls: Option<Arc<wharf_server::tls::HttpsTls>>,
 ) {
     let source = Arc::new(source);
     loop {
@@ -701,6 +703,13 @@ async fn reload_on_hangup(
             .unwrap_or_else(|e| Err(e.to_string()));
         let outcome = match built {
             Ok((settings, services)) => {
+                // The admin listener's certificate too (a renewal); its paths change at a
+                // restart only.
+                if let Some(t) = &admin_tls
+                    && let Err(e) = t.reload()
+                {
+                    tracing::error!(error = %e, "{by}: the admin listener's certificate not reloaded; the old one stays");
+                }
                 current = services.clone();
                 let _ = reloads.send(wharf_server::Reload { settings, services });
                 Ok(())

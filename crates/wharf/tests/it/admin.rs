@@ -667,4 +667,36 @@ fn the_admin_listener_over_https() {
         Duration::from_secs(30),
     );
     assert!(!out.status.success());
+    // A renewed certificate is served after SIGHUP (trusting only the new one works then).
+    let fresh = tempfile::tempdir().unwrap();
+    let (new_cert, new_key) = crate::tls::make_cert(fresh.path(), "localhost");
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let health = || {
+        output_with_input(
+            Command::new("curl")
+                .args(["-sS", "--cacert"])
+                .arg(&new_cert)
+                .arg(format!("https://localhost:{}/health", addr.port()))
+                .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())]),
+            None,
+            Duration::from_secs(30),
+        )
+    };
+    assert!(
+        !health().status.success(),
+        "the old certificate until the reload"
+    );
+    server.signal("HUP");
+    assert!(
+        server.wait_log("configuration reloaded", 1),
+        "{}",
+        server.log()
+    );
+    let out = health();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -248,3 +248,54 @@ fn serve_check_describes_or_refuses() {
     }
     drop(held);
 }
+
+/// On the journal (`JOURNAL_STREAM` names its stderr), log lines carry no timestamp of their
+/// own: the journal stamps them. Elsewhere they do.
+#[test]
+fn no_timestamps_of_its_own_on_the_journal() {
+    use std::io::BufRead;
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log_of = |journal: bool| -> String {
+        let path = dir.path().join(format!("stderr-{journal}.log"));
+        let file = std::fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(file);
+        if wharf_testkit::is_root() {
+            cmd.arg("--allow-root");
+        }
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap() > 0 && !line.starts_with("Connect") {
+            line.clear();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let plain = log_of(false);
+    let journal = log_of(true);
+    let first = |log: &str| log.lines().next().unwrap_or_default().to_string();
+    assert!(
+        first(&plain).starts_with("20"),
+        "plain:\n{plain}\njournal:\n{journal}"
+    );
+    let level = first(&journal)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        ["INFO", "WARN", "ERROR"].contains(&level.as_str()),
+        "{journal}"
+    );
+}
