@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -298,4 +299,69 @@ fn no_timestamps_of_its_own_on_the_journal() {
         ["INFO", "WARN", "ERROR"].contains(&level.as_str()),
         "{journal}"
     );
+}
+
+/// wharf.socket's `ListenStream=21` is one dual-stack IPv6 socket: IPv4 clients arrive as
+/// IPv4-mapped addresses. In two network namespaces (a dual-stack `[::]` socket there leaves
+/// no loopback of this machine), an IPv4 client downloads through the handed-over socket in
+/// passive (PASV, whose reply needs an IPv4 address) and active mode (the PORT check compares
+/// the mapped peer as IPv4), and the log names it as IPv4.
+#[test]
+fn socket_activation_on_a_dual_stack_socket_treats_ipv4_as_ipv4() {
+    require_root();
+    let activate = require_tool("systemd-socket-activate");
+    let curl = require_tool("curl");
+    let lab = wharf_testkit::netns::Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.path().join("hello.txt"), b"dual stack\n").unwrap();
+    let log_path = dir.path().join("server.log");
+    let mut child = lab
+        .command(&lab.server, Path::new("setpriv"))
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&activate)
+        .args(["-l", "[::]:2121", "--fdname=ftp", BIN, "serve", "--root"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("ftp://{}:2121/hello.txt", wharf_testkit::netns::SERVER_IP);
+    let fetch = |extra: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = output_within(
+                lab.command(&lab.client, &curl)
+                    .args(["-sS", "--connect-timeout", "5"])
+                    .args(extra)
+                    .arg(&url),
+                LIMIT,
+            );
+            // Until systemd-socket-activate listens (code 7: connection refused).
+            if out.status.code() != Some(7) || Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    for extra in [&["--disable-epsv"][..], &["-P", "-", "--disable-eprt"][..]] {
+        let out = fetch(extra);
+        assert_eq!(
+            out.stdout,
+            b"dual stack\n",
+            "{extra:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            log()
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = log();
+    assert!(
+        text.contains(&format!("peer={}:", wharf_testkit::netns::CLIENT_IP)),
+        "{text}"
+    );
+    assert!(!text.contains("::ffff:"), "{text}");
 }
