@@ -74,6 +74,7 @@ pub fn warnings(settings: &Settings, own: &OwnFiles, user: &str) -> Vec<String> 
         }
     }
     let me = rustix::process::geteuid().as_raw();
+    let my_group = rustix::process::getegid().as_raw();
     let private = settings
         .tls
         .iter()
@@ -83,7 +84,9 @@ pub fn warnings(settings: &Settings, own: &OwnFiles, user: &str) -> Vec<String> 
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
-        if meta.mode() & 0o077 != 0 {
+        // Others, or a group other than the server's own (root:wharf 0640 is fine).
+        let group_reads = meta.mode() & 0o040 != 0 && meta.gid() != my_group;
+        if meta.mode() & 0o007 != 0 || group_reads {
             out.push(format!(
                 "`{}` ({what}) can be read by other users of this machine (mode {:o}): `chmod 600 {}`",
                 path.display(),

@@ -21,6 +21,19 @@ fn require_root() {
     );
 }
 
+/// `wharf` as `nobody` from its first instruction, as a normal user runs it.
+fn as_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        BIN,
+    ]);
+    cmd
+}
+
 /// A directory of its own for a flow, with the given owner and mode.
 fn dir_of(uid: u32, mode: u32) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -198,16 +211,7 @@ fn readme_cert_flow_as_a_normal_user_serves_no_key() {
     let d = dir.path();
     std::fs::write(d.join("public.txt"), b"for everyone").unwrap();
     let out = output_within(
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--",
-                BIN,
-            ])
-            .args(["cert", "localhost"])
-            .current_dir(d),
+        as_nobody().args(["cert", "localhost"]).current_dir(d),
         LIMIT,
     );
     assert!(
@@ -342,14 +346,7 @@ fn readme_flows_the_other_way_round() {
     assert_eq!((tls_dir.mode() & 0o777, tls_dir.uid()), (0o700, NOBODY));
     // As nobody: the database and its new directory are private.
     let out = output_with_input(
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--",
-                BIN,
-            ])
+        as_nobody()
             .args([
                 "users",
                 "--db",
