@@ -844,6 +844,11 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) -> Vec<crate
     let name = String::from_utf8_lossy(&file.name).into_owned();
     let size = file.size.unwrap_or(0);
     run.start("resume", &format!("REST 1 and RETR {name}, up to {secs} s"));
+    if size - 1 > RESUME_PEEK {
+        let path = file.name.clone();
+        resume_by_peeking(run, client, &path, started).await;
+        return entries;
+    }
     let mut sink = tokio::io::sink();
     match client
         .retrieve(&file.name, 1, &mut sink, &crate::client::NoProgress)
@@ -871,6 +876,55 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) -> Vec<crate
         ),
     }
     entries
+}
+
+/// Bytes the resume step reads of a larger file: a few, never the whole file (a large file at
+/// a capped rate took a minute, and was then blamed on the server).
+const RESUME_PEEK: u64 = 4096;
+
+/// The resume step on a file larger than [`RESUME_PEEK`]: bytes 1.. with REST 1, then bytes
+/// 0.. without, each data connection cut after a few kilobytes; REST works when the first read
+/// is the second shifted by one byte.
+async fn resume_by_peeking(run: &mut Run, client: &mut Client, path: &[u8], started: Instant) {
+    let name = String::from_utf8_lossy(path).into_owned();
+    let np = &crate::client::NoProgress;
+    let (mut resumed, mut whole) = (Vec::new(), Vec::new());
+    let result = match client
+        .retrieve_range(path, 1, RESUME_PEEK, &mut resumed, np)
+        .await
+    {
+        Ok(_) => client
+            .retrieve_range(path, 0, RESUME_PEEK + 1, &mut whole, np)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) if whole.len() as u64 == RESUME_PEEK + 1 && whole.get(1..) == Some(&resumed[..]) => {
+            run.step(
+                "resume",
+                Verdict::Ok,
+                format!(
+                    "REST 1 + RETR {name}: its bytes from 1 on, as a download from 0 shows them (read {RESUME_PEEK} bytes, then the data connection cut; resumed downloads work)"
+                ),
+                started,
+            )
+        }
+        Ok(()) => run.warn(
+            "resume",
+            format!("REST 1 + RETR {name}: the bytes are not the file's from byte 1 on"),
+            started,
+            "the server does not honour REST: a resumed download restarts, and a client that trusts REST writes a corrupt file",
+            "enable restart (REST STREAM) in the server",
+        ),
+        Err(e) => run.warn(
+            "resume",
+            e.to_string(),
+            started,
+            "resuming a download (REST) fails: broken downloads must start over",
+            "enable restart (REST STREAM) in the server",
+        ),
+    }
 }
 
 /// Which TLS versions the server accepts: one handshake with each, on connections of their
@@ -1591,9 +1645,27 @@ fn slow_steps(run: &mut Run) {
         .steps
         .iter()
         .filter(|s| {
-            matches!(s.verdict, Verdict::Ok | Verdict::Warn)
+            // Replies on the control connection only: a data step's time is spent waiting for
+            // a data connection (a passive port that times out is not a slow server), and a
+            // step that failed or warned has its own cause.
+            s.verdict == Verdict::Ok
                 && s.elapsed > SLOW
-                && !matches!(s.name.as_str(), "resolve" | "connect")
+                && !matches!(
+                    s.name.as_str(),
+                    "resolve"
+                        | "connect"
+                        | "EPSV"
+                        | "PASV"
+                        | "EPRT"
+                        | "PORT"
+                        | "IPv4"
+                        | "IPv6"
+                        | "list"
+                        | "resume"
+                        | "upload"
+                        | "delete"
+                        | "rename"
+                )
         })
         .map(|s| format!("{} {:.1} s", s.name, s.elapsed.as_secs_f64()))
         .collect();
@@ -1677,8 +1749,11 @@ fn judge_tls(
             "does not match"
         }
     );
-    let bad = if !seen.name_matches {
-        Some((
+    // Every problem of the certificate gets its own cause (a name mismatch does not hide an
+    // expiry).
+    let mut problems: Vec<(String, String)> = Vec::new();
+    if !seen.name_matches {
+        problems.push((
             format!("the certificate is not issued for {name}: clients that check names refuse it"),
             format!(
                 "connect with a name the certificate carries ({}), or issue one that includes {name}",
@@ -1686,39 +1761,39 @@ fn judge_tls(
                     .as_ref()
                     .map_or("see its subject", |c| c.subject.as_str())
             ),
-        ))
+        ));
     } else if let Err(why) = &seen.verdict {
-        Some((
+        problems.push((
             format!("the certificate is {why}: clients that verify certificates refuse it"),
             "use a certificate from a CA clients trust (such as Let's Encrypt), or give clients this CA (wharf: --ca-file)".to_string(),
-        ))
-    } else {
-        summary
-            .as_ref()
-            .filter(|c| c.not_after - now < EXPIRY_WARNING_DAYS * 86_400)
-            .map(|c| {
-                (
-                    format!(
-                        "the certificate expires on {}",
-                        crate::x509::date(c.not_after)
-                    ),
-                    if software == Software::Wharf {
-                        "renew the certificate (Wharf reloads it on SIGHUP)".to_string()
-                    } else {
-                        "renew the certificate, and reload the server".to_string()
-                    },
-                )
-            })
-    };
-    if let Some((cause, advice)) = bad {
+        ));
+    }
+    if let Some(c) = summary
+        .as_ref()
+        .filter(|c| c.not_after - now < EXPIRY_WARNING_DAYS * 86_400)
+    {
+        problems.push((
+            format!(
+                "the certificate expires on {}",
+                crate::x509::date(c.not_after)
+            ),
+            if software == Software::Wharf {
+                "renew the certificate (Wharf reloads it on SIGHUP)".to_string()
+            } else {
+                "renew the certificate, and reload the server".to_string()
+            },
+        ));
+    }
+    if !problems.is_empty() {
         let expiring_only = seen.verdict.is_ok() && seen.name_matches;
         step.verdict = if expiring_only || insecure {
             Verdict::Warn
         } else {
             Verdict::Fail
         };
-        step.cause = Some(cause);
-        step.advice = Some(advice);
+        let (causes, advice): (Vec<String>, Vec<String>) = problems.into_iter().unzip();
+        step.cause = Some(causes.join("; "));
+        step.advice = Some(advice.join("; "));
     }
     step
 }
@@ -1772,7 +1847,7 @@ fn shown(bytes: &[u8]) -> String {
 }
 
 /// What a non-FTP service is, from what it sent: (name, advice).
-fn name_service(first: &[u8], host: &str, port: u16) -> Option<(&'static str, String)> {
+pub(crate) fn name_service(first: &[u8], host: &str, port: u16) -> Option<(&'static str, String)> {
     let text = String::from_utf8_lossy(first).to_ascii_uppercase();
     let ftp_like = first.len() >= 3 && first.iter().take(3).all(u8::is_ascii_digit);
     let wrong_port = format!(
@@ -2235,8 +2310,10 @@ impl Run {
                 names.join(", ")
             ),
         };
-        // Warnings of the data modes (a PASV address that is not the server's) stay visible.
+        // Warnings of the data modes (a PASV address that is not the server's) stay visible,
+        // each cause once, with every step it came from.
         let mut summary = summary;
+        let mut said: Vec<(String, Vec<&str>)> = Vec::new();
         for step in self.steps.iter().filter(|s| {
             (s.verdict == Verdict::Warn
                 && matches!(
@@ -2246,11 +2323,17 @@ impl Run {
                 || (s.verdict == Verdict::Fail && s.name == "upload")
         }) {
             if let Some(cause) = &step.cause {
-                match step.name.as_str() {
-                    "server" => summary.push_str(&format!("; the server's end: {cause}")),
-                    "upload" => summary.push_str(&format!("; the upload fails: {cause}")),
-                    name => summary.push_str(&format!("; warning ({name}): {cause}")),
+                match said.iter_mut().find(|(c, _)| c == cause) {
+                    Some((_, names)) => names.push(step.name.as_str()),
+                    None => said.push((cause.clone(), vec![step.name.as_str()])),
                 }
+            }
+        }
+        for (cause, names) in said {
+            match names.as_slice() {
+                ["server"] => summary.push_str(&format!("; the server's end: {cause}")),
+                ["upload"] => summary.push_str(&format!("; the upload fails: {cause}")),
+                names => summary.push_str(&format!("; warning ({}): {cause}", names.join(", "))),
             }
         }
         Report {

@@ -192,6 +192,8 @@ pub struct Client {
     /// The control connection is out of step (a reply may still be on its way, or the
     /// connection failed): the session must not be used for another command.
     broken: bool,
+    /// The first bytes the server sent (up to 64): what answered, when it is not FTP.
+    first_bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for Client {
@@ -308,6 +310,7 @@ impl Client {
             passive_failed: false,
             broken: false,
             feat_reply: None,
+            first_bytes: Vec::new(),
         };
         if client.options.tls.as_ref().is_some_and(|t| t.implicit) {
             client.handshake().await?;
@@ -316,7 +319,10 @@ impl Client {
         }
         // 120 "ready in nnn minutes" may come first; a server that never gets ready is cut off.
         for _ in 0..10 {
-            let reply = client.read_reply("the welcome message").await?;
+            let reply = match client.read_reply("the welcome message").await {
+                Err(Error::Protocol(e)) => return Err(client.not_ftp(e)),
+                r => r?,
+            };
             match reply.code {
                 ReplyCode(120) => continue,
                 ReplyCode::READY => {
@@ -333,6 +339,19 @@ impl Client {
         }
         Err(Error::Protocol(
             "the server keeps answering 120 (not ready)".into(),
+        ))
+    }
+
+    /// The welcome was not an FTP reply: say what answered, as far as its first bytes tell
+    /// (SSH, HTTP, mail, TLS), and point to `wharf check`.
+    fn not_ftp(&self, parse_error: String) -> Error {
+        let (host, port) = (self.peer.ip().to_string(), self.peer.port());
+        let what = crate::check::name_service(&self.first_bytes, &host, port)
+            .map(|(name, advice)| format!("{name} answers there: {advice}"))
+            .unwrap_or(parse_error);
+        Error::Protocol(format!(
+            "{} does not answer as an FTP server: {what}; `wharf check {host}:{port}` tells more",
+            self.peer
         ))
     }
 
@@ -1558,7 +1577,13 @@ impl Client {
             let read = timeout(self.options.timeout, self.control.read(&mut buf)).await;
             match read {
                 Ok(Ok(0)) => return Err(Error::Closed),
-                Ok(Ok(n)) => self.parser.feed(buf.get(..n).unwrap_or_default()),
+                Ok(Ok(n)) => {
+                    let got = buf.get(..n).unwrap_or_default();
+                    if self.first_bytes.is_empty() {
+                        self.first_bytes = got.iter().take(64).copied().collect();
+                    }
+                    self.parser.feed(got);
+                }
                 Ok(Err(e)) => return Err(Error::Network(e)),
                 Err(_) => {
                     return Err(Error::Timeout(format!(

@@ -140,7 +140,7 @@ pub struct LsArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TransferFlags {
-    /// Resume: continue a partial file (NAME.part, or a shorter NAME) from its size (REST;
+    /// Resume: continue a partial file (NAME.wharf-part, or a shorter NAME) from its size (REST;
     /// APPE for uploads where needed)
     #[arg(short = 'c', long = "continue")]
     resume: bool,
@@ -340,7 +340,7 @@ fn hint_partials() {
     for (path, how) in kept {
         if path.is_dir() {
             eprintln!(
-                "wharf: partial files (NAME.part) under {} are kept: {how}",
+                "wharf: partial files (NAME.wharf-part) under {} are kept: {how}",
                 path.display()
             );
         } else {
@@ -513,7 +513,11 @@ pub fn password_for(url: &FtpUrl, password_stdin: bool) -> Result<Option<String>
             url.host
         )));
     }
-    Ok(None)
+    // No one to ask: say where a password goes rather than send an empty one.
+    Err(Error::Usage(format!(
+        "no password for {user}@{} and no terminal to ask on: set WHARF_PASSWORD, pipe it with --password-stdin, or put it in ~/.netrc",
+        url.host
+    )))
 }
 
 /// What this run moved: the rate, the time left and the result lines come from these bytes
@@ -592,10 +596,11 @@ impl Bar {
 }
 
 fn bar_style(known_total: bool, moved: &Arc<Mutex<Moved>>) -> ProgressStyle {
+    // Decimal units (kB, MB), as the rate and README use: never MiB beside MB/s.
     let template = if known_total {
-        "{bytes:>10}/{total_bytes:<10} [{bar:30}] {rate:>12} ETA {left}"
+        "{decimal_bytes:>10}/{decimal_total_bytes:<10} [{bar:30}] {rate:>12} ETA {left}"
     } else {
-        "{bytes:>10} {rate:>12} {elapsed}"
+        "{decimal_bytes:>10} {rate:>12} {elapsed}"
     };
     let (for_rate, for_left) = (moved.clone(), moved.clone());
     ProgressStyle::with_template(template)
@@ -1093,6 +1098,12 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
     };
     if let Some(size) = size {
         s.bar.set_total(size);
+    } else if matches!(client.is_dir(&remote).await, Ok(true)) {
+        // No size: perhaps no file at all (SIZE of a directory is 550 "Not a plain file").
+        return Err(Error::Usage(format!(
+            "{} is a directory: use -r to copy it, or `wharf ls` to list it",
+            redact(&args.url)
+        )));
     }
     if let (Some(n), Some(size)) = (args.segments, size) {
         if client.features().rest_stream {
@@ -1170,7 +1181,7 @@ async fn get_matching(s: &Setup, args: &GetArgs, remote: &[u8]) -> Result<ExitCo
         Some(p) => p.clone(),
         None => PathBuf::from("."),
     };
-    if !target.is_dir() {
+    if target.exists() && !target.is_dir() {
         return Err(Error::Usage(format!(
             "{}: a pattern needs a local directory to download into",
             target.display()
@@ -1187,6 +1198,13 @@ async fn get_matching(s: &Setup, args: &GetArgs, remote: &[u8]) -> Result<ExitCo
             (path, local, e.size)
         })
         .collect();
+    // Made when missing, as -r does.
+    if !files.is_empty() && !target.exists() {
+        std::fs::create_dir_all(&target).map_err(|source| Error::Local {
+            path: target.clone(),
+            source,
+        })?;
+    }
     note_partial(target.clone(), RESUME_GET);
     let report = tree::download_files(
         client,
@@ -1422,6 +1440,12 @@ async fn mv(args: MvArgs) -> Result<ExitCode, Error> {
     };
     if to.is_empty() {
         return Err(Error::Usage("the new path is empty".into()));
+    }
+    // Refused before anything is sent (it would split the command on the wire).
+    if to.iter().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+        return Err(Error::Usage(
+            "the new path contains CR, LF or NUL, which an FTP command cannot carry".into(),
+        ));
     }
     let mut client = s.connector.open().await?;
     client.rename(&from, &to).await?;

@@ -520,6 +520,12 @@ mod namespaces {
             summary.contains("; the server's end: the server waited "),
             "{summary}"
         );
+        // A data step that timed out is not a slow server, and no cause is said twice.
+        let steps = j["steps"].as_array().unwrap();
+        assert!(!steps.iter().any(|s| s["name"] == "speed"), "{j}");
+        let parts: Vec<&str> = summary.split("; ").collect();
+        let mut seen = std::collections::HashSet::new();
+        assert!(parts.iter().all(|p| seen.insert(*p)), "{summary}");
     }
 
     #[test]
@@ -1147,4 +1153,62 @@ fn a_slow_server_is_warned_about() {
     has(speed, "evidence", "banner 2.");
     has(speed, "cause", "reverse DNS");
     t.join().unwrap();
+}
+
+/// The resume step reads a few kilobytes of a large file (with REST 1, then from 0, to see the
+/// shift), never the whole file: 20 MB at a 2 MB/s cap used to take ten seconds of the check.
+#[test]
+fn resume_step_reads_a_few_bytes_of_a_large_file() {
+    let peer = peers::wharf(
+        BIN,
+        "127.0.0.1:0",
+        Some("[limits]\ndownload_rate = 2000000\n"),
+    );
+    peer.seed("big.bin", &wharf_testkit::pattern(20_000_000, 7));
+    let c = check_json(&target(&peer), &user_args(&peer));
+    let resume = step(&c.json, "resume");
+    assert_eq!(resume["verdict"], "ok", "{resume}");
+    has(
+        resume,
+        "evidence",
+        "read 4096 bytes, then the data connection cut",
+    );
+    let log = peer.log();
+    assert!(
+        !log.contains("bytes=19999999"),
+        "the whole file was read:\n{log}"
+    );
+}
+
+/// Every problem of the TLS step gets its cause: a certificate for another name that also
+/// expires in ten days is said to be both (the expiry was hidden behind the name).
+#[test]
+fn tls_step_says_every_certificate_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output_with_input(
+        Command::new(BIN)
+            .args(["cert", "other.example", "--days", "10", "--out"])
+            .arg(dir.path()),
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success());
+    let cert = dir.path().join("other.example.crt");
+    let s = crate::server()
+        .args(&[
+            "--tls-cert",
+            &cert.to_string_lossy(),
+            "--tls-key",
+            &dir.path().join("other.example.key").to_string_lossy(),
+        ])
+        .start();
+    let c = check_json(
+        &format!("ftpes://{}", s.addr),
+        &["--ca-file", &cert.to_string_lossy()],
+    );
+    let st = step(&c.json, "tls");
+    assert_eq!(st["verdict"], "fail", "{st}");
+    has(st, "cause", "not issued for 127.0.0.1");
+    has(st, "cause", "the certificate expires on");
+    has(st, "advice", "renew the certificate");
 }

@@ -979,10 +979,83 @@ fn progress_bar_only_on_a_terminal() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{shown}");
     assert!(std::fs::read(work.path().join("big.bin")).unwrap() == body);
-    // size so far / total, a rate and an ETA.
+    // size so far / total (decimal units, as the rate), a rate and an ETA.
     assert!(
-        shown.contains("/38.15 MiB") && shown.contains("ETA"),
+        shown.contains("/40.00 MB") && shown.contains("ETA"),
         "{shown:?}"
     );
     // The same download with output to a pipe: no bar (checked in connection_log_line_by_line).
+}
+
+/// What a new user hits first gets a clear word: a directory fetched without -r; a port where
+/// something else than FTP answers (SSH) named, with `wharf check`; a user without a password
+/// and no terminal to ask on; a pattern into a directory that does not exist yet (made, as -r
+/// does); a new name with CR/LF refused before anything is sent.
+#[test]
+fn what_a_new_user_hits_first() {
+    let server = crate::server().arg("-w").start();
+    std::fs::create_dir(server.path("dir")).unwrap();
+    for name in ["a.gz", "b.gz", "c.txt"] {
+        std::fs::write(server.path(&format!("dir/{name}")), name.as_bytes()).unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = format!("ftp://{}", server.addr);
+    let run = wharf(tmp.path(), &["get", &format!("{base}/dir")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is a directory: use -r"),
+        "{}",
+        run.stderr
+    );
+    // A pattern into logs/, which is not there yet.
+    wharf(tmp.path(), &["get", &format!("{base}/dir/*.gz"), "logs/"]).ok("get pattern");
+    assert_eq!(
+        std::fs::read(tmp.path().join("logs/a.gz")).unwrap(),
+        b"a.gz"
+    );
+    assert!(tmp.path().join("logs/b.gz").exists() && !tmp.path().join("logs/c.txt").exists());
+    // An SSH server on the port.
+    let ssh = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ssh_port = ssh.local_addr().unwrap().port();
+    let banner = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = ssh.accept() {
+            use std::io::Write;
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let run = wharf(tmp.path(), &["ls", &format!("ftp://127.0.0.1:{ssh_port}/")]);
+    banner.join().unwrap();
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("an SSH server") && run.stderr.contains("wharf check 127.0.0.1:"),
+        "{}",
+        run.stderr
+    );
+    // A user, no password anywhere, no terminal: said, nothing sent.
+    let out = output_with_input(
+        Command::new(BIN)
+            .args(["ls", &format!("ftp://alice@{}/", server.addr)])
+            .env_remove("WHARF_PASSWORD")
+            .env("HOME", tmp.path()),
+        None,
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("WHARF_PASSWORD") && err.contains("--password-stdin"),
+        "{err}"
+    );
+    // mv to a name with CR/LF: refused before connecting (nothing listens on that port).
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = wharf(
+        tmp.path(),
+        &["mv", &format!("ftp://{closed}/a.txt"), "b\r\nDELE x"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("CR, LF or NUL"), "{}", run.stderr);
 }
