@@ -366,6 +366,18 @@ fn the_admin_page_in_chromium_adds_a_user_and_disconnects_its_session() {
     browser.click("#add-user");
     browser.wait_for("#users tr[data-name='webuser']");
     assert!(browser.text("#status").contains("User webuser added."));
+    // Disabled and enabled again through the page (each an audit line below).
+    for word in ["disabled", "enabled"] {
+        browser.click("button.toggle[data-name='webuser']");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !browser
+            .text("#status")
+            .contains(&format!("User webuser {word}."))
+        {
+            assert!(Instant::now() < deadline, "{}", browser.text("#status"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     // The FTP client logs in as that user: its session appears on the dashboard by itself.
     let mut ftp = Ftp::login_to(server.addr, "webuser", "web-pw");
     let row = "#sessions tbody tr";
@@ -387,6 +399,8 @@ fn the_admin_page_in_chromium_adds_a_user_and_disconnects_its_session() {
     let log = server.log();
     for line in [
         "act=\"user add\" on=\"webuser\"",
+        "act=\"user disable\" on=\"webuser\"",
+        "act=\"user enable\" on=\"webuser\"",
         &format!("act=\"session kick\" on=\"session {id} (webuser from"),
         "admin API: wrong token",
     ] {
