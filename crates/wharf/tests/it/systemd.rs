@@ -82,7 +82,8 @@ fn notify_protocol_as_a_service_manager_sees_it() {
     let started = Instant::now();
     until(&sock, "WATCHDOG=1");
     until(&sock, "WATCHDOG=1");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // At 0.2 s apart, two within a few seconds even on a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(5));
     let before = monotonic_usec();
     s.signal("HUP");
     let reload = until(&sock, "RELOADING=1");
