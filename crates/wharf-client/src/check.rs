@@ -846,7 +846,7 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) -> Vec<crate
     run.start("resume", &format!("REST 1 and RETR {name}, up to {secs} s"));
     if size - 1 > RESUME_PEEK {
         let path = file.name.clone();
-        resume_by_peeking(run, client, &path, started).await;
+        resume_by_peeking(run, client, &path, size, started).await;
         return entries;
     }
     let mut sink = tokio::io::sink();
@@ -878,41 +878,47 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) -> Vec<crate
     entries
 }
 
-/// Bytes the resume step reads of a larger file: a few, never the whole file (a large file at
-/// a capped rate took a minute, and was then blamed on the server).
+/// Bytes the resume step reads of a larger file: its last few, never the whole file (a large
+/// file at a capped rate took a minute, and was then blamed on the server).
 const RESUME_PEEK: u64 = 4096;
 
-/// The resume step on a file larger than [`RESUME_PEEK`]: bytes 1.. with REST 1, then bytes
-/// 0.. without, each data connection cut after a few kilobytes; REST works when the first read
-/// is the second shifted by one byte.
-async fn resume_by_peeking(run: &mut Run, client: &mut Client, path: &[u8], started: Instant) {
+/// The resume step on a file larger than [`RESUME_PEEK`]: REST to [`RESUME_PEEK`] bytes before
+/// its end, and a RETR that may take one byte more. A server that honours REST sends exactly
+/// those bytes and ends; one that ignores it starts from the beginning, and the extra byte
+/// shows it (whatever the file holds), the data connection then cut.
+async fn resume_by_peeking(
+    run: &mut Run,
+    client: &mut Client,
+    path: &[u8],
+    size: u64,
+    started: Instant,
+) {
     let name = String::from_utf8_lossy(path).into_owned();
-    let np = &crate::client::NoProgress;
-    let (mut resumed, mut whole) = (Vec::new(), Vec::new());
-    let result = match client
-        .retrieve_range(path, 1, RESUME_PEEK, &mut resumed, np)
+    let offset = size - RESUME_PEEK;
+    let mut got = Vec::new();
+    match client
+        .retrieve_range(
+            path,
+            offset,
+            RESUME_PEEK + 1,
+            &mut got,
+            &crate::client::NoProgress,
+        )
         .await
     {
-        Ok(_) => client
-            .retrieve_range(path, 0, RESUME_PEEK + 1, &mut whole, np)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(()) if whole.len() as u64 == RESUME_PEEK + 1 && whole.get(1..) == Some(&resumed[..]) => {
-            run.step(
-                "resume",
-                Verdict::Ok,
-                format!(
-                    "REST 1 + RETR {name}: its bytes from 1 on, as a download from 0 shows them (read {RESUME_PEEK} bytes, then the data connection cut; resumed downloads work)"
-                ),
-                started,
-            )
-        }
-        Ok(()) => run.warn(
+        Ok(n) if n == RESUME_PEEK => run.step(
             "resume",
-            format!("REST 1 + RETR {name}: the bytes are not the file's from byte 1 on"),
+            Verdict::Ok,
+            format!(
+                "REST {offset} + RETR {name}: the last {RESUME_PEEK} of {size} bytes (resumed downloads work)"
+            ),
+            started,
+        ),
+        Ok(n) => run.warn(
+            "resume",
+            format!(
+                "REST {offset} + RETR {name}: {n} bytes came, expected the last {RESUME_PEEK}"
+            ),
             started,
             "the server does not honour REST: a resumed download restarts, and a client that trusts REST writes a corrupt file",
             "enable restart (REST STREAM) in the server",
@@ -1762,7 +1768,11 @@ fn judge_tls(
                     .map_or("see its subject", |c| c.subject.as_str())
             ),
         ));
-    } else if let Err(why) = &seen.verdict {
+    }
+    // The verifier's own word, unless it is the name again (or the expiry, said below).
+    if let Err(why) = &seen.verdict
+        && !matches!(why.as_str(), "issued for another name" | "expired")
+    {
         problems.push((
             format!("the certificate is {why}: clients that verify certificates refuse it"),
             "use a certificate from a CA clients trust (such as Let's Encrypt), or give clients this CA (wharf: --ca-file)".to_string(),
@@ -1772,11 +1782,13 @@ fn judge_tls(
         .as_ref()
         .filter(|c| c.not_after - now < EXPIRY_WARNING_DAYS * 86_400)
     {
+        let when = crate::x509::date(c.not_after);
         problems.push((
-            format!(
-                "the certificate expires on {}",
-                crate::x509::date(c.not_after)
-            ),
+            if c.not_after < now {
+                format!("the certificate expired on {when}: clients refuse it")
+            } else {
+                format!("the certificate expires on {when}")
+            },
             if software == Software::Wharf {
                 "renew the certificate (Wharf reloads it on SIGHUP)".to_string()
             } else {

@@ -441,8 +441,14 @@ fn credentials(url: &mut FtpUrl, common: &Common) -> Result<Option<String>, Erro
             if url.user.is_none() {
                 url.user = found.login.clone();
             }
-            if !explicit && url.user.is_some() && found.password.is_some() {
-                return Ok(found.password);
+            if !explicit && url.user.is_some() {
+                // An entry without a password (`login anonymous`) is a login without one.
+                if found.password.is_none() && !std::io::stdin().is_terminal() {
+                    return Ok(None);
+                }
+                if found.password.is_some() {
+                    return Ok(found.password);
+                }
             }
         }
     }
@@ -512,6 +518,10 @@ pub fn password_for(url: &FtpUrl, password_stdin: bool) -> Result<Option<String>
             "Password for {user}@{}: ",
             url.host
         )));
+    }
+    // Anonymous logins need no password of the user's.
+    if user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp") {
+        return Ok(None);
     }
     // No one to ask: say where a password goes rather than send an empty one.
     Err(Error::Usage(format!(
@@ -1098,7 +1108,7 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
     };
     if let Some(size) = size {
         s.bar.set_total(size);
-    } else if matches!(client.is_dir(&remote).await, Ok(true)) {
+    } else if remote_is_dir(&mut client, &remote).await? {
         // No size: perhaps no file at all (SIZE of a directory is 550 "Not a plain file").
         return Err(Error::Usage(format!(
             "{} is a directory: use -r to copy it, or `wharf ls` to list it",
@@ -1170,6 +1180,21 @@ async fn get(args: GetArgs) -> Result<ExitCode, Error> {
     s.bar.finish();
     result_line(&s, &local.display().to_string(), size);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `remote` is a directory: MLST's type where the server offers it, else a CWD there
+/// and back (a server that refuses PWD cannot be asked: no).
+async fn remote_is_dir(client: &mut Client, remote: &[u8]) -> Result<bool, Error> {
+    if client.features().mlst
+        && let Ok(Some(entry)) = client.mlst(remote).await
+    {
+        return Ok(entry.kind == FileKind::Dir);
+    }
+    match client.is_dir(remote).await {
+        Ok(dir) => Ok(dir),
+        Err(Error::Refused { command, .. }) if command.starts_with("PWD") => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// `get 'ftp://h/dir/*.log' [DIR]`: every file the pattern matches, into DIR (default: here).

@@ -280,7 +280,30 @@ fn serve(args: ServeArgs) -> ExitCode {
         (addrs(&a.ftp), addrs(&a.ftps))
     });
     if let Some(fixed) = &fixed_listen {
+        // What socket activation cannot do (yet) is said, not ignored.
+        if settings.listen_proxy.iter().any(Option::is_some) {
+            return config_error(&wharf_server::ConfigError::new(
+                "listener",
+                "[[listener]] with proxy_protocol cannot take a socket from systemd: listen on its address yourself (stop wharf.socket) or drop proxy_protocol",
+            ));
+        }
+        if !fixed.1.is_empty() && settings.tls.is_none() {
+            return config_error(&wharf_server::ConfigError::new(
+                "tls",
+                "systemd hands over a socket named ftps (implicit TLS), but there is no [tls] certificate",
+            ));
+        }
+        if !settings.listen_implicit.is_empty() && fixed.1.is_empty() {
+            eprintln!(
+                "wharf: warning: tls.listen_implicit is ignored under socket activation: add a socket named ftps (FileDescriptorName=ftps) for implicit TLS"
+            );
+        }
         fixed.apply(&mut settings);
+    }
+    // `--check`: nothing opened or made (a transfer log created as root would stop the
+    // service); the checks as run_as.
+    if args.check {
+        return startup::check_only(&settings, |e| config_error(e));
     }
     let services = match Services::new(&settings) {
         Ok(s) => s,
@@ -288,9 +311,6 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     // The format is known now; a reload does not change it (nor the level).
     init_log(args.log_level, settings.log.format);
-    if args.check {
-        return startup::check_only(&settings, &services, |e| config_error(e));
-    }
     // Binding: a port in use or a privileged one is a configuration error too (exit code 2).
     let bind_error = |field: &str, addr: &std::net::SocketAddr, e: &std::io::Error| -> ExitCode {
         let hint = match e.kind() {
@@ -371,9 +391,6 @@ fn serve(args: ServeArgs) -> ExitCode {
     let outcome = privilege::drop_root(&settings.run_as, settings.allow_root);
     match outcome {
         Ok(privilege::Outcome::Switched { user, uid, gid }) => {
-            if let Err(e) = startup::check_homes(&settings, &user) {
-                return config_error(&e);
-            }
             tracing::info!(
                 user,
                 uid,
@@ -387,9 +404,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(privilege::Outcome::NotRoot) => {}
         Err(e) => return config_error(&e),
     }
-    // From here on the process is the user it serves as: what it checks, it checks as that user.
+    // From here on the process is the user it serves as: what it checks, it checks as that user
+    // (as `--check` does).
     let user = startup::current_user();
-    if let Err(e) = startup::check_database(&settings, &user) {
+    let checked = startup::check_homes(&settings, &user)
+        .and_then(|()| startup::check_database(&settings, &user));
+    if let Err(e) = checked {
         return config_error(&e);
     }
     for w in startup::warnings(&settings, &services.own_files, &user) {

@@ -238,7 +238,6 @@ pub fn check_homes(settings: &Settings, user: &str) -> Result<(), ConfigError> {
 /// as, then what would be served; exit code 0, or 2 with the error (`fail`).
 pub fn check_only(
     settings: &Settings,
-    services: &wharf_server::Services,
     fail: impl Fn(&ConfigError) -> std::process::ExitCode,
 ) -> std::process::ExitCode {
     let user = match crate::privilege::drop_root(&settings.run_as, settings.allow_root) {
@@ -246,17 +245,60 @@ pub fn check_only(
         Ok(_) => current_user(),
         Err(e) => return fail(&e),
     };
-    let checked = check_homes(settings, &user).and_then(|()| check_database(settings, &user));
+    let checked = check_homes(settings, &user)
+        .and_then(|()| check_database(settings, &user))
+        .and_then(|()| check_files(settings, &user));
     if let Err(e) = checked {
         return fail(&e);
     }
-    for w in warnings(settings, &services.own_files, &user) {
+    let own = OwnFiles::new(settings.own_files());
+    for w in warnings(settings, &own, &user) {
         eprintln!("wharf: warning: {w}");
     }
     for line in describe(settings, &user) {
         println!("{line}");
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// What a start reads or writes beyond the homes and the database, checked as `user` without
+/// making anything: the certificates (loaded, as a reload would), the transfer log (it or
+/// its directory writable).
+fn check_files(settings: &Settings, user: &str) -> Result<(), ConfigError> {
+    if let Some(t) = &settings.tls {
+        wharf_server::tls::Tls::new(
+            t.mode,
+            &t.cert,
+            &t.key,
+            t.require_session_reuse,
+            t.require_close_notify,
+        )
+        .map_err(|m| ConfigError::new(t.cert_field, m))?;
+    }
+    if let Some((cert, key)) = settings.admin.as_ref().and_then(|a| a.tls.as_ref()) {
+        wharf_server::tls::https_acceptor(cert, key)
+            .map_err(|m| ConfigError::new("admin.cert", m))?;
+    }
+    if let Some(log) = &settings.log.xferlog {
+        let target = if log.exists() {
+            log.clone()
+        } else {
+            log.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or(PathBuf::from("."), Path::to_path_buf)
+        };
+        if !may(&target, rustix::fs::Access::WRITE_OK) {
+            return Err(ConfigError::new(
+                "log.xferlog",
+                format!(
+                    "`{}` cannot be written by `{user}`, the user the server runs as (`chown {user} {}`)",
+                    log.display(),
+                    target.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a server with `settings` serves, one line a fact (for `--check`).

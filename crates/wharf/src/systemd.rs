@@ -17,6 +17,8 @@ use std::time::Duration;
 pub struct Notify {
     sock: UnixDatagram,
     to: SocketAddr,
+    /// STOPPING=1 was sent: the status stays "Stopping".
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Notify {
@@ -31,6 +33,7 @@ impl Notify {
         Some(Notify {
             sock: UnixDatagram::unbound().ok()?,
             to,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -57,6 +60,8 @@ impl Notify {
     }
 
     pub fn stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.send("STOPPING=1\nSTATUS=Stopping: running transfers may finish");
     }
 
@@ -75,7 +80,8 @@ impl Notify {
             if watchdog.is_some() {
                 msg.push_str("WATCHDOG=1\n");
             }
-            if now != last {
+            let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
+            if now != last && !stopping {
                 msg.push_str(&format!("STATUS={now}\n"));
                 last = now;
             }
@@ -172,8 +178,11 @@ fn take_listener(fd: i32) -> Result<TcpListener, String> {
     // open and this process's to own; each is taken once, here, and nothing else uses them.
     let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
     let sock = socket2::Socket::from(owned);
-    let listening =
-        sock.r#type().ok() == Some(socket2::Type::STREAM) && sock.is_listener().unwrap_or(false);
+    let tcp =
+        matches!(sock.domain(), Ok(d) if d == socket2::Domain::IPV4 || d == socket2::Domain::IPV6);
+    let listening = tcp
+        && sock.r#type().ok() == Some(socket2::Type::STREAM)
+        && sock.is_listener().unwrap_or(false);
     if !listening {
         return Err(format!(
             "socket {fd} from the service manager is not a listening TCP socket (ListenStream= in the socket unit)"

@@ -1155,8 +1155,8 @@ fn a_slow_server_is_warned_about() {
     t.join().unwrap();
 }
 
-/// The resume step reads a few kilobytes of a large file (with REST 1, then from 0, to see the
-/// shift), never the whole file: 20 MB at a 2 MB/s cap used to take ten seconds of the check.
+/// The resume step reads the last few kilobytes of a large file (REST to 4096 bytes before its
+/// end), never the whole file: 20 MB at a 2 MB/s cap used to take ten seconds of the check.
 #[test]
 fn resume_step_reads_a_few_bytes_of_a_large_file() {
     let peer = peers::wharf(
@@ -1171,7 +1171,7 @@ fn resume_step_reads_a_few_bytes_of_a_large_file() {
     has(
         resume,
         "evidence",
-        "read 4096 bytes, then the data connection cut",
+        "REST 19995904 + RETR big.bin: the last 4096 of 20000000 bytes",
     );
     let log = peer.log();
     assert!(
@@ -1211,4 +1211,10 @@ fn tls_step_says_every_certificate_problem() {
     has(st, "cause", "not issued for 127.0.0.1");
     has(st, "cause", "the certificate expires on");
     has(st, "advice", "renew the certificate");
+    // Not trusted either (the system's CAs): all three said.
+    let c = check_json(&format!("ftpes://{}", s.addr), &[]);
+    let st = step(&c.json, "tls");
+    has(st, "cause", "not issued for 127.0.0.1");
+    has(st, "cause", "not trusted");
+    has(st, "cause", "the certificate expires on");
 }

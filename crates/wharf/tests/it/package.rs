@@ -203,6 +203,16 @@ fn debian_package_builds_checks_installs_and_purges() {
             "--check",
         ]));
         assert!(check.contains("Runs as: wharf"), "{check}");
+        // As root, as an admin types it: it switches to wharf (run_as) and makes nothing (a
+        // transfer log made by root would stop the service).
+        let as_root = run(Command::new("/usr/bin/wharf").args([
+            "serve",
+            "--config",
+            "/etc/wharf/wharf.toml",
+            "--check",
+        ]));
+        assert!(as_root.contains("Runs as: wharf"), "{as_root}");
+        assert!(!Path::new("/var/log/wharf/xferlog").exists());
         for (path, mode, owner) in [
             ("/var/lib/wharf", 0o700, "wharf"),
             ("/var/log/wharf", 0o750, "wharf"),
