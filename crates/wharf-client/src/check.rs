@@ -2081,7 +2081,7 @@ fn judge(probe: &Probe, software: Software, server: SocketAddr) -> Step {
                 && setup_reply.is_none();
             let tls_refused = e
                 .reply_code()
-                .is_some_and(|c| matches!(c.0, 425 | 450 | 522 | 534 | 535))
+                .is_some_and(wharf_proto::ReplyCode::may_be_data_tls)
                 && {
                     let t = e.to_string().to_ascii_lowercase();
                     t.contains("tls") || t.contains("ssl") || t.contains("reuse")
@@ -2167,8 +2167,7 @@ fn active_address_refused(reply: &wharf_proto::Reply, probe: &Probe, server: Soc
     let nat = probe
         .data_addr
         .is_some_and(|a| is_local_address(a.ip()) && !is_local_address(server.ip()));
-    matches!(reply.code.0, 500 | 501 | 504)
-        && (nat || text.contains("illegal") || text.contains("foreign"))
+    reply.code.is_not_accepted() && (nat || text.contains("illegal") || text.contains("foreign"))
 }
 
 fn is_timeout(e: &Error) -> bool {

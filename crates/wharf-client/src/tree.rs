@@ -371,7 +371,7 @@ impl Default for TreeOptions {
 /// a usage error will fail again.
 pub fn is_transient(e: &Error) -> bool {
     match e.reply_code() {
-        Some(code) => matches!(code.0, 421 | 425 | 426 | 450 | 451),
+        Some(code) => code.is_transient(),
         None => e.kind() == crate::error::ErrorKind::Network,
     }
 }

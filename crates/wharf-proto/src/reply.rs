@@ -73,6 +73,33 @@ impl ReplyCode {
     pub fn is_negative(self) -> bool {
         (400..600).contains(&self.0)
     }
+
+    // What a code tells a client deciding what to do next: each rule named once, here, for
+    // every place that judges a reply.
+
+    /// Trying again may work (421 service closing, 425 no data connection, 426 transfer
+    /// aborted, 450 file busy, 451 local error); a 5yz refusal will fail again.
+    pub fn is_transient(self) -> bool {
+        matches!(self.0, 421 | 425 | 426 | 450 | 451)
+    }
+
+    /// The path named is no directory, as servers answer a listing of a file or of nothing
+    /// (550, 501 from pyftpdlib, 450 from vsftpd).
+    pub fn names_no_directory(self) -> bool {
+        matches!(self.0, 450 | 501 | 550)
+    }
+
+    /// A refusal a data connection's TLS may be behind (425, 450, 522 session reuse, 534/535
+    /// protection refused), when its text says TLS.
+    pub fn may_be_data_tls(self) -> bool {
+        matches!(self.0, 425 | 450 | 522 | 534 | 535)
+    }
+
+    /// The server did not take the command or its argument (500, 501, 504): an address it
+    /// refuses in PORT/EPRT, among others.
+    pub fn is_not_accepted(self) -> bool {
+        matches!(self.0, 500 | 501 | 504)
+    }
 }
 
 impl fmt::Display for ReplyCode {
@@ -277,6 +304,19 @@ fn parse_code(line: &[u8]) -> Option<ReplyCode> {
 
 #[cfg(test)]
 mod tests {
+    /// Each named class, code by code.
+    #[test]
+    fn reply_classes() {
+        let class = |f: fn(ReplyCode) -> bool| -> Vec<u16> {
+            (100..600).filter(|&c| f(ReplyCode(c))).collect()
+        };
+        assert_eq!(class(ReplyCode::is_transient), [421, 425, 426, 450, 451]);
+        assert_eq!(class(ReplyCode::names_no_directory), [450, 501, 550]);
+        assert_eq!(class(ReplyCode::may_be_data_tls), [425, 450, 522, 534, 535]);
+        assert_eq!(class(ReplyCode::is_not_accepted), [500, 501, 504]);
+        assert!(ReplyCode(226).is_completion() && !ReplyCode(226).is_transient());
+    }
+
     use super::*;
 
     #[test]

@@ -779,7 +779,7 @@ pub fn names_no_directory(e: &Error, path: &[u8]) -> bool {
     !path.is_empty()
         && !e.is_data_connection_failure()
         && e.reply_code()
-            .is_some_and(|c| matches!(c.0, 450 | 501 | 550))
+            .is_some_and(wharf_proto::ReplyCode::names_no_directory)
 }
 
 /// What a pattern in the last component of `path` matches: each entry of that kind (files,
