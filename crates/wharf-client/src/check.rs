@@ -843,26 +843,38 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) -> Vec<crate
     };
     let name = String::from_utf8_lossy(&file.name).into_owned();
     let size = file.size.unwrap_or(0);
-    run.start("resume", &format!("REST 1 and RETR {name}, up to {secs} s"));
-    if size - 1 > RESUME_PEEK {
-        let path = file.name.clone();
-        resume_by_peeking(run, client, &path, size, started).await;
-        return entries;
-    }
-    let mut sink = tokio::io::sink();
+    // REST to at most RESUME_PEEK bytes before the end (byte 1 of a small file), and a RETR
+    // that may take one byte more: a server that honours REST sends exactly the rest; one that
+    // ignores it starts from the beginning, and the extra byte shows it whatever the file
+    // holds (the data connection is then cut). Never the whole of a large file.
+    let offset = size.saturating_sub(RESUME_PEEK).max(1);
+    let want = size - offset;
+    run.start(
+        "resume",
+        &format!("REST {offset} and RETR {name}, up to {secs} s"),
+    );
+    let mut got = Vec::new();
+    let np = &crate::client::NoProgress;
+    let shown = |n: u64| {
+        if offset == 1 {
+            format!("REST 1 + RETR {name}: {n} of {size} bytes")
+        } else {
+            format!("REST {offset} + RETR {name}: the last {n} of {size} bytes")
+        }
+    };
     match client
-        .retrieve(&file.name, 1, &mut sink, &crate::client::NoProgress)
+        .retrieve_range(&file.name, offset, want + 1, &mut got, np)
         .await
     {
-        Ok(n) if n == size - 1 => run.step(
+        Ok(n) if n == want => run.step(
             "resume",
             Verdict::Ok,
-            format!("REST 1 + RETR {name}: {n} of {size} bytes (resumed downloads work)"),
+            format!("{} (resumed downloads work)", shown(n)),
             started,
         ),
         Ok(n) => run.warn(
             "resume",
-            format!("REST 1 + RETR {name}: {n} bytes, expected {}", size - 1),
+            format!("REST {offset} + RETR {name}: {n} bytes, expected {want}"),
             started,
             "the server does not honour REST: a resumed download restarts, and a client that trusts REST writes a corrupt file",
             "enable restart (REST STREAM) in the server",
@@ -881,57 +893,6 @@ async fn deeper(run: &mut Run, client: &mut Client, wait: Duration) -> Vec<crate
 /// Bytes the resume step reads of a larger file: its last few, never the whole file (a large
 /// file at a capped rate took a minute, and was then blamed on the server).
 const RESUME_PEEK: u64 = 4096;
-
-/// The resume step on a file larger than [`RESUME_PEEK`]: REST to [`RESUME_PEEK`] bytes before
-/// its end, and a RETR that may take one byte more. A server that honours REST sends exactly
-/// those bytes and ends; one that ignores it starts from the beginning, and the extra byte
-/// shows it (whatever the file holds), the data connection then cut.
-async fn resume_by_peeking(
-    run: &mut Run,
-    client: &mut Client,
-    path: &[u8],
-    size: u64,
-    started: Instant,
-) {
-    let name = String::from_utf8_lossy(path).into_owned();
-    let offset = size - RESUME_PEEK;
-    let mut got = Vec::new();
-    match client
-        .retrieve_range(
-            path,
-            offset,
-            RESUME_PEEK + 1,
-            &mut got,
-            &crate::client::NoProgress,
-        )
-        .await
-    {
-        Ok(n) if n == RESUME_PEEK => run.step(
-            "resume",
-            Verdict::Ok,
-            format!(
-                "REST {offset} + RETR {name}: the last {RESUME_PEEK} of {size} bytes (resumed downloads work)"
-            ),
-            started,
-        ),
-        Ok(n) => run.warn(
-            "resume",
-            format!(
-                "REST {offset} + RETR {name}: {n} bytes came, expected the last {RESUME_PEEK}"
-            ),
-            started,
-            "the server does not honour REST: a resumed download restarts, and a client that trusts REST writes a corrupt file",
-            "enable restart (REST STREAM) in the server",
-        ),
-        Err(e) => run.warn(
-            "resume",
-            e.to_string(),
-            started,
-            "resuming a download (REST) fails: broken downloads must start over",
-            "enable restart (REST STREAM) in the server",
-        ),
-    }
-}
 
 /// Which TLS versions the server accepts: one handshake with each, on connections of their
 /// own. Clients without TLS 1.3 are still common (older Windows and Java versions), so a

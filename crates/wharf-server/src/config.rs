@@ -1268,10 +1268,7 @@ impl Settings {
 
     /// The SQLite user database's file, if the user database is one.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
-        let path = self.users_db.as_deref()?.strip_prefix("sqlite:")?;
-        let path = path.trim_start_matches("//");
-        let path = path.split_once('?').map_or(path, |(p, _)| p);
-        (!path.is_empty()).then(|| PathBuf::from(path))
+        crate::userdb::sqlite_file(self.users_db.as_deref()?)
     }
 }
 

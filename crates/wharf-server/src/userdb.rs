@@ -156,6 +156,13 @@ fn driver_url(url: &str) -> Result<(String, DbKind), DbError> {
     )))
 }
 
+/// The file of a `sqlite:PATH` URL (`None` for another database).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
+}
+
 /// Whether `url` names a user database this server can use (no connection made).
 pub fn check_url(url: &str) -> Result<(), DbError> {
     driver_url(url).map(|_| ())

@@ -170,7 +170,7 @@ pub fn users(args: UsersArgs) -> ExitCode {
 
 async fn run(args: UsersArgs) -> Result<(), Failed> {
     let db = UserDb::lazy(&args.db, Duration::from_secs(10))?;
-    let sqlite = sqlite_path(&args.db);
+    let sqlite = wharf_server::userdb::sqlite_file(&args.db);
     let owner = {
         let dir = sqlite
             .as_deref()
@@ -200,13 +200,6 @@ async fn run(args: UsersArgs) -> Result<(), Failed> {
         warn_unwritable(path, &owner);
     }
     result
-}
-
-/// The file of a `sqlite:PATH` URL.
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
-    (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
 /// Makes the directory of a new database when it is missing; `Some(dir)` when it was made.
