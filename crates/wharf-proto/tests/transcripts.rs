@@ -149,7 +149,7 @@ impl World {
 
     fn resolve(&mut self, action: &Action) -> Option<Outcome> {
         Some(match action {
-            Action::Login { user, password } => {
+            Action::Login { user, password, .. } => {
                 Outcome::Login(match (user.as_slice(), password.as_slice()) {
                     (b"alice", b"pw") => LoginResult::Ok(User {
                         name: "alice".into(),

@@ -708,6 +708,8 @@ async fn create_user(
         permissions: Permissions::READ_ONLY,
         limits: UserLimits::default(),
         enabled: true,
+        totp_secret: None,
+        rules: Default::default(),
         created_at: 0,
         updated_at: 0,
         last_login: None,

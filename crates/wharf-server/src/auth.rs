@@ -1,5 +1,6 @@
-//! Authentication: the [`Authenticator`] trait and the built-in [`UserStore`] (users from the
-//! command line and the config file, and anonymous).
+//! Authentication: the [`Authenticator`] trait, what a login offers and gets, and password
+//! hashes. The built-in authenticator over every source of users is
+//! [`crate::identity::UserStore`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,6 +61,11 @@ pub struct Credentials {
     pub conn: ConnInfo,
     /// The control connection is TLS.
     pub tls: bool,
+    /// The host name the client asked for (HOST, or the TLS SNI name), if any.
+    pub host: Option<String>,
+    /// The server's fair password queue: a hash is checked only with a slot of it (a remote
+    /// source is waited on without one). `None`: no queue (tests, embedders).
+    pub queue: Option<Arc<crate::guard::Guard>>,
 }
 
 /// Why a login did not succeed.
@@ -72,24 +78,50 @@ pub enum AuthError {
     /// The user database cannot answer: the client gets 421, never a login.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The client's address was banned while its login waited for the password queue.
+    #[error("address refused")]
+    AddressRefused,
 }
 
 /// Why a login was rejected: for the log only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     UnknownUser,
     WrongPassword,
     /// The account exists but is disabled.
     Disabled,
+    /// No password: refused before any source is asked (an empty password is an
+    /// unauthenticated bind to many directories).
+    EmptyPassword,
+    /// The client's address is not allowed: the rule, as the audit line names it.
+    AddressRule(String),
+    /// The user has a one-time code and none followed the password.
+    MissingCode,
+    WrongCode,
+    /// The code was used already, from another address.
+    CodeReused,
+}
+
+impl Rejection {
+    /// Whether this counts as a failed login towards a ban: a refusal by an address rule does
+    /// not (no password was tried).
+    pub fn counts_as_failure(&self) -> bool {
+        !matches!(self, Rejection::AddressRule(_))
+    }
 }
 
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Rejection::UnknownUser => "unknown user",
-            Rejection::WrongPassword => "wrong password",
-            Rejection::Disabled => "account disabled",
-        })
+        match self {
+            Rejection::UnknownUser => f.write_str("unknown user"),
+            Rejection::WrongPassword => f.write_str("wrong password"),
+            Rejection::Disabled => f.write_str("account disabled"),
+            Rejection::EmptyPassword => f.write_str("empty password"),
+            Rejection::AddressRule(rule) => write!(f, "address rule: {rule}"),
+            Rejection::MissingCode => f.write_str("no one-time code after the password"),
+            Rejection::WrongCode => f.write_str("wrong one-time code"),
+            Rejection::CodeReused => f.write_str("one-time code already used from another address"),
+        }
     }
 }
 
@@ -98,6 +130,12 @@ impl std::fmt::Display for Rejection {
 /// threads.
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate(&self, credentials: Credentials) -> BoxFuture<'_, Result<Account, AuthError>>;
+
+    /// Whether the logins of one address must go one at a time (a remote source is asked, and
+    /// must see no more attempts than bans allow).
+    fn one_login_per_address(&self) -> bool {
+        false
+    }
 }
 
 /// How a user's password is checked.
@@ -115,6 +153,10 @@ pub struct UserEntry {
     pub home: PathBuf,
     pub permissions: Permissions,
     pub limits: UserLimits,
+    /// Addresses this user may (not) log in from.
+    pub rules: crate::identity::rules::AddressRules,
+    /// The one-time code secret, when the user has a second factor.
+    pub totp: Option<crate::identity::totp::TotpSecret>,
 }
 
 /// Anonymous access, when enabled.
@@ -133,23 +175,6 @@ pub struct DbUsers {
     pub home: PathBuf,
     /// The server's per-user limits, for the limits a row leaves empty.
     pub defaults: UserLimits,
-}
-
-/// The built-in user store: the users of the file and the command line, anonymous, and the
-/// user database when there is one.
-#[derive(Debug)]
-pub struct UserStore {
-    users: Arc<Vec<UserEntry>>,
-    anonymous: Option<AnonymousAccess>,
-    /// Users in a database.
-    db: Option<DbUsers>,
-    /// Verified against when the user is unknown, so that unknown and known users cost the same.
-    dummy: Option<Arc<str>>,
-    /// Password checks running at once: a crowd of logins cannot take all memory or CPU
-    /// (Argon2 takes ~19 MiB each).
-    slots: Arc<tokio::sync::Semaphore>,
-    /// How many slots there are.
-    slot_count: usize,
 }
 
 /// Which hash scheme a stored hash uses.
@@ -246,7 +271,7 @@ pub fn check_hash(hash: &str) -> Result<(), String> {
 
 /// The longest password checked on the session's thread (see [`is_quick`]): SHA-crypt hashes
 /// the password several times per round, so a long one costs many times the 1 ms.
-const QUICK_PASSWORD: usize = 64;
+pub(crate) const QUICK_PASSWORD: usize = 64;
 
 /// Whether checking a password against `hash` is quick enough to do on the session's own
 /// thread: SHA-crypt at up to its default 5000 rounds (about 1 ms). Handing it to the blocking
@@ -345,160 +370,14 @@ pub fn hash_password(password: &[u8]) -> Result<String, String> {
         .map_err(|e| format!("hashing failed: {e}"))
 }
 
-impl UserStore {
-    pub fn new(users: Vec<UserEntry>, anonymous: Option<AnonymousAccess>) -> UserStore {
-        UserStore::with_db(users, anonymous, None)
-    }
-
-    /// With users in a database too.
-    pub fn with_db(
-        users: Vec<UserEntry>,
-        anonymous: Option<AnonymousAccess>,
-        db: Option<DbUsers>,
-    ) -> UserStore {
-        // An unknown user's password is checked against a real user's hash (same scheme, same
-        // cost), so that both take the same time; with only database users, against a hash
-        // made now with the defaults new users get.
-        let dummy = users
-            .first()
-            .map(|u| match &u.secret {
-                Secret::Hash(h) => Arc::from(h.as_str()),
-            })
-            .or_else(|| {
-                db.as_ref()
-                    .and_then(|_| hash_password(b"unknown user").ok())
-                    .map(Arc::from)
-            });
-        let slot_count = std::thread::available_parallelism().map_or(2, |n| n.get());
-        UserStore {
-            users: Arc::new(users),
-            anonymous,
-            db,
-            dummy,
-            slots: Arc::new(tokio::sync::Semaphore::new(slot_count)),
-            slot_count,
-        }
-    }
-
-    pub fn has_anonymous(&self) -> bool {
-        self.anonymous.is_some()
-    }
-}
-
 /// Whether `user` is one of the anonymous login names.
 pub fn is_anonymous_name(user: &[u8]) -> bool {
     user.eq_ignore_ascii_case(b"anonymous") || user.eq_ignore_ascii_case(b"ftp")
 }
 
-/// Where a login name was found, and so which hash its password is checked against.
-enum Found {
-    File(UserEntry),
-    Db(crate::userdb::DbUser),
-    Nowhere,
-}
-
-impl Authenticator for UserStore {
-    fn authenticate(&self, c: Credentials) -> BoxFuture<'_, Result<Account, AuthError>> {
-        Box::pin(async move {
-            if is_anonymous_name(&c.user) {
-                if let Some(anon) = &self.anonymous {
-                    return Ok(Account {
-                        name: "anonymous".into(),
-                        home: anon.home.clone(),
-                        permissions: anon.permissions,
-                        anonymous: true,
-                        limits: anon.limits,
-                    });
-                }
-            }
-            // The file's users first, then the database; one hash is checked either way (an
-            // unknown name against the dummy), so that neither the place nor the existence of
-            // a user shows in the time a login takes.
-            let found = match self.users.iter().find(|u| u.name.as_bytes() == c.user) {
-                Some(entry) => Found::File(entry.clone()),
-                None => match (&self.db, std::str::from_utf8(&c.user)) {
-                    (Some(users), Ok(name)) => match users.db.find(name).await {
-                        Ok(Some(user)) => Found::Db(user),
-                        Ok(None) => Found::Nowhere,
-                        Err(e) => return Err(AuthError::Unavailable(e.to_string())),
-                    },
-                    _ => Found::Nowhere,
-                },
-            };
-            let hash: Option<Arc<str>> = match &found {
-                Found::File(e) => match &e.secret {
-                    Secret::Hash(h) => Some(Arc::from(h.as_str())),
-                },
-                Found::Db(u) => Some(Arc::from(u.password_hash.as_str())),
-                Found::Nowhere => self.dummy.clone(),
-            };
-            let _slot = self.slots.acquire().await.ok();
-            let password = c.password;
-            // SHA-crypt's cost grows with the password's length (a PASS line may be 4 KiB):
-            // only a short one is checked here. And only when no other check runs: in a crowd
-            // of logins, checks on the session threads held up everyone's I/O (10,000 logins
-            // at once: 1,465 clients timed out, none with the pool).
-            let alone = self.slots.available_permits() + 1 == self.slot_count;
-            let quick =
-                alone && password.len() <= QUICK_PASSWORD && hash.as_deref().is_some_and(is_quick);
-            let check = move || hash.is_some_and(|h| verify_hash(&h, &password));
-            let matched = if quick {
-                check()
-            } else {
-                tokio::task::spawn_blocking(check)
-                    .await
-                    .map_err(|e| AuthError::Unavailable(format!("password check failed: {e}")))?
-            };
-            match found {
-                Found::Nowhere => Err(AuthError::Rejected(Rejection::UnknownUser)),
-                _ if !matched => Err(AuthError::Rejected(Rejection::WrongPassword)),
-                Found::File(entry) => Ok(Account {
-                    name: entry.name,
-                    home: entry.home,
-                    permissions: entry.permissions,
-                    anonymous: false,
-                    limits: entry.limits,
-                }),
-                Found::Db(user) if !user.enabled => Err(AuthError::Rejected(Rejection::Disabled)),
-                Found::Db(user) => {
-                    let Some(users) = &self.db else {
-                        return Err(AuthError::Unavailable("no user database".into()));
-                    };
-                    // The login time is written off the login's path, and at most once a
-                    // minute per user (a busy account's logins cost the database no write).
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs() as i64);
-                    if user.last_login.is_none_or(|t| now - t >= 60) {
-                        let (db, name) = (users.db.clone(), user.name.clone());
-                        tokio::spawn(async move { db.logged_in(&name).await });
-                    }
-                    Ok(Account {
-                        home: user.home.map_or_else(|| users.home.clone(), PathBuf::from),
-                        name: user.name,
-                        permissions: user.permissions,
-                        anonymous: false,
-                        limits: user.limits.or(users.defaults),
-                    })
-                }
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(name: &str, hash: String) -> UserEntry {
-        UserEntry {
-            name: name.into(),
-            secret: Secret::Hash(hash),
-            home: "/tmp".into(),
-            permissions: Permissions::READ_ONLY,
-            limits: UserLimits::default(),
-        }
-    }
 
     #[test]
     fn argon2_round_trip() {
@@ -574,45 +453,5 @@ mod tests {
         assert!(!is_quick(&hash_password(b"pw").unwrap()));
         assert!(!is_quick(&bcrypt::hash("pw", 4).unwrap()));
         assert!(!is_quick("plaintext"));
-    }
-
-    fn creds(user: &str, password: &str) -> Credentials {
-        Credentials {
-            user: user.as_bytes().to_vec(),
-            password: password.as_bytes().to_vec(),
-            conn: ConnInfo::direct(
-                "127.0.0.1:5000".parse().unwrap(),
-                "127.0.0.1:21".parse().unwrap(),
-            ),
-            tls: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn store_known_unknown_anonymous() {
-        let store = UserStore::new(
-            vec![user("alice", hash_password(b"pw").unwrap())],
-            Some(AnonymousAccess {
-                home: "/srv".into(),
-                permissions: Permissions::READ_ONLY,
-                limits: UserLimits::default(),
-            }),
-        );
-        let auth = |u: &str, p: &str| store.authenticate(creds(u, p));
-        assert_eq!(auth("alice", "pw").await.unwrap().name, "alice");
-        assert!(matches!(
-            auth("alice", "nope").await,
-            Err(AuthError::Rejected(Rejection::WrongPassword))
-        ));
-        assert!(matches!(
-            auth("bob", "pw").await,
-            Err(AuthError::Rejected(Rejection::UnknownUser))
-        ));
-        assert!(auth("ftp", "me@example.net").await.unwrap().anonymous);
-        let closed = UserStore::new(vec![], None);
-        assert!(matches!(
-            closed.authenticate(creds("anonymous", "x")).await,
-            Err(AuthError::Rejected(Rejection::UnknownUser))
-        ));
     }
 }

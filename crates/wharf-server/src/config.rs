@@ -296,6 +296,10 @@ pub struct Settings {
     pub admin: Option<AdminSettings>,
     /// The event hooks (`[[hook]]`).
     pub hooks: Vec<crate::hooks::Hook>,
+    /// Sources of users beyond the file and the database, and their order (`[auth]`).
+    pub auth: AuthSettings,
+    /// Addresses that may log in at all (`[access]`).
+    pub access: crate::identity::rules::AddressRules,
     pub anonymous: Option<AnonymousAccess>,
     pub log: LogSettings,
     /// Where files are: `None` on the local file system (under `root` and the users' homes),
@@ -353,6 +357,108 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub storage: StorageSection,
+    /// `[auth]`: the order of the sources of users, the external hook, LDAP.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// `[access]`: server-wide address rules.
+    #[serde(default)]
+    pub access: AccessSection,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Sources asked in turn: `file`, `database`, `external`, `ldap` (default: that order).
+    pub order: Option<Vec<String>>,
+    pub external: Option<crate::identity::external::ExternalSection>,
+    pub ldap: Option<crate::identity::ldap::LdapSection>,
+}
+
+/// `[auth]`, checked.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// Empty: the default order.
+    pub order: Vec<crate::identity::SourceKind>,
+    pub external: Option<crate::identity::external::ExternalSettings>,
+    pub ldap: Option<crate::identity::ldap::LdapSettings>,
+}
+
+/// The `[access]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    #[serde(default)]
+    pub allowed_addresses: Vec<String>,
+    #[serde(default)]
+    pub denied_addresses: Vec<String>,
+}
+
+impl AuthSection {
+    fn check(&self) -> Result<AuthSettings, ConfigError> {
+        use crate::identity::SourceKind;
+        let external = self
+            .external
+            .as_ref()
+            .map(|e| {
+                e.check()
+                    .map_err(|(f, m)| ConfigError::new(format!("auth.external.{f}"), m))
+            })
+            .transpose()?;
+        let ldap = self
+            .ldap
+            .as_ref()
+            .map(|l| {
+                l.check()
+                    .map_err(|(f, m)| ConfigError::new(format!("auth.ldap.{f}"), m))
+            })
+            .transpose()?;
+        let mut order = Vec::new();
+        for name in self.order.iter().flatten() {
+            let kind = SourceKind::parse(name).ok_or_else(|| {
+                ConfigError::new(
+                    "auth.order",
+                    format!("unknown source `{name}` (file, database, external, ldap)"),
+                )
+            })?;
+            if order.contains(&kind) {
+                return Err(ConfigError::new(
+                    "auth.order",
+                    format!("`{name}` is named twice"),
+                ));
+            }
+            let configured = match kind {
+                SourceKind::External => external.is_some(),
+                SourceKind::Ldap => ldap.is_some(),
+                _ => true,
+            };
+            if !configured {
+                return Err(ConfigError::new(
+                    "auth.order",
+                    format!("`{name}` is named but [auth.{name}] is not configured"),
+                ));
+            }
+            order.push(kind);
+        }
+        if self.order.is_some() {
+            for (kind, on) in [
+                (SourceKind::External, external.is_some()),
+                (SourceKind::Ldap, ldap.is_some()),
+            ] {
+                if on && !order.contains(&kind) {
+                    return Err(ConfigError::new(
+                        "auth.order",
+                        format!("[auth.{}] is configured but not in the order", kind.name()),
+                    ));
+                }
+            }
+        }
+        Ok(AuthSettings {
+            order,
+            external,
+            ldap,
+        })
+    }
 }
 
 /// The `[storage]` table: where files are kept.
@@ -672,6 +778,14 @@ pub struct UserSection {
     pub quota_bytes: Option<u64>,
     pub quota_files: Option<u64>,
     pub max_file_size: Option<u64>,
+    /// Networks this user may log in from (any, when empty).
+    #[serde(default)]
+    pub allowed_addresses: Vec<String>,
+    /// Networks this user may not log in from.
+    #[serde(default)]
+    pub denied_addresses: Vec<String>,
+    /// The base32 secret of the user's one-time codes (`wharf users totp` makes one).
+    pub totp_secret: Option<String>,
 }
 
 impl Limits {
@@ -1103,6 +1217,8 @@ impl Settings {
                 home: root.clone(),
                 permissions: Permissions::from_write_flag(write),
                 limits: defaults,
+                rules: Default::default(),
+                totp: None,
             });
         }
         for (i, u) in file.users.iter().enumerate() {
@@ -1138,12 +1254,25 @@ impl Settings {
                 Some(list) => parse_permissions(&field("permissions"), list)?,
                 None => Permissions::READ_ONLY,
             };
+            let rules = crate::identity::rules::AddressRules::parse(
+                &u.allowed_addresses,
+                &u.denied_addresses,
+            )
+            .map_err(|m| ConfigError::new(field("allowed_addresses"), m))?;
+            let totp = u
+                .totp_secret
+                .as_deref()
+                .map(crate::identity::totp::TotpSecret::parse)
+                .transpose()
+                .map_err(|m| ConfigError::new(field("totp_secret"), m))?;
             users.push(UserEntry {
                 name: u.name.clone(),
                 secret: Secret::Hash(u.password_hash.clone()),
                 home,
                 permissions,
                 limits: u.limits(i, defaults)?,
+                rules,
+                totp,
             });
         }
         let (users_db, db_field) = match &cli.users_db {
@@ -1173,11 +1302,20 @@ impl Settings {
                     .map_err(|(f, m)| ConfigError::new(format!("hook[{i}].{f}"), m))?,
             );
         }
+        let auth = file.auth.check()?;
+        let access = crate::identity::rules::AddressRules::parse(
+            &file.access.allowed_addresses,
+            &file.access.denied_addresses,
+        )
+        .map_err(|m| ConfigError::new("access", m))?;
         // Anonymous: on only when no user is given, unless asked for explicitly.
         let anonymous_on = cli.anonymous
-            || file
-                .anonymous
-                .unwrap_or(users.is_empty() && users_db.is_none());
+            || file.anonymous.unwrap_or(
+                users.is_empty()
+                    && users_db.is_none()
+                    && auth.external.is_none()
+                    && auth.ldap.is_none(),
+            );
         let anonymous = anonymous_on.then(|| AnonymousAccess {
             home: root.clone(),
             permissions: Permissions::from_write_flag(write),
@@ -1226,6 +1364,8 @@ impl Settings {
             users_db,
             admin,
             hooks,
+            auth,
+            access,
             anonymous,
             log,
             storage,

@@ -16,6 +16,10 @@ pub const TABLES: &[&str] = &[
     "[log]",
     "[storage]",
     "[[listener]]",
+    "[auth]",
+    "[auth.external]",
+    "[auth.ldap]",
+    "[access]",
 ];
 
 /// `table.key` (top-level keys bare) and what it means.
@@ -62,6 +66,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("tls", "FTPS: see [tls]."),
     ("log", "Logging: see [log]."),
     ("storage", "Where files are kept: see [storage]."),
+    (
+        "auth",
+        "Sources of users beyond the file and the database: see [auth].",
+    ),
+    ("access", "Addresses that may log in at all: see [access]."),
     (
         "passive.ports",
         "The passive port range, \"A-B\" with A >= 1024 (default: the kernel's ephemeral range).",
@@ -284,6 +293,133 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "listener.proxy_from",
         "The networks headers are taken from (CIDR list); required with proxy_protocol.",
+    ),
+    (
+        "user.allowed_addresses",
+        "Networks this user may log in from (CIDR list; default any).",
+    ),
+    (
+        "user.denied_addresses",
+        "Networks this user may not log in from (CIDR list; wins over allowed_addresses).",
+    ),
+    (
+        "user.totp_secret",
+        "The base32 secret of the user's one-time codes: the code is typed after the password.",
+    ),
+    (
+        "auth.order",
+        "The order sources are asked in: file, database, external, ldap (default that order). Each answers unknown (the next is asked), refused (530), or with the account.",
+    ),
+    (
+        "auth.external",
+        "The external auth hook: see [auth.external].",
+    ),
+    ("auth.ldap", "LDAP logins: see [auth.ldap]."),
+    (
+        "auth.external.url",
+        "An http:// or https:// URL POSTed each login as JSON (docs/AUTHENTICATION.md); the certificate is checked.",
+    ),
+    (
+        "auth.external.command",
+        "Or a program and its arguments, given the same JSON on stdin (no shell); it prints the answer.",
+    ),
+    (
+        "auth.external.timeout_ms",
+        "Milliseconds the hook may take (default 5000); then the login gets 421.",
+    ),
+    (
+        "auth.external.cache_secs",
+        "Seconds an accepted login is remembered (default 0): how long a password changed elsewhere may still work here.",
+    ),
+    (
+        "auth.external.ca",
+        "A PEM file of CAs for an https:// url (default: the system's).",
+    ),
+    (
+        "auth.ldap.url",
+        "ldaps://HOST[:PORT], or ldap://HOST[:PORT] with StartTLS.",
+    ),
+    (
+        "auth.ldap.starttls",
+        "StartTLS on an ldap:// URL (default true; false sends passwords in clear).",
+    ),
+    (
+        "auth.ldap.ca",
+        "A PEM file of CAs for the directory (default: the system's).",
+    ),
+    (
+        "auth.ldap.bind_dn",
+        "Bind straight to this DN, {user} replaced by the escaped name: uid={user},ou=people,dc=example,dc=com.",
+    ),
+    (
+        "auth.ldap.search_base",
+        "Or find the user under this base as the service account, then bind to its DN.",
+    ),
+    ("auth.ldap.service_dn", "The service account that searches."),
+    ("auth.ldap.service_password", "Its password."),
+    (
+        "auth.ldap.user_attribute",
+        "The attribute with the login name (default uid; Active Directory: sAMAccountName).",
+    ),
+    (
+        "auth.ldap.user_filter",
+        "What a user entry must also match (default (objectClass=*)).",
+    ),
+    (
+        "auth.ldap.group_base",
+        "Where groups are searched (default: the search base).",
+    ),
+    (
+        "auth.ldap.group_filter",
+        "The groups of a user, {dn} its DN and {user} its name (default (&(objectClass=groupOfNames)(member={dn}))).",
+    ),
+    (
+        "auth.ldap.groups",
+        "A table: group name (cn) = permissions. With any, a user in none of them may not log in.",
+    ),
+    (
+        "auth.ldap.permissions",
+        "Permissions of every directory user, added to its groups' (default [\"read\"]).",
+    ),
+    (
+        "auth.ldap.home_attribute",
+        "The attribute with the home (e.g. homeDirectory).",
+    ),
+    (
+        "auth.ldap.home",
+        "Or the home as a template: /srv/ftp/{user}.",
+    ),
+    (
+        "auth.ldap.allowed_addresses_attribute",
+        "An attribute with the networks the user may log in from.",
+    ),
+    (
+        "auth.ldap.denied_addresses_attribute",
+        "An attribute with the networks the user may not log in from.",
+    ),
+    (
+        "auth.ldap.totp_attribute",
+        "An attribute with the user's base32 one-time code secret.",
+    ),
+    (
+        "auth.ldap.pool_size",
+        "Connections kept to the directory (default 4).",
+    ),
+    (
+        "auth.ldap.timeout_ms",
+        "Milliseconds a connection or an operation may take (default 5000); then 421.",
+    ),
+    (
+        "auth.ldap.cache_secs",
+        "Seconds an accepted login is remembered (default 0).",
+    ),
+    (
+        "access.allowed_addresses",
+        "Networks any login may come from (CIDR list; default any). Checked before any password.",
+    ),
+    (
+        "access.denied_addresses",
+        "Networks no login may come from (CIDR list; wins over allowed_addresses).",
     ),
 ];
 

@@ -589,9 +589,14 @@ impl Driver {
     /// each, not a transfer's (one future for every action would be the size of the largest).
     fn perform(&mut self, action: Action) -> ActionFuture<'_> {
         match action {
-            Action::Login { user, password } => Box::pin(async move {
+            Action::Login {
+                user,
+                password,
+                host,
+            } => Box::pin(async move {
                 let name = String::from_utf8_lossy(&user).into_owned();
-                let r = self.login(user, password).await;
+                let host = host.map(|h| String::from_utf8_lossy(&h).into_owned());
+                let r = self.login(user, password, host).await;
                 use crate::hooks::EventKind;
                 use crate::monitor::LoginCount;
                 match &r {
@@ -682,40 +687,55 @@ impl Driver {
 
     // ---- login ----
 
-    async fn login(&mut self, user: Vec<u8>, password: Vec<u8>) -> LoginResult {
+    async fn login(
+        &mut self,
+        user: Vec<u8>,
+        password: Vec<u8>,
+        host: Option<String>,
+    ) -> LoginResult {
         let name = String::from_utf8_lossy(&user).into_owned();
         let credentials = Credentials {
             user,
             password,
             conn: self.conn,
             tls: self.control.stream.is_tls(),
+            host,
+            // A hash is checked with a slot of the fair queue, taken by the authenticator
+            // only for that (a remote source is waited on without one).
+            queue: Some(self.live.guard.clone()),
         };
         // A login is checked against the configuration current now (a reload may have changed
         // the users), and the session runs with that configuration from here on.
         let current = self.live.current();
         let limit = current.settings.limits.backend_timeout;
         let ip = self.conn.peer.ip();
-        // A slot for the password check, fairly shared among addresses; none for a banned one.
-        // Waiting for it is bounded too (a queue behind a hung backend).
-        let slot = match tokio::time::timeout(limit, self.live.guard.check_slot(ip)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(why)) => {
-                warn!(session = self.conn.id, peer = %self.conn.peer, reason = ?why, "login refused for the address");
-                return LoginResult::AddressRefused;
-            }
-            Err(_) => {
-                error!(session = self.conn.id, peer = %self.conn.peer, secs = limit.as_secs(), "login failed: no password-check slot in time");
-                return LoginResult::Unavailable;
-            }
-        };
-        // The check runs as a task of its own that holds the slot until it is done: a check
-        // that outlives the timeout still counts against the slots (its thread and memory).
         let auth = current.services.auth.clone();
-        let check = tokio::spawn(async move {
-            let r = auth.authenticate(credentials).await;
-            drop(slot);
-            r
-        });
+        // With a remote source, one login of an address at a time: each failure is counted
+        // before the next is tried. Waiting for the turn is bounded too.
+        let _turn = if auth.one_login_per_address() {
+            match tokio::time::timeout(limit, self.live.guard.turn(ip)).await {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    error!(session = self.conn.id, peer = %self.conn.peer, secs = limit.as_secs(), "login failed: the address's earlier login did not end in time");
+                    return LoginResult::Unavailable;
+                }
+            }
+        } else {
+            None
+        };
+        if self
+            .live
+            .guard
+            .banned(ip, std::time::Instant::now())
+            .is_some()
+        {
+            warn!(session = self.conn.id, peer = %self.conn.peer, reason = "Banned", "login refused for the address");
+            return LoginResult::AddressRefused;
+        }
+        // The check runs as a task of its own, which holds its password-check slot until it
+        // is done: a check that outlives the timeout still counts against the slots (its
+        // thread and memory).
+        let check = tokio::spawn(async move { auth.authenticate(credentials).await });
         let checked = match tokio::time::timeout(limit, check).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => Err(AuthError::Unavailable(format!(
@@ -728,9 +748,16 @@ impl Driver {
         };
         let account = match checked {
             Ok(a) => a,
+            Err(AuthError::AddressRefused) => {
+                warn!(session = self.conn.id, peer = %self.conn.peer, reason = "Banned", "login refused for the address");
+                return LoginResult::AddressRefused;
+            }
             Err(AuthError::Rejected(why)) => {
                 // The reason is for the log; the client only hears 530.
                 warn!(session = self.conn.id, peer = %self.conn.peer, user = %name, reason = %why, "login failed");
+                if !why.counts_as_failure() {
+                    return LoginResult::Rejected;
+                }
                 if let Failure::Banned(time) = self.live.guard.failed(ip, std::time::Instant::now())
                 {
                     warn!(session = self.conn.id, peer = %self.conn.peer, secs = time.as_secs(), "address banned after failed logins");
@@ -741,7 +768,7 @@ impl Driver {
                 return LoginResult::Rejected;
             }
             Err(AuthError::Unavailable(why)) => {
-                error!(session = self.conn.id, peer = %self.conn.peer, user = %name, error = %why, "login failed: user database unavailable");
+                error!(session = self.conn.id, peer = %self.conn.peer, user = %name, error = %why, "login failed: the source of users is unavailable");
                 return LoginResult::Unavailable;
             }
         };

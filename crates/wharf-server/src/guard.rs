@@ -68,6 +68,8 @@ pub struct Guard {
     policy: Mutex<BanPolicy>,
     records: Mutex<HashMap<IpAddr, Record>>,
     gate: Arc<FairGate>,
+    /// One login at a time per address, when a remote source (a hook, a directory) is asked.
+    turns: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What became of a failed login for the address.
@@ -85,6 +87,7 @@ impl Guard {
             policy: Mutex::new(policy),
             records: Mutex::new(HashMap::new()),
             gate: Arc::new(FairGate::new(slots.max(1))),
+            turns: Mutex::new(HashMap::new()),
         }
     }
 
@@ -236,6 +239,21 @@ impl Guard {
         // mark would let the next look lift this one).
         r.shared_seen = None;
         Failure::Banned(time)
+    }
+
+    /// The turn of `ip` for one login: its logins go one after the other, so that each
+    /// failure is counted (and may ban) before the next is tried. Used when the logins go to
+    /// a remote source, which then sees no more attempts than the ban policy allows.
+    pub async fn turn(&self, ip: IpAddr) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+            if turns.len() > 1024 {
+                // Addresses nobody holds or waits for.
+                turns.retain(|_, t| Arc::strong_count(t) > 1);
+            }
+            turns.entry(ip.to_canonical()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// A slot for one password check of `ip`: at once if one is free and nobody waits, else in

@@ -210,26 +210,7 @@ fn tls_client() -> TlsClient {
     static CONFIG: std::sync::OnceLock<TlsClient> = std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            use rustls_pki_types::CertificateDer;
-            use rustls_pki_types::pem::PemObject;
-            let path = std::env::var_os("SSL_CERT_FILE")
-                .map(std::path::PathBuf::from)
-                .or_else(|| {
-                    [
-                        "/etc/ssl/certs/ca-certificates.crt",
-                        "/etc/pki/tls/certs/ca-bundle.crt",
-                        "/etc/ssl/ca-bundle.pem",
-                        "/etc/ssl/cert.pem",
-                    ]
-                    .iter()
-                    .map(std::path::PathBuf::from)
-                    .find(|p| p.is_file())
-                })
-                .ok_or("no CA bundle on this system (set SSL_CERT_FILE)")?;
-            let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            roots.add_parsable_certificates(certs.flatten());
+            let roots = crate::tls::client_roots(None)?;
             let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))

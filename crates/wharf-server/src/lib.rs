@@ -30,6 +30,7 @@ mod diag;
 mod driver;
 pub mod guard;
 pub mod hooks;
+pub mod identity;
 pub mod monitor;
 pub mod own_files;
 mod server;
@@ -41,8 +42,9 @@ pub mod userdb;
 pub mod users;
 pub mod xferlog;
 
-pub use auth::{Account, AuthError, Authenticator, Credentials, Permissions, Rejection, UserStore};
+pub use auth::{Account, AuthError, Authenticator, Credentials, Permissions, Rejection};
 pub use config::{ConfigError, Settings};
+pub use identity::UserStore;
 pub use server::{Reload, bind, bind_std, run, run_reloadable};
 pub use services::Services;
 pub use storage::{LocalFs, MemFs, MemProvider, Storage, StorageError, StorageProvider};

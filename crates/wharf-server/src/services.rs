@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use wharf_net::copy::{Throttle, Unlimited};
 
-use crate::auth::{Account, Authenticator, DbUsers, UserStore};
+use crate::auth::{Account, Authenticator, DbUsers};
 use crate::config::{ConfigError, Settings, TlsSettings};
+use crate::identity::UserStore;
 use crate::own_files::OwnFiles;
 use crate::storage::{LocalProvider, S3Provider, StorageProvider};
 use crate::tls::Tls;
@@ -84,7 +85,7 @@ impl Services {
         // After the files it opens itself are there: their inodes are known from the start.
         let own_files = Arc::new(OwnFiles::new(settings.own_files()));
         Ok(Services {
-            auth: user_store(settings, users_db.as_ref()),
+            auth: user_store(settings, users_db.as_ref())?,
             storage: storage_provider(settings, &own_files)?,
             tls,
             throttles: Arc::new(crate::users::UserRates::default()),
@@ -116,7 +117,7 @@ impl Services {
         let users_db = open_users_db(settings, self.users_db.as_ref())?;
         self.own_files.set(settings.own_files());
         Ok(Services {
-            auth: user_store(settings, users_db.as_ref()),
+            auth: user_store(settings, users_db.as_ref())?,
             storage: self.storage.clone(),
             tls,
             throttles: self.throttles.clone(),
@@ -142,12 +143,31 @@ fn storage_provider(
     })
 }
 
-/// The built-in authenticator over the users of `settings` and the user database.
+/// The built-in authenticator over the users of `settings`, the user database, the external
+/// hook and the directory (a reload makes new ones: their caches and connections start anew).
 fn user_store(
     settings: &Settings,
     db: Option<&Arc<UserDb>>,
-) -> Arc<dyn crate::auth::Authenticator> {
-    Arc::new(UserStore::with_db(
+) -> Result<Arc<dyn crate::auth::Authenticator>, ConfigError> {
+    use crate::identity::{Extra, external::External, ldap::Ldap};
+    let auth = &settings.auth;
+    let extra = Extra {
+        order: auth.order.clone(),
+        access: settings.access.clone(),
+        external: auth
+            .external
+            .clone()
+            .map(External::new)
+            .transpose()
+            .map_err(|m| ConfigError::new("auth.external", m))?,
+        ldap: auth
+            .ldap
+            .clone()
+            .map(Ldap::new)
+            .transpose()
+            .map_err(|m| ConfigError::new("auth.ldap", m))?,
+    };
+    let store = UserStore::with_db(
         settings.users.clone(),
         settings.anonymous.clone(),
         db.map(|db| DbUsers {
@@ -155,7 +175,14 @@ fn user_store(
             home: settings.root.clone(),
             defaults: settings.limits.user_defaults(),
         }),
-    ))
+    )
+    .with_extra(
+        extra,
+        settings.root.clone(),
+        settings.limits.user_defaults(),
+    )
+    .map_err(|m| ConfigError::new("auth", m))?;
+    Ok(Arc::new(store))
 }
 
 /// The hooks of `settings` (a reload makes new ones: their queue and worker start with the

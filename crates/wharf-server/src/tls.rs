@@ -530,6 +530,36 @@ pub fn https_acceptor(cert: &Path, key: &Path) -> Result<HttpsTls, String> {
     })
 }
 
+/// The CAs a TLS client of the server's trusts (for hooks, the auth hook, LDAP): those of
+/// `ca` when given, else the system's (or `SSL_CERT_FILE`'s).
+pub fn client_roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let path = match ca {
+        Some(p) => p.to_path_buf(),
+        None => std::env::var_os("SSL_CERT_FILE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                [
+                    "/etc/ssl/certs/ca-certificates.crt",
+                    "/etc/pki/tls/certs/ca-bundle.crt",
+                    "/etc/ssl/ca-bundle.pem",
+                    "/etc/ssl/cert.pem",
+                ]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+            })
+            .ok_or("no CA bundle on this system (set SSL_CERT_FILE)")?,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (added, _) = roots.add_parsable_certificates(certs.flatten());
+    if added == 0 {
+        return Err(format!("{}: no CA certificate in it", path.display()));
+    }
+    Ok(roots)
+}
+
 fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let chain = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("{}: {e}", cert.display()))?

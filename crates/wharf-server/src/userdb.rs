@@ -12,6 +12,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use crate::auth::{Permissions, UserLimits};
+use crate::identity::rules::AddressRules;
 
 /// The migrations, in order: each runs once per database, in a transaction. Only SQL that
 /// SQLite and PostgreSQL both read (TEXT, BIGINT; times are Unix seconds; booleans 0/1).
@@ -45,6 +46,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
         created_at BIGINT NOT NULL
     )",
     ),
+    // A second factor and address rules per user (issue: identity sources).
+    (3, "ALTER TABLE wharf_users ADD COLUMN totp_secret TEXT"),
+    (
+        4,
+        "ALTER TABLE wharf_users ADD COLUMN allowed_addresses TEXT",
+    ),
+    (
+        5,
+        "ALTER TABLE wharf_users ADD COLUMN denied_addresses TEXT",
+    ),
+    // One-time codes used, so that every node refuses a code used from another address.
+    (
+        6,
+        "CREATE TABLE IF NOT EXISTS wharf_totp_used (
+        name TEXT NOT NULL,
+        step BIGINT NOT NULL,
+        address TEXT NOT NULL,
+        used_at BIGINT NOT NULL,
+        PRIMARY KEY (name, step)
+    )",
+    ),
 ];
 
 /// A user row.
@@ -57,6 +79,10 @@ pub struct DbUser {
     pub permissions: Permissions,
     pub limits: UserLimits,
     pub enabled: bool,
+    /// The base32 secret of the user's one-time codes, if it has a second factor.
+    pub totp_secret: Option<String>,
+    /// Addresses the user may (not) log in from.
+    pub rules: AddressRules,
     /// Unix seconds.
     pub created_at: i64,
     pub updated_at: i64,
@@ -79,6 +105,9 @@ impl DbUser {
             "quota_bytes": l.quota_bytes,
             "quota_files": l.quota_files,
             "max_file_size": l.max_file_size,
+            "totp": self.totp_secret.is_some(),
+            "allowed_addresses": self.rules.allowed.iter().map(crate::identity::rules::show).collect::<Vec<_>>(),
+            "denied_addresses": self.rules.denied.iter().map(crate::identity::rules::show).collect::<Vec<_>>(),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "last_login": self.last_login,
@@ -255,6 +284,27 @@ fn from_row(row: &AnyRow) -> Result<DbUser, sqlx::Error> {
             max_file_size: unlimit(row.try_get("max_file_size")?),
         },
         enabled: row.try_get::<i64, _>("enabled")? != 0,
+        totp_secret: row.try_get("totp_secret")?,
+        // Rules this version cannot read refuse every address, rather than none.
+        rules: AddressRules::parse_text(
+            row.try_get::<Option<String>, _>("allowed_addresses")?
+                .as_deref(),
+            row.try_get::<Option<String>, _>("denied_addresses")?
+                .as_deref(),
+        )
+        .unwrap_or_else(|_| AddressRules {
+            allowed: Vec::new(),
+            denied: vec![
+                crate::config::Cidr {
+                    addr: std::net::Ipv4Addr::UNSPECIFIED.into(),
+                    bits: 0,
+                },
+                crate::config::Cidr {
+                    addr: std::net::Ipv6Addr::UNSPECIFIED.into(),
+                    bits: 0,
+                },
+            ],
+        }),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         last_login: row.try_get("last_login")?,
@@ -262,8 +312,8 @@ fn from_row(row: &AnyRow) -> Result<DbUser, sqlx::Error> {
 }
 
 const COLUMNS: &str = "name, password_hash, home, permissions, max_sessions, download_rate, \
-     upload_rate, quota_bytes, quota_files, max_file_size, enabled, created_at, updated_at, \
-     last_login";
+     upload_rate, quota_bytes, quota_files, max_file_size, enabled, totp_secret, \
+     allowed_addresses, denied_addresses, created_at, updated_at, last_login";
 
 impl UserDb {
     /// A database for `url`, not connected yet (no I/O here: the server makes it before it
@@ -438,7 +488,7 @@ impl UserDb {
         let t = now();
         // COLUMNS is a constant: nothing from outside is in the SQL text.
         let q = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO wharf_users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO wharf_users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         )));
         let r = bind_settings(q.bind(user.name.clone()), user)
             .bind(t)
@@ -463,7 +513,8 @@ impl UserDb {
         let q = sqlx::query(
             "UPDATE wharf_users SET password_hash = $1, home = $2, permissions = $3, \
              max_sessions = $4, download_rate = $5, upload_rate = $6, quota_bytes = $7, \
-             quota_files = $8, max_file_size = $9, enabled = $10, updated_at = $11 WHERE name = $12",
+             quota_files = $8, max_file_size = $9, enabled = $10, totp_secret = $11, \
+             allowed_addresses = $12, denied_addresses = $13, updated_at = $14 WHERE name = $15",
         );
         let r = bind_settings(q, user)
             .bind(now())
@@ -559,6 +610,50 @@ impl UserDb {
             .map_err(unavailable)
     }
 
+    /// Records the use of `name`'s one-time code of `step` from `ip`: `true` when it was
+    /// unused, or used from this same address (parallel connections of one client log in with
+    /// one code); `false` when another address used it. Every node sees the same record.
+    pub async fn take_code(
+        &self,
+        name: &str,
+        step: u64,
+        ip: std::net::IpAddr,
+        now_step: u64,
+    ) -> Result<bool, DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        let step = i64::try_from(step).map_err(|_| DbError::Invalid("step".into()))?;
+        let address = ip.to_canonical().to_string();
+        let now = now();
+        sqlx::query(
+            "INSERT INTO wharf_totp_used (name, step, address, used_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name, step) DO NOTHING",
+        )
+        .bind(name)
+        .bind(step)
+        .bind(address.clone())
+        .bind(now)
+        .execute(pool)
+        .await
+        .map_err(unavailable)?;
+        let first: Option<String> =
+            sqlx::query_scalar("SELECT address FROM wharf_totp_used WHERE name = $1 AND step = $2")
+                .bind(name)
+                .bind(step)
+                .fetch_optional(pool)
+                .await
+                .map_err(unavailable)?;
+        // Codes older than the window can no longer be typed: their records go, now and then.
+        if now_step % 4 == 0 {
+            let old = i64::try_from(now_step.saturating_sub(4)).unwrap_or(0);
+            let _ = sqlx::query("DELETE FROM wharf_totp_used WHERE step < $1")
+                .bind(old)
+                .execute(pool)
+                .await;
+        }
+        Ok(first.as_deref() == Some(address.as_str()))
+    }
+
     /// Records a successful login (best effort: a failure is logged, the login stands).
     pub async fn logged_in(&self, name: &str) {
         let Ok(pool) = self.pool().await else {
@@ -578,7 +673,7 @@ impl UserDb {
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Binds a user's settings, in the order of [`COLUMNS`] after the name: password hash, home,
-/// permissions, the six limits, enabled.
+/// permissions, the six limits, enabled, the TOTP secret, the address rules.
 fn bind_settings<'q>(q: AnyQuery<'q>, user: &DbUser) -> AnyQuery<'q> {
     q.bind(user.password_hash.clone())
         .bind(user.home.clone())
@@ -590,6 +685,9 @@ fn bind_settings<'q>(q: AnyQuery<'q>, user: &DbUser) -> AnyQuery<'q> {
         .bind(limit(user.limits.quota_files))
         .bind(limit(user.limits.max_file_size))
         .bind(i64::from(user.enabled))
+        .bind(user.totp_secret.clone())
+        .bind(user.rules.allowed_text())
+        .bind(user.rules.denied_text())
 }
 
 /// A user name the server can take: non-empty, no spaces or control characters, not one of
@@ -662,6 +760,8 @@ mod tests {
                 max_file_size: None,
             },
             enabled: true,
+            totp_secret: None,
+            rules: Default::default(),
             created_at: 0,
             updated_at: 0,
             last_login: None,

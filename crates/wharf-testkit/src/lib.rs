@@ -21,6 +21,7 @@ pub mod netns;
 pub mod peers;
 pub mod postgres;
 pub mod seaweed;
+pub mod slapd;
 
 /// How long any single read in a test may block: a test never hangs.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);

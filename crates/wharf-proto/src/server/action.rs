@@ -14,8 +14,13 @@ use super::state::LoginResult;
 #[derive(Debug)]
 pub enum Action {
     /// Check the credentials (with the connection's address and TLS state, which the driver
-    /// knows) and open the user's home. Outcome: [`Outcome::Login`].
-    Login { user: Vec<u8>, password: Vec<u8> },
+    /// knows) and open the user's home; `host` is the name the client gave with HOST, if it
+    /// did. Outcome: [`Outcome::Login`].
+    Login {
+        user: Vec<u8>,
+        password: Vec<u8>,
+        host: Option<Vec<u8>>,
+    },
     /// A storage call on the logged-in user's home. Outcome: [`Outcome::Storage`].
     Storage(StorageOp),
     /// Open a passive listener (closing any earlier one). `pasv`: the reply needs the IPv4

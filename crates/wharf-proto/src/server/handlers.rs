@@ -68,7 +68,7 @@ impl Session {
             Command::Acct => self.reply(ReplyCode::SUPERFLUOUS, "Account not needed."),
             Command::Quit => self.cmd_quit(),
             Command::Rein => self.cmd_rein(),
-            Command::Host(_) => self.cmd_host(),
+            Command::Host(name) => self.cmd_host(name),
             // TLS.
             Command::Auth => self.cmd_auth(),
             Command::Pbsz(_) => self.cmd_pbsz(),
@@ -174,9 +174,12 @@ impl Session {
         self.reply(ReplyCode::READY, "Ready for new user.");
     }
 
-    fn cmd_host(&mut self) {
+    fn cmd_host(&mut self, name: Vec<u8>) {
         match self.login {
-            Login::Fresh => self.reply(ReplyCode::READY, "Host accepted."),
+            Login::Fresh => {
+                self.host = Some(name);
+                self.reply(ReplyCode::READY, "Host accepted.")
+            }
             _ => self.reply(ReplyCode::BAD_SEQUENCE, "HOST must come before USER."),
         }
     }
@@ -288,6 +291,7 @@ impl Session {
                 let action = Action::Login {
                     user: name.clone(),
                     password,
+                    host: self.host.clone(),
                 };
                 self.wait_for(
                     action,

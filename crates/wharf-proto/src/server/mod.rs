@@ -112,6 +112,8 @@ pub struct Session {
     /// Our end of the control connection: what PASV/EPSV answer for, and the address family.
     local: IpAddr,
     login: Login,
+    /// The name given with HOST (RFC 7151), for the login.
+    host: Option<Vec<u8>>,
     cwd: VPath,
     /// The command being answered and the path it named, for the audit note of its reply.
     audit_verb: Option<&'static str>,
@@ -147,6 +149,7 @@ impl Session {
             peer: peer.to_canonical(),
             local: local.to_canonical(),
             login: Login::Fresh,
+            host: None,
             cwd: VPath::root(),
             audit_verb: None,
             audit_path: None,
