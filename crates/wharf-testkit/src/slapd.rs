@@ -23,7 +23,7 @@
 //! ```no_run
 //! use wharf_testkit::slapd::{LdapUser, Slapd};
 //! let ldap = Slapd::start(
-//!     &[LdapUser { uid: "alice", password: "alicepw", home: Some("/srv/alice"), groups: &["staff"] }],
+//!     &[LdapUser { uid: "alice", password: "alicepw", home: Some("/srv/alice"), groups: &["staff"], description: None }],
 //!     None,
 //! );
 //! let url = ldap.url(); // ldap://127.0.0.1:PORT
@@ -55,6 +55,8 @@ pub struct LdapUser<'a> {
     pub home: Option<&'a str>,
     /// The `cn`s of the `groupOfNames` under `ou=groups` that list this user as a `member`.
     pub groups: &'a [&'a str],
+    /// A `description`, if any (tests keep address rules there).
+    pub description: Option<&'a str>,
 }
 
 /// A running `slapd`, stopped (SIGTERM by its PID) when dropped.
@@ -235,6 +237,9 @@ fn ldif(users: &[LdapUser]) -> String {
             let id = 10_000 + i;
             l.push_str(&format!("uidNumber: {id}\ngidNumber: {id}\n"));
             l.push_str(&ldif_line("homeDirectory", home));
+        }
+        if let Some(d) = user.description {
+            l.push_str(&ldif_line("description", d));
         }
         l.push_str(&ldif_line("userPassword", &ssha(user.password)));
         for &group in user.groups {

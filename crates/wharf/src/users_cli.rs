@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_server::auth::{Permissions, UserLimits, hash_password};
+use wharf_server::identity::rules::AddressRules;
+use wharf_server::identity::totp::TotpSecret;
 use wharf_server::userdb::{DbError, DbUser, UserDb, parse_permissions, permissions_text};
 
 #[derive(clap::Args)]
@@ -47,6 +49,17 @@ enum UsersCmd {
     Enable { name: String },
     /// Delete a user (its files stay)
     Del { name: String },
+    /// Give a user one-time codes (TOTP) as a second factor: prints the otpauth:// URI and its
+    /// QR code for an authenticator app; the code is then typed after the password
+    Totp {
+        name: String,
+        /// Take the second factor away again
+        #[arg(long)]
+        remove: bool,
+        /// The issuer an app shows beside the code
+        #[arg(long, value_name = "NAME", default_value = "Wharf")]
+        issuer: String,
+    },
     /// Add the [[user]] entries of a config file (with their password hashes); existing names
     /// are left as they are
     Import {
@@ -80,6 +93,12 @@ struct SetArgs {
     /// Permissions: read,write,delete,mkdir,rename or all
     #[arg(long, value_name = "LIST")]
     perm: Option<String>,
+    /// Networks the user may log in from (CIDR, comma separated); `-` for any
+    #[arg(long, value_name = "LIST")]
+    allow: Option<String>,
+    /// Networks the user may not log in from (CIDR, comma separated); `-` for none
+    #[arg(long, value_name = "LIST")]
+    deny: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -269,6 +288,19 @@ async fn command(db: &Arc<UserDb>, command: UsersCmd) -> Result<(), Failed> {
             if let Some(perm) = &a.perm {
                 user.permissions = parse_permissions(perm).map_err(usage)?;
             }
+            fn list(t: &Option<String>) -> Option<&str> {
+                t.as_deref().map(|t| if t == "-" { "" } else { t })
+            }
+            if let Some(allow) = list(&a.allow) {
+                user.rules.allowed = AddressRules::parse_text(Some(allow), None)
+                    .map_err(|m| usage(format!("--allow: {m}")))?
+                    .allowed;
+            }
+            if let Some(deny) = list(&a.deny) {
+                user.rules.denied = AddressRules::parse_text(None, Some(deny))
+                    .map_err(|m| usage(format!("--deny: {m}")))?
+                    .denied;
+            }
             a.limits.apply(&mut user.limits);
             db.update(&user).await?;
             print!("{}", describe(&user));
@@ -282,7 +314,71 @@ async fn command(db: &Arc<UserDb>, command: UsersCmd) -> Result<(), Failed> {
             Ok(())
         }
         UsersCmd::Import { config } => import(&db, &config).await,
+        UsersCmd::Totp {
+            name,
+            remove,
+            issuer,
+        } => totp(&db, &name, remove, &issuer).await,
     }
+}
+
+/// Enrols `name` in one-time codes (a new secret each time), or removes them.
+async fn totp(db: &Arc<UserDb>, name: &str, remove: bool, issuer: &str) -> Result<(), Failed> {
+    let mut user = get(db, name).await?;
+    if remove {
+        user.totp_secret = None;
+        db.update(&user).await?;
+        eprintln!("one-time codes of `{name}` removed: the password alone logs in");
+        return Ok(());
+    }
+    let secret = TotpSecret::generate().map_err(Failed::from_text)?;
+    user.totp_secret = Some(secret.base32());
+    db.update(&user).await?;
+    let uri = secret.uri(issuer, name);
+    if std::io::stdout().is_terminal() {
+        if let Ok(qr) = qrcode::QrCode::new(uri.as_bytes()) {
+            print!("{}", terminal_qr(&qr));
+        }
+    }
+    println!("{uri}");
+    eprintln!(
+        "`{name}` now types the app's six-digit code after the password (PASSWORD123456); \
+         the secret is {}",
+        secret.base32()
+    );
+    Ok(())
+}
+
+/// A QR code in half blocks, two rows a line, light modules drawn (for a dark terminal, as
+/// `qrencode -t UTF8`), with a quiet zone of two modules.
+fn terminal_qr(qr: &qrcode::QrCode) -> String {
+    let width = qr.width();
+    let colors = qr.to_colors();
+    let quiet = 2;
+    let size = width + 2 * quiet;
+    let light = |x: usize, y: usize| -> bool {
+        if x < quiet || y < quiet || x >= width + quiet || y >= width + quiet {
+            return true;
+        }
+        colors
+            .get((y - quiet) * width + (x - quiet))
+            .is_none_or(|c| *c == qrcode::Color::Light)
+    };
+    let mut out = String::new();
+    for y in (0..size).step_by(2) {
+        for x in 0..size {
+            let top = light(x, y);
+            let bottom = y + 1 < size && light(x, y + 1);
+            out.push(match (top, bottom) {
+                (true, true) => '█',
+                (true, false) => '▀',
+                (false, true) => '▄',
+                (false, false) => ' ',
+            });
+        }
+        out.push('\n');
+    }
+    out
 }
 
 async fn get(db: &Arc<UserDb>, name: &str) -> Result<DbUser, Failed> {
@@ -407,9 +503,12 @@ fn describe(u: &DbUser) -> String {
     let l = &u.limits;
     let opt = |v: Option<u64>| v.map_or_else(|| "default".to_string(), |n| n.to_string());
     format!(
-        "name:          {}\nenabled:       {}\nhome:          {}\npermissions:   {}\nmax sessions:  {}\ndownload rate: {}\nupload rate:   {}\nquota:         {}\nquota files:   {}\nmax file size: {}\ncreated:       {}\nupdated:       {}\nlast login:    {}\n",
+        "name:          {}\nenabled:       {}\none-time code: {}\nallowed from:  {}\ndenied from:   {}\nhome:          {}\npermissions:   {}\nmax sessions:  {}\ndownload rate: {}\nupload rate:   {}\nquota:         {}\nquota files:   {}\nmax file size: {}\ncreated:       {}\nupdated:       {}\nlast login:    {}\n",
         u.name,
         if u.enabled { "yes" } else { "no" },
+        if u.totp_secret.is_some() { "yes" } else { "no" },
+        u.rules.allowed_text().unwrap_or_else(|| "anywhere".into()),
+        u.rules.denied_text().unwrap_or_else(|| "-".into()),
         u.home.as_deref().unwrap_or("(the server's root)"),
         permissions_text(u.permissions),
         opt(l.max_sessions.map(u64::from)),

@@ -108,6 +108,7 @@ async function refreshUsers() {
     row.dataset.name = u.name;
     cell(row, u.name, "name");
     cell(row, u.enabled ? "yes" : "no", "enabled");
+    cell(row, u.totp ? "yes" : "no", "totp");
     cell(row, u.home || "(root)");
     cell(row, u.permissions);
     cell(row, when(u.last_login));

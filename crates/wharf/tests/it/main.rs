@@ -12,6 +12,7 @@ mod clients;
 mod commands;
 mod faults;
 mod hooks;
+mod identity;
 mod interop;
 mod limits;
 mod operations;
