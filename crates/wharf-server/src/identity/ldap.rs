@@ -399,6 +399,24 @@ impl Ldap {
         });
         let mut permissions = s.permissions;
         if !s.groups.is_empty() {
+            // Groups are read as the service account when there is one (users may not read
+            // them in every directory), else as the user.
+            if let Locate::Search {
+                service_dn,
+                service_password,
+                ..
+            } = &s.locate
+            {
+                let bound = conn
+                    .with_timeout(t)
+                    .simple_bind(service_dn, service_password)
+                    .await?;
+                if bound.rc != 0 {
+                    return Err(Failure::Odd(format!(
+                        "the service account's bind failed: {bound}"
+                    )));
+                }
+            }
             let filter = s
                 .group_filter
                 .replace("{dn}", &filter_value(&dn))

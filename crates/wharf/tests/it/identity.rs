@@ -300,6 +300,34 @@ fn a_panel_url_answers_logins_with_accounts_refusals_and_outages() {
     assert!(ftplib(a, "127.0.0.1", "broken", "pw", "x").starts_with("ERR 421"));
     assert!(logged(&server, "answered HTTP 500"), "{}", server.log());
 
+    // Logins waiting on the panel hold no slot of the password queue: with four of them
+    // waiting (more than this machine's slots), a file user's hash is checked at once, and its
+    // login ends before any of theirs.
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let waiting: Vec<_> = (2..6)
+        .map(|i| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let from: IpAddr = format!("127.0.0.{i}").parse().unwrap();
+                let code = Ftp::login_code(from, a, "slow", "pw");
+                done.lock().unwrap().push(format!("slow {code}"));
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let alice = Ftp::login_code("127.0.0.1".parse().unwrap(), a, "alice", "pw");
+    done.lock().unwrap().push(format!("alice {alice}"));
+    for t in waiting {
+        t.join().unwrap();
+    }
+    let order = done.lock().unwrap().clone();
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some("alice 230"),
+        "{order:?}"
+    );
+    assert!(order[1..].iter().all(|o| o == "slow 421"), "{order:?}");
+
     // An empty password never reaches the panel.
     let before = panel.requests.lock().unwrap().len();
     assert_eq!(
@@ -342,6 +370,7 @@ fn a_command_hook_answers_on_stdout() {
 case "$line" in
   *'"password":"s3cret"'*'"user":"hooked"'*) echo '{"status":"ok","permissions":["read","write"]}' ;;
   *'"user":"hooked"'*) echo '{"status":"refused"}' ;;
+  *'"user":"locked"'*) echo '{"status":"ok","disabled":true}' ;;
   *'"user":"crash"'*) exit 1 ;;
   *) echo '{"status":"unknown"}' ;;
 esac
@@ -364,6 +393,8 @@ esac
         67,
         "530: curl's login denied"
     );
+    assert!(ftplib(a, "127.0.0.1", "locked", "pw", "f.txt").starts_with("ERR 530"));
+    assert!(logged(&server, "reason=account disabled"));
     assert!(ftplib(a, "127.0.0.1", "crash", "pw", "f.txt").starts_with("ERR 421"));
     assert!(logged(&server, "exit status: 1"), "{}", server.log());
     assert!(ftplib(a, "127.0.0.1", "stranger", "pw", "f.txt").starts_with("ERR 530"));
@@ -719,4 +750,73 @@ fn address_rules_server_wide_and_from_the_database_refuse_before_any_password() 
     ));
     assert!(!server.log().contains("address banned"), "{}", server.log());
     assert_eq!(Ftp::login_code(ip("127.0.0.4"), a, "alice", "pw"), 530);
+}
+
+/// An https:// panel: its certificate is checked against `ca`; a panel the server does not
+/// trust gets no password, and the login gets 421.
+#[test]
+fn an_https_panel_is_asked_only_with_its_certificate_checked() {
+    let python = require_tool("python3");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = make_cert(dir.path(), "localhost");
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _) = make_cert(other.path(), "elsewhere.example");
+    let asked = dir.path().join("asked");
+    let script = r#"
+import http.server, json, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with open(sys.argv[3], "a") as f:
+            f.write(body["user"] + "\n")
+        ok = body["user"] == "tls-user" and body["password"] == "pw" and body["tls"] is False
+        out = json.dumps({"status": "ok" if ok else "refused"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+    let mut receiver = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args([&cert, &key, &asked])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(receiver.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let config = |ca: &Path| {
+        format!(
+            "[limits]\nfailed_login_delay_ms = 0\n[auth.external]\n\
+             url = 'https://localhost:{}/ftp-login'\nca = '{}'\n",
+            port.trim(),
+            ca.display()
+        )
+    };
+    let trusting = Server::builder(BIN).config(&config(&cert)).start();
+    let local: IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(Ftp::login_code(local, trusting.addr, "tls-user", "pw"), 230);
+    assert_eq!(Ftp::login_code(local, trusting.addr, "tls-user", "px"), 530);
+    assert_eq!(std::fs::read_to_string(&asked).unwrap().lines().count(), 2);
+    let doubting = Server::builder(BIN).config(&config(&other_ca)).start();
+    assert_eq!(Ftp::login_code(local, doubting.addr, "tls-user", "pw"), 421);
+    assert!(logged(&doubting, "certificate"), "{}", doubting.log());
+    assert_eq!(
+        std::fs::read_to_string(&asked).unwrap().lines().count(),
+        2,
+        "nothing sent to an untrusted panel"
+    );
+    let _ = receiver.kill();
+    let _ = receiver.wait();
 }
