@@ -61,7 +61,7 @@ pub struct Credentials {
     pub conn: ConnInfo,
     /// The control connection is TLS.
     pub tls: bool,
-    /// The host name the client asked for (HOST, or the TLS SNI name), if any.
+    /// The host name the client gave with HOST, if it did.
     pub host: Option<String>,
     /// The server's fair password queue: a hash is checked only with a slot of it (a remote
     /// source is waited on without one). `None`: no queue (tests, embedders).
@@ -93,8 +93,12 @@ pub enum Rejection {
     /// No password: refused before any source is asked (an empty password is an
     /// unauthenticated bind to many directories).
     EmptyPassword,
-    /// The client's address is not allowed: the rule, as the audit line names it.
+    /// The client's address is not allowed: the rule, as the audit line names it. Checked
+    /// before the password (not counted towards a ban).
     AddressRule(String),
+    /// The same, from a rule that came with a remote source's answer, after it checked the
+    /// password: counted like a wrong password.
+    AddressRuleAfterPassword(String),
     /// The user has a one-time code and none followed the password.
     MissingCode,
     WrongCode,
@@ -117,7 +121,9 @@ impl std::fmt::Display for Rejection {
             Rejection::WrongPassword => f.write_str("wrong password"),
             Rejection::Disabled => f.write_str("account disabled"),
             Rejection::EmptyPassword => f.write_str("empty password"),
-            Rejection::AddressRule(rule) => write!(f, "address rule: {rule}"),
+            Rejection::AddressRule(rule) | Rejection::AddressRuleAfterPassword(rule) => {
+                write!(f, "address rule: {rule}")
+            }
             Rejection::MissingCode => f.write_str("no one-time code after the password"),
             Rejection::WrongCode => f.write_str("wrong one-time code"),
             Rejection::CodeReused => f.write_str("one-time code already used from another address"),

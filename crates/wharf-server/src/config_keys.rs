@@ -367,7 +367,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "auth.ldap.group_base",
-        "Where groups are searched (default: the search base).",
+        "Where groups are searched (default: the parent of the users' branch, e.g. dc=example,dc=com).",
     ),
     (
         "auth.ldap.group_filter",

@@ -367,6 +367,7 @@ impl Session {
         self.transfer_type = TransferType::Image;
         self.drop_data_plan();
         self.epsv_all = false;
+        self.host = None;
     }
 
     // ---- TLS ----

@@ -1,8 +1,9 @@
 //! Accepted logins of a remote source (the hook, LDAP), remembered for a while.
 //!
 //! An entry is keyed by an HMAC of the user name, under a secret made when the process starts,
-//! and holds an HMAC of the name, password and host: no password is kept, and a different
-//! password never matches. One entry per user: a login with another password asks the source,
+//! and holds an HMAC of the name, password, host, client address and TLS state: no password is
+//! kept, and a different password never matches (nor a login from another address or without
+//! TLS, which the source might have refused). One entry per user: a login with another password asks the source,
 //! and its answer replaces the entry (accepted) or drops it (refused, unknown).
 
 use std::collections::HashMap;
@@ -10,6 +11,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::Found;
+
+/// What a cached answer is keyed by.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub password: &'a [u8],
+    pub host: Option<&'a str>,
+    pub ip: std::net::IpAddr,
+    pub tls: bool,
+}
 
 /// Entries at most; beyond, new ones are not remembered until old ones expire.
 const MAX_ENTRIES: usize = 100_000;
@@ -58,21 +69,30 @@ impl AnswerCache {
         out
     }
 
-    fn keys(&self, user: &str, password: &[u8], host: Option<&str>) -> ([u8; 32], [u8; 32]) {
-        let host = host.unwrap_or("").as_bytes();
+    fn keys(&self, l: &Login<'_>) -> ([u8; 32], [u8; 32]) {
+        let host = l.host.unwrap_or("").as_bytes();
+        let ip = l.ip.to_canonical().to_string();
+        let tls: &[u8] = if l.tls { b"tls" } else { b"plain" };
         (
-            self.mac(&[b"user", user.as_bytes()]),
-            self.mac(&[b"login", user.as_bytes(), password, host]),
+            self.mac(&[b"user", l.user.as_bytes()]),
+            self.mac(&[
+                b"login",
+                l.user.as_bytes(),
+                l.password,
+                host,
+                ip.as_bytes(),
+                tls,
+            ]),
         )
     }
 
     /// The remembered answer for this login, if the same password was accepted within the
     /// time.
-    pub fn get(&self, user: &str, password: &[u8], host: Option<&str>) -> Option<Found> {
+    pub fn get(&self, login: &Login<'_>) -> Option<Found> {
         if self.ttl.is_zero() {
             return None;
         }
-        let (id, proof) = self.keys(user, password, host);
+        let (id, proof) = self.keys(login);
         let entries = self.entries.lock().ok()?;
         let e = entries.get(&id)?;
         // Every byte compared, whatever differs first.
@@ -81,11 +101,11 @@ impl AnswerCache {
     }
 
     /// Remembers an accepted login (replacing the user's entry).
-    pub fn put(&self, user: &str, password: &[u8], host: Option<&str>, found: &Found) {
+    pub fn put(&self, login: &Login<'_>, found: &Found) {
         if self.ttl.is_zero() {
             return;
         }
-        let (id, proof) = self.keys(user, password, host);
+        let (id, proof) = self.keys(login);
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -128,6 +148,16 @@ mod tests {
     use super::*;
     use crate::auth::{Account, Permissions, UserLimits};
 
+    fn at<'a>(user: &'a str, password: &'a [u8], host: Option<&'a str>) -> Login<'a> {
+        Login {
+            user,
+            password,
+            host,
+            ip: "127.0.0.1".parse().unwrap(),
+            tls: false,
+        }
+    }
+
     fn found() -> Found {
         Found {
             account: Account {
@@ -145,32 +175,38 @@ mod tests {
     #[test]
     fn only_the_same_password_hits_and_a_refusal_forgets() {
         let c = AnswerCache::new(Duration::from_secs(60)).unwrap();
-        c.put("alice", b"old", None, &found());
-        assert!(c.get("alice", b"old", None).is_some());
-        assert!(c.get("alice", b"new", None).is_none());
-        assert!(c.get("alice", b"old", Some("ftp.b.example")).is_none());
-        assert!(c.get("bob", b"old", None).is_none());
+        c.put(&at("alice", b"old", None), &found());
+        assert!(c.get(&at("alice", b"old", None)).is_some());
+        assert!(c.get(&at("alice", b"new", None)).is_none());
+        assert!(c.get(&at("alice", b"old", Some("ftp.b.example"))).is_none());
+        let mut elsewhere = at("alice", b"old", None);
+        elsewhere.ip = "127.0.0.2".parse().unwrap();
+        assert!(c.get(&elsewhere).is_none(), "another address");
+        let mut tls = at("alice", b"old", None);
+        tls.tls = true;
+        assert!(c.get(&tls).is_none(), "TLS or not");
+        assert!(c.get(&at("bob", b"old", None)).is_none());
         // The new password accepted: the old one no longer hits.
-        c.put("alice", b"new", None, &found());
-        assert!(c.get("alice", b"old", None).is_none());
-        assert!(c.get("alice", b"new", None).is_some());
+        c.put(&at("alice", b"new", None), &found());
+        assert!(c.get(&at("alice", b"old", None)).is_none());
+        assert!(c.get(&at("alice", b"new", None)).is_some());
         c.forget("alice");
-        assert!(c.get("alice", b"new", None).is_none());
+        assert!(c.get(&at("alice", b"new", None)).is_none());
         assert!(c.is_empty());
         // Length-prefixed parts: a name/password split elsewhere is another key.
-        c.put("ali", b"cenew", None, &found());
-        assert!(c.get("alice", b"new", None).is_none());
+        c.put(&at("ali", b"cenew", None), &found());
+        assert!(c.get(&at("alice", b"new", None)).is_none());
     }
 
     #[test]
     fn zero_time_keeps_nothing_and_entries_expire() {
         let none = AnswerCache::new(Duration::ZERO).unwrap();
-        none.put("alice", b"pw", None, &found());
-        assert!(none.get("alice", b"pw", None).is_none());
+        none.put(&at("alice", b"pw", None), &found());
+        assert!(none.get(&at("alice", b"pw", None)).is_none());
         let short = AnswerCache::new(Duration::from_millis(30)).unwrap();
-        short.put("alice", b"pw", None, &found());
-        assert!(short.get("alice", b"pw", None).is_some());
+        short.put(&at("alice", b"pw", None), &found());
+        assert!(short.get(&at("alice", b"pw", None)).is_some());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(short.get("alice", b"pw", None).is_none());
+        assert!(short.get(&at("alice", b"pw", None)).is_none());
     }
 }

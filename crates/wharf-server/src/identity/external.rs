@@ -92,6 +92,8 @@ impl ExternalSection {
 #[derive(Debug, Default, Deserialize)]
 struct HookAnswer {
     status: String,
+    /// The user's name as the panel spells it (`Alice` typed, `alice` known), if it differs.
+    name: Option<String>,
     home: Option<String>,
     permissions: Option<Vec<String>>,
     max_sessions: Option<u32>,
@@ -139,9 +141,14 @@ impl External {
     /// What the hook says of this login. A refusal is a refusal; a timeout, an error status,
     /// a broken answer: [`Answer::Unavailable`] (421 and a logged error, never a login).
     pub async fn ask(&self, r: &Request<'_>) -> Answer {
+        // A password that is not UTF-8 cannot go into JSON as it is (a lossy copy could match
+        // another): refused, as LDAP refuses it.
+        let Ok(password) = std::str::from_utf8(r.password) else {
+            return Answer::Refused(Rejection::WrongPassword);
+        };
         let mut body = serde_json::json!({
             "user": r.user,
-            "password": String::from_utf8_lossy(r.password),
+            "password": password,
             "client": r.ip.to_canonical().to_string(),
             "host": r.host,
             "tls": r.tls,
@@ -270,6 +277,8 @@ fn http_client(s: &ExternalSettings) -> Result<reqwest::Client, String> {
         .connect_timeout(s.timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .user_agent("wharf")
+        // Passwords go to the hook's URL only, never through a proxy from the environment.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot make the HTTP client: {}", chain(&e)))
@@ -290,6 +299,22 @@ fn account_of(user: &str, a: HookAnswer, defaults: UserLimits, root: &std::path:
     if a.disabled {
         return Answer::Refused(Rejection::Disabled);
     }
+    let home = match a.home {
+        None => root.to_path_buf(),
+        Some(h) if h.starts_with('/') => PathBuf::from(h),
+        Some(h) => {
+            return Answer::Unavailable(format!("auth hook: home {h:?} is not an absolute path"));
+        }
+    };
+    let name = match a.name {
+        Some(n) if n.eq_ignore_ascii_case(user) => n,
+        Some(n) => {
+            return Answer::Unavailable(format!(
+                "auth hook: name {n:?} is not the user's ({user:?}) but for its case"
+            ));
+        }
+        None => user.to_string(),
+    };
     let permissions = match &a.permissions {
         None => Permissions::READ_ONLY,
         Some(p) => match crate::userdb::parse_permissions(&p.join(",")) {
@@ -315,8 +340,8 @@ fn account_of(user: &str, a: HookAnswer, defaults: UserLimits, root: &std::path:
     };
     Answer::Account(Box::new(Found {
         account: Account {
-            name: user.to_string(),
-            home: a.home.map_or_else(|| root.to_path_buf(), PathBuf::from),
+            name,
+            home,
             permissions,
             anonymous: false,
             limits: limits.or(defaults),
@@ -367,6 +392,10 @@ mod tests {
         assert_eq!(f.account.home, PathBuf::from("/srv/ftp"));
         assert_eq!(f.account.permissions, Permissions::READ_ONLY);
         assert!(matches!(answer(r#"{"status":"unknown"}"#), Answer::Unknown));
+        let Answer::Account(f) = answer(r#"{"status":"ok","name":"Alice"}"#) else {
+            panic!("not an account");
+        };
+        assert_eq!(f.account.name, "Alice", "the panel's spelling");
         assert!(matches!(
             answer(r#"{"status":"refused"}"#),
             Answer::Refused(Rejection::WrongPassword)
@@ -380,6 +409,8 @@ mod tests {
             r#"{"status":"ok","permissions":["fly"]}"#,
             r#"{"status":"ok","denied_addresses":["nowhere"]}"#,
             r#"{"status":"ok","totp_secret":"x"}"#,
+            r#"{"status":"ok","home":"srv/a"}"#,
+            r#"{"status":"ok","name":"mallory"}"#,
         ] {
             assert!(matches!(answer(broken), Answer::Unavailable(_)), "{broken}");
         }

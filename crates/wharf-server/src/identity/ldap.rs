@@ -45,7 +45,8 @@ pub struct LdapSection {
     pub user_attribute: Option<String>,
     /// What a user entry must also match (default `(objectClass=*)`).
     pub user_filter: Option<String>,
-    /// Where groups are searched (default: the search base, or the DN's parent's parent).
+    /// Where groups are searched (default: the parent of the users' branch — `dc=example,dc=com`
+    /// for `ou=people,dc=example,dc=com`).
     pub group_base: Option<String>,
     /// The groups of a user: `{dn}` is its escaped DN, `{user}` its escaped name (default
     /// `(&(objectClass=groupOfNames)(member={dn}))`).
@@ -140,6 +141,28 @@ impl LdapSection {
             },
             _ => return Err(("bind_dn", "give either bind_dn or search_base".into())),
         };
+        if matches!(locate, Locate::Template(_)) {
+            for (field, set) in [
+                ("totp_attribute", self.totp_attribute.is_some()),
+                (
+                    "allowed_addresses_attribute",
+                    self.allowed_addresses_attribute.is_some(),
+                ),
+                (
+                    "denied_addresses_attribute",
+                    self.denied_addresses_attribute.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err((
+                        field,
+                        "needs search_base and a service account (a user may not be able to \
+                         read it, and a code must be known before the bind)"
+                            .into(),
+                    ));
+                }
+            }
+        }
         let user_filter = self
             .user_filter
             .clone()
@@ -232,7 +255,11 @@ enum Failure {
 
 impl From<ldap3::LdapError> for Failure {
     fn from(e: ldap3::LdapError) -> Failure {
-        Failure::Down(e.to_string())
+        match e {
+            // The directory answered, with an error code: not an outage (the connection stays).
+            ldap3::LdapError::LdapResult { result } => Failure::Odd(result.to_string()),
+            other => Failure::Down(other.to_string()),
+        }
     }
 }
 
@@ -304,14 +331,14 @@ impl Ldap {
                 Err(Failure::Down(e) | Failure::Odd(e)) => return Answer::Unavailable(e),
             },
         };
-        let mut result = self.exchange(&mut conn, r, password).await;
+        let mut result = self.exchange_within(&mut conn, r, password).await;
         if matches!(result, Err(Failure::Down(_))) && !fresh {
             drop(conn);
             conn = match self.connect().await {
                 Ok(c) => c,
                 Err(Failure::Down(e) | Failure::Odd(e)) => return Answer::Unavailable(e),
             };
-            result = self.exchange(&mut conn, r, password).await;
+            result = self.exchange_within(&mut conn, r, password).await;
         }
         match result {
             Ok(answer) => {
@@ -330,6 +357,24 @@ impl Ldap {
         }
     }
 
+    /// [`Ldap::exchange`] with one deadline for all of it (binds, searches), not one per
+    /// operation: a login never waits on the directory longer than `timeout_ms`.
+    async fn exchange_within(
+        &self,
+        conn: &mut ldap3::Ldap,
+        r: &Request<'_>,
+        password: &str,
+    ) -> Result<Answer, Failure> {
+        tokio::time::timeout(self.settings.timeout, self.exchange(conn, r, password))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::Down(format!(
+                    "no answer within {} ms",
+                    self.settings.timeout.as_millis()
+                )))
+            })
+    }
+
     /// One login on one connection: find the DN, bind as the user, read the entry and groups.
     async fn exchange(
         &self,
@@ -346,6 +391,9 @@ impl Ldap {
             s.user_attribute,
             filter_value(r.user)
         );
+        // In search mode, the entry as the service account reads it: the attributes a directory
+        // may hide from users themselves (the code secret, the rules) are taken from it.
+        let mut service_entry = None;
         let dn = match &s.locate {
             Locate::Template(template) => template.replace("{user}", &dn_value(r.user)),
             Locate::Search {
@@ -365,17 +413,30 @@ impl Ldap {
                 let found = self
                     .search(conn, base, Scope::Subtree, &user_match, &attrs)
                     .await?;
-                match found.as_slice() {
-                    [] => return Ok(Answer::Unknown),
-                    [one] => one.dn.clone(),
-                    _ => {
-                        return Err(Failure::Odd(format!(
-                            "{} entries match {user_match}",
-                            found.len()
-                        )));
-                    }
+                if found.len() > 1 {
+                    return Err(Failure::Odd(format!(
+                        "{} entries match {user_match}",
+                        found.len()
+                    )));
                 }
+                let Some(one) = found.into_iter().next() else {
+                    return Ok(Answer::Unknown);
+                };
+                let dn = one.dn.clone();
+                service_entry = Some(one);
+                dn
             }
+        };
+        // A user with a one-time code binds with the password before it (the code is Wharf's
+        // to check); one without a code typed is refused before any bind.
+        let secret = match &service_entry {
+            Some(e) => self.totp_of(e)?,
+            None => None,
+        };
+        let password = match (&secret, super::totp::split_code(password.as_bytes())) {
+            (None, _) => password,
+            (Some(_), Some((before, _))) => std::str::from_utf8(before).unwrap_or(password),
+            (Some(_), None) => return Ok(Answer::Refused(Rejection::MissingCode)),
         };
         let bound = conn.with_timeout(t).simple_bind(&dn, password).await?;
         match bound.rc {
@@ -386,15 +447,26 @@ impl Ldap {
             50 | 53 => return Ok(Answer::Refused(Rejection::Disabled)),
             _ => return Err(Failure::Odd(format!("the user's bind: {bound}"))),
         }
-        // As the user: its own entry (it must match the filter too) and its groups.
-        let entry = self
-            .search(conn, &dn, Scope::Base, &s.user_filter, &attrs)
-            .await?;
-        let Some(entry) = entry.into_iter().next() else {
-            return Ok(Answer::Refused(Rejection::Disabled));
+        // With a DN template, the user's own entry as the user reads it (it must match the
+        // filter too); found by the service account, that entry.
+        let entry = match service_entry {
+            Some(e) => e,
+            None => {
+                let own = self
+                    .search(conn, &dn, Scope::Base, &s.user_filter, &attrs)
+                    .await?;
+                let Some(e) = own.into_iter().next() else {
+                    return Ok(Answer::Refused(Rejection::Disabled));
+                };
+                e
+            }
         };
         let group_base = s.group_base.clone().unwrap_or_else(|| match &s.locate {
-            Locate::Search { base, .. } => base.clone(),
+            // Beside the users' branch: ou=people,dc=x → dc=x (groups in ou=groups,dc=x).
+            Locate::Search { base, .. } => {
+                let up = parent(base);
+                if up.is_empty() { base.clone() } else { up }
+            }
             Locate::Template(_) => parent(&parent(&dn)),
         });
         let mut permissions = s.permissions;
@@ -440,7 +512,21 @@ impl Ldap {
                 return Ok(Answer::Refused(Rejection::Disabled));
             }
         }
-        self.found(r, &entry, permissions)
+        self.found(r, &entry, permissions, secret)
+    }
+
+    /// The code secret an entry holds, if `totp_attribute` names one; one that cannot be read
+    /// refuses the login rather than dropping the second factor.
+    fn totp_of(&self, entry: &SearchEntry) -> Result<Option<TotpSecret>, Failure> {
+        let Some(attr) = &self.settings.totp_attribute else {
+            return Ok(None);
+        };
+        match entry.attrs.get(attr).and_then(|v| v.first()) {
+            None => Ok(None),
+            Some(t) => TotpSecret::parse(t)
+                .map(Some)
+                .map_err(|e| Failure::Odd(format!("{}: {attr}: {e}", entry.dn))),
+        }
     }
 
     fn attributes(&self) -> Vec<&str> {
@@ -496,6 +582,7 @@ impl Ldap {
         r: &Request<'_>,
         entry: &SearchEntry,
         permissions: Permissions,
+        totp: Option<TotpSecret>,
     ) -> Result<Answer, Failure> {
         let s = &self.settings;
         let first = |attr: &Option<String>| -> Option<String> {
@@ -528,13 +615,17 @@ impl Ldap {
             all(&s.denied_attribute).as_deref(),
         )
         .map_err(|e| Failure::Odd(format!("{}: {e}", entry.dn)))?;
-        let totp = first(&s.totp_attribute)
-            .map(|t| TotpSecret::parse(&t))
-            .transpose()
-            .map_err(|e| Failure::Odd(format!("{}: {e}", entry.dn)))?;
+        // The name as the directory spells it (`ALICE` binds as `alice`): one name for the
+        // session limits, the used codes and the logs.
+        let name = entry
+            .attrs
+            .get(&s.user_attribute)
+            .and_then(|v| v.iter().find(|n| n.eq_ignore_ascii_case(r.user.trim())))
+            .cloned()
+            .unwrap_or_else(|| r.user.to_string());
         Ok(Answer::Account(Box::new(Found {
             account: Account {
-                name: r.user.to_string(),
+                name,
                 home,
                 permissions,
                 anonymous: false,

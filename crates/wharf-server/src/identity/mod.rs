@@ -71,7 +71,7 @@ pub struct Request<'a> {
     /// As typed (with a one-time code at its end, if the user has one).
     pub password: &'a [u8],
     pub ip: IpAddr,
-    /// The host name the client asked for (HOST or TLS SNI), if any.
+    /// The host name the client gave with HOST, if it did.
     pub host: Option<&'a str>,
     pub tls: bool,
     /// The server's per-user limits, for those an answer leaves open.
@@ -283,7 +283,6 @@ impl UserStore {
                 "{rule} of the user"
             ))));
         }
-        let _fair = self.fair_slot(c).await?;
         let (password, code) = match &local.totp {
             Some(_) => match split_code(&c.password) {
                 Some((p, code)) => (p.to_vec(), Some(code.to_string())),
@@ -292,7 +291,11 @@ impl UserStore {
             },
             None => (c.password.clone(), None),
         };
-        let matched = self.check_hash(Some(local.hash), password).await?;
+        // The fair slot only for the hash (not for the code's record in the database).
+        let matched = {
+            let _fair = self.fair_slot(c).await?;
+            self.check_hash(Some(local.hash), password).await?
+        };
         if !matched {
             return Err(AuthError::Rejected(Rejection::WrongPassword));
         }
@@ -340,10 +343,12 @@ impl UserStore {
 
     /// A remote answer: its rules and code.
     async fn remote(&self, c: &Credentials, found: Found) -> Result<Account, AuthError> {
+        // The source has checked the password by now: this refusal counts as a failure (else
+        // how bans behave would tell a right password from a wrong one).
         if let Err(rule) = found.rules.check(c.conn.peer.ip()) {
-            return Err(AuthError::Rejected(Rejection::AddressRule(format!(
-                "{rule} of the user"
-            ))));
+            return Err(AuthError::Rejected(Rejection::AddressRuleAfterPassword(
+                format!("{rule} of the user"),
+            )));
         }
         if let Some(secret) = &found.totp {
             let code = split_code(&c.password).map(|(_, code)| code);
@@ -355,12 +360,19 @@ impl UserStore {
 
     /// Asks a remote source (or its cache).
     async fn ask<S: Ask>(remote: &Remote<S>, r: &Request<'_>) -> Answer {
-        if let Some(found) = remote.cache.get(r.user, r.password, r.host) {
+        let key = cache::Login {
+            user: r.user,
+            password: r.password,
+            host: r.host,
+            ip: r.ip,
+            tls: r.tls,
+        };
+        if let Some(found) = remote.cache.get(&key) {
             return Answer::Account(Box::new(found));
         }
         let answer = remote.source.ask(r).await;
         match &answer {
-            Answer::Account(found) => remote.cache.put(r.user, r.password, r.host, found),
+            Answer::Account(found) => remote.cache.put(&key, found),
             Answer::Refused(_) | Answer::Unknown => remote.cache.forget(r.user),
             Answer::Unavailable(_) => {}
         }
@@ -477,10 +489,19 @@ impl Authenticator for UserStore {
                             },
                             enabled: user.enabled,
                             rules: user.rules.clone(),
+                            // A secret that cannot be read refuses the login (421) rather
+                            // than dropping the second factor.
                             totp: user
                                 .totp_secret
                                 .as_deref()
-                                .and_then(|s| TotpSecret::parse(s).ok()),
+                                .map(TotpSecret::parse)
+                                .transpose()
+                                .map_err(|e| {
+                                    AuthError::Unavailable(format!(
+                                        "user `{}`: totp_secret in the database: {e}",
+                                        user.name
+                                    ))
+                                })?,
                         };
                         let account = self.local(&c, local).await?;
                         // The login time is written off the login's path, and at most once a

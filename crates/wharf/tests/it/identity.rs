@@ -401,6 +401,8 @@ esac
     assert!(logged(&server, "reason=unknown user"));
 }
 
+const GINA_SECRET: &str = "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU";
+
 fn ldap_users<'a>() -> Vec<LdapUser<'a>> {
     vec![
         LdapUser {
@@ -423,6 +425,14 @@ fn ldap_users<'a>() -> Vec<LdapUser<'a>> {
             home: None,
             groups: &[],
             description: None,
+        },
+        // Her one-time code secret is in `description` (the code test reads it from there).
+        LdapUser {
+            uid: "gina",
+            password: "gina-pw",
+            home: None,
+            groups: &["ftp-readers"],
+            description: Some(GINA_SECRET),
         },
     ]
 }
@@ -495,6 +505,44 @@ fn ldap_logins_with_starttls_groups_rules_and_a_directory_that_goes_away() {
     assert_eq!(
         ftplib(a, "127.0.0.1", "carol", "carol-pw", "f.txt"),
         "OK shared"
+    );
+    drop(server);
+
+    // One-time codes from the directory (read by the service account): the bind gets the
+    // password before the code, Wharf checks the code; the name as the directory spells it
+    // keys the used codes, so `GINA` cannot reuse gina's code from elsewhere.
+    let config = ldap_config(&slapd, &cert, "ban_after_failures = 0")
+        .replace("denied_addresses_attribute", "totp_attribute");
+    let server = Server::builder(BIN).config(&config).start();
+    write_file(&server.path("f.txt"), b"coded");
+    let secret = TotpSecret::parse(GINA_SECRET).unwrap();
+    let now = code(&secret, 0);
+    let local: IpAddr = "127.0.0.1".parse().unwrap();
+    let other: IpAddr = "127.0.0.2".parse().unwrap();
+    assert_eq!(Ftp::login_code(local, server.addr, "gina", "gina-pw"), 530);
+    assert!(logged(
+        &server,
+        "reason=no one-time code after the password"
+    ));
+    assert_eq!(
+        curl(server.addr, "gina", &format!("gina-pw{now}"), "f.txt"),
+        (0, "coded".into())
+    );
+    assert_eq!(
+        Ftp::login_code(local, server.addr, "gina", &format!("gina-px{now}")),
+        530
+    );
+    assert_eq!(
+        Ftp::login_code(other, server.addr, "GINA", &format!("gina-pw{now}")),
+        530
+    );
+    assert!(logged(
+        &server,
+        "one-time code already used from another address"
+    ));
+    assert_eq!(
+        Ftp::login_code(local, server.addr, "GINA", &format!("gina-pw{now}")),
+        230
     );
     drop(server);
 
