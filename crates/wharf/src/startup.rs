@@ -171,6 +171,25 @@ pub fn summary(settings: &Settings) -> Vec<String> {
             wharf_server::userdb::redact(db)
         ));
     }
+    if let Some(e) = &settings.auth.external {
+        sources.push(match &e.target {
+            wharf_server::identity::external::Target::Url(u) => format!("the auth hook {u}"),
+            wharf_server::identity::external::Target::Command(c) => {
+                format!("the auth hook `{}`", c.join(" "))
+            }
+        });
+    }
+    if let Some(l) = &settings.auth.ldap {
+        sources.push(format!(
+            "LDAP {}{}",
+            l.url,
+            if l.starttls { " (StartTLS)" } else { "" }
+        ));
+    }
+    if !settings.auth.order.is_empty() {
+        let order: Vec<&str> = settings.auth.order.iter().map(|k| k.name()).collect();
+        sources.push(format!("asked in the order {}", order.join(", ")));
+    }
     out.push(format!(
         "Users: {}",
         if sources.is_empty() {
