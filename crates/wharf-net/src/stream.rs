@@ -60,6 +60,17 @@ impl Stream {
         }
     }
 
+    /// The name a TLS client asked for (SNI), on the server's side of a handshake.
+    pub fn server_name(&self) -> Option<String> {
+        match self {
+            Stream::Tls(s) => match &**s {
+                TlsStream::Server(s) => s.get_ref().1.server_name().map(str::to_string),
+                TlsStream::Client(_) => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Version, cipher suite and resumption of a TLS connection; `None` in clear.
     pub fn tls_facts(&self) -> Option<TlsFacts> {
         match self {

@@ -229,6 +229,11 @@ fn outcome_for(action: &Action, pick: u8) -> Outcome {
             "client-address: 127.0.0.1".into(),
             "odd\r\n200 line".into(),
         ]),
+        Action::ChooseHost { .. } => Outcome::Host(if pick % 2 == 0 {
+            Ok("Host\r\n200 odd".into())
+        } else {
+            Err("no\r\n230 such".into())
+        }),
         Action::StartTls { .. } => Outcome::Tls(if pick % 3 == 0 { Err(()) } else { Ok(()) }),
         Action::Transfer(_) => Outcome::Transfer(match pick % 8 {
             0 => TransferEnd::Wire,

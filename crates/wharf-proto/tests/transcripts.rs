@@ -172,6 +172,15 @@ impl World {
                 "client-address: 127.0.0.1".into(),
                 "last-data-failure: none".into(),
             ]),
+            // The transcripts' server serves ftp.example.net and no other name.
+            Action::ChooseHost { name } => Outcome::Host(if name == b"ftp.example.net" {
+                Ok("Host accepted.".into())
+            } else {
+                Err(format!(
+                    "{} is not served here.",
+                    String::from_utf8_lossy(name)
+                ))
+            }),
             Action::OpenRead { path, offset } => Outcome::Opened(self.info(path).and_then(|i| {
                 if i.kind != FileKind::File {
                     return Err(FsError::NotAFile);
@@ -283,6 +292,7 @@ fn summary(a: &Action) -> String {
         Action::AbortTransfer => "AbortTransfer".into(),
         Action::Close => "Close".into(),
         Action::Diagnose => "Diagnose".into(),
+        Action::ChooseHost { name } => format!("ChooseHost {}", String::from_utf8_lossy(name)),
     }
 }
 

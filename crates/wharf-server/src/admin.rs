@@ -710,6 +710,7 @@ async fn create_user(
         enabled: true,
         totp_secret: None,
         rules: Default::default(),
+        host: None,
         created_at: 0,
         updated_at: 0,
         last_login: None,

@@ -61,8 +61,10 @@ pub struct Credentials {
     pub conn: ConnInfo,
     /// The control connection is TLS.
     pub tls: bool,
-    /// The host name the client gave with HOST, if it did.
+    /// The host name the client gave with HOST (or the TLS name that chose a host), if any.
     pub host: Option<String>,
+    /// The virtual host (`[[host]]`, by its own name) the login is for; `None`: the default.
+    pub vhost: Option<String>,
     /// The server's fair password queue: a hash is checked only with a slot of it (a remote
     /// source is waited on without one). `None`: no queue (tests, embedders).
     pub queue: Option<Arc<crate::guard::Guard>>,
@@ -163,6 +165,8 @@ pub struct UserEntry {
     pub rules: crate::identity::rules::AddressRules,
     /// The one-time code secret, when the user has a second factor.
     pub totp: Option<crate::identity::totp::TotpSecret>,
+    /// The virtual host the user belongs to (its own name); `None`: the default host.
+    pub host: Option<String>,
 }
 
 /// Anonymous access, when enabled.

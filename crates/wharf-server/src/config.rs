@@ -300,6 +300,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Addresses that may log in at all (`[access]`).
     pub access: crate::identity::rules::AddressRules,
+    /// Virtual hosts (`[[host]]`), chosen by HOST or the TLS name; none: one host serves
+    /// every name.
+    pub hosts: Vec<HostSettings>,
     pub anonymous: Option<AnonymousAccess>,
     pub log: LogSettings,
     /// Where files are: `None` on the local file system (under `root` and the users' homes),
@@ -363,6 +366,120 @@ pub struct FileConfig {
     /// `[access]`: server-wide address rules.
     #[serde(default)]
     pub access: AccessSection,
+    /// `[[host]]` tables: virtual hosts.
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<HostSection>,
+}
+
+/// A `[[host]]` table: a customer's site on a shared address.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    /// The names it answers to: exact (`ftp.customer-a.example`) or one-label wildcards
+    /// (`*.customer-a.example`). The first is the host's name in users, logs and metrics.
+    pub names: Vec<String>,
+    /// The home of its users without one of their own.
+    pub root: Option<PathBuf>,
+    /// Its 220 greeting (the reply to HOST, and the banner of an implicit-TLS connection
+    /// that names it).
+    pub banner: Option<String>,
+    /// Its certificate and key (PEM), served to clients that name it (SNI).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Anonymous logins on this host, into its root (default false).
+    pub anonymous: Option<bool>,
+}
+
+/// A virtual host, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSettings {
+    /// Lower case; wildcards as `*.suffix`.
+    pub names: Vec<String>,
+    pub root: PathBuf,
+    pub banner: Option<String>,
+    pub cert: Option<(PathBuf, PathBuf)>,
+    pub anonymous: bool,
+}
+
+impl HostSettings {
+    /// The host's own name (its first).
+    pub fn id(&self) -> &str {
+        self.names.first().map_or("", String::as_str)
+    }
+
+    /// Whether `name` (lower case) is exactly one of the names.
+    fn is_named(&self, name: &str) -> bool {
+        !name.starts_with("*.") && self.names.iter().any(|n| n == name)
+    }
+
+    /// Whether a wildcard of this host covers `name`: `*.a.example` covers `x.a.example`, not
+    /// `a.example` nor `y.x.a.example`.
+    fn covers(&self, name: &str) -> bool {
+        self.names.iter().any(|n| {
+            n.strip_prefix("*.").is_some_and(|suffix| {
+                name.strip_suffix(suffix)
+                    .and_then(|label| label.strip_suffix('.'))
+                    .is_some_and(|label| !label.is_empty() && !label.contains('.'))
+            })
+        })
+    }
+}
+
+/// A host name as written in HOST or SNI: lower case, without a trailing dot.
+pub fn normalize_host(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Settings {
+    /// The virtual host serving `name` (exact names first, then wildcards); `None`: none of
+    /// them.
+    pub fn host_named(&self, name: &str) -> Option<&HostSettings> {
+        let name = normalize_host(name);
+        self.hosts
+            .iter()
+            .find(|h| h.is_named(&name))
+            .or_else(|| self.hosts.iter().find(|h| h.covers(&name)))
+    }
+
+    /// The certificates of the hosts that have one.
+    pub fn host_certs(&self) -> Vec<crate::tls::HostCert> {
+        self.hosts
+            .iter()
+            .filter_map(|h| {
+                h.cert.as_ref().map(|(cert, key)| crate::tls::HostCert {
+                    names: h.names.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The host whose own name is `id`.
+    pub fn host_by_id(&self, id: &str) -> Option<&HostSettings> {
+        self.hosts.iter().find(|h| h.id() == id)
+    }
+}
+
+/// Checks a host name of a `[[host]]` table: letters, digits, `-` and `.`, at most one leading
+/// `*.`.
+fn check_host_name(name: &str) -> Result<String, String> {
+    let n = normalize_host(name);
+    let bare = n.strip_prefix("*.").unwrap_or(&n);
+    let ok = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(n)
+    } else {
+        Err(format!("`{name}` is not a host name (or *.name)"))
+    }
 }
 
 /// The `[auth]` table.
@@ -786,6 +903,9 @@ pub struct UserSection {
     pub denied_addresses: Vec<String>,
     /// The base32 secret of the user's one-time codes (`wharf users totp` makes one).
     pub totp_secret: Option<String>,
+    /// The virtual host this user belongs to (one of a `[[host]]`'s names); none: the default
+    /// host.
+    pub host: Option<String>,
 }
 
 impl Limits {
@@ -961,6 +1081,56 @@ fn parse_listen(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
 fn parse_permissions(field: &str, list: &[String]) -> Result<Permissions, ConfigError> {
     // The same words as the user database's (one vocabulary).
     crate::userdb::parse_permissions(&list.join(",")).map_err(|m| ConfigError::new(field, m))
+}
+
+/// The `[[host]]` tables, checked: names well formed and each on one host only, a root each, a
+/// certificate with its key.
+fn build_hosts(sections: &[HostSection], s3: bool) -> Result<Vec<HostSettings>, ConfigError> {
+    let mut hosts: Vec<HostSettings> = Vec::new();
+    for (i, h) in sections.iter().enumerate() {
+        let field = |f: &str| format!("host[{i}].{f}");
+        if h.names.is_empty() {
+            return Err(ConfigError::new(field("names"), "give at least one name"));
+        }
+        let mut names = Vec::new();
+        for n in &h.names {
+            let n = check_host_name(n).map_err(|m| ConfigError::new(field("names"), m))?;
+            if names.contains(&n) || hosts.iter().any(|o| o.names.contains(&n)) {
+                return Err(ConfigError::new(
+                    field("names"),
+                    format!("`{n}` is named twice"),
+                ));
+            }
+            names.push(n);
+        }
+        if names[0].starts_with("*.") {
+            return Err(ConfigError::new(
+                field("names"),
+                "the first name is the host's own: give an exact name first",
+            ));
+        }
+        let root = match &h.root {
+            None => return Err(ConfigError::new(field("root"), "give the host's directory")),
+            Some(r) if s3 => r.clone(),
+            Some(r) => check_dir(&field("root"), r)?,
+        };
+        let cert = match (&h.cert, &h.key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::new(field("key"), "give the key too")),
+            (None, Some(_)) => {
+                return Err(ConfigError::new(field("cert"), "give the certificate too"));
+            }
+        };
+        hosts.push(HostSettings {
+            names,
+            root,
+            banner: h.banner.clone(),
+            cert,
+            anonymous: h.anonymous.unwrap_or(false),
+        });
+    }
+    Ok(hosts)
 }
 
 fn check_dir(field: &str, dir: &Path) -> Result<PathBuf, ConfigError> {
@@ -1197,6 +1367,7 @@ impl Settings {
         let defaults = limits.user_defaults();
 
         let write = cli.write || file.write.unwrap_or(false);
+        let hosts = build_hosts(&file.hosts, storage.is_some())?;
         let mut users = Vec::new();
         for spec in &cli.users {
             let (name, password) = spec
@@ -1219,6 +1390,7 @@ impl Settings {
                 limits: defaults,
                 rules: Default::default(),
                 totp: None,
+                host: None,
             });
         }
         for (i, u) in file.users.iter().enumerate() {
@@ -1231,7 +1403,23 @@ impl Settings {
             }
             crate::auth::check_hash(&u.password_hash)
                 .map_err(|m| ConfigError::new(field("password_hash"), m))?;
-            if let Some(first) = users.iter().position(|e: &UserEntry| e.name == u.name) {
+            let host = match &u.host {
+                None => None,
+                Some(name) => {
+                    let n = normalize_host(name);
+                    let found = hosts.iter().find(|h| h.is_named(&n)).ok_or_else(|| {
+                        ConfigError::new(
+                            field("host"),
+                            format!("`{name}` is not a name of any [[host]]"),
+                        )
+                    })?;
+                    Some(found.id().to_string())
+                }
+            };
+            if let Some(first) = users
+                .iter()
+                .position(|e: &UserEntry| e.name == u.name && e.host == host)
+            {
                 return Err(ConfigError::new(
                     field("name"),
                     format!(
@@ -1245,10 +1433,14 @@ impl Settings {
                     ),
                 ));
             }
+            let host_root = host
+                .as_deref()
+                .and_then(|id| hosts.iter().find(|h| h.id() == id))
+                .map(|h| h.root.clone());
             let home = match &u.home {
                 Some(h) if storage.is_some() => h.clone(),
                 Some(h) => check_dir(&field("home"), h)?,
-                None => root.clone(),
+                None => host_root.unwrap_or_else(|| root.clone()),
             };
             let permissions = match &u.permissions {
                 Some(list) => parse_permissions(&field("permissions"), list)?,
@@ -1273,6 +1465,7 @@ impl Settings {
                 limits: u.limits(i, defaults)?,
                 rules,
                 totp,
+                host,
             });
         }
         let (users_db, db_field) = match &cli.users_db {
@@ -1283,6 +1476,15 @@ impl Settings {
             crate::userdb::check_url(url).map_err(|e| ConfigError::new(db_field, e.to_string()))?;
         }
         let (tls, listen_implicit) = build_tls(&file.tls, &cli)?;
+        if tls.is_none() {
+            if let Some(i) = hosts.iter().position(|h| h.cert.is_some()) {
+                return Err(ConfigError::new(
+                    format!("host[{i}].cert"),
+                    "a host's certificate needs TLS on: give [tls] cert and key (the default \
+                     certificate, for clients that name no host)",
+                ));
+            }
+        }
         let admin_listen = match (&cli.admin, &file.admin.listen) {
             (Some(a), _) => Some(parse_listen("--admin", a)?),
             (None, Some(a)) => Some(parse_listen("admin.listen", a)?),
@@ -1366,6 +1568,7 @@ impl Settings {
             hooks,
             auth,
             access,
+            hosts,
             anonymous,
             log,
             storage,
@@ -1402,6 +1605,12 @@ impl Settings {
         if let Some((cert, key)) = self.admin.as_ref().and_then(|a| a.tls.as_ref()) {
             out.push(OwnFile::new(cert, "the admin listener's certificate"));
             out.push(OwnFile::new(key, "the admin listener's private key"));
+        }
+        for h in &self.hosts {
+            if let Some((cert, key)) = &h.cert {
+                out.push(OwnFile::new(cert, "a host's TLS certificate"));
+                out.push(OwnFile::new(key, "a host's TLS private key"));
+            }
         }
         out
     }

@@ -20,6 +20,7 @@ pub const TABLES: &[&str] = &[
     "[auth.external]",
     "[auth.ldap]",
     "[access]",
+    "[[host]]",
 ];
 
 /// `table.key` (top-level keys bare) and what it means.
@@ -71,6 +72,32 @@ pub const KEYS: &[(&str, &str)] = &[
         "Sources of users beyond the file and the database: see [auth].",
     ),
     ("access", "Addresses that may log in at all: see [access]."),
+    ("host", "A virtual host: see [[host]]."),
+    (
+        "host.names",
+        "The names it answers to, by HOST or the TLS name (SNI): exact, or *.suffix for one label. The first is the host's own name (in [[user]] host, logs, wharf users --host).",
+    ),
+    (
+        "host.root",
+        "Its directory: the home of its users without one of their own.",
+    ),
+    (
+        "host.banner",
+        "Its greeting: the reply to HOST, and the banner of an implicit-TLS connection that names it.",
+    ),
+    (
+        "host.cert",
+        "Its certificate (PEM), served to TLS clients that name it; needs [tls] for the others.",
+    ),
+    ("host.key", "Its private key (PEM)."),
+    (
+        "host.anonymous",
+        "Anonymous logins on this host, read-only into its root (default false).",
+    ),
+    (
+        "user.host",
+        "The virtual host this user belongs to (a [[host]] name); default: the default host.",
+    ),
     (
         "passive.ports",
         "The passive port range, \"A-B\" with A >= 1024 (default: the kernel's ephemeral range).",

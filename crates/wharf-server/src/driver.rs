@@ -166,6 +166,17 @@ pub(crate) struct Driver {
     /// The byte limit of the upload opened last (quota, file size).
     cap: Option<transfer::Cap>,
     shutdown: watch::Receiver<bool>,
+    /// The virtual host chosen by HOST or the TLS name, if any.
+    host: Option<HostChoice>,
+}
+
+/// A virtual host chosen for this connection.
+#[derive(Debug, Clone)]
+struct HostChoice {
+    /// The name the client gave (HOST, or the TLS name).
+    name: String,
+    /// The `[[host]]` serving it (its own name); `None`: the default host.
+    id: Option<String>,
 }
 
 /// A passive data connection being set up before its transfer command arrives.
@@ -352,6 +363,7 @@ impl Driver {
             held: Held::None,
             cap: None,
             shutdown,
+            host: None,
         })
     }
 
@@ -462,7 +474,99 @@ impl Driver {
         let limit = self.shared.settings.limits.accept_timeout;
         let shown = self.control.start_tls(&acceptor.control, limit).await?;
         debug!(peer = %self.conn.peer, tls = %shown, "implicit TLS established");
+        self.host_from_tls_name();
+        // The greeting comes after the handshake here: the chosen host's.
+        let banner = self
+            .host
+            .as_ref()
+            .and_then(|h| h.id.as_deref())
+            .and_then(|id| {
+                self.shared
+                    .settings
+                    .host_by_id(id)
+                    .and_then(|h| h.banner.clone())
+            });
+        if let Some(banner) = banner {
+            self.session.set_banner(banner);
+        }
         Ok(())
+    }
+
+    /// After a TLS handshake: the name the client asked for chooses the virtual host, unless
+    /// HOST chose one already.
+    fn host_from_tls_name(&mut self) {
+        if self.host.is_some() {
+            return;
+        }
+        let Some(name) = self.control.stream.server_name() else {
+            return;
+        };
+        let settings = &self.live.current().settings;
+        if let Some(h) = settings.host_named(&name) {
+            info!(session = self.conn.id, peer = %self.conn.peer, host = %h.id(), "host chosen by the TLS name");
+            self.host = Some(HostChoice {
+                name: crate::config::normalize_host(&name),
+                id: Some(h.id().to_string()),
+            });
+        }
+    }
+
+    /// HOST (RFC 7151): the host serving `name`, or why not (504). An address in brackets
+    /// must be this server's own; a name must be one of the `[[host]]` names (any name, with
+    /// none configured) and, under TLS, the name the handshake asked for.
+    fn choose_host(&mut self, name: &[u8]) -> Result<String, String> {
+        let current = self.live.current();
+        let settings = &current.settings;
+        let default = settings.banner.clone();
+        let Ok(text) = std::str::from_utf8(name) else {
+            return Err("That is not a host name.".into());
+        };
+        if let Some(literal) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            let own = self.conn.local.ip().to_canonical();
+            return match literal.parse::<std::net::IpAddr>() {
+                Ok(ip) if ip.to_canonical() == own => {
+                    self.host = Some(HostChoice {
+                        name: text.to_string(),
+                        id: None,
+                    });
+                    Ok(default)
+                }
+                _ => Err(format!("{text} is not this server's address.")),
+            };
+        }
+        let wanted = crate::config::normalize_host(text);
+        if wanted.is_empty()
+            || wanted.contains(|c: char| c.is_whitespace() || c.is_control() || c == '*')
+        {
+            return Err("That is not a host name.".into());
+        }
+        if let Some(sni) = self.control.stream.server_name() {
+            let sni = crate::config::normalize_host(&sni);
+            if sni != wanted {
+                return Err(format!(
+                    "{wanted} is not the name TLS was started for ({sni})."
+                ));
+            }
+        }
+        if settings.hosts.is_empty() {
+            self.host = Some(HostChoice {
+                name: wanted,
+                id: None,
+            });
+            return Ok(default);
+        }
+        match settings.host_named(&wanted) {
+            Some(h) => {
+                let banner = h.banner.clone().unwrap_or(default);
+                info!(session = self.conn.id, peer = %self.conn.peer, host = %h.id(), "host chosen by HOST");
+                self.host = Some(HostChoice {
+                    name: wanted,
+                    id: Some(h.id().to_string()),
+                });
+                Ok(banner)
+            }
+            None => Err(format!("{wanted} is not served here.")),
+        }
     }
 
     /// Writes a reply, bounded like a stalled data connection.
@@ -595,7 +699,12 @@ impl Driver {
                 host,
             } => Box::pin(async move {
                 let name = String::from_utf8_lossy(&user).into_owned();
-                let host = host.map(|h| String::from_utf8_lossy(&h).into_owned());
+                // The name HOST gave, or the TLS name that chose a host.
+                let host = self
+                    .host
+                    .as_ref()
+                    .map(|h| h.name.clone())
+                    .or_else(|| host.map(|h| String::from_utf8_lossy(&h).into_owned()));
                 let r = self.login(user, password, host).await;
                 use crate::hooks::EventKind;
                 use crate::monitor::LoginCount;
@@ -671,6 +780,10 @@ impl Driver {
                 }
                 Box::pin(std::future::ready(Ok(())))
             }
+            Action::ChooseHost { name } => {
+                let r = self.choose_host(&name);
+                Box::pin(std::future::ready(self.done(Outcome::Host(r))))
+            }
             Action::Diagnose => Box::pin(async move {
                 let lines = self.diagnose().await;
                 self.done(Outcome::Diagnosis(lines))
@@ -700,6 +813,7 @@ impl Driver {
             conn: self.conn,
             tls: self.control.stream.is_tls(),
             host,
+            vhost: self.host.as_ref().and_then(|h| h.id.clone()),
             // A hash is checked with a slot of the fair queue, taken by the authenticator
             // only for that (a remote source is waited on without one).
             queue: Some(self.live.guard.clone()),
@@ -754,7 +868,12 @@ impl Driver {
             }
             Err(AuthError::Rejected(why)) => {
                 // The reason is for the log; the client only hears 530.
-                warn!(session = self.conn.id, peer = %self.conn.peer, user = %name, reason = %why, "login failed");
+                let host = self
+                    .host
+                    .as_ref()
+                    .and_then(|h| h.id.as_deref())
+                    .unwrap_or("-");
+                warn!(session = self.conn.id, peer = %self.conn.peer, user = %name, host = %host, reason = %why, "login failed");
                 if !why.counts_as_failure() {
                     return LoginResult::Rejected;
                 }
@@ -783,7 +902,12 @@ impl Driver {
         let opened = backend(limit, current.services.storage.open_home(&account)).await;
         match opened {
             Ok(storage) => {
-                info!(session = self.conn.id, peer = %self.conn.peer, user = %account.name, "login");
+                let host = self
+                    .host
+                    .as_ref()
+                    .and_then(|h| h.id.as_deref())
+                    .unwrap_or("-");
+                info!(session = self.conn.id, peer = %self.conn.peer, user = %account.name, host = %host, "login");
                 let user = User {
                     name: account.name.clone(),
                     permissions: account.permissions,
@@ -1170,6 +1294,7 @@ impl Driver {
         match self.control.start_tls(&acceptor.control, limit).await {
             Ok(shown) => {
                 debug!(peer = %self.conn.peer, tls = %shown, "TLS established");
+                self.host_from_tls_name();
                 Ok(())
             }
             Err(e) => {

@@ -77,7 +77,7 @@ impl Services {
     /// configured certificate.
     pub fn new(settings: &Settings) -> Result<Services, ConfigError> {
         let tls = match &settings.tls {
-            Some(t) => Some(Arc::new(new_tls(t)?)),
+            Some(t) => Some(Arc::new(new_tls(t, settings)?)),
             None => None,
         };
         let users_db = open_users_db(settings, None)?;
@@ -109,9 +109,11 @@ impl Services {
             (Some(t), Some(old)) if old.same_settings(t) => {
                 old.reload()
                     .map_err(|m| ConfigError::new(t.cert_field, m))?;
+                old.set_host_certs(&settings.host_certs())
+                    .map_err(|m| ConfigError::new("host.cert", m))?;
                 Some(old.clone())
             }
-            (Some(t), _) => Some(Arc::new(new_tls(t)?)),
+            (Some(t), _) => Some(Arc::new(new_tls(t, settings)?)),
             (None, _) => None,
         };
         let users_db = open_users_db(settings, self.users_db.as_ref())?;
@@ -154,6 +156,7 @@ fn user_store(
     let extra = Extra {
         order: auth.order.clone(),
         access: settings.access.clone(),
+        hosts: settings.hosts.clone(),
         external: auth
             .external
             .clone()
@@ -227,13 +230,16 @@ fn open_xferlog(
     })
 }
 
-fn new_tls(t: &TlsSettings) -> Result<Tls, ConfigError> {
-    Tls::new(
+fn new_tls(t: &TlsSettings, settings: &Settings) -> Result<Tls, ConfigError> {
+    let tls = Tls::new(
         t.mode,
         &t.cert,
         &t.key,
         t.require_session_reuse,
         t.require_close_notify,
     )
-    .map_err(|m| ConfigError::new(t.cert_field, m))
+    .map_err(|m| ConfigError::new(t.cert_field, m))?;
+    tls.set_host_certs(&settings.host_certs())
+        .map_err(|m| ConfigError::new("host.cert", m))?;
+    Ok(tls)
 }

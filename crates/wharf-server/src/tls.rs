@@ -94,6 +94,7 @@ impl Tls {
             cert_path: cert.to_path_buf(),
             key_path: key.to_path_buf(),
             current: RwLock::new(Arc::new(current)),
+            hosts: RwLock::new(Vec::new()),
         });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut base = rustls::ServerConfig::builder_with_provider(provider)
@@ -116,6 +117,19 @@ impl Tls {
         })
     }
 
+    /// Sets the certificates of the virtual hosts (each host's names, certificate and key),
+    /// read now; handshakes that name one of them get its certificate, others the default. On
+    /// error the earlier set stays.
+    pub fn set_host_certs(&self, hosts: &[HostCert]) -> Result<(), String> {
+        let mut loaded = Vec::new();
+        for h in hosts {
+            let pair = load_key_pair(&h.cert, &h.key)?;
+            loaded.push((h.clone(), Arc::new(pair)));
+        }
+        *self.certs.hosts.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+        Ok(())
+    }
+
     /// Whether `t` names this certificate and key with the same mode and flags.
     pub fn same_settings(&self, t: &crate::config::TlsSettings) -> bool {
         self.mode == t.mode
@@ -128,7 +142,16 @@ impl Tls {
     /// Reads the certificate and key files again; sessions keep running, new handshakes use the
     /// new pair. On error the old pair stays in use.
     pub fn reload(&self) -> Result<(), String> {
-        self.certs.reload()
+        self.certs.reload()?;
+        let hosts: Vec<HostCert> = self
+            .certs
+            .hosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(h, _)| h.clone())
+            .collect();
+        self.set_host_certs(&hosts)
     }
 
     /// The configurations of one control session, for the client `owner`: TLS sessions it
@@ -516,6 +539,7 @@ pub fn https_acceptor(cert: &Path, key: &Path) -> Result<HttpsTls, String> {
         cert_path: cert.to_path_buf(),
         key_path: key.to_path_buf(),
         current: RwLock::new(Arc::new(load_key_pair(cert, key)?)),
+        hosts: RwLock::new(Vec::new()),
     });
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -580,6 +604,35 @@ struct CertStore {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
+    /// The virtual hosts' certificates, by their names.
+    hosts: RwLock<Vec<(HostCert, Arc<CertifiedKey>)>>,
+}
+
+/// A virtual host's certificate: the names it is served for (lower case, `*.` wildcards).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCert {
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl HostCert {
+    /// 0: not this host's name; 2: one of its exact names; 1: covered by a wildcard.
+    fn fits(&self, name: &str) -> u8 {
+        let mut best = 0;
+        for n in &self.names {
+            if n == name {
+                return 2;
+            }
+            if let Some(suffix) = n.strip_prefix("*.") {
+                let label = name.strip_suffix(suffix).and_then(|l| l.strip_suffix('.'));
+                if label.is_some_and(|l| !l.is_empty() && !l.contains('.')) {
+                    best = 1;
+                }
+            }
+        }
+        best
+    }
 }
 
 impl CertStore {
@@ -600,7 +653,21 @@ impl fmt::Debug for CertStore {
 }
 
 impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // The name the client asked for chooses a host's certificate (exact names before
+        // wildcards); none, or one no host has: the default.
+        if let Some(name) = hello.server_name() {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let hosts = self.hosts.read().unwrap_or_else(|p| p.into_inner());
+            let best = hosts
+                .iter()
+                .map(|(h, key)| (h.fits(&name), key))
+                .filter(|(fit, _)| *fit > 0)
+                .max_by_key(|(fit, _)| *fit);
+            if let Some((_, key)) = best {
+                return Some(key.clone());
+            }
+        }
         Some(
             self.current
                 .read()

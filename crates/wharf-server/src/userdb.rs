@@ -67,6 +67,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (name, step)
     )",
     ),
+    // The virtual host a user belongs to (NULL: the default host). Names stay unique across
+    // hosts: customers' logins are `user@domain` or prefixed, as directory logins are.
+    (7, "ALTER TABLE wharf_users ADD COLUMN host TEXT"),
 ];
 
 /// A user row.
@@ -83,6 +86,8 @@ pub struct DbUser {
     pub totp_secret: Option<String>,
     /// Addresses the user may (not) log in from.
     pub rules: AddressRules,
+    /// The virtual host (a `[[host]]`'s own name); `None`: the default host.
+    pub host: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
     pub updated_at: i64,
@@ -106,6 +111,7 @@ impl DbUser {
             "quota_files": l.quota_files,
             "max_file_size": l.max_file_size,
             "totp": self.totp_secret.is_some(),
+            "host": self.host,
             "allowed_addresses": self.rules.allowed.iter().map(crate::identity::rules::show).collect::<Vec<_>>(),
             "denied_addresses": self.rules.denied.iter().map(crate::identity::rules::show).collect::<Vec<_>>(),
             "created_at": self.created_at,
@@ -285,6 +291,7 @@ fn from_row(row: &AnyRow) -> Result<DbUser, sqlx::Error> {
         },
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         totp_secret: row.try_get("totp_secret")?,
+        host: row.try_get("host")?,
         // Rules this version cannot read refuse every address, rather than none.
         rules: AddressRules::parse_text(
             row.try_get::<Option<String>, _>("allowed_addresses")?
@@ -313,7 +320,7 @@ fn from_row(row: &AnyRow) -> Result<DbUser, sqlx::Error> {
 
 const COLUMNS: &str = "name, password_hash, home, permissions, max_sessions, download_rate, \
      upload_rate, quota_bytes, quota_files, max_file_size, enabled, totp_secret, \
-     allowed_addresses, denied_addresses, created_at, updated_at, last_login";
+     allowed_addresses, denied_addresses, host, created_at, updated_at, last_login";
 
 impl UserDb {
     /// A database for `url`, not connected yet (no I/O here: the server makes it before it
@@ -488,7 +495,7 @@ impl UserDb {
         let t = now();
         // COLUMNS is a constant: nothing from outside is in the SQL text.
         let q = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO wharf_users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            "INSERT INTO wharf_users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         )));
         let r = bind_settings(q.bind(user.name.clone()), user)
             .bind(t)
@@ -514,7 +521,8 @@ impl UserDb {
             "UPDATE wharf_users SET password_hash = $1, home = $2, permissions = $3, \
              max_sessions = $4, download_rate = $5, upload_rate = $6, quota_bytes = $7, \
              quota_files = $8, max_file_size = $9, enabled = $10, totp_secret = $11, \
-             allowed_addresses = $12, denied_addresses = $13, updated_at = $14 WHERE name = $15",
+             allowed_addresses = $12, denied_addresses = $13, host = $14, updated_at = $15 \
+             WHERE name = $16",
         );
         let r = bind_settings(q, user)
             .bind(now())
@@ -688,6 +696,7 @@ fn bind_settings<'q>(q: AnyQuery<'q>, user: &DbUser) -> AnyQuery<'q> {
         .bind(user.totp_secret.clone())
         .bind(user.rules.allowed_text())
         .bind(user.rules.denied_text())
+        .bind(user.host.clone())
 }
 
 /// A user name the server can take: non-empty, no spaces or control characters, not one of
@@ -762,6 +771,7 @@ mod tests {
             enabled: true,
             totp_secret: None,
             rules: Default::default(),
+            host: None,
             created_at: 0,
             updated_at: 0,
             last_login: None,

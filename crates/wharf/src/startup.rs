@@ -292,7 +292,9 @@ fn check_files(settings: &Settings, user: &str) -> Result<(), ConfigError> {
             t.require_session_reuse,
             t.require_close_notify,
         )
-        .map_err(|m| ConfigError::new(t.cert_field, m))?;
+        .map_err(|m| ConfigError::new(t.cert_field, m))?
+        .set_host_certs(&settings.host_certs())
+        .map_err(|m| ConfigError::new("host.cert", m))?;
     }
     if let Some((cert, key)) = settings.admin.as_ref().and_then(|a| a.tls.as_ref()) {
         wharf_server::tls::https_acceptor(cert, key)

@@ -80,6 +80,9 @@ struct AddArgs {
     /// Read the password from the first line of stdin
     #[arg(long)]
     password_stdin: bool,
+    /// The virtual host the user belongs to (a [[host]]'s first name) [default: the default host]
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -93,6 +96,9 @@ struct SetArgs {
     /// Permissions: read,write,delete,mkdir,rename or all
     #[arg(long, value_name = "LIST")]
     perm: Option<String>,
+    /// The virtual host the user belongs to; `-` for the default host
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
     /// Networks the user may log in from (CIDR, comma separated); `-` for any
     #[arg(long, value_name = "LIST")]
     allow: Option<String>,
@@ -288,6 +294,9 @@ async fn command(db: &Arc<UserDb>, command: UsersCmd) -> Result<(), Failed> {
             if let Some(perm) = &a.perm {
                 user.permissions = parse_permissions(perm).map_err(usage)?;
             }
+            if let Some(h) = &a.host {
+                user.host = (h != "-").then(|| wharf_server::config::normalize_host(h));
+            }
             fn list(t: &Option<String>) -> Option<&str> {
                 t.as_deref().map(|t| if t == "-" { "" } else { t })
             }
@@ -436,6 +445,7 @@ async fn add(db: &Arc<UserDb>, a: AddArgs) -> Result<(), Failed> {
         enabled: true,
         totp_secret: None,
         rules: Default::default(),
+        host: a.host.as_deref().map(wharf_server::config::normalize_host),
         created_at: 0,
         updated_at: 0,
         last_login: None,
@@ -503,8 +513,9 @@ fn describe(u: &DbUser) -> String {
     let l = &u.limits;
     let opt = |v: Option<u64>| v.map_or_else(|| "default".to_string(), |n| n.to_string());
     format!(
-        "name:          {}\nenabled:       {}\none-time code: {}\nallowed from:  {}\ndenied from:   {}\nhome:          {}\npermissions:   {}\nmax sessions:  {}\ndownload rate: {}\nupload rate:   {}\nquota:         {}\nquota files:   {}\nmax file size: {}\ncreated:       {}\nupdated:       {}\nlast login:    {}\n",
+        "name:          {}\nhost:          {}\nenabled:       {}\none-time code: {}\nallowed from:  {}\ndenied from:   {}\nhome:          {}\npermissions:   {}\nmax sessions:  {}\ndownload rate: {}\nupload rate:   {}\nquota:         {}\nquota files:   {}\nmax file size: {}\ncreated:       {}\nupdated:       {}\nlast login:    {}\n",
         u.name,
+        u.host.as_deref().unwrap_or("(the default host)"),
         if u.enabled { "yes" } else { "no" },
         if u.totp_secret.is_some() { "yes" } else { "no" },
         u.rules.allowed_text().unwrap_or_else(|| "anywhere".into()),
@@ -573,6 +584,7 @@ async fn import(db: &Arc<UserDb>, path: &std::path::Path) -> Result<(), Failed> 
             enabled: true,
             totp_secret: u.totp.as_ref().map(|t| t.base32()),
             rules: u.rules.clone(),
+            host: u.host.clone(),
             created_at: 0,
             updated_at: 0,
             last_login: None,

@@ -63,6 +63,9 @@ pub enum Action {
     /// Describe this session as the server sees it (SITE DIAG): one line per fact, each
     /// `key: value`. Outcome: [`Outcome::Diagnosis`].
     Diagnose,
+    /// HOST (RFC 7151) before login: choose the virtual host `name` (a domain name, or an
+    /// address in brackets). Outcome: [`Outcome::Host`].
+    ChooseHost { name: Vec<u8> },
 }
 
 impl Action {
@@ -213,6 +216,8 @@ pub enum Outcome {
     Transfer(TransferEnd),
     /// The lines of SITE DIAG's reply.
     Diagnosis(Vec<String>),
+    /// HOST: `Ok` with the host's greeting (220), `Err` with why it is not served (504).
+    Host(Result<String, String>),
 }
 
 /// A storage call that worked.

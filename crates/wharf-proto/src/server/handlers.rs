@@ -174,12 +174,14 @@ impl Session {
         self.reply(ReplyCode::READY, "Ready for new user.");
     }
 
+    /// HOST (RFC 7151): only before USER (503 after); the driver says whether the name is one
+    /// this server serves (220 with the host's greeting) or not (504).
     fn cmd_host(&mut self, name: Vec<u8>) {
         match self.login {
-            Login::Fresh => {
-                self.host = Some(name);
-                self.reply(ReplyCode::READY, "Host accepted.")
-            }
+            Login::Fresh => self.wait_for(
+                Action::ChooseHost { name: name.clone() },
+                Step::Host { name },
+            ),
             _ => self.reply(ReplyCode::BAD_SEQUENCE, "HOST must come before USER."),
         }
     }
@@ -1199,6 +1201,13 @@ impl Session {
                 self.transfer_outcome(running, end)
             }
             (Step::Diagnose, Outcome::Diagnosis(lines)) => self.send(diagnosis(lines)),
+            (Step::Host { name }, Outcome::Host(Ok(greeting))) => {
+                self.host = Some(name);
+                self.reply(ReplyCode::READY, greeting);
+            }
+            (Step::Host { .. }, Outcome::Host(Err(why))) => {
+                self.reply(ReplyCode::PARAMETER_NOT_IMPLEMENTED, why)
+            }
             (Step::Closed, _) => self.step = Step::Closed,
             (_, _) => self.send(FsError::Io.reply()),
         }

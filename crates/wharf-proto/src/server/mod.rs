@@ -114,6 +114,8 @@ pub struct Session {
     login: Login,
     /// The name given with HOST (RFC 7151), for the login.
     host: Option<Vec<u8>>,
+    /// A banner of this connection's own, instead of the policy's (see `set_banner`).
+    banner: Option<String>,
     cwd: VPath,
     /// The command being answered and the path it named, for the audit note of its reply.
     audit_verb: Option<&'static str>,
@@ -150,6 +152,7 @@ impl Session {
             local: local.to_canonical(),
             login: Login::Fresh,
             host: None,
+            banner: None,
             cwd: VPath::root(),
             audit_verb: None,
             audit_path: None,
@@ -173,9 +176,18 @@ impl Session {
         }
     }
 
+    /// Replaces the banner before [`Session::start`] (an implicit-TLS connection whose TLS name
+    /// chose a virtual host greets with that host's).
+    pub fn set_banner(&mut self, banner: String) {
+        self.banner = Some(banner);
+    }
+
     /// Sends the banner.
     pub fn start(&mut self, now: Instant) {
-        let banner = self.policy.banner.clone();
+        let banner = self
+            .banner
+            .take()
+            .unwrap_or_else(|| self.policy.banner.clone());
         self.reply(ReplyCode::READY, banner);
         self.become_idle(now);
     }

@@ -105,6 +105,8 @@ pub(super) enum Step {
     Transfer(Running),
     /// The driver's description of the session (SITE DIAG).
     Diagnose,
+    /// The driver's answer to HOST `name`.
+    Host { name: Vec<u8> },
     /// The connection is to be closed; nothing more happens.
     Closed,
 }

@@ -125,6 +125,8 @@ pub struct Extra {
     pub access: AddressRules,
     pub external: Option<external::External>,
     pub ldap: Option<ldap::Ldap>,
+    /// The virtual hosts: their roots and anonymous access.
+    pub hosts: Vec<crate::config::HostSettings>,
 }
 
 /// Every source of users, in order, with the rules and codes over them.
@@ -150,6 +152,8 @@ pub struct UserStore {
     /// The server's root and per-user limits, for remote accounts.
     root: PathBuf,
     defaults: UserLimits,
+    /// The virtual hosts: a login for one sees only its users, and its root.
+    hosts: Vec<crate::config::HostSettings>,
 }
 
 impl UserStore {
@@ -193,6 +197,7 @@ impl UserStore {
             used_codes: UsedCodes::default(),
             root,
             defaults,
+            hosts: Vec::new(),
         }
     }
 
@@ -224,6 +229,7 @@ impl UserStore {
         };
         self.root = root;
         self.defaults = defaults;
+        self.hosts = extra.hosts;
         Ok(self)
     }
 
@@ -425,7 +431,30 @@ impl Authenticator for UserStore {
                     "{rule} of [access]"
                 ))));
             }
-            if is_anonymous_name(&c.user) {
+            // A login for a virtual host: its users only, its root for those without a home.
+            let host = match &c.vhost {
+                Some(id) => match self.hosts.iter().find(|h| h.id() == id) {
+                    Some(h) => Some(h),
+                    None => {
+                        return Err(AuthError::Unavailable(format!(
+                            "host `{id}` is no longer configured"
+                        )));
+                    }
+                },
+                None => None,
+            };
+            let root = host.map_or(&self.root, |h| &h.root);
+            if let (true, Some(h)) = (is_anonymous_name(&c.user), host) {
+                if h.anonymous {
+                    return Ok(Account {
+                        name: "anonymous".into(),
+                        home: h.root.clone(),
+                        permissions: crate::auth::Permissions::READ_ONLY,
+                        anonymous: true,
+                        limits: self.defaults,
+                    });
+                }
+            } else if is_anonymous_name(&c.user) {
                 if let Some(anon) = &self.anonymous {
                     return Ok(Account {
                         name: "anonymous".into(),
@@ -445,7 +474,10 @@ impl Authenticator for UserStore {
                 match kind {
                     SourceKind::File => {
                         has_local |= !self.users.is_empty();
-                        let Some(e) = self.users.iter().find(|u| u.name.as_bytes() == c.user)
+                        let Some(e) = self
+                            .users
+                            .iter()
+                            .find(|u| u.name.as_bytes() == c.user && u.host == c.vhost)
                         else {
                             continue;
                         };
@@ -471,17 +503,18 @@ impl Authenticator for UserStore {
                         };
                         has_local = true;
                         let user = match users.db.find(name).await {
-                            Ok(Some(user)) => user,
-                            Ok(None) => continue,
+                            // A user of another host is not one of this host's.
+                            Ok(Some(user)) if user.host == c.vhost => user,
+                            Ok(_) => continue,
                             Err(e) => return Err(AuthError::Unavailable(e.to_string())),
                         };
                         let local = Local {
                             hash: Arc::from(user.password_hash.as_str()),
                             account: Account {
-                                home: user
-                                    .home
-                                    .clone()
-                                    .map_or_else(|| users.home.clone(), PathBuf::from),
+                                home: user.home.clone().map_or_else(
+                                    || host.map_or_else(|| users.home.clone(), |h| h.root.clone()),
+                                    PathBuf::from,
+                                ),
                                 name: user.name.clone(),
                                 permissions: user.permissions,
                                 anonymous: false,
@@ -519,10 +552,10 @@ impl Authenticator for UserStore {
                             user: name,
                             password: &c.password,
                             ip,
-                            host: c.host.as_deref(),
+                            host: c.vhost.as_deref().or(c.host.as_deref()),
                             tls: c.tls,
                             defaults: self.defaults,
-                            root: &self.root,
+                            root,
                         };
                         let answer = match (kind, &self.external, &self.ldap) {
                             (SourceKind::External, Some(e), _) => Self::ask(e, &request).await,

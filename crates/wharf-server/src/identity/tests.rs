@@ -11,6 +11,7 @@ fn user(name: &str, password: &[u8]) -> UserEntry {
         limits: UserLimits::default(),
         rules: AddressRules::default(),
         totp: None,
+        host: None,
     }
 }
 
@@ -25,6 +26,7 @@ fn creds_from(ip: &str, user: &str, password: &str) -> Credentials {
         tls: false,
         host: None,
         queue: None,
+        vhost: None,
     }
 }
 

@@ -26,6 +26,7 @@ mod systemd;
 mod tls;
 mod transfers;
 mod userdb;
+mod vhosts;
 
 use wharf_testkit::{Server, ServerBuilder};
 
