@@ -47,7 +47,7 @@ pub mod segments;
 pub mod tls;
 pub mod tree;
 pub mod url;
-pub mod x509;
+pub use wharf_proto::x509;
 
 pub use client::{
     Client, DataMethod, DataMode, Features, NoProgress, Options, Probe, Progress, Store,

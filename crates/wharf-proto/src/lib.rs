@@ -33,6 +33,7 @@ pub mod proxy;
 pub mod reply;
 pub mod server;
 pub mod time;
+pub mod x509;
 
 #[cfg(test)]
 mod robustness;

@@ -303,6 +303,8 @@ pub struct Settings {
     /// Virtual hosts (`[[host]]`), chosen by HOST or the TLS name; none: one host serves
     /// every name.
     pub hosts: Vec<HostSettings>,
+    /// `[acme]`, when some host has `acme = true`.
+    pub acme: Option<AcmeSettings>,
     pub anonymous: Option<AnonymousAccess>,
     pub log: LogSettings,
     /// Where files are: `None` on the local file system (under `root` and the users' homes),
@@ -369,6 +371,8 @@ pub struct FileConfig {
     /// `[[host]]` tables: virtual hosts.
     #[serde(default, rename = "host")]
     pub hosts: Vec<HostSection>,
+    /// `[acme]`: certificates by ACME for hosts with `acme = true`.
+    pub acme: Option<AcmeSection>,
 }
 
 /// A `[[host]]` table: a customer's site on a shared address.
@@ -388,6 +392,101 @@ pub struct HostSection {
     pub key: Option<PathBuf>,
     /// Anonymous logins on this host, into its root (default false).
     pub anonymous: Option<bool>,
+    /// Its certificate obtained and renewed by ACME (`[acme]`), instead of `cert`/`key`.
+    pub acme: Option<bool>,
+}
+
+/// The `[acme]` table: certificates for hosts with `acme = true` (RFC 8555, HTTP-01).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSection {
+    /// The ACME directory URL (default: Let's Encrypt's production directory).
+    pub directory: Option<String>,
+    /// Contact URLs for the account (`mailto:admin@example.com`).
+    pub contact: Option<Vec<String>>,
+    /// The CA's terms of service, agreed to (must be true).
+    pub terms_agreed: Option<bool>,
+    /// A PEM file of CAs for the directory's own HTTPS (a private or test CA); default: the
+    /// system's.
+    pub ca: Option<PathBuf>,
+    /// The directory where the account key and the certificates are kept (made 0700).
+    pub state: Option<PathBuf>,
+    /// Where HTTP-01 challenges are answered: a listener (default `0.0.0.0:80`) …
+    pub http_listen: Option<String>,
+    /// … or files written under `WEBROOT/.well-known/acme-challenge/` for a web server already
+    /// on port 80.
+    pub webroot: Option<PathBuf>,
+    /// Renew when this many days are left (default: a third of the certificate's lifetime).
+    pub renew_days: Option<u64>,
+    /// Seconds between looks at the certificates (default 3600).
+    pub check_secs: Option<u64>,
+}
+
+/// Where HTTP-01 challenges are answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    Listen(SocketAddr),
+    Webroot(PathBuf),
+}
+
+/// `[acme]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    pub directory: String,
+    pub contact: Vec<String>,
+    pub ca: Option<PathBuf>,
+    pub state: PathBuf,
+    pub challenge: AcmeChallenge,
+    pub renew_days: Option<u64>,
+    pub check: Duration,
+}
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+impl AcmeSection {
+    fn check(&self) -> Result<AcmeSettings, ConfigError> {
+        if self.terms_agreed != Some(true) {
+            return Err(ConfigError::new(
+                "acme.terms_agreed",
+                "set terms_agreed = true to agree to the CA's terms of service",
+            ));
+        }
+        let directory = self
+            .directory
+            .clone()
+            .unwrap_or_else(|| LETS_ENCRYPT.into());
+        if !directory.starts_with("https://") {
+            return Err(ConfigError::new("acme.directory", "an https:// URL"));
+        }
+        let state = self.state.clone().ok_or_else(|| {
+            ConfigError::new(
+                "acme.state",
+                "give a directory for the account and certificates (e.g. /var/lib/wharf/acme)",
+            )
+        })?;
+        let challenge = match (&self.http_listen, &self.webroot) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "acme.webroot",
+                    "give http_listen or webroot, not both",
+                ));
+            }
+            (None, Some(w)) => AcmeChallenge::Webroot(w.clone()),
+            (Some(l), None) => AcmeChallenge::Listen(parse_listen("acme.http_listen", l)?),
+            (None, None) => AcmeChallenge::Listen(SocketAddr::from(([0, 0, 0, 0], 80))),
+        };
+        let check = Duration::from_secs(self.check_secs.unwrap_or(3600).max(1));
+        Ok(AcmeSettings {
+            directory,
+            contact: self.contact.clone().unwrap_or_default(),
+            ca: self.ca.clone(),
+            state,
+            challenge,
+            renew_days: self.renew_days,
+            check,
+        })
+    }
 }
 
 /// A virtual host, checked.
@@ -399,6 +498,8 @@ pub struct HostSettings {
     pub banner: Option<String>,
     pub cert: Option<(PathBuf, PathBuf)>,
     pub anonymous: bool,
+    /// Its certificate comes from ACME.
+    pub acme: bool,
 }
 
 impl HostSettings {
@@ -442,14 +543,24 @@ impl Settings {
     }
 
     /// The certificates of the hosts that have one.
+    /// With ACME, those whose certificate is in the state directory already (a start or a
+    /// reload uses it; none is ordered while it is valid).
     pub fn host_certs(&self) -> Vec<crate::tls::HostCert> {
         self.hosts
             .iter()
             .filter_map(|h| {
-                h.cert.as_ref().map(|(cert, key)| crate::tls::HostCert {
+                let files = match (&h.cert, &self.acme) {
+                    (Some((cert, key)), _) => Some((cert.clone(), key.clone())),
+                    (None, Some(a)) if h.acme => {
+                        let (cert, key) = crate::acme::cert_files(&a.state, h.id());
+                        (cert.is_file() && key.is_file()).then_some((cert, key))
+                    }
+                    _ => None,
+                };
+                files.map(|(cert, key)| crate::tls::HostCert {
                     names: h.names.clone(),
-                    cert: cert.clone(),
-                    key: key.clone(),
+                    cert,
+                    key,
                 })
             })
             .collect()
@@ -1128,7 +1239,24 @@ fn build_hosts(sections: &[HostSection], s3: bool) -> Result<Vec<HostSettings>, 
             banner: h.banner.clone(),
             cert,
             anonymous: h.anonymous.unwrap_or(false),
+            acme: h.acme.unwrap_or(false),
         });
+        if let Some(h) = hosts.last().filter(|h| h.acme) {
+            if h.cert.is_some() {
+                return Err(ConfigError::new(
+                    field("acme"),
+                    "acme = true or cert/key, not both",
+                ));
+            }
+            if let Some(w) = h.names.iter().find(|n| n.starts_with("*.")) {
+                return Err(ConfigError::new(
+                    field("names"),
+                    format!(
+                        "`{w}`: a wildcard needs DNS-01, and ACME here answers HTTP-01: name each host"
+                    ),
+                ));
+            }
+        }
     }
     Ok(hosts)
 }
@@ -1476,8 +1604,18 @@ impl Settings {
             crate::userdb::check_url(url).map_err(|e| ConfigError::new(db_field, e.to_string()))?;
         }
         let (tls, listen_implicit) = build_tls(&file.tls, &cli)?;
+        let acme = match (&file.acme, hosts.iter().position(|h| h.acme)) {
+            (Some(a), _) => Some(a.check()?),
+            (None, Some(i)) => {
+                return Err(ConfigError::new(
+                    format!("host[{i}].acme"),
+                    "needs an [acme] table (terms_agreed, state, and where challenges are answered)",
+                ));
+            }
+            (None, None) => None,
+        };
         if tls.is_none() {
-            if let Some(i) = hosts.iter().position(|h| h.cert.is_some()) {
+            if let Some(i) = hosts.iter().position(|h| h.cert.is_some() || h.acme) {
                 return Err(ConfigError::new(
                     format!("host[{i}].cert"),
                     "a host's certificate needs TLS on: give [tls] cert and key (the default \
@@ -1569,6 +1707,7 @@ impl Settings {
             auth,
             access,
             hosts,
+            acme,
             anonymous,
             log,
             storage,
@@ -1611,6 +1750,17 @@ impl Settings {
                 out.push(OwnFile::new(cert, "a host's TLS certificate"));
                 out.push(OwnFile::new(key, "a host's TLS private key"));
             }
+            if let (true, Some(a)) = (h.acme, &self.acme) {
+                let (cert, key) = crate::acme::cert_files(&a.state, h.id());
+                out.push(OwnFile::new(cert, "a host's ACME certificate"));
+                out.push(OwnFile::new(key, "a host's ACME private key"));
+            }
+        }
+        if let Some(a) = &self.acme {
+            out.push(OwnFile::new(
+                crate::acme::account_file(&a.state),
+                "the ACME account key",
+            ));
         }
         out
     }

@@ -21,6 +21,7 @@ pub const TABLES: &[&str] = &[
     "[auth.ldap]",
     "[access]",
     "[[host]]",
+    "[acme]",
 ];
 
 /// `table.key` (top-level keys bare) and what it means.
@@ -90,6 +91,47 @@ pub const KEYS: &[(&str, &str)] = &[
         "Its certificate (PEM), served to TLS clients that name it; needs [tls] for the others.",
     ),
     ("host.key", "Its private key (PEM)."),
+    ("acme", "Certificates by ACME: see [acme]."),
+    (
+        "host.acme",
+        "Its certificate obtained and renewed by ACME ([acme]) for its names (no wildcards: HTTP-01), instead of cert/key.",
+    ),
+    (
+        "acme.directory",
+        "The ACME directory URL (default Let's Encrypt's production; its staging directory or any other CA's).",
+    ),
+    (
+        "acme.contact",
+        "Contact URLs for the account, e.g. [\"mailto:admin@example.com\"].",
+    ),
+    (
+        "acme.terms_agreed",
+        "Agree to the CA's terms of service (must be true).",
+    ),
+    (
+        "acme.ca",
+        "A PEM file of CAs for the directory's own HTTPS (a private or test CA); default the system's.",
+    ),
+    (
+        "acme.state",
+        "The directory of the account key and the certificates (made 0700; the files 0600, never served).",
+    ),
+    (
+        "acme.http_listen",
+        "Where HTTP-01 challenges are answered (default 0.0.0.0:80); it serves nothing but /.well-known/acme-challenge/.",
+    ),
+    (
+        "acme.webroot",
+        "Or a web server's document root: answers are written under .well-known/acme-challenge/ there.",
+    ),
+    (
+        "acme.renew_days",
+        "Renew when this many days are left (default: when a third of the lifetime is left).",
+    ),
+    (
+        "acme.check_secs",
+        "Seconds between looks at the certificates (default 3600).",
+    ),
     (
         "host.anonymous",
         "Anonymous logins on this host, read-only into its root (default false).",

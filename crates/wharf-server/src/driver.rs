@@ -873,7 +873,7 @@ impl Driver {
                     .as_ref()
                     .and_then(|h| h.id.as_deref())
                     .unwrap_or("-");
-                warn!(session = self.conn.id, peer = %self.conn.peer, user = %name, host = %host, reason = %why, "login failed");
+                warn!(session = self.conn.id, peer = %self.conn.peer, user = %name, reason = %why, host = %host, "login failed");
                 if !why.counts_as_failure() {
                     return LoginResult::Rejected;
                 }

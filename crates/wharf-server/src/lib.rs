@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acme;
 pub mod admin;
 pub mod auth;
 pub mod config;

@@ -130,6 +130,18 @@ impl Tls {
         Ok(())
     }
 
+    /// Reads one host's certificate and key and puts them in use for its names (replacing the
+    /// host's earlier pair); running sessions keep theirs.
+    pub fn put_host_cert(&self, host: HostCert) -> Result<(), String> {
+        let pair = Arc::new(load_key_pair(&host.cert, &host.key)?);
+        let mut hosts = self.certs.hosts.write().unwrap_or_else(|p| p.into_inner());
+        match hosts.iter_mut().find(|(h, _)| h.names == host.names) {
+            Some(entry) => *entry = (host, pair),
+            None => hosts.push((host, pair)),
+        }
+        Ok(())
+    }
+
     /// Whether `t` names this certificate and key with the same mode and flags.
     pub fn same_settings(&self, t: &crate::config::TlsSettings) -> bool {
         self.mode == t.mode

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub mod browser;
 pub mod netns;
+pub mod pebble;
 pub mod peers;
 pub mod postgres;
 pub mod seaweed;

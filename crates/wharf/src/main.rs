@@ -388,6 +388,16 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         None => None,
     };
+    // ACME's challenge listener (port 80 by default), bound while still root.
+    let acme_std = match settings.acme.as_ref().map(|a| &a.challenge) {
+        Some(wharf_server::config::AcmeChallenge::Listen(addr)) => {
+            match wharf_server::bind_std(*addr) {
+                Ok(l) => Some(l),
+                Err(e) => return bind_error("acme.http_listen", addr, &e),
+            }
+        }
+        _ => None,
+    };
     let outcome = privilege::drop_root(&settings.run_as, settings.allow_root);
     match outcome {
         Ok(privilege::Outcome::Switched { user, uid, gid }) => {
@@ -503,6 +513,29 @@ fn serve(args: ServeArgs) -> ExitCode {
                 })
             }
         };
+        // Certificates by ACME: the manager, and the listener answering its challenges.
+        if let (Some(acme_settings), Some(tls)) = (&settings.acme, &services.tls) {
+            let acme =
+                wharf_server::acme::Acme::new(acme_settings.clone(), &settings.hosts, tls.clone());
+            if let Some(std_listener) = acme_std {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => {
+                        if let Ok(addr) = l.local_addr() {
+                            admin_lines.push(format!(
+                                "ACME: challenges answered on http://{addr}/.well-known/acme-challenge/ ({})",
+                                acme_settings.directory
+                            ));
+                        }
+                        tokio::spawn(wharf_server::acme::serve_challenges(l, acme.tokens()));
+                    }
+                    Err(e) => {
+                        eprintln!("wharf: cannot use the ACME challenge listener: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+            tokio::spawn(acme.run());
+        }
         // Said at start, not at the first login: storage that does not answer.
         if let Err(e) = services.storage.check().await {
             eprintln!("wharf: warning: {e}");

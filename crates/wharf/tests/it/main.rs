@@ -3,6 +3,7 @@
 //! and transfer tests run twice: against the local file system and against MemFs.
 //! Every server listens on loopback, port 0.
 
+mod acme;
 mod admin;
 mod backend;
 mod bench;

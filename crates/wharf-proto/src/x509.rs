@@ -1,7 +1,7 @@
 //! Just enough X.509 (DER) to tell a user about a certificate: subject, issuer and validity.
 //! Verification is rustls's and webpki's job; this only reads, and never panics on bad input.
 
-use wharf_proto::UtcTime;
+use crate::UtcTime;
 
 /// What `wharf check --tls` shows of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,317 @@
+//! Certificates by ACME (RFC 8555) from Debian's pebble on loopback: issued by HTTP-01 for two
+//! virtual hosts and served by name over explicit and implicit TLS, renewed while a download
+//! runs, and a CA that refuses leaves the old certificate in use.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use wharf_testkit::pebble::Pebble;
+use wharf_testkit::{PW_HASH, Server, output_within, require_tool, write_file};
+
+use crate::BIN;
+use crate::tls::make_cert;
+
+/// A free loopback port (for the challenge listener, whose port pebble must know first).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two ACME hosts (alice on ftp.a.test, bob on ftp.b.test) and the default certificate.
+fn config(dir: &Path, pebble: &Pebble, challenge_port: u16, state: &Path, extra: &str) -> String {
+    let a = dir.join("a");
+    let b = dir.join("b");
+    write_file(&a.join("a.txt"), b"customer a");
+    write_file(&b.join("b.txt"), &wharf_testkit::pattern(4 << 20, 7));
+    let (cert, key) = make_cert(dir, "localhost");
+    format!(
+        "[limits]\nfailed_login_delay_ms = 0\n\
+         [tls]\ncert = '{cert}'\nkey = '{key}'\n\
+         [acme]\ndirectory = '{url}'\nca = '{ca}'\nterms_agreed = true\nstate = '{state}'\n\
+         http_listen = '127.0.0.1:{challenge_port}'\ncheck_secs = 1\n{extra}\n\
+         [[host]]\nnames = ['ftp.a.test']\nroot = '{a}'\nacme = true\n\
+         [[host]]\nnames = ['ftp.b.test']\nroot = '{b}'\nacme = true\n\
+         [[user]]\nname = 'alice'\npassword_hash = '{PW_HASH}'\nhost = 'ftp.a.test'\n\
+         [[user]]\nname = 'bob'\npassword_hash = '{PW_HASH}'\nhost = 'ftp.b.test'\n",
+        cert = cert.display(),
+        key = key.display(),
+        url = pebble.directory_url,
+        ca = pebble.directory_ca().display(),
+        state = state.display(),
+        a = a.display(),
+        b = b.display(),
+    )
+}
+
+/// The SHA-256 of the certificate served for `name` on the implicit-TLS port, checked against
+/// `ca`.
+fn served_cert(port: u16, name: &str, ca: &Path) -> String {
+    let script = r#"
+import hashlib, socket, ssl, sys
+port, name, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    with ctx.wrap_socket(s, server_hostname=name) as t:
+        print(hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest())
+"#;
+    let out = output_within(
+        Command::new(require_tool("python3"))
+            .arg("-c")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(name)
+            .arg(ca),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The SHA-256 of the first certificate of a PEM file.
+fn file_cert(pem: &Path) -> String {
+    let script = r#"
+import hashlib, ssl, sys
+text = open(sys.argv[1]).read()
+first = text[: text.index("-----END CERTIFICATE-----") + 25]
+print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(first)).hexdigest())
+"#;
+    let out = output_within(
+        Command::new(require_tool("python3"))
+            .arg("-c")
+            .arg(script)
+            .arg(pem),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// curl over TLS by name (`--resolve`), trusting pebble's issuer only.
+fn curl(
+    scheme: &str,
+    name: &str,
+    port: u16,
+    ca: &Path,
+    user: &str,
+    file: &str,
+    extra: &[&str],
+) -> (i32, Vec<u8>) {
+    let out = output_within(
+        Command::new(require_tool("curl"))
+            .args(["-sS", "--max-time", "60", "--ssl-reqd"])
+            .args(["--resolve", &format!("{name}:{port}:127.0.0.1")])
+            .arg("--cacert")
+            .arg(ca)
+            .args(["-u", &format!("{user}:pw")])
+            .args(extra)
+            .arg(format!("{scheme}://{name}:{port}/{file}")),
+        Duration::from_secs(90),
+    );
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+fn wait_for(server: &Server, text: &str, count: usize, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if server.log().matches(text).count() >= count {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn two_names_get_certificates_by_http01_and_each_is_served_by_name() {
+    let challenge = free_port();
+    let pebble = Pebble::start(challenge, false);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("acme");
+    let server = Server::builder(BIN)
+        .args(&["--listen-implicit", "127.0.0.1:0"])
+        .config(&config(dir.path(), &pebble, challenge, &state, ""))
+        .start();
+    assert!(
+        wait_for(
+            &server,
+            "ACME: certificate obtained and in use",
+            2,
+            Duration::from_secs(60)
+        ),
+        "{}\n{}",
+        server.log(),
+        pebble.log()
+    );
+    assert_eq!(pebble.issued_count(), 2, "{}", pebble.log());
+    let roots = pebble.issuer_roots();
+    let port = server.addr.port();
+    let implicit = server.implicit.unwrap().port();
+    // Explicit TLS on a's name: a's certificate (trusted through pebble's root), a's user.
+    let (code, got) = curl("ftp", "ftp.a.test", port, &roots, "alice", "a.txt", &[]);
+    assert_eq!((code, got.as_slice()), (0, b"customer a".as_slice()));
+    // Implicit TLS on b's name.
+    let (code, got) = curl("ftps", "ftp.b.test", implicit, &roots, "bob", "b.txt", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(got.len(), 4 << 20);
+    // Each name gets its own certificate, the one kept in the state directory.
+    assert_eq!(
+        served_cert(implicit, "ftp.a.test", &roots),
+        file_cert(&state.join("ftp.a.test.crt"))
+    );
+    assert_eq!(
+        served_cert(implicit, "ftp.b.test", &roots),
+        file_cert(&state.join("ftp.b.test.crt"))
+    );
+    // The keys and the account readable by the server alone.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["ftp.a.test.key", "ftp.b.test.key", "account.json"] {
+        let mode = std::fs::metadata(state.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    // The challenge listener serves nothing but challenges.
+    let out = output_within(
+        Command::new(require_tool("curl"))
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://127.0.0.1:{challenge}/")),
+        Duration::from_secs(30),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    // A start with valid certificates in the state directory orders nothing.
+    drop(server);
+    let again = Server::builder(BIN)
+        .args(&["--listen-implicit", "127.0.0.1:0"])
+        .config(&config(dir.path(), &pebble, challenge, &state, ""))
+        .start();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pebble.issued_count(), 2, "no new order: {}", again.log());
+    assert_eq!(
+        served_cert(again.implicit.unwrap().port(), "ftp.a.test", &roots),
+        file_cert(&state.join("ftp.a.test.crt"))
+    );
+}
+
+#[test]
+fn renewal_swaps_the_certificate_while_a_download_runs() {
+    let challenge = free_port();
+    let pebble = Pebble::start(challenge, false);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("acme");
+    // Every look finds the certificates due (pebble 2.4 has no short validity to wait for).
+    let server = Server::builder(BIN)
+        .args(&["--listen-implicit", "127.0.0.1:0"])
+        .config(&config(
+            dir.path(),
+            &pebble,
+            challenge,
+            &state,
+            "renew_days = 100000",
+        ))
+        .start();
+    assert!(
+        wait_for(
+            &server,
+            "ACME: certificate obtained and in use",
+            2,
+            Duration::from_secs(60)
+        ),
+        "{}",
+        server.log()
+    );
+    let roots = pebble.issuer_roots();
+    let implicit = server.implicit.unwrap().port();
+    let first = served_cert(implicit, "ftp.b.test", &roots);
+    let issued = pebble.issued_count();
+    // A 4 MiB download at 1 MiB/s over TLS: renewals happen while it runs.
+    let (code, got) = curl(
+        "ftps",
+        "ftp.b.test",
+        implicit,
+        &roots,
+        "bob",
+        "b.txt",
+        &["--limit-rate", "1M"],
+    );
+    assert_eq!(code, 0, "the download completes");
+    assert_eq!(got, wharf_testkit::pattern(4 << 20, 7));
+    assert!(
+        pebble.issued_count() > issued,
+        "renewed meanwhile: {}",
+        server.log()
+    );
+    // The next connection gets the new certificate.
+    let now = served_cert(implicit, "ftp.b.test", &roots);
+    assert_ne!(now, first);
+    assert_eq!(now, file_cert(&state.join("ftp.b.test.crt")));
+}
+
+#[test]
+fn a_ca_that_refuses_leaves_the_old_certificate_in_use() {
+    // First a certificate, from a pebble that validates on the challenge port.
+    let challenge = free_port();
+    let good = Pebble::start(challenge, false);
+    let dir = tempfile::tempdir().unwrap();
+    let first_state = dir.path().join("first");
+    let server = Server::builder(BIN)
+        .config(&config(dir.path(), &good, challenge, &first_state, ""))
+        .start();
+    assert!(wait_for(
+        &server,
+        "ACME: certificate obtained and in use",
+        2,
+        Duration::from_secs(60)
+    ));
+    drop(server);
+    // Then a pebble that validates on a port nobody listens on, and certificates due.
+    let closed = free_port();
+    let refusing = Pebble::start(closed, false);
+    let state: PathBuf = dir.path().join("second");
+    std::fs::create_dir(&state).unwrap();
+    for f in [
+        "ftp.a.test.crt",
+        "ftp.a.test.key",
+        "ftp.b.test.crt",
+        "ftp.b.test.key",
+    ] {
+        std::fs::copy(first_state.join(f), state.join(f)).unwrap();
+    }
+    let server = Server::builder(BIN)
+        .args(&["--listen-implicit", "127.0.0.1:0"])
+        .config(&config(
+            dir.path(),
+            &refusing,
+            challenge,
+            &state,
+            "renew_days = 100000",
+        ))
+        .start();
+    assert!(
+        wait_for(
+            &server,
+            "ACME: order failed; the certificate in use stays",
+            1,
+            Duration::from_secs(60)
+        ),
+        "{}",
+        server.log()
+    );
+    // The CA's problem document is in the log (pebble: a connection error on validation).
+    let log = server.log();
+    assert!(log.contains("urn:ietf:params:acme:error:"), "{log}");
+    assert_eq!(refusing.issued_count(), 0);
+    // The old certificate is still the one served.
+    let roots = good.issuer_roots();
+    assert_eq!(
+        served_cert(server.implicit.unwrap().port(), "ftp.a.test", &roots),
+        file_cert(&first_state.join("ftp.a.test.crt"))
+    );
+}
