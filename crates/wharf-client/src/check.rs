@@ -525,6 +525,40 @@ pub async fn check(opts: &CheckOptions) -> Report {
         started,
     );
 
+    // 3a. The virtual host: HOST with the name given, where FEAT lists HOST (RFC 7151).
+    client.set_name(&opts.host);
+    let started = Instant::now();
+    match client.choose_host().await {
+        Ok(()) => match client.host_reply().cloned() {
+            Some(r) if r.code.0 == 220 => run.step(
+                "host",
+                Verdict::Ok,
+                format!("HOST {}: {} {}", opts.host, r.code, r.text()),
+                started,
+            ),
+            Some(r) => run.judged(
+                "host",
+                Verdict::Warn,
+                format!("HOST {}: {} {}", opts.host, r.code, r.text()),
+                started,
+                &format!(
+                    "the server has virtual hosts but does not serve {}: the login goes to its default host, with other users and files",
+                    opts.host
+                ),
+                "check the host name with the provider (the one its certificate names)",
+            ),
+            None => {}
+        },
+        Err(e) => run.judged(
+            "host",
+            Verdict::Warn,
+            e.to_string(),
+            started,
+            "FEAT or HOST before login broke the session",
+            "try again; report it to the server's vendor",
+        ),
+    }
+
     // 3b. TLS: AUTH TLS (explicit) and what the handshake showed.
     let mut tls_failed = false;
     if let Some(settings) = &opts.tls {

@@ -92,6 +92,22 @@ pub struct Features {
 }
 
 impl Features {
+    /// Whether a FEAT reply lists `feature` (its first word).
+    fn lists(reply: &Reply, feature: &str) -> bool {
+        let n = reply.lines.len();
+        reply
+            .lines
+            .iter()
+            .take(n.saturating_sub(1))
+            .skip(1)
+            .any(|line| {
+                String::from_utf8_lossy(line)
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case(feature))
+            })
+    }
+
     fn parse(reply: &Reply) -> Features {
         let mut f = Features::default();
         let n = reply.lines.len();
@@ -194,6 +210,11 @@ pub struct Client {
     broken: bool,
     /// The first bytes the server sent (up to 64): what answered, when it is not FTP.
     first_bytes: Vec<u8>,
+    /// The server's name as the URL gave it (not an address): sent with HOST where FEAT lists
+    /// HOST, and in TLS (SNI).
+    name: Option<String>,
+    /// The server's answer to HOST, when it was sent.
+    host_reply: Option<Reply>,
 }
 
 impl std::fmt::Debug for Client {
@@ -257,7 +278,19 @@ impl Client {
         let Some(control) = control else {
             return Err(last_error);
         };
-        Client::from_stream(control, options).await
+        let mut client = Client::from_stream(control, options).await?;
+        client.set_name(host);
+        Ok(client)
+    }
+
+    /// The server's name as the user gave it: a name (not an address) is sent with HOST where
+    /// the server offers it.
+    pub fn set_name(&mut self, host: &str) {
+        self.name = host
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_err()
+            .then(|| host.to_string());
     }
 
     /// Reads the welcome message on a control connection made elsewhere (the troubleshooter
@@ -297,6 +330,8 @@ impl Client {
             local,
             options,
             features: Features::default(),
+            name: None,
+            host_reply: None,
             welcome: Reply::new(ReplyCode(0), ""),
             home: None,
             ascii: false,
@@ -462,9 +497,42 @@ impl Client {
         self.tls_info.as_ref()
     }
 
-    /// Logs in with USER/PASS (after AUTH TLS when asked for), then reads FEAT, turns UTF-8 on
-    /// where offered, and over TLS asks for protected data connections (PBSZ 0, PROT P).
+    /// The server's answer to HOST, when it was sent (see [`Client::choose_host`]).
+    pub fn host_reply(&self) -> Option<&Reply> {
+        self.host_reply.as_ref()
+    }
+
+    /// HOST (RFC 7151) with the URL's name, before AUTH and USER, when the server's FEAT lists
+    /// HOST: on a server with virtual hosts, the customer's site. A 504 (a name it does not
+    /// serve) is said and the login goes on to its default host.
+    pub async fn choose_host(&mut self) -> Result<()> {
+        let Some(name) = self.name.clone() else {
+            return Ok(());
+        };
+        if self.host_reply.is_some()
+            || self.control.is_tls() && !self.options.tls.as_ref().is_some_and(|t| t.implicit)
+        {
+            return Ok(());
+        }
+        let feat = self.command("FEAT", None).await?;
+        if feat.code != ReplyCode::SYSTEM_STATUS || !Features::lists(&feat, "HOST") {
+            return Ok(());
+        }
+        let reply = self.command("HOST", Some(name.as_bytes())).await?;
+        if reply.code == ReplyCode::PARAMETER_NOT_IMPLEMENTED {
+            self.options.log(LogLine::Status(format!(
+                "The server does not serve {name} (504): logging in to its default host"
+            )));
+        }
+        self.host_reply = Some(reply);
+        Ok(())
+    }
+
+    /// Logs in with USER/PASS (after HOST and AUTH TLS when asked for), then reads FEAT, turns
+    /// UTF-8 on where offered, and over TLS asks for protected data connections (PBSZ 0,
+    /// PROT P).
     pub async fn login(&mut self, user: &str, password: &str) -> Result<()> {
+        self.choose_host().await?;
         self.secure().await?;
         let reply = self.command("USER", Some(user.as_bytes())).await?;
         match reply.code {

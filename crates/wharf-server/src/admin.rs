@@ -541,9 +541,21 @@ async fn health(State(s): State<Shared>) -> Response {
 
 async fn metrics(State(s): State<Shared>) -> Response {
     let m = &s.live.monitor;
-    let text = m
+    let mut text = m
         .metrics
         .render(m.sessions.len(), s.live.guard.ban_count(Instant::now()));
+    // One line per certificate (the default and each host's): bounded by the hosts configured.
+    if let Some(tls) = &s.live.current().services.tls {
+        text.push_str(
+            "# HELP wharf_certificate_expiry_timestamp_seconds When the certificate served for a host expires (Unix time); host=\"default\" is [tls]'s.\n\
+             # TYPE wharf_certificate_expiry_timestamp_seconds gauge\n",
+        );
+        for (host, until) in tls.expiries() {
+            text.push_str(&format!(
+                "wharf_certificate_expiry_timestamp_seconds{{host=\"{host}\"}} {until}\n"
+            ));
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -554,10 +566,27 @@ async fn metrics(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
-async fn list_users(State(s): State<Shared>) -> Result<Json<Value>, ApiError> {
+/// `?host=NAME` of a listing: only that host's (`host=` alone: the default host's).
+fn host_filter(uri: &axum::http::Uri) -> Option<Option<String>> {
+    let query = uri.query()?;
+    query.split('&').find_map(|pair| {
+        let value = pair.strip_prefix("host=")?;
+        Some((!value.is_empty()).then(|| crate::config::normalize_host(value)))
+    })
+}
+
+async fn list_users(
+    State(s): State<Shared>,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
     let users = db(&s)?.list().await?;
+    let only = host_filter(&uri);
     Ok(Json(Value::Array(
-        users.iter().map(DbUser::to_json).collect(),
+        users
+            .iter()
+            .filter(|u| only.as_ref().is_none_or(|h| u.host == *h))
+            .map(DbUser::to_json)
+            .collect(),
     )))
 }
 
@@ -595,6 +624,9 @@ struct UserBody {
     quota_files: Option<Option<u64>>,
     #[serde(default, with = "double_option")]
     max_file_size: Option<Option<u64>>,
+    /// The virtual host (a `[[host]]`'s first name); `null`: the default host.
+    #[serde(default, with = "double_option")]
+    host: Option<Option<String>>,
 }
 
 /// `absent` → `None`, `null` → `Some(None)`, a value → `Some(Some(v))`.
@@ -638,6 +670,9 @@ impl UserBody {
 
     /// Applies the body to `user`; returns the password set, if any.
     fn apply(self, user: &mut DbUser) -> Result<(), ApiError> {
+        if let Some(host) = self.host {
+            user.host = host.map(|h| crate::config::normalize_host(&h));
+        }
         if let Some(home) = self.home {
             if let Some(h) = &home {
                 if !h.starts_with('/') {
@@ -769,14 +804,16 @@ fn unix(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn list_sessions(State(s): State<Shared>) -> Json<Value> {
+async fn list_sessions(State(s): State<Shared>, uri: axum::http::Uri) -> Json<Value> {
     let now = Instant::now();
+    let only = host_filter(&uri);
     let list: Vec<Value> = s
         .live
         .monitor
         .sessions
         .list()
         .iter()
+        .filter(|e| only.as_ref().is_none_or(|h| e.host() == *h))
         .map(|e| {
             let transfer = e.running().map(|r| {
                 let bytes = e.bytes.load(std::sync::atomic::Ordering::Relaxed);
@@ -797,6 +834,7 @@ async fn list_sessions(State(s): State<Shared>) -> Json<Value> {
             json!({
                 "id": e.id,
                 "user": e.user(),
+                "host": e.host(),
                 "client": e.peer.to_string(),
                 "since": unix(e.since),
                 "transfer": transfer,

@@ -492,6 +492,12 @@ impl Driver {
         Ok(())
     }
 
+    /// Chooses `choice` as this connection's host (the admin listener shows it).
+    fn set_host(&mut self, choice: HostChoice) {
+        self.entry.entry.set_host(choice.id.as_deref());
+        self.host = Some(choice);
+    }
+
     /// After a TLS handshake: the name the client asked for chooses the virtual host, unless
     /// HOST chose one already.
     fn host_from_tls_name(&mut self) {
@@ -504,10 +510,11 @@ impl Driver {
         let settings = &self.live.current().settings;
         if let Some(h) = settings.host_named(&name) {
             info!(session = self.conn.id, peer = %self.conn.peer, host = %h.id(), "host chosen by the TLS name");
-            self.host = Some(HostChoice {
+            let choice = HostChoice {
                 name: crate::config::normalize_host(&name),
                 id: Some(h.id().to_string()),
-            });
+            };
+            self.set_host(choice);
         }
     }
 
@@ -525,7 +532,7 @@ impl Driver {
             let own = self.conn.local.ip().to_canonical();
             return match literal.parse::<std::net::IpAddr>() {
                 Ok(ip) if ip.to_canonical() == own => {
-                    self.host = Some(HostChoice {
+                    self.set_host(HostChoice {
                         name: text.to_string(),
                         id: None,
                     });
@@ -549,7 +556,7 @@ impl Driver {
             }
         }
         if settings.hosts.is_empty() {
-            self.host = Some(HostChoice {
+            self.set_host(HostChoice {
                 name: wanted,
                 id: None,
             });
@@ -559,7 +566,7 @@ impl Driver {
             Some(h) => {
                 let banner = h.banner.clone().unwrap_or(default);
                 info!(session = self.conn.id, peer = %self.conn.peer, host = %h.id(), "host chosen by HOST");
-                self.host = Some(HostChoice {
+                self.set_host(HostChoice {
                     name: wanted,
                     id: Some(h.id().to_string()),
                 });
@@ -643,6 +650,7 @@ impl Driver {
                 session: self.conn.id,
                 path,
                 bytes,
+                host: self.host.as_ref().and_then(|h| h.id.clone()),
             });
         }
     }

@@ -64,6 +64,8 @@ pub struct Event {
     pub path: Option<String>,
     /// Bytes moved, for uploads and downloads.
     pub bytes: Option<u64>,
+    /// The virtual host of the session (its own name), if one was chosen.
+    pub host: Option<String>,
 }
 
 impl Event {
@@ -79,6 +81,7 @@ impl Event {
             "session": self.session,
             "path": self.path,
             "bytes": self.bytes,
+            "host": self.host,
         })
     }
 }
@@ -336,6 +339,7 @@ async fn fire(hook: &Hook, event: &Event, json: &str) -> Result<(), String> {
                 .env("WHARF_USER", &event.user)
                 .env("WHARF_CLIENT", event.client.to_string())
                 .env("WHARF_SESSION", event.session.to_string())
+                .env("WHARF_HOST", event.host.as_deref().unwrap_or(""))
                 .env("WHARF_PATH", event.path.as_deref().unwrap_or(""))
                 .env(
                     "WHARF_BYTES",

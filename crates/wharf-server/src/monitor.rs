@@ -273,6 +273,8 @@ pub struct SessionEntry {
     pub peer: SocketAddr,
     pub since: SystemTime,
     user: Mutex<Option<String>>,
+    /// The virtual host chosen (its own name), if any.
+    host: Mutex<Option<String>>,
     running: Mutex<Option<Running>>,
     /// Bytes of the running transfer so far.
     pub bytes: AtomicU64,
@@ -283,6 +285,14 @@ pub struct SessionEntry {
 impl SessionEntry {
     pub fn user(&self) -> Option<String> {
         self.user.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn host(&self) -> Option<String> {
+        self.host.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_host(&self, host: Option<&str>) {
+        *self.host.lock().unwrap_or_else(|p| p.into_inner()) = host.map(str::to_string);
     }
 
     pub fn set_user(&self, user: Option<&str>) {
@@ -343,6 +353,7 @@ impl Sessions {
             peer,
             since: SystemTime::now(),
             user: Mutex::new(None),
+            host: Mutex::new(None),
             running: Mutex::new(None),
             bytes: AtomicU64::new(0),
             kick: tokio::sync::Notify::new(),

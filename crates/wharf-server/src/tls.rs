@@ -130,6 +130,39 @@ impl Tls {
         Ok(())
     }
 
+    /// When each certificate in use expires (Unix seconds): `default` for the `[tls]` one, then
+    /// each host's by its first name.
+    pub fn expiries(&self) -> Vec<(String, i64)> {
+        let not_after = |k: &CertifiedKey| {
+            k.cert
+                .first()
+                .and_then(|c| wharf_proto::x509::summarize(c.as_ref()))
+                .map(|s| s.not_after)
+        };
+        let mut out = Vec::new();
+        let current = self
+            .certs
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(t) = not_after(&current) {
+            out.push(("default".to_string(), t));
+        }
+        for (h, key) in self
+            .certs
+            .hosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            if let (Some(name), Some(t)) = (h.names.first(), not_after(key)) {
+                out.push((name.clone(), t));
+            }
+        }
+        out
+    }
+
     /// Reads one host's certificate and key and puts them in use for its names (replacing the
     /// host's earlier pair); running sessions keep theirs.
     pub fn put_host_cert(&self, host: HostCert) -> Result<(), String> {

@@ -210,7 +210,41 @@ pub fn summary(settings: &Settings) -> Vec<String> {
         "Passive mode: {passive}{announced}, at most {} open per client address",
         settings.passive.max_per_address
     ));
+    out.extend(hosts(settings));
     out
+}
+
+/// A line per virtual host: its names, and its certificate with the names it covers and when
+/// it expires.
+fn hosts(settings: &Settings) -> Vec<String> {
+    use wharf_proto::x509::date;
+    settings
+        .hosts
+        .iter()
+        .map(|h| {
+            let file = match (&h.cert, &settings.acme) {
+                (Some((cert, _)), _) => Some(cert.clone()),
+                (None, Some(a)) if h.acme => {
+                    Some(wharf_server::acme::cert_files(&a.state, h.id()).0)
+                }
+                _ => None,
+            };
+            let validity = file.as_deref().and_then(wharf_server::acme::validity);
+            let cert = match (h.acme, validity) {
+                (true, Some((_, until))) => format!("ACME, expires {}", date(until)),
+                (true, None) => "ACME, ordered now".to_string(),
+                (false, Some((_, until))) => format!("its own, expires {}", date(until)),
+                (false, None) if h.cert.is_some() => "its own (unreadable)".to_string(),
+                (false, None) => "the default".to_string(),
+            };
+            format!(
+                "Host {}: {} (root {}); certificate: {cert}",
+                h.id(),
+                h.names.join(", "),
+                h.root.display()
+            )
+        })
+        .collect()
 }
 
 /// The client command shown at start: a user when anonymous is off, and under required TLS

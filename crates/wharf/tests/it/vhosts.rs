@@ -65,7 +65,7 @@ fn sites(tls: bool) -> Sites {
         .unwrap();
     std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"pw\n").unwrap();
     assert!(add.wait().unwrap().success());
-    let mut builder = Server::builder(BIN).args(&["--users-db", &db]);
+    let mut builder = Server::builder(BIN).args(&["--users-db", &db, "--admin", "127.0.0.1:0"]);
     if tls {
         let (cert, key) = make_cert(dir.path(), "localhost");
         config.push_str(&format!(
@@ -188,6 +188,43 @@ fn host_chooses_the_customer_and_rfc_7151_codes_refuse_the_rest() {
     assert_eq!(ftp.cmd("HOST ftp.a.example").code, 503, "after USER");
     assert_eq!(ftp.cmd("PASS pw").code, 230);
     assert_eq!(ftp.cmd("HOST ftp.a.example").code, 503, "after login");
+    // The admin API shows each session's host, and filters by it.
+    let mut held = Ftp::connect(a);
+    assert_eq!(held.cmd("HOST ftp.b.example").code, 220);
+    held.login("bob", "pw");
+    let token = s.server.admin.clone().and_then(|(_, t)| t);
+    let (code, body) = crate::admin::api(
+        &s.server,
+        "GET",
+        "/api/v1/sessions?host=ftp.b.example",
+        token.as_deref(),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let list = crate::admin::json(&body);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(list[0]["host"], "ftp.b.example");
+    assert_eq!(list[0]["user"], "bob");
+    let (_, body) = crate::admin::api(
+        &s.server,
+        "GET",
+        "/api/v1/sessions?host=ftp.a.example",
+        token.as_deref(),
+        None,
+    );
+    assert!(!body.contains("\"bob\""), "{body}");
+    let (_, body) = crate::admin::api(
+        &s.server,
+        "GET",
+        "/api/v1/users?host=ftp.b.example",
+        token.as_deref(),
+        None,
+    );
+    let users = crate::admin::json(&body);
+    assert_eq!(users.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(users[0]["name"], "dan@b");
+    assert_eq!(users[0]["host"], "ftp.b.example");
+    drop(held);
     // REIN forgets the host: HOST may come again.
     assert_eq!(ftp.cmd("REIN").code, 220);
     assert_eq!(ftp.cmd("HOST ftp.b.example").code, 220);
@@ -258,6 +295,17 @@ fn the_tls_name_chooses_the_certificate_and_the_host() {
     );
     assert_eq!(code, 67, "530");
 
+    // /metrics: when each certificate expires, the default's and each host's.
+    let (code, metrics) = crate::admin::api(&s.server, "GET", "/metrics", None, None);
+    assert_eq!(code, 200);
+    for host in ["default", "ftp.a.example", "ftp.b.example"] {
+        assert!(
+            metrics.contains(&format!(
+                "wharf_certificate_expiry_timestamp_seconds{{host=\"{host}\"}} "
+            )),
+            "{metrics}"
+        );
+    }
     // HOST under TLS must be the name TLS was started for (RFC 7151 §3.2: 504).
     let script = r#"
 import ftplib, ssl, sys
@@ -298,5 +346,78 @@ print(" | ".join(out))
         String::from_utf8_lossy(&out.stdout).trim(),
         "504 ftp.b.example is not the name TLS was started for (ftp.a.example). | \
          220 Customer A at your service. | a.txt"
+    );
+}
+
+/// Wharf's own client sends HOST with the URL's name where FEAT lists HOST (an address sends
+/// none), and `wharf check` says which host answered.
+#[test]
+fn wharf_get_and_check_send_host_for_the_url_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    write_file(&site.join("l.txt"), b"the localhost site");
+    let secret = wharf_server::auth::hash_password(b"secret").unwrap();
+    let config = format!(
+        "[limits]\nfailed_login_delay_ms = 0\nban_after_failures = 0\n\
+         [[host]]\nnames = ['localhost']\nroot = '{}'\n\
+         [[user]]\nname = 'lena'\npassword_hash = '{secret}'\nhost = 'localhost'\n",
+        site.display()
+    );
+    let server = Server::builder(BIN).config(&config).start();
+    let port = server.addr.port();
+    let out_dir = tempfile::tempdir().unwrap();
+    let by_name = crate::client::wharf(
+        out_dir.path(),
+        &[
+            "get",
+            "-v",
+            &format!("ftp://lena@localhost:{port}/l.txt"),
+            "got.txt",
+        ],
+    );
+    assert_eq!(by_name.code, 0, "{}", by_name.stderr);
+    assert!(
+        by_name.stderr.contains("HOST localhost"),
+        "{}",
+        by_name.stderr
+    );
+    assert_eq!(
+        std::fs::read(out_dir.path().join("got.txt")).unwrap(),
+        b"the localhost site"
+    );
+    // By address: no HOST, the default host, where lena is unknown.
+    let by_address = crate::client::wharf(
+        out_dir.path(),
+        &[
+            "get",
+            &format!("ftp://lena@127.0.0.1:{port}/l.txt"),
+            "again.txt",
+        ],
+    );
+    assert_ne!(by_address.code, 0);
+    assert!(!by_address.stderr.contains("HOST"), "{}", by_address.stderr);
+    // The troubleshooter's report has the host step.
+    let out = output_within(
+        Command::new(BIN)
+            .args(["check", "--json", "--timeout", "5", "--user", "lena"])
+            .arg(format!("localhost:{port}"))
+            .env("WHARF_PASSWORD", "secret"),
+        Duration::from_secs(120),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let host = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "host")
+        .unwrap_or_else(|| panic!("no host step: {json}"));
+    assert_eq!(host["verdict"], "ok", "{host}");
+    assert!(
+        host["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("HOST localhost: 220"),
+        "{host}"
     );
 }
