@@ -17,8 +17,54 @@ use instant_acme::{
 };
 use tracing::{error, info, warn};
 
-use crate::config::{AcmeChallenge, AcmeSettings, HostSettings};
+use crate::config::{AcmeChallenge, AcmeSettings, HostSettings, SharedKey};
 use crate::tls::{HostCert, Tls};
+use crate::userdb::{SharedCert, UserDb};
+
+/// Seals `plain` for the database: AES-256-GCM under the nodes' shared key, the host (or
+/// `account`) as associated data; base64 of nonce and ciphertext.
+pub fn seal(key: &SharedKey, label: &str, plain: &[u8]) -> Result<String, String> {
+    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).map_err(|_| "bad key")?);
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
+    let mut data = plain.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(label.as_bytes()),
+        &mut data,
+    )
+    .map_err(|_| "sealing failed".to_string())?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&data);
+    Ok(data_encoding::BASE64.encode(&out))
+}
+
+/// Opens what [`seal`] made; an error when the key or the label differs, or it was altered.
+pub fn open(key: &SharedKey, label: &str, sealed: &str) -> Result<Vec<u8>, String> {
+    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let bytes = data_encoding::BASE64
+        .decode(sealed.as_bytes())
+        .map_err(|_| "not base64".to_string())?;
+    if bytes.len() < 12 + 16 {
+        return Err("too short".into());
+    }
+    let (nonce, data) = bytes.split_at(12);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce")?;
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).map_err(|_| "bad key")?);
+    let mut data = data.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(label.as_bytes()), &mut data)
+        .map_err(|_| "cannot open: another shared_key, or altered".to_string())?;
+    Ok(plain.to_vec())
+}
+
+/// The database the nodes share their ACME state through, and the key sealing it.
+#[derive(Clone)]
+pub struct Shared {
+    pub db: Arc<UserDb>,
+    pub key: SharedKey,
+}
 
 /// The files of one host's certificate in the state directory.
 pub fn cert_files(state: &Path, host_id: &str) -> (PathBuf, PathBuf) {
@@ -103,6 +149,7 @@ pub struct Acme {
     hosts: Vec<(String, Vec<String>)>,
     tls: Arc<Tls>,
     tokens: Tokens,
+    shared: Option<Shared>,
 }
 
 /// Seconds since the Unix epoch.
@@ -134,8 +181,23 @@ pub fn is_due(not_before: i64, not_after: i64, now: i64, renew_days: Option<u64>
 }
 
 impl Acme {
-    pub fn new(settings: AcmeSettings, hosts: &[HostSettings], tls: Arc<Tls>) -> Acme {
+    /// `db`: the user database, through which the nodes share certificates when
+    /// `[acme] shared_key` is set.
+    pub fn new(
+        settings: AcmeSettings,
+        hosts: &[HostSettings],
+        tls: Arc<Tls>,
+        db: Option<Arc<UserDb>>,
+    ) -> Acme {
+        let shared = match (&settings.shared_key, db) {
+            (Some(key), Some(db)) => Some(Shared {
+                db,
+                key: key.clone(),
+            }),
+            _ => None,
+        };
         Acme {
+            shared,
             settings,
             hosts: hosts
                 .iter()
@@ -151,6 +213,41 @@ impl Acme {
         self.tokens.clone()
     }
 
+    /// The database for challenge answers other nodes published, when shared.
+    pub fn shared_db(&self) -> Option<Arc<UserDb>> {
+        self.shared.as_ref().map(|s| s.db.clone())
+    }
+
+    /// With a shared database: takes in `id`'s certificate stored there when it is newer than
+    /// the one in use (written to the state directory too, for restarts). Returns whether a
+    /// certificate is stored there.
+    async fn take_shared(
+        &self,
+        shared: &Shared,
+        id: &str,
+        names: &[String],
+        installed: &mut HashMap<String, i64>,
+    ) -> Result<bool, String> {
+        let Some(cert) = shared.db.acme_cert(id).await.map_err(|e| e.to_string())? else {
+            return Ok(false);
+        };
+        if installed.get(id) == Some(&cert.updated_at) {
+            return Ok(true);
+        }
+        let key = open(&shared.key, id, &cert.key_sealed)?;
+        let (cert_file, key_file) = cert_files(&self.settings.state, id);
+        write_private(&key_file, &key)?;
+        write_private(&cert_file, cert.chain.as_bytes())?;
+        self.tls.put_host_cert(HostCert {
+            names: names.to_vec(),
+            cert: cert_file,
+            key: key_file,
+        })?;
+        installed.insert(id.to_string(), cert.updated_at);
+        info!(host = %id, expires = %wharf_proto::x509::date(cert.not_after), "ACME: certificate taken from the shared database");
+        Ok(true)
+    }
+
     /// Looks at every certificate now, then every `check_secs`, ordering those missing or due;
     /// a failed order is tried again after 1 minute, then 2, 4 … (at most 6 hours; sooner with
     /// a shorter `check_secs`).
@@ -161,8 +258,15 @@ impl Acme {
         }
         let base = self.settings.check.min(Duration::from_secs(60));
         let mut retry: HashMap<String, (Instant, Duration)> = HashMap::new();
+        let mut installed: HashMap<String, i64> = HashMap::new();
+        let node = crate::server::node_name();
         loop {
             for (id, names) in &self.hosts {
+                if let Some(shared) = &self.shared {
+                    if let Err(e) = self.take_shared(shared, id, names, &mut installed).await {
+                        warn!(host = %id, error = %e, "ACME: the shared certificate cannot be used");
+                    }
+                }
                 let (cert, _) = cert_files(&self.settings.state, id);
                 let due = match validity(&cert) {
                     Some((from, until)) => {
@@ -176,7 +280,26 @@ impl Acme {
                 if retry.get(id).is_some_and(|(at, _)| Instant::now() < *at) {
                     continue;
                 }
-                match self.order(id, names).await {
+                // With a shared database, one node orders (a lease in the database); the others
+                // take its result at their next look.
+                if let Some(shared) = &self.shared {
+                    match shared.db.take_acme_lease(id, &node, 900).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            info!(host = %id, "ACME: another node orders this certificate");
+                            continue;
+                        }
+                        Err(e) => {
+                            warn!(host = %id, error = %e, "ACME: the shared database cannot be asked; ordering nothing");
+                            continue;
+                        }
+                    }
+                }
+                let ordered = self.order(id, names, &mut installed).await;
+                if let Some(shared) = &self.shared {
+                    let _ = shared.db.drop_acme_lease(id, &node).await;
+                }
+                match ordered {
                     Ok(until) => {
                         retry.remove(id);
                         info!(host = %id, names = %names.join(","), expires = %wharf_proto::x509::date(until), "ACME: certificate obtained and in use");
@@ -200,7 +323,19 @@ impl Acme {
         let http = || -> Result<Box<dyn HttpClient>, String> {
             Ok(Box::new(http_client(self.settings.ca.as_deref())?))
         };
-        if let Ok(text) = std::fs::read_to_string(&path) {
+        // Shared: the account the nodes use, sealed in the database.
+        let stored = match &self.shared {
+            Some(s) => match s.db.acme_account(&self.settings.directory).await {
+                Ok(Some(sealed)) => Some(
+                    String::from_utf8(open(&s.key, "account", &sealed)?)
+                        .map_err(|e| e.to_string())?,
+                ),
+                Ok(None) => None,
+                Err(e) => return Err(e.to_string()),
+            },
+            None => std::fs::read_to_string(&path).ok(),
+        };
+        if let Some(text) = stored {
             let credentials: AccountCredentials =
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             return Account::builder_with_http(http()?)
@@ -227,14 +362,30 @@ impl Acme {
                 )
             })?;
         let json = serde_json::to_string(&credentials).map_err(|e| e.to_string())?;
-        write_private(&path, json.as_bytes())?;
+        match &self.shared {
+            Some(s) => {
+                s.db.put_acme_account(
+                    &self.settings.directory,
+                    &seal(&s.key, "account", json.as_bytes())?,
+                )
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            None => write_private(&path, json.as_bytes())?,
+        }
         info!(directory = %self.settings.directory, "ACME: account created");
         Ok(account)
     }
 
     /// One order for `names`: challenges answered, the certificate finalized, kept and put in
     /// use. Returns its expiry.
-    async fn order(&self, id: &str, names: &[String]) -> Result<i64, String> {
+    async fn order(
+        &self,
+        id: &str,
+        names: &[String],
+        installed: &mut HashMap<String, i64>,
+    ) -> Result<i64, String> {
+        info!(host = %id, names = %names.join(","), directory = %self.settings.directory, "ACME: ordering a certificate");
         let account = self.account().await?;
         let identifiers: Vec<Identifier> =
             names.iter().map(|n| Identifier::Dns(n.clone())).collect();
@@ -248,8 +399,21 @@ impl Acme {
             Ok(()) => self.finish(&mut order, id, names).await,
             Err(e) => Err(e),
         };
-        self.unpublish(&published);
-        result
+        self.unpublish(&published).await;
+        let (until, key_pem, chain) = result?;
+        if let Some(s) = &self.shared {
+            let stored = SharedCert {
+                chain,
+                key_sealed: seal(&s.key, id, key_pem.as_bytes())?,
+                not_after: until,
+                updated_at: unix_now(),
+            };
+            s.db.put_acme_cert(id, &stored)
+                .await
+                .map_err(|e| format!("storing the certificate for the other nodes: {e}"))?;
+            installed.insert(id.to_string(), stored.updated_at);
+        }
+        Ok(until)
     }
 
     async fn answer_challenges(
@@ -279,7 +443,7 @@ impl Acme {
                 ));
             }
             let answer = challenge.key_authorization().as_str().to_string();
-            self.publish(&token, &answer)?;
+            self.publish(&token, &answer).await?;
             published.push(token);
             challenge
                 .set_ready()
@@ -294,7 +458,7 @@ impl Acme {
         order: &mut instant_acme::Order,
         id: &str,
         names: &[String],
-    ) -> Result<i64, String> {
+    ) -> Result<(i64, String, String), String> {
         let status = order
             .poll_ready(&RetryPolicy::default())
             .await
@@ -342,10 +506,17 @@ impl Acme {
             cert: cert.clone(),
             key: key_file,
         })?;
-        Ok(validity(&cert).map_or(0, |(_, until)| until))
+        let until = validity(&cert).map_or(0, |(_, until)| until);
+        Ok((until, key.serialize_pem(), chain))
     }
 
-    fn publish(&self, token: &str, answer: &str) -> Result<(), String> {
+    async fn publish(&self, token: &str, answer: &str) -> Result<(), String> {
+        if let Some(s) = &self.shared {
+            // Any node may be the one the CA reaches.
+            s.db.put_acme_token(token, answer, 3600)
+                .await
+                .map_err(|e| format!("publishing the challenge: {e}"))?;
+        }
         match &self.settings.challenge {
             AcmeChallenge::Listen(_) => {
                 if let Ok(mut t) = self.tokens.lock() {
@@ -362,8 +533,11 @@ impl Acme {
         }
     }
 
-    fn unpublish(&self, tokens: &[String]) {
+    async fn unpublish(&self, tokens: &[String]) {
         for token in tokens {
+            if let Some(s) = &self.shared {
+                let _ = s.db.drop_acme_token(token).await;
+            }
             match &self.settings.challenge {
                 AcmeChallenge::Listen(_) => {
                     if let Ok(mut t) = self.tokens.lock() {
@@ -412,24 +586,35 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Serves HTTP-01 answers on `listener`: `GET /.well-known/acme-challenge/TOKEN` and nothing
-/// else (404).
-pub async fn serve_challenges(listener: tokio::net::TcpListener, tokens: Tokens) {
+/// else (404). With a shared database, answers another node published are served too.
+pub async fn serve_challenges(
+    listener: tokio::net::TcpListener,
+    tokens: Tokens,
+    shared: Option<Arc<UserDb>>,
+) {
     use axum::extract::{Path as UrlPath, State};
     use axum::http::StatusCode;
     use axum::routing::get;
+    type Known = (Tokens, Option<Arc<UserDb>>);
     async fn answer(
-        State(tokens): State<Tokens>,
+        State((tokens, shared)): State<Known>,
         UrlPath(token): UrlPath<String>,
     ) -> Result<String, StatusCode> {
-        tokens
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&token).cloned())
-            .ok_or(StatusCode::NOT_FOUND)
+        if let Some(a) = tokens.lock().ok().and_then(|t| t.get(&token).cloned()) {
+            return Ok(a);
+        }
+        match &shared {
+            Some(db) => match db.acme_token(&token).await {
+                Ok(Some(a)) => Ok(a),
+                Ok(None) => Err(StatusCode::NOT_FOUND),
+                Err(_) => Err(StatusCode::SERVICE_UNAVAILABLE),
+            },
+            None => Err(StatusCode::NOT_FOUND),
+        }
     }
     let app = axum::Router::new()
         .route("/.well-known/acme-challenge/{token}", get(answer))
-        .with_state(tokens);
+        .with_state((tokens, shared));
     if let Err(e) = axum::serve(listener, app).await {
         warn!(error = %e, "ACME: the challenge listener stopped");
     }
@@ -438,6 +623,31 @@ pub async fn serve_challenges(listener: tokio::net::TcpListener, tokens: Tokens)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_keys_open_only_with_the_key_and_the_label() {
+        let key = SharedKey([7; 32]);
+        let sealed = seal(&key, "ftp.a.test", b"-----BEGIN PRIVATE KEY-----").unwrap();
+        assert!(!sealed.contains("PRIVATE"));
+        assert_eq!(
+            open(&key, "ftp.a.test", &sealed).unwrap(),
+            b"-----BEGIN PRIVATE KEY-----"
+        );
+        assert!(
+            open(&key, "ftp.b.test", &sealed).is_err(),
+            "another host's label"
+        );
+        assert!(
+            open(&SharedKey([8; 32]), "ftp.a.test", &sealed).is_err(),
+            "another key"
+        );
+        assert_ne!(
+            sealed,
+            seal(&key, "ftp.a.test", b"-----BEGIN PRIVATE KEY-----").unwrap()
+        );
+        assert!(open(&key, "ftp.a.test", "AAAA").is_err());
+        assert!(open(&key, "ftp.a.test", "not base64!").is_err());
+    }
 
     #[test]
     fn renewal_is_due_at_a_third_or_at_the_days_given() {

@@ -420,6 +420,19 @@ pub struct AcmeSection {
     pub renew_days: Option<u64>,
     /// Seconds between looks at the certificates (default 3600).
     pub check_secs: Option<u64>,
+    /// With the users on PostgreSQL: the key (32 bytes, base64; the same on every node) that
+    /// seals the private keys the nodes share through the database.
+    pub shared_key: Option<String>,
+}
+
+/// The key that seals private keys kept in the database (never shown).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedKey(pub [u8; 32]);
+
+impl std::fmt::Debug for SharedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedKey(..)")
+    }
 }
 
 /// Where HTTP-01 challenges are answered.
@@ -439,6 +452,9 @@ pub struct AcmeSettings {
     pub challenge: AcmeChallenge,
     pub renew_days: Option<u64>,
     pub check: Duration,
+    /// Certificates, account and challenges shared through the user database, keys sealed
+    /// with this.
+    pub shared_key: Option<SharedKey>,
 }
 
 /// Let's Encrypt's production directory.
@@ -477,7 +493,24 @@ impl AcmeSection {
             (None, None) => AcmeChallenge::Listen(SocketAddr::from(([0, 0, 0, 0], 80))),
         };
         let check = Duration::from_secs(self.check_secs.unwrap_or(3600).max(1));
+        let shared_key = match &self.shared_key {
+            None => None,
+            Some(text) => {
+                let bytes = data_encoding::BASE64
+                    .decode(text.trim().as_bytes())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "acme.shared_key",
+                            "32 bytes in base64 (make one with `head -c 32 /dev/urandom | base64`)",
+                        )
+                    })?;
+                Some(SharedKey(bytes))
+            }
+        };
         Ok(AcmeSettings {
+            shared_key,
             directory,
             contact: self.contact.clone().unwrap_or_default(),
             ca: self.ca.clone(),
@@ -1614,6 +1647,23 @@ impl Settings {
             }
             (None, None) => None,
         };
+        if let Some(a) = &acme {
+            let postgres = users_db
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+            if postgres && a.shared_key.is_none() {
+                return Err(ConfigError::new(
+                    "acme.shared_key",
+                    "with the users on PostgreSQL the nodes share their certificates: give the same shared_key to every node (`head -c 32 /dev/urandom | base64`)",
+                ));
+            }
+            if a.shared_key.is_some() && users_db.is_none() {
+                return Err(ConfigError::new(
+                    "acme.shared_key",
+                    "certificates are shared through the user database: give [users] db",
+                ));
+            }
+        }
         if tls.is_none() {
             if let Some(i) = hosts.iter().position(|h| h.cert.is_some() || h.acme) {
                 return Err(ConfigError::new(

@@ -133,6 +133,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "Seconds between looks at the certificates (default 3600).",
     ),
     (
+        "acme.shared_key",
+        "With the users on PostgreSQL: 32 bytes in base64, the same on every node, sealing the private keys the nodes share through the database (never stored there).",
+    ),
+    (
         "host.anonymous",
         "Anonymous logins on this host, read-only into its root (default false).",
     ),

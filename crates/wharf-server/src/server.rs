@@ -319,7 +319,7 @@ pub async fn run_reloadable(
 pub const BAN_SYNC: Duration = Duration::from_secs(2);
 
 /// This node's name in the shared ban list: host name and process.
-fn node_name() -> String {
+pub(crate) fn node_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{}:{}", host.trim(), std::process::id())
 }

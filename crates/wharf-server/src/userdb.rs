@@ -70,7 +70,54 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // The virtual host a user belongs to (NULL: the default host). Names stay unique across
     // hosts: customers' logins are `user@domain` or prefixed, as directory logins are.
     (7, "ALTER TABLE wharf_users ADD COLUMN host TEXT"),
+    // ACME shared by the nodes of one database: certificates (keys sealed with a key from the
+    // nodes' configuration, never stored here), the account (sealed too), pending HTTP-01
+    // answers (any node answers a challenge), and who orders now.
+    (
+        8,
+        "CREATE TABLE IF NOT EXISTS wharf_acme_certs (
+        host TEXT PRIMARY KEY,
+        chain TEXT NOT NULL,
+        key_sealed TEXT NOT NULL,
+        not_after BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    ),
+    (
+        9,
+        "CREATE TABLE IF NOT EXISTS wharf_acme_account (
+        id BIGINT PRIMARY KEY,
+        directory TEXT NOT NULL,
+        credentials_sealed TEXT NOT NULL
+    )",
+    ),
+    (
+        10,
+        "CREATE TABLE IF NOT EXISTS wharf_acme_tokens (
+        token TEXT PRIMARY KEY,
+        answer TEXT NOT NULL,
+        expires BIGINT NOT NULL
+    )",
+    ),
+    (
+        11,
+        "CREATE TABLE IF NOT EXISTS wharf_acme_lease (
+        host TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        expires BIGINT NOT NULL
+    )",
+    ),
 ];
+
+/// A certificate kept in the database for every node: the chain (PEM), the key sealed, when it
+/// expires and when it was stored (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedCert {
+    pub chain: String,
+    pub key_sealed: String,
+    pub not_after: i64,
+    pub updated_at: i64,
+}
 
 /// A user row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -660,6 +707,163 @@ impl UserDb {
                 .await;
         }
         Ok(first.as_deref() == Some(address.as_str()))
+    }
+
+    /// The certificate of `host` the nodes share, if one is stored.
+    pub async fn acme_cert(&self, host: &str) -> Result<Option<SharedCert>, DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        let row = sqlx::query(
+            "SELECT chain, key_sealed, not_after, updated_at FROM wharf_acme_certs WHERE host = $1",
+        )
+        .bind(host)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|r| -> Result<SharedCert, sqlx::Error> {
+            Ok(SharedCert {
+                chain: r.try_get(0)?,
+                key_sealed: r.try_get(1)?,
+                not_after: r.try_get(2)?,
+                updated_at: r.try_get(3)?,
+            })
+        })
+        .transpose()
+        .map_err(unavailable)
+    }
+
+    /// Stores `host`'s new certificate for every node.
+    pub async fn put_acme_cert(&self, host: &str, cert: &SharedCert) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query(
+            "INSERT INTO wharf_acme_certs (host, chain, key_sealed, not_after, updated_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (host) DO UPDATE SET chain = excluded.chain,
+                 key_sealed = excluded.key_sealed, not_after = excluded.not_after,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(host)
+        .bind(cert.chain.clone())
+        .bind(cert.key_sealed.clone())
+        .bind(cert.not_after)
+        .bind(cert.updated_at)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    /// The ACME account of `directory` (its sealed credentials), if one is stored.
+    pub async fn acme_account(&self, directory: &str) -> Result<Option<String>, DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query_scalar(
+            "SELECT credentials_sealed FROM wharf_acme_account WHERE id = 1 AND directory = $1",
+        )
+        .bind(directory)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)
+    }
+
+    pub async fn put_acme_account(&self, directory: &str, sealed: &str) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query(
+            "INSERT INTO wharf_acme_account (id, directory, credentials_sealed) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET directory = excluded.directory,
+                 credentials_sealed = excluded.credentials_sealed",
+        )
+        .bind(directory)
+        .bind(sealed)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    /// Publishes an HTTP-01 answer for every node, for `secs`.
+    pub async fn put_acme_token(
+        &self,
+        token: &str,
+        answer: &str,
+        secs: i64,
+    ) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query(
+            "INSERT INTO wharf_acme_tokens (token, answer, expires) VALUES ($1, $2, $3)
+             ON CONFLICT (token) DO UPDATE SET answer = excluded.answer, expires = excluded.expires",
+        )
+        .bind(token)
+        .bind(answer)
+        .bind(now() + secs)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    pub async fn acme_token(&self, token: &str) -> Result<Option<String>, DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query_scalar("SELECT answer FROM wharf_acme_tokens WHERE token = $1 AND expires > $2")
+            .bind(token)
+            .bind(now())
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn drop_acme_token(&self, token: &str) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query("DELETE FROM wharf_acme_tokens WHERE token = $1 OR expires <= $2")
+            .bind(token)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    /// Takes the right to order `host`'s certificate for `secs`, unless another node holds it:
+    /// whether this node has it now.
+    pub async fn take_acme_lease(
+        &self,
+        host: &str,
+        node: &str,
+        secs: i64,
+    ) -> Result<bool, DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        let now = now();
+        let r = sqlx::query(
+            "INSERT INTO wharf_acme_lease (host, node, expires) VALUES ($1, $2, $3)
+             ON CONFLICT (host) DO UPDATE SET node = excluded.node, expires = excluded.expires
+             WHERE wharf_acme_lease.expires <= $4 OR wharf_acme_lease.node = excluded.node",
+        )
+        .bind(host)
+        .bind(node)
+        .bind(now + secs)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn drop_acme_lease(&self, host: &str, node: &str) -> Result<(), DbError> {
+        self.ready().await?;
+        let pool = self.pool().await?;
+        sqlx::query("DELETE FROM wharf_acme_lease WHERE host = $1 AND node = $2")
+            .bind(host)
+            .bind(node)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     /// Records a successful login (best effort: a failure is logged, the login stands).

@@ -85,6 +85,11 @@ impl Server {
     }
 
     /// The server's log so far (stderr).
+    /// The file the server's log goes to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -515,8 +515,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
         // Certificates by ACME: the manager, and the listener answering its challenges.
         if let (Some(acme_settings), Some(tls)) = (&settings.acme, &services.tls) {
-            let acme =
-                wharf_server::acme::Acme::new(acme_settings.clone(), &settings.hosts, tls.clone());
+            let acme = wharf_server::acme::Acme::new(
+                acme_settings.clone(),
+                &settings.hosts,
+                tls.clone(),
+                services.users_db.clone(),
+            );
             if let Some(std_listener) = acme_std {
                 match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => {
@@ -526,7 +530,11 @@ fn serve(args: ServeArgs) -> ExitCode {
                                 acme_settings.directory
                             ));
                         }
-                        tokio::spawn(wharf_server::acme::serve_challenges(l, acme.tokens()));
+                        tokio::spawn(wharf_server::acme::serve_challenges(
+                            l,
+                            acme.tokens(),
+                            acme.shared_db(),
+                        ));
                     }
                     Err(e) => {
                         eprintln!("wharf: cannot use the ACME challenge listener: {e}");

@@ -315,3 +315,184 @@ fn a_ca_that_refuses_leaves_the_old_certificate_in_use() {
         file_cert(&first_state.join("ftp.a.test.crt"))
     );
 }
+
+/// A TCP relay on pebble's validation port: each request goes to the node that did *not*
+/// order the certificate of its Host header (read from the nodes' logs), so a challenge can
+/// only be answered by the node that did not order. Counts what it relayed, and what it could
+/// not place.
+struct Relay {
+    relayed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    unplaced: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    fn start(listener: TcpListener, logs: [PathBuf; 2], ports: [u16; 2]) -> Relay {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let relayed = std::sync::Arc::new(AtomicUsize::new(0));
+        let unplaced = std::sync::Arc::new(AtomicUsize::new(0));
+        let (done, lost) = (relayed.clone(), unplaced.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().take(100) {
+                let Ok(mut inbound) = conn else { continue };
+                // The request head, for its Host header.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    match inbound.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let name = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("host:"))
+                    .map(|h| h.trim().split(':').next().unwrap_or("").to_string())
+                    .unwrap_or_default();
+                let ordering = format!("ACME: ordering a certificate host={name}");
+                let orders = |log: &PathBuf| {
+                    std::fs::read_to_string(log)
+                        .unwrap_or_default()
+                        .contains(&ordering)
+                };
+                let to = match (orders(&logs[0]), orders(&logs[1])) {
+                    (true, false) => 1,
+                    (false, true) => 0,
+                    _ => {
+                        lost.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                };
+                let Ok(mut outbound) = std::net::TcpStream::connect(("127.0.0.1", ports[to]))
+                else {
+                    lost.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                };
+                done.fetch_add(1, Ordering::SeqCst);
+                let _ = outbound.write_all(&head);
+                let (mut ri, mut wi) = (inbound.try_clone().unwrap(), inbound);
+                let (mut ro, mut wo) = (outbound.try_clone().unwrap(), outbound);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut ri, &mut wo);
+                    let _ = wo.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut ro, &mut wi);
+                    let _ = wi.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Relay { relayed, unplaced }
+    }
+}
+
+#[test]
+fn two_nodes_on_one_postgresql_order_once_and_serve_the_same_certificate() {
+    assert!(
+        wharf_testkit::is_root(),
+        "this test starts PostgreSQL as its own user: run the tests as root (scripts/test)"
+    );
+    let pg = wharf_testkit::postgres::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [free_port(), free_port()];
+    let relay_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let pebble = Pebble::start(relay_listener.local_addr().unwrap().port(), false);
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let node = |n: usize| {
+        let state = dir.path().join(format!("state{n}"));
+        let extra = format!("shared_key = '{key}'");
+        Server::builder(BIN)
+            .args(&["--listen-implicit", "127.0.0.1:0", "--users-db", &pg.url()])
+            .config(&config(dir.path(), &pebble, ports[n], &state, &extra))
+            .start()
+    };
+    let a = node(0);
+    let b = node(1);
+    let relay = Relay::start(
+        relay_listener,
+        [a.log_path().to_path_buf(), b.log_path().to_path_buf()],
+        ports,
+    );
+    // Each host's certificate: ordered by one node, taken from the database by the other.
+    for s in [&a, &b] {
+        assert!(
+            wait_for(s, "ACME: certificate", 2, Duration::from_secs(60)),
+            "{}",
+            s.log()
+        );
+    }
+    let ordered = |s: &Server| {
+        s.log()
+            .matches("ACME: certificate obtained and in use")
+            .count()
+    };
+    let taken = |s: &Server| {
+        s.log()
+            .matches("ACME: certificate taken from the shared database")
+            .count()
+    };
+    assert_eq!(
+        ordered(&a) + ordered(&b),
+        2,
+        "one order per host:\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_eq!(taken(&a) + taken(&b), 2, "{}\n{}", a.log(), b.log());
+    assert_eq!(pebble.issued_count(), 2, "{}", pebble.log());
+    // Every challenge went to the node that did not order it, and was answered there.
+    use std::sync::atomic::Ordering;
+    assert!(
+        relay.relayed.load(Ordering::SeqCst) >= 2,
+        "no challenge relayed"
+    );
+    assert_eq!(relay.unplaced.load(Ordering::SeqCst), 0);
+    // Both serve the same certificate for each name; no private key is in the database.
+    let roots = pebble.issuer_roots();
+    for name in ["ftp.a.test", "ftp.b.test"] {
+        let on_a = served_cert(a.implicit.unwrap().port(), name, &roots);
+        let on_b = served_cert(b.implicit.unwrap().port(), name, &roots);
+        assert_eq!(on_a, on_b, "{name}");
+    }
+    let dump = output_within(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--", "pg_dump", "-h", "127.0.0.1", "-p"])
+            .arg(pg.port.to_string())
+            .args(["-U", "postgres", "-t", "wharf_acme_*", "postgres"]),
+        Duration::from_secs(60),
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("wharf_acme_certs"), "{dump}");
+    assert!(
+        !dump.contains("PRIVATE KEY"),
+        "a private key in the database"
+    );
+    // A third node starting while the certificates are valid orders nothing.
+    let issued = pebble.issued_count();
+    let c = {
+        let state = dir.path().join("state2");
+        Server::builder(BIN)
+            .args(&["--listen-implicit", "127.0.0.1:0", "--users-db", &pg.url()])
+            .config(&config(
+                dir.path(),
+                &pebble,
+                free_port(),
+                &state,
+                &format!("shared_key = '{key}'"),
+            ))
+            .start()
+    };
+    assert!(
+        wait_for(
+            &c,
+            "ACME: certificate taken from the shared database",
+            2,
+            Duration::from_secs(30)
+        ),
+        "{}",
+        c.log()
+    );
+    assert_eq!(pebble.issued_count(), issued);
+    assert!(!c.log().contains("ACME: ordering"), "{}", c.log());
+}
