@@ -259,6 +259,8 @@ impl Acme {
         let base = self.settings.check.min(Duration::from_secs(60));
         let mut retry: HashMap<String, (Instant, Duration)> = HashMap::new();
         let mut installed: HashMap<String, i64> = HashMap::new();
+        // Until the directory shows it has no renewal information.
+        let mut ari_supported = true;
         let node = crate::server::node_name();
         loop {
             for (id, names) in &self.hosts {
@@ -268,12 +270,27 @@ impl Acme {
                     }
                 }
                 let (cert, _) = cert_files(&self.settings.state, id);
-                let due = match validity(&cert) {
+                let mut due = match validity(&cert) {
                     Some((from, until)) => {
                         is_due(from, until, unix_now(), self.settings.renew_days)
                     }
                     None => true,
                 };
+                // The CA's own advice (ACME Renewal Information, RFC 9773), where it gives it:
+                // renew once its suggested window has begun.
+                if !due && ari_supported {
+                    match self.renewal_window_begun(&cert).await {
+                        Ok(Some(true)) => {
+                            info!(host = %id, "ACME: the CA's renewal window has begun");
+                            due = true;
+                        }
+                        Ok(Some(false)) => {}
+                        Ok(None) => ari_supported = false,
+                        Err(e) => {
+                            warn!(host = %id, error = %e, "ACME: renewal information unavailable")
+                        }
+                    }
+                }
                 if !due {
                     continue;
                 }
@@ -314,6 +331,26 @@ impl Acme {
                 }
             }
             tokio::time::sleep(self.settings.check).await;
+        }
+    }
+
+    /// Whether the CA's suggested renewal window for `cert` has begun; `None` when the CA
+    /// offers no renewal information.
+    async fn renewal_window_begun(&self, cert: &Path) -> Result<Option<bool>, String> {
+        use rustls_pki_types::pem::PemObject;
+        let der = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or("no certificate")?
+            .map_err(|e| e.to_string())?;
+        let id = instant_acme::CertificateIdentifier::try_from(&der)?;
+        let account = self.account().await?;
+        match account.renewal_info(&id).await {
+            Ok((info, _)) => Ok(Some(
+                info.suggested_window.start.unix_timestamp() <= unix_now(),
+            )),
+            Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
         }
     }
 
