@@ -342,9 +342,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     // The listeners, while the process may still bind privileged ports; then the switch away
     // from root, while the process has one thread (so that it holds for all).
-    let (mut std_listeners, mut std_implicit) = match activated {
-        Some(a) => (a.ftp, a.ftps),
-        None => (Vec::new(), Vec::new()),
+    let (mut std_listeners, mut std_implicit, acme_socket) = match activated {
+        Some(a) => (a.ftp, a.ftps, a.acme),
+        None => (Vec::new(), Vec::new(), None),
     };
     if fixed_listen.is_none() {
         for addr in &settings.listen {
@@ -388,8 +388,22 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         None => None,
     };
-    // ACME's challenge listener (port 80 by default), bound while still root.
+    // ACME's challenge listener (port 80 by default), bound while still root, or handed over
+    // by systemd (a socket named acme).
     let acme_std = match settings.acme.as_ref().map(|a| &a.challenge) {
+        _ if acme_socket.is_some() && settings.acme.is_none() => {
+            return config_error(&wharf_server::ConfigError::new(
+                "acme",
+                "systemd hands over a socket named acme, but there is no [acme] table",
+            ));
+        }
+        Some(wharf_server::config::AcmeChallenge::Webroot(_)) if acme_socket.is_some() => {
+            return config_error(&wharf_server::ConfigError::new(
+                "acme.webroot",
+                "systemd hands over a socket named acme: answer the challenges there (drop webroot) or drop the socket",
+            ));
+        }
+        _ if acme_socket.is_some() => acme_socket,
         Some(wharf_server::config::AcmeChallenge::Listen(addr)) => {
             match wharf_server::bind_std(*addr) {
                 Ok(l) => Some(l),

@@ -133,6 +133,9 @@ pub struct Activated {
     pub ftp: Vec<TcpListener>,
     /// `ftps`: implicit-TLS listeners.
     pub ftps: Vec<TcpListener>,
+    /// `acme`: where ACME's HTTP-01 challenges are answered (port 80), instead of
+    /// `[acme] http_listen`.
+    pub acme: Option<TcpListener>,
 }
 
 /// The sockets of socket activation, when `LISTEN_PID` is this process; `Ok(None)` without
@@ -157,9 +160,11 @@ pub fn activated() -> Result<Option<Activated>, String> {
         match name {
             "ftp" | "" | "wharf.socket" => out.ftp.push(listener),
             "ftps" => out.ftps.push(listener),
+            "acme" if out.acme.is_none() => out.acme = Some(listener),
+            "acme" => return Err("two sockets are named `acme`: give one".into()),
             other => {
                 return Err(format!(
-                    "socket {fd} is named `{other}`: the names are `ftp` (control connections) and `ftps` (implicit TLS) (FileDescriptorName= in the socket unit)"
+                    "socket {fd} is named `{other}`: the names are `ftp` (control connections), `ftps` (implicit TLS) and `acme` (ACME's HTTP-01 challenges) (FileDescriptorName= in the socket unit)"
                 ));
             }
         }

@@ -496,3 +496,73 @@ fn two_nodes_on_one_postgresql_order_once_and_serve_the_same_certificate() {
     assert_eq!(pebble.issued_count(), issued);
     assert!(!c.log().contains("ACME: ordering"), "{}", c.log());
 }
+
+/// The challenge listener handed over by systemd (a socket named `acme`, as a socket unit on
+/// port 80 would): the process never binds it itself.
+#[test]
+fn a_challenge_socket_from_systemd_answers_the_ca() {
+    let activate = require_tool("systemd-socket-activate");
+    let (ftp_port, acme_port) = (free_port(), free_port());
+    let pebble = Pebble::start(acme_port, false);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("acme");
+    let config_file = dir.path().join("wharf.toml");
+    std::fs::write(
+        &config_file,
+        config(dir.path(), &pebble, free_port(), &state, ""),
+    )
+    .unwrap();
+    let log_file = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_file).unwrap();
+    let mut child = Command::new(&activate)
+        .args(["-l", &format!("127.0.0.1:{ftp_port}")])
+        .args(["-l", &format!("127.0.0.1:{acme_port}")])
+        .arg("--fdname=ftp:acme")
+        .args([BIN, "serve", "--allow-root", "--config"])
+        .arg(&config_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // The first connection starts the server with both sockets.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ftp = loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", ftp_port)) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "systemd-socket-activate did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut banner = [0u8; 64];
+    let _ = std::io::Read::read(&mut ftp, &mut banner);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let obtained = loop {
+        let text = std::fs::read_to_string(&log_file).unwrap_or_default();
+        if text
+            .matches("ACME: certificate obtained and in use")
+            .count()
+            >= 2
+        {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log_file).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(obtained, "{text}\n{}", pebble.log());
+    assert!(
+        text.contains(&format!(
+            "challenges answered on http://127.0.0.1:{acme_port}/"
+        )),
+        "{text}"
+    );
+    assert_eq!(pebble.issued_count(), 2);
+}
