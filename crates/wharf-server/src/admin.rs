@@ -544,6 +544,28 @@ async fn metrics(State(s): State<Shared>) -> Response {
     let mut text = m
         .metrics
         .render(m.sessions.len(), s.live.guard.ban_count(Instant::now()));
+    // Sessions by virtual host, where the admin asked for them.
+    let current = s.live.current();
+    if current
+        .settings
+        .admin
+        .as_ref()
+        .is_some_and(|a| a.metrics_by_host)
+    {
+        let mut by_host: std::collections::BTreeMap<String, u64> = Default::default();
+        for e in m.sessions.list() {
+            *by_host
+                .entry(e.host().unwrap_or_else(|| "default".into()))
+                .or_default() += 1;
+        }
+        text.push_str(
+            "# HELP wharf_sessions_by_host Sessions open now, by virtual host (host=\"default\": no [[host]] chosen).\n\
+             # TYPE wharf_sessions_by_host gauge\n",
+        );
+        for (host, n) in by_host {
+            text.push_str(&format!("wharf_sessions_by_host{{host=\"{host}\"}} {n}\n"));
+        }
+    }
     // One line per certificate (the default and each host's): bounded by the hosts configured.
     if let Some(tls) = &s.live.current().services.tls {
         text.push_str(

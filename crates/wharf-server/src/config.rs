@@ -859,6 +859,9 @@ pub struct AdminSection {
     /// Plain HTTP on a non-loopback address (a trusted management network): allowed only when
     /// set, and warned about at every start.
     pub plain_http: Option<bool>,
+    /// `/metrics` counts sessions by virtual host too (default false: a line per host, which
+    /// thousands of hosts make long).
+    pub metrics_by_host: Option<bool>,
 }
 
 /// The admin listener, checked.
@@ -870,6 +873,8 @@ pub struct AdminSettings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Plain HTTP although the address is not loopback (`plain_http = true`).
     pub plain_on_network: bool,
+    /// Sessions by host in `/metrics`.
+    pub metrics_by_host: bool,
 }
 
 /// The `[log]` table.
@@ -1845,6 +1850,7 @@ fn admin_settings(
             token_hash: section.token_hash.clone(),
             tls: own,
             plain_on_network: false,
+            metrics_by_host: section.metrics_by_host.unwrap_or(false),
         });
     }
     if section.token_hash.is_none() {
@@ -1869,6 +1875,7 @@ fn admin_settings(
         token_hash: section.token_hash.clone(),
         plain_on_network: tls.is_none(),
         tls,
+        metrics_by_host: section.metrics_by_host.unwrap_or(false),
     })
 }
 

@@ -295,6 +295,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "Plain HTTP on a non-loopback address, for a trusted management network (default false; warned about at every start).",
     ),
     (
+        "admin.metrics_by_host",
+        "/metrics counts open sessions by virtual host too (default false: a line per host).",
+    ),
+    (
         "hook.on",
         "The events: upload, download, delete, mkdir, rename, login, login_failed (a name or a list).",
     ),

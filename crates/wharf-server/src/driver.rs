@@ -492,6 +492,14 @@ impl Driver {
         Ok(())
     }
 
+    /// The chosen virtual host's own name for audit lines, `-` for the default host.
+    fn host_name(&self) -> &str {
+        self.host
+            .as_ref()
+            .and_then(|h| h.id.as_deref())
+            .unwrap_or("-")
+    }
+
     /// Chooses `choice` as this connection's host (the admin listener shows it).
     fn set_host(&mut self, choice: HostChoice) {
         self.entry.entry.set_host(choice.id.as_deref());
@@ -612,10 +620,11 @@ impl Driver {
             Note::Outcome { verb, path, code } => {
                 let path = path.map_or_else(|| "-".to_string(), |p| p.to_string());
                 let user = self.session.user_name().unwrap_or("-");
+                let host = self.host_name();
                 if code >= 400 {
-                    info!(session = self.conn.id, %peer, user, verb, path, code, "refused");
+                    info!(session = self.conn.id, %peer, user, verb, path, code, host, "refused");
                 } else {
-                    info!(session = self.conn.id, %peer, user, verb, path, code, "changed");
+                    info!(session = self.conn.id, %peer, user, verb, path, code, host, "changed");
                     use crate::hooks::EventKind;
                     let kind = match verb {
                         "DELE" | "RMD" => Some(EventKind::Delete),
@@ -1676,6 +1685,7 @@ impl Driver {
             bytes,
             ms = started.elapsed().as_millis() as u64,
             result,
+            host = self.host_name(),
             "transfer"
         );
     }

@@ -27,6 +27,7 @@ fn sites(tls: bool) -> Sites {
     write_file(&b.join("b.txt"), b"customer b");
     let mut config = format!(
         "[limits]\nfailed_login_delay_ms = 0\nban_after_failures = 0\n\
+         [admin]\nmetrics_by_host = true\n\
          [[host]]\nnames = ['ftp.a.example']\nroot = '{a}'\nbanner = 'Customer A at your service.'\n{a_cert}\
          [[host]]\nnames = ['ftp.b.example', '*.b.example']\nroot = '{b}'\nanonymous = true\n{b_cert}\
          [[user]]\nname = 'alice'\npassword_hash = '{PW_HASH}'\nhost = 'ftp.a.example'\n\
@@ -224,6 +225,12 @@ fn host_chooses_the_customer_and_rfc_7151_codes_refuse_the_rest() {
     assert_eq!(users.as_array().map(Vec::len), Some(1), "{body}");
     assert_eq!(users[0]["name"], "dan@b");
     assert_eq!(users[0]["host"], "ftp.b.example");
+    // Sessions by host in /metrics, as asked for.
+    let (_, metrics) = crate::admin::api(&s.server, "GET", "/metrics", None, None);
+    assert!(
+        metrics.contains("wharf_sessions_by_host{host=\"ftp.b.example\"} 1\n"),
+        "{metrics}"
+    );
     drop(held);
     // REIN forgets the host: HOST may come again.
     assert_eq!(ftp.cmd("REIN").code, 220);
