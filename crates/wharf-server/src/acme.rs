@@ -242,6 +242,7 @@ impl Acme {
             names: names.to_vec(),
             cert: cert_file,
             key: key_file,
+            acme: true,
         })?;
         installed.insert(id.to_string(), cert.updated_at);
         info!(host = %id, expires = %wharf_proto::x509::date(cert.not_after), "ACME: certificate taken from the shared database");
@@ -249,8 +250,8 @@ impl Acme {
     }
 
     /// Looks at every certificate now, then every `check_secs`, ordering those missing or due;
-    /// a failed order is tried again after 1 minute, then 2, 4 … (at most 6 hours; sooner with
-    /// a shorter `check_secs`).
+    /// a failed order is tried again after 1 minute, then 2, 4 … (at most 6 hours; the first
+    /// retry comes after `check_secs` when that is shorter than a minute).
     pub async fn run(self) {
         if let Err(e) = prepare_state(&self.settings.state) {
             error!(error = %e, "ACME: the state directory cannot be used; no certificates will be ordered");
@@ -261,7 +262,17 @@ impl Acme {
         let mut installed: HashMap<String, i64> = HashMap::new();
         // Until the directory shows it has no renewal information.
         let mut ari_supported = true;
-        let node = crate::server::node_name();
+        // This process among the nodes: host name and PID, and a random part (containers may
+        // share both).
+        let node = {
+            let mut r = [0u8; 6];
+            let _ = getrandom::fill(&mut r);
+            format!(
+                "{}:{}",
+                crate::server::node_name(),
+                data_encoding::HEXLOWER.encode(&r)
+            )
+        };
         loop {
             for (id, names) in &self.hosts {
                 if let Some(shared) = &self.shared {
@@ -301,7 +312,19 @@ impl Acme {
                 // take its result at their next look.
                 if let Some(shared) = &self.shared {
                     match shared.db.take_acme_lease(id, &node, 900).await {
-                        Ok(true) => {}
+                        // Another node may have stored a certificate since the first look.
+                        Ok(true) => match self.take_shared(shared, id, names, &mut installed).await
+                        {
+                            Ok(true)
+                                if validity(&cert).is_some_and(|(from, until)| {
+                                    !is_due(from, until, unix_now(), self.settings.renew_days)
+                                }) =>
+                            {
+                                let _ = shared.db.drop_acme_lease(id, &node).await;
+                                continue;
+                            }
+                            _ => {}
+                        },
                         Ok(false) => {
                             info!(host = %id, "ACME: another node orders this certificate");
                             continue;
@@ -313,11 +336,11 @@ impl Acme {
                     }
                 }
                 let ordered = self.order(id, names, &mut installed).await;
-                if let Some(shared) = &self.shared {
-                    let _ = shared.db.drop_acme_lease(id, &node).await;
-                }
                 match ordered {
                     Ok(until) => {
+                        if let Some(shared) = &self.shared {
+                            let _ = shared.db.drop_acme_lease(id, &node).await;
+                        }
                         retry.remove(id);
                         info!(host = %id, names = %names.join(","), expires = %wharf_proto::x509::date(until), "ACME: certificate obtained and in use");
                     }
@@ -326,11 +349,24 @@ impl Acme {
                             .get(id)
                             .map_or(base, |(_, d)| (*d * 2).min(Duration::from_secs(6 * 3600)));
                         retry.insert(id.clone(), (Instant::now() + delay, delay));
+                        // The lease stays for the backoff: no other node retries sooner (a
+                        // CA counts failed validations).
+                        if let Some(shared) = &self.shared {
+                            let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
+                            let _ = shared.db.take_acme_lease(id, &node, secs).await;
+                        }
                         error!(host = %id, error = %e, retry_secs = delay.as_secs(), "ACME: order failed; the certificate in use stays");
                     }
                 }
             }
-            tokio::time::sleep(self.settings.check).await;
+            // Until the next look, or a retry due sooner.
+            let now = Instant::now();
+            let next = retry
+                .values()
+                .map(|(at, _)| at.saturating_duration_since(now))
+                .min()
+                .map_or(self.settings.check, |d| d.min(self.settings.check));
+            tokio::time::sleep(next.max(Duration::from_millis(100))).await;
         }
     }
 
@@ -542,6 +578,7 @@ impl Acme {
             names: names.to_vec(),
             cert: cert.clone(),
             key: key_file,
+            acme: true,
         })?;
         let until = validity(&cert).map_or(0, |(_, until)| until);
         Ok((until, key.serialize_pem(), chain))

@@ -106,6 +106,8 @@ pub enum Rejection {
     WrongCode,
     /// The code was used already, from another address.
     CodeReused,
+    /// The source's account is not one of the chosen virtual host's.
+    OtherHost,
 }
 
 impl Rejection {
@@ -129,6 +131,7 @@ impl std::fmt::Display for Rejection {
             Rejection::MissingCode => f.write_str("no one-time code after the password"),
             Rejection::WrongCode => f.write_str("wrong one-time code"),
             Rejection::CodeReused => f.write_str("one-time code already used from another address"),
+            Rejection::OtherHost => f.write_str("the account is not this host's"),
         }
     }
 }

@@ -594,6 +594,7 @@ impl Settings {
                     names: h.names.clone(),
                     cert,
                     key,
+                    acme: h.acme,
                 })
             })
             .collect()

@@ -491,6 +491,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "Seconds an accepted login is remembered (default 0).",
     ),
     (
+        "auth.ldap.hosts",
+        "The virtual hosts (their first names) whose logins the directory answers (default: the default host only).",
+    ),
+    (
         "access.allowed_addresses",
         "Networks any login may come from (CIDR list; default any). Checked before any password.",
     ),

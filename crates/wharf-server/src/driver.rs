@@ -177,6 +177,8 @@ struct HostChoice {
     name: String,
     /// The `[[host]]` serving it (its own name); `None`: the default host.
     id: Option<String>,
+    /// Chosen by HOST (which REIN forgets), not by the TLS name.
+    by_command: bool,
 }
 
 /// A passive data connection being set up before its transfer command arrives.
@@ -521,6 +523,7 @@ impl Driver {
             let choice = HostChoice {
                 name: crate::config::normalize_host(&name),
                 id: Some(h.id().to_string()),
+                by_command: false,
             };
             self.set_host(choice);
         }
@@ -537,12 +540,18 @@ impl Driver {
             return Err("That is not a host name.".into());
         };
         if let Some(literal) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            if let Some(sni) = self.control.stream.server_name() {
+                return Err(format!(
+                    "{text} is not the name TLS was started for ({sni})."
+                ));
+            }
             let own = self.conn.local.ip().to_canonical();
             return match literal.parse::<std::net::IpAddr>() {
                 Ok(ip) if ip.to_canonical() == own => {
                     self.set_host(HostChoice {
                         name: text.to_string(),
                         id: None,
+                        by_command: true,
                     });
                     Ok(default)
                 }
@@ -567,6 +576,7 @@ impl Driver {
             self.set_host(HostChoice {
                 name: wanted,
                 id: None,
+                by_command: true,
             });
             return Ok(default);
         }
@@ -577,6 +587,7 @@ impl Driver {
                 self.set_host(HostChoice {
                     name: wanted,
                     id: Some(h.id().to_string()),
+                    by_command: true,
                 });
                 Ok(banner)
             }
@@ -716,6 +727,12 @@ impl Driver {
                 host,
             } => Box::pin(async move {
                 let name = String::from_utf8_lossy(&user).into_owned();
+                // After REIN the session has forgotten HOST: so does the connection (a host
+                // the TLS name chose stays).
+                if host.is_none() && self.host.as_ref().is_some_and(|h| h.by_command) {
+                    self.host = None;
+                    self.entry.entry.set_host(None);
+                }
                 // The name HOST gave, or the TLS name that chose a host.
                 let host = self
                     .host

@@ -113,7 +113,16 @@ impl Services {
                     .map_err(|m| ConfigError::new("host.cert", m))?;
                 Some(old.clone())
             }
-            (Some(t), _) => Some(Arc::new(new_tls(t, settings)?)),
+            // A new TLS object keeps serving the hosts' certificates of the old one, where ACME
+            // puts its renewals.
+            (Some(t), Some(old)) => {
+                let fresh = new_tls(t, settings)?.share_host_store(old.host_store());
+                fresh
+                    .set_host_certs(&settings.host_certs())
+                    .map_err(|m| ConfigError::new("host.cert", m))?;
+                Some(Arc::new(fresh))
+            }
+            (Some(t), None) => Some(Arc::new(new_tls(t, settings)?)),
             (None, _) => None,
         };
         let users_db = open_users_db(settings, self.users_db.as_ref())?;

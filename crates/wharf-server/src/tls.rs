@@ -94,7 +94,7 @@ impl Tls {
             cert_path: cert.to_path_buf(),
             key_path: key.to_path_buf(),
             current: RwLock::new(Arc::new(current)),
-            hosts: RwLock::new(Vec::new()),
+            hosts: RwLock::new(Arc::new(RwLock::new(Vec::new()))),
         });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut base = rustls::ServerConfig::builder_with_provider(provider)
@@ -117,16 +117,40 @@ impl Tls {
         })
     }
 
+    /// The virtual hosts' certificates, to be shared with the TLS object a reload makes (ACME
+    /// keeps putting renewed certificates into this one).
+    pub fn host_store(&self) -> HostStore {
+        self.certs.store()
+    }
+
+    /// Uses `store` for the virtual hosts' certificates (the one of the TLS object this one
+    /// replaces), so that certificates put in either are served by both.
+    pub fn share_host_store(self, store: HostStore) -> Tls {
+        *self.certs.hosts.write().unwrap_or_else(|p| p.into_inner()) = store;
+        self
+    }
+
     /// Sets the certificates of the virtual hosts (each host's names, certificate and key),
     /// read now; handshakes that name one of them get its certificate, others the default. On
     /// error the earlier set stays.
     pub fn set_host_certs(&self, hosts: &[HostCert]) -> Result<(), String> {
         let mut loaded = Vec::new();
         for h in hosts {
-            let pair = load_key_pair(&h.cert, &h.key)?;
-            loaded.push((h.clone(), Arc::new(pair)));
+            match load_key_pair(&h.cert, &h.key) {
+                Ok(pair) => loaded.push((h.clone(), Arc::new(pair))),
+                // ACME's files are Wharf's own: a pair that does not load (a crash between
+                // writing the key and the certificate) is left out and ordered again.
+                Err(e) if h.acme => {
+                    tracing::warn!(host = ?h.names.first(), error = %e, "ACME certificate in the state directory unusable: it will be ordered again");
+                }
+                Err(e) => return Err(e),
+            }
         }
-        *self.certs.hosts.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+        *self
+            .certs
+            .store()
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = loaded;
         Ok(())
     }
 
@@ -149,13 +173,8 @@ impl Tls {
         if let Some(t) = not_after(&current) {
             out.push(("default".to_string(), t));
         }
-        for (h, key) in self
-            .certs
-            .hosts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        let store = self.certs.store();
+        for (h, key) in store.read().unwrap_or_else(|p| p.into_inner()).iter() {
             if let (Some(name), Some(t)) = (h.names.first(), not_after(key)) {
                 out.push((name.clone(), t));
             }
@@ -167,7 +186,8 @@ impl Tls {
     /// host's earlier pair); running sessions keep theirs.
     pub fn put_host_cert(&self, host: HostCert) -> Result<(), String> {
         let pair = Arc::new(load_key_pair(&host.cert, &host.key)?);
-        let mut hosts = self.certs.hosts.write().unwrap_or_else(|p| p.into_inner());
+        let store = self.certs.store();
+        let mut hosts = store.write().unwrap_or_else(|p| p.into_inner());
         match hosts.iter_mut().find(|(h, _)| h.names == host.names) {
             Some(entry) => *entry = (host, pair),
             None => hosts.push((host, pair)),
@@ -190,7 +210,7 @@ impl Tls {
         self.certs.reload()?;
         let hosts: Vec<HostCert> = self
             .certs
-            .hosts
+            .store()
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
@@ -584,7 +604,7 @@ pub fn https_acceptor(cert: &Path, key: &Path) -> Result<HttpsTls, String> {
         cert_path: cert.to_path_buf(),
         key_path: key.to_path_buf(),
         current: RwLock::new(Arc::new(load_key_pair(cert, key)?)),
-        hosts: RwLock::new(Vec::new()),
+        hosts: RwLock::new(Arc::new(RwLock::new(Vec::new()))),
     });
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -649,9 +669,19 @@ struct CertStore {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
-    /// The virtual hosts' certificates, by their names.
-    hosts: RwLock<Vec<(HostCert, Arc<CertifiedKey>)>>,
+    /// The virtual hosts' certificates, by their names: a store that a reload's new TLS object
+    /// may share.
+    hosts: RwLock<HostStore>,
 }
+
+impl CertStore {
+    fn store(&self) -> HostStore {
+        self.hosts.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The virtual hosts' certificates, by their names.
+pub type HostStore = Arc<RwLock<Vec<(HostCert, Arc<CertifiedKey>)>>>;
 
 /// A virtual host's certificate: the names it is served for (lower case, `*.` wildcards).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -659,6 +689,8 @@ pub struct HostCert {
     pub names: Vec<String>,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Obtained by ACME (files of Wharf's own state directory).
+    pub acme: bool,
 }
 
 impl HostCert {
@@ -703,7 +735,8 @@ impl ResolvesServerCert for CertStore {
         // wildcards); none, or one no host has: the default.
         if let Some(name) = hello.server_name() {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
-            let hosts = self.hosts.read().unwrap_or_else(|p| p.into_inner());
+            let store = self.store();
+            let hosts = store.read().unwrap_or_else(|p| p.into_inner());
             let best = hosts
                 .iter()
                 .map(|(h, key)| (h.fits(&name), key))

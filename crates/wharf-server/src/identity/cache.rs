@@ -169,6 +169,7 @@ mod tests {
             },
             rules: Default::default(),
             totp: None,
+            host: None,
         }
     }
 

@@ -94,6 +94,8 @@ struct HookAnswer {
     status: String,
     /// The user's name as the panel spells it (`Alice` typed, `alice` known), if it differs.
     name: Option<String>,
+    /// The virtual host the account belongs to: required to log in on a `[[host]]`.
+    host: Option<String>,
     home: Option<String>,
     permissions: Option<Vec<String>>,
     max_sessions: Option<u32>,
@@ -348,6 +350,7 @@ fn account_of(user: &str, a: HookAnswer, defaults: UserLimits, root: &std::path:
         },
         rules,
         totp,
+        host: a.host.as_deref().map(crate::config::normalize_host),
     }))
 }
 

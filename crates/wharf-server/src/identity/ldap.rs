@@ -71,6 +71,9 @@ pub struct LdapSection {
     pub timeout_ms: Option<u64>,
     /// Seconds an accepted login is remembered (default 0).
     pub cache_secs: Option<u64>,
+    /// The virtual hosts (their own names) whose logins the directory answers; default: only
+    /// the default host's.
+    pub hosts: Option<Vec<String>>,
 }
 
 /// How a user's DN is found.
@@ -105,6 +108,7 @@ pub struct LdapSettings {
     pub pool_size: usize,
     pub timeout: Duration,
     pub cache: Duration,
+    pub hosts: Vec<String>,
 }
 
 fn permissions(list: &[String]) -> Result<Permissions, String> {
@@ -214,6 +218,12 @@ impl LdapSection {
             pool_size,
             timeout,
             cache: Duration::from_secs(self.cache_secs.unwrap_or(0)),
+            hosts: self
+                .hosts
+                .iter()
+                .flatten()
+                .map(|h| crate::config::normalize_host(h))
+                .collect(),
         })
     }
 }
@@ -633,6 +643,7 @@ impl Ldap {
             },
             rules,
             totp,
+            host: None,
         })))
     }
 }

@@ -99,6 +99,8 @@ pub struct Found {
     pub account: Account,
     pub rules: AddressRules,
     pub totp: Option<TotpSecret>,
+    /// The virtual host the source says the account belongs to (the hook's `host`).
+    pub host: Option<String>,
 }
 
 /// A remote source with its cache.
@@ -557,6 +559,14 @@ impl Authenticator for UserStore {
                             defaults: self.defaults,
                             root,
                         };
+                        // A virtual host's logins go to LDAP only where its settings name the
+                        // host (a directory serves the default host unless told otherwise).
+                        if let (SourceKind::Ldap, Some(id), Some(l)) = (kind, &c.vhost, &self.ldap)
+                        {
+                            if !l.source.settings().hosts.contains(id) {
+                                continue;
+                            }
+                        }
                         let answer = match (kind, &self.external, &self.ldap) {
                             (SourceKind::External, Some(e), _) => Self::ask(e, &request).await,
                             (SourceKind::Ldap, _, Some(l)) => Self::ask(l, &request).await,
@@ -570,6 +580,15 @@ impl Authenticator for UserStore {
                                     "{}: {why}",
                                     kind.name()
                                 )));
+                            }
+                            // The hook must say the account is this host's: one that knows
+                            // nothing of hosts must not let a customer into another's files.
+                            Answer::Account(found)
+                                if *kind == SourceKind::External
+                                    && c.vhost.is_some()
+                                    && found.host != c.vhost =>
+                            {
+                                return Err(AuthError::Rejected(Rejection::OtherHost));
                             }
                             Answer::Account(found) => return self.remote(&c, *found).await,
                         }

@@ -247,3 +247,54 @@ async fn sources_in_order_with_a_command_hook_and_its_cache() {
     assert_eq!(rejected(auth("panel", "").await), Rejection::EmptyPassword);
     assert_eq!(calls_made(), 8, "an empty password asks no source");
 }
+
+#[tokio::test]
+async fn on_a_virtual_host_the_hook_must_name_it_and_ldap_is_not_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hook.sh");
+    std::fs::write(
+        &script,
+        r#"read -r line
+case "$line" in
+  *'"user":"aware"'*) echo '{"status":"ok","host":"ftp.a.test"}' ;;
+  *'"user":"naive"'*) echo '{"status":"ok"}' ;;
+  *) echo '{"status":"unknown"}' ;;
+esac
+"#,
+    )
+    .unwrap();
+    let section: external::ExternalSection =
+        toml::from_str(&format!("command = [\"sh\", \"{}\"]", script.display())).unwrap();
+    let host = crate::config::HostSettings {
+        names: vec!["ftp.a.test".into()],
+        root: "/srv/a".into(),
+        banner: None,
+        cert: None,
+        anonymous: false,
+        acme: false,
+    };
+    let store = UserStore::new(vec![], None)
+        .with_extra(
+            Extra {
+                external: Some(external::External::new(section.check().unwrap()).unwrap()),
+                hosts: vec![host],
+                ..Extra::default()
+            },
+            "/srv".into(),
+            UserLimits::default(),
+        )
+        .unwrap();
+    let on_a = |user: &str| {
+        let mut c = creds(user, "pw");
+        c.vhost = Some("ftp.a.test".into());
+        store.authenticate(c)
+    };
+    let a = on_a("aware").await.unwrap();
+    assert_eq!(a.home, PathBuf::from("/srv/a"), "the host's root");
+    assert_eq!(rejected(on_a("naive").await), Rejection::OtherHost);
+    // On the default host a hook that knows nothing of hosts works as before.
+    assert_eq!(
+        store.authenticate(creds("naive", "pw")).await.unwrap().home,
+        PathBuf::from("/srv")
+    );
+}

@@ -236,6 +236,10 @@ fn host_chooses_the_customer_and_rfc_7151_codes_refuse_the_rest() {
     assert_eq!(ftp.cmd("REIN").code, 220);
     assert_eq!(ftp.cmd("HOST ftp.b.example").code, 220);
     ftp.login("bob", "pw");
+    // A login after REIN without HOST goes to the default host again: bob is unknown there.
+    assert_eq!(ftp.cmd("REIN").code, 220);
+    assert_eq!(ftp.cmd("USER bob").code, 331);
+    assert_eq!(ftp.cmd("PASS pw").code, 530);
     drop(s.dir);
 }
 
