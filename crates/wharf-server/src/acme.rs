@@ -59,6 +59,9 @@ pub fn open(key: &SharedKey, label: &str, sealed: &str) -> Result<Vec<u8>, Strin
     Ok(plain.to_vec())
 }
 
+/// The associated data of the sealed account (no host name has a `:`).
+const ACCOUNT_LABEL: &str = "acme-account:";
+
 /// The database the nodes share their ACME state through, and the key sealing it.
 #[derive(Clone)]
 pub struct Shared {
@@ -168,6 +171,29 @@ pub fn validity(cert: &Path) -> Option<(i64, i64)> {
         .ok()?;
     let s = wharf_proto::x509::summarize(&der)?;
     Some((s.not_before, s.not_after))
+}
+
+/// The DNS names (subject alternative names) of the first certificate of a PEM file, sorted.
+pub fn cert_names(cert: &Path) -> Option<Vec<String>> {
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::extensions::GeneralName;
+    let der = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .ok()?
+        .next()?
+        .ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let san = parsed.subject_alternative_name().ok()??;
+    let mut names: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    Some(names)
 }
 
 /// Whether a certificate valid from `not_before` to `not_after` is due for renewal at `now`:
@@ -281,12 +307,7 @@ impl Acme {
                     }
                 }
                 let (cert, _) = cert_files(&self.settings.state, id);
-                let mut due = match validity(&cert) {
-                    Some((from, until)) => {
-                        is_due(from, until, unix_now(), self.settings.renew_days)
-                    }
-                    None => true,
-                };
+                let mut due = self.due_by_files(&cert, names);
                 // The CA's own advice (ACME Renewal Information, RFC 9773), where it gives it:
                 // renew once its suggested window has begun.
                 if !due && ari_supported {
@@ -315,11 +336,7 @@ impl Acme {
                         // Another node may have stored a certificate since the first look.
                         Ok(true) => match self.take_shared(shared, id, names, &mut installed).await
                         {
-                            Ok(true)
-                                if validity(&cert).is_some_and(|(from, until)| {
-                                    !is_due(from, until, unix_now(), self.settings.renew_days)
-                                }) =>
-                            {
+                            Ok(true) if !self.due_by_files(&cert, names) => {
                                 let _ = shared.db.drop_acme_lease(id, &node).await;
                                 continue;
                             }
@@ -370,6 +387,25 @@ impl Acme {
         }
     }
 
+    /// Whether the certificate in `cert` is missing, due by its dates, or for other names than
+    /// the host's now (names added or taken away).
+    fn due_by_files(&self, cert: &Path, names: &[String]) -> bool {
+        let by_date = match validity(cert) {
+            Some((from, until)) => is_due(from, until, unix_now(), self.settings.renew_days),
+            None => true,
+        };
+        if by_date {
+            return true;
+        }
+        let mut wanted = names.to_vec();
+        wanted.sort();
+        let changed = cert_names(cert).is_some_and(|have| have != wanted);
+        if changed {
+            info!(names = %names.join(","), "ACME: the host's names changed: ordering a certificate for them");
+        }
+        changed
+    }
+
     /// Whether the CA's suggested renewal window for `cert` has begun; `None` when the CA
     /// offers no renewal information.
     async fn renewal_window_begun(&self, cert: &Path) -> Result<Option<bool>, String> {
@@ -400,7 +436,7 @@ impl Acme {
         let stored = match &self.shared {
             Some(s) => match s.db.acme_account(&self.settings.directory).await {
                 Ok(Some(sealed)) => Some(
-                    String::from_utf8(open(&s.key, "account", &sealed)?)
+                    String::from_utf8(open(&s.key, ACCOUNT_LABEL, &sealed)?)
                         .map_err(|e| e.to_string())?,
                 ),
                 Ok(None) => None,
@@ -439,7 +475,7 @@ impl Acme {
             Some(s) => {
                 s.db.put_acme_account(
                     &self.settings.directory,
-                    &seal(&s.key, "account", json.as_bytes())?,
+                    &seal(&s.key, ACCOUNT_LABEL, json.as_bytes())?,
                 )
                 .await
                 .map_err(|e| e.to_string())?
@@ -629,9 +665,11 @@ impl Acme {
 
 /// The state directory, made 0700 when missing.
 fn prepare_state(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if dir.is_dir() {
-        return Ok(());
+        // One made by hand is closed too.
+        return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", dir.display()));
     }
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -640,12 +678,21 @@ fn prepare_state(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
+/// The temporary file `write_private` writes `path` through: `path` + `.tmp`.
+pub fn temporary(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
 /// Writes `bytes` to `path` readable by the server alone (0600), replacing it at once (a
 /// temporary file renamed over it).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let tmp = temporary(path);
+    // A leftover of a crash goes first: the mode below applies only to a file made now.
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -676,6 +723,15 @@ pub async fn serve_challenges(
     ) -> Result<String, StatusCode> {
         if let Some(a) = tokens.lock().ok().and_then(|t| t.get(&token).cloned()) {
             return Ok(a);
+        }
+        // Only what could be a token reaches the database (RFC 8555 tokens are base64url).
+        if token.is_empty()
+            || token.len() > 256
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(StatusCode::NOT_FOUND);
         }
         match &shared {
             Some(db) => match db.acme_token(&token).await {

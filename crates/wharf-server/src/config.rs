@@ -1287,6 +1287,12 @@ fn build_hosts(sections: &[HostSection], s3: bool) -> Result<Vec<HostSettings>, 
                     "acme = true or cert/key, not both",
                 ));
             }
+            if h.id().len() > 240 {
+                return Err(ConfigError::new(
+                    field("names"),
+                    "an ACME host's first name must be at most 240 characters (it names its files)",
+                ));
+            }
             if let Some(w) = h.names.iter().find(|n| n.starts_with("*.")) {
                 return Err(ConfigError::new(
                     field("names"),
@@ -1808,6 +1814,14 @@ impl Settings {
             }
             if let (true, Some(a)) = (h.acme, &self.acme) {
                 let (cert, key) = crate::acme::cert_files(&a.state, h.id());
+                out.push(OwnFile::new(
+                    crate::acme::temporary(&cert),
+                    "a host's ACME certificate (being written)",
+                ));
+                out.push(OwnFile::new(
+                    crate::acme::temporary(&key),
+                    "a host's ACME private key (being written)",
+                ));
                 out.push(OwnFile::new(cert, "a host's ACME certificate"));
                 out.push(OwnFile::new(key, "a host's ACME private key"));
             }

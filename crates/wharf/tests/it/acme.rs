@@ -198,6 +198,36 @@ fn two_names_get_certificates_by_http01_and_each_is_served_by_name() {
         served_cert(again.implicit.unwrap().port(), "ftp.a.test", &roots),
         file_cert(&state.join("ftp.a.test.crt"))
     );
+    // A name added to a host: a certificate for the new set, served for the new name.
+    drop(again);
+    let wider = config(dir.path(), &pebble, challenge, &state, "").replace(
+        "names = ['ftp.b.test']",
+        "names = ['ftp.b.test', 'files.b.test']",
+    );
+    let third = Server::builder(BIN)
+        .args(&["--listen-implicit", "127.0.0.1:0"])
+        .config(&wider)
+        .start();
+    assert!(
+        wait_for(
+            &third,
+            "ACME: certificate obtained and in use",
+            1,
+            Duration::from_secs(60)
+        ),
+        "{}",
+        third.log()
+    );
+    assert!(
+        third.log().contains("the host's names changed"),
+        "{}",
+        third.log()
+    );
+    assert_eq!(pebble.issued_count(), 3);
+    assert_eq!(
+        served_cert(third.implicit.unwrap().port(), "files.b.test", &roots),
+        file_cert(&state.join("ftp.b.test.crt"))
+    );
 }
 
 #[test]
