@@ -128,16 +128,9 @@ impl HttpClient for Http {
 }
 
 fn http_client(ca: Option<&Path>) -> Result<Http, String> {
-    let roots = crate::tls::client_roots(ca)?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = crate::tls::client_config(ca)?;
     reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
+        .tls_backend_preconfigured((*config).clone())
         .timeout(Duration::from_secs(30))
         .user_agent("wharf")
         .build()

@@ -212,17 +212,7 @@ type TlsClient = Result<std::sync::Arc<rustls::ClientConfig>, String>;
 fn tls_client() -> TlsClient {
     static CONFIG: std::sync::OnceLock<TlsClient> = std::sync::OnceLock::new();
     CONFIG
-        .get_or_init(|| {
-            let roots = crate::tls::client_roots(None)?;
-            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Ok(std::sync::Arc::new(config))
-        })
+        .get_or_init(|| crate::tls::client_config(None))
         .clone()
 }
 

@@ -649,6 +649,19 @@ pub fn client_roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> 
     Ok(roots)
 }
 
+/// A TLS client configuration of the server's (hooks, the auth hook, LDAP, ACME): ring, the
+/// safe protocol versions, the CAs of [`client_roots`].
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(client_roots(ca)?)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let chain = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("{}: {e}", cert.display()))?

@@ -774,3 +774,38 @@ pub fn output_with_input(
         ),
     }
 }
+
+/// A loopback port free now (the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Stops a child the test started: SIGTERM by its PID, then waits (at most `limit`, then
+/// SIGKILL) until it has exited. Nothing happens when there is none.
+pub fn stop_child(slot: &mut Option<std::process::Child>, limit: Duration) {
+    let Some(mut child) = slot.take() else {
+        return;
+    };
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let end = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) if std::time::Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+        }
+    }
+}

@@ -197,31 +197,6 @@ fn dns_answers(port: u16) -> bool {
         && reply.windows(6).any(|w| w == [0, 4, 127, 0, 0, 1])
 }
 
-/// Stops a child: SIGTERM by its PID, then waits (at most 10 s, then SIGKILL) until it has
-/// exited.
-fn stop_child(slot: &mut Option<Child>) {
-    let Some(mut child) = slot.take() else {
-        return;
-    };
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .stderr(Stdio::null())
-        .status();
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return,
-            Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return;
-            }
-        }
-    }
-}
-
 /// The last 60 lines of a log file.
 fn tail(path: &Path) -> String {
     let log = std::fs::read_to_string(path).unwrap_or_default();
@@ -465,8 +440,8 @@ impl Pebble {
     /// Stops pebble, then its DNS server (SIGTERM by their PIDs, at most 10 s each, then
     /// SIGKILL). Nothing happens for one that is not running.
     pub fn stop(&mut self) {
-        stop_child(&mut self.pebble);
-        stop_child(&mut self.challtestsrv);
+        crate::stop_child(&mut self.pebble, Duration::from_secs(10));
+        crate::stop_child(&mut self.challtestsrv, Duration::from_secs(10));
     }
 }
 

@@ -4,7 +4,7 @@
 //! the test with that hint, it never skips.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -155,12 +155,7 @@ fn ftp_user() -> (u32, u32) {
     panic!("no `ftp` user; run scripts/install-peers");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use crate::free_port;
 
 /// A directory others can enter (servers drop privileges before they reach their files).
 fn open_tempdir() -> tempfile::TempDir {

@@ -4,7 +4,6 @@
 //! process ends. Each test takes a [`Bucket`] of its own, and reads and writes it with curl
 //! (`--aws-sigv4`), not through Wharf.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -24,12 +23,7 @@ pub struct Seaweed {
     dir: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use crate::free_port;
 
 /// The `weed mini` command line: every port given (nothing on a default port), loopback
 /// only, no telemetry, no admin UI, no WebDAV, Iceberg or Lance.

@@ -69,12 +69,7 @@ pub struct Slapd {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use crate::free_port;
 
 /// A path for slapd.conf, in double quotes (slapd.conf's own quoting).
 fn conf_path(p: &Path) -> String {
@@ -409,26 +404,7 @@ impl Slapd {
     /// Stops slapd: SIGTERM by its PID, then waits (at most 15 s, then SIGKILL) until it has
     /// exited. Nothing happens when it is not running.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
-        let end = Instant::now() + Duration::from_secs(15);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(50)),
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
-                }
-            }
-        }
+        crate::stop_child(&mut self.child, Duration::from_secs(15));
     }
 
     /// Starts slapd (again, after [`Slapd::stop`]) on the same ports with the same data, and

@@ -3,7 +3,6 @@
 //! "not one of mine". The contract is in `docs/AUTHENTICATION.md`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -266,16 +265,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// The HTTP client of an https:// or http:// hook: the certificate checked against the system's
 /// CAs or `ca`; connections kept for the next login.
 fn http_client(s: &ExternalSettings) -> Result<reqwest::Client, String> {
-    let roots = crate::tls::client_roots(s.ca.as_deref())?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = crate::tls::client_config(s.ca.as_deref())?;
     reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
+        .tls_backend_preconfigured((*config).clone())
         .connect_timeout(s.timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .user_agent("wharf")

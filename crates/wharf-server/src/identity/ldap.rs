@@ -276,15 +276,7 @@ impl From<ldap3::LdapError> for Failure {
 impl Ldap {
     pub fn new(settings: LdapSettings) -> Result<Ldap, String> {
         let tls = if settings.url.starts_with("ldaps://") || settings.starttls {
-            let roots = crate::tls::client_roots(settings.ca.as_deref())?;
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Some(Arc::new(config))
+            Some(crate::tls::client_config(settings.ca.as_deref())?)
         } else {
             None
         };
