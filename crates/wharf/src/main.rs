@@ -432,7 +432,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     // (as `--check` does).
     let user = startup::current_user();
     let checked = startup::check_homes(&settings, &user)
-        .and_then(|()| startup::check_database(&settings, &user));
+        .and_then(|()| startup::check_database(&settings, &user))
+        .and_then(|()| startup::check_acme_state(&settings, &user));
     if let Err(e) = checked {
         return config_error(&e);
     }

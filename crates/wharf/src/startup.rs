@@ -21,6 +21,37 @@ fn may(path: &Path, access: rustix::fs::Access) -> bool {
     rustix::fs::access(path, access).is_ok()
 }
 
+/// ACME's state directory (or, before it exists, the nearest directory above it) must be
+/// writable by `user`: else no certificate could ever be kept, which the start says at once.
+pub fn check_acme_state(settings: &Settings, user: &str) -> Result<(), ConfigError> {
+    let Some(acme) = &settings.acme else {
+        return Ok(());
+    };
+    let mut target = acme.state.as_path();
+    while !target.exists() {
+        match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => target = p,
+            _ => {
+                target = Path::new(".");
+                break;
+            }
+        }
+    }
+    use rustix::fs::Access;
+    if may(target, Access::WRITE_OK | Access::EXEC_OK) {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        "acme.state",
+        format!(
+            "`{}` cannot be written by `{user}`, the user the server runs as: no certificate could be kept (`mkdir -p {} && chown {user} {}`)",
+            target.display(),
+            acme.state.display(),
+            acme.state.display()
+        ),
+    ))
+}
+
 /// The checks that stop the start (exit code 2): a SQLite user database, or the directory it
 /// lives in, that `user` (this process) cannot write — SQLite writes its `-wal`/`-journal`
 /// beside the file, so the directory must be writable too.
@@ -300,6 +331,7 @@ pub fn check_only(
     };
     let checked = check_homes(settings, &user)
         .and_then(|()| check_database(settings, &user))
+        .and_then(|()| check_acme_state(settings, &user))
         .and_then(|()| check_files(settings, &user));
     if let Err(e) = checked {
         return fail(&e);

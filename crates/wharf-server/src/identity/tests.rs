@@ -298,3 +298,57 @@ esac
         PathBuf::from("/srv")
     );
 }
+
+#[tokio::test]
+async fn ldap_answers_only_the_hosts_it_is_given() {
+    // A directory nobody listens on: asked, it is unavailable (421); not asked, the name is
+    // unknown (530).
+    let ldap = |hosts: &str| {
+        let section: ldap::LdapSection = toml::from_str(&format!(
+            "url = \"ldap://127.0.0.1:1\"\nstarttls = false\nbind_dn = \"uid={{user}},dc=x\"\ntimeout_ms = 2000\n{hosts}"
+        ))
+        .unwrap();
+        ldap::Ldap::new(section.check().unwrap()).unwrap()
+    };
+    let host = crate::config::HostSettings {
+        names: vec!["ftp.a.test".into()],
+        root: "/srv/a".into(),
+        banner: None,
+        cert: None,
+        anonymous: false,
+        acme: false,
+    };
+    let store = |hosts: &str| {
+        UserStore::new(vec![], None)
+            .with_extra(
+                Extra {
+                    ldap: Some(ldap(hosts)),
+                    hosts: vec![host.clone()],
+                    ..Extra::default()
+                },
+                "/srv".into(),
+                UserLimits::default(),
+            )
+            .unwrap()
+    };
+    let on_a = || {
+        let mut c = creds("carol", "pw");
+        c.vhost = Some("ftp.a.test".into());
+        c
+    };
+    assert_eq!(
+        rejected(store("").authenticate(on_a()).await),
+        Rejection::UnknownUser
+    );
+    assert!(matches!(
+        store("hosts = [\"FTP.A.test\"]").authenticate(on_a()).await,
+        Err(AuthError::Unavailable(_))
+    ));
+    assert!(
+        matches!(
+            store("").authenticate(creds("carol", "pw")).await,
+            Err(AuthError::Unavailable(_)),
+        ),
+        "the default host asks it"
+    );
+}

@@ -8,19 +8,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wharf_testkit::pebble::Pebble;
-use wharf_testkit::{PW_HASH, Server, output_within, require_tool, write_file};
+use wharf_testkit::{PW_HASH, Server, free_port, output_within, require_tool, write_file};
 
 use crate::BIN;
 use crate::tls::make_cert;
-
-/// A free loopback port (for the challenge listener, whose port pebble must know first).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Two ACME hosts (alice on ftp.a.test, bob on ftp.b.test) and the default certificate.
 fn config(dir: &Path, pebble: &Pebble, challenge_port: u16, state: &Path, extra: &str) -> String {
@@ -595,4 +586,84 @@ fn a_challenge_socket_from_systemd_answers_the_ca() {
         "{text}"
     );
     assert_eq!(pebble.issued_count(), 2);
+}
+
+/// `webroot`: the answers are files a web server already on port 80 serves (Python's
+/// http.server here), removed once the order is done.
+#[test]
+fn challenges_answered_by_files_in_a_webroot() {
+    let challenge = free_port();
+    let pebble = Pebble::start(challenge, false);
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let mut web = Some(
+        Command::new(require_tool("python3"))
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &challenge.to_string(),
+            ])
+            .current_dir(&www)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let state = dir.path().join("acme");
+    let config = config(dir.path(), &pebble, challenge, &state, "").replace(
+        &format!("http_listen = '127.0.0.1:{challenge}'"),
+        &format!("webroot = '{}'", www.display()),
+    );
+    let server = Server::builder(BIN).config(&config).start();
+    let obtained = wait_for(
+        &server,
+        "ACME: certificate obtained and in use",
+        2,
+        Duration::from_secs(60),
+    );
+    wharf_testkit::stop_child(&mut web, Duration::from_secs(5));
+    assert!(obtained, "{}\n{}", server.log(), pebble.log());
+    assert_eq!(pebble.issued_count(), 2);
+    let left: Vec<_> = std::fs::read_dir(www.join(".well-known/acme-challenge"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "answers left behind: {left:?}");
+}
+
+/// A state directory the server's user cannot write stops the start, with the fix.
+#[test]
+fn a_state_directory_the_server_cannot_write_stops_the_start() {
+    assert!(
+        wharf_testkit::is_root(),
+        "this test checks as `nobody`: run it as root"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pebble_less = format!(
+        "root = '{root}'\n[tls]\ncert = '{cert}'\nkey = '{key}'\n\
+         [acme]\nterms_agreed = true\nstate = '{state}'\n\
+         [[host]]\nnames = ['ftp.a.test']\nroot = '{root}'\nacme = true\n",
+        root = dir.path().display(),
+        cert = make_cert(dir.path(), "localhost").0.display(),
+        key = dir.path().join("localhost.key").display(),
+        state = dir.path().join("state/acme").display(),
+    );
+    let file = dir.path().join("wharf.toml");
+    std::fs::write(&file, pebble_less).unwrap();
+    let out = output_within(
+        Command::new(BIN)
+            .args(["serve", "--check", "--config"])
+            .arg(&file),
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("acme.state") && err.contains("chown nobody"),
+        "{err}"
+    );
 }
