@@ -39,10 +39,15 @@
 pub mod bench;
 pub mod check;
 pub mod client;
+pub mod connector;
 pub mod error;
 pub mod log;
 pub mod mirror;
 pub mod netrc;
+pub mod ops;
+pub mod part;
+mod pool;
+pub mod retry;
 pub mod segments;
 pub mod tls;
 pub mod tree;

@@ -12,8 +12,10 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncSeekExt;
 
 use crate::client::{Client, Progress};
+use crate::connector::Connector;
 use crate::error::{Error, Result};
-use crate::tree::{self, Connector};
+use crate::part::Counting;
+use crate::retry::RetryPolicy;
 
 /// Smallest range worth a session of its own.
 const MIN_SEGMENT: u64 = 1024 * 1024;
@@ -65,58 +67,16 @@ pub async fn download(
         segments,
         retries,
     } = plan;
-    let count = segments.clamp(
-        1,
-        usize::try_from(size / MIN_SEGMENT)
-            .unwrap_or(usize::MAX)
-            .max(1),
-    );
-    let count64 = count as u64;
-    let mut ranges = VecDeque::new();
-    for i in 0..count64 {
-        let offset = size / count64 * i;
-        let end = if i + 1 == count64 {
-            size
-        } else {
-            size / count64 * (i + 1)
-        };
-        ranges.push_back(Range {
-            offset,
-            len: end - offset,
-            retries: 0,
-        });
-    }
+    let ranges = cut(size, segments);
+    let count = ranges.len();
     let part = {
         let mut name = local.file_name().unwrap_or_default().to_os_string();
         name.push(".wharf-segments");
         local.with_file_name(name)
     };
     let mut guard = RemoveOnDrop(Some(part.clone()));
-    let file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&part)
-            .map_err(|e| Error::local(e).at(local))?
-    };
-    file.set_len(size).map_err(|e| Error::local(e).at(local))?;
-    let mut clients = vec![first];
-    while clients.len() < count {
-        match connector.open().await {
-            Ok(c) => clients.push(c),
-            Err(e) => {
-                connector.options.log(crate::LogLine::Status(format!(
-                    "Could not open session {} ({e}); going on with {}",
-                    clients.len() + 1,
-                    clients.len()
-                )));
-                break;
-            }
-        }
-    }
+    let file = create(&part, size).map_err(|e| Error::local(e).at(local))?;
+    let clients = open_sessions(first, connector, count).await;
     let sessions = clients.len();
     let queue = Arc::new(Mutex::new(ranges));
     let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
@@ -154,21 +114,7 @@ pub async fn download(
     let failed = failure.lock().ok().and_then(|mut f| f.take());
     let checked = match failed {
         Some(e) => Err(e),
-        None => file
-            .sync_all()
-            .and_then(|()| file.metadata())
-            .map_err(|e| Error::local(e).at(local))
-            .and_then(|m| {
-                if m.len() == size {
-                    Ok(())
-                } else {
-                    Err(Error::Protocol(format!(
-                        "{}: assembled {} bytes, but the file has {size}",
-                        local.display(),
-                        m.len()
-                    )))
-                }
-            }),
+        None => check_assembled(&file, local, size),
     };
     drop(file);
     checked?;
@@ -179,6 +125,77 @@ pub async fn download(
         segments: count,
         sessions,
     })
+}
+
+/// `size` bytes cut into `segments` ranges, fewer when a range would be under
+/// [`MIN_SEGMENT`]; the last range takes what the division leaves.
+fn cut(size: u64, segments: usize) -> VecDeque<Range> {
+    let most = usize::try_from(size / MIN_SEGMENT).unwrap_or(usize::MAX);
+    let count = segments.clamp(1, most.max(1)) as u64;
+    (0..count)
+        .map(|i| {
+            let offset = size / count * i;
+            let end = if i + 1 == count {
+                size
+            } else {
+                size / count * (i + 1)
+            };
+            Range {
+                offset,
+                len: end - offset,
+                retries: 0,
+            }
+        })
+        .collect()
+}
+
+/// The file the ranges are written into, `size` bytes long (holes until they come); never
+/// through a symbolic link planted there.
+fn create(part: &Path, size: u64) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(part)?;
+    file.set_len(size)?;
+    Ok(file)
+}
+
+/// `first` and up to `count - 1` more sessions: fewer when the server turns one away.
+async fn open_sessions(first: Client, connector: &Connector, count: usize) -> Vec<Client> {
+    let mut clients = vec![first];
+    while clients.len() < count {
+        match connector.open().await {
+            Ok(c) => clients.push(c),
+            Err(e) => {
+                connector.log_status(format!(
+                    "Could not open session {} ({e}); going on with {}",
+                    clients.len() + 1,
+                    clients.len()
+                ));
+                break;
+            }
+        }
+    }
+    clients
+}
+
+/// The assembled file must have the server's size: a range cut short would leave a hole.
+fn check_assembled(file: &std::fs::File, local: &Path, size: u64) -> Result<()> {
+    let len = file
+        .sync_all()
+        .and_then(|()| file.metadata())
+        .map_err(|e| Error::local(e).at(local))?
+        .len();
+    if len != size {
+        return Err(Error::Protocol(format!(
+            "{}: assembled {len} bytes, but the file has {size}",
+            local.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Takes ranges from the queue until it is empty; a range that breaks goes back with what is
@@ -202,7 +219,7 @@ async fn worker(
         file.seek(io::SeekFrom::Start(range.offset))
             .await
             .map_err(Error::local)?;
-        let mut out = tree::Counting::new(&mut file);
+        let mut out = Counting::new(&mut file);
         let result = session
             .retrieve_range(remote, range.offset, range.len, &mut out, progress)
             .await;
@@ -217,13 +234,15 @@ async fn worker(
                     range.len
                 )));
             }
-            Err(e) if tree::is_transient(&e) && range.retries < retries => {
+            Err(e) => {
+                let Some(wait) = RetryPolicy::new(retries).again(&e, range.retries, true) else {
+                    return Err(e);
+                };
                 let next = Range {
                     offset: range.offset + written,
                     len: range.len - written.min(range.len),
                     retries: range.retries + 1,
                 };
-                let wait = tree::backoff(next.retries);
                 session.log_status(format!(
                     "Range at {}: {e}; trying again from {} in {} s",
                     range.offset,
@@ -239,7 +258,6 @@ async fn worker(
                 }
                 continue;
             }
-            Err(e) => return Err(e),
         }
         if !session.in_step() {
             client = None;
@@ -269,6 +287,35 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
             let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_the_file_once() {
+        // (size, segments asked) → lengths of the ranges
+        let mib = MIN_SEGMENT;
+        let cases: [(u64, usize, &[u64]); 5] = [
+            (10, 4, &[10]),
+            (2 * mib, 4, &[mib, mib]),
+            (3 * mib + 1, 2, &[3 * mib / 2, 3 * mib / 2 + 1]),
+            (8 * mib, 0, &[8 * mib]),
+            (0, 3, &[0]),
+        ];
+        for (size, segments, want) in cases {
+            let ranges = cut(size, segments);
+            let lens: Vec<u64> = ranges.iter().map(|r| r.len).collect();
+            assert_eq!(lens, want, "{size} in {segments}");
+            let mut at = 0;
+            for r in &ranges {
+                assert_eq!(r.offset, at);
+                at += r.len;
+            }
+            assert_eq!(at, size);
         }
     }
 }

@@ -16,7 +16,9 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
-use wharf_client::tree::{self, Resume, TreeOptions};
+use wharf_client::ops;
+use wharf_client::part::{self, Resume};
+use wharf_client::tree::{self, TreeOptions};
 use wharf_client::{Client, Error, FileKind, LogLine};
 use wharf_proto::glob;
 
@@ -113,39 +115,11 @@ pub fn run(args: ShellArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let log_on = Arc::new(AtomicBool::new(args.common.log));
-    let mut common = args.common.clone();
-    // The log is always wired; `log on|off` decides what shows.
-    common.log = true;
-    let mut setup = match client_cli::setup(&args.url, &common, true) {
-        Ok(s) => s,
-        Err(e) => return client_cli::fail(&e),
+    let mut shell = match open(&runtime, &args) {
+        Ok(shell) => shell,
+        Err(code) => return code,
     };
-    let shown = log_on.clone();
-    setup.connector.options.log = Some(Arc::new(move |line: &LogLine| {
-        if shown.load(Ordering::Relaxed) {
-            eprintln!("{line}");
-        }
-    }));
-    let names = Names::default();
-    let mut shell = Shell {
-        setup,
-        client: None,
-        cwd: Vec::new(),
-        names: names.clone(),
-        log_on,
-    };
-    let start = shell.setup.url.path_trimmed().to_vec();
-    let opened = runtime.block_on(async {
-        shell.connect().await?;
-        if !start.is_empty() {
-            shell.session().await?.cwd(&start).await?;
-        }
-        shell.refresh().await
-    });
-    if let Err(e) = opened {
-        return client_cli::fail(&e);
-    }
+    let names = shell.names.clone();
     let mut editor =
         match rustyline::Editor::<ShellHelper, rustyline::history::DefaultHistory>::new() {
             Ok(e) => e,
@@ -155,15 +129,8 @@ pub fn run(args: ShellArgs) -> ExitCode {
             }
         };
     editor.set_helper(Some(ShellHelper { names }));
-    // History is kept by hand (rustyline's file history would bring two more crates): the
-    // last 1,000 lines, one a line.
-    let history = history_path();
-    let mut lines: Vec<String> = history
-        .as_ref()
-        .and_then(|h| std::fs::read_to_string(h).ok())
-        .map(|t| t.lines().map(String::from).collect())
-        .unwrap_or_default();
-    for line in &lines {
+    let mut history = History::load();
+    for line in &history.lines {
         let _ = editor.add_history_entry(line.as_str());
     }
     let mut status = ExitCode::SUCCESS;
@@ -193,7 +160,7 @@ pub fn run(args: ShellArgs) -> ExitCode {
             continue;
         };
         let _ = editor.add_history_entry(line.as_str());
-        lines.push(line.clone());
+        history.lines.push(line.clone());
         if matches!(command.as_str(), "quit" | "exit" | "bye") {
             break;
         }
@@ -218,19 +185,80 @@ pub fn run(args: ShellArgs) -> ExitCode {
         }
         let _ = std::io::stdout().flush();
     }
-    if let Some(h) = &history {
-        if let Some(dir) = h.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let keep = lines.len().saturating_sub(1000);
-        let mut text = lines.get(keep..).unwrap_or_default().join("\n");
-        text.push('\n');
-        let _ = std::fs::write(h, text);
-    }
+    history.save();
     if let Some(c) = shell.client.take() {
         runtime.block_on(c.quit());
     }
     status
+}
+
+/// The set-up and first session of a shell, in the URL's directory; the exit code (said why)
+/// when it cannot start.
+fn open(runtime: &tokio::runtime::Runtime, args: &ShellArgs) -> Result<Shell, ExitCode> {
+    let log_on = Arc::new(AtomicBool::new(args.common.log));
+    let mut common = args.common.clone();
+    // The log is always wired; `log on|off` decides what shows.
+    common.log = true;
+    let mut setup = match client_cli::setup(&args.url, &common, true) {
+        Ok(s) => s,
+        Err(e) => return Err(client_cli::fail(&e)),
+    };
+    let shown = log_on.clone();
+    setup.connector.options.log = Some(Arc::new(move |line: &LogLine| {
+        if shown.load(Ordering::Relaxed) {
+            eprintln!("{line}");
+        }
+    }));
+    let names = Names::default();
+    let mut shell = Shell {
+        setup,
+        client: None,
+        cwd: Vec::new(),
+        names: names.clone(),
+        log_on,
+    };
+    let start = shell.setup.url.path_trimmed().to_vec();
+    let opened = runtime.block_on(async {
+        shell.connect().await?;
+        if !start.is_empty() {
+            shell.session().await?.cwd(&start).await?;
+        }
+        shell.refresh().await
+    });
+    opened.map_err(|e| client_cli::fail(&e))?;
+    Ok(shell)
+}
+
+/// The lines typed, kept by hand (rustyline's file history would bring two more crates): the
+/// last 1,000, one a line.
+struct History {
+    path: Option<PathBuf>,
+    lines: Vec<String>,
+}
+
+impl History {
+    fn load() -> History {
+        let path = history_path();
+        let lines = path
+            .as_ref()
+            .and_then(|h| std::fs::read_to_string(h).ok())
+            .map(|t| t.lines().map(String::from).collect())
+            .unwrap_or_default();
+        History { path, lines }
+    }
+
+    fn save(&self) {
+        let Some(h) = &self.path else {
+            return;
+        };
+        if let Some(dir) = h.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let keep = self.lines.len().saturating_sub(1000);
+        let mut text = self.lines.get(keep..).unwrap_or_default().join("\n");
+        text.push('\n');
+        let _ = std::fs::write(h, text);
+    }
 }
 
 /// `$XDG_STATE_HOME/wharf/history`, else `~/.local/state/wharf/history`.
@@ -353,63 +381,21 @@ impl Shell {
     }
 
     async fn command(&mut self, command: &str, args: &[String]) -> Result<(), Error> {
-        let (flags, words): (Vec<&String>, Vec<&String>) =
-            args.iter().partition(|a| a.starts_with('-') && a.len() > 1);
-        let has = |f: &str| flags.iter().any(|a| a.as_str() == f);
-        let arg = |i: usize| words.get(i).map(|w| w.as_bytes().to_vec());
+        let w = Words::new(args);
         match command {
-            "help" | "?" => println!("{HELP}"),
-            "log" => {
-                let on = match words.first().map(|w| w.as_str()) {
-                    Some("on") => true,
-                    Some("off") => false,
-                    _ => !self.log_on.load(Ordering::Relaxed),
-                };
-                self.log_on.store(on, Ordering::Relaxed);
-                println!("connection log {}", if on { "on" } else { "off" });
-            }
-            "pwd" => {
-                let dir = self.session().await?.pwd().await?;
-                self.cwd = dir;
-                println!("{}", client_cli::clean(&String::from_utf8_lossy(&self.cwd)));
-            }
-            "cd" => {
-                let to = arg(0).unwrap_or_else(|| b"/".to_vec());
-                let session = self.session().await?;
-                session.cwd(&to).await?;
-                self.cwd = session.pwd().await?;
-                self.refresh().await?;
-            }
-            "ls" | "dir" => {
-                let path = arg(0).unwrap_or_default();
-                let (dir, pattern) = client_cli::split_pattern(&path);
-                let session = self.session().await?;
-                let entries = match session.list(dir).await {
-                    Ok(e) => e,
-                    Err(e) if client_cli::names_no_directory(&e, dir) && session.in_step() => {
-                        match session.mlst(dir).await?.filter(|e| e.kind != FileKind::Dir) {
-                            Some(one) => vec![one],
-                            None => return Err(e),
-                        }
-                    }
-                    Err(e) => return Err(e),
-                };
-                let mut out = std::io::stdout().lock();
-                for e in entries
-                    .iter()
-                    .filter(|e| pattern.is_none_or(|p| glob::matches(p, &e.name)))
-                {
-                    let line = if has("-l") {
-                        client_cli::long_line(e)
-                    } else {
-                        let mut l = e.name.clone();
-                        l.push(b'\n');
-                        l
-                    };
-                    let text = client_cli::clean(String::from_utf8_lossy(&line).trim_end());
-                    let _ = writeln!(out, "{text}");
-                }
-            }
+            "get" | "mget" | "put" | "mput" => self.transfer(command, &w).await,
+            "rm" | "delete" | "mkdir" | "rmdir" | "mv" | "rename" => self.change(command, &w).await,
+            "pwd" | "cd" | "ls" | "dir" => self.remote(command, &w).await,
+            _ => self.local(command, &w),
+        }
+    }
+
+    /// Transfers: get, mget, put, mput (and their -r, -c).
+    async fn transfer(&mut self, command: &str, w: &Words<'_>) -> Result<(), Error> {
+        let words = w.words.clone();
+        let has = |f: &str| w.has(f);
+        let arg = |i: usize| w.arg(i);
+        match command {
             "get" => {
                 let remote = arg(0).ok_or_else(|| usage("get REMOTE [LOCAL]"))?;
                 let local = match words.get(1) {
@@ -439,12 +425,12 @@ impl Shell {
                 for pattern in &words {
                     let pattern = pattern.as_bytes();
                     let names: Vec<Vec<u8>> =
-                        match client_cli::expand(self.session().await?, pattern, true).await? {
+                        match ops::expand(self.session().await?, pattern, true).await? {
                             Some(matched) => matched.into_iter().map(|(p, _)| p).collect(),
                             None => vec![pattern.to_vec()],
                         };
                     for remote in names {
-                        let local = client_cli::local_name(last_component(&remote))?;
+                        let local = ops::local_name(last_component(&remote))?;
                         let how = if has("-c") {
                             Resume::Any
                         } else {
@@ -497,6 +483,17 @@ impl Shell {
                 }
                 self.refresh().await?;
             }
+            _ => unreachable_command(command)?,
+        }
+        Ok(())
+    }
+
+    /// Changes on the server: rm, mkdir, rmdir, mv; the names for completion are read again after.
+    async fn change(&mut self, command: &str, w: &Words<'_>) -> Result<(), Error> {
+        let words = w.words.clone();
+        let has = |f: &str| w.has(f);
+        let arg = |i: usize| w.arg(i);
+        match command {
             "rm" | "delete" => {
                 if words.is_empty() {
                     return Err(usage("rm PATH|PATTERN..."));
@@ -504,7 +501,7 @@ impl Shell {
                 for word in &words {
                     let path = word.as_bytes();
                     let targets: Vec<Vec<u8>> =
-                        match client_cli::expand(self.session().await?, path, false).await? {
+                        match ops::expand(self.session().await?, path, false).await? {
                             Some(matched) => matched.into_iter().map(|(p, _)| p).collect(),
                             None => vec![path.to_vec()],
                         };
@@ -540,6 +537,66 @@ impl Shell {
                 };
                 self.session().await?.rename(&from, &to).await?;
                 self.refresh().await?;
+            }
+            _ => unreachable_command(command)?,
+        }
+        Ok(())
+    }
+
+    /// Where the session is, and what is there.
+    async fn remote(&mut self, command: &str, w: &Words<'_>) -> Result<(), Error> {
+        let words = w.words.clone();
+        let has = |f: &str| w.has(f);
+        let arg = |i: usize| w.arg(i);
+        match command {
+            "pwd" => {
+                let dir = self.session().await?.pwd().await?;
+                self.cwd = dir;
+                println!("{}", client_cli::clean(&String::from_utf8_lossy(&self.cwd)));
+            }
+            "cd" => {
+                let to = arg(0).unwrap_or_else(|| b"/".to_vec());
+                let session = self.session().await?;
+                session.cwd(&to).await?;
+                self.cwd = session.pwd().await?;
+                self.refresh().await?;
+            }
+            "ls" | "dir" => {
+                let path = arg(0).unwrap_or_default();
+                let listed = ops::list(self.session().await?, &path, false).await?;
+                let mut out = std::io::stdout().lock();
+                for l in &listed {
+                    let line = if has("-l") {
+                        client_cli::long_line(&l.entry)
+                    } else {
+                        let mut line = l.entry.name.clone();
+                        line.push(b'\n');
+                        line
+                    };
+                    let text = client_cli::clean(String::from_utf8_lossy(&line).trim_end());
+                    let _ = writeln!(out, "{text}");
+                }
+            }
+            _ => unreachable_command(command)?,
+        }
+        Ok(())
+    }
+
+    /// The shell's own commands and those on the local side.
+    fn local(&mut self, command: &str, w: &Words<'_>) -> Result<(), Error> {
+        let words = w.words.clone();
+        let has = |f: &str| w.has(f);
+        let arg = |i: usize| w.arg(i);
+        match command {
+            "help" | "?" => println!("{HELP}"),
+            "log" => {
+                let on = match words.first().map(|w| w.as_str()) {
+                    Some("on") => true,
+                    Some("off") => false,
+                    _ => !self.log_on.load(Ordering::Relaxed),
+                };
+                self.log_on.store(on, Ordering::Relaxed);
+                println!("connection log {}", if on { "on" } else { "off" });
             }
             "lcd" => {
                 let to = words
@@ -587,7 +644,7 @@ impl Shell {
         if let Some(size) = size {
             wharf_client::Progress::set_total(&bar, size);
         }
-        tree::download_file(session, remote, local, size, how, &bar).await?;
+        part::download_file(session, remote, local, size, how, &bar).await?;
         bar.finish();
         client_cli::result_line(&self.setup, &local.display().to_string(), size);
         Ok(())
@@ -601,7 +658,7 @@ impl Shell {
             .len();
         wharf_client::Progress::set_total(&bar, len);
         let session = self.session().await?;
-        tree::upload_file(session, local, remote, resume, &bar).await?;
+        part::upload_file(session, local, remote, resume, &bar).await?;
         bar.finish();
         client_cli::result_line(&self.setup, &local.display().to_string(), Some(len));
         Ok(())
@@ -658,9 +715,39 @@ impl Shell {
     }
 }
 
+/// A command's flags (`-r`) and other words.
+struct Words<'a> {
+    flags: Vec<&'a String>,
+    words: Vec<&'a String>,
+}
+
+impl<'a> Words<'a> {
+    fn new(args: &'a [String]) -> Words<'a> {
+        let (flags, words) = args.iter().partition(|a| a.starts_with('-') && a.len() > 1);
+        Words { flags, words }
+    }
+
+    fn has(&self, flag: &str) -> bool {
+        self.flags.iter().any(|a| a.as_str() == flag)
+    }
+
+    fn arg(&self, i: usize) -> Option<Vec<u8>> {
+        self.words.get(i).map(|w| w.as_bytes().to_vec())
+    }
+}
+
+/// A command routed to a group that does not have it: a slip in the routing, said as such
+/// rather than a panic.
+fn unreachable_command(command: &str) -> Result<(), Error> {
+    Err(Error::Usage(format!(
+        "unknown command {command:?}: `help` lists them"
+    )))
+}
+
 /// The connection is gone (the server closed it, a reset, 421): worth a reconnect.
 fn lost(e: &Error) -> bool {
-    matches!(e, Error::Closed | Error::Network(_)) || e.reply_code().is_some_and(|c| c.0 == 421)
+    matches!(e, Error::Closed | Error::Network(_))
+        || e.reply_code() == Some(wharf_proto::ReplyCode::SERVICE_UNAVAILABLE)
 }
 
 fn usage(text: &str) -> Error {

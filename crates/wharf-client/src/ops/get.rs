@@ -1,0 +1,311 @@
+//! `get`: what a URL names decides how it is copied — a pattern's files, a tree (`-r`), one
+//! file to stdout, one file over several sessions (`--segments`), or one file through its
+//! partial file — and the retry policy gives a broken transfer its further tries.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wharf_proto::FileKind;
+
+use crate::client::{Client, Progress};
+use crate::connector::Connector;
+use crate::error::{Error, Result};
+use crate::ops::pattern::{expand, local_name, split_pattern};
+use crate::ops::{Events, ProgressOf};
+use crate::part::{self, Counting, Resume, Retrying};
+use crate::retry::RetryPolicy;
+use crate::segments::{self, SegmentReport};
+use crate::tree::{self, TreeOptions, TreeReport};
+use crate::url::FtpUrl;
+
+/// What to download, and how.
+#[derive(Debug, Clone)]
+pub struct GetRequest {
+    pub url: FtpUrl,
+    /// The URL as messages show it (its password hidden).
+    pub shown_url: String,
+    /// Where to: a file or directory; `-` for stdout; `None` for the remote name here.
+    pub local: Option<PathBuf>,
+    /// Copy a directory tree.
+    pub recursive: bool,
+    /// TYPE A: no size is asked (it would not be the size of what arrives).
+    pub ascii: bool,
+    /// One file over this many sessions, each a byte range.
+    pub segments: Option<usize>,
+    /// Sessions, resume (`-c`) and retries (`--retry`) of every transfer.
+    pub tree: TreeOptions,
+}
+
+/// What a download did, for the caller's result lines.
+#[derive(Debug)]
+pub enum GetDone {
+    /// One file (or stdout), shown as `shown`; its size when the server told it.
+    File { shown: String, size: Option<u64> },
+    /// One file over several sessions.
+    Segments {
+        shown: String,
+        size: u64,
+        report: SegmentReport,
+    },
+    /// A tree, or the files a pattern matched: each file's failure is in the report.
+    Tree(TreeReport),
+}
+
+impl GetRequest {
+    fn to_stdout(&self) -> bool {
+        self.local.as_deref() == Some(Path::new("-"))
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy::new(self.tree.retries)
+    }
+
+    fn is_a_directory(&self, how: &str) -> Error {
+        Error::Usage(format!(
+            "{} {how} a directory: use -r to copy it, or `wharf ls` to list it",
+            self.shown_url
+        ))
+    }
+}
+
+/// Downloads what `request` names over sessions from `connector`.
+pub async fn get(
+    connector: &Connector,
+    request: &GetRequest,
+    events: Arc<dyn Events>,
+) -> Result<GetDone> {
+    let remote = request.url.path_trimmed().to_vec();
+    if let (_, Some(_)) = split_pattern(&remote) {
+        return get_matching(connector, request, &remote, events).await;
+    }
+    if request.recursive {
+        return get_tree(connector, request, &remote, events).await;
+    }
+    if remote.is_empty() || request.url.trailing_slash {
+        return Err(request.is_a_directory("names"));
+    }
+    let name = request
+        .url
+        .file_name()
+        .ok_or_else(|| Error::Usage("the URL names no file".into()))?
+        .to_vec();
+    if request.to_stdout() {
+        return get_to_stdout(connector, request, &remote, &name, events).await;
+    }
+    get_file(connector, request, &remote, &name, events).await
+}
+
+/// `get -r`: the tree under `remote` into the local directory (the remote name by default).
+async fn get_tree(
+    connector: &Connector,
+    request: &GetRequest,
+    remote: &[u8],
+    events: Arc<dyn Events>,
+) -> Result<GetDone> {
+    if request.to_stdout() {
+        return Err(Error::Usage("-r cannot write to stdout".into()));
+    }
+    let local = match (&request.local, request.url.file_name()) {
+        (Some(l), _) => l.clone(),
+        (None, Some(name)) => local_name(name)?,
+        (None, None) => PathBuf::from("."),
+    };
+    events.partial(&local);
+    let client = connector.open().await?;
+    let progress = ProgressOf::shared(&events);
+    let report =
+        tree::download_tree(client, connector, remote, &local, request.tree, progress).await?;
+    Ok(GetDone::Tree(report))
+}
+
+/// `get 'ftp://h/dir/*.log' [DIR]`: every file the pattern matches, into DIR (default: here,
+/// made when missing as `-r` does).
+async fn get_matching(
+    connector: &Connector,
+    request: &GetRequest,
+    remote: &[u8],
+    events: Arc<dyn Events>,
+) -> Result<GetDone> {
+    if request.to_stdout() {
+        return Err(Error::Usage("a pattern cannot be written to stdout".into()));
+    }
+    let target = request.local.clone().unwrap_or_else(|| PathBuf::from("."));
+    if target.exists() && !target.is_dir() {
+        return Err(Error::Usage(format!(
+            "{}: a pattern needs a local directory to download into",
+            target.display()
+        )));
+    }
+    let mut client = connector.open().await?;
+    let files: Vec<(Vec<u8>, PathBuf, Option<u64>)> = expand(&mut client, remote, true)
+        .await?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(path, e)| {
+            use std::os::unix::ffi::OsStrExt;
+            let local = target.join(std::ffi::OsStr::from_bytes(&e.name));
+            (path, local, e.size)
+        })
+        .collect();
+    if !files.is_empty() && !target.exists() {
+        std::fs::create_dir_all(&target).map_err(|e| Error::local(e).at(&target))?;
+    }
+    events.partial(&target);
+    let progress = ProgressOf::shared(&events);
+    let report = tree::download_files(client, connector, files, request.tree, progress).await?;
+    Ok(GetDone::Tree(report))
+}
+
+/// One file to stdout. What stdout has had cannot be taken back: a further try resumes
+/// after it.
+async fn get_to_stdout(
+    connector: &Connector,
+    request: &GetRequest,
+    remote: &[u8],
+    name: &[u8],
+    events: Arc<dyn Events>,
+) -> Result<GetDone> {
+    let shown = String::from_utf8_lossy(name).into_owned();
+    let written = AtomicU64::new(0);
+    let say = |m: &str| events.message(m);
+    request
+        .policy()
+        .run(&shown, &say, |_| {
+            let (written, events) = (&written, &events);
+            async move {
+                let mut client = connector.open().await?;
+                let from = written.load(Ordering::Relaxed);
+                let mut out = Counting::new(tokio::io::stdout());
+                let progress = ProgressOf(events.clone());
+                let result = client.retrieve(remote, from, &mut out, &progress).await;
+                written.fetch_add(out.written, Ordering::Relaxed);
+                result?;
+                client.quit().await;
+                Ok(())
+            }
+        })
+        .await?;
+    Ok(GetDone::File { shown, size: None })
+}
+
+/// Where one file goes: the name given, into the directory given, or the remote name here.
+/// Its directory must exist (a typo in it is not a directory to create).
+fn local_path(request: &GetRequest, name: &[u8]) -> Result<PathBuf> {
+    let local = match &request.local {
+        None => local_name(name)?,
+        Some(l) if l.is_dir() => l.join(local_name(name)?),
+        Some(l) => l.clone(),
+    };
+    if let Some(parent) = local.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            let why = format!("no such directory: {}", parent.display());
+            return Err(Error::Local {
+                path: local.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, why),
+            });
+        }
+    }
+    Ok(local)
+}
+
+/// One file through its partial file, over several sessions when asked and the server can.
+async fn get_file(
+    connector: &Connector,
+    request: &GetRequest,
+    remote: &[u8],
+    name: &[u8],
+    events: Arc<dyn Events>,
+) -> Result<GetDone> {
+    let local = local_path(request, name)?;
+    events.partial(&part::part_path(&local));
+    let mut client = connector.open().await?;
+    // The size: for the progress, the result line, and to check that all of it came.
+    let size = if request.ascii {
+        None
+    } else {
+        client.size(remote).await?
+    };
+    if let Some(size) = size {
+        events.set_total(size);
+    } else if is_dir(&mut client, remote).await? {
+        // No size: perhaps no file at all (SIZE of a directory is refused as no plain file).
+        return Err(request.is_a_directory("is"));
+    }
+    let shown = local.display().to_string();
+    let client = match (request.segments, size) {
+        (Some(n), Some(size)) if client.features().rest_stream => {
+            let plan = segments::Plan {
+                size,
+                segments: n,
+                retries: request.tree.retries,
+            };
+            let progress = ProgressOf::shared(&events);
+            let report =
+                segments::download(client, connector, remote, &local, plan, progress).await?;
+            return Ok(GetDone::Segments {
+                shown,
+                size,
+                report,
+            });
+        }
+        (Some(_), Some(_)) => {
+            events.message("the server offers no REST STREAM: downloading over one session");
+            client
+        }
+        (Some(_), None) => {
+            events
+                .message("the server does not tell the size (SIZE): downloading over one session");
+            client
+        }
+        (None, _) => client,
+    };
+    let first_how = if request.tree.resume {
+        Resume::Any
+    } else {
+        Resume::Fresh
+    };
+    let mut first = Some(client);
+    let say = |m: &str| events.message(m);
+    request
+        .policy()
+        .run(&shown, &say, |again| {
+            let session = first.take();
+            let (local, events) = (&local, &events);
+            async move {
+                let mut client = match session {
+                    Some(c) => c,
+                    None => connector.open().await?,
+                };
+                let how = if again && first_how == Resume::Fresh {
+                    Resume::Partial
+                } else {
+                    first_how
+                };
+                // A further try: what the file has was counted by the try that wrote it.
+                let all = ProgressOf(events.clone());
+                let retrying = Retrying(&all);
+                let progress: &dyn Progress = if again { &retrying } else { &all };
+                part::download_file(&mut client, remote, local, size, how, progress).await?;
+                client.quit().await;
+                Ok(())
+            }
+        })
+        .await?;
+    Ok(GetDone::File { shown, size })
+}
+
+/// Whether `remote` is a directory: MLST's type where the server offers it, else a CWD there
+/// and back (a server that refuses PWD cannot be asked: no).
+pub async fn is_dir(client: &mut Client, remote: &[u8]) -> Result<bool> {
+    if client.features().mlst
+        && let Ok(Some(entry)) = client.mlst(remote).await
+    {
+        return Ok(entry.kind == FileKind::Dir);
+    }
+    match client.is_dir(remote).await {
+        Ok(dir) => Ok(dir),
+        Err(Error::Refused { command, .. }) if command.starts_with("PWD") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
