@@ -576,11 +576,17 @@ mod tests {
     #[test]
     fn stale_entries_once_each() {
         // (source, destination) → what the destination loses
-        let cases: [(&[(&str, bool)], &[(&str, bool)], &[&str]); 4] = [
+        type Side<'a> = &'a [(&'a str, bool)];
+        let cases: [(Side, Side, &[&str]); 4] = [
             (&[("a", false)], &[("a", false), ("b", false)], &["b"]),
             (
                 &[("keep", false)],
-                &[("d", true), ("d.txt", false), ("d/x", false), ("keep", false)],
+                &[
+                    ("d", true),
+                    ("d.txt", false),
+                    ("d/x", false),
+                    ("keep", false),
+                ],
                 &["d", "d.txt"],
             ),
             // The other kind on each side goes, and what is under the directory with it.
@@ -590,7 +596,12 @@ mod tests {
         for (src, dst, want) in cases {
             let (src, dst) = (items(src), items(dst));
             let got: Vec<String> = stale(&src, &dst).into_iter().map(|r| shown(r)).collect();
-            assert_eq!(got, want, "{:?}", dst.keys().map(|k| shown(k)).collect::<Vec<_>>());
+            assert_eq!(
+                got,
+                want,
+                "{:?}",
+                dst.keys().map(|k| shown(k)).collect::<Vec<_>>()
+            );
         }
     }
 }
