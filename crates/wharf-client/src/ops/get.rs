@@ -309,3 +309,90 @@ pub async fn is_dir(client: &mut Client, remote: &[u8]) -> Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Options;
+    use crate::ops::Quiet;
+
+    /// A connector to a port nothing listens on: the decisions below are made before any
+    /// session is asked for, and one that is asked for fails as a network error instead.
+    fn nowhere(url: &FtpUrl) -> Connector {
+        let options = Options {
+            timeout: std::time::Duration::from_secs(2),
+            ..Options::default()
+        };
+        Connector::new(url, None, options)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn refused_before_connecting() {
+        // (URL, local, -r) → the usage error's text
+        let cases = [
+            (
+                "ftp://127.0.0.1:9/dir/",
+                None,
+                false,
+                "names a directory: use -r",
+            ),
+            (
+                "ftp://127.0.0.1:9/",
+                None,
+                false,
+                "names a directory: use -r",
+            ),
+            (
+                "ftp://127.0.0.1:9/dir",
+                Some("-"),
+                true,
+                "-r cannot write to stdout",
+            ),
+            (
+                "ftp://127.0.0.1:9/*.gz",
+                Some("-"),
+                false,
+                "a pattern cannot be written to stdout",
+            ),
+        ];
+        for (text, local, recursive, want) in cases {
+            let url = FtpUrl::parse(text).unwrap();
+            let request = GetRequest {
+                url: url.clone(),
+                shown_url: text.to_string(),
+                local: local.map(PathBuf::from),
+                recursive,
+                ascii: false,
+                segments: None,
+                tree: TreeOptions::default(),
+            };
+            let got = get(&nowhere(&url), &request, Arc::new(Quiet)).await;
+            match got {
+                Err(Error::Usage(m)) => assert!(m.contains(want), "{text}: {m}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn local_file_needs_its_directory() {
+        let url = FtpUrl::parse("ftp://h/a.txt").unwrap();
+        let mut request = GetRequest {
+            url,
+            shown_url: String::new(),
+            local: Some(PathBuf::from("/nonexistent-wharf-dir/a.txt")),
+            recursive: false,
+            ascii: false,
+            segments: None,
+            tree: TreeOptions::default(),
+        };
+        let e = local_path(&request, b"a.txt").unwrap_err();
+        assert!(e.to_string().contains("no such directory"), "{e}");
+        request.local = None;
+        assert_eq!(
+            local_path(&request, b"a.txt").unwrap(),
+            PathBuf::from("a.txt")
+        );
+        assert!(local_path(&request, b"..").is_err());
+    }
+}

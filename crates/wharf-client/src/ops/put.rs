@@ -165,3 +165,60 @@ async fn put_file(
         len: Some(len),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Options;
+    use crate::ops::Quiet;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn refused_before_connecting() {
+        let dir = std::env::temp_dir();
+        let file = dir.join(format!("wharf-put-test-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        // (local, URL, -r) → the usage error's text
+        let cases = [
+            (
+                "-",
+                "ftp://127.0.0.1:9/dir/",
+                false,
+                "the URL must name that file",
+            ),
+            (
+                "-",
+                "ftp://127.0.0.1:9/f",
+                true,
+                "the URL must name that file",
+            ),
+            (
+                file.to_str().unwrap(),
+                "ftp://127.0.0.1:9/f",
+                true,
+                "-r needs a directory",
+            ),
+            (
+                dir.to_str().unwrap(),
+                "ftp://127.0.0.1:9/f",
+                false,
+                "is a directory: use -r",
+            ),
+        ];
+        for (local, text, recursive, want) in cases {
+            let url = FtpUrl::parse(text).unwrap();
+            let connector = Connector::new(&url, None, Options::default());
+            let request = PutRequest {
+                local: PathBuf::from(local),
+                url,
+                create_dirs: false,
+                recursive,
+                tree: TreeOptions::default(),
+            };
+            match put(&connector, &request, Arc::new(Quiet)).await {
+                Err(Error::Usage(m)) => assert!(m.contains(want), "{local} {text}: {m}"),
+                other => panic!("{local} {text}: {other:?}"),
+            }
+        }
+        let _ = std::fs::remove_file(&file);
+    }
+}
