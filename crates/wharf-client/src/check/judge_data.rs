@@ -394,15 +394,26 @@ mod tests {
         );
     }
 
-    #[test]
-    fn listings_failed() {
+    fn epsv() -> Option<Reply> {
+        reply(
+            ReplyCode::EXTENDED_PASSIVE,
+            "Entering Extended Passive Mode",
+        )
+    }
+
+    /// Each probe fails, with a cause that starts as given.
+    fn assert_causes(table: Vec<(Probe, &str)>) {
         let server: SocketAddr = "198.51.100.7:21".parse().unwrap();
-        let epsv = || {
-            reply(
-                ReplyCode::EXTENDED_PASSIVE,
-                "Entering Extended Passive Mode",
-            )
-        };
+        for (probe, cause) in table {
+            let step = listing(&probe, Software::Pyftpdlib, server);
+            assert_eq!(step.verdict, Verdict::Fail, "{cause}");
+            let told = step.cause.unwrap();
+            assert!(told.starts_with(cause), "{told}");
+        }
+    }
+
+    #[test]
+    fn listings_refused() {
         let nat_eprt = Probe {
             data_addr: Some("192.168.1.5:40000".parse().unwrap()),
             ..probe(
@@ -415,25 +426,7 @@ mod tests {
                 )),
             )
         };
-        let both_failed = Probe {
-            announced: Some("10.0.0.5:50000".parse().unwrap()),
-            data_addr: Some("198.51.100.7:50000".parse().unwrap()),
-            used_control_address: true,
-            ..probe(
-                DataMethod::Pasv,
-                reply(ReplyCode::PASSIVE, "ok"),
-                Err(data_connect("198.51.100.7:50000", io::ErrorKind::TimedOut)),
-            )
-        };
-        let timed_out = Probe {
-            data_addr: Some("198.51.100.7:50000".parse().unwrap()),
-            ..probe(
-                DataMethod::Epsv,
-                epsv(),
-                Err(data_connect("198.51.100.7:50000", io::ErrorKind::TimedOut)),
-            )
-        };
-        let table = [
+        assert_causes(vec![
             (
                 probe(DataMethod::Epsv, epsv(), Err(Error::Tls("alert".into()))),
                 "the data connection was made, but its TLS handshake failed",
@@ -474,6 +467,30 @@ mod tests {
                 ),
                 "the data connection worked, but the server refused the listing",
             ),
+        ]);
+    }
+
+    #[test]
+    fn data_connections_not_made() {
+        let both_failed = Probe {
+            announced: Some("10.0.0.5:50000".parse().unwrap()),
+            data_addr: Some("198.51.100.7:50000".parse().unwrap()),
+            used_control_address: true,
+            ..probe(
+                DataMethod::Pasv,
+                reply(ReplyCode::PASSIVE, "ok"),
+                Err(data_connect("198.51.100.7:50000", io::ErrorKind::TimedOut)),
+            )
+        };
+        let timed_out = Probe {
+            data_addr: Some("198.51.100.7:50000".parse().unwrap()),
+            ..probe(
+                DataMethod::Epsv,
+                epsv(),
+                Err(data_connect("198.51.100.7:50000", io::ErrorKind::TimedOut)),
+            )
+        };
+        assert_causes(vec![
             (
                 timed_out,
                 "the passive data connection to 198.51.100.7:50000 timed out",
@@ -493,13 +510,12 @@ mod tests {
                 ),
                 "the server could not connect back to this client",
             ),
-        ];
-        for (probe, cause) in table {
-            let step = listing(&probe, Software::Pyftpdlib, server);
-            assert_eq!(step.verdict, Verdict::Fail, "{cause}");
-            let told = step.cause.unwrap();
-            assert!(told.starts_with(cause), "{told}");
-        }
+        ]);
+    }
+
+    #[test]
+    fn failure_evidence() {
+        let server: SocketAddr = "198.51.100.7:21".parse().unwrap();
         let refused_setup = probe(
             DataMethod::Pasv,
             reply(ReplyCode::NOT_IMPLEMENTED, "no"),

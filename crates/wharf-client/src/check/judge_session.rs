@@ -158,7 +158,8 @@ pub(crate) fn resume(plan: &Resume, got: &Result<u64, Error>, elapsed: Duration)
 #[derive(Debug)]
 pub(crate) struct Names<'a> {
     pub announced: bool,
-    pub opts: Result<Reply, Error>,
+    /// The answer to `OPTS UTF8 ON`.
+    pub utf8_on: Result<Reply, Error>,
     pub entries: &'a [Entry],
     pub elapsed: Duration,
 }
@@ -166,7 +167,7 @@ pub(crate) struct Names<'a> {
 /// UTF-8 names: without `UTF8` clients guess the encoding; a listed name that is not UTF-8
 /// shows garbled in every modern client.
 pub(crate) fn utf8(facts: &Names<'_>, software: Software) -> Step {
-    let opts = match &facts.opts {
+    let opts = match &facts.utf8_on {
         Ok(r) => format!("{} {}", r.code, r.text()),
         Err(e) => e.to_string(),
     };
@@ -350,7 +351,7 @@ mod tests {
         for (announced, entries, verdict, cause) in table {
             let facts = Names {
                 announced,
-                opts: opts(),
+                utf8_on: opts(),
                 entries,
                 elapsed: MS,
             };
@@ -365,7 +366,7 @@ mod tests {
         }
         let facts = Names {
             announced: true,
-            opts: opts(),
+            utf8_on: opts(),
             entries: &latin1,
             elapsed: MS,
         };

@@ -96,27 +96,13 @@ async fn stages_in_order(
     opts: &CheckOptions,
 ) -> Result<(Option<Software>, Vec<crate::DataMethod>, u8), Stop> {
     let begun = Instant::now();
-    let options = Options {
-        timeout: opts.timeout,
-        mode: DataMode::Auto,
-        log: opts.log.clone(),
-        tls: opts.tls.clone(),
-        // A checker connects only where the user pointed it, whatever a server announces.
-        trust_pasv_address: false,
-        throttle: None,
-    };
+    let options = client_options(opts);
     let addrs = stages::resolve(run, opts).await?;
     let (control, tried) = stages::connect(run, opts, &addrs).await?;
     let (mut client, software) = stages::banner(run, opts, &options, control).await?;
     stages::host(run, opts, &mut client).await;
     let tls_failed = stages::tls(run, opts, &mut client, software).await?;
-    let (user, password) = match &opts.user {
-        Some(u) => (u.clone(), opts.password.clone().unwrap_or_default()),
-        None => (
-            crate::tree::ANONYMOUS.0.to_string(),
-            crate::tree::ANONYMOUS.1.to_string(),
-        ),
-    };
+    let (user, password) = credentials(opts);
     stages::login(
         run,
         opts,
@@ -161,6 +147,30 @@ async fn stages_in_order(
         0
     };
     Ok((Some(software), working, exit_code))
+}
+
+/// The client's options for every session of the check.
+fn client_options(opts: &CheckOptions) -> Options {
+    Options {
+        timeout: opts.timeout,
+        mode: DataMode::Auto,
+        log: opts.log.clone(),
+        tls: opts.tls.clone(),
+        // A checker connects only where the user pointed it, whatever a server announces.
+        trust_pasv_address: false,
+        throttle: None,
+    }
+}
+
+/// The user and password to log in with: anonymous's when no user is given.
+fn credentials(opts: &CheckOptions) -> (String, String) {
+    match &opts.user {
+        Some(u) => (u.clone(), opts.password.clone().unwrap_or_default()),
+        None => (
+            crate::tree::ANONYMOUS.0.to_string(),
+            crate::tree::ANONYMOUS.1.to_string(),
+        ),
+    }
 }
 
 /// The check stopped early: the server as far as known, and the exit code.
@@ -221,16 +231,11 @@ impl Run {
         self.told = self.steps.len();
     }
 
-    /// Keeps a step; a failed one stops the check where nothing past it can be checked (the
-    /// exit code 3: the control port not reached; the caller says otherwise).
-    fn keep(&mut self, step: Step) -> Result<(), Stop> {
+    /// Keeps a step; a failed one stops the check, as `stop` says.
+    fn keep(&mut self, step: Step, stop: Stop) -> Result<(), Stop> {
         let failed = step.verdict == Verdict::Fail;
         self.steps.push(step);
-        if failed {
-            Err(Stop::at(None, 3))
-        } else {
-            Ok(())
-        }
+        if failed { Err(stop) } else { Ok(()) }
     }
 
     fn finish(

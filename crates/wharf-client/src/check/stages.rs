@@ -23,12 +23,9 @@ pub(super) async fn resolve(run: &mut Run, opts: &CheckOptions) -> Result<Vec<So
     }
     let started = Instant::now();
     let (resolved, addrs) = probe::resolve(&opts.host, opts.port, wait).await;
-    run.keep(judge_connect::resolve(
-        &opts.host,
-        &resolved,
-        wait,
-        started.elapsed(),
-    ))?;
+    let step = judge_connect::resolve(&opts.host, &resolved, wait, started.elapsed());
+    // Nothing to connect to: the control port cannot be reached.
+    run.keep(step, Stop::at(None, 3))?;
     Ok(addrs)
 }
 
@@ -160,21 +157,15 @@ pub(super) async fn login(
     );
     run.start("login", &waiting);
     let started = Instant::now();
-    let stop = Stop::at(Some(software), 1);
     if tls_failed && !opts.insecure && opts.user.is_some() {
         run.steps
             .push(judge_login::login_withheld(started.elapsed()));
-        return Err(stop);
+        return Err(Stop::at(Some(software), 1));
     }
     let result = client.login(user, password).await;
     let anonymous = opts.user.is_none();
-    run.keep(judge_login::login(
-        user,
-        &result,
-        anonymous,
-        started.elapsed(),
-    ))
-    .map_err(|_| stop)
+    let step = judge_login::login(user, &result, anonymous, started.elapsed());
+    run.keep(step, Stop::at(Some(software), 1))
 }
 
 /// SYST (the server named again if the banner did not tell) and FEAT as read at login.
@@ -303,10 +294,10 @@ async fn names(
     run.start("utf8", &waiting);
     let started = Instant::now();
     let announced = client.features().utf8;
-    let opts = client.command("OPTS", Some(b"UTF8 ON")).await;
+    let utf8_on = client.command("OPTS", Some(b"UTF8 ON")).await;
     let facts = judge_session::Names {
         announced,
-        opts,
+        utf8_on,
         entries,
         elapsed: started.elapsed(),
     };
