@@ -100,6 +100,19 @@ impl ReplyCode {
     pub fn is_not_accepted(self) -> bool {
         matches!(self.0, 500 | 501 | 504)
     }
+
+    // Classes the troubleshooter judges by.
+
+    /// An upload refused for want of room: 452 (disk full) or 552 (the user's quota).
+    pub fn is_out_of_space(self) -> bool {
+        matches!(self.0, 452 | 552)
+    }
+
+    /// An upload refused for want of permission, as servers answer a user who may not write
+    /// there: 550, 553 (name not allowed), 532 (an account needed for storing), 450 (vsftpd).
+    pub fn refuses_writing(self) -> bool {
+        matches!(self.0, 450 | 532 | 550 | 553)
+    }
 }
 
 impl fmt::Display for ReplyCode {
