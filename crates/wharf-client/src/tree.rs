@@ -16,9 +16,6 @@ use crate::error::{Error, Result};
 use crate::part::{PART_SUFFIX, is_part_name};
 use crate::pool::{Job, JobKind, run_pool};
 
-// Where the troubleshooter finds the anonymous login.
-pub use crate::connector::ANONYMOUS;
-
 /// Settings of a recursive copy.
 #[derive(Debug, Clone, Copy)]
 pub struct TreeOptions {

@@ -167,8 +167,8 @@ fn credentials(opts: &CheckOptions) -> (String, String) {
     match &opts.user {
         Some(u) => (u.clone(), opts.password.clone().unwrap_or_default()),
         None => (
-            crate::tree::ANONYMOUS.0.to_string(),
-            crate::tree::ANONYMOUS.1.to_string(),
+            crate::connector::ANONYMOUS.0.to_string(),
+            crate::connector::ANONYMOUS.1.to_string(),
         ),
     }
 }
