@@ -1,34 +1,44 @@
 //! One FTP session: the control connection, data connections in the mode that works, and the
 //! operations built on them. Each wait has the session's timeout; each command and reply goes to
 //! the connection log.
+//!
+//! This is the driver of `wharf_proto::client` (its module documentation has the contract): the
+//! decisions (which data-connection command to send, what a reply teaches, what FEAT and 257
+//! say, how a command is encoded) are made there; the sockets, TLS and timeouts are here.
+//!
+//! - `mod.rs`: the session, its settings, sending commands and reading replies;
+//! - `login.rs`: HOST, AUTH TLS and the handshakes, USER/PASS, FEAT, PBSZ/PROT;
+//! - `data.rs`: making data connections, passive or active, as the strategy says;
+//! - `transfer.rs`: downloads, uploads and listings over them;
+//! - `probe.rs`: one data method tried alone, for the troubleshooter;
+//! - `ops.rs`: the commands without a data connection (directories, sizes, times, renames).
+
+mod data;
+mod login;
+mod ops;
+mod probe;
+mod transfer;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
-use wharf_proto::entry::{self, Entry, MlsxLine};
-use wharf_proto::{Reply, ReplyCode, ReplyParser, hostport};
+use wharf_proto::client::{ClientCommand, DataStrategy, Family};
+use wharf_proto::{ProtLevel, Reply, ReplyCode, ReplyParser, TransferType};
 
 use crate::error::{Error, Result};
 use crate::log::{LogLine, LogSink};
-use crate::tls::{self, TlsSettings};
+use crate::tls::TlsSettings;
 use wharf_net::Stream;
-use wharf_net::copy::{self, CopyError, CopyOptions, Throttle, Unlimited};
+use wharf_net::copy::Throttle;
 
-/// How data connections are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DataMode {
-    /// Passive first (EPSV, then PASV); active when the passive connection cannot be made.
-    #[default]
-    Auto,
-    /// Passive only: EPSV, then PASV when the server refuses EPSV.
-    Passive,
-    /// Active only: EPRT, then PORT when the server refuses EPRT.
-    Active,
-}
+pub use ops::{format_rate, mlst_entry};
+pub use probe::Probe;
+pub(crate) use wharf_proto::client::is_local_address;
+pub use wharf_proto::client::{DataMethod, DataMode, Features, address_class};
 
 /// Settings of a session.
 #[derive(Clone)]
@@ -80,54 +90,6 @@ impl std::fmt::Debug for Options {
     }
 }
 
-/// What the server announced in its FEAT reply (RFC 2389) that the client uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Features {
-    pub mlst: bool,
-    pub rest_stream: bool,
-    pub size: bool,
-    pub mdtm: bool,
-    pub utf8: bool,
-    pub epsv: bool,
-}
-
-impl Features {
-    /// Whether a FEAT reply lists `feature` (its first word).
-    fn lists(reply: &Reply, feature: &str) -> bool {
-        let n = reply.lines.len();
-        reply
-            .lines
-            .iter()
-            .take(n.saturating_sub(1))
-            .skip(1)
-            .any(|line| {
-                String::from_utf8_lossy(line)
-                    .split_whitespace()
-                    .next()
-                    .is_some_and(|w| w.eq_ignore_ascii_case(feature))
-            })
-    }
-
-    fn parse(reply: &Reply) -> Features {
-        let mut f = Features::default();
-        let n = reply.lines.len();
-        for line in reply.lines.iter().take(n.saturating_sub(1)).skip(1) {
-            let text = String::from_utf8_lossy(line).trim().to_ascii_uppercase();
-            let mut words = text.split_whitespace();
-            match words.next() {
-                Some("MLST") => f.mlst = true,
-                Some("REST") => f.rest_stream |= words.next() == Some("STREAM"),
-                Some("SIZE") => f.size = true,
-                Some("MDTM") => f.mdtm = true,
-                Some("UTF8") => f.utf8 = true,
-                Some("EPSV") => f.epsv = true,
-                _ => {}
-            }
-        }
-        f
-    }
-}
-
 /// How an upload treats what the server already has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -171,8 +133,9 @@ pub struct Client {
     /// This session's TLS configuration (its own session cache), for the control connection
     /// and its data connections.
     tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
-    /// PROT P accepted: data connections are TLS too.
-    protect_data: bool,
+    /// Private once PROT P was accepted (or from the start with implicit TLS): data
+    /// connections are TLS too.
+    data_protection: ProtLevel,
     /// Version and cipher suite of the control connection's TLS.
     tls_info: Option<(String, String)>,
     parser: ReplyParser,
@@ -185,24 +148,21 @@ pub struct Client {
     welcome: Reply,
     /// The directory the server put us in at login, to come back to after probing with CWD.
     home: Option<Vec<u8>>,
-    /// TYPE A wanted (true) or TYPE I; and what the server was last told.
-    ascii: bool,
-    type_sent: Option<bool>,
-    /// What this session learned about the server's data modes, so each costs one try only.
-    epsv_refused: bool,
-    eprt_refused: bool,
-    /// PASV announces an address we cannot reach: use the control connection's instead.
-    pasv_use_peer: bool,
-    /// MFMT is not a command here (500/502): setting times goes straight to MDTM.
-    mfmt_refused: bool,
+    /// The TYPE wanted for the next transfer, and what the server was last told (TYPE is
+    /// sent only when they differ).
+    transfer_type: TransferType,
+    type_sent: Option<TransferType>,
+    /// Which data-connection command to send, and what this session learned about the
+    /// server's data modes, so that each refusal costs one try only.
+    data: DataStrategy,
+    /// How this server takes a new modification time.
+    set_time: SetTime,
     /// Replies read other than 421 (which says a command was not carried out): a caller that
     /// lost the session tells from it whether the server did anything.
     replies: u64,
     /// The last transfer command got its 1xx: data may have moved (an upload that broke after
     /// this changed the server's file; one that broke before did not).
     data_started: bool,
-    /// In automatic mode, passive failed and active worked: go straight to active from now on.
-    passive_failed: bool,
     /// The FEAT reply, as the server sent it.
     feat_reply: Option<Reply>,
     /// The control connection is out of step (a reply may still be on its way, or the
@@ -215,6 +175,15 @@ pub struct Client {
     name: Option<String>,
     /// The server's answer to HOST, when it was sent.
     host_reply: Option<Reply>,
+}
+
+/// How a server takes a new modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetTime {
+    /// MFMT first, then the two-argument MDTM.
+    Mfmt,
+    /// MFMT is not a command here (500/502): straight to MDTM.
+    MdtmOnly,
 }
 
 impl std::fmt::Debug for Client {
@@ -320,10 +289,11 @@ impl Client {
         log(LogLine::Status(
             "Connection established, waiting for welcome message...".into(),
         ));
+        let mode = options.mode;
         let mut client = Client {
             control: Stream::Plain(control),
             tls_config: None,
-            protect_data: false,
+            data_protection: ProtLevel::Clear,
             tls_info: None,
             parser: ReplyParser::new(),
             peer,
@@ -332,17 +302,15 @@ impl Client {
             features: Features::default(),
             name: None,
             host_reply: None,
+            // No code yet: `read_welcome` puts the 220 here before the client is handed out.
             welcome: Reply::new(ReplyCode(0), ""),
             home: None,
-            ascii: false,
+            transfer_type: TransferType::Image,
             type_sent: None,
-            epsv_refused: false,
-            eprt_refused: false,
-            pasv_use_peer: false,
-            mfmt_refused: false,
+            data: DataStrategy::new(mode, Family::of(peer.ip())),
+            set_time: SetTime::Mfmt,
             replies: 0,
             data_started: false,
-            passive_failed: false,
             broken: false,
             feat_reply: None,
             first_bytes: Vec::new(),
@@ -350,19 +318,25 @@ impl Client {
         if client.options.tls.as_ref().is_some_and(|t| t.implicit) {
             client.handshake().await?;
             // Implicit FTPS protects data connections from the start; PROT P below confirms it.
-            client.protect_data = true;
+            client.data_protection = ProtLevel::Private;
         }
+        client.read_welcome().await?;
+        Ok(client)
+    }
+
+    /// The 220 that opens a session.
+    async fn read_welcome(&mut self) -> Result<()> {
         // 120 "ready in nnn minutes" may come first; a server that never gets ready is cut off.
         for _ in 0..10 {
-            let reply = match client.read_reply("the welcome message").await {
-                Err(Error::Protocol(e)) => return Err(client.not_ftp(e)),
+            let reply = match self.read_reply("the welcome message").await {
+                Err(Error::Protocol(e)) => return Err(self.not_ftp(e)),
                 r => r?,
             };
             match reply.code {
-                ReplyCode(120) => continue,
+                code if code.is_ready_soon() => continue,
                 ReplyCode::READY => {
-                    client.welcome = reply;
-                    return Ok(client);
+                    self.welcome = reply;
+                    return Ok(());
                 }
                 _ => {
                     return Err(Error::Refused {
@@ -406,196 +380,6 @@ impl Client {
         self.data_started
     }
 
-    /// AUTH TLS and the handshake, when the options ask for explicit TLS and the control
-    /// connection is not TLS yet. `login` calls it; the troubleshooter calls it to report apart.
-    pub async fn secure(&mut self) -> Result<()> {
-        if self.options.tls.is_none() || self.control.is_tls() {
-            return Ok(());
-        }
-        let reply = self.command("AUTH", Some(b"TLS")).await?;
-        if reply.code != ReplyCode::AUTH_OK {
-            return Err(refused("AUTH", Some(b"TLS"), reply));
-        }
-        if self.parser.has_pending() {
-            // Bytes behind the 234 came in clear: read as TLS replies they could be forged
-            // (a man in the middle answering USER with 230).
-            self.broken = true;
-            return Err(Error::Protocol(
-                "the server sent more after 234 AUTH TLS, in clear: refusing to go on".into(),
-            ));
-        }
-        self.handshake().await
-    }
-
-    /// The TLS handshake on the control connection.
-    async fn handshake(&mut self) -> Result<()> {
-        let Some(settings) = self.options.tls.clone() else {
-            return Ok(());
-        };
-        self.log_status("Initializing TLS...");
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.control, Stream::Gone) else {
-            return Err(Error::Tls("the control connection is not plain TCP".into()));
-        };
-        let config = settings.session_config();
-        self.tls_config = Some(config.clone());
-        let connector = tokio_rustls::TlsConnector::from(config);
-        let result = timeout(
-            self.options.timeout,
-            connector.connect(settings.name.clone(), tcp),
-        )
-        .await;
-        let stream = match result {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                self.broken = true;
-                let e = tls::handshake_error(e);
-                self.log_status(format!("TLS handshake failed: {e}"));
-                return Err(e);
-            }
-            Err(_) => {
-                self.broken = true;
-                self.log_status("TLS handshake failed: no answer in time");
-                return Err(Error::Tls(format!(
-                    "no TLS handshake within {} s",
-                    self.options.timeout.as_secs()
-                )));
-            }
-        };
-        let stream = Stream::from(stream);
-        let facts = stream.tls_facts().unwrap_or_else(|| wharf_net::TlsFacts {
-            version: "?".into(),
-            suite: "?".into(),
-            resumed: false,
-        });
-        let (version, suite) = (facts.version, facts.suite);
-        let unverified = settings
-            .last_certificate()
-            .and_then(|seen| seen.verdict.err());
-        match unverified {
-            Some(why) => self.log_status(format!(
-                "{version}, {suite}; certificate NOT verified ({why}): going on unverified"
-            )),
-            None => self.log_status(format!("{version}, {suite}; certificate verified")),
-        }
-        self.log_status("TLS connection established.");
-        self.tls_info = Some((version, suite));
-        self.control = stream;
-        Ok(())
-    }
-
-    /// Forgets the TLS sessions of this session, so that the next data connection makes a new
-    /// one instead of resuming the control connection's: the troubleshooter's test of whether
-    /// the server requires reuse.
-    pub fn forget_tls_sessions(&mut self) {
-        if let (Some(settings), Some(_)) = (&self.options.tls, &self.tls_config) {
-            self.tls_config = Some(settings.session_config());
-        }
-    }
-
-    /// Version and cipher suite of the control connection, once it is TLS.
-    pub fn tls_info(&self) -> Option<&(String, String)> {
-        self.tls_info.as_ref()
-    }
-
-    /// The server's answer to HOST, when it was sent (see [`Client::choose_host`]).
-    pub fn host_reply(&self) -> Option<&Reply> {
-        self.host_reply.as_ref()
-    }
-
-    /// HOST (RFC 7151) with the URL's name, before AUTH and USER, when the server's FEAT lists
-    /// HOST: on a server with virtual hosts, the customer's site. A 504 (a name it does not
-    /// serve) is said and the login goes on to its default host.
-    pub async fn choose_host(&mut self) -> Result<()> {
-        let Some(name) = self.name.clone() else {
-            return Ok(());
-        };
-        if self.host_reply.is_some()
-            || self.control.is_tls() && !self.options.tls.as_ref().is_some_and(|t| t.implicit)
-        {
-            return Ok(());
-        }
-        let feat = self.command("FEAT", None).await?;
-        if feat.code != ReplyCode::SYSTEM_STATUS || !Features::lists(&feat, "HOST") {
-            return Ok(());
-        }
-        let reply = self.command("HOST", Some(name.as_bytes())).await?;
-        if reply.code == ReplyCode::PARAMETER_NOT_IMPLEMENTED {
-            self.options.log(LogLine::Status(format!(
-                "The server does not serve {name} (504): logging in to its default host"
-            )));
-        }
-        self.host_reply = Some(reply);
-        Ok(())
-    }
-
-    /// Logs in with USER/PASS (after HOST and AUTH TLS when asked for), then reads FEAT, turns
-    /// UTF-8 on where offered, and over TLS asks for protected data connections (PBSZ 0,
-    /// PROT P).
-    pub async fn login(&mut self, user: &str, password: &str) -> Result<()> {
-        self.choose_host().await?;
-        self.secure().await?;
-        let reply = self.command("USER", Some(user.as_bytes())).await?;
-        match reply.code {
-            ReplyCode::LOGGED_IN => {}
-            ReplyCode::NEED_PASSWORD => {
-                let reply = self.command("PASS", Some(password.as_bytes())).await?;
-                if !matches!(reply.code, ReplyCode::LOGGED_IN | ReplyCode::SUPERFLUOUS) {
-                    return Err(refused("PASS", None, reply));
-                }
-            }
-            _ => return Err(refused("USER", Some(user.as_bytes()), reply)),
-        }
-        let feat = self.command("FEAT", None).await?;
-        self.feat_reply = Some(feat.clone());
-        if feat.code == ReplyCode::SYSTEM_STATUS {
-            self.features = Features::parse(&feat);
-        } else if feat.code == ReplyCode::SERVICE_UNAVAILABLE {
-            return Err(refused("FEAT", None, feat));
-        }
-        if self.features.utf8 {
-            // Answered 200 or refused; names are sent as bytes either way.
-            let reply = self.command("OPTS", Some(b"UTF8 ON")).await?;
-            if reply.code == ReplyCode::SERVICE_UNAVAILABLE {
-                return Err(refused("OPTS", Some(b"UTF8 ON"), reply));
-            }
-        }
-        if self.control.is_tls() {
-            self.simple("PBSZ", Some(b"0")).await?;
-            // Data in clear is not what a TLS session asked for: a refusal ends it.
-            self.simple("PROT", Some(b"P")).await?;
-            self.protect_data = true;
-        }
-        Ok(())
-    }
-
-    /// Under PROT P, the TLS handshake on a data connection (after the server's 1xx reply, which
-    /// is when servers start theirs), resuming the control connection's session.
-    async fn protect(&mut self, data: TcpStream) -> Result<Stream> {
-        let (settings, config) = match (&self.options.tls, &self.tls_config, self.protect_data) {
-            (Some(s), Some(c), true) => (s.clone(), c.clone()),
-            _ => return Ok(Stream::Plain(data)),
-        };
-        let connector = tokio_rustls::TlsConnector::from(config);
-        match timeout(
-            self.options.timeout,
-            connector.connect(settings.name.clone(), data),
-        )
-        .await
-        {
-            Ok(Ok(s)) => {
-                let s = Stream::from(s);
-                if !s.tls_facts().is_some_and(|f| f.resumed) {
-                    self.log_status("TLS session of the data connection was not resumed");
-                }
-                Ok(s)
-            }
-            Ok(Err(e)) => Err(tls::handshake_error(e)),
-            Err(_) => Err(Error::Timeout(
-                "in the TLS handshake of the data connection".into(),
-            )),
-        }
-    }
-
     /// The server's address (the control connection's peer).
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
@@ -621,127 +405,18 @@ impl Client {
         self.feat_reply.as_ref()
     }
 
-    /// Lists the current directory over one data method, without any fallback, and reports
-    /// what happened at each stage: for diagnosis.
-    pub async fn probe_listing(&mut self, method: DataMethod) -> Probe {
-        let started = Instant::now();
-        let mut probe = Probe {
-            method,
-            setup_reply: None,
-            announced: None,
-            data_addr: None,
-            announced_error: None,
-            used_control_address: false,
-            data_tls_resumed: None,
-            result: Ok(0),
-            elapsed: Duration::ZERO,
-        };
-        probe.result = self.probe_inner(method, &mut probe).await;
-        probe.elapsed = started.elapsed();
-        probe
-    }
-
-    async fn probe_inner(&mut self, method: DataMethod, probe: &mut Probe) -> Result<usize> {
-        self.ensure_type().await?;
-        let verb = if self.features.mlst { "MLSD" } else { "LIST" };
-        let stream = match method {
-            DataMethod::Epsv | DataMethod::Pasv => {
-                let reply = self.command(method.name(), None).await?;
-                probe.setup_reply = Some(reply.clone());
-                let addr = self.passive_addr(method, reply)?;
-                if method == DataMethod::Pasv {
-                    probe.announced = Some(addr);
-                }
-                let attempt = self.connect_passive(addr).await;
-                probe.data_addr = Some(attempt.addr);
-                probe.used_control_address = attempt.announced_error.is_some();
-                probe.announced_error = attempt.announced_error;
-                let stream = attempt.stream?;
-                if !self.start_transfer(verb, None, None).await? {
-                    return Ok(0);
-                }
-                stream
-            }
-            DataMethod::Eprt | DataMethod::Port => {
-                let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
-                    .await
-                    .map_err(Error::Network)?;
-                let addr = listener.local_addr().map_err(Error::Network)?;
-                probe.data_addr = Some(addr);
-                let arg = match (method, addr) {
-                    (DataMethod::Port, SocketAddr::V4(v4)) => hostport::format_host_port(v4),
-                    (DataMethod::Port, SocketAddr::V6(_)) => {
-                        return Err(Error::Protocol("PORT cannot carry an IPv6 address".into()));
-                    }
-                    _ => hostport::format_eprt(addr),
-                };
-                let reply = self.command(method.name(), Some(arg.as_bytes())).await?;
-                probe.setup_reply = Some(reply.clone());
-                if !reply.code.is_completion() {
-                    return Err(refused(method.name(), Some(arg.as_bytes()), reply));
-                }
-                // Servers that connect before they answer stay silent while they try.
-                match self.start_transfer(verb, None, None).await {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(0),
-                    Err(Error::Timeout(_)) => {
-                        return Err(Error::DataConnect {
-                            addr,
-                            source: io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                format!(
-                                    "the server did not connect back (active mode): no reply to {verb} within {} s while it tried",
-                                    self.options.timeout.as_secs()
-                                ),
-                            ),
-                        });
-                    }
-                    Err(e) => return Err(e),
-                }
-                self.accept_data(listener, addr, verb, None).await?
-            }
-        };
-        let mut data = match self.protect(stream).await {
-            Ok(s) => s,
-            Err(e) => return Err(self.after_broken_transfer(e, verb, None).await),
-        };
-        if let Some(facts) = data.tls_facts() {
-            probe.data_tls_resumed = Some(facts.resumed);
-        }
-        let mut total = 0usize;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match self.data_io(data.read(&mut buf)).await {
-                Ok(n) => n,
-                Err(e) => {
-                    drop(data);
-                    return Err(self.after_broken_transfer(e, verb, None).await);
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            total += n;
-            if total > PROBE_LISTING_LIMIT {
-                // Enough to know the data path works; the rest of a huge (or endless) listing
-                // is not read, so the session's final reply is not awaited either.
-                self.broken = true;
-                return Ok(total);
-            }
-        }
-        drop(data);
-        self.finish_transfer(verb, None).await?;
-        Ok(total)
-    }
-
     /// TYPE A (true) or TYPE I (false, the default) for the following transfers.
     pub fn set_ascii(&mut self, ascii: bool) {
-        self.ascii = ascii;
+        self.transfer_type = if ascii {
+            TransferType::Ascii
+        } else {
+            TransferType::Image
+        };
     }
 
     /// True when transfers use TYPE A.
     pub fn is_ascii(&self) -> bool {
-        self.ascii
+        self.transfer_type == TransferType::Ascii
     }
 
     /// Writes a `Status:` line to the connection log.
@@ -750,386 +425,15 @@ impl Client {
     }
 
     /// Sends one command and reads its reply, whatever the code. The argument is bytes (paths
-    /// are not always UTF-8) and may not contain CR or LF.
+    /// are not always UTF-8) and may not contain CR or LF. The raw path, for what a user types;
+    /// the client's own commands are typed.
     pub async fn command(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<Reply> {
-        self.send(verb, arg).await?;
-        self.read_reply(&describe(verb, arg)).await
+        self.run(&ClientCommand::Raw { verb, arg }).await
     }
 
     /// Sends a command and checks that the reply is a completion (2xx).
     pub async fn simple(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<Reply> {
-        let reply = self.command(verb, arg).await?;
-        if reply.code.is_completion() {
-            Ok(reply)
-        } else {
-            Err(refused(verb, arg, reply))
-        }
-    }
-
-    pub async fn mkdir(&mut self, path: &[u8]) -> Result<()> {
-        self.simple("MKD", Some(path)).await.map(drop)
-    }
-
-    pub async fn rmdir(&mut self, path: &[u8]) -> Result<()> {
-        self.simple("RMD", Some(path)).await.map(drop)
-    }
-
-    pub async fn delete(&mut self, path: &[u8]) -> Result<()> {
-        self.simple("DELE", Some(path)).await.map(drop)
-    }
-
-    pub async fn cwd(&mut self, path: &[u8]) -> Result<()> {
-        self.simple("CWD", Some(path)).await.map(drop)
-    }
-
-    /// RNFR + RNTO.
-    pub async fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
-        let reply = self.command("RNFR", Some(from)).await?;
-        if reply.code != ReplyCode::PENDING_FURTHER_INFO {
-            return Err(refused("RNFR", Some(from), reply));
-        }
-        self.simple("RNTO", Some(to)).await.map(drop)
-    }
-
-    /// The current directory, from PWD's 257 reply (RFC 959 quoting: `""` is one quote).
-    pub async fn pwd(&mut self) -> Result<Vec<u8>> {
-        let reply = self.simple("PWD", None).await?;
-        let text = reply.lines.last().cloned().unwrap_or_default();
-        parse_257(&text).ok_or_else(|| Error::Protocol("PWD reply without a quoted path".into()))
-    }
-
-    /// True when `path` is a directory the server lets us enter (CWD there and back).
-    pub async fn is_dir(&mut self, path: &[u8]) -> Result<bool> {
-        let home = match self.home.clone() {
-            Some(h) => h,
-            None => {
-                let h = self.pwd().await?;
-                self.home = Some(h.clone());
-                h
-            }
-        };
-        let reply = self.command("CWD", Some(path)).await?;
-        if !reply.code.is_completion() {
-            if reply.code == ReplyCode::SERVICE_UNAVAILABLE {
-                return Err(refused("CWD", Some(path), reply));
-            }
-            return Ok(false);
-        }
-        self.cwd(&home).await?;
-        Ok(true)
-    }
-
-    /// The size of a file (SIZE, RFC 3659), `None` when the server cannot tell.
-    pub async fn size(&mut self, path: &[u8]) -> Result<Option<u64>> {
-        self.ensure_type().await?;
-        let reply = self.command("SIZE", Some(path)).await?;
-        match reply.code {
-            ReplyCode::FILE_STATUS => {
-                let text = String::from_utf8_lossy(reply.lines.last().map_or(&[][..], |l| l));
-                text.trim()
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| Error::Protocol(format!("SIZE reply {text:?} is not a number")))
-            }
-            ReplyCode::SERVICE_UNAVAILABLE => Err(refused("SIZE", Some(path), reply)),
-            _ => Ok(None),
-        }
-    }
-
-    /// The facts of one path (MLST, RFC 3659 §7), `None` when the server does not offer MLST or
-    /// refuses it for this path (no such file: 550).
-    pub async fn mlst(&mut self, path: &[u8]) -> Result<Option<Entry>> {
-        Ok(self.mlst_line(path).await?.as_deref().and_then(mlst_entry))
-    }
-
-    /// MLST's facts line for `path` (`type=file;size=12; name`), as sent; `None` as for
-    /// [`Client::mlst`].
-    pub async fn mlst_line(&mut self, path: &[u8]) -> Result<Option<Vec<u8>>> {
-        if !self.features.mlst {
-            return Ok(None);
-        }
-        let reply = self.command("MLST", Some(path)).await?;
-        if reply.code == ReplyCode::SERVICE_UNAVAILABLE {
-            return Err(refused("MLST", Some(path), reply));
-        }
-        if !reply.code.is_completion() {
-            return Ok(None);
-        }
-        // 250-Listing / " facts; name" / 250 End: the entry is the line starting with a space.
-        Ok(reply
-            .lines
-            .iter()
-            .find_map(|line| line.strip_prefix(b" ").map(<[u8]>::to_vec)))
-    }
-
-    /// The modification time of a file (MDTM, RFC 3659 §3), seconds since the epoch (UTC);
-    /// `None` when the server cannot tell.
-    pub async fn mdtm(&mut self, path: &[u8]) -> Result<Option<i64>> {
-        let reply = self.command("MDTM", Some(path)).await?;
-        match reply.code {
-            ReplyCode::FILE_STATUS => {
-                let text = reply.lines.last().cloned().unwrap_or_default();
-                let text = String::from_utf8_lossy(&text);
-                Ok(wharf_proto::UtcTime::parse_timeval(text.trim().as_bytes())
-                    .map(wharf_proto::UtcTime::to_unix))
-            }
-            ReplyCode::SERVICE_UNAVAILABLE => Err(refused("MDTM", Some(path), reply)),
-            _ => Ok(None),
-        }
-    }
-
-    /// Sets the modification time of a file: MFMT (the draft every current server follows),
-    /// else the two-argument MDTM that vsftpd takes. False when the server does neither.
-    pub async fn set_mtime(&mut self, path: &[u8], unix: i64) -> Result<bool> {
-        let stamp = wharf_proto::UtcTime::from_unix(unix).to_timeval();
-        let mut arg = stamp.clone().into_bytes();
-        arg.push(b' ');
-        arg.extend_from_slice(path);
-        for verb in ["MFMT", "MDTM"] {
-            if verb == "MFMT" && self.mfmt_refused {
-                continue;
-            }
-            let reply = self.command(verb, Some(&arg)).await?;
-            if reply.code == ReplyCode::SERVICE_UNAVAILABLE {
-                return Err(refused(verb, Some(&arg), reply));
-            }
-            // MFMT answers 213; vsftpd's MDTM answers 213 too, others 200 or 253.
-            if reply.code.is_completion() {
-                return Ok(true);
-            }
-            if verb == "MFMT" {
-                self.mfmt_refused = matches!(
-                    reply.code,
-                    ReplyCode::SYNTAX_ERROR | ReplyCode::NOT_IMPLEMENTED
-                );
-                if !self.mfmt_refused {
-                    return Ok(false);
-                }
-            }
-        }
-        Ok(false)
-    }
-
-    /// Lists a directory (empty `path`: the current one): MLSD where FEAT offers MLST, else
-    /// LIST parsed in Unix or DOS form. `.` and `..` are left out.
-    pub async fn list(&mut self, path: &[u8]) -> Result<Vec<Entry>> {
-        let arg = (!path.is_empty()).then_some(path);
-        // LIST takes `ls` options on most servers: a name starting with `-` must not be one.
-        let dashed;
-        let list_arg = match arg {
-            Some(p) if p.starts_with(b"-") => {
-                dashed = [&b"./"[..], p].concat();
-                Some(&dashed[..])
-            }
-            other => other,
-        };
-        if self.features.mlst {
-            match self.read_listing("MLSD", arg).await {
-                Ok(raw) => {
-                    let entries = raw
-                        .split(|&b| b == b'\n')
-                        .filter_map(entry::parse_mlsx_line)
-                        .filter_map(|line| match line {
-                            MlsxLine::Entry(e) => Some(e),
-                            MlsxLine::SelfOrParent => None,
-                        })
-                        .collect();
-                    self.log_status("Directory listing successful");
-                    return Ok(entries);
-                }
-                Err(e)
-                    if matches!(
-                        e.reply_code(),
-                        Some(ReplyCode::SYNTAX_ERROR | ReplyCode::NOT_IMPLEMENTED)
-                    ) =>
-                {
-                    self.features.mlst = false;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let raw = self.read_listing("LIST", list_arg).await?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let entries = raw
-            .split(|&b| b == b'\n')
-            .filter_map(|line| entry::parse_list_line(line, now))
-            .filter(|e| e.name != b"." && e.name != b"..")
-            .collect();
-        self.log_status("Directory listing successful");
-        Ok(entries)
-    }
-
-    /// The raw bytes of a listing command (`LIST`, `NLST` or `MLSD`) of `path` (empty: the
-    /// current directory), unparsed: what a load generator or a debugging user wants.
-    pub async fn listing(&mut self, verb: &str, path: &[u8]) -> Result<Vec<u8>> {
-        let arg = (!path.is_empty()).then_some(path);
-        self.read_listing(verb, arg).await
-    }
-
-    /// Downloads `path` into `out`, from byte `offset` on (REST) when it is not zero.
-    /// Returns the bytes received (after TYPE A conversion: the bytes written).
-    pub async fn retrieve<W: AsyncWrite + Unpin>(
-        &mut self,
-        path: &[u8],
-        offset: u64,
-        out: &mut W,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        if offset > 0 && self.ascii {
-            return Err(Error::Usage(
-                "resuming is not possible in ASCII mode (offsets differ)".into(),
-            ));
-        }
-        self.ensure_type().await?;
-        let started = Instant::now();
-        let rest = (offset > 0).then_some(offset);
-        let Some(mut data) = self.open_data("RETR", Some(path), rest).await? else {
-            return Err(Error::Protocol(
-                "RETR completed without a data connection".into(),
-            ));
-        };
-        let n = match self.copy_in(&mut data, out, progress).await {
-            Ok(n) => n,
-            Err(e) => {
-                data.set_zero_linger();
-                drop(data);
-                return Err(self.after_broken_transfer(e, "RETR", Some(path)).await);
-            }
-        };
-        drop(data);
-        self.finish_transfer("RETR", Some(path)).await?;
-        self.log_transfer(n, started);
-        Ok(n)
-    }
-
-    /// Downloads `len` bytes of `path` from byte `offset` on (REST + RETR) into `out`, then
-    /// closes the data connection and waits for the server's reply to the cut-short transfer
-    /// (426 or 226 both end it). Binary only. Returns the bytes written (`len` unless the file
-    /// ended first).
-    pub async fn retrieve_range<W: AsyncWrite + Unpin>(
-        &mut self,
-        path: &[u8],
-        offset: u64,
-        len: u64,
-        out: &mut W,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        if self.ascii {
-            return Err(Error::Usage(
-                "a byte range cannot be fetched in ASCII mode".into(),
-            ));
-        }
-        self.ensure_type().await?;
-        let rest = (offset > 0).then_some(offset);
-        let Some(mut data) = self.open_data("RETR", Some(path), rest).await? else {
-            return Err(Error::Protocol(
-                "RETR completed without a data connection".into(),
-            ));
-        };
-        let mut buf = vec![0u8; BUF_SIZE];
-        let mut got = 0u64;
-        let copied: Result<()> = async {
-            while got < len {
-                let want = usize::try_from(len - got)
-                    .unwrap_or(usize::MAX)
-                    .min(buf.len());
-                let chunk = buf.get_mut(..want).unwrap_or_default();
-                let n = self.data_io(data.read(chunk)).await?;
-                if n == 0 {
-                    return Ok(());
-                }
-                copy::pace(self.throttle(), n as u64).await;
-                out.write_all(buf.get(..n).unwrap_or_default())
-                    .await
-                    .map_err(Error::local)?;
-                got += n as u64;
-                progress.advance(n as u64);
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = copied {
-            data.set_zero_linger();
-            drop(data);
-            return Err(self.after_broken_transfer(e, "RETR", Some(path)).await);
-        }
-        if let Err(e) = out.flush().await {
-            data.set_zero_linger();
-            drop(data);
-            return Err(self
-                .after_broken_transfer(Error::local(e), "RETR", Some(path))
-                .await);
-        }
-        if got < len {
-            // The file ended before the range did: an ordinary end of transfer.
-            drop(data);
-            self.finish_transfer("RETR", Some(path)).await?;
-            return Ok(got);
-        }
-        // The range is complete: cut the data connection. The server's reply to that (426,
-        // 451 or, if it had sent everything already, 226) ends the transfer.
-        data.set_zero_linger();
-        drop(data);
-        let wait = self.options.timeout.min(Duration::from_secs(10));
-        self.broken = true;
-        for _ in 0..10 {
-            match timeout(wait, self.read_reply("RETR (range complete)")).await {
-                Ok(Ok(reply)) if reply.code.is_preliminary() => continue,
-                Ok(Ok(_)) => {
-                    self.broken = false;
-                    break;
-                }
-                Ok(Err(_)) | Err(_) => break,
-            }
-        }
-        Ok(got)
-    }
-
-    /// Uploads everything `input` yields to `path`, as `how` says.
-    pub async fn store<R: AsyncRead + Unpin>(
-        &mut self,
-        path: &[u8],
-        how: Store,
-        input: &mut R,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let (verb, rest) = match how {
-            Store::Replace => ("STOR", None),
-            Store::Resume(offset) => ("STOR", Some(offset)),
-            Store::Append => ("APPE", None),
-        };
-        if rest.is_some() && self.ascii {
-            return Err(Error::Usage(
-                "resuming is not possible in ASCII mode (offsets differ)".into(),
-            ));
-        }
-        self.ensure_type().await?;
-        let started = Instant::now();
-        let Some(mut data) = self.open_data(verb, Some(path), rest).await? else {
-            return Err(Error::Protocol(format!(
-                "{verb} completed without a data connection"
-            )));
-        };
-        let n = match self.copy_out(input, &mut data, progress).await {
-            Ok(n) => n,
-            Err(e) => {
-                // A reset, not a FIN: the server must not take the partial file as complete.
-                data.set_zero_linger();
-                drop(data);
-                return Err(self.after_broken_transfer(e, verb, Some(path)).await);
-            }
-        };
-        // FIN (after TLS close_notify) tells the server the file is complete; then it replies.
-        let _ = wharf_net::close::shutdown(&mut data, self.options.timeout).await;
-        // The server answers with its close_notify (and, over TLS 1.3, may have sent fresh
-        // session tickets for the next data connection): read up to it.
-        wharf_net::close::drain(&mut data, wharf_net::close::DRAIN_LIMIT).await;
-        drop(data);
-        self.finish_transfer(verb, Some(path)).await?;
-        self.log_transfer(n, started);
-        Ok(n)
+        self.run_ok(&ClientCommand::Raw { verb, arg }).await
     }
 
     /// Closes the control connection without QUIT (for a session that is out of step).
@@ -1140,481 +444,35 @@ impl Client {
 
     /// QUIT, ignoring what happens: the session is over either way.
     pub async fn quit(mut self) {
-        let _ = self.command("QUIT", None).await;
+        let _ = self.run(&ClientCommand::Quit).await;
     }
 
-    async fn ensure_type(&mut self) -> Result<()> {
-        if self.type_sent != Some(self.ascii) {
-            let arg: &[u8] = if self.ascii { b"A" } else { b"I" };
-            self.simple("TYPE", Some(arg)).await?;
-            self.type_sent = Some(self.ascii);
-        }
-        Ok(())
+    /// Sends `command` and reads its reply, whatever the code.
+    async fn run(&mut self, command: &ClientCommand<'_>) -> Result<Reply> {
+        self.send(command).await?;
+        self.read_reply(&command.describe()).await
     }
 
-    async fn read_listing(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<Vec<u8>> {
-        // Some servers answer a listing of an empty directory with 226 and no data connection.
-        let Some(mut data) = self.open_data(verb, arg, None).await? else {
-            return Ok(Vec::new());
-        };
-        let mut raw = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = self.data_io(data.read(&mut buf)).await?;
-            if n == 0 {
-                break;
-            }
-            raw.extend_from_slice(buf.get(..n).unwrap_or_default());
-            if raw.len() > MAX_LISTING {
-                return Err(Error::Protocol(format!(
-                    "listing larger than {MAX_LISTING} bytes"
-                )));
-            }
-        }
-        drop(data);
-        self.finish_transfer(verb, arg).await?;
-        Ok(raw)
-    }
-
-    async fn copy_in<W: AsyncWrite + Unpin>(
-        &self,
-        data: &mut Stream,
-        out: &mut W,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let r = copy::receive(
-            data,
-            out,
-            &self.copy_options(),
-            self.throttle(),
-            &mut |wire, _| progress.advance(wire),
-        )
-        .await;
-        r.map_err(|e| self.copy_error(e))
-    }
-
-    async fn copy_out<R: AsyncRead + Unpin>(
-        &self,
-        input: &mut R,
-        data: &mut Stream,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let r = copy::send(
-            input,
-            data,
-            &self.copy_options(),
-            self.throttle(),
-            &mut |_, local| progress.advance(local),
-        )
-        .await;
-        r.map_err(|e| self.copy_error(e))
-    }
-
-    fn throttle(&self) -> &dyn Throttle {
-        match &self.options.throttle {
-            Some(t) => &**t,
-            None => &Unlimited,
-        }
-    }
-
-    fn copy_options(&self) -> CopyOptions {
-        CopyOptions {
-            ascii: self.ascii,
-            buffer: BUF_SIZE,
-            // A TLS download cut without close_notify is a broken one.
-            require_close_notify: true,
-            ..CopyOptions::new(self.options.timeout)
-        }
-    }
-
-    /// A failed copy as the client reports it: the network, a stall, or the local file.
-    fn copy_error(&self, e: CopyError) -> Error {
-        match e {
-            CopyError::Wire(e) => Error::Network(e),
-            CopyError::Truncated => Error::Network(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            CopyError::Stalled => Error::Timeout(format!(
-                "on the data connection: nothing moved for {} s",
-                self.options.timeout.as_secs()
-            )),
-            CopyError::Local(e) => Error::local(e),
-        }
-    }
-
-    /// One read or write of a data connection, bounded by the timeout (a stalled transfer).
-    async fn data_io<T>(&self, op: impl Future<Output = io::Result<T>>) -> Result<T> {
-        match timeout(self.options.timeout, op).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::Network(e)),
-            Err(_) => Err(Error::Timeout(format!(
-                "on the data connection: nothing moved for {} s",
-                self.options.timeout.as_secs()
-            ))),
-        }
-    }
-
-    /// The reply that ends a transfer: 226 or 250 (after a few further 1xx at most).
-    async fn finish_transfer(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<()> {
-        for _ in 0..10 {
-            let reply = self.read_reply(&describe(verb, arg)).await?;
-            if reply.code.is_preliminary() {
-                continue;
-            }
-            if reply.code.is_completion() {
-                return Ok(());
-            }
-            return Err(refused(verb, arg, reply));
-        }
-        self.broken = true;
-        Err(Error::Protocol(format!(
-            "{}: the server keeps sending preliminary replies",
-            describe(verb, arg)
-        )))
-    }
-
-    /// After a transfer broke on our side or on the data connection: the server's final reply
-    /// tells why (a 451/552 beats "connection reset") and puts the session back in step. When
-    /// it does not come soon, the session is out of step.
-    async fn after_broken_transfer(&mut self, e: Error, verb: &str, arg: Option<&[u8]>) -> Error {
-        let wait = self.options.timeout.min(Duration::from_secs(5));
-        let what = describe(verb, arg);
-        loop {
-            match timeout(wait, self.read_reply(&what)).await {
-                Ok(Ok(reply)) if reply.code.is_preliminary() => continue,
-                Ok(Ok(reply)) => {
-                    let server_said_why = reply.code.is_negative()
-                        && matches!(e, Error::Network(_) | Error::Timeout(_));
-                    return if server_said_why {
-                        refused(verb, arg, reply)
-                    } else {
-                        e
-                    };
-                }
-                Ok(Err(_)) | Err(_) => {
-                    self.broken = true;
-                    return e;
-                }
-            }
-        }
-    }
-
-    fn log_transfer(&self, bytes: u64, started: Instant) {
-        let secs = started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 {
-            format_rate(bytes as f64 / secs)
+    /// Sends `command`; any reply but a completion (2xx) is a refusal.
+    async fn run_ok(&mut self, command: &ClientCommand<'_>) -> Result<Reply> {
+        let reply = self.run(command).await?;
+        if reply.code.is_completion() {
+            Ok(reply)
         } else {
-            "-".into()
-        };
-        self.log_status(format!(
-            "File transfer successful, transferred {bytes} bytes in {secs:.3} seconds ({rate})"
-        ));
-    }
-
-    /// Makes a data connection in the mode the options and this session's experience say, and
-    /// starts `verb` on it (after REST `rest`). Returns once the server said 125/150.
-    /// `None` when the server completed the command without a data connection.
-    async fn open_data(
-        &mut self,
-        verb: &str,
-        arg: Option<&[u8]>,
-        rest: Option<u64>,
-    ) -> Result<Option<Stream>> {
-        let opened = self.open_tcp_data(verb, arg, rest).await?;
-        match opened {
-            Some(tcp) => match self.protect(tcp).await {
-                Ok(s) => Ok(Some(s)),
-                Err(e) => Err(self.after_broken_transfer(e, verb, arg).await),
-            },
-            None => Ok(None),
+            Err(refused(command, reply))
         }
     }
 
-    async fn open_tcp_data(
-        &mut self,
-        verb: &str,
-        arg: Option<&[u8]>,
-        rest: Option<u64>,
-    ) -> Result<Option<TcpStream>> {
-        let mode = self.options.mode;
-        let try_passive = match mode {
-            DataMode::Passive => true,
-            DataMode::Active => false,
-            DataMode::Auto => !self.passive_failed,
-        };
-        if !try_passive {
-            return self.active_open(verb, arg, rest).await;
-        }
-        match self.passive_open(verb, arg, rest).await {
-            Err(e) if mode == DataMode::Auto && e.is_data_connection_failure() => {
-                self.log_status(format!("Passive mode failed ({e}); trying active mode"));
-                let stream = self.active_open(verb, arg, rest).await?;
-                // Only now is active known to work; a passing passive failure alone does not
-                // send every later transfer of the session to active mode.
-                self.passive_failed = true;
-                Ok(stream)
-            }
-            other => other,
-        }
-    }
-
-    async fn passive_open(
-        &mut self,
-        verb: &str,
-        arg: Option<&[u8]>,
-        rest: Option<u64>,
-    ) -> Result<Option<TcpStream>> {
-        let addr = self.enter_passive().await?;
-        let attempt = self.connect_passive(addr).await;
-        let stream = attempt.stream?;
-        if attempt.announced_error.is_some() {
-            // The server's address worked where the announced one did not: keep using it.
-            self.pasv_use_peer = true;
-        }
-        let started = self.start_transfer(verb, arg, rest).await?;
-        Ok(started.then_some(stream))
-    }
-
-    /// EPSV, or PASV when the server refuses EPSV; the address to connect to.
-    async fn enter_passive(&mut self) -> Result<SocketAddr> {
-        if !self.epsv_refused {
-            let reply = self.command("EPSV", None).await?;
-            if reply.code == ReplyCode::EXTENDED_PASSIVE {
-                return self.passive_addr(DataMethod::Epsv, reply);
-            }
-            if !reply.code.is_negative() || reply.code == ReplyCode::SERVICE_UNAVAILABLE {
-                return Err(refused("EPSV", None, reply));
-            }
-            self.epsv_refused = true;
-            if self.peer.is_ipv6() {
-                // PASV cannot carry an IPv6 address.
-                return Err(refused("EPSV", None, reply));
-            }
-        }
-        let reply = self.command("PASV", None).await?;
-        let announced = self.passive_addr(DataMethod::Pasv, reply)?;
-        if self.pasv_use_peer {
-            return Ok(SocketAddr::new(self.peer.ip(), announced.port()));
-        }
-        Ok(announced)
-    }
-
-    /// The address a 229 (EPSV: the server's own, with the port given) or 227 (PASV: as
-    /// announced) reply names; any other reply is a refusal.
-    fn passive_addr(&self, method: DataMethod, reply: Reply) -> Result<SocketAddr> {
-        let text = reply.lines.last().map_or(&[][..], |l| l);
-        match (method, reply.code) {
-            (DataMethod::Epsv, ReplyCode::EXTENDED_PASSIVE) => hostport::parse_epsv_reply(text)
-                .map(|port| SocketAddr::new(self.peer.ip(), port))
-                .map_err(|e| Error::Protocol(format!("EPSV reply: {e}"))),
-            (DataMethod::Pasv, ReplyCode::PASSIVE) => hostport::parse_pasv_reply(text)
-                .map(SocketAddr::V4)
-                .map_err(|e| Error::Protocol(format!("PASV reply: {e}"))),
-            _ => Err(refused(method.name(), None, reply)),
-        }
-    }
-
-    /// Connects to a passive address. One that differs from the server's is not connected to:
-    /// the server's own address is used with the announced port (a server must not steer the
-    /// client to another host: a NAT misconfiguration, or a hostile server aiming it at a local
-    /// service — curl's CVE-2020-8284). With `trust_pasv_address` a plausible one is tried
-    /// briefly first, so that the server's own address can still be tried before its passive
-    /// listener gives up on us.
-    async fn connect_passive(&self, announced: SocketAddr) -> PassiveAttempt {
-        let peer_ip = self.peer.ip();
-        let server_addr = SocketAddr::new(peer_ip, announced.port());
-        if announced.ip() == peer_ip {
-            return PassiveAttempt {
-                stream: self.connect_data(announced, self.options.timeout).await,
-                addr: announced,
-                announced_error: None,
-            };
-        }
-        let class = address_class(announced.ip(), peer_ip);
-        let why = if !self.options.trust_pasv_address {
-            format!(
-                "not connected to: {class}, not the server's (--trust-pasv-address to allow it)"
-            )
-        } else if plausible_data_address(announced.ip(), peer_ip) {
-            let wait = self.options.timeout.min(Duration::from_secs(10));
-            match self.connect_data(announced, wait).await {
-                Ok(stream) => {
-                    return PassiveAttempt {
-                        stream: Ok(stream),
-                        addr: announced,
-                        announced_error: None,
-                    };
-                }
-                Err(e) => e.to_string(),
-            }
-        } else {
-            format!("not tried: {class}")
-        };
-        self.log_status(format!(
-            "Server sent passive reply with address {} ({why}); using the server address {peer_ip} instead",
-            announced.ip()
-        ));
-        PassiveAttempt {
-            stream: self.connect_data(server_addr, self.options.timeout).await,
-            addr: server_addr,
-            announced_error: Some(why),
-        }
-    }
-
-    async fn connect_data(&self, addr: SocketAddr, wait: Duration) -> Result<TcpStream> {
-        match timeout(wait, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(source)) => Err(Error::DataConnect { addr, source }),
-            Err(_) => Err(Error::DataConnect {
-                addr,
-                source: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
-            }),
-        }
-    }
-
-    async fn active_open(
-        &mut self,
-        verb: &str,
-        arg: Option<&[u8]>,
-        rest: Option<u64>,
-    ) -> Result<Option<TcpStream>> {
-        let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
-            .await
-            .map_err(Error::Network)?;
-        let addr = listener.local_addr().map_err(Error::Network)?;
-        if !self.eprt_refused {
-            let eprt = hostport::format_eprt(addr);
-            let reply = self.command("EPRT", Some(eprt.as_bytes())).await?;
-            if reply.code.is_completion() {
-            } else if matches!(
-                reply.code,
-                ReplyCode::SYNTAX_ERROR | ReplyCode::NOT_IMPLEMENTED
-            ) && addr.is_ipv4()
-            {
-                self.eprt_refused = true;
-            } else {
-                // Refused for a reason PORT would share, or IPv6, which PORT cannot carry.
-                return Err(refused("EPRT", Some(eprt.as_bytes()), reply));
-            }
-        }
-        if self.eprt_refused {
-            let SocketAddr::V4(v4) = addr else {
-                return Err(Error::Protocol(
-                    "the server refuses EPRT, and PORT cannot carry an IPv6 address".into(),
-                ));
-            };
-            let port = hostport::format_host_port(v4);
-            self.simple("PORT", Some(port.as_bytes())).await?;
-        }
-        if !self.start_transfer(verb, arg, rest).await? {
-            return Ok(None);
-        }
-        self.accept_data(listener, addr, verb, arg).await.map(Some)
-    }
-
-    /// Waits for the server's active-mode connection to `listener` (bound at `addr`).
-    async fn accept_data(
-        &mut self,
-        listener: TcpListener,
-        addr: SocketAddr,
-        verb: &str,
-        arg: Option<&[u8]>,
-    ) -> Result<TcpStream> {
-        // The server connects after the 1xx reply (or before it; the backlog holds it). Some
-        // servers say 150 first and 425 when their connection fails: watch the control too.
-        let deadline = Instant::now() + self.options.timeout;
-        let what = describe(verb, arg);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            // Accept first: a server connects before it sends data and its 226, so when both
-            // are ready the connection is taken and the 226 stays for `finish_transfer`.
-            let waited = tokio::select! {
-                biased;
-                accepted = timeout(left, listener.accept()) => Waited::Accept(accepted),
-                reply = self.read_reply(&what) => Waited::Reply(reply),
-            };
-            match waited {
-                Waited::Accept(Ok(Ok((stream, from)))) if from.ip() == self.peer.ip() => {
-                    return Ok(stream);
-                }
-                Waited::Accept(Ok(Ok((_, from)))) => {
-                    // Someone else raced for our port: not the server, never take its data.
-                    self.log_status(format!(
-                        "Refused a data connection from {from}: not the server"
-                    ));
-                }
-                Waited::Accept(Ok(Err(e))) => {
-                    // The 150 is read; its 226/425 is still to come.
-                    self.broken = true;
-                    return Err(Error::Network(e));
-                }
-                Waited::Accept(Err(_)) => {
-                    // The server may still answer 425 later: this session is out of step.
-                    self.broken = true;
-                    return Err(Error::DataConnect {
-                        addr,
-                        source: io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "the server did not connect back (active mode)",
-                        ),
-                    });
-                }
-                Waited::Reply(Ok(reply)) if reply.code.is_preliminary() => {}
-                Waited::Reply(Ok(reply)) if reply.code.is_completion() => {
-                    return Err(Error::Protocol(format!(
-                        "{what}: the server said {} before it connected",
-                        reply.code
-                    )));
-                }
-                Waited::Reply(Ok(reply)) => return Err(refused(verb, arg, reply)),
-                Waited::Reply(Err(e)) => return Err(e),
-            }
-        }
-    }
-
-    /// REST (when resuming), then the transfer command. `Ok(true)` once the server says
-    /// 125/150; `Ok(false)` when it completed the command at once (no data connection used).
-    async fn start_transfer(
-        &mut self,
-        verb: &str,
-        arg: Option<&[u8]>,
-        rest: Option<u64>,
-    ) -> Result<bool> {
-        if let Some(offset) = rest {
-            let offset = offset.to_string();
-            let reply = self.command("REST", Some(offset.as_bytes())).await?;
-            if reply.code != ReplyCode::PENDING_FURTHER_INFO {
-                return Err(refused("REST", Some(offset.as_bytes()), reply));
-            }
-        }
-        self.data_started = false;
-        let reply = self.command(verb, arg).await?;
-        if reply.code.is_preliminary() {
-            self.data_started = true;
-            Ok(true)
-        } else if reply.code.is_completion() {
-            Ok(false)
-        } else {
-            Err(refused(verb, arg, reply))
-        }
-    }
-
-    async fn send(&mut self, verb: &str, arg: Option<&[u8]>) -> Result<()> {
-        let mut line = Vec::with_capacity(verb.len() + arg.map_or(0, <[u8]>::len) + 3);
-        line.extend_from_slice(verb.as_bytes());
-        if let Some(arg) = arg {
-            if arg.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(Error::Usage(format!(
-                    "{verb}: the argument contains CR, LF or NUL, which FTP cannot send (nothing was sent)"
-                )));
-            }
-            line.push(b' ');
-            line.extend_from_slice(arg);
-        }
-        line.extend_from_slice(b"\r\n");
-        self.options.log(LogLine::Command(describe(verb, arg)));
+    async fn send(&mut self, command: &ClientCommand<'_>) -> Result<()> {
+        let mut line = Vec::new();
+        command
+            .encode(&mut line)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        self.options.log(LogLine::Command(command.describe()));
         let result = match timeout(self.options.timeout, self.control.write_all(&line)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Network(e)),
-            Err(_) => Err(Error::Timeout(format!("sending {verb}"))),
+            Err(_) => Err(Error::Timeout(format!("sending {}", command.verb()))),
         };
         self.broken |= result.is_err();
         result
@@ -1623,7 +481,7 @@ impl Client {
     async fn read_reply(&mut self, waiting_for: &str) -> Result<Reply> {
         let result = self.read_reply_inner(waiting_for).await;
         match &result {
-            Ok(reply) if reply.code == ReplyCode::SERVICE_UNAVAILABLE => self.broken = true,
+            Ok(reply) if reply.code.closes_session() => self.broken = true,
             Err(_) => self.broken = true,
             Ok(_) => self.replies += 1,
         }
@@ -1682,201 +540,10 @@ impl Client {
     }
 }
 
-/// One way of making a data connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataMethod {
-    Epsv,
-    Pasv,
-    Eprt,
-    Port,
-}
-
-impl DataMethod {
-    pub const ALL: [DataMethod; 4] = [
-        DataMethod::Epsv,
-        DataMethod::Pasv,
-        DataMethod::Eprt,
-        DataMethod::Port,
-    ];
-
-    /// The command's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            DataMethod::Epsv => "EPSV",
-            DataMethod::Pasv => "PASV",
-            DataMethod::Eprt => "EPRT",
-            DataMethod::Port => "PORT",
-        }
-    }
-
-    pub fn is_passive(self) -> bool {
-        matches!(self, DataMethod::Epsv | DataMethod::Pasv)
-    }
-}
-
-/// What [`Client::probe_listing`] saw.
-#[derive(Debug)]
-pub struct Probe {
-    pub method: DataMethod,
-    /// The reply to EPSV, PASV, EPRT or PORT.
-    pub setup_reply: Option<Reply>,
-    /// The address a PASV reply announced.
-    pub announced: Option<SocketAddr>,
-    /// Where the data connection went (passive) or was expected at (active).
-    pub data_addr: Option<SocketAddr>,
-    /// Why the announced PASV address failed, when it differs from the server's and failed.
-    pub announced_error: Option<String>,
-    /// The server's own address was used instead of the announced one.
-    pub used_control_address: bool,
-    /// Under PROT P: the data connection's TLS (`Some(true)` when it resumed the control
-    /// connection's session).
-    pub data_tls_resumed: Option<bool>,
-    /// Bytes of listing received, or what went wrong.
-    pub result: Result<usize>,
-    pub elapsed: Duration,
-}
-
-/// How [`Client::connect_passive`] went.
-struct PassiveAttempt {
-    stream: Result<TcpStream>,
-    /// Where the connection went (or was last tried).
-    addr: SocketAddr,
-    /// Why the announced address was not used, when the server's own was used instead.
-    announced_error: Option<String>,
-}
-
-/// What the active-mode wait saw first.
-enum Waited<A> {
-    Accept(A),
-    Reply(Result<Reply>),
-}
-
-/// What kind of address a PASV reply announced, next to the server's: for the log and the
-/// troubleshooter.
-pub fn address_class(announced: IpAddr, peer: IpAddr) -> &'static str {
-    match announced {
-        a if a.is_unspecified() => "an unspecified address",
-        a if a.is_ipv4() != peer.is_ipv4() => "an address of the other IP family",
-        a if a.is_loopback() => "a loopback address",
-        IpAddr::V4(v4) if v4.is_link_local() => "a link-local address",
-        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => "a link-local address",
-        a if is_local_address(a) => "a private address",
-        _ => "a public address",
-    }
-}
-
-/// Whether a PASV address that differs from the server's is worth trying: not when it is
-/// unspecified, or loopback / private / link-local while the server is not (the address of a
-/// server behind NAT, as seen from inside).
-fn plausible_data_address(announced: IpAddr, peer: IpAddr) -> bool {
-    !announced.is_unspecified() && (!is_local_address(announced) || is_local_address(peer))
-}
-
-/// Loopback, private (RFC 1918, IPv6 unique local) or link-local: an address that means
-/// something only inside one network.
-pub(crate) fn is_local_address(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-/// How a command shows in the log and in errors: the password masked.
-fn describe(verb: &str, arg: Option<&[u8]>) -> String {
-    match arg {
-        _ if verb.eq_ignore_ascii_case("PASS") => "PASS ****".into(),
-        Some(arg) => format!("{verb} {}", String::from_utf8_lossy(arg)),
-        None => verb.to_string(),
-    }
-}
-
-fn refused(verb: &str, arg: Option<&[u8]>, reply: Reply) -> Error {
+/// The server said no to `command`.
+fn refused(command: &ClientCommand<'_>, reply: Reply) -> Error {
     Error::Refused {
-        command: describe(verb, arg),
+        command: command.describe(),
         reply,
-    }
-}
-
-/// The entry of an MLST facts line. MLST gives the path as asked: its last component is the
-/// name.
-pub fn mlst_entry(line: &[u8]) -> Option<Entry> {
-    match entry::parse_mlsx_line(line)? {
-        MlsxLine::Entry(mut e) => {
-            if let Some(i) = e.name.iter().rposition(|&b| b == b'/') {
-                e.name.drain(..=i);
-            }
-            Some(e)
-        }
-        MlsxLine::SelfOrParent => None,
-    }
-}
-
-/// The quoted path of a 257 reply.
-fn parse_257(text: &[u8]) -> Option<Vec<u8>> {
-    let start = text.iter().position(|&b| b == b'"')? + 1;
-    let mut out = Vec::new();
-    let mut i = start;
-    while let Some(&b) = text.get(i) {
-        if b == b'"' {
-            if text.get(i + 1) == Some(&b'"') {
-                out.push(b'"');
-                i += 2;
-                continue;
-            }
-            return Some(out);
-        }
-        out.push(b);
-        i += 1;
-    }
-    None
-}
-
-/// `12.3 MB/s`, decimal units as network rates are given.
-pub fn format_rate(bytes_per_sec: f64) -> String {
-    const UNITS: [&str; 5] = ["B/s", "kB/s", "MB/s", "GB/s", "TB/s"];
-    let mut v = bytes_per_sec;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pwd_quoting() {
-        assert_eq!(parse_257(b"\"/a\"\"b\" is current").unwrap(), b"/a\"b");
-        assert_eq!(parse_257(b"no quotes"), None);
-    }
-
-    #[test]
-    fn feat_parsing() {
-        let reply = Reply::multi(
-            ReplyCode::SYSTEM_STATUS,
-            vec![
-                b"Features:".to_vec(),
-                b" MLST type*;size*;".to_vec(),
-                b" REST STREAM".to_vec(),
-                b" SIZE".to_vec(),
-                b" UTF8".to_vec(),
-                b"End".to_vec(),
-            ],
-        );
-        let f = Features::parse(&reply);
-        assert!(f.mlst && f.rest_stream && f.size && f.utf8 && !f.mdtm);
-    }
-
-    #[test]
-    fn masked_password() {
-        assert_eq!(describe("PASS", Some(b"secret")), "PASS ****");
-        assert_eq!(describe("RETR", Some(b"a b")), "RETR a b");
     }
 }
