@@ -36,6 +36,17 @@ struct Failed {
     next: Next,
 }
 
+impl Failed {
+    /// A failure no other method would mend (the control connection broke, a reply made no
+    /// sense, a local socket could not be had).
+    fn give_up(error: Error) -> Failed {
+        Failed {
+            error,
+            next: Next::GiveUp,
+        }
+    }
+}
+
 impl Client {
     /// Makes a data connection in the mode the options and this session's experience say, and
     /// starts `command` on it (after REST `rest`). Returns once the server said 125/150.
@@ -106,10 +117,7 @@ impl Client {
         method: DataMethod,
         command: &ClientCommand<'_>,
     ) -> Result<Reply, Failed> {
-        let reply = self.run(command).await.map_err(|error| Failed {
-            error,
-            next: Next::GiveUp,
-        })?;
+        let reply = self.run(command).await.map_err(Failed::give_up)?;
         match self.data.on_reply(method, reply.code) {
             Next::Use => Ok(reply),
             next => Err(Failed {
@@ -130,11 +138,7 @@ impl Client {
             _ => ClientCommand::Pasv,
         };
         let reply = self.set_up(method, &setup).await?;
-        let give_up = |error| Failed {
-            error,
-            next: Next::GiveUp,
-        };
-        let announced = self.passive_addr(method, reply).map_err(give_up)?;
+        let announced = self.passive_addr(method, reply).map_err(Failed::give_up)?;
         let addr = self.data.pasv_destination(announced, self.peer.ip());
         let attempt = self.connect_passive(addr).await;
         let stream = attempt.stream.map_err(|e| self.failed(method, e))?;
@@ -231,15 +235,11 @@ impl Client {
         command: &ClientCommand<'_>,
         rest: Option<u64>,
     ) -> Result<Option<TcpStream>, Failed> {
-        let give_up = |error| Failed {
-            error,
-            next: Next::GiveUp,
-        };
-        let (listener, addr) = self.listen().await.map_err(give_up)?;
+        let (listener, addr) = self.listen().await.map_err(Failed::give_up)?;
         let setup = match (method, addr) {
             (DataMethod::Port, SocketAddr::V4(v4)) => ClientCommand::Port(v4),
             (DataMethod::Port, SocketAddr::V6(_)) => {
-                return Err(give_up(Error::Protocol(
+                return Err(Failed::give_up(Error::Protocol(
                     "the server refuses EPRT, and PORT cannot carry an IPv6 address".into(),
                 )));
             }
