@@ -62,13 +62,12 @@
 //! assert!(ClientCommand::Dele(b"a\r\nRMD b").encode(&mut line).is_err());
 //! ```
 
+mod address;
 mod command;
 mod feat;
 mod strategy;
 
+pub use address::{PassiveTarget, Unused, address_class, is_local_address, plausible_data_address};
 pub use command::{ClientCommand, EncodeError};
 pub use feat::{Features, parse_257};
-pub use strategy::{
-    DataMethod, DataMode, DataStrategy, Family, Next, PassiveTarget, Unused, address_class,
-    is_local_address, plausible_data_address,
-};
+pub use strategy::{DataMethod, DataMode, DataStrategy, Family, Next};
