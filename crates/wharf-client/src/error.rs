@@ -86,7 +86,7 @@ impl Error {
         let Error::Refused { reply, .. } = self else {
             return false;
         };
-        if reply.code == ReplyCode::SERVICE_UNAVAILABLE {
+        if reply.code.closes_session() {
             return true;
         }
         let text = reply.text().to_ascii_lowercase();
@@ -98,7 +98,9 @@ impl Error {
     /// it could not be made, or the server answered 425 "can't open data connection".
     pub fn is_data_connection_failure(&self) -> bool {
         matches!(self, Error::DataConnect { .. })
-            || self.reply_code() == Some(ReplyCode::CANT_OPEN_DATA)
+            || self
+                .reply_code()
+                .is_some_and(ReplyCode::is_data_connection_failure)
     }
 
     /// A local file error whose path is filled in later with [`Error::at`].

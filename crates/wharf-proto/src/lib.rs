@@ -4,6 +4,8 @@
 //! the data-connection addresses of PORT, PASV, EPRT and EPSV, formats `ls -l` and RFC 3659 MLSx
 //! listings, normalises paths inside a user's jail, and converts TYPE A line endings. It never
 //! touches a socket, a file or a clock, so server and client share it and it can be fuzzed.
+//! [`server`] is the server's session and [`client`] the client's decisions (typed commands, the
+//! data-connection strategy, FEAT and 257 parsing), each with its driving contract.
 //!
 //! ```
 //! use wharf_proto::{Command, LineBuffer, LineEvent, Reply, ReplyCode, VPath};
@@ -20,6 +22,7 @@
 //! ```
 
 pub mod ascii;
+pub mod client;
 pub mod command;
 pub mod diag;
 pub mod entry;

@@ -113,6 +113,38 @@ impl ReplyCode {
     pub fn refuses_writing(self) -> bool {
         matches!(self.0, 450 | 532 | 550 | 553)
     }
+
+    // Classes the client decides by.
+
+    /// The server does not know the command at all (500 unrecognised, 502 not implemented):
+    /// another command for the same job may work (PASV for EPSV, PORT for EPRT, LIST for MLSD,
+    /// MDTM for MFMT), and asking again will not.
+    pub fn is_unknown_command(self) -> bool {
+        matches!(self.0, 500 | 502)
+    }
+
+    /// 421: the server is closing the control connection; the command was not carried out and
+    /// nothing more can be asked on this session.
+    pub fn closes_session(self) -> bool {
+        self.0 == 421
+    }
+
+    /// 425: the server could not open (or accept) the data connection: another data method may
+    /// work where this one does not.
+    pub fn is_data_connection_failure(self) -> bool {
+        self.0 == 425
+    }
+
+    /// The reply to PASS that ends a login: 230, or 202 (superfluous: the account needed no
+    /// password after all).
+    pub fn is_logged_in(self) -> bool {
+        matches!(self.0, 202 | 230)
+    }
+
+    /// 120: the server will be ready in a moment (RFC 959): its welcome is still to come.
+    pub fn is_ready_soon(self) -> bool {
+        self.0 == 120
+    }
 }
 
 impl fmt::Display for ReplyCode {

@@ -464,7 +464,8 @@ fn unreachable_command(command: &str) -> Result<(), Error> {
 /// The connection is gone (the server closed it, a reset, 421): worth a reconnect.
 fn lost(e: &Error) -> bool {
     matches!(e, Error::Closed | Error::Network(_))
-        || e.reply_code() == Some(wharf_proto::ReplyCode::SERVICE_UNAVAILABLE)
+        || e.reply_code()
+            .is_some_and(wharf_proto::ReplyCode::closes_session)
 }
 
 fn usage(text: &str) -> Error {
