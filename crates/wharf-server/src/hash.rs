@@ -36,9 +36,12 @@ const IN_FLIGHT: usize = 2;
 static CRC32: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
 
-/// One running digest (boxed: the states differ in size, and one lives per hash).
+/// One running digest (boxed: the states differ in size, and one lives per hash). SHA-1 is the
+/// RustCrypto crate's, not ring's: ring computes it without the CPU's SHA instructions, at
+/// about half the speed (docs/BENCHMARKS.md).
 enum Hasher {
     Ring(Box<ring::digest::Context>),
+    Sha1(Box<sha1::Sha1>),
     Md5(Box<md5::Md5>),
     Crc32(crc::Digest<'static, u32, crc::Table<16>>),
 }
@@ -47,7 +50,7 @@ impl Hasher {
     fn new(algorithm: HashAlgorithm) -> Hasher {
         let ring = |a| Hasher::Ring(Box::new(ring::digest::Context::new(a)));
         match algorithm {
-            HashAlgorithm::Sha1 => ring(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+            HashAlgorithm::Sha1 => Hasher::Sha1(Box::default()),
             HashAlgorithm::Sha256 => ring(&ring::digest::SHA256),
             HashAlgorithm::Sha512 => ring(&ring::digest::SHA512),
             HashAlgorithm::Md5 => Hasher::Md5(Box::default()),
@@ -58,6 +61,7 @@ impl Hasher {
     fn update(&mut self, bytes: &[u8]) {
         match self {
             Hasher::Ring(c) => c.update(bytes),
+            Hasher::Sha1(s) => s.update(bytes),
             Hasher::Md5(m) => m.update(bytes),
             Hasher::Crc32(c) => c.update(bytes),
         }
@@ -66,6 +70,7 @@ impl Hasher {
     fn finish(self) -> Vec<u8> {
         match self {
             Hasher::Ring(c) => c.finish().as_ref().to_vec(),
+            Hasher::Sha1(s) => s.finalize().to_vec(),
             Hasher::Md5(m) => m.finalize().to_vec(),
             Hasher::Crc32(c) => c.finalize().to_be_bytes().to_vec(),
         }
