@@ -1,6 +1,23 @@
 //! The hash algorithms of the HASH command (draft-bryan-ftpext-hash) and of the older `X`
 //! commands (`XSHA256 path [start end]` and its kin) that clients such as WinSCP send: their
 //! names on the wire, the FEAT line, and the digest's text in each reply form.
+//!
+//! The reply forms follow what ProFTPD 1.3.8's mod_digest answered when asked by hand (Python's
+//! ftplib, `sendcmd`, a 12-byte `a.txt`):
+//! - `HASH a.txt` → `213-Computing SHA-1 digest` then `213 SHA-1 0-12 22596363…d511 a.txt`: the
+//!   range's end is the file's length (exclusive), the digest in lower case, the path as sent;
+//! - `OPTS HASH` → `200 SHA-1` (its default); `OPTS HASH MD5` → `200 MD5`; `OPTS HASH FOO` →
+//!   `501 FOO: Unsupported algorithm`;
+//! - `XSHA256 a.txt` → `250-Computing SHA256 digest` then `250 A948904F…A447`: code 250, upper
+//!   case, the digest alone; `XSHA256 a.txt 0 5` → the digest of the first five bytes;
+//!   `XMD5 a.txt 12` → `501 Invalid number of parameters`; `XMD5 a.txt 5 2` and `… 0 0` → 501
+//!   (the end must lie after the start); `XMD5 a.txt 13 13` → `501 XMD5: end exceeds file size`;
+//! - a missing file → 550; a directory → 553 for HASH, 550 for the X commands.
+//!
+//! Wharf sends the final line only (the `Computing` line carries nothing a client reads), 550
+//! for a directory as RETR does, SHA-256 by default, and 250 for the X commands as ProFTPD does
+//! (the issue asked for 213 "as ProFTPD does"; ProFTPD 1.3.8 answers 250, so Wharf does too,
+//! and a client tuned on ProFTPD sees what it knows).
 
 /// An algorithm a client may ask the server to hash a file with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -326,3 +326,44 @@ fn s3_range_and_abor() {
     assert!(asked.elapsed() < Duration::from_secs(2));
     assert_eq!(ftp.cmd("NOOP").code, 200);
 }
+
+/// The reply forms are ProFTPD's (1.3.8, mod_digest): the same commands on the same file get
+/// the same final reply line from both (ProFTPD sends a `Computing …` line first).
+#[test]
+fn replies_match_proftpd() {
+    use wharf_testkit::peers;
+    let proftpd = peers::proftpd_with(&["LoadModule mod_digest.c", "DigestEngine on"]);
+    let wharf = crate::server().start();
+    let data = pattern(100_000, 5);
+    proftpd.seed("f.bin", &data);
+    std::fs::write(wharf.path("f.bin"), &data).unwrap();
+    let mut theirs = Ftp::login_to(proftpd.addr, peers::USER, peers::PASSWORD);
+    let mut ours = Ftp::login_to(wharf.addr, "anonymous", "x");
+    let last = |ftp: &mut Ftp, cmd: &str| {
+        let r = ftp.cmd(cmd);
+        r.text.lines().last().unwrap_or_default().to_string()
+    };
+    let mut cmds = vec!["OPTS HASH SHA-256".to_string(), "HASH f.bin".to_string()];
+    for verb in ["XSHA1", "XSHA256", "XSHA512", "XMD5", "XCRC"] {
+        cmds.push(format!("{verb} f.bin"));
+        cmds.push(format!("{verb} f.bin 3 99999"));
+        cmds.push(format!("{verb} f.bin 99999 100000"));
+    }
+    for algorithm in ["SHA-1", "SHA-512", "MD5", "CRC32"] {
+        cmds.push(format!("OPTS HASH {algorithm}"));
+        cmds.push("HASH f.bin".to_string());
+    }
+    for cmd in &cmds {
+        assert_eq!(last(&mut ours, cmd), last(&mut theirs, cmd), "{cmd}");
+    }
+    // Refused alike (the texts differ).
+    for cmd in [
+        "XMD5 f.bin 5 2",
+        "XMD5 f.bin 0 100001",
+        "XCRC nope",
+        "OPTS HASH FOO",
+    ] {
+        let (a, b) = (ours.cmd(cmd).code, theirs.cmd(cmd).code);
+        assert_eq!(a, b, "{cmd}");
+    }
+}
