@@ -4,6 +4,7 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 
+use crate::hash::HashAlgorithm;
 use crate::hostport::{self, EpsvArg, HostPortError};
 use crate::reply::{Reply, ReplyCode};
 use crate::time::UtcTime;
@@ -27,6 +28,9 @@ pub enum Opts {
     Utf8(bool),
     /// `OPTS MLST fact;fact;` (the fact list, unparsed).
     Mlst(Vec<u8>),
+    /// `OPTS HASH [name]`: ask for the session's hash algorithm, or choose one (the name as
+    /// sent; the session says whether it knows it).
+    Hash(Option<Vec<u8>>),
 }
 
 /// `SITE` sub-commands.
@@ -110,6 +114,15 @@ pub enum Command {
     Pbsz(u64),
     Prot(ProtLevel),
     Ccc,
+    /// `HASH path` (draft-bryan-ftpext-hash): the whole file, with the session's algorithm.
+    Hash(Vec<u8>),
+    /// `XSHA1`, `XSHA256`, `XSHA512`, `XMD5`, `XCRC`: `path [start end]`, the bytes from
+    /// `start` up to (not including) `end`, or the whole file.
+    XHash {
+        algorithm: HashAlgorithm,
+        path: Vec<u8>,
+        range: Option<(u64, u64)>,
+    },
 }
 
 /// Why a line is not a command the server can run. Each maps to one reply in [`ParseError::reply`].
@@ -176,7 +189,10 @@ impl Command {
             Some(i) => (&line[..i], Some(&line[i + 1..])),
             None => (line, None),
         };
-        if verb.is_empty() || verb.len() > 8 || !verb.iter().all(u8::is_ascii_alphabetic) {
+        // Letters, and digits after the first (XSHA256).
+        let well_formed = verb.first().is_some_and(u8::is_ascii_alphabetic)
+            && verb.iter().all(u8::is_ascii_alphanumeric);
+        if verb.len() > 8 || !well_formed {
             return Err(ParseError::Unknown);
         }
         let verb = verb.to_ascii_uppercase();
@@ -281,6 +297,11 @@ impl Command {
                 _ => Err(ParseError::ParameterNotImplemented),
             },
             b"CCC" => none(Command::Ccc),
+            b"HASH" => need().map(Command::Hash),
+            x if HashAlgorithm::from_x_verb(x).is_some() => {
+                let algorithm = HashAlgorithm::from_x_verb(x).ok_or(ParseError::Unknown)?;
+                parse_x_hash(algorithm, &need()?)
+            }
             // Known verbs this server does not offer (other security mechanisms, record/block modes).
             b"ADAT" | b"MIC" | b"CONF" | b"ENC" | b"SMNT" | b"LANG" | b"LPRT" | b"LPSV"
             | b"XSEN" | b"XSEM" | b"MAIL" | b"MLFL" | b"MRCP" | b"MRSQ" | b"MSAM" | b"MSND"
@@ -338,6 +359,8 @@ impl Command {
             Command::Pbsz(_) => "PBSZ",
             Command::Prot(_) => "PROT",
             Command::Ccc => "CCC",
+            Command::Hash(_) => "HASH",
+            Command::XHash { algorithm, .. } => algorithm.x_verb(),
         }
     }
 }
@@ -345,10 +368,10 @@ impl Command {
 /// The verbs HELP lists: every command [`Command::parse`] accepts.
 pub const HELP_VERBS: &[&str] = &[
     "ABOR", "ACCT", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT",
-    "HELP", "HOST", "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS",
-    "PASS", "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REIN", "REST", "RETR", "RMD", "RNFR",
-    "RNTO", "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD",
-    "XMKD", "XPWD", "XRMD",
+    "HASH", "HELP", "HOST", "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP",
+    "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REIN", "REST", "RETR", "RMD",
+    "RNFR", "RNTO", "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCRC",
+    "XCUP", "XCWD", "XMD5", "XMKD", "XPWD", "XRMD", "XSHA1", "XSHA256", "XSHA512",
 ];
 
 fn parse_type(arg: &[u8]) -> Result<TransferType, ParseError> {
@@ -385,6 +408,9 @@ fn parse_opts(arg: &[u8]) -> Result<Opts, ParseError> {
     if name.eq_ignore_ascii_case(b"MLST") {
         return Ok(Opts::Mlst(rest.to_vec()));
     }
+    if name.eq_ignore_ascii_case(b"HASH") {
+        return Ok(Opts::Hash((!rest.is_empty()).then(|| rest.to_vec())));
+    }
     Err(ParseError::BadArgument)
 }
 
@@ -410,6 +436,47 @@ fn parse_site(arg: &[u8]) -> Result<Site, ParseError> {
         }
         _ => Ok(Site::Unknown(sub)),
     }
+}
+
+/// An `X` hash command's argument: `path`, or `path start end`.
+///
+/// The two numbers are the last two words, when both are decimal and something is left before
+/// them for the path; `start` must be below `end` (as ProFTPD requires). A name that itself ends
+/// in two numeric words ("disc 1 2") is read as a range, so such a file can be hashed whole
+/// only with HASH. A single trailing number is part of the name ("track 12"): ProFTPD refuses
+/// that form, so no client sends `path start`, and such names are common.
+fn parse_x_hash(algorithm: HashAlgorithm, arg: &[u8]) -> Result<Command, ParseError> {
+    let whole = || {
+        Ok(Command::XHash {
+            algorithm,
+            path: arg.to_vec(),
+            range: None,
+        })
+    };
+    let number = |w: &[u8]| -> Option<u64> {
+        if w.is_empty() || !w.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(w).ok()?.parse().ok()
+    };
+    let mut words = arg.rsplitn(3, |&b| b == b' ');
+    let (Some(last), Some(before), Some(path)) = (words.next(), words.next(), words.next()) else {
+        return whole();
+    };
+    let (Some(start), Some(end)) = (number(before), number(last)) else {
+        return whole();
+    };
+    if path.is_empty() {
+        return whole();
+    }
+    if start >= end {
+        return Err(ParseError::BadArgument);
+    }
+    Ok(Command::XHash {
+        algorithm,
+        path: path.to_vec(),
+        range: Some((start, end)),
+    })
 }
 
 /// Drops leading `ls` options (`-a`, `-la`, `-l -a`) from a LIST/NLST/STAT argument, which many
@@ -690,6 +757,44 @@ mod tests {
         assert_eq!(code(b"SITE CHMOD 4755 x"), 501);
         assert_eq!(code(b"SITE CHMOD 755"), 501);
         assert_eq!(code(b"OPTS FOO"), 501);
+    }
+
+    #[test]
+    fn hash_commands() {
+        use crate::hash::HashAlgorithm::*;
+        assert_eq!(parse(b"HASH a b"), Ok(Command::Hash(b"a b".to_vec())));
+        assert_eq!(parse(b"hash x"), Ok(Command::Hash(b"x".to_vec())));
+        let x = |algorithm, path: &[u8], range| Command::XHash {
+            algorithm,
+            path: path.to_vec(),
+            range,
+        };
+        let cases: Vec<(&[u8], Command)> = vec![
+            (b"XSHA256 a.txt", x(Sha256, b"a.txt", None)),
+            (b"xsha1 a.txt 0 5", x(Sha1, b"a.txt", Some((0, 5)))),
+            (b"XSHA512 my file 2 9", x(Sha512, b"my file", Some((2, 9)))),
+            (b"XMD5 track 12", x(Md5, b"track 12", None)),
+            (b"XCRC 0 5", x(Crc32, b"0 5", None)),
+            (b"XCRC a 1 x", x(Crc32, b"a 1 x", None)),
+            (b"XCRC a -1 5", x(Crc32, b"a -1 5", None)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(line), Ok(want), "{}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(parse(b"XCRC a").unwrap().verb(), "XCRC");
+        assert_eq!(parse(b"XSHA256 a").unwrap().verb(), "XSHA256");
+        assert_eq!(parse(b"OPTS HASH"), Ok(Command::Opts(Opts::Hash(None))));
+        assert_eq!(
+            parse(b"OPTS hash sha-512"),
+            Ok(Command::Opts(Opts::Hash(Some(b"sha-512".to_vec()))))
+        );
+        let code = |l: &[u8]| parse(l).unwrap_err().reply().code.0;
+        assert_eq!(code(b"HASH"), 501);
+        assert_eq!(code(b"XSHA256"), 501);
+        assert_eq!(code(b"XMD5 a 5 2"), 501, "start after end");
+        assert_eq!(code(b"XMD5 a 5 5"), 501, "an empty range");
+        assert_eq!(code(b"XSHA384 a"), 500);
+        assert_eq!(code(b"9SHA a"), 500);
     }
 
     #[test]

@@ -261,6 +261,15 @@ fn outcome_for(action: &Action, pick: u8) -> Outcome {
                 bytes: u64::from(pick),
             },
         }),
+        Action::Hash(spec) => Outcome::Hashed(match pick % 5 {
+            0 => Err(TransferEnd::Aborted),
+            1 => Err(TransferEnd::Local),
+            2 => Err(TransferEnd::ControlLost),
+            3 if pick & 32 != 0 => Err(TransferEnd::Kicked),
+            _ => Ok(crate::server::HashDone {
+                digest: vec![pick; spec.algorithm.digest_len()],
+            }),
+        }),
         _ => Outcome::Opened(if pick % 5 == 0 {
             Err(FsError::NotFound)
         } else {

@@ -29,6 +29,7 @@ pub mod entry;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod glob;
+pub mod hash;
 pub mod hostport;
 pub mod listing;
 pub mod path;
@@ -42,6 +43,7 @@ pub mod x509;
 mod robustness;
 
 pub use command::{Command, LineBuffer, LineEvent, ParseError, ProtLevel, TransferType};
+pub use hash::HashAlgorithm;
 pub use listing::{FileInfo, FileKind};
 pub use path::{PathError, VPath};
 pub use reply::{Reply, ReplyCode, ReplyParser};

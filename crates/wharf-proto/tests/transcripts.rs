@@ -13,10 +13,11 @@
 //! - `! SUMMARY`: the next action asked for since the last `>` is SUMMARY.
 //! - `= OUTCOME`: the outcome of the next action that needs one (`login rejected`,
 //!   `login unavailable`, `login refused`, `login home`, `passive fail`, `tls fail`, `storage NotFound`,
-//!   `opened NotFound`, `transfer wire`, `transfer noconnection`, `transfer notresumed`, …).
+//!   `opened NotFound`, `transfer wire`, `transfer noconnection`, `transfer notresumed`, …;
+//!   `hashed HEX` or `hashed local` ends a running hash).
 //! - `~ N`: N milliseconds pass (then timers fire; `!` lines after it see their actions).
-//! - `* LINE`: the client sends LINE while the running transfer still runs (it ends only on
-//!   `= transfer …` given before, or on ABOR).
+//! - `* LINE`: the client sends LINE while the running transfer (or hash) still runs (it ends
+//!   only on `= transfer …` / `= hashed …`, or on ABOR).
 //! - `. closed` / `. open`: the session is closed / still open.
 //! - `#`: a comment.
 
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wharf_proto::server::{
-    Action, Capabilities, DataChannel, FsError, LoginResult, Opened, Outcome, Output,
+    Action, Capabilities, DataChannel, FsError, HashDone, LoginResult, Opened, Outcome, Output,
     PassiveOpened, Permissions, Policy, Session, StorageDone, StorageOp, TlsMode, TransferEnd,
     User, WriteMode,
 };
@@ -181,19 +182,21 @@ impl World {
                     String::from_utf8_lossy(name)
                 ))
             }),
-            Action::OpenRead { path, offset } => Outcome::Opened(self.info(path).and_then(|i| {
-                if i.kind != FileKind::File {
-                    return Err(FsError::NotAFile);
-                }
-                if *offset > i.size {
-                    return Err(FsError::BadOffset);
-                }
-                Ok(Opened {
-                    len: i.size,
-                    is_dir: false,
-                    name: None,
-                })
-            })),
+            Action::OpenRead { path, offset, .. } => {
+                Outcome::Opened(self.info(path).and_then(|i| {
+                    if i.kind != FileKind::File {
+                        return Err(FsError::NotAFile);
+                    }
+                    if *offset > i.size {
+                        return Err(FsError::BadOffset);
+                    }
+                    Ok(Opened {
+                        len: i.size,
+                        is_dir: false,
+                        name: None,
+                    })
+                }))
+            }
             Action::OpenWrite { path, .. } => Outcome::Opened(match self.info(&path.parent()) {
                 Ok(_) => {
                     self.tree.entry(path.to_bytes()).or_insert(Node::File(0));
@@ -238,7 +241,7 @@ impl World {
                     name: None,
                 }))
             }
-            Action::Transfer(_) => {
+            Action::Transfer(_) | Action::Hash(_) => {
                 self.transfer_running = true;
                 return None;
             }
@@ -262,7 +265,24 @@ fn summary(a: &Action) -> String {
         }
         Action::ClosePassive => "ClosePassive".into(),
         Action::StartTls { discarded } => format!("StartTls discarded={discarded}"),
-        Action::OpenRead { path, offset } => format!("OpenRead {path} {offset}"),
+        Action::OpenRead {
+            path,
+            offset,
+            end: None,
+        } => format!("OpenRead {path} {offset}"),
+        Action::OpenRead {
+            path,
+            offset,
+            end: Some(end),
+        } => format!("OpenRead {path} {offset} end={end}"),
+        Action::Hash(spec) => format!(
+            "Hash {} {} {} {}-{}",
+            spec.verb,
+            spec.path.as_ref().unwrap(),
+            spec.algorithm.name(),
+            spec.start,
+            spec.end
+        ),
         Action::OpenWrite { path, mode } => format!("OpenWrite {path} {mode:?}"),
         Action::OpenUnique { dir } => format!("OpenUnique {dir}"),
         Action::OpenList { path, glob: None } => format!("OpenList {path}"),
@@ -324,6 +344,13 @@ fn scripted(spec: &str) -> Outcome {
         ("tls", "fail") => Outcome::Tls(Err(())),
         ("storage", e) => Outcome::Storage(Err(fs_error(e))),
         ("opened", e) => Outcome::Opened(Err(fs_error(e))),
+        ("hashed", "local") => Outcome::Hashed(Err(TransferEnd::Local)),
+        ("hashed", hex) => Outcome::Hashed(Ok(HashDone {
+            digest: (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect(),
+        })),
         ("transfer", end) => Outcome::Transfer(match end {
             "done" => TransferEnd::Done { bytes: 1 },
             "noconnection" => TransferEnd::NoConnection,
@@ -353,6 +380,8 @@ struct Run {
     scripted: VecDeque<Outcome>,
     /// A transfer waits for its end: the outcome comes from a script line or ABOR.
     in_transfer: bool,
+    /// The running work is a hash (ABOR ends it with a hash's outcome).
+    in_hash: bool,
 }
 
 impl Run {
@@ -430,10 +459,12 @@ impl Run {
                     if matches!(action, Action::AbortTransfer) {
                         self.in_transfer = false;
                         let now = self.now;
-                        self.session
-                            .as_mut()
-                            .unwrap()
-                            .handle_outcome(Outcome::Transfer(TransferEnd::Aborted), now);
+                        let aborted = if self.in_hash {
+                            Outcome::Hashed(Err(TransferEnd::Aborted))
+                        } else {
+                            Outcome::Transfer(TransferEnd::Aborted)
+                        };
+                        self.session.as_mut().unwrap().handle_outcome(aborted, now);
                         continue;
                     }
                     if !action.needs_outcome() {
@@ -456,7 +487,10 @@ impl Run {
                             let now = self.now;
                             self.session.as_mut().unwrap().handle_outcome(o, now);
                         }
-                        None => self.in_transfer = true,
+                        None => {
+                            self.in_transfer = true;
+                            self.in_hash = matches!(action, Action::Hash(_));
+                        }
                     }
                 }
             }
@@ -481,6 +515,7 @@ fn run_transcript(name: &str, text: &str) {
         actions: VecDeque::new(),
         scripted: VecDeque::new(),
         in_transfer: false,
+        in_hash: false,
     };
     for (no, line) in text.lines().enumerate() {
         let at = format!("{name}:{}", no + 1);
@@ -551,7 +586,7 @@ fn run_transcript(name: &str, text: &str) {
             }
             "=" => {
                 let outcome = scripted(rest);
-                if run.in_transfer && matches!(outcome, Outcome::Transfer(_)) {
+                if run.in_transfer && matches!(outcome, Outcome::Transfer(_) | Outcome::Hashed(_)) {
                     run.in_transfer = false;
                     let now = run.now;
                     run.session().handle_outcome(outcome, now);

@@ -15,8 +15,9 @@ use tracing::{debug, error, info, warn};
 use wharf_net::Stream;
 use wharf_net::copy::CopyError;
 use wharf_proto::server::{
-    Action, ActiveRefusal, Body, DataChannel, DataFailure, LoginResult, Note, Opened, Outcome,
-    Output, PassiveOpened, Session, StorageDone, StorageOp, TransferEnd, TransferSpec, User,
+    Action, ActiveRefusal, Body, DataChannel, DataFailure, HashDone, HashSpec, LoginResult, Note,
+    Opened, Outcome, Output, PassiveOpened, Session, StorageDone, StorageOp, TransferEnd,
+    TransferSpec, User,
 };
 use wharf_proto::{FileKind, LineBuffer, LineEvent, Reply, ReplyCode, VPath};
 
@@ -773,8 +774,8 @@ impl Driver {
                 let r = self.start_tls(discarded).await;
                 self.done(Outcome::Tls(r))
             }),
-            Action::OpenRead { path, offset } => Box::pin(async move {
-                let r = self.open_read(&path, offset).await;
+            Action::OpenRead { path, offset, end } => Box::pin(async move {
+                let r = self.open_read(&path, offset, end).await;
                 self.done(Outcome::Opened(r.map_err(|e| e.kind())))
             }),
             Action::OpenWrite { path, mode } => Box::pin(async move {
@@ -796,6 +797,10 @@ impl Driver {
             Action::Transfer(spec) => Box::pin(async move {
                 let end = self.transfer(*spec).await?;
                 self.done(Outcome::Transfer(end))
+            }),
+            Action::Hash(spec) => Box::pin(async move {
+                let r = self.hash(*spec).await?;
+                self.done(Outcome::Hashed(r))
             }),
             Action::ClosePassive => {
                 self.end_passive();
@@ -1024,10 +1029,20 @@ impl Driver {
         }
     }
 
-    async fn open_read(&mut self, path: &VPath, offset: u64) -> Result<Opened, StorageError> {
+    async fn open_read(
+        &mut self,
+        path: &VPath,
+        offset: u64,
+        end: Option<u64>,
+    ) -> Result<Opened, StorageError> {
         self.cap = None;
         let limit = self.shared.settings.limits.backend_timeout;
-        let handle = backend(limit, self.storage_of()?.open_read(path, offset)).await?;
+        let fs = self.storage_of()?;
+        let open = match end {
+            Some(end) => fs.open_range(path, offset, end),
+            None => fs.open_read(path, offset),
+        };
+        let handle = backend(limit, open).await?;
         let len = handle.len;
         self.held = Held::Read(Box::new(handle));
         Ok(Opened {
@@ -1630,6 +1645,116 @@ impl Driver {
         };
         self.log_transfer(&spec, progress, started, result);
         Ok(end)
+    }
+
+    // ---- hashes ----
+
+    /// Hashes the opened file (HASH, XSHA256…) as a transfer runs: the control connection is
+    /// still read, so STAT answers, other commands queue, and ABOR, a kick or the loss of the
+    /// control connection drop the work at once (see `crate::hash` for the turns it waits
+    /// for and where the CPU work runs).
+    async fn hash(&mut self, spec: HashSpec) -> io::Result<Result<HashDone, TransferEnd>> {
+        let started = Instant::now();
+        let Held::Read(handle) = std::mem::take(&mut self.held) else {
+            warn!(
+                session = self.conn.id,
+                verb = spec.verb,
+                "hash without an opened file"
+            );
+            return Ok(Err(TransferEnd::Local));
+        };
+        let Some(home) = &self.home else {
+            return Ok(Err(TransferEnd::Local));
+        };
+        let turns = crate::hash::Turns {
+            user: home.seat.state.hashing.0.clone(),
+            server: self.live.hashing.clone(),
+        };
+        let entry = self.entry.entry.clone();
+        entry.set_running(Some(crate::monitor::Running {
+            verb: spec.verb,
+            path: Self::shown_path(&spec.path, &spec.arg),
+            // It reads the file, as a download does; nothing goes to the client but the reply.
+            direction: crate::monitor::Direction::Download,
+            started: started.into_std(),
+        }));
+        let progress = &entry.bytes;
+        let stall = self.shared.settings.limits.data_timeout;
+        let len = spec.end.saturating_sub(spec.start);
+        let mut work = Box::pin(crate::hash::digest(
+            handle.body,
+            spec.algorithm,
+            len,
+            turns,
+            stall,
+            progress,
+        ));
+        let finished = loop {
+            tokio::select! {
+                r = &mut work => break Some(r),
+                _ = entry.kicked() => {
+                    drop(work);
+                    self.log_hash(&spec, progress, started, "ended by the administrator");
+                    return Ok(Err(TransferEnd::Kicked));
+                }
+                ev = self.control.next_event() => match ev {
+                    Ok(Some(ev)) => {
+                        self.session.set_progress(progress.load(Ordering::Relaxed));
+                        self.session.handle_line(ev, now());
+                        if self.during_transfer().await? {
+                            break None;
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        drop(work);
+                        self.log_hash(&spec, progress, started, "control connection lost");
+                        return Ok(Err(TransferEnd::ControlLost));
+                    }
+                },
+            }
+        };
+        // Dropping the future stops the hashing task after the chunk in hand.
+        drop(work);
+        let r = match finished {
+            None => Err(TransferEnd::Aborted),
+            Some(Ok(digest)) => Ok(HashDone { digest }),
+            Some(Err(e)) => {
+                self.log_hash(&spec, progress, started, &e.to_string());
+                return Ok(Err(TransferEnd::Local));
+            }
+        };
+        let result = if r.is_ok() { "ok" } else { "aborted" };
+        self.log_hash(&spec, progress, started, result);
+        Ok(r)
+    }
+
+    /// The absolute path when the session resolved one, else the argument as sent.
+    fn shown_path(path: &Option<VPath>, arg: &[u8]) -> String {
+        path.as_ref().map_or_else(
+            || String::from_utf8_lossy(arg).into_owned(),
+            |p| p.to_string(),
+        )
+    }
+
+    /// The hash's line in the log, as a transfer's: verb, path, bytes, time, result.
+    fn log_hash(&self, spec: &HashSpec, progress: &AtomicU64, started: Instant, result: &str) {
+        // Read before `set_running` clears the count.
+        let bytes = progress.load(Ordering::Relaxed);
+        self.entry.entry.set_running(None);
+        info!(
+            session = self.conn.id,
+            peer = %self.conn.peer,
+            user = self.session.user_name().unwrap_or("-"),
+            verb = spec.verb,
+            path = Self::shown_path(&spec.path, &spec.arg),
+            algorithm = spec.algorithm.name(),
+            start = spec.start,
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            result,
+            host = self.host_name(),
+            "hash"
+        );
     }
 
     /// What the session said to a line that came during the transfer: replies go out at once;

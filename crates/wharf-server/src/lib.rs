@@ -30,6 +30,7 @@ pub mod conn;
 mod diag;
 mod driver;
 pub mod guard;
+mod hash;
 pub mod hooks;
 pub mod identity;
 pub mod monitor;

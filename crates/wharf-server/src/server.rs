@@ -146,6 +146,10 @@ pub(crate) struct Live {
     pub(crate) watch: Arc<crate::diag::DataWatch>,
     /// Counters and the table of sessions, for the admin listener.
     pub(crate) monitor: Arc<crate::monitor::Monitor>,
+    /// Hashes (HASH, XSHA256…) running at once on the whole server: one per CPU, so that
+    /// many users hashing at once queue for the cores instead of crowding the blocking pool
+    /// (each user has one turn of its own besides, in its seat).
+    pub(crate) hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl Live {
@@ -232,6 +236,7 @@ pub async fn run_reloadable(
         seats: Arc::new(crate::users::Seats::default()),
         watch: Arc::default(),
         monitor: Arc::default(),
+        hashing: Arc::new(tokio::sync::Semaphore::new(slots)),
     });
     let ban_sync = tokio::spawn(import_shared_bans(live.clone()));
     let reloader = {

@@ -1,6 +1,7 @@
 //! What the sessions of one user share while they run: their count (`max_sessions`), the bytes
-//! of their uploads in progress (counted against the quota before they land), and their rate
-//! limits (one bucket per user and direction, shared by all of its sessions).
+//! of their uploads in progress (counted against the quota before they land), their turn to
+//! hash a file (one hash at a time), and their rate limits (one bucket per user and direction,
+//! shared by all of its sessions).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -27,6 +28,19 @@ pub struct UserState {
     /// subtracted) since this state was made: an upload compares it with its value when the
     /// upload opened, to see what landed meanwhile.
     pub committed: std::sync::atomic::AtomicI64,
+    /// HASH and the `X` commands of all of this user's sessions run one at a time: a user
+    /// cannot keep several CPUs busy hashing large files.
+    pub hashing: HashTurn,
+}
+
+/// One permit: whoever holds it hashes (see [`UserState::hashing`]).
+#[derive(Debug, Clone)]
+pub struct HashTurn(pub Arc<tokio::sync::Semaphore>);
+
+impl Default for HashTurn {
+    fn default() -> HashTurn {
+        HashTurn(Arc::new(tokio::sync::Semaphore::new(1)))
+    }
 }
 
 /// A session's place among its user's sessions; released on drop.

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 pub use crate::diag::DataFailure;
 
+use crate::HashAlgorithm;
 use crate::listing::{FactSet, FileInfo, PermFacts};
 use crate::path::VPath;
 use crate::reply::{Reply, ReplyCode};
@@ -34,9 +35,14 @@ pub enum Action {
     /// connection (the 234 reply is already out). `discarded`: commands the session dropped,
     /// for the log. Outcome: [`Outcome::Tls`].
     StartTls { discarded: usize },
-    /// Open a file to download from `offset`, and keep it for the transfer. Outcome:
-    /// [`Outcome::Opened`].
-    OpenRead { path: VPath, offset: u64 },
+    /// Open a file to download (or hash) from `offset`, and keep it for the transfer. With
+    /// `end`, no byte from `end` on will be read (a hash of a range), so a backend may fetch
+    /// less; the session checks `end` against the length itself. Outcome: [`Outcome::Opened`].
+    OpenRead {
+        path: VPath,
+        offset: u64,
+        end: Option<u64>,
+    },
     /// Open a file to upload into, and keep it. Outcome: [`Outcome::Opened`].
     OpenWrite { path: VPath, mode: WriteMode },
     /// Create a new file with a name of the driver's choosing in `dir` (STOU), and keep it.
@@ -53,10 +59,14 @@ pub enum Action {
     DropOpened,
     /// Run a transfer on the opened file or listing. Outcome: [`Outcome::Transfer`].
     Transfer(Box<TransferSpec>),
+    /// Hash the opened file (HASH, XSHA256 and its kin). Run like a transfer: the driver
+    /// keeps reading the control connection, and stops on [`Action::AbortTransfer`]. Outcome:
+    /// [`Outcome::Hashed`].
+    Hash(Box<HashSpec>),
     /// The user is logged out (REIN, a new USER, AUTH): forget its home. No outcome.
     Logout,
-    /// Stop the running transfer (ABOR, or a flood of commands). The driver then reports
-    /// [`TransferEnd::Aborted`].
+    /// Stop the running transfer or hash (ABOR, or a flood of commands). The driver then
+    /// reports [`TransferEnd::Aborted`].
     AbortTransfer,
     /// Close the control connection (after the replies before it). No outcome.
     Close,
@@ -185,6 +195,28 @@ pub struct TransferSpec {
     pub require_close_notify: bool,
 }
 
+/// Everything the driver needs to hash one opened file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashSpec {
+    /// HASH or the `X` verb: for the log.
+    pub verb: &'static str,
+    /// The path as the client sent it: for the log.
+    pub arg: Vec<u8>,
+    /// The absolute virtual path: for the log.
+    pub path: Option<VPath>,
+    pub algorithm: HashAlgorithm,
+    /// The bytes `start..end` of the file; the opened file is positioned at `start`.
+    pub start: u64,
+    pub end: u64,
+}
+
+/// A hash that ran to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashDone {
+    /// The digest's bytes (CRC32: its four bytes, most significant first).
+    pub digest: Vec<u8>,
+}
+
 /// Why a PORT/EPRT was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActiveRefusal {
@@ -214,6 +246,9 @@ pub enum Outcome {
     Tls(Result<(), ()>),
     Opened(Result<Opened, FsError>),
     Transfer(TransferEnd),
+    /// A hash's digest, or how it ended early (as a transfer would: aborted, the control
+    /// connection lost, kicked, a local read error).
+    Hashed(Result<HashDone, TransferEnd>),
     /// The lines of SITE DIAG's reply.
     Diagnosis(Vec<String>),
     /// HOST: `Ok` with the host's greeting (220), `Err` with why it is not served (504).

@@ -1,5 +1,6 @@
 //! FEAT (RFC 2389), built from what the storage backend can do and the TLS mode.
 
+use crate::HashAlgorithm;
 use crate::listing::{self, FactSet};
 use crate::reply::{Reply, ReplyCode};
 
@@ -27,8 +28,14 @@ impl Capabilities {
     };
 }
 
-/// The FEAT reply: `211-Features:`, one feature a line, `211 End`.
-pub(super) fn feat_reply(caps: Capabilities, tls: TlsMode, facts: FactSet) -> Reply {
+/// The FEAT reply: `211-Features:`, one feature a line, `211 End`. `hash`: the session's
+/// HASH algorithm, marked `*`.
+pub(super) fn feat_reply(
+    caps: Capabilities,
+    tls: TlsMode,
+    facts: FactSet,
+    hash: HashAlgorithm,
+) -> Reply {
     let tls_on = tls != TlsMode::Off;
     let mut lines = vec![b"Features:".to_vec()];
     let mut add = |on: bool, text: &str| {
@@ -39,6 +46,7 @@ pub(super) fn feat_reply(caps: Capabilities, tls: TlsMode, facts: FactSet) -> Re
     add(tls_on, " AUTH TLS");
     add(true, " EPRT");
     add(true, " EPSV");
+    add(true, &HashAlgorithm::feat_line(hash));
     add(true, " HOST");
     add(true, " MDTM");
     add(caps.set_mtime, " MFMT");
@@ -49,6 +57,13 @@ pub(super) fn feat_reply(caps: Capabilities, tls: TlsMode, facts: FactSet) -> Re
     add(true, " SIZE");
     add(true, " TVFS");
     add(true, " UTF8");
+    // The older hash commands are listed too: WinSCP looks for them here (as ProFTPD lists
+    // them) before it offers a checksum.
+    let mut verbs = HashAlgorithm::ALL.map(HashAlgorithm::x_verb);
+    verbs.sort_unstable();
+    for verb in verbs {
+        lines.push(format!(" {verb}").into_bytes());
+    }
     lines.push(b"End".to_vec());
     Reply::multi(ReplyCode::SYSTEM_STATUS, lines)
 }

@@ -9,17 +9,17 @@ use crate::hostport::{self, EpsvArg};
 use crate::listing::{self, FileInfo, FileKind, MlsxRole, PermFacts};
 use crate::path::VPath;
 use crate::reply::{Reply, ReplyCode, quote_path};
-use crate::{ProtLevel, TransferType, UtcTime};
+use crate::{HashAlgorithm, ProtLevel, TransferType, UtcTime};
 
 use super::action::{
-    Action, ActiveRefusal, Body, DataChannel, FsError, ListForm, Note, Opened, Outcome,
-    PassiveOpened, StorageDone, StorageOp, TransferEnd, TransferSpec, WriteMode,
+    Action, ActiveRefusal, Body, DataChannel, FsError, HashDone, HashSpec, ListForm, Note, Opened,
+    Outcome, PassiveOpened, StorageDone, StorageOp, TransferEnd, TransferSpec, WriteMode,
 };
 use super::features;
 use super::policy::{Permissions, TlsMode};
 use super::state::{
-    DataPlan, Expect, Login, LoginResult, Pending, Prepared, PreparedKind, Running, Security, Step,
-    Then,
+    DataPlan, Expect, HashForm, HashPlan, Login, LoginResult, Pending, Prepared, PreparedKind,
+    Running, Security, Step, Then,
 };
 use super::{MAX_QUEUED, Output, Session};
 
@@ -157,8 +157,19 @@ impl Session {
                 self.policy.capabilities,
                 self.policy.tls.mode,
                 self.facts,
+                self.hash,
             )),
             Command::Opts(opts) => self.cmd_opts(opts),
+            // Hashes.
+            Command::Hash(arg) => {
+                let algorithm = self.hash;
+                self.cmd_hash("HASH", arg, algorithm, HashForm::Draft, None)
+            }
+            Command::XHash {
+                algorithm,
+                path,
+                range,
+            } => self.cmd_hash(algorithm.x_verb(), path, algorithm, HashForm::X, range),
         }
     }
 
@@ -216,6 +227,18 @@ impl Session {
                 self.facts = facts;
                 self.reply(ReplyCode::OK, text);
             }
+            // The draft's answer is the algorithm now in use, by its name.
+            Opts::Hash(None) => self.reply(ReplyCode::OK, self.hash.name()),
+            Opts::Hash(Some(name)) => match HashAlgorithm::from_name(&name) {
+                Some(algorithm) => {
+                    self.hash = algorithm;
+                    self.reply(ReplyCode::OK, algorithm.name());
+                }
+                None => self.reply(
+                    ReplyCode::PARAMETER_SYNTAX_ERROR,
+                    "Unknown hash algorithm; FEAT lists those known.",
+                ),
+            },
         }
     }
 
@@ -225,7 +248,11 @@ impl Session {
             _ => 0,
         };
         self.start_transfer("RETR", arg, PreparedKind::Download, |path| {
-            Action::OpenRead { path, offset }
+            Action::OpenRead {
+                path,
+                offset,
+                end: None,
+            }
         });
     }
 
@@ -370,6 +397,7 @@ impl Session {
         self.drop_data_plan();
         self.epsv_all = false;
         self.host = None;
+        self.hash = HashAlgorithm::DEFAULT;
     }
 
     // ---- TLS ----
@@ -811,10 +839,13 @@ impl Session {
         self.wait_for(Action::Transfer(Box::new(spec)), Step::Transfer(running));
     }
 
-    /// A line during a transfer: ABOR stops it, STAT reports progress, anything else waits.
+    /// A line during a transfer or hash: ABOR stops it, STAT reports progress, anything else
+    /// waits.
     pub(super) fn line_during_transfer(&mut self, ev: LineEvent) {
-        let Step::Transfer(running) = &mut self.step else {
-            return;
+        let (running, done) = match &mut self.step {
+            Step::Transfer(running) => (running, "transferred"),
+            Step::Hash(running, _) => (running, "hashed"),
+            _ => return,
         };
         if running.aborting || running.flooded {
             return;
@@ -829,7 +860,7 @@ impl Session {
                     let lines = vec![
                         b"Status:".to_vec(),
                         format!(
-                            " {} in progress, {} bytes transferred",
+                            " {} in progress, {} bytes {done}",
                             running.verb, running.progress
                         )
                         .into_bytes(),
@@ -848,6 +879,103 @@ impl Session {
             return self.act(Action::AbortTransfer);
         }
         self.queued.push_back(ev);
+    }
+
+    // ---- hashes ----
+
+    /// HASH and the `X` commands: read permission and path as for RETR (no data connection),
+    /// then the file is opened and hashed like a download.
+    fn cmd_hash(
+        &mut self,
+        verb: &'static str,
+        arg: Vec<u8>,
+        algorithm: HashAlgorithm,
+        form: HashForm,
+        range: Option<(u64, u64)>,
+    ) {
+        let path = match self.authorize(|p| p.read, Some(&arg)) {
+            Ok((_, p)) => p,
+            Err(r) => return self.send(r),
+        };
+        let (offset, end) = match range {
+            Some((start, end)) => (start, Some(end)),
+            None => (0, None),
+        };
+        let plan = HashPlan {
+            verb,
+            arg,
+            algorithm,
+            form,
+            range,
+        };
+        self.wait_for(
+            Action::OpenRead { path, offset, end },
+            Step::OpenHash(Box::new(plan)),
+        );
+    }
+
+    /// The file to hash is open: the range must lie within it (ProFTPD answers 501 too).
+    fn hash_opened(&mut self, mut plan: Box<HashPlan>, r: Result<Opened, FsError>) {
+        let beyond = || {
+            Reply::new(
+                ReplyCode::PARAMETER_SYNTAX_ERROR,
+                "The range goes beyond the end of the file.",
+            )
+        };
+        let opened = match r {
+            Ok(o) => o,
+            Err(FsError::BadOffset) => return self.send(beyond()),
+            Err(e) => return self.send(e.reply()),
+        };
+        let (start, end) = plan.range.unwrap_or((0, opened.len));
+        if end > opened.len {
+            self.act(Action::DropOpened);
+            return self.send(beyond());
+        }
+        plan.range = Some((start, end));
+        let spec = HashSpec {
+            verb: plan.verb,
+            arg: plan.arg.clone(),
+            path: self.audit_path.clone(),
+            algorithm: plan.algorithm,
+            start,
+            end,
+        };
+        let running = Running {
+            verb: plan.verb,
+            progress: 0,
+            aborting: false,
+            flooded: false,
+        };
+        self.wait_for(Action::Hash(Box::new(spec)), Step::Hash(running, plan));
+    }
+
+    /// A hash's reply: the digest in the command's form, or what a transfer that ended the same
+    /// way answers (426 and 226 after ABOR).
+    fn hash_outcome(
+        &mut self,
+        running: Running,
+        plan: &HashPlan,
+        r: Result<HashDone, TransferEnd>,
+    ) {
+        let done = match r {
+            Ok(done) => done,
+            Err(end) => return self.transfer_outcome(running, end),
+        };
+        match plan.form {
+            HashForm::Draft => {
+                let (start, end) = plan.range.unwrap_or_default();
+                let hex = crate::hash::hex(&done.digest, false);
+                let mut text =
+                    format!("{} {start}-{end} {hex} ", plan.algorithm.name()).into_bytes();
+                text.extend_from_slice(&plan.arg);
+                self.reply(ReplyCode::FILE_STATUS, text);
+            }
+            HashForm::X => {
+                let hex = crate::hash::hex(&done.digest, true);
+                self.reply(ReplyCode::FILE_ACTION_OK, hex);
+            }
+        }
     }
 
     fn transfer_outcome(&mut self, running: Running, end: TransferEnd) {
@@ -1200,6 +1328,8 @@ impl Session {
             (Step::Transfer(running), Outcome::Transfer(end)) => {
                 self.transfer_outcome(running, end)
             }
+            (Step::OpenHash(plan), Outcome::Opened(r)) => self.hash_opened(plan, r),
+            (Step::Hash(running, plan), Outcome::Hashed(r)) => self.hash_outcome(running, &plan, r),
             (Step::Diagnose, Outcome::Diagnosis(lines)) => self.send(diagnosis(lines)),
             (Step::Host { name }, Outcome::Host(Ok(greeting))) => {
                 self.host = Some(name);

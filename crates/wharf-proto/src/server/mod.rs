@@ -23,11 +23,12 @@
 //!    [`Session::wants_input`]) → [`Session::handle_line`]; the deadline of
 //!    [`Session::poll_timeout`] → [`Session::handle_timeout`]; shutdown (step 3). Then go to 1.
 //!
-//! A transfer ([`Action::Transfer`]) is the one action during which the driver keeps reading the
-//! control connection: it reports the bytes moved so far with [`Session::set_progress`] and
-//! feeds each line to [`Session::handle_line`] (the session answers STAT, queues other commands,
-//! and asks for [`Action::AbortTransfer`] on ABOR or a flood); on `AbortTransfer` the driver
-//! stops the transfer and reports [`TransferEnd::Aborted`].
+//! A transfer ([`Action::Transfer`]) and a hash ([`Action::Hash`], which can read a large file
+//! for as long) are the actions during which the driver keeps reading the control connection:
+//! it reports the bytes moved so far with [`Session::set_progress`] and feeds each line to
+//! [`Session::handle_line`] (the session answers STAT, queues other commands, and asks for
+//! [`Action::AbortTransfer`] on ABOR or a flood); on `AbortTransfer` the driver stops the work
+//! and reports [`TransferEnd::Aborted`].
 //!
 //! Every `handle_*` takes `now`, the only clock the session sees; timers (the idle timeout, an
 //! unused passive listener, the delay before a failed login is answered) come out of
@@ -77,18 +78,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use action::{
-    Action, ActiveRefusal, Body, DataChannel, DataFailure, FsError, ListForm, Note, Opened,
-    Outcome, PassiveOpened, StorageDone, StorageOp, TransferEnd, TransferSpec, Undone, WriteMode,
+    Action, ActiveRefusal, Body, DataChannel, DataFailure, FsError, HashDone, HashSpec, ListForm,
+    Note, Opened, Outcome, PassiveOpened, StorageDone, StorageOp, TransferEnd, TransferSpec,
+    Undone, WriteMode,
 };
 pub use features::Capabilities;
 pub use policy::{Permissions, Policy, TlsMode, TlsPolicy};
 pub use state::{LoginResult, User};
 
-use crate::TransferType;
 use crate::command::LineEvent;
 use crate::listing::FactSet;
 use crate::path::VPath;
 use crate::reply::{Reply, ReplyCode};
+use crate::{HashAlgorithm, TransferType};
 use state::{DataPlan, Login, Pending, Security, Step};
 
 /// Commands kept while a transfer runs (to run after it); more close the session, so a client
@@ -126,6 +128,8 @@ pub struct Session {
     epsv_all: bool,
     pending: Pending,
     facts: FactSet,
+    /// The algorithm of HASH, chosen with `OPTS HASH` (REIN goes back to the default).
+    hash: HashAlgorithm,
     failed_logins: u32,
     security: Security,
     step: Step,
@@ -161,6 +165,7 @@ impl Session {
             epsv_all: false,
             pending: Pending::None,
             facts: FactSet::DEFAULT,
+            hash: HashAlgorithm::DEFAULT,
             failed_logins: 0,
             security: if implicit_tls {
                 Security::Tls {
@@ -216,7 +221,7 @@ impl Session {
     pub fn handle_line(&mut self, ev: LineEvent, now: Instant) {
         match &self.step {
             Step::Idle { .. } => self.dispatch_line(ev, now),
-            Step::Transfer(_) => self.line_during_transfer(ev),
+            Step::Transfer(_) | Step::Hash(..) => self.line_during_transfer(ev),
             Step::Closed => {}
             _ => self.enqueue(ev),
         }
@@ -293,17 +298,20 @@ impl Session {
         }
     }
 
-    /// During a transfer: the bytes moved so far (for STAT).
+    /// During a transfer or hash: the bytes moved (or hashed) so far (for STAT).
     pub fn set_progress(&mut self, bytes: u64) {
-        if let Step::Transfer(t) = &mut self.step {
+        if let Step::Transfer(t) | Step::Hash(t, _) = &mut self.step {
             t.progress = bytes;
         }
     }
 
     /// Whether the driver should read the control connection now: while idle, and during a
-    /// transfer (ABOR, STAT).
+    /// transfer or hash (ABOR, STAT).
     pub fn wants_input(&self) -> bool {
-        matches!(self.step, Step::Idle { .. } | Step::Transfer(_))
+        matches!(
+            self.step,
+            Step::Idle { .. } | Step::Transfer(_) | Step::Hash(..)
+        )
     }
 
     /// Waiting for a command (not for an action's result or a timer).

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::ProtLevel;
 use crate::path::VPath;
+use crate::{HashAlgorithm, ProtLevel};
 
 use super::policy::Permissions;
 
@@ -103,6 +103,10 @@ pub(super) enum Step {
     Open(Box<Prepared>),
     /// A running transfer.
     Transfer(Running),
+    /// A file to be opened for a hash command.
+    OpenHash(Box<HashPlan>),
+    /// A running hash: ABOR, STAT and queued commands as during a transfer.
+    Hash(Running, Box<HashPlan>),
     /// The driver's description of the session (SITE DIAG).
     Diagnose,
     /// The driver's answer to HOST `name`.
@@ -160,7 +164,30 @@ pub(super) enum PreparedKind {
     Listing(super::action::ListForm),
 }
 
-/// A running transfer.
+/// What a hash command asked for, until its reply.
+#[derive(Debug)]
+pub(super) struct HashPlan {
+    /// HASH or the `X` verb: for STAT and the log.
+    pub verb: &'static str,
+    /// The path as the client sent it: HASH's reply repeats it.
+    pub arg: Vec<u8>,
+    pub algorithm: HashAlgorithm,
+    pub form: HashForm,
+    /// The bytes `start..end`: as asked (an `X` command's range), then, once the file is
+    /// open, the range hashed (the whole file when none was asked).
+    pub range: Option<(u64, u64)>,
+}
+
+/// The reply form of a hash command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HashForm {
+    /// `213 SHA-256 0-12 <hex> <path>` (draft-bryan-ftpext-hash).
+    Draft,
+    /// `250 <HEX>`, as ProFTPD answers XSHA256 and its kin.
+    X,
+}
+
+/// A running transfer (or hash).
 #[derive(Debug)]
 pub(super) struct Running {
     pub verb: &'static str,

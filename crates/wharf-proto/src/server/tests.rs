@@ -337,3 +337,55 @@ fn user_names_with_control_bytes_or_too_long_are_refused() {
     line(&mut s, "USER alice@example.net", now);
     assert_eq!(drain(&mut s), ["331"]);
 }
+
+/// A session hashing `readme.txt` (6 bytes) with XCRC.
+fn hashing() -> (Session, Instant) {
+    let (mut s, now) = logged_in(Policy::default());
+    line(&mut s, "XCRC readme.txt", now);
+    assert_eq!(drain(&mut s), ["OpenRead"]);
+    s.handle_outcome(
+        Outcome::Opened(Ok(Opened {
+            len: 6,
+            is_dir: false,
+            name: None,
+        })),
+        now,
+    );
+    assert_eq!(drain(&mut s), ["Hash"]);
+    assert!(s.wants_input() && !s.is_idle(), "read like a transfer");
+    (s, now)
+}
+
+#[test]
+fn a_hash_ends_as_a_transfer_would() {
+    // A flood stops it and closes the session, as during a transfer.
+    let (mut s, now) = hashing();
+    for _ in 0..=MAX_QUEUED {
+        line(&mut s, "NOOP", now);
+    }
+    assert_eq!(drain(&mut s), ["AbortTransfer"]);
+    s.handle_outcome(Outcome::Hashed(Err(TransferEnd::Aborted)), now);
+    assert_eq!(drain(&mut s), ["421", "Close"]);
+    // Kicked: 421 and close; the control connection lost: close without a word.
+    let (mut s, now) = hashing();
+    s.handle_outcome(Outcome::Hashed(Err(TransferEnd::Kicked)), now);
+    assert_eq!(drain(&mut s), ["421", "Close"]);
+    let (mut s, now) = hashing();
+    s.handle_outcome(Outcome::Hashed(Err(TransferEnd::ControlLost)), now);
+    assert_eq!(drain(&mut s), ["Close"]);
+    // Shutdown waits for the hash, as for a transfer.
+    let (mut s, now) = hashing();
+    s.handle_shutdown();
+    assert!(drain(&mut s).is_empty());
+    s.handle_outcome(
+        Outcome::Hashed(Ok(HashDone {
+            digest: vec![0xaf, 0x08, 0x3b, 0x2d],
+        })),
+        now,
+    );
+    assert_eq!(drain(&mut s), ["250"]);
+    // A transfer's outcome is not a hash's: a local error, never a panic.
+    let (mut s, now) = hashing();
+    s.handle_outcome(Outcome::Transfer(TransferEnd::Done { bytes: 6 }), now);
+    assert_eq!(drain(&mut s), ["451"]);
+}

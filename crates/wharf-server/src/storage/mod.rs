@@ -183,6 +183,19 @@ pub trait Storage: Send + Sync + 'static {
         path: &'a VPath,
         offset: u64,
     ) -> BoxFuture<'a, Result<ReadHandle, StorageError>>;
+    /// Opens a plain file to read the bytes `offset..end` (a hash of a range): as
+    /// [`Storage::open_read`], but nothing from `end` on will be read, so a backend that
+    /// fetches over the network may ask for the range alone. The length is the whole file's;
+    /// the caller checks `end` against it.
+    fn open_range<'a>(
+        &'a self,
+        path: &'a VPath,
+        offset: u64,
+        end: u64,
+    ) -> BoxFuture<'a, Result<ReadHandle, StorageError>> {
+        let _ = end;
+        self.open_read(path, offset)
+    }
     /// Opens a file for an upload.
     fn open_write<'a>(
         &'a self,

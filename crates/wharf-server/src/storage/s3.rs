@@ -404,6 +404,46 @@ impl S3Fs {
         })
     }
 
+    /// A file's bytes from `offset` (to `end`, when given) as a streamed GET: never the whole
+    /// object in memory. The ETag of the HEAD pins the GET to the same version of the object.
+    async fn open_bytes(
+        &self,
+        path: &VPath,
+        offset: u64,
+        end: Option<u64>,
+    ) -> Result<ReadHandle, StorageError> {
+        let key = self.key(path)?;
+        let head = self.file_head(&key, StorageError::NotAFile).await?;
+        if offset > head.size {
+            return Err(StorageError::BadOffset);
+        }
+        let end = end.map_or(head.size, |e| e.min(head.size));
+        let body: Box<dyn AsyncRead + Send + Unpin> = if offset >= end {
+            Box::new(tokio::io::empty())
+        } else {
+            let range = match (offset, end == head.size) {
+                (0, true) => None,
+                (_, true) => Some(GetRange::Offset(offset)),
+                (_, false) => Some(GetRange::Bounded(offset..end)),
+            };
+            let opts = GetOptions {
+                range,
+                if_match: head.e_tag,
+                ..GetOptions::default()
+            };
+            let result = self
+                .store
+                .get_opts(&Self::object(&key)?, opts)
+                .await
+                .map_err(store_error)?;
+            Box::new(StreamReader::new(result.into_stream()))
+        };
+        Ok(ReadHandle {
+            len: head.size,
+            body: ReadBody::Stream(body),
+        })
+    }
+
     /// The HEAD of a file; `if_dir` when the path is a directory, else `NotFound`.
     async fn file_head(&self, key: &str, if_dir: StorageError) -> Result<Head, StorageError> {
         match self.head(key).await? {
@@ -1058,32 +1098,17 @@ impl Storage for S3Fs {
         path: &'a VPath,
         offset: u64,
     ) -> BoxFuture<'a, Result<ReadHandle, StorageError>> {
-        Box::pin(async move {
-            let key = self.key(path)?;
-            let head = self.file_head(&key, StorageError::NotAFile).await?;
-            if offset > head.size {
-                return Err(StorageError::BadOffset);
-            }
-            let body: Box<dyn AsyncRead + Send + Unpin> = if offset == head.size {
-                Box::new(tokio::io::empty())
-            } else {
-                let opts = GetOptions {
-                    range: (offset > 0).then_some(GetRange::Offset(offset)),
-                    if_match: head.e_tag,
-                    ..GetOptions::default()
-                };
-                let result = self
-                    .store
-                    .get_opts(&Self::object(&key)?, opts)
-                    .await
-                    .map_err(store_error)?;
-                Box::new(StreamReader::new(result.into_stream()))
-            };
-            Ok(ReadHandle {
-                len: head.size,
-                body: ReadBody::Stream(body),
-            })
-        })
+        Box::pin(self.open_bytes(path, offset, None))
+    }
+
+    /// A ranged GET of the bytes a hash reads, and no more.
+    fn open_range<'a>(
+        &'a self,
+        path: &'a VPath,
+        offset: u64,
+        end: u64,
+    ) -> BoxFuture<'a, Result<ReadHandle, StorageError>> {
+        Box::pin(self.open_bytes(path, offset, Some(end)))
     }
 
     fn open_write<'a>(

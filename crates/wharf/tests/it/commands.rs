@@ -63,7 +63,7 @@ fn feat_is_rfc2389_form(b: Backend) {
     let r = ftp.cmd("FEAT");
     assert_eq!(
         r.text,
-        "211-Features:\n EPRT\n EPSV\n HOST\n MDTM\n MFMT\n MLST type*;size*;modify*;perm*;UNIX.mode;\n REST STREAM\n SIZE\n TVFS\n UTF8\n211 End"
+        "211-Features:\n EPRT\n EPSV\n HASH SHA-1;SHA-256*;SHA-512;MD5;CRC32\n HOST\n MDTM\n MFMT\n MLST type*;size*;modify*;perm*;UNIX.mode;\n REST STREAM\n SIZE\n TVFS\n UTF8\n XCRC\n XMD5\n XSHA1\n XSHA256\n XSHA512\n211 End"
     );
     ftp.login("ftp", "x");
     assert_eq!(

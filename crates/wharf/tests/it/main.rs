@@ -12,6 +12,7 @@ mod client;
 mod clients;
 mod commands;
 mod faults;
+mod hash;
 mod hooks;
 mod identity;
 mod interop;

@@ -57,6 +57,8 @@ fn refused_everywhere(ftp: &mut Ftp, name: &str) {
         format!("RNFR {name}"),
         format!("MFMT 20200101000000 {name}"),
         format!("SITE CHMOD 644 {name}"),
+        format!("HASH {name}"),
+        format!("XCRC {name}"),
     ] {
         let r = ftp.cmd(&cmd);
         assert_eq!(r.code, 550, "{cmd}: {}", r.text);
