@@ -20,6 +20,7 @@
 //! ```
 
 pub mod ascii;
+pub mod client;
 pub mod command;
 pub mod diag;
 pub mod entry;
