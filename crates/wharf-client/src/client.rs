@@ -9,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
+use wharf_proto::client::hash::{self, HashCommand, HashFeat, HashReply};
 use wharf_proto::entry::{self, Entry, MlsxLine};
-use wharf_proto::{Reply, ReplyCode, ReplyParser, hostport};
+use wharf_proto::{HashAlgorithm, Reply, ReplyCode, ReplyParser, hostport};
 
 use crate::error::{Error, Result};
 use crate::log::{LogLine, LogSink};
@@ -89,6 +90,10 @@ pub struct Features {
     pub mdtm: bool,
     pub utf8: bool,
     pub epsv: bool,
+    /// The HASH line: its algorithms and the one selected.
+    pub hash: HashFeat,
+    /// The `X` hash commands listed (`XSHA256` and its kin), as ProFTPD and Wharf list them.
+    pub x_hash: Vec<HashAlgorithm>,
 }
 
 impl Features {
@@ -112,6 +117,14 @@ impl Features {
         let mut f = Features::default();
         let n = reply.lines.len();
         for line in reply.lines.iter().take(n.saturating_sub(1)).skip(1) {
+            if let Some(hash) = HashFeat::parse(line) {
+                f.hash = hash;
+                continue;
+            }
+            if let Some(x) = hash::x_feat(line) {
+                f.x_hash.push(x);
+                continue;
+            }
             let text = String::from_utf8_lossy(line).trim().to_ascii_uppercase();
             let mut words = text.split_whitespace();
             match words.next() {
@@ -614,6 +627,64 @@ impl Client {
     /// What FEAT announced.
     pub fn features(&self) -> &Features {
         &self.features
+    }
+
+    /// How this server is asked for a file's hash: the strongest algorithm that HASH or an `X`
+    /// command offers (FEAT), `None` when it offers none.
+    pub fn hash_command(&self) -> Option<HashCommand> {
+        hash::choose(&self.features.hash.offered, &self.features.x_hash)
+    }
+
+    /// The server's hash of `path`, in the strongest algorithm it offers; `None` when it
+    /// offers no hash command.
+    pub async fn remote_hash(&mut self, path: &[u8]) -> Result<Option<(HashAlgorithm, Vec<u8>)>> {
+        let Some(how) = self.hash_command() else {
+            return Ok(None);
+        };
+        let digest = self.hash_with(how, path).await?;
+        Ok(Some((how.algorithm(), digest)))
+    }
+
+    /// The server's hash of the whole of `path` by `how`: `OPTS HASH` first when the session's
+    /// algorithm is another.
+    pub async fn hash_with(&mut self, how: HashCommand, path: &[u8]) -> Result<Vec<u8>> {
+        let algorithm = how.algorithm();
+        let not_understood = |verb: &str, reply: &Reply| {
+            Error::Protocol(format!(
+                "{verb}: reply not understood: {} {}",
+                reply.code,
+                reply.text()
+            ))
+        };
+        match how {
+            HashCommand::Hash(_) => {
+                if self.features.hash.selected != Some(algorithm) {
+                    let arg = format!("HASH {}", algorithm.name());
+                    self.simple("OPTS", Some(arg.as_bytes())).await?;
+                    self.features.hash.selected = Some(algorithm);
+                }
+                let reply = self.simple("HASH", Some(path)).await?;
+                let text = reply.lines.last().map_or(&[][..], |l| l);
+                let parsed =
+                    HashReply::parse(text).ok_or_else(|| not_understood("HASH", &reply))?;
+                if parsed.algorithm != algorithm || parsed.start != 0 {
+                    return Err(Error::Protocol(format!(
+                        "HASH: asked for {} of the whole file, the server answered {} of bytes {}-{}",
+                        algorithm.name(),
+                        parsed.algorithm.name(),
+                        parsed.start,
+                        parsed.end
+                    )));
+                }
+                Ok(parsed.digest)
+            }
+            HashCommand::X(_) => {
+                let verb = how.verb();
+                let reply = self.simple(verb, Some(path)).await?;
+                let text = reply.lines.last().map_or(&[][..], |l| l);
+                hash::parse_x_reply(text, algorithm).ok_or_else(|| not_understood(verb, &reply))
+            }
+        }
     }
 
     /// The FEAT reply itself (None before login).
@@ -1872,6 +1943,78 @@ mod tests {
         );
         let f = Features::parse(&reply);
         assert!(f.mlst && f.rest_stream && f.size && f.utf8 && !f.mdtm);
+        assert_eq!(f.hash, HashFeat::default());
+        assert!(f.x_hash.is_empty());
+    }
+
+    #[test]
+    fn feat_hash_lines() {
+        use HashAlgorithm::*;
+        // FEAT's lines → (HASH's algorithms, its selected one, X verbs) and the command chosen
+        type Case = (
+            &'static [&'static [u8]],
+            &'static [HashAlgorithm],
+            Option<HashAlgorithm>,
+            &'static [HashAlgorithm],
+            Option<HashCommand>,
+        );
+        let cases: &[Case] = &[
+            // Wharf
+            (
+                &[
+                    b" HASH SHA-1;SHA-256*;SHA-512;MD5;CRC32",
+                    b" XCRC",
+                    b" XMD5",
+                    b" XSHA1",
+                    b" XSHA256",
+                    b" XSHA512",
+                ],
+                &[Sha1, Sha256, Sha512, Md5, Crc32],
+                Some(Sha256),
+                &[Crc32, Md5, Sha1, Sha256, Sha512],
+                Some(HashCommand::Hash(Sha512)),
+            ),
+            // ProFTPD's mod_digest
+            (
+                &[
+                    b" HASH SHA-1*;SHA-256;SHA-512;MD5;CRC32",
+                    b" XCRC",
+                    b" XMD5",
+                    b" XSHA",
+                    b" XSHA1",
+                    b" XSHA256",
+                    b" XSHA512",
+                ],
+                &[Sha1, Sha256, Sha512, Md5, Crc32],
+                Some(Sha1),
+                &[Crc32, Md5, Sha1, Sha256, Sha512],
+                Some(HashCommand::Hash(Sha512)),
+            ),
+            // Only the older commands, and weak ones
+            (
+                &[b" XMD5", b" XCRC"],
+                &[],
+                None,
+                &[Md5, Crc32],
+                Some(HashCommand::X(Md5)),
+            ),
+            // vsftpd: none
+            (&[b" EPSV", b" SIZE"], &[], None, &[], None),
+        ];
+        for (lines, offered, selected, x, chosen) in cases {
+            let mut all = vec![b"Features:".to_vec()];
+            all.extend(lines.iter().map(|l| l.to_vec()));
+            all.push(b"End".to_vec());
+            let f = Features::parse(&Reply::multi(ReplyCode::SYSTEM_STATUS, all));
+            assert_eq!(f.hash.offered, *offered, "{lines:?}");
+            assert_eq!(f.hash.selected, *selected, "{lines:?}");
+            assert_eq!(f.x_hash, *x, "{lines:?}");
+            assert_eq!(
+                hash::choose(&f.hash.offered, &f.x_hash),
+                *chosen,
+                "{lines:?}"
+            );
+        }
     }
 
     #[test]
