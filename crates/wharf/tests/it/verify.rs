@@ -1,0 +1,218 @@
+//! Verified transfers (`get`/`put --verify`): against `wharf serve` and ProFTPD's mod_digest
+//! (both offer HASH), a file whose bytes differ from the server's (detected, exit 1, the
+//! download kept as `.wharf-part`), and vsftpd, which offers no hash (a warning, or a failure
+//! with `--verify=required`).
+//!
+//! A file that changes on the server between the transfer and the hash cannot be timed from
+//! outside. The deterministic case of the same failure is a resumed transfer whose first part
+//! came from an older version of the file: `get -c` continues a `.wharf-part` whose bytes the
+//! server no longer has (and `put -c` a server file whose first bytes the local one no longer
+//! has). Every byte count matches, so only the hash can tell.
+
+use wharf_testkit::peers::{self, Peer};
+
+use crate::BIN;
+use crate::client::wharf;
+
+/// A file of a few hundred KiB, so that a transfer takes several reads and writes.
+fn content(seed: u8) -> Vec<u8> {
+    (0..300_000u32)
+        .map(|i| (i.wrapping_mul(31) as u8) ^ seed)
+        .collect()
+}
+
+/// `get --verify` and `put --verify` both verify against `peer` with `algorithm`.
+fn get_and_put_verified(peer: &Peer, algorithm: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = content(1);
+    peer.seed("down.bin", &data);
+    let run = wharf(dir, &["get", "--verify", &peer.url("down.bin")]);
+    run.ok("get --verify");
+    assert!(
+        run.log_has(&format!("down.bin: verified ({algorithm})")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(dir.join("down.bin")).unwrap(), data);
+
+    let up = content(2);
+    std::fs::write(dir.join("up.bin"), &up).unwrap();
+    let run = wharf(dir, &["put", "--verify", "up.bin", &peer.url("up.bin")]);
+    run.ok("put --verify");
+    assert!(
+        run.log_has(&format!("up.bin: verified ({algorithm})")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(peer.path("up.bin")).unwrap(), up);
+
+    // Resumed: the prefix is read back from disk, the rest hashed as it moves.
+    std::fs::write(dir.join("down2.bin.wharf-part"), &data[..100_000]).unwrap();
+    peer.seed("down2.bin", &data);
+    let run = wharf(dir, &["get", "-c", "--verify", &peer.url("down2.bin")]);
+    run.ok("get -c --verify");
+    assert!(
+        run.log_has(&format!("down2.bin: verified ({algorithm})")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(dir.join("down2.bin")).unwrap(), data);
+
+    peer.seed("up2.bin", &up[..123_456]);
+    std::fs::write(dir.join("up2.bin"), &up).unwrap();
+    let run = wharf(
+        dir,
+        &["put", "-c", "--verify", "up2.bin", &peer.url("up2.bin")],
+    );
+    run.ok("put -c --verify");
+    assert!(
+        run.log_has(&format!("up2.bin: verified ({algorithm})")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(peer.path("up2.bin")).unwrap(), up);
+}
+
+/// A resumed download and upload whose first part is an older version of the file: the sizes
+/// agree, the hashes do not.
+fn a_difference_is_detected(peer: &Peer) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let new = content(3);
+    let old = content(4);
+    peer.seed("changed.bin", &new);
+    std::fs::write(dir.join("changed.bin.wharf-part"), &old[..150_000]).unwrap();
+    let run = wharf(dir, &["get", "-c", "--verify", &peer.url("changed.bin")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("changed.bin: verification FAILED"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("the download is kept as changed.bin.wharf-part"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.join("changed.bin").exists(), "not under its real name");
+    assert_eq!(
+        std::fs::metadata(dir.join("changed.bin.wharf-part"))
+            .unwrap()
+            .len(),
+        new.len() as u64
+    );
+    // Without --verify the same resume "succeeds": what the check is for.
+    std::fs::remove_file(dir.join("changed.bin.wharf-part")).unwrap();
+    std::fs::write(dir.join("changed.bin.wharf-part"), &old[..150_000]).unwrap();
+    wharf(dir, &["get", "-c", &peer.url("changed.bin")]).ok("get -c");
+    assert_ne!(std::fs::read(dir.join("changed.bin")).unwrap(), new);
+
+    // An upload resumed onto a server file whose first bytes are another version's.
+    peer.seed("changed-up.bin", &old[..100_000]);
+    std::fs::write(dir.join("changed-up.bin"), &new).unwrap();
+    let run = wharf(
+        dir,
+        &[
+            "put",
+            "-c",
+            "--verify",
+            "changed-up.bin",
+            &peer.url("changed-up.bin"),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("changed-up.bin: verification FAILED"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn verified_against_wharf() {
+    let peer = peers::wharf(BIN, "127.0.0.1:0", None);
+    get_and_put_verified(&peer, "SHA-512");
+    a_difference_is_detected(&peer);
+}
+
+/// ProFTPD's mod_digest, with its cache off: it would otherwise answer a file's hash from
+/// memory after the file changed.
+fn proftpd_digest() -> Peer {
+    peers::proftpd_with(&[
+        "ModulePath /usr/lib/proftpd",
+        "LoadModule mod_digest.c",
+        "DigestEngine on",
+        "DigestCache off",
+    ])
+}
+
+#[test]
+fn verified_against_proftpd_mod_digest() {
+    let peer = proftpd_digest();
+    get_and_put_verified(&peer, "SHA-512");
+    a_difference_is_detected(&peer);
+    // A file changed on the server after it was downloaded: `get -c` finds the local copy
+    // complete by size, and the check (reading it back) sees the change.
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    peer.seed("later.bin", &content(5));
+    wharf(dir, &["get", "--verify", &peer.url("later.bin")]).ok("get --verify");
+    peer.seed("later.bin", &content(6));
+    let run = wharf(dir, &["get", "-c", "--verify", &peer.url("later.bin")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("later.bin: verification FAILED"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn no_hash_on_vsftpd_is_a_warning_unless_required() {
+    let peer = peers::vsftpd(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = content(7);
+    peer.seed("plain.bin", &data);
+    let run = wharf(dir, &["get", "--verify", &peer.url("plain.bin")]);
+    run.ok("get --verify without hashes");
+    assert!(
+        run.log_starts(
+            "wharf: warning: plain.bin: not verified: the server offers no hash command"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(dir.join("plain.bin")).unwrap(), data);
+
+    std::fs::remove_file(dir.join("plain.bin")).unwrap();
+    let run = wharf(dir, &["get", "--verify=required", &peer.url("plain.bin")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("plain.bin: cannot verify: the server offers no hash command"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.join("plain.bin").exists());
+
+    std::fs::write(dir.join("up.bin"), &data).unwrap();
+    let run = wharf(dir, &["put", "--verify", "up.bin", &peer.url("up.bin")]);
+    run.ok("put --verify without hashes");
+    assert!(
+        run.log_starts("wharf: warning: up.bin: not verified"),
+        "{}",
+        run.stderr
+    );
+    let run = wharf(
+        dir,
+        &["put", "--verify=required", "up.bin", &peer.url("up2.bin")],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+
+    // `--verify` takes no value but `=required`; a URL after it is not its value.
+    let run = wharf(dir, &["get", "--verify=maybe", &peer.url("plain.bin")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+}
