@@ -216,3 +216,41 @@ fn no_hash_on_vsftpd_is_a_warning_unless_required() {
     let run = wharf(dir, &["get", "--verify=maybe", &peer.url("plain.bin")]);
     assert_eq!(run.code, 2, "{}", run.stderr);
 }
+
+#[test]
+fn the_shells_verify_setting() {
+    let peer = peers::wharf(BIN, "127.0.0.1:0", None);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = content(8);
+    peer.seed("s.bin", &data);
+    peer.seed("bad.bin", &data);
+    std::fs::write(dir.join("bad.bin.wharf-part"), &content(9)[..1000]).unwrap();
+    std::fs::write(dir.join("u.bin"), &data).unwrap();
+    let script = "get s.bin\nverify\nverify on\nget s.bin s2.bin\nput u.bin\nget -c bad.bin\n\
+                  verify off\nget s.bin s3.bin\nverify sometimes\n";
+    let run = crate::client::wharf_in(dir, &["shell", &peer.url("")], Some(script.as_bytes()));
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(out.contains("verify off\nverify on\n"), "{out}");
+    assert!(
+        out.contains("verify off\n") && out.matches("verify off").count() == 2,
+        "{out}"
+    );
+    // Only the files got with the setting on are verified.
+    assert!(!run.log_has("s.bin: verified (SHA-512)"), "{}", run.stderr);
+    assert!(run.log_has("s2.bin: verified (SHA-512)"), "{}", run.stderr);
+    assert!(run.log_has("u.bin: verified (SHA-512)"), "{}", run.stderr);
+    assert!(!run.log_starts("s3.bin: verified"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("bad.bin: verification FAILED"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("verify [on|off|required]"),
+        "{}",
+        run.stderr
+    );
+    assert!(dir.join("bad.bin.wharf-part").exists() && !dir.join("bad.bin").exists());
+    assert_eq!(std::fs::read(dir.join("s3.bin")).unwrap(), data);
+}
