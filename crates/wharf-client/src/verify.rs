@@ -13,7 +13,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use wharf_net::digest::Digest;
 use wharf_proto::HashAlgorithm;
-use wharf_proto::client::hash::{HashCommand, is_weak};
+use wharf_proto::client::hash::HashCommand;
+pub use wharf_proto::client::hash::is_weak;
 use wharf_proto::hash::hex;
 
 use crate::client::Client;
@@ -31,6 +32,50 @@ pub enum Verify {
     Required,
 }
 
+/// What a verified transfer can do on a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not asked for.
+    Off,
+    /// Ask the server this way.
+    Check(HashCommand),
+    /// Asked for but impossible, for this reason.
+    Impossible(&'static str),
+}
+
+/// How transfers on `client` can be verified, before any message is said (a tree says one
+/// line for all its files). `ascii`: TYPE A changes line endings, so the bytes on each side
+/// differ and cannot be compared.
+pub fn decide(client: &Client, verify: Verify, ascii: bool) -> Decision {
+    if verify == Verify::Off {
+        return Decision::Off;
+    }
+    if ascii {
+        return Decision::Impossible(
+            "a TYPE A (ascii) transfer changes line endings, so the two sides' bytes differ",
+        );
+    }
+    match client.hash_command() {
+        Some(how) => Decision::Check(how),
+        None => Decision::Impossible(
+            "the server offers no hash command (neither HASH nor XSHA256 and its kin in FEAT)",
+        ),
+    }
+}
+
+/// The error of a file that `--verify=required` cannot verify.
+pub fn required(shown: &str, why: &str) -> Error {
+    Error::Verify(format!("{shown}: cannot verify: {why} (--verify=required)"))
+}
+
+/// The warning that a weak algorithm is all there is.
+pub fn weak_warning(algorithm: HashAlgorithm) -> String {
+    format!(
+        "the server offers only {} for verifying: it catches accidents, not deliberate changes",
+        algorithm.name()
+    )
+}
+
 /// Decides how one transfer on `client` is verified: `Ok(None)` for no check (off, or no hash
 /// offered and not required, which `say` warns of). `say` also warns when only a weak
 /// algorithm (MD5, CRC32) is offered. `ascii`: TYPE A changes line endings, so the bytes on
@@ -42,35 +87,23 @@ pub fn plan(
     shown: &str,
     say: &dyn Fn(&str),
 ) -> Result<Option<HashCommand>> {
-    if verify == Verify::Off {
-        return Ok(None);
-    }
-    let why_not = if ascii {
-        Some("a TYPE A (ascii) transfer changes line endings, so the two sides' bytes differ")
-    } else if client.hash_command().is_none() {
-        Some("the server offers no hash command (neither HASH nor XSHA256 and its kin in FEAT)")
-    } else {
-        None
-    };
-    if let Some(why) = why_not {
-        if verify == Verify::Required {
-            return Err(Error::Verify(format!(
-                "{shown}: cannot verify: {why} (--verify=required)"
-            )));
+    match decide(client, verify, ascii) {
+        Decision::Off => Ok(None),
+        Decision::Impossible(why) if verify == Verify::Required => Err(required(shown, why)),
+        Decision::Impossible(why) => {
+            say(&format!("warning: {shown}: not verified: {why}"));
+            Ok(None)
         }
-        say(&format!("warning: {shown}: not verified: {why}"));
-        return Ok(None);
+        Decision::Check(how) => {
+            if is_weak(how.algorithm()) {
+                say(&format!(
+                    "warning: {shown}: {}",
+                    weak_warning(how.algorithm())
+                ));
+            }
+            Ok(Some(how))
+        }
     }
-    let how = client.hash_command();
-    if let Some(how) = how
-        && is_weak(how.algorithm())
-    {
-        say(&format!(
-            "warning: {shown}: the server offers only {} for verifying: it catches accidents, not deliberate changes",
-            how.algorithm().name()
-        ));
-    }
-    Ok(how)
 }
 
 /// Asks the server for its hash of `remote` by `how` and compares it with `local`; a

@@ -37,7 +37,7 @@ pub struct GetRequest {
     pub segments: Option<usize>,
     /// Sessions, resume (`-c`) and retries (`--retry`) of every transfer.
     pub tree: TreeOptions,
-    /// Compare each file with the server's hash (`--verify`); single files only for now.
+    /// Compare each file with the server's hash (`--verify`).
     pub verify: Verify,
 }
 
@@ -67,6 +67,14 @@ impl GetRequest {
         self.local.as_deref() == Some(Path::new("-"))
     }
 
+    /// The trees' options, with this request's `verify`.
+    fn tree_options(&self) -> TreeOptions {
+        TreeOptions {
+            verify: self.verify,
+            ..self.tree
+        }
+    }
+
     fn policy(&self) -> RetryPolicy {
         RetryPolicy::new(self.tree.retries)
     }
@@ -86,14 +94,6 @@ pub async fn get(
     events: Arc<dyn Events>,
 ) -> Result<GetDone> {
     let remote = request.url.path_trimmed().to_vec();
-    let many = split_pattern(&remote).1.is_some() || request.recursive;
-    if many && request.verify != Verify::Off {
-        let why = "--verify checks single files only, not trees or patterns yet";
-        if request.verify == Verify::Required {
-            return Err(Error::Usage(why.into()));
-        }
-        events.message(&format!("warning: not verified: {why}"));
-    }
     if let (_, Some(_)) = split_pattern(&remote) {
         return get_matching(connector, request, &remote, events).await;
     }
@@ -132,8 +132,15 @@ async fn get_tree(
     events.partial(&local);
     let client = connector.open().await?;
     let progress = ProgressOf::shared(&events);
-    let report =
-        tree::download_tree(client, connector, remote, &local, request.tree, progress).await?;
+    let report = tree::download_tree(
+        client,
+        connector,
+        remote,
+        &local,
+        request.tree_options(),
+        progress,
+    )
+    .await?;
     Ok(GetDone::Tree(report))
 }
 
@@ -171,7 +178,8 @@ async fn get_matching(
     }
     events.partial(&target);
     let progress = ProgressOf::shared(&events);
-    let report = tree::download_files(client, connector, files, request.tree, progress).await?;
+    let report =
+        tree::download_files(client, connector, files, request.tree_options(), progress).await?;
     Ok(GetDone::Tree(report))
 }
 

@@ -28,8 +28,7 @@ pub struct PutRequest {
     pub recursive: bool,
     /// Sessions, resume (`-c`), retries (`--retry`) and links followed (`--follow-links`).
     pub tree: TreeOptions,
-    /// Compare each file with the server's hash once stored (`--verify`); single files only
-    /// for now.
+    /// Compare each file with the server's hash once stored (`--verify`).
     pub verify: Verify,
 }
 
@@ -57,13 +56,6 @@ pub async fn put(
         return put_stdin(connector, request, events).await;
     }
     let meta = std::fs::metadata(&request.local).map_err(|e| Error::local(e).at(&request.local))?;
-    if request.recursive && request.verify != Verify::Off {
-        let why = "--verify checks single files only, not trees yet";
-        if request.verify == Verify::Required {
-            return Err(Error::Usage(why.into()));
-        }
-        events.message(&format!("warning: not verified: {why}"));
-    }
     if request.recursive {
         if !meta.is_dir() {
             return Err(Error::Usage(format!(
@@ -82,7 +74,10 @@ pub async fn put(
             connector,
             &request.local,
             remote,
-            request.tree,
+            TreeOptions {
+                verify: request.verify,
+                ..request.tree
+            },
             progress,
         )
         .await?;

@@ -278,6 +278,12 @@ pub struct MirrorArgs {
     /// Upload what symbolic links leading out of the tree point to (skipped otherwise)
     #[arg(long)]
     pub(crate) follow_links: bool,
+    /// Compare each file transferred with the server's hash (HASH, else XSHA512 and its kin):
+    /// one that differs fails; a server without hashes is a warning, or a failure with
+    /// --verify=required
+    #[arg(long, value_name = "required", num_args = 0..=1, require_equals = true,
+          default_missing_value = "on", value_parser = parse_verify)]
+    pub(crate) verify: Option<Verify>,
     #[command(flatten)]
     pub(crate) pool: PoolFlags,
     #[command(flatten)]

@@ -193,6 +193,7 @@ pub(super) async fn mirror(args: MirrorArgs) -> Result<ExitCode, Error> {
         exclude: args.exclude.iter().map(|g| g.as_bytes().to_vec()).collect(),
         tree: TreeOptions {
             follow_links: args.follow_links,
+            verify: args.verify.unwrap_or_default(),
             ..args.pool.tree_options()
         },
     };
@@ -246,6 +247,19 @@ pub(super) async fn mirror(args: MirrorArgs) -> Result<ExitCode, Error> {
     );
     if !s.quiet || !t.failures.is_empty() {
         eprintln!("{summary}");
+    }
+    if let (Some(algorithm), false) = (t.verified_by, s.quiet) {
+        eprintln!(
+            "mirror: {} verified ({})",
+            plural(t.verified, "file"),
+            algorithm.name()
+        );
+    }
+    if let Some(why) = t.unverified_why {
+        eprintln!(
+            "wharf: warning: {} not verified: {why}",
+            plural(t.unverified, "file")
+        );
     }
     Ok(match t.failures.first() {
         None => ExitCode::SUCCESS,

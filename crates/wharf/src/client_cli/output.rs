@@ -372,6 +372,28 @@ pub fn print_tree_report(s: &Setup, report: &TreeReport) {
         }
         line.push_str(&format!(", {}", plural(report.sessions as u64, "session")));
         eprintln!("{line}");
+        if let Some(algorithm) = report.verified_by {
+            eprintln!(
+                "{} verified ({})",
+                plural(report.verified, "file"),
+                algorithm.name()
+            );
+        }
+    }
+    if let Some(algorithm) = report
+        .verified_by
+        .filter(|a| wharf_client::verify::is_weak(*a))
+    {
+        eprintln!(
+            "wharf: warning: {}",
+            wharf_client::verify::weak_warning(algorithm)
+        );
+    }
+    if let Some(why) = report.unverified_why {
+        eprintln!(
+            "wharf: warning: {} not verified: {why}",
+            plural(report.unverified, "file")
+        );
     }
     if !report.failures.is_empty() {
         eprintln!(

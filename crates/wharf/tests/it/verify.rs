@@ -1,5 +1,5 @@
-//! Verified transfers (`get`/`put --verify`): against `wharf serve` and ProFTPD's mod_digest
-//! (both offer HASH), a file whose bytes differ from the server's (detected, exit 1, the
+//! Verified transfers (`get`/`put`/`mirror --verify`, the shell's `verify`): against `wharf
+//! serve` and ProFTPD's mod_digest (both offer HASH), a file whose bytes differ from the server's (detected, exit 1, the
 //! download kept as `.wharf-part`), and vsftpd, which offers no hash (a warning, or a failure
 //! with `--verify=required`).
 //!
@@ -253,4 +253,61 @@ fn the_shells_verify_setting() {
     );
     assert!(dir.join("bad.bin.wharf-part").exists() && !dir.join("bad.bin").exists());
     assert_eq!(std::fs::read(dir.join("s3.bin")).unwrap(), data);
+}
+
+/// Trees (`get -r`, `put -r`, a pattern) and `mirror` verify each file through the pool of
+/// sessions, and say it in one line.
+#[test]
+fn trees_and_mirror_verify_each_file() {
+    let peer = peers::wharf(BIN, "127.0.0.1:0", None);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    for (i, name) in ["t/a.bin", "t/b.bin", "t/sub/c.bin"].iter().enumerate() {
+        peer.seed(name, &content(10 + i as u8));
+    }
+    let run = wharf(dir, &["get", "-r", "--verify", &peer.url("t"), "t"]);
+    run.ok("get -r --verify");
+    assert!(run.log_has("3 files verified (SHA-512)"), "{}", run.stderr);
+
+    let run = wharf(dir, &["put", "-r", "--verify", "t", &peer.url("t2")]);
+    run.ok("put -r --verify");
+    assert!(run.log_has("3 files verified (SHA-512)"), "{}", run.stderr);
+
+    let run = wharf(dir, &["get", "--verify", &peer.url("t/*.bin"), "pat"]);
+    run.ok("get PATTERN --verify");
+    assert!(run.log_has("2 files verified (SHA-512)"), "{}", run.stderr);
+
+    let run = wharf(dir, &["mirror", "--verify", &peer.url("t"), "m"]);
+    run.ok("mirror --verify");
+    assert!(
+        run.log_has("mirror: 3 files verified (SHA-512)"),
+        "{}",
+        run.stderr
+    );
+
+    // A tree resumed onto a partial file that another version of the file left.
+    std::fs::create_dir_all(dir.join("r/sub")).unwrap();
+    std::fs::write(dir.join("r/b.bin.wharf-part"), &content(99)[..5000]).unwrap();
+    let run = wharf(dir, &["get", "-r", "-c", "--verify", &peer.url("t"), "r"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("verification FAILED"), "{}", run.stderr);
+    assert!(run.log_has("2 files verified (SHA-512)"), "{}", run.stderr);
+    assert!(dir.join("r/b.bin.wharf-part").exists() && !dir.join("r/b.bin").exists());
+
+    let vsftpd = peers::vsftpd(&[]);
+    vsftpd.seed("v/a.bin", &content(20));
+    vsftpd.seed("v/b.bin", &content(21));
+    let run = wharf(dir, &["get", "-r", "--verify", &vsftpd.url("v"), "v"]);
+    run.ok("get -r --verify without hashes");
+    assert!(
+        run.log_starts("wharf: warning: 2 files not verified: the server offers no hash command"),
+        "{}",
+        run.stderr
+    );
+    let run = wharf(
+        dir,
+        &["get", "-r", "--verify=required", &vsftpd.url("v"), "v2"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot verify"), "{}", run.stderr);
 }
