@@ -284,6 +284,11 @@ pub struct MirrorArgs {
     #[arg(long, value_name = "required", num_args = 0..=1, require_equals = true,
           default_missing_value = "on", value_parser = parse_verify)]
     pub(crate) verify: Option<Verify>,
+    /// How a file already at DST is found the same: size-time (size and modification time),
+    /// or hash (size and the server's hash against the local file's, read whole)
+    #[arg(long, value_name = "HOW", default_value = "size-time",
+          value_parser = ["size-time", "hash"])]
+    pub(crate) compare: String,
     #[command(flatten)]
     pub(crate) pool: PoolFlags,
     #[command(flatten)]

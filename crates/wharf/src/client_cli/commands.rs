@@ -196,6 +196,11 @@ pub(super) async fn mirror(args: MirrorArgs) -> Result<ExitCode, Error> {
             verify: args.verify.unwrap_or_default(),
             ..args.pool.tree_options()
         },
+        compare: if args.compare == "hash" {
+            mirror::Compare::Hash
+        } else {
+            mirror::Compare::SizeTime
+        },
     };
     if direction == Direction::Download {
         note_partial(local.clone(), RESUME_MIRROR);

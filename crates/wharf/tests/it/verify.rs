@@ -285,6 +285,42 @@ fn trees_and_mirror_verify_each_file() {
         run.stderr
     );
 
+    // A change on the server that kept the size and the time: only --compare hash sees it.
+    let server_file = peer.path("t/a.bin");
+    let time = std::fs::metadata(&server_file).unwrap().modified().unwrap();
+    std::fs::write(&server_file, content(42)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&server_file)
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
+    let run = wharf(dir, &["mirror", &peer.url("t"), "m"]);
+    run.ok("mirror by size and time");
+    assert!(
+        run.log_starts("mirror: transferred 0 files"),
+        "{}",
+        run.stderr
+    );
+    let run = wharf(dir, &["mirror", "--compare", "hash", &peer.url("t"), "m"]);
+    run.ok("mirror --compare hash");
+    assert!(
+        run.log_starts("mirror: transferred 1 files") && run.stderr.contains("2 up to date"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(dir.join("m/a.bin")).unwrap(), content(42));
+    // Uploading, the same way round.
+    std::fs::write(dir.join("m/b.bin"), content(43)).unwrap();
+    let run = wharf(dir, &["mirror", "--compare", "hash", "m", &peer.url("t")]);
+    run.ok("mirror --compare hash, up");
+    assert!(
+        run.log_starts("mirror: transferred 1 files"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(peer.path("t/b.bin")).unwrap(), content(43));
+
     // A tree resumed onto a partial file that another version of the file left.
     std::fs::create_dir_all(dir.join("r/sub")).unwrap();
     std::fs::write(dir.join("r/b.bin.wharf-part"), &content(99)[..5000]).unwrap();
@@ -310,4 +346,15 @@ fn trees_and_mirror_verify_each_file() {
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("cannot verify"), "{}", run.stderr);
+    let run = wharf(
+        dir,
+        &["mirror", "--compare", "hash", &vsftpd.url("v"), "v3"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--compare hash: the server offers no hash command"),
+        "{}",
+        run.stderr
+    );
 }
