@@ -358,3 +358,148 @@ fn trees_and_mirror_verify_each_file() {
         run.stderr
     );
 }
+
+/// A server that offers only the weak `X` commands (XMD5, XCRC) and serves `abc.txt` ("abc"),
+/// answering XMD5 with `md5` (upper-case hex, as ProFTPD writes it).
+mod weak {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::time::Duration;
+
+    pub fn start(md5: &'static str) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Sessions are served until the test process ends; each is bounded by its timeout.
+        std::thread::spawn(move || {
+            for _ in 0..4 {
+                let Ok((s, _)) = listener.accept() else {
+                    return;
+                };
+                std::thread::spawn(move || session(s, md5));
+            }
+        });
+        addr
+    }
+
+    fn session(control: TcpStream, md5: &str) {
+        control
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut out = control.try_clone().unwrap();
+        let mut reader = BufReader::new(control);
+        let mut data: Option<TcpListener> = None;
+        let _ = out.write_all(b"220 weak ready\r\n");
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            let (verb, arg) = line.split_once(' ').unwrap_or((line, ""));
+            let reply = match (verb, arg) {
+                ("USER", _) => "331 password".to_string(),
+                ("PASS", _) => "230 in".to_string(),
+                ("TYPE", _) => "200 ok".to_string(),
+                ("FEAT", _) => {
+                    "211-Features:\r\n EPSV\r\n SIZE\r\n XCRC\r\n XMD5\r\n211 End".into()
+                }
+                ("SIZE", "abc.txt") => "213 3".to_string(),
+                ("XMD5", "abc.txt") => format!("250 {md5}"),
+                ("EPSV", _) => {
+                    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                    let port = l.local_addr().unwrap().port();
+                    data = Some(l);
+                    format!("229 Entering Extended Passive Mode (|||{port}|)")
+                }
+                ("RETR", "abc.txt") => {
+                    let Some(l) = data.take() else {
+                        let _ = out.write_all(b"425 no data connection\r\n");
+                        continue;
+                    };
+                    let _ = out.write_all(b"150 here it comes\r\n");
+                    let Ok((mut d, _)) = l.accept() else { return };
+                    let _ = d.write_all(b"abc");
+                    drop(d);
+                    "226 done".to_string()
+                }
+                ("QUIT", _) => {
+                    let _ = out.write_all(b"221 bye\r\n");
+                    return;
+                }
+                _ => "502 not here".to_string(),
+            };
+            let _ = out.write_all(format!("{reply}\r\n").as_bytes());
+        }
+    }
+}
+
+#[test]
+fn only_md5_offered_is_used_with_a_warning() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // MD5 of "abc" (RFC 1321).
+    let addr = weak::start("900150983CD24FB0D6963F7D28E17F72");
+    let url = format!("ftp://{addr}/abc.txt");
+    let run = wharf(dir, &["get", "--verify", &url]);
+    run.ok("get --verify, MD5 only");
+    assert!(
+        run.log_starts("wharf: warning: abc.txt: the server offers only MD5 for verifying"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.log_has("abc.txt: verified (MD5)"), "{}", run.stderr);
+    assert_eq!(std::fs::read(dir.join("abc.txt")).unwrap(), b"abc");
+
+    let addr = weak::start("00000000000000000000000000000000");
+    let url = format!("ftp://{addr}/abc.txt");
+    let out = tempfile::tempdir().unwrap();
+    let run = wharf(out.path(), &["get", "--verify", &url]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "abc.txt: verification FAILED: MD5 here is 900150983cd24fb0d6963f7d28e17f72, \
+             the server's is 00000000000000000000000000000000"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(out.path().join("abc.txt.wharf-part").exists());
+}
+
+/// The other single-file paths: several sessions (`--segments`: the file read back whole),
+/// stdout (hashed as written, across tries) and stdin.
+#[test]
+fn segments_stdout_and_stdin_verified() {
+    let peer = peers::wharf(BIN, "127.0.0.1:0", None);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let data = content(50);
+    peer.seed("seg.bin", &data);
+    let run = wharf(
+        dir,
+        &["get", "--segments", "3", "--verify", &peer.url("seg.bin")],
+    );
+    run.ok("get --segments --verify");
+    assert!(run.log_has("seg.bin: verified (SHA-512)"), "{}", run.stderr);
+    assert!(
+        run.log_has("wharf: seg.bin: reading the file back to verify it (its ranges came over several sessions)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(dir.join("seg.bin")).unwrap(), data);
+
+    let run = wharf(dir, &["get", "--verify", &peer.url("seg.bin"), "-"]);
+    run.ok("get --verify to stdout");
+    assert_eq!(run.stdout, data);
+    assert!(run.log_has("seg.bin: verified (SHA-512)"), "{}", run.stderr);
+
+    let run = crate::client::wharf_in(
+        dir,
+        &["put", "--verify", "-", &peer.url("in.bin")],
+        Some(&data),
+    );
+    run.ok("put --verify from stdin");
+    assert!(run.log_has("in.bin: verified (SHA-512)"), "{}", run.stderr);
+    assert_eq!(std::fs::read(peer.path("in.bin")).unwrap(), data);
+}
