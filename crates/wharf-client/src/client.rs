@@ -175,6 +175,9 @@ impl Progress for NoProgress {
 const PROBE_LISTING_LIMIT: usize = 1024 * 1024;
 /// Largest listing read into memory (a directory of millions of entries is still far below).
 const MAX_LISTING: usize = 512 * 1024 * 1024;
+/// The slowest rate (bytes a second) a server is expected to hash a file at, for the wait
+/// for its reply.
+const HASH_RATE: u64 = 20 * 1000 * 1000;
 /// Size of the buffer data is copied through.
 const BUF_SIZE: usize = 256 * 1024;
 
@@ -641,13 +644,33 @@ impl Client {
         let Some(how) = self.hash_command() else {
             return Ok(None);
         };
-        let digest = self.hash_with(how, path).await?;
+        let digest = self.hash_with(how, path, None).await?;
         Ok(Some((how.algorithm(), digest)))
     }
 
-    /// The server's hash of the whole of `path` by `how`: `OPTS HASH` first when the session's
-    /// algorithm is another.
-    pub async fn hash_with(&mut self, how: HashCommand, path: &[u8]) -> Result<Vec<u8>> {
+    /// The server's hash of the whole of `path` (`len` bytes, when known) by `how`: `OPTS
+    /// HASH` first when the session's algorithm is another.
+    ///
+    /// The server reads the whole file before its one reply, so the wait for it is longer
+    /// than the session's timeout: that, plus the time to read `len` bytes at 20 MB/s (a slow
+    /// disk, an object store), or ten timeouts when the size is not known.
+    pub async fn hash_with(
+        &mut self,
+        how: HashCommand,
+        path: &[u8],
+        len: Option<u64>,
+    ) -> Result<Vec<u8>> {
+        let usual = self.options.timeout;
+        self.options.timeout = match len {
+            Some(len) => usual + Duration::from_secs(len / HASH_RATE),
+            None => usual * 10,
+        };
+        let result = self.hash_inner(how, path).await;
+        self.options.timeout = usual;
+        result
+    }
+
+    async fn hash_inner(&mut self, how: HashCommand, path: &[u8]) -> Result<Vec<u8>> {
         let algorithm = how.algorithm();
         let not_understood = |verb: &str, reply: &Reply| {
             Error::Protocol(format!(

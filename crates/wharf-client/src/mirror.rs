@@ -374,7 +374,8 @@ impl Run<'_> {
             .len();
         let mut digest = Digest::new(how.algorithm());
         verify::hash_prefix(&local, len, &mut digest).await?;
-        let theirs = self.client.hash_with(how, &self.remote_path(rel)).await?;
+        let remote = self.remote_path(rel);
+        let theirs = self.client.hash_with(how, &remote, Some(len)).await?;
         Ok(theirs == digest.finish())
     }
 

@@ -99,7 +99,15 @@ pub async fn download_checked(
                 let shown = local.display().to_string();
                 let kept = kept_as(target, local);
                 verified = Some(
-                    verify::compare(client, how, remote, digest.finish(), &shown, &kept).await?,
+                    verify::compare(
+                        client,
+                        how,
+                        (remote, Some(have)),
+                        digest.finish(),
+                        &shown,
+                        &kept,
+                    )
+                    .await?,
                 );
             }
             if target != local {
@@ -149,8 +157,17 @@ pub async fn download_checked(
         if let (Some(how), Some(digest)) = (check, digest) {
             let shown = local.display().to_string();
             let kept = kept_as(target, local);
-            verified =
-                Some(verify::compare(client, how, remote, digest.finish(), &shown, &kept).await?);
+            verified = Some(
+                verify::compare(
+                    client,
+                    how,
+                    (remote, Some(have + n)),
+                    digest.finish(),
+                    &shown,
+                    &kept,
+                )
+                .await?,
+            );
         }
         if target != local {
             tokio::fs::rename(target, local)
@@ -327,8 +344,17 @@ pub async fn upload_checked(
             if let Some(how) = check {
                 let mut digest = Digest::new(how.algorithm());
                 verify::hash_prefix(local, len, &mut digest).await?;
-                verified =
-                    Some(verify::compare(client, how, remote, digest.finish(), &shown, "").await?);
+                verified = Some(
+                    verify::compare(
+                        client,
+                        how,
+                        (remote, Some(len)),
+                        digest.finish(),
+                        &shown,
+                        "",
+                    )
+                    .await?,
+                );
             }
             return Ok((Outcome::AlreadyComplete, verified));
         }
@@ -360,7 +386,17 @@ pub async fn upload_checked(
         .map_err(at)?;
     let mut verified = None;
     if let (Some(check), Some(digest)) = (check, input.digest) {
-        verified = Some(verify::compare(client, check, remote, digest.finish(), &shown, "").await?);
+        verified = Some(
+            verify::compare(
+                client,
+                check,
+                (remote, Some(len)),
+                digest.finish(),
+                &shown,
+                "",
+            )
+            .await?,
+        );
     }
     Ok((Outcome::Transferred(n), verified))
 }

@@ -106,19 +106,19 @@ pub fn plan(
     }
 }
 
-/// Asks the server for its hash of `remote` by `how` and compares it with `local`; a
-/// difference is an [`Error::Verify`] naming both digests. `kept`: what the caller leaves
-/// behind on a mismatch, said in the error.
+/// Asks the server for its hash of `remote` (`len` bytes, when known) by `how` and compares
+/// it with `local`; a difference is an [`Error::Verify`] naming both digests. `kept`: what the
+/// caller leaves behind on a mismatch, said in the error.
 pub async fn compare(
     client: &mut Client,
     how: HashCommand,
-    remote: &[u8],
+    (remote, len): (&[u8], Option<u64>),
     local: Vec<u8>,
     shown: &str,
     kept: &str,
 ) -> Result<HashAlgorithm> {
     let algorithm = how.algorithm();
-    let theirs = client.hash_with(how, remote).await?;
+    let theirs = client.hash_with(how, remote, len).await?;
     if theirs == local {
         return Ok(algorithm);
     }

@@ -237,8 +237,10 @@ async fn get_to_stdout(
                         .and_then(|mut d| d.take())
                         .map(Digest::finish)
                         .unwrap_or_default();
-                    let algorithm =
-                        verify::compare(&mut client, how, remote, local, shown, "").await?;
+                    let algorithm = {
+                        let len = Some(written.load(Ordering::Relaxed));
+                        verify::compare(&mut client, how, (remote, len), local, shown, "").await?
+                    };
                     if let Ok(mut v) = verified.lock() {
                         *v = Some(algorithm);
                     }
@@ -397,7 +399,15 @@ async fn verify_read_back(
     verify::hash_prefix(local, len, &mut digest).await?;
     let part = part::part_path(local);
     let kept = format!("; the download is kept as {}", part.display());
-    let checked = verify::compare(&mut client, how, remote, digest.finish(), shown, &kept).await;
+    let checked = verify::compare(
+        &mut client,
+        how,
+        (remote, Some(len)),
+        digest.finish(),
+        shown,
+        &kept,
+    )
+    .await;
     if checked.is_err() {
         std::fs::rename(local, &part).map_err(|e| Error::local(e).at(local))?;
     }

@@ -115,13 +115,14 @@ async fn put_stdin(
     let digest = check.map(|how| wharf_net::digest::Digest::new(how.algorithm()));
     let mut stdin = Hashing::new(tokio::io::stdin(), digest);
     let progress = ProgressOf(events.clone());
-    client
+    let n = client
         .store(remote, Store::Replace, &mut stdin, &progress)
         .await?;
     let mut verified = None;
     if let (Some(how), Some(digest)) = (check, stdin.digest) {
         let local = digest.finish();
-        verified = Some(verify::compare(&mut client, how, remote, local, &shown, "").await?);
+        verified =
+            Some(verify::compare(&mut client, how, (remote, Some(n)), local, &shown, "").await?);
     }
     client.quit().await;
     Ok(PutDone::File {
