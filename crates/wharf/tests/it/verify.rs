@@ -167,6 +167,19 @@ fn verified_against_proftpd_mod_digest() {
         "{}",
         run.stderr
     );
+    // The draft's HASH, after OPTS HASH chose SHA-512 over ProFTPD's default.
+    let run = wharf(
+        dir,
+        &["get", "-v", "--verify", &peer.url("later.bin"), "again.bin"],
+    );
+    run.ok("get -v --verify");
+    assert!(run.log_has("Command: OPTS HASH SHA-512"), "{}", run.stderr);
+    assert!(run.log_has("Command: HASH later.bin"), "{}", run.stderr);
+    assert!(
+        run.log_starts("Response: 213 SHA-512 0-300000 "),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
