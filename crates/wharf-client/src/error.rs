@@ -41,6 +41,10 @@ pub enum Error {
     /// A local file or directory could not be read or written.
     #[error("{}: {source}", .path.display())]
     Local { path: PathBuf, source: io::Error },
+    /// A verified transfer (`--verify`) found the file differs from the server's, or could
+    /// not be verified where that was required.
+    #[error("{0}")]
+    Verify(String),
     /// The request cannot be carried out as asked (a bad URL, a name that cannot be sent).
     #[error("{0}")]
     Usage(String),
@@ -67,7 +71,8 @@ impl Error {
             | Error::Network(_)
             | Error::Tls(_)
             | Error::Protocol(_) => ErrorKind::Network,
-            Error::Local { .. } => ErrorKind::Local,
+            // Exit code 1, and no retry: another try moves the same bytes.
+            Error::Local { .. } | Error::Verify(_) => ErrorKind::Local,
             Error::Usage(_) => ErrorKind::Usage,
         }
     }

@@ -52,6 +52,7 @@ pub mod segments;
 pub mod tls;
 pub mod tree;
 pub mod url;
+pub mod verify;
 pub use wharf_proto::x509;
 
 pub use client::{

@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::AsyncSeekExt;
+use wharf_net::digest::Digest;
+use wharf_proto::HashAlgorithm;
+use wharf_proto::client::hash::HashCommand;
 
 use crate::client::{Client, Progress, Store};
 use crate::error::{Error, Result};
+use crate::verify::{self, Hashing};
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +39,25 @@ pub async fn download_file(
     how: Resume,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
+    download_checked(client, remote, local, size_hint, how, progress, None)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// [`download_file`], and with `check` the file is compared with the server's hash (asked by
+/// that command) before the partial file takes the real name: a file that differs stays
+/// `NAME.wharf-part` and fails with [`Error::Verify`]. The bytes are hashed as they are
+/// written; a resumed prefix is read back from the partial file first. Returns the algorithm
+/// that verified the file, with `check`.
+pub async fn download_checked(
+    client: &mut Client,
+    remote: &[u8],
+    local: &Path,
+    size_hint: Option<u64>,
+    how: Resume,
+    progress: &dyn Progress,
+    check: Option<HashCommand>,
+) -> Result<(Outcome, Option<HashAlgorithm>)> {
     let resume = how != Resume::Fresh;
     let at = |e: Error| e.at(local);
     let part = part_path(local);
@@ -68,11 +91,30 @@ pub async fn download_file(
                 "{}: already complete ({size} bytes)",
                 local.display()
             ));
+            let mut verified = None;
+            if let Some(how) = check {
+                // Nothing moves: all of it is read back.
+                let mut digest = Digest::new(how.algorithm());
+                verify::hash_prefix(target, have, &mut digest).await?;
+                let shown = local.display().to_string();
+                let kept = kept_as(target, local);
+                verified = Some(
+                    verify::compare(
+                        client,
+                        how,
+                        (remote, Some(have)),
+                        digest.finish(),
+                        &shown,
+                        &kept,
+                    )
+                    .await?,
+                );
+            }
             if target != local {
                 std::fs::rename(target, local).map_err(|e| at(Error::local(e)))?;
             }
             progress.resumed(have);
-            return Ok(Outcome::AlreadyComplete);
+            return Ok((Outcome::AlreadyComplete, verified));
         }
         if have > size {
             return Err(Error::Usage(format!(
@@ -96,18 +138,43 @@ pub async fn download_file(
         .map_err(|e| Error::local(e).at(local))?;
     progress.resumed(have);
     let result = async {
+        let mut digest = check.map(|how| Digest::new(how.algorithm()));
+        if let Some(d) = &mut digest
+            && have > 0
+        {
+            // What an earlier run wrote did not pass through this one.
+            verify::hash_prefix(target, have, d).await?;
+        }
+        let mut out = Hashing::new(&mut file, digest);
         let n = client
-            .retrieve(remote, have, &mut file, progress)
+            .retrieve(remote, have, &mut out, progress)
             .await
             .map_err(at)?;
+        let Hashing { digest, .. } = out;
         file.sync_all().await.map_err(|e| at(Error::local(e)))?;
         check_size(client, remote, have + n, size)?;
+        let mut verified = None;
+        if let (Some(how), Some(digest)) = (check, digest) {
+            let shown = local.display().to_string();
+            let kept = kept_as(target, local);
+            verified = Some(
+                verify::compare(
+                    client,
+                    how,
+                    (remote, Some(have + n)),
+                    digest.finish(),
+                    &shown,
+                    &kept,
+                )
+                .await?,
+            );
+        }
         if target != local {
             tokio::fs::rename(target, local)
                 .await
                 .map_err(|e| at(Error::local(e)))?;
         }
-        Ok(n)
+        Ok((n, verified))
     }
     .await;
     drop(file);
@@ -115,7 +182,16 @@ pub async fn download_file(
         // Nothing came (a refusal, no such file): no partial file to keep.
         let _ = std::fs::remove_file(&part);
     }
-    result.map(Outcome::Transferred)
+    result.map(|(n, verified)| (Outcome::Transferred(n), verified))
+}
+
+/// What a failed verification says is left: the partial file, when the download went to one.
+fn kept_as(target: &Path, local: &Path) -> String {
+    if target == local {
+        String::new()
+    } else {
+        format!("; the download is kept as {}", target.display())
+    }
 }
 
 /// What a download does with what is already on disk.
@@ -227,6 +303,24 @@ pub async fn upload_file(
     resume: bool,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
+    upload_checked(client, local, remote, resume, progress, None)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// [`upload_file`], and with `check` the server's file is compared with the local one by the
+/// server's hash (asked by that command) once stored: a difference fails with
+/// [`Error::Verify`]. The bytes are hashed as they are read for sending; a prefix the server
+/// already had is read from the local file first. Returns the algorithm that verified it.
+pub async fn upload_checked(
+    client: &mut Client,
+    local: &Path,
+    remote: &[u8],
+    resume: bool,
+    progress: &dyn Progress,
+    check: Option<HashCommand>,
+) -> Result<(Outcome, Option<HashAlgorithm>)> {
+    let shown = local.display().to_string();
     let at = |e: Error| e.at(local);
     let mut file = tokio::fs::File::open(local)
         .await
@@ -237,6 +331,7 @@ pub async fn upload_file(
         .map_err(|e| at(Error::local(e)))?
         .len();
     let mut how = Store::Replace;
+    let mut digest = check.map(|c| Digest::new(c.algorithm()));
     if resume {
         let have = client.size(remote).await?.unwrap_or(0);
         if have == len && len > 0 {
@@ -245,7 +340,23 @@ pub async fn upload_file(
                 String::from_utf8_lossy(remote)
             ));
             progress.resumed(len);
-            return Ok(Outcome::AlreadyComplete);
+            let mut verified = None;
+            if let Some(how) = check {
+                let mut digest = Digest::new(how.algorithm());
+                verify::hash_prefix(local, len, &mut digest).await?;
+                verified = Some(
+                    verify::compare(
+                        client,
+                        how,
+                        (remote, Some(len)),
+                        digest.finish(),
+                        &shown,
+                        "",
+                    )
+                    .await?,
+                );
+            }
+            return Ok((Outcome::AlreadyComplete, verified));
         }
         if have > len {
             return Err(Error::Usage(format!(
@@ -254,6 +365,9 @@ pub async fn upload_file(
             )));
         }
         if have > 0 {
+            if let Some(d) = &mut digest {
+                verify::hash_prefix(local, have, d).await?;
+            }
             file.seek(io::SeekFrom::Start(have))
                 .await
                 .map_err(|e| at(Error::local(e)))?;
@@ -265,11 +379,26 @@ pub async fn upload_file(
             };
         }
     }
+    let mut input = Hashing::new(&mut file, digest);
     let n = client
-        .store(remote, how, &mut file, progress)
+        .store(remote, how, &mut input, progress)
         .await
         .map_err(at)?;
-    Ok(Outcome::Transferred(n))
+    let mut verified = None;
+    if let (Some(check), Some(digest)) = (check, input.digest) {
+        verified = Some(
+            verify::compare(
+                client,
+                check,
+                (remote, Some(len)),
+                digest.finish(),
+                &shown,
+                "",
+            )
+            .await?,
+        );
+    }
+    Ok((Outcome::Transferred(n), verified))
 }
 
 /// Sets a local file's modification time (seconds since the epoch); a failure is only logged

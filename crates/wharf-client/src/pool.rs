@@ -6,12 +6,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use wharf_proto::HashAlgorithm;
+use wharf_proto::client::hash::HashCommand;
+
 use crate::client::{Client, Progress};
 use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::part::{self, Outcome, Resume, Retrying};
 use crate::retry::RetryPolicy;
 use crate::tree::{TreeOptions, TreeReport, plural};
+use crate::verify::{self, Decision};
 
 pub(crate) struct Job {
     pub(crate) kind: JobKind,
@@ -186,44 +190,79 @@ async fn worker(
                 }
             },
         };
-        let result = transfer(session, &job, options, progress).await;
+        let decision = verify::decide(session, options.verify, session.is_ascii());
+        let result = match decision {
+            Decision::Impossible(why) if options.verify == verify::Verify::Required => {
+                Err(verify::required(&job.name(), why))
+            }
+            Decision::Check(how) => transfer(session, &job, options, progress, Some(how)).await,
+            Decision::Off | Decision::Impossible(_) => {
+                transfer(session, &job, options, progress, None).await
+            }
+        };
         let in_step = session.in_step();
         job.started |= session.data_started();
-        let e = match result {
-            Ok(Outcome::Transferred(n)) => {
-                pool.record(|r| {
+        let (outcome, verified) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                if !in_step {
+                    client = None;
+                }
+                retry_or_fail(pool, connector, policy, job, e, !in_step, &mut client).await;
+                continue;
+            }
+        };
+        pool.record(|r| {
+            match outcome {
+                Outcome::Transferred(n) => {
                     r.files += 1;
                     r.bytes += n;
-                });
-                continue;
+                }
+                Outcome::AlreadyComplete => r.already_complete += 1,
             }
-            Ok(Outcome::AlreadyComplete) => {
-                pool.record(|r| r.already_complete += 1);
-                continue;
+            match (verified, decision) {
+                (Some(algorithm), _) => {
+                    r.verified += 1;
+                    r.verified_by = Some(algorithm);
+                }
+                (None, Decision::Impossible(why)) => {
+                    r.unverified += 1;
+                    r.unverified_why = Some(why);
+                }
+                (None, _) => {}
             }
-            Err(e) => e,
-        };
-        if !in_step {
-            client = None;
-        }
-        let Some(wait) = policy.again(&e, job.retries, !in_step) else {
-            let name = job.name();
-            pool.record(|r| r.failures.push((name, e)));
-            continue;
-        };
-        job.retries += 1;
-        connector.log_status(policy.message(&job.name(), &e, job.retries, wait));
-        if let Some(c) = client.take() {
-            // A new session for the new try: this one may be what broke.
-            c.quit().await;
-        }
-        tokio::time::sleep(wait).await;
-        pool.push(job);
+        });
     }
     pool.alive.fetch_sub(1, Ordering::SeqCst);
     if let Some(c) = client {
         c.quit().await;
     }
+}
+
+/// A failed try of `job`: queued again after a pause where the policy allows, else recorded
+/// as failed.
+async fn retry_or_fail(
+    pool: &Pool,
+    connector: &Connector,
+    policy: RetryPolicy,
+    mut job: Job,
+    e: Error,
+    session_lost: bool,
+    client: &mut Option<Client>,
+) {
+    let Some(wait) = policy.again(&e, job.retries, session_lost) else {
+        let name = job.name();
+        pool.record(|r| r.failures.push((name, e)));
+        return;
+    };
+    job.retries += 1;
+    connector.log_status(policy.message(&job.name(), &e, job.retries, wait));
+    if let Some(c) = client.take() {
+        // A new session for the new try: this one may be what broke.
+        c.quit().await;
+    }
+    tokio::time::sleep(wait).await;
+    pool.push(job);
 }
 
 /// A worker was refused a session for `job`. Returns whether the worker leaves the pool (the
@@ -265,7 +304,8 @@ async fn transfer(
     job: &Job,
     options: TreeOptions,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+    check: Option<HashCommand>,
+) -> Result<(Outcome, Option<HashAlgorithm>)> {
     let retrying = Retrying(progress);
     let progress: &dyn Progress = if job.retries > 0 { &retrying } else { progress };
     match &job.kind {
@@ -282,7 +322,8 @@ async fn transfer(
             } else {
                 Resume::Fresh
             };
-            let r = part::download_file(session, remote, local, *size, how, progress).await;
+            let r =
+                part::download_checked(session, remote, local, *size, how, progress, check).await;
             if let (Ok(_), Some(t)) = (&r, mtime) {
                 part::set_local_mtime(local, *t);
             }
@@ -296,7 +337,7 @@ async fn transfer(
             // A try that broke before the server said 150 left its file as it was: the next
             // one replaces it rather than resume what may be an older file.
             let resume = options.resume || job.started;
-            let r = part::upload_file(session, local, remote, resume, progress).await;
+            let r = part::upload_checked(session, local, remote, resume, progress, check).await;
             if let (Ok(_), Some(t)) = (&r, mtime) {
                 if !matches!(session.set_mtime(remote, *t).await, Ok(true)) {
                     session.log_status(format!(

@@ -10,11 +10,14 @@ use std::sync::Arc;
 
 use wharf_proto::FileKind;
 
+use wharf_proto::HashAlgorithm;
+
 use crate::client::{Client, Progress};
 use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::part::{PART_SUFFIX, is_part_name};
 use crate::pool::{Job, JobKind, run_pool};
+use crate::verify::Verify;
 
 /// Settings of a recursive copy.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +35,8 @@ pub struct TreeOptions {
     pub follow_links: bool,
     /// Downloads continue `.part` files left by an earlier run (mirror).
     pub mirror: bool,
+    /// Each file compared with the server's hash (`--verify`).
+    pub verify: Verify,
 }
 
 impl Default for TreeOptions {
@@ -42,6 +47,7 @@ impl Default for TreeOptions {
             retries: 0,
             follow_links: false,
             mirror: false,
+            verify: Verify::Off,
         }
     }
 }
@@ -58,6 +64,12 @@ pub struct TreeReport {
     pub skipped: Vec<String>,
     /// Sessions that worked at once (fewer than asked when the server limits connections).
     pub sessions: usize,
+    /// Files checked against the server's hash (`--verify`), and the algorithm used.
+    pub verified: u64,
+    pub verified_by: Option<HashAlgorithm>,
+    /// Files `--verify` could not check (without `=required`), and why.
+    pub unverified: u64,
+    pub unverified_why: Option<&'static str>,
 }
 
 /// Copies the remote directory `remote` into the local directory `local` (created if missing):

@@ -7,6 +7,8 @@
 //! - [`copy`]: one loop per direction between a local source or sink and the wire, with TYPE A
 //!   line-ending conversion, a stall timeout on the wire side, a progress callback and a
 //!   [`Throttle`](copy::Throttle) hook.
+//! - [`digest`]: a running digest of each algorithm of HASH and the `X` commands, for a client
+//!   that checks a transfer against the server's hash.
 //!
 //! ```
 //! # async fn demo() -> Result<(), wharf_net::copy::CopyError> {
@@ -21,6 +23,7 @@
 
 pub mod close;
 pub mod copy;
+pub mod digest;
 mod stream;
 
 pub use stream::{Stream, TlsFacts};

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use md5::Digest as _;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, mpsc};
+use wharf_net::digest::Digest as Hasher;
 use wharf_proto::HashAlgorithm;
 
 use crate::storage::ReadBody;
@@ -31,51 +31,6 @@ const CHUNK: usize = 256 * 1024;
 /// Chunks of a stream waiting for the hashing task: reading the next one overlaps hashing the
 /// last.
 const IN_FLIGHT: usize = 2;
-
-/// CRC-32 as zlib, `cksum -a crc32b` and ProFTPD compute it, by the slice-by-16 table.
-static CRC32: crc::Crc<u32, crc::Table<16>> =
-    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
-
-/// One running digest (boxed: the states differ in size, and one lives per hash). SHA-1 is the
-/// RustCrypto crate's, not ring's: ring computes it without the CPU's SHA instructions, at
-/// about half the speed (docs/BENCHMARKS.md).
-enum Hasher {
-    Ring(Box<ring::digest::Context>),
-    Sha1(Box<sha1::Sha1>),
-    Md5(Box<md5::Md5>),
-    Crc32(crc::Digest<'static, u32, crc::Table<16>>),
-}
-
-impl Hasher {
-    fn new(algorithm: HashAlgorithm) -> Hasher {
-        let ring = |a| Hasher::Ring(Box::new(ring::digest::Context::new(a)));
-        match algorithm {
-            HashAlgorithm::Sha1 => Hasher::Sha1(Box::default()),
-            HashAlgorithm::Sha256 => ring(&ring::digest::SHA256),
-            HashAlgorithm::Sha512 => ring(&ring::digest::SHA512),
-            HashAlgorithm::Md5 => Hasher::Md5(Box::default()),
-            HashAlgorithm::Crc32 => Hasher::Crc32(CRC32.digest()),
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Ring(c) => c.update(bytes),
-            Hasher::Sha1(s) => s.update(bytes),
-            Hasher::Md5(m) => m.update(bytes),
-            Hasher::Crc32(c) => c.update(bytes),
-        }
-    }
-
-    fn finish(self) -> Vec<u8> {
-        match self {
-            Hasher::Ring(c) => c.finish().as_ref().to_vec(),
-            Hasher::Sha1(s) => s.finalize().to_vec(),
-            Hasher::Md5(m) => m.finalize().to_vec(),
-            Hasher::Crc32(c) => c.finalize().to_be_bytes().to_vec(),
-        }
-    }
-}
 
 /// Who may hash now.
 #[derive(Debug, Clone)]
@@ -261,6 +216,22 @@ mod tests {
         (HashAlgorithm::Crc32, "af083b2d"),
     ];
 
+    /// CRC-32 (zlib's) one bit at a time: slow, and independent of the table-driven crate.
+    fn crc32_bitwise(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in data {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
     #[tokio::test]
     async fn known_answers_from_a_stream_and_a_file() {
         let data = b"hello world\n";
@@ -330,7 +301,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(whole, CRC32.checksum(&data).to_be_bytes());
+        assert_eq!(whole, crc32_bitwise(&data).to_be_bytes());
         let body = ReadBody::Stream(Box::new(std::io::Cursor::new(b"abc".to_vec())));
         let r = digest(
             body,

@@ -14,6 +14,7 @@
 //! - `ops.rs`: the commands without a data connection (directories, sizes, times, renames).
 
 mod data;
+mod hash;
 mod login;
 mod ops;
 mod probe;

@@ -12,11 +12,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use wharf_net::digest::Digest;
+
 use crate::client::{Client, Progress};
 use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::pool::{self, Job, JobKind};
 use crate::tree::{self, TreeOptions, TreeReport};
+use crate::verify;
 
 mod sides;
 
@@ -60,6 +63,20 @@ pub struct MirrorOptions {
     pub include: Vec<Vec<u8>>,
     pub exclude: Vec<Vec<u8>>,
     pub tree: TreeOptions,
+    /// How two files of the same path are found the same.
+    pub compare: Compare,
+}
+
+/// How a mirror tells that the destination's file is already the source's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compare {
+    /// The same size and modification time (within a second): cheap, and what rsync does.
+    #[default]
+    SizeTime,
+    /// The same size and the same hash (the server's HASH or `X` command against the local
+    /// file read whole): finds a change that kept size and time, at the cost of reading every
+    /// file of that size on both sides.
+    Hash,
 }
 
 /// What a mirror did (or, on a dry run, would do).
@@ -97,6 +114,11 @@ pub async fn mirror(
     progress: Arc<dyn Progress>,
 ) -> Result<MirrorReport> {
     let mut report = MirrorReport::default();
+    if options.compare == Compare::Hash && client.hash_command().is_none() {
+        return Err(Error::Usage(
+            "--compare hash: the server offers no hash command (neither HASH nor XSHA256 and its kin in FEAT)".into(),
+        ));
+    }
     let remote_items = list_remote(&mut client, remote, options, direction).await?;
     let local_items = match direction {
         Direction::Download if !local.exists() => BTreeMap::new(),
@@ -316,6 +338,13 @@ impl Run<'_> {
             return Ok(Some(mtime));
         };
         let same_size = d.size == item.size;
+        if self.options.compare == Compare::Hash {
+            if same_size && self.same_hash(rel).await? {
+                self.report.up_to_date += 1;
+                return Ok(None);
+            }
+            return Ok(Some(mtime));
+        }
         let mut dst_mtime = d.mtime;
         if same_size && !mlst {
             let asked = self.client.mdtm(&self.remote_path(rel)).await?;
@@ -334,6 +363,22 @@ impl Run<'_> {
             return Ok(None);
         }
         Ok(Some(mtime))
+    }
+
+    /// Whether the server's hash of `rel` is the local file's (read whole here).
+    async fn same_hash(&mut self, rel: &[u8]) -> Result<bool> {
+        let Some(how) = self.client.hash_command() else {
+            return Ok(false);
+        };
+        let local = self.local_path(rel);
+        let len = std::fs::metadata(&local)
+            .map_err(|e| Error::local(e).at(&local))?
+            .len();
+        let mut digest = Digest::new(how.algorithm());
+        verify::hash_prefix(&local, len, &mut digest).await?;
+        let remote = self.remote_path(rel);
+        let theirs = self.client.hash_with(how, &remote, Some(len)).await?;
+        Ok(theirs == digest.finish())
     }
 
     fn job(&self, rel: &[u8], item: &Item, mtime: Option<i64>) -> Job {

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wharf_proto::FileKind;
+use wharf_net::digest::Digest;
+use wharf_proto::{FileKind, HashAlgorithm};
 
 use crate::client::{Client, Progress};
 use crate::connector::Connector;
@@ -18,6 +19,7 @@ use crate::retry::RetryPolicy;
 use crate::segments::{self, SegmentReport};
 use crate::tree::{self, TreeOptions, TreeReport};
 use crate::url::FtpUrl;
+use crate::verify::{self, Verify};
 
 /// What to download, and how.
 #[derive(Debug, Clone)]
@@ -35,18 +37,26 @@ pub struct GetRequest {
     pub segments: Option<usize>,
     /// Sessions, resume (`-c`) and retries (`--retry`) of every transfer.
     pub tree: TreeOptions,
+    /// Compare each file with the server's hash (`--verify`).
+    pub verify: Verify,
 }
 
 /// What a download did, for the caller's result lines.
 #[derive(Debug)]
 pub enum GetDone {
-    /// One file (or stdout), shown as `shown`; its size when the server told it.
-    File { shown: String, size: Option<u64> },
+    /// One file (or stdout), shown as `shown`; its size when the server told it; the
+    /// algorithm that verified it (`--verify`).
+    File {
+        shown: String,
+        size: Option<u64>,
+        verified: Option<HashAlgorithm>,
+    },
     /// One file over several sessions.
     Segments {
         shown: String,
         size: u64,
         report: SegmentReport,
+        verified: Option<HashAlgorithm>,
     },
     /// A tree, or the files a pattern matched: each file's failure is in the report.
     Tree(TreeReport),
@@ -55,6 +65,14 @@ pub enum GetDone {
 impl GetRequest {
     fn to_stdout(&self) -> bool {
         self.local.as_deref() == Some(Path::new("-"))
+    }
+
+    /// The trees' options, with this request's `verify`.
+    fn tree_options(&self) -> TreeOptions {
+        TreeOptions {
+            verify: self.verify,
+            ..self.tree
+        }
     }
 
     fn policy(&self) -> RetryPolicy {
@@ -114,8 +132,15 @@ async fn get_tree(
     events.partial(&local);
     let client = connector.open().await?;
     let progress = ProgressOf::shared(&events);
-    let report =
-        tree::download_tree(client, connector, remote, &local, request.tree, progress).await?;
+    let report = tree::download_tree(
+        client,
+        connector,
+        remote,
+        &local,
+        request.tree_options(),
+        progress,
+    )
+    .await?;
     Ok(GetDone::Tree(report))
 }
 
@@ -153,7 +178,8 @@ async fn get_matching(
     }
     events.partial(&target);
     let progress = ProgressOf::shared(&events);
-    let report = tree::download_files(client, connector, files, request.tree, progress).await?;
+    let report =
+        tree::download_files(client, connector, files, request.tree_options(), progress).await?;
     Ok(GetDone::Tree(report))
 }
 
@@ -169,24 +195,67 @@ async fn get_to_stdout(
     let shown = String::from_utf8_lossy(name).into_owned();
     let written = AtomicU64::new(0);
     let say = |m: &str| events.message(m);
+    // What went to stdout, hashed as it went: every try writes on after the last, so one
+    // digest runs across them.
+    let digest: std::sync::Mutex<Option<Digest>> = std::sync::Mutex::new(None);
+    let verified = std::sync::Mutex::new(None);
     request
         .policy()
         .run(&shown, &say, |_| {
-            let (written, events) = (&written, &events);
+            let (written, events, digest, verified) = (&written, &events, &digest, &verified);
+            let (shown, say) = (&shown, &say);
             async move {
                 let mut client = connector.open().await?;
                 let from = written.load(Ordering::Relaxed);
-                let mut out = Counting::new(tokio::io::stdout());
+                let check = verify::plan(&client, request.verify, request.ascii, shown, say)?;
+                let running = digest.lock().ok().and_then(|mut d| d.take());
+                let running = match (check, running) {
+                    (Some(how), None) if from == 0 => Some(Digest::new(how.algorithm())),
+                    (Some(how), Some(d)) if d.algorithm() == how.algorithm() => Some(d),
+                    // The bytes already written are gone: a different algorithm cannot be
+                    // started part way.
+                    (Some(_), _) => {
+                        return Err(Error::Verify(format!(
+                            "{shown}: cannot verify: the retry's session offers another hash"
+                        )));
+                    }
+                    (None, _) => None,
+                };
+                let mut out = Counting::new(verify::Hashing::new(tokio::io::stdout(), running));
                 let progress = ProgressOf(events.clone());
                 let result = client.retrieve(remote, from, &mut out, &progress).await;
                 written.fetch_add(out.written, Ordering::Relaxed);
+                let running = out.inner.digest.take();
+                if let Ok(mut d) = digest.lock() {
+                    *d = running;
+                }
                 result?;
+                if let Some(how) = check {
+                    let local = digest
+                        .lock()
+                        .ok()
+                        .and_then(|mut d| d.take())
+                        .map(Digest::finish)
+                        .unwrap_or_default();
+                    let algorithm = {
+                        let len = Some(written.load(Ordering::Relaxed));
+                        verify::compare(&mut client, how, (remote, len), local, shown, "").await?
+                    };
+                    if let Ok(mut v) = verified.lock() {
+                        *v = Some(algorithm);
+                    }
+                }
                 client.quit().await;
                 Ok(())
             }
         })
         .await?;
-    Ok(GetDone::File { shown, size: None })
+    let verified = verified.lock().ok().and_then(|v| *v);
+    Ok(GetDone::File {
+        shown,
+        size: None,
+        verified,
+    })
 }
 
 /// Where one file goes: the name given, into the directory given, or the remote name here.
@@ -233,6 +302,8 @@ async fn get_file(
         return Err(request.is_a_directory("is"));
     }
     let shown = local.display().to_string();
+    let say = |m: &str| events.message(m);
+    let check = verify::plan(&client, request.verify, request.ascii, &shown, &say)?;
     let client = match (request.segments, size) {
         (Some(n), Some(size)) if client.features().rest_stream => {
             let plan = segments::Plan {
@@ -243,10 +314,16 @@ async fn get_file(
             let progress = ProgressOf::shared(&events);
             let report =
                 segments::download(client, connector, remote, &local, plan, progress).await?;
+            let mut verified = None;
+            if let Some(how) = check {
+                verified =
+                    Some(verify_read_back(connector, how, remote, &local, &shown, &say).await?);
+            }
             return Ok(GetDone::Segments {
                 shown,
                 size,
                 report,
+                verified,
             });
         }
         (Some(_), Some(_)) => {
@@ -266,7 +343,6 @@ async fn get_file(
         Resume::Fresh
     };
     let mut first = Some(client);
-    let say = |m: &str| events.message(m);
     request
         .policy()
         .run(&shown, &say, |again| {
@@ -286,13 +362,57 @@ async fn get_file(
                 let all = ProgressOf(events.clone());
                 let retrying = Retrying(&all);
                 let progress: &dyn Progress = if again { &retrying } else { &all };
-                part::download_file(&mut client, remote, local, size, how, progress).await?;
+                part::download_checked(&mut client, remote, local, size, how, progress, check)
+                    .await?;
                 client.quit().await;
                 Ok(())
             }
         })
         .await?;
-    Ok(GetDone::File { shown, size })
+    // A success with a check is a verified file: a difference is an error.
+    let verified = check.map(|how| how.algorithm());
+    Ok(GetDone::File {
+        shown,
+        size,
+        verified,
+    })
+}
+
+/// A segmented download's check: the ranges came over several sessions, so the finished file
+/// is read back and hashed whole; one that differs goes back to `NAME.wharf-part`.
+async fn verify_read_back(
+    connector: &Connector,
+    how: wharf_proto::client::hash::HashCommand,
+    remote: &[u8],
+    local: &Path,
+    shown: &str,
+    say: &dyn Fn(&str),
+) -> Result<HashAlgorithm> {
+    say(&format!(
+        "{shown}: reading the file back to verify it (its ranges came over several sessions)"
+    ));
+    let mut client = connector.open().await?;
+    let mut digest = Digest::new(how.algorithm());
+    let len = std::fs::metadata(local)
+        .map_err(|e| Error::local(e).at(local))?
+        .len();
+    verify::hash_prefix(local, len, &mut digest).await?;
+    let part = part::part_path(local);
+    let kept = format!("; the download is kept as {}", part.display());
+    let checked = verify::compare(
+        &mut client,
+        how,
+        (remote, Some(len)),
+        digest.finish(),
+        shown,
+        &kept,
+    )
+    .await;
+    if checked.is_err() {
+        std::fs::rename(local, &part).map_err(|e| Error::local(e).at(local))?;
+    }
+    client.quit().await;
+    checked
 }
 
 /// Whether `remote` is a directory: MLST's type where the server offers it, else a CWD there
@@ -365,6 +485,7 @@ mod tests {
                 ascii: false,
                 segments: None,
                 tree: TreeOptions::default(),
+                verify: Verify::Off,
             };
             let got = get(&nowhere(&url), &request, Arc::new(Quiet)).await;
             match got {
@@ -385,6 +506,7 @@ mod tests {
             ascii: false,
             segments: None,
             tree: TreeOptions::default(),
+            verify: Verify::Off,
         };
         let e = local_path(&request, b"a.txt").unwrap_err();
         assert!(e.to_string().contains("no such directory"), "{e}");

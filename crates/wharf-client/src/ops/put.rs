@@ -14,6 +14,7 @@ use crate::part::{self, Retrying};
 use crate::retry::RetryPolicy;
 use crate::tree::{self, TreeOptions, TreeReport};
 use crate::url::FtpUrl;
+use crate::verify::{self, Hashing, Verify};
 
 /// What to upload, and how.
 #[derive(Debug, Clone)]
@@ -27,13 +28,20 @@ pub struct PutRequest {
     pub recursive: bool,
     /// Sessions, resume (`-c`), retries (`--retry`) and links followed (`--follow-links`).
     pub tree: TreeOptions,
+    /// Compare each file with the server's hash once stored (`--verify`).
+    pub verify: Verify,
 }
 
 /// What an upload did, for the caller's result lines.
 #[derive(Debug)]
 pub enum PutDone {
-    /// One file, shown as `shown`; its length when it came from a file.
-    File { shown: String, len: Option<u64> },
+    /// One file, shown as `shown`; its length when it came from a file; the algorithm that
+    /// verified it (`--verify`).
+    File {
+        shown: String,
+        len: Option<u64>,
+        verified: Option<wharf_proto::HashAlgorithm>,
+    },
     /// A tree: each file's failure is in the report.
     Tree(TreeReport),
 }
@@ -66,7 +74,10 @@ pub async fn put(
             connector,
             &request.local,
             remote,
-            request.tree,
+            TreeOptions {
+                verify: request.verify,
+                ..request.tree
+            },
             progress,
         )
         .await?;
@@ -98,14 +109,27 @@ async fn put_stdin(
     if request.create_dirs {
         tree::mkdir_p(&mut client, tree::remote_parent(remote)).await?;
     }
-    let mut stdin = tokio::io::stdin();
-    let progress = ProgressOf(events);
-    client
+    let shown = String::from_utf8_lossy(remote).into_owned();
+    let say = |m: &str| events.message(m);
+    let check = verify::plan(&client, request.verify, client.is_ascii(), &shown, &say)?;
+    let digest = check.map(|how| wharf_net::digest::Digest::new(how.algorithm()));
+    let mut stdin = Hashing::new(tokio::io::stdin(), digest);
+    let progress = ProgressOf(events.clone());
+    let n = client
         .store(remote, Store::Replace, &mut stdin, &progress)
         .await?;
+    let mut verified = None;
+    if let (Some(how), Some(digest)) = (check, stdin.digest) {
+        let local = digest.finish();
+        verified =
+            Some(verify::compare(&mut client, how, (remote, Some(n)), local, &shown, "").await?);
+    }
     client.quit().await;
-    let shown = String::from_utf8_lossy(remote).into_owned();
-    Ok(PutDone::File { shown, len: None })
+    Ok(PutDone::File {
+        shown,
+        len: None,
+        verified,
+    })
 }
 
 /// One file of `len` bytes, under the URL's name or, for a URL ending in `/`, its own name in
@@ -132,11 +156,12 @@ async fn put_file(
     }
     events.set_total(len);
     let shown = request.local.display().to_string();
+    let say = |m: &str| events.message(m);
+    let check = verify::plan(&client, request.verify, client.is_ascii(), &shown, &say)?;
     let mut first = Some(client);
     // Whether a broken try got as far as the server's 150: only then does the server's file
     // hold this run's bytes, to be resumed; else it is replaced.
     let started = AtomicBool::new(false);
-    let say = |m: &str| events.message(m);
     RetryPolicy::new(request.tree.retries)
         .run(&shown, &say, |again| {
             let session = first.take();
@@ -150,7 +175,8 @@ async fn put_file(
                 let all = ProgressOf(events.clone());
                 let retrying = Retrying(&all);
                 let progress: &dyn Progress = if again { &retrying } else { &all };
-                let result = part::upload_file(&mut client, local, remote, resume, progress).await;
+                let result =
+                    part::upload_checked(&mut client, local, remote, resume, progress, check).await;
                 if client.data_started() {
                     started.store(true, Ordering::Relaxed);
                 }
@@ -160,9 +186,11 @@ async fn put_file(
             }
         })
         .await?;
+    // A success with a check is a verified file: a difference is an error.
     Ok(PutDone::File {
         shown,
         len: Some(len),
+        verified: check.map(|how| how.algorithm()),
     })
 }
 
@@ -213,6 +241,7 @@ mod tests {
                 create_dirs: false,
                 recursive,
                 tree: TreeOptions::default(),
+                verify: Verify::Off,
             };
             match put(&connector, &request, Arc::new(Quiet)).await {
                 Err(Error::Usage(m)) => assert!(m.contains(want), "{local} {text}: {m}"),

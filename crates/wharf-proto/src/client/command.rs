@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 
 use crate::command::{ProtLevel, TransferType};
+use crate::hash::HashAlgorithm;
 use crate::hostport;
 use crate::time::UtcTime;
 
@@ -21,6 +22,12 @@ pub enum ClientCommand<'a> {
     Feat,
     /// `OPTS UTF8 ON`.
     OptsUtf8On,
+    /// `OPTS HASH <name>` (draft-bryan-ftpext-hash): the algorithm HASH uses from now on.
+    OptsHash(HashAlgorithm),
+    /// `HASH <path>`: the file's digest in the session's algorithm.
+    Hash(&'a [u8]),
+    /// `XSHA512 <path>` and its kin (ProFTPD's, WinSCP's): the digest in the verb's algorithm.
+    XHash(HashAlgorithm, &'a [u8]),
     /// HOST (RFC 7151): the name of the virtual host.
     Host(&'a [u8]),
     Type(TransferType),
@@ -92,7 +99,9 @@ impl ClientCommand<'_> {
             C::Pbsz0 => "PBSZ",
             C::Prot(_) => "PROT",
             C::Feat => "FEAT",
-            C::OptsUtf8On => "OPTS",
+            C::OptsUtf8On | C::OptsHash(_) => "OPTS",
+            C::Hash(_) => "HASH",
+            C::XHash(algorithm, _) => algorithm.x_verb(),
             C::Host(_) => "HOST",
             C::Type(_) => "TYPE",
             C::Epsv => "EPSV",
@@ -152,6 +161,8 @@ impl ClientCommand<'_> {
             // TLS offers neither S nor E; sent as asked, the server answers 536.
             C::Prot(ProtLevel::Unsupported) => Arg::Bytes(b"S"),
             C::OptsUtf8On => Arg::Bytes(b"UTF8 ON"),
+            C::OptsHash(algorithm) => Arg::Text(format!("HASH {}", algorithm.name())),
+            C::Hash(b) | C::XHash(_, b) => Arg::Bytes(b),
             C::Type(TransferType::Ascii) => Arg::Bytes(b"A"),
             C::Type(TransferType::Image) => Arg::Bytes(b"I"),
             C::Eprt(addr) => Arg::Text(hostport::format_eprt(*addr)),
@@ -242,6 +253,13 @@ mod tests {
             (C::Prot(ProtLevel::Clear), "PROT C\r\n", "PROT C"),
             (C::Feat, "FEAT\r\n", "FEAT"),
             (C::OptsUtf8On, "OPTS UTF8 ON\r\n", "OPTS UTF8 ON"),
+            (
+                C::OptsHash(HashAlgorithm::Sha512),
+                "OPTS HASH SHA-512\r\n",
+                "OPTS HASH SHA-512",
+            ),
+            (C::Hash(b"a b"), "HASH a b\r\n", "HASH a b"),
+            (C::XHash(HashAlgorithm::Crc32, b"f"), "XCRC f\r\n", "XCRC f"),
             (
                 C::Host(b"ftp.example.net"),
                 "HOST ftp.example.net\r\n",

@@ -1,6 +1,8 @@
 //! What a client reads out of replies: the FEAT list (RFC 2389) and the quoted path of a 257
 //! (RFC 959).
 
+use super::hash::{self, HashFeat};
+use crate::HashAlgorithm;
 use crate::reply::Reply;
 
 /// What the server announced in its FEAT reply (RFC 2389) that the client uses.
@@ -12,6 +14,10 @@ pub struct Features {
     pub mdtm: bool,
     pub utf8: bool,
     pub epsv: bool,
+    /// The HASH line: its algorithms and the one selected.
+    pub hash: HashFeat,
+    /// The `X` hash commands listed (`XSHA256` and its kin), as ProFTPD and Wharf list them.
+    pub x_hash: Vec<HashAlgorithm>,
 }
 
 impl Features {
@@ -20,6 +26,14 @@ impl Features {
     pub fn parse(reply: &Reply) -> Features {
         let mut f = Features::default();
         for line in feature_lines(reply) {
+            if let Some(hash) = HashFeat::parse(line) {
+                f.hash = hash;
+                continue;
+            }
+            if let Some(x) = hash::x_feat(line) {
+                f.x_hash.push(x);
+                continue;
+            }
             let text = String::from_utf8_lossy(line).to_ascii_uppercase();
             let mut words = text.split_whitespace();
             match words.next() {
@@ -94,6 +108,7 @@ mod tests {
             mdtm: true,
             utf8: true,
             epsv: true,
+            ..Features::default()
         };
         let rows: &[(&str, Features)] = &[
             (
@@ -172,6 +187,76 @@ mod tests {
                 *want,
                 "{}",
                 String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn feat_hash_lines() {
+        use HashAlgorithm::*;
+        // FEAT's lines → (HASH's algorithms, its selected one, X verbs) and the command chosen
+        type Case = (
+            &'static [&'static [u8]],
+            &'static [HashAlgorithm],
+            Option<HashAlgorithm>,
+            &'static [HashAlgorithm],
+            Option<super::hash::HashCommand>,
+        );
+        let cases: &[Case] = &[
+            // Wharf
+            (
+                &[
+                    b" HASH SHA-1;SHA-256*;SHA-512;MD5;CRC32",
+                    b" XCRC",
+                    b" XMD5",
+                    b" XSHA1",
+                    b" XSHA256",
+                    b" XSHA512",
+                ],
+                &[Sha1, Sha256, Sha512, Md5, Crc32],
+                Some(Sha256),
+                &[Crc32, Md5, Sha1, Sha256, Sha512],
+                Some(super::hash::HashCommand::Hash(Sha512)),
+            ),
+            // ProFTPD's mod_digest
+            (
+                &[
+                    b" HASH SHA-1*;SHA-256;SHA-512;MD5;CRC32",
+                    b" XCRC",
+                    b" XMD5",
+                    b" XSHA",
+                    b" XSHA1",
+                    b" XSHA256",
+                    b" XSHA512",
+                ],
+                &[Sha1, Sha256, Sha512, Md5, Crc32],
+                Some(Sha1),
+                &[Crc32, Md5, Sha1, Sha256, Sha512],
+                Some(super::hash::HashCommand::Hash(Sha512)),
+            ),
+            // Only the older commands, and weak ones
+            (
+                &[b" XMD5", b" XCRC"],
+                &[],
+                None,
+                &[Md5, Crc32],
+                Some(super::hash::HashCommand::X(Md5)),
+            ),
+            // vsftpd: none
+            (&[b" EPSV", b" SIZE"], &[], None, &[], None),
+        ];
+        for (lines, offered, selected, x, chosen) in cases {
+            let mut all = vec![b"Features:".to_vec()];
+            all.extend(lines.iter().map(|l| l.to_vec()));
+            all.push(b"End".to_vec());
+            let f = Features::parse(&Reply::multi(ReplyCode::SYSTEM_STATUS, all));
+            assert_eq!(f.hash.offered, *offered, "{lines:?}");
+            assert_eq!(f.hash.selected, *selected, "{lines:?}");
+            assert_eq!(f.x_hash, *x, "{lines:?}");
+            assert_eq!(
+                super::hash::choose(&f.hash.offered, &f.x_hash),
+                *chosen,
+                "{lines:?}"
             );
         }
     }

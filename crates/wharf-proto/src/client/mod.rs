@@ -65,6 +65,7 @@
 mod address;
 mod command;
 mod feat;
+pub mod hash;
 mod strategy;
 
 pub use address::{PassiveTarget, Unused, address_class, is_local_address, plausible_data_address};

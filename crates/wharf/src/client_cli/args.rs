@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use wharf_client::tree::TreeOptions;
+use wharf_client::verify::Verify;
 use wharf_client::{Error, FtpUrl};
 
 /// Flags every client command takes.
@@ -41,6 +42,15 @@ pub struct Common {
     pub trust_pasv_address: bool,
     #[command(flatten)]
     pub tls: TlsFlags,
+}
+
+/// `--verify` (on) or `--verify=required`.
+fn parse_verify(text: &str) -> Result<Verify, String> {
+    match text {
+        "on" => Ok(Verify::On),
+        "required" => Ok(Verify::Required),
+        _ => Err(format!("{text:?}: --verify takes no value, or =required")),
+    }
 }
 
 /// `500k`, `2M`, `1.5G`, `100000` (k, M, G are powers of 1024, as curl reads them).
@@ -178,6 +188,12 @@ impl TransferFlags {
 
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
+    /// Compare the file with the server's hash (HASH, else XSHA512 and its kin) after it came:
+    /// one that differs fails and stays NAME.wharf-part; a server without hashes is a warning,
+    /// or a failure with --verify=required
+    #[arg(long, value_name = "required", num_args = 0..=1, require_equals = true,
+          default_missing_value = "on", value_parser = parse_verify)]
+    pub(crate) verify: Option<Verify>,
     /// ftp://[user@]host[:port]/path; a pattern in the last part (quoted: 'ftp://h/logs/*.gz')
     /// gets every file it matches
     pub(crate) url: String,
@@ -195,6 +211,12 @@ pub struct GetArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct PutArgs {
+    /// Compare the server's file with the local one by the server's hash (HASH, else XSHA512
+    /// and its kin) once stored; a server without hashes is a warning, or a failure with
+    /// --verify=required
+    #[arg(long, value_name = "required", num_args = 0..=1, require_equals = true,
+          default_missing_value = "on", value_parser = parse_verify)]
+    pub(crate) verify: Option<Verify>,
     /// Local file (or directory with -r; - for stdin)
     pub(crate) local: PathBuf,
     /// ftp://[user@]host[:port]/path (ending in / : into that directory)
@@ -256,6 +278,17 @@ pub struct MirrorArgs {
     /// Upload what symbolic links leading out of the tree point to (skipped otherwise)
     #[arg(long)]
     pub(crate) follow_links: bool,
+    /// Compare each file transferred with the server's hash (HASH, else XSHA512 and its kin):
+    /// one that differs fails; a server without hashes is a warning, or a failure with
+    /// --verify=required
+    #[arg(long, value_name = "required", num_args = 0..=1, require_equals = true,
+          default_missing_value = "on", value_parser = parse_verify)]
+    pub(crate) verify: Option<Verify>,
+    /// How a file already at DST is found the same: size-time (size and modification time),
+    /// or hash (size and the server's hash against the local file's, read whole)
+    #[arg(long, value_name = "HOW", default_value = "size-time",
+          value_parser = ["size-time", "hash"])]
+    pub(crate) compare: String,
     #[command(flatten)]
     pub(crate) pool: PoolFlags,
     #[command(flatten)]

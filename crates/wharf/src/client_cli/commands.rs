@@ -14,7 +14,7 @@ use wharf_client::tree::{TreeOptions, plural};
 use wharf_client::url::redact;
 use wharf_client::{Client, Error, ErrorKind, FtpUrl};
 
-use super::output::{format_size, print_listing, tree_exit};
+use super::output::{format_size, print_listing, tree_exit, verified_line};
 use super::{
     GetArgs, LsArgs, MirrorArgs, MvArgs, PathArgs, PutArgs, RESUME_GET, RESUME_MIRROR, Ui, clean,
     exit_code, note_partial, result_line, setup,
@@ -41,19 +41,29 @@ pub(super) async fn get(args: GetArgs) -> Result<ExitCode, Error> {
         ascii: args.flags.ascii,
         segments: args.segments.map(usize::from),
         tree: args.flags.tree_options(),
+        verify: args.verify.unwrap_or_default(),
     };
     let ui = Arc::new(Ui::new(s.bar.clone(), RESUME_GET));
     let done = ops::get(&s.connector, &request, ui).await?;
     s.bar.finish();
     match done {
         GetDone::Tree(report) => return Ok(tree_exit(&s, &report)),
-        GetDone::File { shown, size } => result_line(&s, &shown, size),
+        GetDone::File {
+            shown,
+            size,
+            verified,
+        } => {
+            result_line(&s, &shown, size);
+            verified_line(&s, &shown, verified);
+        }
         GetDone::Segments {
             shown,
             size,
             report,
+            verified,
         } => {
             result_line(&s, &shown, Some(size));
+            verified_line(&s, &shown, verified);
             if !s.quiet {
                 eprintln!(
                     "{}: {} over {}",
@@ -80,14 +90,20 @@ pub(super) async fn put(args: PutArgs) -> Result<ExitCode, Error> {
             follow_links: args.follow_links,
             ..args.flags.tree_options()
         },
+        verify: args.verify.unwrap_or_default(),
     };
     let ui = Arc::new(Ui::new(s.bar.clone(), RESUME_GET));
     let done = ops::put(&s.connector, &request, ui).await?;
     s.bar.finish();
     match done {
         PutDone::Tree(report) => Ok(tree_exit(&s, &report)),
-        PutDone::File { shown, len } => {
+        PutDone::File {
+            shown,
+            len,
+            verified,
+        } => {
             result_line(&s, &shown, len);
+            verified_line(&s, &shown, verified);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -177,7 +193,13 @@ pub(super) async fn mirror(args: MirrorArgs) -> Result<ExitCode, Error> {
         exclude: args.exclude.iter().map(|g| g.as_bytes().to_vec()).collect(),
         tree: TreeOptions {
             follow_links: args.follow_links,
+            verify: args.verify.unwrap_or_default(),
             ..args.pool.tree_options()
+        },
+        compare: if args.compare == "hash" {
+            mirror::Compare::Hash
+        } else {
+            mirror::Compare::SizeTime
         },
     };
     if direction == Direction::Download {
@@ -230,6 +252,19 @@ pub(super) async fn mirror(args: MirrorArgs) -> Result<ExitCode, Error> {
     );
     if !s.quiet || !t.failures.is_empty() {
         eprintln!("{summary}");
+    }
+    if let (Some(algorithm), false) = (t.verified_by, s.quiet) {
+        eprintln!(
+            "mirror: {} verified ({})",
+            plural(t.verified, "file"),
+            algorithm.name()
+        );
+    }
+    if let Some(why) = t.unverified_why {
+        eprintln!(
+            "wharf: warning: {} not verified: {why}",
+            plural(t.unverified, "file")
+        );
     }
     Ok(match t.failures.first() {
         None => ExitCode::SUCCESS,

@@ -19,7 +19,7 @@ mod output;
 
 pub use args::*;
 pub use check::{CheckArgs, check};
-pub use output::{Bar, Ui, long_line, print_tree_report, result_line};
+pub use output::{Bar, Ui, long_line, print_tree_report, result_line, verified_line};
 
 /// What the client was asked to do.
 #[derive(Debug)]

@@ -195,6 +195,15 @@ pub fn result_line(s: &Setup, name: &str, total: Option<u64>) {
     s.bar.println(&line);
 }
 
+/// `NAME: verified (SHA-256)` after a transfer that `--verify` checked against the server's
+/// hash; nothing with `-q` (a difference is an error, printed whatever `-q` says).
+pub fn verified_line(s: &Setup, name: &str, verified: Option<wharf_proto::HashAlgorithm>) {
+    if let (Some(algorithm), false) = (verified, s.quiet) {
+        s.bar
+            .println(&format!("{}: verified ({})", clean(name), algorithm.name()));
+    }
+}
+
 /// Prints a listing: names, long lines (`-l`) or one JSON array of each entry's facts.
 pub(super) fn print_listing(listed: &[Listed], long: bool, json: bool) {
     let mut out = std::io::stdout().lock();
@@ -363,6 +372,28 @@ pub fn print_tree_report(s: &Setup, report: &TreeReport) {
         }
         line.push_str(&format!(", {}", plural(report.sessions as u64, "session")));
         eprintln!("{line}");
+        if let Some(algorithm) = report.verified_by {
+            eprintln!(
+                "{} verified ({})",
+                plural(report.verified, "file"),
+                algorithm.name()
+            );
+        }
+    }
+    if let Some(algorithm) = report
+        .verified_by
+        .filter(|a| wharf_client::verify::is_weak(*a))
+    {
+        eprintln!(
+            "wharf: warning: {}",
+            wharf_client::verify::weak_warning(algorithm)
+        );
+    }
+    if let Some(why) = report.unverified_why {
+        eprintln!(
+            "wharf: warning: {} not verified: {why}",
+            plural(report.unverified, "file")
+        );
     }
     if !report.failures.is_empty() {
         eprintln!(

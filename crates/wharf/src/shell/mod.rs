@@ -15,6 +15,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
+use wharf_client::verify::Verify;
 use wharf_client::{Client, LogLine};
 
 use crate::client_cli::{self, Common};
@@ -36,6 +37,7 @@ commands (paths are remote unless the command starts with l; quote names with sp
   mget PATTERN...          get matching    mput PATTERN...  put matching local files
   rm PATH|PATTERN...       delete files    mkdir [-p] PATH...  rmdir PATH...
   mv FROM TO               rename          log [on|off]  the connection log
+  verify [on|off|required] check get/put against the server's hash (HASH, XSHA512 …)
   help                     this text       quit          (also exit, bye, Ctrl-D)";
 
 /// Remote names of the current directory, for completion.
@@ -103,6 +105,9 @@ pub(crate) struct Shell {
     cwd: Vec<u8>,
     names: Names,
     log_on: Arc<AtomicBool>,
+    /// `verify on|off|required`: whether get and put check each file against the server's
+    /// hash, as `--verify` does.
+    verify: Verify,
 }
 
 pub fn run(args: ShellArgs) -> ExitCode {
@@ -211,6 +216,7 @@ fn open(runtime: &tokio::runtime::Runtime, args: &ShellArgs) -> Result<Shell, Ex
         cwd: Vec::new(),
         names: names.clone(),
         log_on,
+        verify: Verify::Off,
     };
     let start = shell.setup.url.path_trimmed().to_vec();
     let opened = runtime.block_on(async {

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use wharf_client::ops;
 use wharf_client::part::{self, Resume};
 use wharf_client::tree::{self, TreeOptions};
+use wharf_client::verify::{self, Verify};
 use wharf_client::{Client, Error, FileKind};
 use wharf_proto::glob;
 
@@ -315,6 +316,21 @@ impl Shell {
                 self.log_on.store(on, Ordering::Relaxed);
                 println!("connection log {}", if on { "on" } else { "off" });
             }
+            "verify" => {
+                self.verify = match words.first().map(|w| w.as_str()) {
+                    Some("on") => Verify::On,
+                    Some("off") => Verify::Off,
+                    Some("required") => Verify::Required,
+                    None => self.verify,
+                    Some(_) => return Err(usage("verify [on|off|required]")),
+                };
+                let now = match self.verify {
+                    Verify::Off => "off",
+                    Verify::On => "on",
+                    Verify::Required => "required",
+                };
+                println!("verify {now}");
+            }
             "lcd" => {
                 let to = words
                     .first()
@@ -356,14 +372,20 @@ impl Shell {
     async fn get_one(&mut self, remote: &[u8], local: &Path, how: Resume) -> Result<(), Error> {
         let bar = self.setup.bar.clone();
         bar.reset();
+        let wanted = self.verify;
+        let shown = local.display().to_string();
         let session = self.session().await?;
         let size = session.size(remote).await?;
         if let Some(size) = size {
             wharf_client::Progress::set_total(&bar, size);
         }
-        part::download_file(session, remote, local, size, how, &bar).await?;
+        let say = |m: &str| eprintln!("wharf: {}", client_cli::clean(m));
+        let check = verify::plan(session, wanted, session.is_ascii(), &shown, &say)?;
+        let (_, verified) =
+            part::download_checked(session, remote, local, size, how, &bar, check).await?;
         bar.finish();
-        client_cli::result_line(&self.setup, &local.display().to_string(), size);
+        client_cli::result_line(&self.setup, &shown, size);
+        client_cli::verified_line(&self.setup, &shown, verified);
         Ok(())
     }
 
@@ -374,10 +396,16 @@ impl Shell {
             .map_err(|e| Error::local(e).at(local))?
             .len();
         wharf_client::Progress::set_total(&bar, len);
+        let wanted = self.verify;
+        let shown = local.display().to_string();
         let session = self.session().await?;
-        part::upload_file(session, local, remote, resume, &bar).await?;
+        let say = |m: &str| eprintln!("wharf: {}", client_cli::clean(m));
+        let check = verify::plan(session, wanted, session.is_ascii(), &shown, &say)?;
+        let (_, verified) =
+            part::upload_checked(session, local, remote, resume, &bar, check).await?;
         bar.finish();
-        client_cli::result_line(&self.setup, &local.display().to_string(), Some(len));
+        client_cli::result_line(&self.setup, &shown, Some(len));
+        client_cli::verified_line(&self.setup, &shown, verified);
         Ok(())
     }
 

@@ -28,6 +28,7 @@ mod systemd;
 mod tls;
 mod transfers;
 mod userdb;
+mod verify;
 mod vhosts;
 
 use wharf_testkit::{Server, ServerBuilder};
