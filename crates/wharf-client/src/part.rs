@@ -61,18 +61,9 @@ pub async fn download_checked(
     let resume = how != Resume::Fresh;
     let at = |e: Error| e.at(local);
     let part = part_path(local);
-    let len_of = |p: &Path| match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_file() => Ok(Some(m.len())),
-        Ok(_) => Err(Error::Usage(format!(
-            "{}: exists and is not a regular file",
-            p.display()
-        ))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::local(e).at(p)),
-    };
     // Where the bytes go, and how many are there already.
     let (target, have) = if resume {
-        match (len_of(&part)?, len_of(local)?) {
+        match (regular_len(&part)?, regular_len(local)?) {
             (Some(n), _) => (part.as_path(), n),
             (None, Some(n)) if how == Resume::Any => (local, n),
             (None, _) => (part.as_path(), 0),
@@ -86,30 +77,21 @@ pub async fn download_checked(
         None => None,
     };
     if resume && let Some(size) = size {
-        if have == size && len_of(target)?.is_some() {
+        if have == size && regular_len(target)?.is_some() {
             client.log_status(format!(
                 "{}: already complete ({size} bytes)",
                 local.display()
             ));
-            let mut verified = None;
-            if let Some(how) = check {
-                // Nothing moves: all of it is read back.
-                let mut digest = Digest::new(how.algorithm());
-                verify::hash_prefix(target, have, &mut digest).await?;
-                let shown = local.display().to_string();
-                let kept = kept_as(target, local);
-                verified = Some(
-                    verify::compare(
-                        client,
-                        how,
-                        (remote, Some(have)),
-                        digest.finish(),
-                        &shown,
-                        &kept,
-                    )
-                    .await?,
-                );
-            }
+            // Nothing moves: all of it is read back.
+            let verified = match check {
+                Some(how) => {
+                    let mut digest = Digest::new(how.algorithm());
+                    verify::hash_prefix(target, have, &mut digest).await?;
+                    let found = (remote, have, digest);
+                    Some(compare(client, how, found, target, local).await?)
+                }
+                None => None,
+            };
             if target != local {
                 std::fs::rename(target, local).map_err(|e| at(Error::local(e)))?;
             }
@@ -123,17 +105,7 @@ pub async fn download_checked(
             )));
         }
     }
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create(true);
-    if have > 0 {
-        options.append(true);
-    } else {
-        options.truncate(true);
-    }
-    // Never write through a symbolic link planted where the file goes.
-    options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    let mut file = options
-        .open(target)
+    let mut file = open_for_writing(target, have)
         .await
         .map_err(|e| Error::local(e).at(local))?;
     progress.resumed(have);
@@ -153,22 +125,13 @@ pub async fn download_checked(
         let Hashing { digest, .. } = out;
         file.sync_all().await.map_err(|e| at(Error::local(e)))?;
         check_size(client, remote, have + n, size)?;
-        let mut verified = None;
-        if let (Some(how), Some(digest)) = (check, digest) {
-            let shown = local.display().to_string();
-            let kept = kept_as(target, local);
-            verified = Some(
-                verify::compare(
-                    client,
-                    how,
-                    (remote, Some(have + n)),
-                    digest.finish(),
-                    &shown,
-                    &kept,
-                )
-                .await?,
-            );
-        }
+        let verified = match (check, digest) {
+            (Some(how), Some(digest)) => {
+                let found = (remote, have + n, digest);
+                Some(compare(client, how, found, target, local).await?)
+            }
+            _ => None,
+        };
         if target != local {
             tokio::fs::rename(target, local)
                 .await
@@ -178,11 +141,54 @@ pub async fn download_checked(
     }
     .await;
     drop(file);
-    if result.is_err() && target == part && len_of(&part).ok().flatten() == Some(0) {
+    if result.is_err() && target == part && regular_len(&part).ok().flatten() == Some(0) {
         // Nothing came (a refusal, no such file): no partial file to keep.
         let _ = std::fs::remove_file(&part);
     }
     result.map(|(n, verified)| (Outcome::Transferred(n), verified))
+}
+
+/// The length of `p` when it is a regular file, `None` when it does not exist.
+fn regular_len(p: &Path) -> Result<Option<u64>> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_file() => Ok(Some(m.len())),
+        Ok(_) => Err(Error::Usage(format!(
+            "{}: exists and is not a regular file",
+            p.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::local(e).at(p)),
+    }
+}
+
+/// The file a download writes: appended to after `have` bytes, else from the start; never
+/// through a symbolic link planted where the file goes.
+async fn open_for_writing(target: &Path, have: u64) -> io::Result<tokio::fs::File> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true);
+    if have > 0 {
+        options.append(true);
+    } else {
+        options.truncate(true);
+    }
+    options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    options.open(target).await
+}
+
+/// The downloaded file's digest (`found`: the remote path, its length, the local digest)
+/// against the server's, before `target` takes the real name `local`.
+async fn compare(
+    client: &mut Client,
+    how: HashCommand,
+    found: (&[u8], u64, Digest),
+    target: &Path,
+    local: &Path,
+) -> Result<HashAlgorithm> {
+    let (remote, len, digest) = found;
+    let shown = local.display().to_string();
+    let kept = kept_as(target, local);
+    let ours = digest.finish();
+    verify::compare(client, how, (remote, Some(len)), ours, &shown, &kept).await
 }
 
 /// What a failed verification says is left: the partial file, when the download went to one.
