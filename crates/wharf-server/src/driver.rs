@@ -1566,28 +1566,18 @@ impl Driver {
         };
         // Boxed so that it can be dropped (closing the data connection) before the final reply.
         let mut work = Box::pin(transfer::run(stream, held, job));
-        let finished = loop {
-            tokio::select! {
-                r = &mut work => break Some(r),
-                _ = entry.kicked() => {
-                    drop(work);
-                    self.log_transfer(&spec, progress, started, "ended by the administrator");
-                    return Ok(TransferEnd::Kicked);
-                }
-                ev = self.control.next_event() => match ev {
-                    Ok(Some(ev)) => {
-                        self.session.set_progress(progress.load(Ordering::Relaxed));
-                        self.session.handle_line(ev, now());
-                        if self.during_transfer().await? {
-                            break None;
-                        }
-                    }
-                    Ok(None) | Err(_) => {
-                        drop(work);
-                        self.log_transfer(&spec, progress, started, "control connection lost");
-                        return Ok(TransferEnd::ControlLost);
-                    }
-                },
+        let finished = match self.watch(&mut work, &entry, progress).await? {
+            Watched::Done(r) => Some(r),
+            Watched::Aborted => None,
+            Watched::Kicked => {
+                drop(work);
+                self.log_transfer(&spec, progress, started, "ended by the administrator");
+                return Ok(TransferEnd::Kicked);
+            }
+            Watched::ControlLost => {
+                drop(work);
+                self.log_transfer(&spec, progress, started, "control connection lost");
+                return Ok(TransferEnd::ControlLost);
             }
         };
         // Dropping the future closes the data connection; dropping an uncommitted upload
@@ -1689,28 +1679,18 @@ impl Driver {
             stall,
             progress,
         ));
-        let finished = loop {
-            tokio::select! {
-                r = &mut work => break Some(r),
-                _ = entry.kicked() => {
-                    drop(work);
-                    self.log_hash(&spec, progress, started, "ended by the administrator");
-                    return Ok(Err(TransferEnd::Kicked));
-                }
-                ev = self.control.next_event() => match ev {
-                    Ok(Some(ev)) => {
-                        self.session.set_progress(progress.load(Ordering::Relaxed));
-                        self.session.handle_line(ev, now());
-                        if self.during_transfer().await? {
-                            break None;
-                        }
-                    }
-                    Ok(None) | Err(_) => {
-                        drop(work);
-                        self.log_hash(&spec, progress, started, "control connection lost");
-                        return Ok(Err(TransferEnd::ControlLost));
-                    }
-                },
+        let finished = match self.watch(&mut work, &entry, progress).await? {
+            Watched::Done(r) => Some(r),
+            Watched::Aborted => None,
+            Watched::Kicked => {
+                drop(work);
+                self.log_hash(&spec, progress, started, "ended by the administrator");
+                return Ok(Err(TransferEnd::Kicked));
+            }
+            Watched::ControlLost => {
+                drop(work);
+                self.log_hash(&spec, progress, started, "control connection lost");
+                return Ok(Err(TransferEnd::ControlLost));
             }
         };
         // Dropping the future stops the hashing task after the chunk in hand.
@@ -1755,6 +1735,34 @@ impl Driver {
             host = self.host_name(),
             "hash"
         );
+    }
+
+    /// Runs `work` (a transfer or a hash) while the control connection is still read: each
+    /// line goes to the session with the bytes moved so far (STAT answers, other commands
+    /// queue), until the work ends, the session asks for the stop (ABOR, a flood), the
+    /// administrator ends the session, or the control connection goes.
+    async fn watch<F: Future + Unpin>(
+        &mut self,
+        work: &mut F,
+        entry: &crate::monitor::SessionEntry,
+        progress: &AtomicU64,
+    ) -> io::Result<Watched<F::Output>> {
+        loop {
+            tokio::select! {
+                r = &mut *work => return Ok(Watched::Done(r)),
+                _ = entry.kicked() => return Ok(Watched::Kicked),
+                ev = self.control.next_event() => match ev {
+                    Ok(Some(ev)) => {
+                        self.session.set_progress(progress.load(Ordering::Relaxed));
+                        self.session.handle_line(ev, now());
+                        if self.during_transfer().await? {
+                            return Ok(Watched::Aborted);
+                        }
+                    }
+                    Ok(None) | Err(_) => return Ok(Watched::ControlLost),
+                },
+            }
+        }
     }
 
     /// What the session said to a line that came during the transfer: replies go out at once;
@@ -1891,4 +1899,14 @@ pub(crate) async fn refuse(mut stream: TcpStream, text: &'static str) {
         sleep(Duration::from_millis(50)).await;
     })
     .await;
+}
+
+/// How work run by [`Driver::watch`] ended.
+enum Watched<T> {
+    Done(T),
+    /// The session asked for the stop (ABOR, a flood of commands).
+    Aborted,
+    /// The administrator ended the session.
+    Kicked,
+    ControlLost,
 }
